@@ -1,0 +1,45 @@
+//! The asynchronous face of the storage contract.
+
+use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError};
+use crate::wire::{RemoteEntry, RemoteId, Sequence};
+
+/// A tenant's log store whose calls complete later (D1, Postgres). Same
+/// contract as [`Storage`]; the futures need not be `Send`, because a
+/// Durable Object's are not.
+#[allow(async_fn_in_trait)]
+pub trait AsyncStorage {
+    /// See [`Storage::remote_id`].
+    async fn remote_id(&mut self) -> Result<RemoteId, StorageError>;
+    /// See [`Storage::append`].
+    async fn append(&mut self, batches: &[AppendBatch])
+    -> Result<Vec<Vec<Appended>>, StorageError>;
+    /// See [`Storage::read`].
+    async fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError>;
+}
+
+impl<S: Storage> AsyncStorage for S {
+    async fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        Storage::remote_id(self)
+    }
+
+    async fn append(
+        &mut self,
+        batches: &[AppendBatch],
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        Storage::append(self, batches)
+    }
+
+    async fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        Storage::read(self, public_key, from, limit)
+    }
+}

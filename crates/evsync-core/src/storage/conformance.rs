@@ -1,0 +1,389 @@
+//! The conformance suite every storage backend runs.
+//!
+//! Each backend's tests call [`run_all`] with a function that opens a fresh,
+//! empty store, and [`run_persistence`] with one that reopens the same data.
+//! The checks panic with a message naming the rule that was broken. They are
+//! written against [`AsyncStorage`] so that synchronous and asynchronous
+//! backends share them; [`block_on`] runs them where no runtime exists.
+
+use super::{AppendBatch, Appended, AsyncStorage, ReadLimit};
+use crate::wire::{EncryptedEntry, RemoteEntry};
+use bytes::Bytes;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+const ALL: ReadLimit = ReadLimit {
+    max_entries: usize::MAX,
+    max_bytes: usize::MAX,
+};
+
+/// Runs a future to completion on the current thread by polling it in a
+/// loop. Enough for the conformance suite over synchronous stores (whose
+/// futures are ready at once) and for tests; not a general executor.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A 16-byte entry id derived from `n`, distinct for distinct `n`.
+pub fn entry_id(n: u64) -> Bytes {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    id[8] = 0x70;
+    Bytes::copy_from_slice(&id)
+}
+
+/// An entry with id `entry_id(n)` and a payload that names `n`.
+pub fn entry(n: u64) -> EncryptedEntry {
+    EncryptedEntry {
+        entry_id: entry_id(n),
+        encrypted_entry: Bytes::from(format!("payload-{n}").into_bytes()),
+    }
+}
+
+/// A batch for `public_key` with entries numbered `ns` and an iv made of `iv`.
+pub fn batch(public_key: &str, iv: u8, ns: &[u64]) -> AppendBatch {
+    AppendBatch {
+        public_key: public_key.to_string(),
+        iv: Bytes::from(vec![iv; 12]),
+        entries: ns.iter().map(|&n| entry(n)).collect(),
+    }
+}
+
+fn seqs(outcome: &[Appended]) -> Vec<u64> {
+    outcome.iter().map(|a| a.sequence).collect()
+}
+
+fn inserted(outcome: &[Appended]) -> Vec<bool> {
+    outcome.iter().map(|a| a.inserted).collect()
+}
+
+async fn read_all<S: AsyncStorage>(store: &mut S, public_key: &str) -> Vec<RemoteEntry> {
+    store
+        .read(public_key, 0, ALL)
+        .await
+        .expect("read must succeed")
+}
+
+/// Runs every check, each on a fresh store from `fresh`.
+pub async fn run_all<S, F, Fut>(mut fresh: F)
+where
+    S: AsyncStorage,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    remote_id_is_stable(fresh().await).await;
+    sequences_start_at_one_per_log(fresh().await).await;
+    duplicates_report_original_sequence(fresh().await).await;
+    duplicates_inside_one_call(fresh().await).await;
+    same_entry_id_in_two_logs(fresh().await).await;
+    entries_keep_their_batch_iv_and_bytes(fresh().await).await;
+    read_ranges(fresh().await).await;
+    read_limits(fresh().await).await;
+    empty_appends(fresh().await).await;
+    large_and_many_entries(fresh().await).await;
+    unusual_public_keys(fresh().await).await;
+}
+
+/// Checks that data and the remoteId survive reopening: `open` must return a
+/// store over the same underlying data each time it is called.
+pub async fn run_persistence<S, F, Fut>(mut open: F)
+where
+    S: AsyncStorage,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let (remote_id, first) = {
+        let mut store = open().await;
+        let remote_id = store.remote_id().await.expect("remote_id");
+        let first = store
+            .append(&[batch("pk", 1, &[1, 2, 3])])
+            .await
+            .expect("append");
+        (remote_id, first)
+    };
+    assert_eq!(seqs(&first[0]), vec![1, 2, 3]);
+    let mut store = open().await;
+    assert_eq!(
+        store.remote_id().await.expect("remote_id"),
+        remote_id,
+        "the remoteId must not change when the store is reopened"
+    );
+    assert_eq!(
+        read_all(&mut store, "pk").await.len(),
+        3,
+        "stored entries must survive reopening"
+    );
+    let again = store
+        .append(&[batch("pk", 2, &[3, 4])])
+        .await
+        .expect("append after reopen");
+    assert_eq!(
+        again[0],
+        vec![
+            Appended {
+                sequence: 3,
+                inserted: false
+            },
+            Appended {
+                sequence: 4,
+                inserted: true
+            }
+        ],
+        "dedup and sequences must continue across reopening"
+    );
+}
+
+async fn remote_id_is_stable<S: AsyncStorage>(mut store: S) {
+    let a = store.remote_id().await.expect("remote_id");
+    store.append(&[batch("pk", 1, &[1])]).await.expect("append");
+    let b = store.remote_id().await.expect("remote_id");
+    assert_eq!(a, b, "the remoteId must not change while data exists");
+    assert_eq!(a.0[6] >> 4, 4, "the remoteId must be a UUID v4");
+}
+
+async fn sequences_start_at_one_per_log<S: AsyncStorage>(mut store: S) {
+    let out = store
+        .append(&[batch("a", 1, &[1, 2]), batch("b", 1, &[3])])
+        .await
+        .expect("append");
+    assert_eq!(out.len(), 2, "one result per batch");
+    assert_eq!(seqs(&out[0]), vec![1, 2], "log a starts at 1");
+    assert_eq!(seqs(&out[1]), vec![1], "log b has its own sequence");
+    assert_eq!(inserted(&out[0]), vec![true, true]);
+    let out = store.append(&[batch("a", 2, &[4])]).await.expect("append");
+    assert_eq!(seqs(&out[0]), vec![3], "sequences increase in commit order");
+}
+
+async fn duplicates_report_original_sequence<S: AsyncStorage>(mut store: S) {
+    store
+        .append(&[batch("pk", 1, &[1, 2, 3])])
+        .await
+        .expect("append");
+    let out = store
+        .append(&[batch("pk", 2, &[4, 2, 5, 1])])
+        .await
+        .expect("append");
+    assert_eq!(
+        seqs(&out[0]),
+        vec![4, 2, 5, 1],
+        "an already stored entry reports its original sequence in its position"
+    );
+    assert_eq!(inserted(&out[0]), vec![true, false, true, false]);
+    let all = read_all(&mut store, "pk").await;
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5],
+        "a duplicate is not stored twice"
+    );
+    assert_eq!(
+        all[1].iv,
+        Bytes::from(vec![1u8; 12]),
+        "a duplicate keeps its first iv"
+    );
+}
+
+async fn duplicates_inside_one_call<S: AsyncStorage>(mut store: S) {
+    let out = store
+        .append(&[batch("pk", 1, &[7, 8, 7]), batch("pk", 2, &[8, 9])])
+        .await
+        .expect("append");
+    assert_eq!(seqs(&out[0]), vec![1, 2, 1], "repeat inside one batch");
+    assert_eq!(inserted(&out[0]), vec![true, true, false]);
+    assert_eq!(
+        seqs(&out[1]),
+        vec![2, 3],
+        "repeat across batches of one call"
+    );
+    assert_eq!(inserted(&out[1]), vec![false, true]);
+    assert_eq!(read_all(&mut store, "pk").await.len(), 3);
+}
+
+async fn same_entry_id_in_two_logs<S: AsyncStorage>(mut store: S) {
+    store
+        .append(&[batch("a", 1, &[1, 2])])
+        .await
+        .expect("append");
+    let out = store.append(&[batch("b", 1, &[2])]).await.expect("append");
+    assert_eq!(
+        out[0],
+        vec![Appended {
+            sequence: 1,
+            inserted: true
+        }],
+        "dedup is per log, not per tenant"
+    );
+}
+
+async fn entries_keep_their_batch_iv_and_bytes<S: AsyncStorage>(mut store: S) {
+    let binary = EncryptedEntry {
+        entry_id: Bytes::from_static(&[0u8; 16]),
+        encrypted_entry: Bytes::from((0..=255u8).collect::<Vec<_>>()),
+    };
+    let first = AppendBatch {
+        public_key: "pk".into(),
+        iv: Bytes::from_static(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+        entries: vec![binary.clone(), entry(1)],
+    };
+    store
+        .append(&[first.clone(), batch("pk", 9, &[2])])
+        .await
+        .expect("append");
+    let all = read_all(&mut store, "pk").await;
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].iv, first.iv);
+    assert_eq!(all[0].entry_id, binary.entry_id, "entry ids round-trip");
+    assert_eq!(
+        all[0].encrypted_entry, binary.encrypted_entry,
+        "ciphertext round-trips byte for byte"
+    );
+    assert_eq!(all[1].iv, first.iv, "every entry keeps its batch iv");
+    assert_eq!(all[2].iv, Bytes::from(vec![9u8; 12]));
+    assert_eq!(all[2].encrypted_entry, entry(2).encrypted_entry);
+}
+
+async fn read_ranges<S: AsyncStorage>(mut store: S) {
+    store
+        .append(&[batch("pk", 1, &[1, 2, 3, 4, 5])])
+        .await
+        .expect("append");
+    let from = |v: Vec<RemoteEntry>| v.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    assert_eq!(
+        from(store.read("pk", 0, ALL).await.unwrap()),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        from(store.read("pk", 1, ALL).await.unwrap()),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        from(store.read("pk", 4, ALL).await.unwrap()),
+        vec![4, 5],
+        "read includes start sequence"
+    );
+    assert!(store.read("pk", 6, ALL).await.unwrap().is_empty());
+    assert!(
+        store
+            .read("pk", u64::MAX / 2, ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store.read("other", 0, ALL).await.unwrap().is_empty(),
+        "an unknown log reads as empty"
+    );
+}
+
+async fn read_limits<S: AsyncStorage>(mut store: S) {
+    store
+        .append(&[batch("pk", 1, &[1, 2, 3, 4, 5])])
+        .await
+        .expect("append");
+    let limited = store
+        .read(
+            "pk",
+            2,
+            ReadLimit {
+                max_entries: 2,
+                max_bytes: usize::MAX,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        limited.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let one = store
+        .read(
+            "pk",
+            1,
+            ReadLimit {
+                max_entries: 100,
+                max_bytes: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1, "a read returns one entry even over max_bytes");
+    let size = super::entry_bytes(&one[0]);
+    let two = store
+        .read(
+            "pk",
+            1,
+            ReadLimit {
+                max_entries: 100,
+                max_bytes: size * 2,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 2, "max_bytes counts iv + entryId + ciphertext");
+}
+
+async fn empty_appends<S: AsyncStorage>(mut store: S) {
+    let out = store.append(&[]).await.expect("empty append");
+    assert!(out.is_empty());
+    let out = store
+        .append(&[batch("pk", 1, &[])])
+        .await
+        .expect("append of an empty batch");
+    assert_eq!(out, vec![vec![]]);
+    let out = store.append(&[batch("pk", 1, &[1])]).await.expect("append");
+    assert_eq!(seqs(&out[0]), vec![1], "empty batches consume no sequence");
+}
+
+async fn large_and_many_entries<S: AsyncStorage>(mut store: S) {
+    let big = EncryptedEntry {
+        entry_id: entry_id(1),
+        encrypted_entry: Bytes::from(vec![0xab; 1_500_000]),
+    };
+    store
+        .append(&[AppendBatch {
+            public_key: "pk".into(),
+            iv: Bytes::from(vec![1u8; 12]),
+            entries: vec![big.clone()],
+        }])
+        .await
+        .expect("append of a 1.5 MB entry");
+    let ns: Vec<u64> = (2..=1001).collect();
+    let out = store
+        .append(&[batch("pk", 2, &ns)])
+        .await
+        .expect("append of 1,000 entries in one batch");
+    assert_eq!(seqs(&out[0]), (2..=1001).collect::<Vec<_>>());
+    let all = read_all(&mut store, "pk").await;
+    assert_eq!(all.len(), 1001);
+    assert_eq!(all[0].encrypted_entry, big.encrypted_entry);
+    assert!(all.windows(2).all(|w| w[0].sequence + 1 == w[1].sequence));
+}
+
+async fn unusual_public_keys<S: AsyncStorage>(mut store: S) {
+    let keys = [
+        "",
+        "ключ-🔑",
+        "'; DROP TABLE entries; --",
+        "a\0b",
+        &"k".repeat(2000),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let out = store
+            .append(&[batch(key, 1, &[i as u64])])
+            .await
+            .expect("append under an unusual publicKey");
+        assert_eq!(seqs(&out[0]), vec![1], "{key:?} has its own log");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let all = read_all(&mut store, key).await;
+        assert_eq!(all.len(), 1, "{key:?} reads back its own entry");
+        assert_eq!(all[0].entry_id, entry_id(i as u64));
+    }
+}

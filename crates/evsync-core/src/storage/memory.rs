@@ -1,0 +1,117 @@
+//! A store that lives in memory: the engine's test double and the server's
+//! `SYNC_STORAGE=memory` mode.
+
+use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
+use crate::wire::{RemoteEntry, RemoteId, Sequence};
+use bytes::Bytes;
+use std::collections::HashMap;
+
+/// One tenant's logs in memory. Lost when dropped.
+#[derive(Debug)]
+pub struct MemoryStorage {
+    remote_id: RemoteId,
+    logs: HashMap<String, MemoryLog>,
+    /// When set, the next call fails with this message (for failure tests).
+    fail_next: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryLog {
+    /// `entries[i]` has sequence `i + 1`.
+    entries: Vec<RemoteEntry>,
+    by_entry_id: HashMap<Bytes, Sequence>,
+}
+
+impl MemoryStorage {
+    /// An empty store whose remoteId is `remote_id`.
+    pub fn new(remote_id: RemoteId) -> Self {
+        MemoryStorage {
+            remote_id,
+            logs: HashMap::new(),
+            fail_next: None,
+        }
+    }
+
+    /// Makes the next call fail, to test how callers survive storage errors.
+    pub fn fail_next_call(&mut self, message: impl Into<String>) {
+        self.fail_next = Some(message.into());
+    }
+
+    /// The highest sequence of `public_key`'s log (0 when empty).
+    pub fn head(&self, public_key: &str) -> Sequence {
+        self.logs
+            .get(public_key)
+            .map_or(0, |log| log.entries.len() as Sequence)
+    }
+
+    fn check_failure(&mut self) -> Result<(), StorageError> {
+        match self.fail_next.take() {
+            Some(message) => Err(StorageError::new(message)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        self.check_failure()?;
+        Ok(self.remote_id)
+    }
+
+    fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
+        self.check_failure()?;
+        let mut results = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let log = self.logs.entry(batch.public_key.clone()).or_default();
+            let mut outcome = Vec::with_capacity(batch.entries.len());
+            for entry in &batch.entries {
+                if let Some(&sequence) = log.by_entry_id.get(&entry.entry_id) {
+                    outcome.push(Appended {
+                        sequence,
+                        inserted: false,
+                    });
+                    continue;
+                }
+                let sequence = log.entries.len() as Sequence + 1;
+                log.entries.push(RemoteEntry {
+                    sequence,
+                    iv: batch.iv.clone(),
+                    entry_id: entry.entry_id.clone(),
+                    encrypted_entry: entry.encrypted_entry.clone(),
+                });
+                log.by_entry_id.insert(entry.entry_id.clone(), sequence);
+                outcome.push(Appended {
+                    sequence,
+                    inserted: true,
+                });
+            }
+            results.push(outcome);
+        }
+        Ok(results)
+    }
+
+    fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        self.check_failure()?;
+        let Some(log) = self.logs.get(public_key) else {
+            return Ok(Vec::new());
+        };
+        let start = from.saturating_sub(1).min(log.entries.len() as u64) as usize;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for entry in &log.entries[start..] {
+            let size = entry_bytes(entry);
+            if out.len() >= limit.max_entries || (!out.is_empty() && bytes + size > limit.max_bytes)
+            {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+}

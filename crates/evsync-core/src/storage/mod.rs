@@ -1,0 +1,106 @@
+//! The storage contract every backend implements (SQLite, Postgres, Durable
+//! Object SQL, D1, memory), and the requests the engine asks storage to run.
+//!
+//! The engine never calls storage itself: it emits a [`StorageRequest`], the
+//! adapter runs it against its backend (synchronously with
+//! [`StorageRequest::execute`], or asynchronously with
+//! [`StorageRequest::execute_async`]) and hands the [`StorageResponse`] back to
+//! the engine. That keeps the engine free of I/O and lets one engine drive a
+//! synchronous store (SQLite, DO SQL) and an asynchronous one (D1, Postgres).
+
+mod async_storage;
+pub mod conformance;
+mod memory;
+mod request;
+
+pub use async_storage::AsyncStorage;
+pub use memory::MemoryStorage;
+pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
+
+use crate::wire::{EncryptedEntry, RemoteEntry, RemoteId, Sequence};
+use bytes::Bytes;
+
+/// Entries of one `WriteEntries` request, to be appended to one log.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AppendBatch {
+    pub public_key: String,
+    /// Stored with every entry of the batch.
+    pub iv: Bytes,
+    pub entries: Vec<EncryptedEntry>,
+}
+
+/// What happened to one entry of an [`AppendBatch`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Appended {
+    /// The entry's sequence: new, or the one it was first stored at.
+    pub sequence: Sequence,
+    /// True when this call stored the entry; false when its `entryId` was
+    /// already in the log (before this call, or earlier in the same call).
+    pub inserted: bool,
+}
+
+/// How much one read may return. A read returns at least one entry when
+/// one is available, even if that entry alone exceeds `max_bytes`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadLimit {
+    pub max_entries: usize,
+    /// Budget over `iv + entryId + encryptedEntry` lengths.
+    pub max_bytes: usize,
+}
+
+/// A storage failure. The engine answers it by closing the connections whose
+/// requests failed (their replicas retry), never by acknowledging.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StorageError {
+    pub message: String,
+}
+
+impl StorageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        StorageError {
+            message: message.into(),
+        }
+    }
+}
+
+impl core::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// A tenant's log store with synchronous calls (SQLite, Durable Object SQL,
+/// memory). Asynchronous stores implement [`AsyncStorage`] instead; every
+/// `Storage` is also an `AsyncStorage`.
+///
+/// One value serves one tenant: logs of different tenants never meet.
+pub trait Storage {
+    /// The tenant's remoteId, created and persisted on first call. It must
+    /// not change while the tenant's data exists.
+    fn remote_id(&mut self) -> Result<RemoteId, StorageError>;
+
+    /// Appends every batch in ONE transaction: either all entries are
+    /// durable when this returns `Ok`, or none is.
+    ///
+    /// Per log, sequences start at 1 and increase in commit order. An entry
+    /// whose `entryId` is already in its log is not stored again and reports
+    /// its existing sequence. The result has one `Vec` per batch, with one
+    /// [`Appended`] per entry, in request order.
+    fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError>;
+
+    /// Entries of `public_key`'s log with `sequence >= from`, in sequence
+    /// order, within `limit`.
+    fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError>;
+}
+
+/// Size of an entry as counted against [`ReadLimit::max_bytes`].
+pub fn entry_bytes(entry: &RemoteEntry) -> usize {
+    entry.iv.len() + entry.entry_id.len() + entry.encrypted_entry.len()
+}
