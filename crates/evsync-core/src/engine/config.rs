@@ -26,6 +26,17 @@ pub struct EngineConfig {
     pub append_max_bytes: usize,
     /// Subscriptions (publicKeys) one connection may hold.
     pub max_subscriptions_per_connection: usize,
+    /// Bytes of writes one connection may have waiting for their Ack; a
+    /// peer that floods writes faster than storage commits is closed.
+    pub max_unacked_write_bytes: usize,
+    /// Newest entries kept in memory per log, so that a replica reconnecting
+    /// near the head catches up without a storage read.
+    pub tail_cache_entries: usize,
+    /// Bytes of the per-log tail cache.
+    pub tail_cache_bytes: usize,
+    /// Logs whose head and tail are remembered; past this, logs without a
+    /// subscriber are forgotten (they are re-read from storage when needed).
+    pub max_cached_logs: usize,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +51,10 @@ impl Default for EngineConfig {
             append_max_entries: 10_000,
             append_max_bytes: 32 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
+            max_unacked_write_bytes: 64 * 1024 * 1024,
+            tail_cache_entries: 64,
+            tail_cache_bytes: 256 * 1024,
+            max_cached_logs: 4096,
         }
     }
 }

@@ -10,12 +10,24 @@
 //!   out each [`Action`] in order, and drain [`Engine::poll_event`] for logs;
 //! - call `handle_timeout` at [`Engine::poll_timeout`] or later.
 
+mod catchup;
 mod config;
+mod connection;
+mod dispatch;
+mod frames;
+mod log;
+mod writes;
 
 pub use config::EngineConfig;
 
-use crate::storage::StorageRequest;
+use crate::storage::{RequestId, StorageOp, StorageRequest, StorageResponse};
+use crate::time::Timestamp;
+use crate::wire::{MessageId, RemoteId, Response};
 use bytes::Bytes;
+use connection::Conn;
+use log::LogState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use writes::WritePipeline;
 
 /// An adapter-chosen id for one WebSocket connection, unique within a tenant.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -89,82 +101,247 @@ pub enum Event {
 
 /// The sync engine of one tenant. See the module docs for the contract.
 pub struct Engine {
-    _todo: (),
+    config: EngineConfig,
+    remote_id: RemoteId,
+    debug: bool,
+    shutting_down: bool,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections holding incomplete chunked messages (the only ones with
+    /// a deadline), so that `poll_timeout` need not scan every connection.
+    chunking: HashSet<ConnId>,
+    logs: HashMap<String, LogState>,
+    writes: WritePipeline,
+    /// Catch-up reads in flight: which subscription each one serves.
+    reads: HashMap<RequestId, (ConnId, String)>,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    next_request: u64,
+    next_chunk_id: MessageId,
 }
 
 impl Engine {
     /// An engine for a tenant whose stored logs carry `remote_id`.
-    pub fn new(_remote_id: crate::wire::RemoteId, _config: EngineConfig) -> Self {
-        todo!()
+    pub fn new(remote_id: RemoteId, config: EngineConfig) -> Self {
+        Engine {
+            config,
+            remote_id,
+            debug: false,
+            shutting_down: false,
+            conns: HashMap::new(),
+            chunking: HashSet::new(),
+            logs: HashMap::new(),
+            writes: WritePipeline::default(),
+            reads: HashMap::new(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            next_request: 0,
+            next_chunk_id: 0,
+        }
+    }
+
+    /// The remoteId sent in every `Hello`.
+    pub fn remote_id(&self) -> RemoteId {
+        self.remote_id
     }
 
     /// Turns recording of [`Event::Request`] on or off (SYNC_DEBUG).
-    pub fn set_debug(&mut self, _on: bool) {
-        todo!()
+    pub fn set_debug(&mut self, on: bool) {
+        self.debug = on;
     }
 
     /// A WebSocket was accepted: queues its `Hello`.
-    pub fn handle_open(&mut self, _conn: ConnId, _now: crate::time::Timestamp) {
-        todo!()
-    }
-
-    /// One complete binary frame arrived on `conn` (a text frame is passed
-    /// as its UTF-8 bytes). Bad input closes only that connection.
-    pub fn handle_frame(&mut self, _conn: ConnId, _frame: Bytes, _now: crate::time::Timestamp) {
-        todo!()
+    pub fn handle_open(&mut self, conn: ConnId, _now: Timestamp) {
+        if self.shutting_down {
+            self.actions.push_back(Action::Close {
+                conn,
+                code: close_code::GOING_AWAY,
+                reason: "server shutting down".into(),
+            });
+            return;
+        }
+        self.conns
+            .insert(conn, Conn::new(self.config.chunks.clone()));
+        let hello = Response::Hello {
+            remote_id: self.remote_id,
+        };
+        self.send_response(conn, &hello);
     }
 
     /// Storage answered a request from [`Action::Storage`].
-    pub fn handle_storage_response(&mut self, _response: crate::storage::StorageResponse) {
-        todo!()
+    pub fn handle_storage_response(&mut self, response: StorageResponse) {
+        match response {
+            StorageResponse::Appended { id, result } => self.on_appended(id, result),
+            StorageResponse::Read { id, result } => self.on_read(id, result),
+        }
     }
 
     /// `bytes` of frames queued for `conn` were written to its socket.
-    pub fn handle_sent(&mut self, _conn: ConnId, _bytes: usize) {
-        todo!()
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.queued_bytes = c.queued_bytes.saturating_sub(bytes);
+        if c.queued_bytes <= self.config.outbound_soft_limit / 2 {
+            self.resume_stalled(conn);
+        }
     }
 
     /// `conn` closed (by the peer or the adapter). Pending writes still
     /// commit; their Acks are dropped.
-    pub fn handle_close(&mut self, _conn: ConnId) {
-        todo!()
+    pub fn handle_close(&mut self, conn: ConnId) {
+        self.forget_connection(conn);
+        self.maybe_finish_shutdown();
     }
 
-    /// Time passed: expires incomplete chunked messages.
-    pub fn handle_timeout(&mut self, _now: crate::time::Timestamp) {
-        todo!()
+    /// Time passed: closes connections whose incomplete chunked messages
+    /// are older than the age limit.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut expired = Vec::new();
+        for conn in &self.chunking {
+            if let Some(c) = self.conns.get(conn)
+                && let Err(err) = c.reassembler.check_expiry(now)
+            {
+                expired.push((*conn, err));
+            }
+        }
+        for (conn, err) in expired {
+            self.close(conn, close_code::PROTOCOL_ERROR, err.to_string());
+        }
     }
 
     /// Graceful shutdown: frames received from now on are ignored; once the
     /// writes already received are committed and acknowledged, every
     /// connection is closed with [`close_code::GOING_AWAY`].
     pub fn handle_shutdown(&mut self) {
-        todo!()
+        self.shutting_down = true;
+        self.maybe_finish_shutdown();
     }
 
     /// The earliest time at which `handle_timeout` has work to do.
-    pub fn poll_timeout(&self) -> Option<crate::time::Timestamp> {
-        todo!()
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.chunking
+            .iter()
+            .filter_map(|conn| self.conns.get(conn)?.reassembler.next_deadline())
+            .min()
     }
 
     /// The next thing to do, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
+        self.actions.pop_front()
     }
 
     /// The next thing worth logging.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Open connections.
     pub fn connection_count(&self) -> usize {
-        todo!()
+        self.conns.len()
     }
 
     /// True when no connection is open and no storage work is pending or in
     /// flight: the adapter may unload the tenant.
     pub fn is_idle(&self) -> bool {
-        todo!()
+        self.conns.is_empty() && self.writes.is_idle() && self.reads.is_empty()
     }
+
+    fn storage_request(&mut self, op: StorageOp) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.actions
+            .push_back(Action::Storage(StorageRequest { id, op }));
+        id
+    }
+
+    /// Queues `frame` for `conn`, closing it instead if its outbound queue
+    /// would pass the hard limit. Returns false if the frame was not queued.
+    fn send_frame(&mut self, conn: ConnId, frame: Bytes) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        c.queued_bytes += frame.len();
+        if c.queued_bytes > self.config.outbound_hard_limit {
+            let reason = format!(
+                "consumer too slow: over {} bytes queued",
+                self.config.outbound_hard_limit
+            );
+            self.close(conn, close_code::POLICY_VIOLATION, reason);
+            return false;
+        }
+        self.actions.push_back(Action::Send { conn, frame });
+        true
+    }
+
+    /// Queues `frames` in order; false if the connection was closed.
+    fn send_frames(&mut self, conn: ConnId, frames: Vec<Bytes>) -> bool {
+        frames.into_iter().all(|frame| self.send_frame(conn, frame))
+    }
+
+    fn send_response(&mut self, conn: ConnId, response: &Response) {
+        let mut frames = Vec::with_capacity(1);
+        frames::response_frames(response, &mut self.next_chunk_id, &mut frames);
+        self.send_frames(conn, frames);
+    }
+
+    /// Closes `conn` from the engine's side: forgets it and tells the adapter.
+    fn close(&mut self, conn: ConnId, code: u16, reason: String) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        self.forget_connection(conn);
+        self.events.push_back(Event::Closing {
+            conn,
+            code,
+            reason: reason.clone(),
+        });
+        self.actions.push_back(Action::Close {
+            conn,
+            code,
+            reason: truncate_reason(reason),
+        });
+        self.maybe_finish_shutdown();
+    }
+
+    fn forget_connection(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.chunking.remove(&conn);
+        for public_key in c.subs.keys() {
+            if let Some(log) = self.logs.get_mut(public_key) {
+                log.subscribers.remove(&conn);
+            }
+        }
+    }
+
+    /// During shutdown, once no write is pending, closes every connection.
+    fn maybe_finish_shutdown(&mut self) {
+        if !self.shutting_down || !self.writes.is_idle() {
+            return;
+        }
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort();
+        for conn in conns {
+            self.forget_connection(conn);
+            self.actions.push_back(Action::Close {
+                conn,
+                code: close_code::GOING_AWAY,
+                reason: "server shutting down".into(),
+            });
+        }
+    }
+}
+
+/// WebSocket close reasons are limited to 123 bytes of UTF-8.
+fn truncate_reason(mut reason: String) -> String {
+    const MAX: usize = 123;
+    if reason.len() > MAX {
+        let mut end = MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }

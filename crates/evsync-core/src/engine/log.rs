@@ -1,0 +1,121 @@
+//! What the engine remembers about one (tenant, publicKey) log: who is
+//! subscribed, the committed head when known, and a small tail cache.
+
+use super::ConnId;
+use crate::storage::entry_bytes;
+use crate::wire::{RemoteEntry, Sequence};
+use std::collections::{BTreeSet, VecDeque};
+
+/// One log's in-memory state. Losing it is harmless: it only saves reads.
+#[derive(Debug, Default)]
+pub(super) struct LogState {
+    /// Connections subscribed to this log (ordered, for deterministic sends).
+    pub subscribers: BTreeSet<ConnId>,
+    /// The highest committed sequence, when known exactly. The engine is the
+    /// log's only writer, so every commit passes through it.
+    pub known_head: Option<Sequence>,
+    /// The newest entries, contiguous and ending at `known_head`.
+    tail: VecDeque<RemoteEntry>,
+    tail_bytes: usize,
+}
+
+impl LogState {
+    /// Raises the known head to `head`, learned from a read.
+    pub fn observe_head(&mut self, head: Sequence) {
+        if self.known_head.is_some_and(|h| h >= head) {
+            return;
+        }
+        self.known_head = Some(head);
+        if self.tail.back().is_some_and(|e| e.sequence != head) {
+            self.clear_tail();
+        }
+    }
+
+    /// Entries just committed by this engine: a contiguous ascending run
+    /// that ends at the new head. Raises the head and caches them.
+    pub fn record_commit(&mut self, entries: &[RemoteEntry], max_entries: usize, max_bytes: usize) {
+        let Some(last) = entries.last() else {
+            return;
+        };
+        self.observe_head(last.sequence);
+        self.extend_tail(entries, max_entries, max_bytes);
+    }
+
+    /// Caches entries read from storage (ascending, contiguous) when they
+    /// end at the known head and connect to the cached tail.
+    pub fn extend_tail(&mut self, entries: &[RemoteEntry], max_entries: usize, max_bytes: usize) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        if self.known_head != Some(last.sequence) || max_entries == 0 {
+            return;
+        }
+        match self.tail.back() {
+            Some(back) if back.sequence >= last.sequence => return,
+            Some(back) if back.sequence + 1 == first.sequence => {}
+            _ => self.clear_tail(),
+        }
+        for entry in entries {
+            self.tail_bytes += entry_bytes(entry);
+            self.tail.push_back(entry.clone());
+        }
+        while self.tail.len() > max_entries || (self.tail_bytes > max_bytes && self.tail.len() > 1)
+        {
+            let dropped = self.tail.pop_front().expect("non-empty");
+            self.tail_bytes -= entry_bytes(&dropped);
+        }
+        if self.tail_bytes > max_bytes {
+            self.clear_tail();
+        }
+    }
+
+    /// The cached entries from `from` to the head, if the cache holds them
+    /// all (`from` within the cache, or just past the head).
+    pub fn tail_from(&self, from: Sequence) -> Option<impl Iterator<Item = &RemoteEntry>> {
+        let head = self.known_head?;
+        let front = self.tail.front()?.sequence;
+        if from < front || from > head + 1 {
+            return None;
+        }
+        Some(self.tail.iter().skip((from - front) as usize))
+    }
+
+    fn clear_tail(&mut self) {
+        self.tail.clear();
+        self.tail_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn e(sequence: Sequence) -> RemoteEntry {
+        RemoteEntry {
+            sequence,
+            iv: Bytes::from_static(&[0; 12]),
+            entry_id: Bytes::from_static(&[1; 16]),
+            encrypted_entry: Bytes::from_static(&[2; 4]),
+        }
+    }
+
+    fn seqs(log: &LogState, from: Sequence) -> Option<Vec<Sequence>> {
+        log.tail_from(from)
+            .map(|it| it.map(|e| e.sequence).collect())
+    }
+
+    #[test]
+    fn tail_stays_contiguous_and_bounded() {
+        let mut log = LogState::default();
+        log.record_commit(&[e(1), e(2), e(3)], 4, 1000);
+        assert_eq!(seqs(&log, 2), Some(vec![2, 3]));
+        assert_eq!(seqs(&log, 4), Some(vec![]));
+        assert_eq!(seqs(&log, 5), None);
+        log.record_commit(&[e(4), e(5)], 4, 1000);
+        assert_eq!(seqs(&log, 1), None, "oldest entry evicted");
+        assert_eq!(seqs(&log, 2), Some(vec![2, 3, 4, 5]));
+        log.observe_head(9);
+        assert_eq!(seqs(&log, 5), None, "a head beyond the tail empties it");
+    }
+}
