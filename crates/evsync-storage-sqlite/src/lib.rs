@@ -1,0 +1,333 @@
+//! SQLite storage for evsync: one database file per tenant.
+//!
+//! A tenant is what a Durable Object was in the original worker: its own
+//! logs (one per publicKey) and its own remoteId. Giving each tenant its own
+//! file keeps tenants isolated by construction, lets an idle tenant cost
+//! nothing but disk (its file is closed when the server unloads it), and
+//! lets one tenant be backed up, moved or deleted with `cp`/`rm`.
+//!
+//! All publicKeys of a tenant share one schema (see [`schema`]), so a tenant
+//! with ten thousand identities still has three tables.
+
+mod paths;
+pub mod schema;
+
+pub use paths::{EXTENSION, tenant_file_name, tenant_path};
+
+use bytes::Bytes;
+use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
+use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a call waits for a lock held by another connection to the same
+/// file (the server's reader and writer connections, a backup tool) before
+/// failing. Commits are short, so this is only reached by a wedged peer.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection; the hot path uses seven.
+const STATEMENT_CACHE: usize = 16;
+
+/// One tenant's store: a connection to its SQLite file.
+///
+/// Durability: the file is in WAL mode with `synchronous = FULL`, so every
+/// commit fsyncs the WAL before [`Storage::append`] returns. The server
+/// sends an `Ack` only after that, and a replica that got an `Ack` never
+/// uploads those entries again: losing an acknowledged entry would lose it
+/// for every other replica. WAL + `NORMAL` would already survive SIGKILL
+/// (the WAL is written to the OS before the commit returns) but not a power
+/// cut or kernel panic; `FULL` closes that gap for one fsync per commit,
+/// which the engine's group commit (all writes that arrive during one
+/// commit share the next) amortizes across connections.
+///
+/// Several `SqliteStorage` values may be open on one file (the server opens
+/// a second one for catch-up reads, so reads never wait behind an fsync);
+/// SQLite's WAL gives each read a consistent snapshot.
+pub struct SqliteStorage {
+    conn: Connection,
+    path: PathBuf,
+    remote_id: Option<RemoteId>,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sqlite_error(context: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
+    move |e| StorageError::new(format!("sqlite: {context}: {e}"))
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the store at `path` and brings its schema
+    /// up to date. The parent directory must exist.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let path = path.as_ref().to_path_buf();
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags)
+            .map_err(|e| StorageError::new(format!("cannot open {}: {e}", path.display())))?;
+        configure(&conn).map_err(|e| {
+            StorageError::new(format!("cannot configure {}: {e}", path.display()))
+        })?;
+        schema::migrate(&mut conn)
+            .map_err(|e| StorageError::new(format!("{}: {e}", path.display())))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(SqliteStorage {
+            conn,
+            path,
+            remote_id: None,
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The highest sequence of `public_key`'s log (0 when it has none).
+    pub fn head(&mut self, public_key: &str) -> Result<Sequence, StorageError> {
+        let head: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT head FROM logs WHERE public_key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([public_key.as_bytes()], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(sqlite_error("head"))?;
+        Ok(head.unwrap_or(0) as Sequence)
+    }
+}
+
+/// Per-connection settings; none of them is stored in the file except the
+/// journal mode, which WAL makes persistent.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "journal_mode is {mode}, WAL is required"
+        )));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -2048;
+         PRAGMA journal_size_limit = 67108864;",
+    )
+}
+
+/// Per-log state while one append transaction runs.
+struct LogCursor {
+    id: i64,
+    head: i64,
+    dirty: bool,
+}
+
+impl Storage for SqliteStorage {
+    fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        if let Some(id) = self.remote_id {
+            return Ok(id);
+        }
+        let read = |conn: &Connection| -> Result<Option<RemoteId>, StorageError> {
+            let blob: Option<Vec<u8>> = conn
+                .query_row("SELECT remote_id FROM remote_id WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sqlite_error("read remote_id"))?;
+            match blob {
+                None => Ok(None),
+                Some(bytes) => {
+                    let bytes: [u8; 16] = bytes.try_into().map_err(|_| {
+                        StorageError::new("sqlite: stored remote_id is not 16 bytes")
+                    })?;
+                    Ok(Some(RemoteId(bytes)))
+                }
+            }
+        };
+        let id = match read(&self.conn)? {
+            Some(id) => id,
+            None => {
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(|e| {
+                    StorageError::new(format!("no randomness for a remote_id: {e}"))
+                })?;
+                let fresh = RemoteId::from_random_bytes(bytes);
+                // OR IGNORE: another connection to the same file may have
+                // created it first; the stored one wins either way.
+                self.conn
+                    .execute(
+                        "INSERT OR IGNORE INTO remote_id (id, remote_id) VALUES (1, ?1)",
+                        [&fresh.0[..]],
+                    )
+                    .map_err(sqlite_error("store remote_id"))?;
+                read(&self.conn)?
+                    .ok_or_else(|| StorageError::new("sqlite: remote_id vanished after insert"))?
+            }
+        };
+        self.remote_id = Some(id);
+        Ok(id)
+    }
+
+    fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
+        if batches.iter().all(|b| b.entries.is_empty()) {
+            return Ok(batches.iter().map(|_| Vec::new()).collect());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error("begin"))?;
+        let mut results = Vec::with_capacity(batches.len());
+        {
+            let mut find_log = tx
+                .prepare_cached("SELECT id, head FROM logs WHERE public_key = ?1")
+                .map_err(sqlite_error("prepare"))?;
+            let mut insert_log = tx
+                .prepare_cached("INSERT INTO logs (public_key, head) VALUES (?1, 0)")
+                .map_err(sqlite_error("prepare"))?;
+            let mut insert_entry = tx
+                .prepare_cached(
+                    "INSERT INTO entries (log_id, sequence, entry_id, iv, encrypted_entry)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (log_id, entry_id) DO NOTHING",
+                )
+                .map_err(sqlite_error("prepare"))?;
+            let mut find_entry = tx
+                .prepare_cached("SELECT sequence FROM entries WHERE log_id = ?1 AND entry_id = ?2")
+                .map_err(sqlite_error("prepare"))?;
+            let mut logs: HashMap<&str, LogCursor> = HashMap::new();
+            for batch in batches {
+                let mut outcome = Vec::with_capacity(batch.entries.len());
+                if batch.entries.is_empty() {
+                    results.push(outcome);
+                    continue;
+                }
+                if !logs.contains_key(batch.public_key.as_str()) {
+                    let key = batch.public_key.as_bytes();
+                    let found: Option<(i64, i64)> = find_log
+                        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                        .map_err(sqlite_error("find log"))?;
+                    let (id, head) = match found {
+                        Some(found) => found,
+                        None => {
+                            insert_log.execute([key]).map_err(sqlite_error("create log"))?;
+                            (tx.last_insert_rowid(), 0)
+                        }
+                    };
+                    logs.insert(
+                        &batch.public_key,
+                        LogCursor {
+                            id,
+                            head,
+                            dirty: false,
+                        },
+                    );
+                }
+                let log = logs
+                    .get_mut(batch.public_key.as_str())
+                    .expect("inserted above");
+                for entry in &batch.entries {
+                    let next = log.head + 1;
+                    let changed = insert_entry
+                        .execute(params![
+                            log.id,
+                            next,
+                            &entry.entry_id[..],
+                            &batch.iv[..],
+                            &entry.encrypted_entry[..]
+                        ])
+                        .map_err(sqlite_error("insert entry"))?;
+                    if changed == 1 {
+                        log.head = next;
+                        log.dirty = true;
+                        outcome.push(Appended {
+                            sequence: next as Sequence,
+                            inserted: true,
+                        });
+                    } else {
+                        let existing: i64 = find_entry
+                            .query_row(params![log.id, &entry.entry_id[..]], |row| row.get(0))
+                            .map_err(sqlite_error("find duplicate"))?;
+                        outcome.push(Appended {
+                            sequence: existing as Sequence,
+                            inserted: false,
+                        });
+                    }
+                }
+                results.push(outcome);
+            }
+            let mut set_head = tx
+                .prepare_cached("UPDATE logs SET head = ?2 WHERE id = ?1")
+                .map_err(sqlite_error("prepare"))?;
+            for log in logs.values().filter(|log| log.dirty) {
+                set_head
+                    .execute(params![log.id, log.head])
+                    .map_err(sqlite_error("update head"))?;
+            }
+        }
+        tx.commit().map_err(sqlite_error("commit"))?;
+        Ok(results)
+    }
+
+    fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        if limit.max_entries == 0 {
+            return Ok(Vec::new());
+        }
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new()); // beyond any stored sequence
+        };
+        let max_entries = i64::try_from(limit.max_entries).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT sequence, iv, entry_id, encrypted_entry FROM entries
+                 WHERE log_id = (SELECT id FROM logs WHERE public_key = ?1)
+                   AND sequence >= ?2
+                 ORDER BY sequence
+                 LIMIT ?3",
+            )
+            .map_err(sqlite_error("prepare"))?;
+        let mut rows = stmt
+            .query(params![public_key.as_bytes(), from, max_entries])
+            .map_err(sqlite_error("read"))?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().map_err(sqlite_error("read"))? {
+            let blob = |i: usize| -> Result<Bytes, StorageError> {
+                let value = row.get_ref(i).map_err(sqlite_error("read column"))?;
+                let slice = value
+                    .as_blob()
+                    .map_err(|e| StorageError::new(format!("sqlite: column {i}: {e}")))?;
+                Ok(Bytes::copy_from_slice(slice))
+            };
+            let sequence: i64 = row.get(0).map_err(sqlite_error("read sequence"))?;
+            let entry = RemoteEntry {
+                sequence: sequence as Sequence,
+                iv: blob(1)?,
+                entry_id: blob(2)?,
+                encrypted_entry: blob(3)?,
+            };
+            let size = entry_bytes(&entry);
+            if !out.is_empty() && bytes.saturating_add(size) > limit.max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,131 @@
+//! The shared storage conformance suite, plus SQLite-specific checks.
+
+use evsync_core::storage::conformance::{batch, block_on, run_all, run_persistence};
+use evsync_core::storage::{ReadLimit, Storage};
+use evsync_storage_sqlite::{SqliteStorage, schema};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const ALL: ReadLimit = ReadLimit {
+    max_entries: usize::MAX,
+    max_bytes: usize::MAX,
+};
+
+#[test]
+fn conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    block_on(run_all(|| {
+        let path = dir
+            .path()
+            .join(format!("t{}.sqlite", n.fetch_add(1, Ordering::Relaxed)));
+        async move { SqliteStorage::open(path).expect("open a fresh store") }
+    }));
+    assert!(n.load(Ordering::Relaxed) >= 10, "every check got a fresh file");
+}
+
+#[test]
+fn persistence_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenant.sqlite");
+    block_on(run_persistence(|| {
+        let path = path.clone();
+        async move { SqliteStorage::open(path).expect("reopen the store") }
+    }));
+}
+
+#[test]
+fn two_connections_share_data_and_remote_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut writer = SqliteStorage::open(&path).unwrap();
+    let mut reader = SqliteStorage::open(&path).unwrap();
+    let id = writer.remote_id().unwrap();
+    assert_eq!(reader.remote_id().unwrap(), id);
+    writer.append(&[batch("pk", 1, &[1, 2])]).unwrap();
+    let seen = reader.read("pk", 0, ALL).unwrap();
+    assert_eq!(seen.len(), 2, "a committed append is visible to another connection");
+    assert_eq!(reader.head("pk").unwrap(), 2);
+}
+
+#[test]
+fn schema_version_is_recorded_and_newer_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    drop(SqliteStorage::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+    let app: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app, schema::APPLICATION_ID);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 3, "one schema for all publicKeys");
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {}",
+        schema::SCHEMA_VERSION + 1
+    ))
+    .unwrap();
+    drop(conn);
+    let err = SqliteStorage::open(&path).unwrap_err();
+    assert!(err.message.contains("newer evsync"), "{err}");
+}
+
+#[test]
+fn foreign_databases_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE t (x)").unwrap();
+    drop(conn);
+    let err = SqliteStorage::open(&path).unwrap_err();
+    assert!(err.message.contains("not an evsync tenant store"), "{err}");
+}
+
+#[test]
+fn wal_and_full_sync_are_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut store = SqliteStorage::open(&path).unwrap();
+    store.append(&[batch("pk", 1, &[1])]).unwrap();
+    assert!(
+        dir.path().join("t.sqlite-wal").exists(),
+        "the store writes through a WAL"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn failed_append_rolls_back_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut store = SqliteStorage::open(&path).unwrap();
+    store.append(&[batch("a", 1, &[1])]).unwrap();
+    // Rewind log a's head behind the back of the store, so the second
+    // batch's insert hits the (log_id, sequence) primary key after the
+    // first batch has already been written inside the transaction.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE logs SET head = 0 WHERE public_key = CAST('a' AS BLOB)", [])
+        .unwrap();
+    drop(conn);
+    let err = store
+        .append(&[batch("b", 1, &[5]), batch("a", 1, &[2])])
+        .unwrap_err();
+    assert!(err.message.contains("sqlite"), "{err}");
+    assert!(
+        store.read("b", 0, ALL).unwrap().is_empty(),
+        "a failed append stores nothing, not even its other batches"
+    );
+}
