@@ -37,17 +37,22 @@ impl LogState {
         let Some(last) = entries.last() else {
             return;
         };
-        self.observe_head(last.sequence);
+        if self.known_head.is_some_and(|h| h >= last.sequence) {
+            return;
+        }
+        // `extend_tail` keeps the cached run only if these connect to it.
+        self.known_head = Some(last.sequence);
         self.extend_tail(entries, max_entries, max_bytes);
     }
 
-    /// Caches entries read from storage (ascending, contiguous) when they
-    /// end at the known head and connect to the cached tail.
+    /// Caches entries (ascending, contiguous) that connect to the cached
+    /// tail. While the head is unknown the run is kept tentatively: an
+    /// empty read right after it proves it ends at the head.
     pub fn extend_tail(&mut self, entries: &[RemoteEntry], max_entries: usize, max_bytes: usize) {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
-        if self.known_head != Some(last.sequence) || max_entries == 0 {
+        if self.known_head.is_some_and(|h| h != last.sequence) || max_entries == 0 {
             return;
         }
         match self.tail.back() {
@@ -55,7 +60,8 @@ impl LogState {
             Some(back) if back.sequence + 1 == first.sequence => {}
             _ => self.clear_tail(),
         }
-        for entry in entries {
+        let skip = entries.len().saturating_sub(max_entries);
+        for entry in &entries[skip..] {
             self.tail_bytes += entry_bytes(entry);
             self.tail.push_back(entry.clone());
         }
@@ -74,7 +80,7 @@ impl LogState {
     pub fn tail_from(&self, from: Sequence) -> Option<impl Iterator<Item = &RemoteEntry>> {
         let head = self.known_head?;
         let front = self.tail.front()?.sequence;
-        if from < front || from > head + 1 {
+        if self.tail.back()?.sequence != head || from < front || from > head + 1 {
             return None;
         }
         Some(self.tail.iter().skip((from - front) as usize))
@@ -117,5 +123,15 @@ mod tests {
         assert_eq!(seqs(&log, 2), Some(vec![2, 3, 4, 5]));
         log.observe_head(9);
         assert_eq!(seqs(&log, 5), None, "a head beyond the tail empties it");
+
+        let mut fresh = LogState::default();
+        fresh.extend_tail(&[e(7), e(8)], 4, 1000);
+        assert_eq!(seqs(&fresh, 7), None, "head unknown: nothing served");
+        fresh.observe_head(8);
+        assert_eq!(
+            seqs(&fresh, 7),
+            Some(vec![7, 8]),
+            "proved to end at the head"
+        );
     }
 }

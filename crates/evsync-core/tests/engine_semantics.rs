@@ -1,0 +1,573 @@
+//! The engine driven without sockets through every rule of PROTOCOL.md's
+//! "Semantics a correct server keeps".
+
+mod support;
+
+use bytes::Bytes;
+use evsync_core::codec::encode_request;
+use evsync_core::engine::{ConnId, EngineConfig, close_code};
+use evsync_core::storage::Storage;
+use evsync_core::time::Timestamp;
+use evsync_core::wire::{CHUNK_SIZE, ChunkedMessage, EncryptedEntry, Request, Response};
+use support::{Harness, REMOTE_ID};
+
+#[test]
+fn hello_is_the_first_frame() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    assert_eq!(
+        h.responses(a),
+        &[Response::Hello {
+            remote_id: REMOTE_ID
+        }]
+    );
+}
+
+#[test]
+fn ack_is_positional_and_reports_duplicates_at_their_original_sequence() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    let first = h.write(a, "pk", &[1, 2]);
+    h.settle();
+    assert_eq!(h.ack(a, first), Some(vec![1, 2]));
+    let second = h.write(a, "pk", &[3, 1, 3, 2, 4]);
+    h.settle();
+    assert_eq!(
+        h.ack(a, second),
+        Some(vec![3, 1, 3, 2, 4]),
+        "stored and repeated entries keep their first sequence, in request order"
+    );
+    assert_eq!(h.store.head("pk"), 4, "nothing stored twice");
+}
+
+#[test]
+fn ack_is_sent_only_after_the_commit() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    let id = h.write(a, "pk", &[1]);
+    assert_eq!(h.ack(a, id), None, "no Ack before storage answered");
+    assert_eq!(h.store.head("pk"), 0);
+    h.settle();
+    assert_eq!(h.ack(a, id), Some(vec![1]));
+}
+
+#[test]
+fn an_empty_write_is_acked_empty() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    let id = h.write(a, "pk", &[]);
+    assert_eq!(h.ack(a, id), Some(vec![]));
+    assert!(h.pending.is_empty(), "an empty write needs no storage");
+}
+
+#[test]
+fn concurrent_writes_are_merged_into_one_transaction() {
+    let mut h = Harness::new();
+    let (a, b) = (h.open(1), h.open(2));
+    let w1 = h.write(a, "pk", &[1]);
+    let w2 = h.write(b, "pk", &[2]);
+    let w3 = h.write(a, "other", &[3]);
+    assert_eq!(h.pending.len(), 1, "one append in flight");
+    h.settle();
+    assert_eq!(
+        h.appends_run, 2,
+        "the queued writes went in one transaction"
+    );
+    assert_eq!(h.ack(a, w1), Some(vec![1]));
+    assert_eq!(h.ack(b, w2), Some(vec![2]));
+    assert_eq!(h.ack(a, w3), Some(vec![1]));
+}
+
+#[test]
+fn request_changes_sends_backlog_from_start_sequence_then_live() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    h.write(w, "pk", &[1, 2, 3]);
+    h.settle();
+    let a = h.open(2);
+    h.request_changes(a, "pk", 2);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), vec![2, 3], "sequence >= startSequence");
+    h.write(w, "pk", &[4]);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), vec![2, 3, 4], "then live");
+    let entries = h.change_entries(a, "pk");
+    assert_eq!(entries[2].entry_id, support::entry_id(4));
+    assert_eq!(
+        entries[2].encrypted_entry,
+        support::entry(4).encrypted_entry
+    );
+    let b = h.open(3);
+    h.request_changes(b, "pk", 0);
+    h.settle();
+    assert_eq!(
+        h.changes(b, "pk"),
+        vec![1, 2, 3, 4],
+        "0 means from the start"
+    );
+}
+
+#[test]
+fn live_changes_go_only_to_subscribers_of_that_public_key() {
+    let mut h = Harness::new();
+    let (w, sub, other, idle) = (h.open(1), h.open(2), h.open(3), h.open(4));
+    h.request_changes(sub, "pk", 0);
+    h.request_changes(other, "another", 0);
+    h.settle();
+    h.write(w, "pk", &[1]);
+    h.settle();
+    assert_eq!(h.changes(sub, "pk"), vec![1]);
+    for conn in [other, idle] {
+        assert!(
+            !h.responses(conn)
+                .iter()
+                .any(|r| matches!(r, Response::Changes { .. })),
+            "{conn:?} did not subscribe to pk"
+        );
+    }
+}
+
+#[test]
+fn a_writers_own_entries_are_left_out_of_its_live_stream() {
+    let mut h = Harness::new();
+    let (a, b) = (h.open(1), h.open(2));
+    h.request_changes(a, "pk", 0);
+    h.request_changes(b, "pk", 0);
+    h.settle();
+    h.write(a, "pk", &[1]);
+    h.write(b, "pk", &[2]);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), vec![2], "a already has 1 from its Ack");
+    assert_eq!(h.changes(b, "pk"), vec![1], "b already has 2 from its Ack");
+}
+
+#[test]
+fn stop_changes_ends_only_that_subscription() {
+    let mut h = Harness::new();
+    let (w, a) = (h.open(1), h.open(2));
+    h.request_changes(a, "x", 0);
+    h.request_changes(a, "y", 0);
+    h.settle();
+    h.stop_changes(a, "x");
+    h.write(w, "x", &[1]);
+    h.write(w, "y", &[2]);
+    h.settle();
+    assert!(h.changes(a, "x").is_empty(), "stopped");
+    assert_eq!(h.changes(a, "y"), vec![1], "the other log is unaffected");
+    h.request_changes(a, "x", 0);
+    h.settle();
+    assert_eq!(
+        h.changes(a, "x"),
+        vec![1],
+        "resubscribing sends the backlog"
+    );
+}
+
+#[test]
+fn ping_is_answered_with_pong_of_the_same_id() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    h.send(a, &Request::Ping { id: 42 });
+    h.send(a, &Request::Ping { id: -7 });
+    assert_eq!(
+        &h.responses(a)[1..],
+        &[Response::Pong { id: 42 }, Response::Pong { id: -7 }]
+    );
+}
+
+#[test]
+fn several_public_keys_on_one_socket_stay_independent() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    h.write(w, "x", &[1, 2]);
+    h.write(w, "y", &[3]);
+    h.settle();
+    let a = h.open(2);
+    h.request_changes(a, "x", 2);
+    h.request_changes(a, "y", 0);
+    h.settle();
+    h.write(w, "y", &[4]);
+    h.settle();
+    assert_eq!(h.changes(a, "x"), vec![2]);
+    assert_eq!(h.changes(a, "y"), vec![1, 2]);
+    assert_eq!(h.change_entries(a, "y")[1].entry_id, support::entry_id(4));
+}
+
+#[test]
+fn large_backlog_goes_out_as_several_changes_each_under_the_chunk_size() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    let big = |n: u64| EncryptedEntry {
+        entry_id: support::entry_id(n),
+        encrypted_entry: Bytes::from(vec![n as u8; 100_000]),
+    };
+    h.send(
+        w,
+        &Request::WriteEntries {
+            public_key: "pk".into(),
+            id: 1,
+            iv: Bytes::from(vec![0; 12]),
+            encrypted_entries: (1..=30).map(big).collect(),
+        },
+    );
+    h.settle();
+    let a = h.open(2);
+    h.request_changes(a, "pk", 0);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), (1..=30).collect::<Vec<_>>());
+    let frames = &h.frames[&a][1..];
+    assert!(frames.len() >= 6, "30 x 100 kB needs several messages");
+    assert!(
+        frames.iter().all(|f| f.len() <= CHUNK_SIZE),
+        "every Changes fits in one chunk"
+    );
+    assert!(
+        !h.responses(a)
+            .iter()
+            .any(|r| matches!(r, Response::Chunked(_))),
+        "no chunking needed"
+    );
+}
+
+#[test]
+fn a_single_entry_over_the_chunk_size_is_chunked() {
+    let mut h = Harness::new();
+    let (w, a) = (h.open(1), h.open(2));
+    h.request_changes(a, "pk", 0);
+    h.settle();
+    let payload = Bytes::from(vec![9u8; 1_500_000]);
+    h.send(
+        w,
+        &Request::WriteEntries {
+            public_key: "pk".into(),
+            id: 1,
+            iv: Bytes::from(vec![0; 12]),
+            encrypted_entries: vec![EncryptedEntry {
+                entry_id: support::entry_id(1),
+                encrypted_entry: payload.clone(),
+            }],
+        },
+    );
+    h.settle();
+    let got = h.change_entries(a, "pk");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].encrypted_entry, payload, "reassembled byte for byte");
+    let frames = &h.frames[&a][1..];
+    assert_eq!(frames.len(), 3, "1.5 MB in 512,000-byte parts");
+    assert!(frames.iter().all(|f| f.len() < CHUNK_SIZE + 100));
+}
+
+#[test]
+fn a_chunked_write_is_reassembled_and_acked() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    let write = Request::WriteEntries {
+        public_key: "pk".into(),
+        id: 5,
+        iv: Bytes::from(vec![0; 12]),
+        encrypted_entries: vec![EncryptedEntry {
+            entry_id: support::entry_id(1),
+            encrypted_entry: Bytes::from(vec![1u8; 1_200_000]),
+        }],
+    };
+    let encoded = Bytes::from(encode_request(&write));
+    let mut parts = evsync_core::chunk::split(77, &encoded);
+    parts.reverse();
+    for part in parts {
+        h.send(a, &Request::Chunked(part));
+    }
+    h.settle();
+    assert_eq!(h.ack(a, 5), Some(vec![1]));
+    let stored = h
+        .store
+        .read(
+            "pk",
+            1,
+            evsync_core::storage::ReadLimit {
+                max_entries: 10,
+                max_bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+    assert_eq!(stored[0].encrypted_entry.len(), 1_200_000);
+}
+
+#[test]
+fn malformed_input_closes_only_that_connection() {
+    let mut h = Harness::new();
+    let (bad, good) = (h.open(1), h.open(2));
+    h.request_changes(good, "pk", 0);
+    h.send_raw(bad, Bytes::from_static(&[0xc1, 0x00]));
+    let (code, reason) = h.closed[&bad].clone();
+    assert_eq!(code, close_code::PROTOCOL_ERROR);
+    assert!(reason.starts_with("invalid message"), "{reason}");
+    assert!(!h.closed.contains_key(&good));
+    let w = h.open(3);
+    h.write(w, "pk", &[1]);
+    h.settle();
+    assert_eq!(h.changes(good, "pk"), vec![1], "others keep syncing");
+    assert_eq!(h.engine.connection_count(), 2);
+}
+
+#[test]
+fn oversized_frames_and_bad_chunks_close_with_a_reason() {
+    let config = EngineConfig {
+        max_frame_bytes: 1000,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let a = h.open(1);
+    h.send_raw(a, Bytes::from(vec![0u8; 1001]));
+    assert_eq!(h.closed[&a].0, close_code::MESSAGE_TOO_BIG);
+
+    let b = h.open(2);
+    let part = |index, total| {
+        Request::Chunked(ChunkedMessage {
+            id: 1,
+            index,
+            total,
+            data: Bytes::from_static(b"x"),
+        })
+    };
+    h.send(b, &part(0, 2));
+    h.send(b, &part(1, 3));
+    let (code, reason) = h.closed[&b].clone();
+    assert_eq!(code, close_code::PROTOCOL_ERROR);
+    assert!(reason.contains("total changed"), "{reason}");
+
+    let c = h.open(3);
+    h.send(c, &part(0, 1000));
+    assert_eq!(
+        h.closed[&c].0,
+        close_code::MESSAGE_TOO_BIG,
+        "too many parts"
+    );
+
+    let d = h.open(4);
+    h.send(d, &part(0, 1));
+    assert_eq!(
+        h.closed[&d].0,
+        close_code::PROTOCOL_ERROR,
+        "the reassembled bytes are not a message"
+    );
+}
+
+#[test]
+fn an_incomplete_chunked_message_expires() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    assert_eq!(h.engine.poll_timeout(), None);
+    h.send(
+        a,
+        &Request::Chunked(ChunkedMessage {
+            id: 1,
+            index: 0,
+            total: 2,
+            data: Bytes::from_static(b"x"),
+        }),
+    );
+    let deadline = h.engine.poll_timeout().expect("a deadline");
+    h.engine.handle_timeout(Timestamp(deadline.0 - 1));
+    h.pump();
+    assert!(!h.closed.contains_key(&a));
+    h.engine.handle_timeout(deadline);
+    h.pump();
+    let (code, reason) = h.closed[&a].clone();
+    assert_eq!(code, close_code::PROTOCOL_ERROR);
+    assert!(reason.contains("incomplete"), "{reason}");
+    assert_eq!(h.engine.poll_timeout(), None);
+}
+
+#[test]
+fn a_failed_append_acks_nothing_and_closes_only_its_writers() {
+    let mut h = Harness::new();
+    let (a, b, c) = (h.open(1), h.open(2), h.open(3));
+    let id = h.write(a, "pk", &[1]);
+    h.store.fail_next_call("disk full");
+    h.settle();
+    assert_eq!(h.ack(a, id), None);
+    assert_eq!(h.closed[&a].0, close_code::INTERNAL_ERROR);
+    assert!(h.closed[&a].1.contains("disk full"));
+    assert!(!h.closed.contains_key(&b));
+    let id = h.write(b, "pk", &[2]);
+    h.settle();
+    assert_eq!(
+        h.ack(b, id),
+        Some(vec![1]),
+        "the failed entry was not stored"
+    );
+    assert!(!h.closed.contains_key(&c));
+}
+
+#[test]
+fn shutdown_acks_received_writes_then_closes_everyone() {
+    let mut h = Harness::new();
+    let (a, b) = (h.open(1), h.open(2));
+    let id = h.write(a, "pk", &[1]);
+    h.engine.handle_shutdown();
+    h.pump();
+    assert!(h.closed.is_empty(), "waits for the write in flight");
+    h.send(b, &Request::Ping { id: 1 });
+    assert_eq!(h.responses(b).len(), 1, "new frames are ignored");
+    h.settle();
+    assert_eq!(h.ack(a, id), Some(vec![1]));
+    assert_eq!(h.closed[&a].0, close_code::GOING_AWAY);
+    assert_eq!(h.closed[&b].0, close_code::GOING_AWAY);
+    assert!(h.engine.is_idle());
+}
+
+#[test]
+fn a_reconnect_near_the_head_is_served_without_a_storage_read() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    h.write(w, "pk", &[1, 2, 3]);
+    h.settle();
+    for round in 0..3 {
+        let conn = h.open(10 + round);
+        h.request_changes(conn, "pk", 3);
+        h.write(conn, "pk", &[]);
+        h.settle();
+        assert_eq!(h.changes(conn, "pk"), vec![3]);
+        h.close(conn);
+    }
+    assert_eq!(h.reads_run, 0, "the tail cache served every catch-up");
+}
+
+#[test]
+fn a_fresh_engine_reads_storage_to_find_the_head() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    h.write(w, "pk", &[1, 2, 3]);
+    h.settle();
+    // A new engine over the same store knows nothing of the head.
+    let store = std::mem::replace(
+        &mut h.store,
+        evsync_core::storage::MemoryStorage::new(REMOTE_ID),
+    );
+    let mut h = Harness::new();
+    h.store = store;
+    let a = h.open(1);
+    h.request_changes(a, "pk", 3);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), vec![3]);
+    let reads = h.reads_run;
+    let b = h.open(2);
+    h.request_changes(b, "pk", 3);
+    h.settle();
+    assert_eq!(h.changes(b, "pk"), vec![3]);
+    assert_eq!(
+        h.reads_run, reads,
+        "the second catch-up is served from memory"
+    );
+}
+
+#[test]
+fn a_slow_consumer_is_paced_and_catches_up_from_storage() {
+    let config = EngineConfig {
+        outbound_soft_limit: 1_000,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let (w, slow) = (h.open(1), h.open(2));
+    h.request_changes(slow, "pk", 0);
+    h.settle();
+    h.paused.insert(slow);
+    for n in 0..50 {
+        h.write(w, "pk", &[n]);
+        h.settle();
+    }
+    let before = h.changes(slow, "pk").len();
+    assert!(before < 50, "live delivery stopped when the queue filled");
+    h.drain(slow);
+    h.settle();
+    assert_eq!(
+        h.changes(slow, "pk"),
+        (1..=50).collect::<Vec<_>>(),
+        "after draining it resumes from storage with no gap or duplicate"
+    );
+    assert!(!h.closed.contains_key(&slow));
+}
+
+#[test]
+fn a_consumer_that_never_reads_is_disconnected_at_the_hard_limit() {
+    let config = EngineConfig {
+        outbound_hard_limit: 10_000,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let a = h.open(1);
+    h.paused.insert(a);
+    for id in 0..2_000 {
+        if h.closed.contains_key(&a) {
+            break;
+        }
+        h.send(a, &Request::Ping { id });
+    }
+    let (code, reason) = h.closed[&a].clone();
+    assert_eq!(code, close_code::POLICY_VIOLATION);
+    assert!(reason.contains("too slow"), "{reason}");
+}
+
+#[test]
+fn a_write_flood_without_acks_is_bounded() {
+    let config = EngineConfig {
+        max_unacked_write_bytes: 1_000,
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let a = h.open(1);
+    for n in 0..100 {
+        if h.closed.contains_key(&a) {
+            break;
+        }
+        h.write(a, "pk", &[n]);
+    }
+    assert_eq!(h.closed[&a].0, close_code::POLICY_VIOLATION);
+    h.settle();
+}
+
+#[test]
+fn handover_during_a_commit_has_no_gap_or_duplicate() {
+    // Subscribe while an append is in flight; run the read before and
+    // after the append in both orders.
+    for read_first in [true, false] {
+        let mut h = Harness::new();
+        let (w, a) = (h.open(1), h.open(2));
+        h.write(w, "pk", &[1, 2]);
+        h.settle();
+        h.write(w, "pk", &[3, 4]);
+        h.request_changes(a, "pk", 0);
+        assert_eq!(h.pending.len(), 2, "append and read both pending");
+        if read_first {
+            h.run_storage_at(1);
+        }
+        h.settle();
+        h.write(w, "pk", &[5]);
+        h.settle();
+        assert_eq!(
+            h.changes(a, "pk"),
+            vec![1, 2, 3, 4, 5],
+            "read_first = {read_first}"
+        );
+    }
+}
+
+#[test]
+fn closing_mid_write_still_commits() {
+    let mut h = Harness::new();
+    let (a, b) = (h.open(1), h.open(2));
+    h.request_changes(b, "pk", 0);
+    h.write(a, "pk", &[1]);
+    h.close(a);
+    h.settle();
+    assert_eq!(h.store.head("pk"), 1);
+    assert_eq!(h.changes(b, "pk"), vec![1]);
+    assert!(
+        h.responses(a)
+            .iter()
+            .all(|r| !matches!(r, Response::Ack { .. }))
+    );
+    h.close(b);
+    assert!(h.engine.is_idle());
+    let _ = ConnId(0);
+}
