@@ -571,3 +571,36 @@ fn closing_mid_write_still_commits() {
     assert!(h.engine.is_idle());
     let _ = ConnId(0);
 }
+
+#[test]
+fn a_restored_connection_resumes_its_subscriptions_without_hello() {
+    let mut h = Harness::new();
+    let w = h.open(1);
+    h.write(w, "pk", &[1, 2, 3]);
+    h.settle();
+    let a = h.open(2);
+    h.request_changes(a, "pk", 0);
+    h.settle();
+    let positions = h.engine.subscription_positions(a);
+    assert_eq!(positions, vec![("pk".to_string(), 4)]);
+    // Hibernation: a new engine over the same store, the socket still open.
+    let store = std::mem::replace(
+        &mut h.store,
+        evsync_core::storage::MemoryStorage::new(REMOTE_ID),
+    );
+    let mut h = Harness::new();
+    h.store = store;
+    h.engine.restore_connection(a, positions);
+    h.pump();
+    h.settle();
+    let w = h.open(3);
+    h.write(w, "pk", &[4]);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), vec![4], "resumes where it was, live");
+    assert!(
+        !h.responses(a)
+            .iter()
+            .any(|r| matches!(r, Response::Hello { .. })),
+        "no second Hello"
+    );
+}

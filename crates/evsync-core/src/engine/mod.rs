@@ -22,7 +22,7 @@ pub use config::EngineConfig;
 
 use crate::storage::{RequestId, StorageOp, StorageRequest, StorageResponse};
 use crate::time::Timestamp;
-use crate::wire::{MessageId, RemoteId, Response};
+use crate::wire::{MessageId, RemoteId, Response, Sequence};
 use bytes::Bytes;
 use connection::Conn;
 use log::LogState;
@@ -165,6 +165,35 @@ impl Engine {
             remote_id: self.remote_id,
         };
         self.send_response(conn, &hello);
+    }
+
+    /// Re-creates a connection that outlived this engine (a Durable Object
+    /// woken from hibernation keeps its sockets but loses its memory). No
+    /// `Hello` is sent again; each subscription resumes from the given next
+    /// sequence, as saved from [`Engine::subscription_positions`]. Entries
+    /// sent after the positions were saved are sent again, which Effect
+    /// clients tolerate (they dedup by entry id).
+    pub fn restore_connection(&mut self, conn: ConnId, subscriptions: Vec<(String, Sequence)>) {
+        self.conns
+            .insert(conn, Conn::new(self.config.chunks.clone()));
+        for (public_key, next_seq) in subscriptions {
+            self.subscribe(conn, public_key, next_seq);
+        }
+    }
+
+    /// The publicKeys `conn` subscribes to and the next sequence each one
+    /// is owed, for saving in a socket attachment across hibernation.
+    pub fn subscription_positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let mut positions: Vec<(String, Sequence)> = c
+            .subs
+            .iter()
+            .map(|(public_key, sub)| (public_key.clone(), sub.next_seq))
+            .collect();
+        positions.sort();
+        positions
     }
 
     /// Storage answered a request from [`Action::Storage`].
