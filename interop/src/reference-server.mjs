@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+// Effect's own EventLog sync server, used as the reference target of the interop suite.
+//
+//   node src/reference-server.mjs --data <dir>     SqlEventLogServer over @effect/sql-sqlite-node,
+//                                                  one sqlite file per tenant: <dir>/<tenant>.sqlite
+//   node src/reference-server.mjs --memory         EventLogServer.layerStorageMemory, one per tenant
+//   [--port <n>] (default 0 = ephemeral; the server always binds 127.0.0.1)
+//
+// Route: /event-log/:tenant (WebSocket upgrade handled by EventLogServer.makeHandlerHttp).
+// There is no auth: Effect's server has none.
+// On startup it prints exactly one line on stdout:
+//   reference listening on 127.0.0.1:<port>
+import * as EventLogServer from "@effect/experimental/EventLogServer"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as SqlEventLogServer from "@effect/sql/SqlEventLogServer"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import { mkdirSync } from "node:fs"
+import { createServer } from "node:http"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+
+const { values: args } = parseArgs({
+  options: {
+    data: { type: "string" },
+    memory: { type: "boolean", default: false },
+    port: { type: "string", default: "0" },
+    debug: { type: "boolean", default: false }
+  }
+})
+if (!args.memory && !args.data) {
+  console.error("usage: reference-server.mjs (--data <dir> | --memory) [--port <n>]")
+  process.exit(2)
+}
+if (args.data) mkdirSync(args.data, { recursive: true })
+
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+/** The storage layer of one tenant. */
+const storageLayer = (tenant) =>
+  args.memory
+    ? EventLogServer.layerStorageMemory
+    : SqlEventLogServer.layerStorageSubtle().pipe(
+      Layer.provide(SqliteClient.layer({ filename: join(args.data, `${tenant}.sqlite`) }))
+    )
+
+const main = Effect.gen(function*() {
+  const serverScope = yield* Effect.scope
+  // tenant -> Promise of its HTTP handler (built once, lives as long as the server)
+  const handlers = new Map()
+  const handlerFor = (tenant) => {
+    let handler = handlers.get(tenant)
+    if (!handler) {
+      handler = Layer.buildWithScope(storageLayer(tenant), serverScope).pipe(
+        Effect.flatMap((context) => Effect.provide(EventLogServer.makeHandlerHttp, context)),
+        Effect.orDie,
+        Effect.cached,
+        Effect.runSync
+      )
+      handlers.set(tenant, handler)
+    }
+    return handler
+  }
+
+  const router = HttpRouter.empty.pipe(
+    HttpRouter.get(
+      "/event-log/:tenant",
+      Effect.gen(function*() {
+        const { tenant } = yield* HttpRouter.params
+        if (!tenant || !TENANT.test(tenant)) {
+          return HttpServerResponse.text("Invalid tenant format.", { status: 400 })
+        }
+        const handler = yield* handlerFor(tenant)
+        return yield* handler
+      })
+    )
+  )
+
+  yield* HttpServer.serveEffect(router)
+  const server = yield* HttpServer.HttpServer
+  const address = server.address
+  if (address._tag !== "TcpAddress") return yield* Effect.die("unexpected server address")
+  process.stdout.write(`reference listening on 127.0.0.1:${address.port}\n`)
+  return yield* Effect.never
+}).pipe(
+  Effect.scoped,
+  Effect.provide(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: Number(args.port) })),
+  Logger.withMinimumLogLevel(args.debug ? LogLevel.Debug : LogLevel.Warning)
+)
+
+NodeRuntime.runMain(main)

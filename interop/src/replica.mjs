@@ -1,0 +1,308 @@
+// A real, unmodified Effect v3 EventLog replica, instrumented for the interop suite.
+//
+// Everything that syncs is Effect's own code: EventLog + EventJournal (memory journal) +
+// EventLogEncryption.layerSubtle + EventLogRemote.fromSocket over Socket.makeWebSocket.
+// The instrumentation only observes:
+//   - the EventLog handler records every run (local writes and remote arrivals separately),
+//   - the WebSocket constructor is wrapped to count socket constructions / opens / closes,
+//     record handshake errors (e.g. "Unexpected server response: 401"), the subprotocol the
+//     server selected, and decode small server frames (Hello -> remoteId, Pong, ...),
+//   - a logger records Effect's own log lines (incl. debug) so tests can assert on them.
+// Waiting is event-driven: every observation calls notify(), which settles waiters whose
+// predicate became true. Timeouts exist only as failure bounds.
+import * as EventGroup from "@effect/experimental/EventGroup"
+import * as EventJournal from "@effect/experimental/EventJournal"
+import * as EventLog from "@effect/experimental/EventLog"
+import * as EventLogEncryption from "@effect/experimental/EventLogEncryption"
+import * as EventLogRemote from "@effect/experimental/EventLogRemote"
+import * as Socket from "@effect/platform/Socket"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
+import WebSocket from "ws"
+
+const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+// ---------------------------------------------------------------------------------------------
+
+export const NoteGroup = EventGroup.empty.add({
+  tag: "Note",
+  primaryKey: (payload) => payload.id,
+  payload: Schema.Struct({ id: Schema.String, text: Schema.String, n: Schema.Number })
+})
+
+export const NoteSchema = EventLog.schema(NoteGroup)
+
+// ---------------------------------------------------------------------------------------------
+// Identity and journal
+// ---------------------------------------------------------------------------------------------
+
+/** A fresh identity (random UUID publicKey, 32 random key bytes), as Effect makes it. */
+export const makeIdentity = () => EventLog.Identity.makeRandom()
+
+/** Effect's string form: base64url(JSON {publicKey, privateKey: base64(key)}). */
+export const identityToString = (identity) => EventLog.Identity.encodeString(identity)
+
+/** Parses Effect's string form. A "same identity" replica is built from the same string. */
+export const identityFromString = (s) => EventLog.Identity.decodeString(s)
+
+/**
+ * A memory EventJournal instance. Pass it to several successive replicas to model an app that
+ * keeps its journal while its EventLog / remote are rebuilt (restart, reconnect).
+ */
+export const makeJournal = () => Effect.runSync(EventJournal.makeMemory)
+
+// ---------------------------------------------------------------------------------------------
+// Replica
+// ---------------------------------------------------------------------------------------------
+
+const isLocalWrite = FiberRef.unsafeMake(false)
+const toHex = (bytes) => Buffer.from(bytes).toString("hex")
+const SMALL_FRAME = 4096
+
+/**
+ * @typedef {{ id: string, text: string, n: number }} Note
+ * @typedef {{ id: string, text: string, n: number, entryId: string, local: boolean }} HandlerRun
+ * @typedef {{
+ *   constructed: number, opened: number, closed: number,
+ *   closeCodes: number[], errors: string[], statusCodes: number[],
+ *   selectedProtocols: (string|undefined)[], remoteIds: string[], firstFrameTags: string[],
+ *   frameTags: Record<string, number>, decodeErrors: string[]
+ * }} SocketStats
+ */
+
+/**
+ * Starts a replica.
+ * @param {object} options
+ * @param {string} options.url  ws://host:port/event-log/<tenant>
+ * @param {string} [options.name]
+ * @param {object} [options.identity]  an EventLog.Identity value (default: a fresh one)
+ * @param {object} [options.journal]   an EventJournal service (default: a fresh memory journal)
+ * @param {boolean} [options.disablePing]
+ * @param {string|string[]} [options.protocols]  WebSocket subprotocols, e.g. "sync-auth.<token>"
+ * @param {Record<string,string>} [options.headers]  extra handshake headers (Authorization)
+ * @param {(code: number) => boolean} [options.closeCodeIsError]  passed to Socket.makeWebSocket
+ */
+export const startReplica = async (options) => {
+  const name = options.name ?? `replica-${randomUUID().slice(0, 8)}`
+  const identity = options.identity ?? makeIdentity()
+  const journal = options.journal ?? makeJournal()
+
+  /** @type {HandlerRun[]} */
+  const runs = []
+  /** @type {SocketStats} */
+  const sockets = {
+    constructed: 0,
+    opened: 0,
+    closed: 0,
+    closeCodes: [],
+    errors: [],
+    statusCodes: [],
+    selectedProtocols: [],
+    remoteIds: [],
+    firstFrameTags: [],
+    frameTags: {},
+    decodeErrors: []
+  }
+  /** @type {{ level: string, message: string, cause: string }[]} */
+  const logs = []
+
+  const waiters = new Set()
+  const notify = () => {
+    for (const w of waiters) {
+      let ok = false
+      try {
+        ok = w.predicate()
+      } catch (e) {
+        waiters.delete(w)
+        clearTimeout(w.timer)
+        w.reject(e)
+        continue
+      }
+      if (ok) {
+        waiters.delete(w)
+        clearTimeout(w.timer)
+        w.resolve()
+      }
+    }
+  }
+
+  // --- the WebSocket constructor handed to Effect (ws, like @effect/platform-node on Node 20) --
+  const webSocketConstructor = (url, protocols) => {
+    sockets.constructed++
+    const ws = new WebSocket(url, protocols, options.headers ? { headers: options.headers } : {})
+    let first = true
+    ws.on("upgrade", (res) => {
+      sockets.statusCodes.push(res.statusCode)
+      sockets.selectedProtocols.push(res.headers["sec-websocket-protocol"])
+    })
+    ws.on("open", () => {
+      sockets.opened++
+      notify()
+    })
+    ws.on("message", (data) => {
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+      if (!first && bytes.byteLength > SMALL_FRAME) {
+        sockets.frameTags.large = (sockets.frameTags.large ?? 0) + 1
+        return
+      }
+      try {
+        const msg = EventLogRemote.decodeResponse(bytes)
+        sockets.frameTags[msg._tag] = (sockets.frameTags[msg._tag] ?? 0) + 1
+        if (first) sockets.firstFrameTags.push(msg._tag)
+        if (msg._tag === "Hello") sockets.remoteIds.push(toHex(msg.remoteId))
+      } catch (e) {
+        sockets.decodeErrors.push(String(e?.message ?? e).slice(0, 300))
+        if (first) sockets.firstFrameTags.push("<undecodable>")
+      }
+      first = false
+      notify()
+    })
+    ws.on("error", (err) => {
+      sockets.errors.push(String(err?.message ?? err))
+      notify()
+    })
+    ws.on("close", (code) => {
+      sockets.closed++
+      sockets.closeCodes.push(code)
+      notify()
+    })
+    return ws
+  }
+
+  // --- handlers ---------------------------------------------------------------------------
+  const handlersLayer = EventLog.group(NoteGroup, (handlers) =>
+    handlers.handle("Note", ({ entry, payload }) =>
+      Effect.flatMap(FiberRef.get(isLocalWrite), (local) =>
+        Effect.sync(() => {
+          runs.push({ id: payload.id, text: payload.text, n: payload.n, entryId: entry.idString, local })
+          notify()
+        }))))
+
+  // --- logger -------------------------------------------------------------------------------
+  const logger = Logger.make(({ cause, logLevel, message }) => {
+    const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+    const causeText = Cause.isEmpty(cause) ? "" : Cause.pretty(cause)
+    logs.push({ level: logLevel.label, message: text, cause: causeText })
+    if (DEBUG) console.error(`[${name}] ${logLevel.label} ${text} ${causeText}`)
+    notify()
+  })
+
+  const eventLogLayer = EventLog.layer(NoteSchema).pipe(
+    Layer.provide(handlersLayer),
+    Layer.provide([
+      Layer.succeed(EventJournal.EventJournal, journal),
+      Layer.succeed(EventLog.Identity, identity)
+    ])
+  )
+
+  // Same as EventLogRemote.layerWebSocket(url, { disablePing }), but with the socket options
+  // (protocols, closeCodeIsError) that layerWebSocket does not expose.
+  const remoteLayer = Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const socket = yield* Socket.makeWebSocket(options.url, {
+        protocols: options.protocols,
+        closeCodeIsError: options.closeCodeIsError
+      })
+      yield* EventLogRemote.fromSocket({ disablePing: options.disablePing }).pipe(
+        Effect.provideService(Socket.Socket, socket)
+      )
+    })
+  ).pipe(
+    Layer.provide(EventLogEncryption.layerSubtle),
+    Layer.provide(Layer.succeed(Socket.WebSocketConstructor, webSocketConstructor))
+  )
+
+  const appLayer = remoteLayer.pipe(
+    Layer.provideMerge(eventLogLayer),
+    Layer.provide(Logger.replace(Logger.defaultLogger, logger)),
+    Layer.provide(Logger.minimumLogLevel(LogLevel.Debug))
+  )
+  const runtime = ManagedRuntime.make(appLayer)
+  await runtime.runPromise(Effect.void)
+
+  let stopped = false
+  const replica = {
+    name,
+    identity,
+    journal,
+    url: options.url,
+    /** every handler run, in order */
+    runs,
+    sockets,
+    logs,
+
+    /** Handler runs caused by entries that arrived from the remote, in handling order. */
+    get received() {
+      return runs.filter((r) => !r.local)
+    },
+
+    /** Writes a Note through EventLog.write (the local handler runs as part of the write). */
+    write: (note) =>
+      runtime.runPromise(
+        Effect.flatMap(EventLog.EventLog, (log) => log.write({ schema: NoteSchema, event: "Note", payload: note })).pipe(
+          Effect.locally(isLocalWrite, true)
+        )
+      ),
+
+    /** All entries of the journal. */
+    entries: () => runtime.runPromise(Effect.flatMap(EventLog.EventLog, (log) => log.entries)),
+
+    /**
+     * Resolves when predicate() is true (checked now and after every observation).
+     * Rejects after timeoutMs with a message naming `what` and the replica's state.
+     */
+    waitFor: (predicate, { timeoutMs = 15_000, what = "condition" } = {}) =>
+      new Promise((resolve, reject) => {
+        if (predicate()) return resolve()
+        const w = { predicate, resolve, reject, timer: undefined }
+        w.timer = setTimeout(() => {
+          waiters.delete(w)
+          reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for ${what}; ${replica.describe()}`))
+        }, timeoutMs)
+        waiters.add(w)
+      }),
+
+    /** Waits until at least `count` remote arrivals were handled. */
+    waitForReceived: (count, opts = {}) =>
+      replica.waitFor(() => replica.received.length >= count, {
+        what: `${count} received event(s)`,
+        ...opts
+      }),
+
+    /** Waits until the remote sent Hello on `count` sockets. */
+    waitForHello: (count = 1, opts = {}) =>
+      replica.waitFor(() => sockets.remoteIds.length >= count, { what: `Hello #${count}`, ...opts }),
+
+    describe: () =>
+      `runs=${runs.length} (received=${runs.filter((r) => !r.local).length}) sockets=${
+        JSON.stringify({ ...sockets, errors: sockets.errors.slice(-3), decodeErrors: sockets.decodeErrors.slice(-3) })
+      } lastLogs=${JSON.stringify(logs.slice(-3).map((l) => `${l.level} ${l.message} ${l.cause.slice(0, 300)}`))}`,
+
+    /** Disposes the runtime (closes the socket). Bounded: Effect's shutdown must not hang. */
+    stop: async ({ timeoutMs = 10_000 } = {}) => {
+      if (stopped) return
+      stopped = true
+      let timer
+      await Promise.race([
+        runtime.dispose(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${name}: runtime.dispose() did not finish in ${timeoutMs} ms`)), timeoutMs)
+        })
+      ]).finally(() => clearTimeout(timer))
+    }
+  }
+  return replica
+}
+
+/** Builds `count` distinct notes with ids prefixed by `prefix`. */
+export const notes = (prefix, count, text = "x") =>
+  Array.from({ length: count }, (_, i) => ({ id: `${prefix}-${i}`, text, n: i }))
