@@ -32,7 +32,8 @@ const { values: args } = parseArgs({
     data: { type: "string" },
     memory: { type: "boolean", default: false },
     port: { type: "string", default: "0" },
-    debug: { type: "boolean", default: false }
+    debug: { type: "boolean", default: false },
+    trace: { type: "boolean", default: false }
   }
 })
 if (!args.memory && !args.data) {
@@ -43,8 +44,40 @@ if (args.data) mkdirSync(args.data, { recursive: true })
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
 
+// --trace: log every Storage call and every batch a subscription hands to the socket handler
+const trace = (tenant, layer) =>
+  Layer.effect(
+    EventLogServer.Storage,
+    Effect.map(EventLogServer.Storage, (storage) => ({
+      ...storage,
+      write: (publicKey, entries) =>
+        storage.write(publicKey, entries).pipe(
+          Effect.tap((stored) =>
+            console.error(`[${tenant}] write ${publicKey.slice(0, 8)} n=${entries.length} -> seq=[${stored.map((e) => e.sequence)}]`)
+          )
+        ),
+      changes: (publicKey, startSequence) =>
+        Effect.map(storage.changes(publicKey, startSequence), (mailbox) => {
+          const id = Math.random().toString(36).slice(2, 6)
+          console.error(`[${tenant}] changes ${publicKey.slice(0, 8)} start=${startSequence} -> sub ${id}`)
+          return new Proxy(mailbox, {
+            get(target, prop) {
+              if (prop === "takeAll") {
+                return Effect.tap(target.takeAll, ([chunk, done]) =>
+                  console.error(`[${tenant}] sub ${id} takeAll seq=[${[...chunk].map((e) => e.sequence)}] done=${done}`))
+              }
+              const value = Reflect.get(target, prop, target)
+              return typeof value === "function" ? value.bind(target) : value
+            }
+          })
+        })
+    }))
+  ).pipe(Layer.provide(layer))
+
 /** The storage layer of one tenant. */
-const storageLayer = (tenant) =>
+const storageLayer = (tenant) => args.trace ? trace(tenant, baseStorageLayer(tenant)) : baseStorageLayer(tenant)
+
+const baseStorageLayer = (tenant) =>
   args.memory
     ? EventLogServer.layerStorageMemory
     : SqlEventLogServer.layerStorageSubtle().pipe(

@@ -28,6 +28,24 @@ import { randomUUID } from "node:crypto"
 import WebSocket from "ws"
 
 const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
+const TRACE = /^(1|true)$/i.test(process.env.INTEROP_TRACE ?? "")
+
+const summarize = (msg) => {
+  switch (msg._tag) {
+    case "WriteEntries":
+      return `WriteEntries id=${msg.id} n=${msg.encryptedEntries.length}`
+    case "Ack":
+      return `Ack id=${msg.id} seq=[${msg.sequenceNumbers.length > 6 ? `${msg.sequenceNumbers.slice(0, 3)}..${msg.sequenceNumbers.at(-1)}` : msg.sequenceNumbers}]`
+    case "Changes":
+      return `Changes n=${msg.entries.length} seq=[${msg.entries.length > 6 ? `${msg.entries.slice(0, 3).map((e) => e.sequence)}..${msg.entries.at(-1).sequence}` : msg.entries.map((e) => e.sequence)}]`
+    case "RequestChanges":
+      return `RequestChanges start=${msg.startSequence}`
+    case "ChunkedMessage":
+      return `ChunkedMessage id=${msg.id} part=${msg.part}`
+    default:
+      return `${msg._tag}${"id" in msg ? ` id=${msg.id}` : ""}`
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Schema
@@ -66,7 +84,7 @@ export const makeJournal = () => Effect.runSync(EventJournal.makeMemory)
 
 const isLocalWrite = FiberRef.unsafeMake(false)
 const toHex = (bytes) => Buffer.from(bytes).toString("hex")
-const SMALL_FRAME = 4096
+const SMALL_FRAME = 65_536
 
 /**
  * @typedef {{ id: string, text: string, n: number }} Note
@@ -75,7 +93,7 @@ const SMALL_FRAME = 4096
  *   constructed: number, opened: number, closed: number,
  *   closeCodes: number[], errors: string[], statusCodes: number[],
  *   selectedProtocols: (string|undefined)[], remoteIds: string[], firstFrameTags: string[],
- *   frameTags: Record<string, number>, decodeErrors: string[]
+ *   frameTags: Record<string, number>, decodeErrors: string[], firstAcks: number, ready: number
  * }} SocketStats
  */
 
@@ -110,7 +128,9 @@ export const startReplica = async (options) => {
     remoteIds: [],
     firstFrameTags: [],
     frameTags: {},
-    decodeErrors: []
+    decodeErrors: [],
+    firstAcks: 0,
+    ready: 0
   }
   /** @type {{ level: string, message: string, cause: string }[]} */
   const logs = []
@@ -140,6 +160,19 @@ export const startReplica = async (options) => {
     sockets.constructed++
     const ws = new WebSocket(url, protocols, options.headers ? { headers: options.headers } : {})
     let first = true
+    let acked = false
+    const socketNo = sockets.constructed
+    if (TRACE) {
+      const send = ws.send.bind(ws)
+      ws.send = (data, ...rest) => {
+        try {
+          console.error(`${(performance.now() | 0)} [${name}#${socketNo}] -> ${summarize(EventLogRemote.decodeRequest(data))}`)
+        } catch (e) {
+          console.error(`${(performance.now() | 0)} [${name}#${socketNo}] -> <undecodable ${data?.byteLength}>`)
+        }
+        return send(data, ...rest)
+      }
+    }
     ws.on("upgrade", (res) => {
       sockets.statusCodes.push(res.statusCode)
       sockets.selectedProtocols.push(res.headers["sec-websocket-protocol"])
@@ -150,6 +183,13 @@ export const startReplica = async (options) => {
     })
     ws.on("message", (data) => {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+      if (TRACE) {
+        try {
+          console.error(`${(performance.now() | 0)} [${name}#${socketNo}] <- ${summarize(EventLogRemote.decodeResponse(bytes))}`)
+        } catch (e) {
+          console.error(`${(performance.now() | 0)} [${name}#${socketNo}] <- <undecodable ${bytes.byteLength}>`)
+        }
+      }
       if (!first && bytes.byteLength > SMALL_FRAME) {
         sockets.frameTags.large = (sockets.frameTags.large ?? 0) + 1
         return
@@ -159,6 +199,10 @@ export const startReplica = async (options) => {
         sockets.frameTags[msg._tag] = (sockets.frameTags[msg._tag] ?? 0) + 1
         if (first) sockets.firstFrameTags.push(msg._tag)
         if (msg._tag === "Hello") sockets.remoteIds.push(toHex(msg.remoteId))
+        if (msg._tag === "Ack" && !acked) {
+          acked = true
+          sockets.firstAcks++
+        }
       } catch (e) {
         sockets.decodeErrors.push(String(e?.message ?? e).slice(0, 300))
         if (first) sockets.firstFrameTags.push("<undecodable>")
@@ -171,6 +215,7 @@ export const startReplica = async (options) => {
       notify()
     })
     ws.on("close", (code) => {
+      if (TRACE) console.error(`${(performance.now() | 0)} [${name}#${socketNo}] closed ${code}`)
       sockets.closed++
       sockets.closeCodes.push(code)
       notify()
@@ -196,10 +241,22 @@ export const startReplica = async (options) => {
     notify()
   })
 
+  // EventLog's runRemote uploads the journal right after Hello and only then subscribes to
+  // journal.changes to upload later writes. That subscription is the moment a replica is
+  // "ready": a write made before it stays local until the next write (see waitReady).
+  const observedJournal = EventJournal.EventJournal.of({
+    ...journal,
+    changes: Effect.tap(journal.changes, () =>
+      Effect.sync(() => {
+        sockets.ready++
+        notify()
+      }))
+  })
+
   const eventLogLayer = EventLog.layer(NoteSchema).pipe(
     Layer.provide(handlersLayer),
     Layer.provide([
-      Layer.succeed(EventJournal.EventJournal, journal),
+      Layer.succeed(EventJournal.EventJournal, observedJournal),
       Layer.succeed(EventLog.Identity, identity)
     ])
   )
@@ -277,6 +334,15 @@ export const startReplica = async (options) => {
         what: `${count} received event(s)`,
         ...opts
       }),
+
+    /**
+     * Waits until the replica completed `count` handshakes: Hello received, the initial upload
+     * the client makes after Hello acknowledged, and EventLog subscribed to the journal to upload
+     * later writes. A write made before that point stays local until the next write (an Effect
+     * client race, see docs/effect-client-notes.md).
+     */
+    waitReady: (count = 1, opts = {}) =>
+      replica.waitFor(() => sockets.ready >= count, { what: `ready socket #${count}`, ...opts }),
 
     /** Waits until the remote sent Hello on `count` sockets. */
     waitForHello: (count = 1, opts = {}) =>

@@ -1,0 +1,259 @@
+// Test harness: target servers (evsync, Effect's reference server), known reference failures,
+// replica bookkeeping. Used by every interop/test/*.test.mjs file.
+import { it } from "node:test"
+import assert from "node:assert/strict"
+import { spawn } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { dirname, join, resolve } from "node:path"
+import { fileURLToPath } from "node:url"
+import { startReplica } from "../../src/replica.mjs"
+
+const here = dirname(fileURLToPath(import.meta.url))
+export const INTEROP_DIR = resolve(here, "../..")
+export const REPO_DIR = resolve(INTEROP_DIR, "..")
+const REFERENCE_SERVER = join(INTEROP_DIR, "src/reference-server.mjs")
+
+export const KNOWN_TARGETS = ["evsync", "reference", "reference-memory"]
+
+/** Targets selected by INTEROP_TARGETS (comma separated), default "evsync,reference". */
+export const TARGETS = (process.env.INTEROP_TARGETS ?? "evsync,reference")
+  .split(",")
+  .map((s) => s.trim())
+  .filter(Boolean)
+for (const t of TARGETS) {
+  if (!KNOWN_TARGETS.includes(t)) throw new Error(`INTEROP_TARGETS: unknown target "${t}" (known: ${KNOWN_TARGETS})`)
+}
+
+const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
+
+export const EVSYNC_BIN = process.env.EVSYNC_BIN ?? join(REPO_DIR, "target/debug/evsync")
+
+/** Effect's reference servers have no auth at all. */
+export const supportsAuth = (target) => target === "evsync"
+
+// ---------------------------------------------------------------------------------------------
+// Known reference failures
+// ---------------------------------------------------------------------------------------------
+
+const KNOWN_FAILURES_FILE = join(INTEROP_DIR, "known-reference-failures.json")
+const knownFailures = JSON.parse(readFileSync(KNOWN_FAILURES_FILE, "utf8"))
+
+/**
+ * Defines one scenario test for `target`.
+ * - evsync: the scenario must pass. Nothing is ever skipped or expected to fail against evsync.
+ * - a reference target with an entry in known-reference-failures.json: the scenario must FAIL
+ *   with an error matching the entry's `expect` regex; if it passes (or fails differently) the
+ *   test fails and says to update the record.
+ * - `auth: true` scenarios are skipped for reference targets only (Effect's server has no auth).
+ */
+export const scenario = (target, id, title, fn, options = {}) => {
+  const testOptions = { timeout: options.timeout ?? 120_000 }
+  if (options.auth && !supportsAuth(target)) {
+    it(`${id}: ${title}`, { ...testOptions, skip: `${target}: Effect's reference server has no auth (auth scenarios run against evsync only)` }, () => {})
+    return
+  }
+  const known = target === "evsync" ? undefined : knownFailures.targets?.[target]?.[id]
+  if (!known) {
+    it(`${id}: ${title}`, testOptions, (t) => withReplicas(t, fn))
+    return
+  }
+  it(`${id}: ${title} [known ${target} failure]`, testOptions, async (t) => {
+    let error
+    try {
+      await withReplicas(t, fn)
+    } catch (e) {
+      error = e
+    }
+    if (error === undefined) {
+      assert.fail(
+        `${target} now PASSES scenario "${id}", recorded as a known failure in known-reference-failures.json ` +
+          `("${known.reason}"). Remove the record.`
+      )
+    }
+    const message = String(error?.stack ?? error)
+    if (!new RegExp(known.expect, "s").test(message)) {
+      assert.fail(
+        `${target} fails scenario "${id}" differently than recorded in known-reference-failures.json.\n` +
+          `expected /${known.expect}/, got:\n${message}`
+      )
+    }
+    t.diagnostic(`known ${target} failure confirmed: ${known.reason}`)
+  })
+}
+
+/** Runs fn(ctx) and always stops the replicas it started (ctx.replica(...)). */
+const withReplicas = async (t, fn) => {
+  const replicas = []
+  const ctx = {
+    t,
+    replica: async (options) => {
+      const r = await startReplica(options)
+      replicas.push(r)
+      return r
+    },
+    replicas
+  }
+  try {
+    await fn(ctx)
+  } finally {
+    const results = await Promise.allSettled(replicas.map((r) => r.stop()))
+    for (const r of results) if (r.status === "rejected") t.diagnostic(`replica stop: ${r.reason}`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target servers
+// ---------------------------------------------------------------------------------------------
+
+/** A fresh tenant name, unique per call (tests share a server; tenants keep them apart). */
+export const tenant = (label = "t") => `${label}-${randomUUID().slice(0, 8)}`
+
+/**
+ * Starts a target server. Returns a handle whose `url(tenant)` is the client URL.
+ * @param {string} target "evsync" | "reference" | "reference-memory"
+ * @param {{ dataDir?: string, env?: Record<string,string>, port?: number }} [options]
+ */
+export const startServer = async (target, options = {}) => {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `evsync-interop-${target}-`))
+  const ownsDataDir = options.dataDir === undefined
+  const port = options.port ?? 0
+  let command
+  let args
+  if (target === "evsync") {
+    if (!existsSync(EVSYNC_BIN)) {
+      throw new Error(`evsync binary not found at ${EVSYNC_BIN}: build it with \`cargo build -p evsync\` (interop/run.sh does)`)
+    }
+    command = EVSYNC_BIN
+    args = ["serve", "--listen", `127.0.0.1:${port}`, "--data", dataDir]
+  } else if (target === "reference") {
+    command = process.execPath
+    args = [REFERENCE_SERVER, "--data", dataDir, "--port", String(port)]
+  } else if (target === "reference-memory") {
+    command = process.execPath
+    args = [REFERENCE_SERVER, "--memory", "--port", String(port)]
+  } else {
+    throw new Error(`unknown target ${target}`)
+  }
+  if (target !== "evsync" && DEBUG) args.push("--debug", "--trace")
+  // Auth env is only what the caller passes: never inherit SYNC_* from the developer's shell.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SYNC_")))
+  Object.assign(env, options.env ?? {})
+  if (target === "evsync" && env.RUST_LOG === undefined) env.RUST_LOG = "warn"
+
+  const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] })
+  let output = ""
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })))
+  const address = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`${target} did not print its listen address within 30 s; output:\n${output}`))
+    }, 30_000)
+    const onData = (chunk) => {
+      output += String(chunk)
+      if (output.length > 200_000) output = output.slice(-100_000)
+      // Tolerant: the first 127.0.0.1:<port> with a non-zero port in stdout or stderr.
+      for (const m of output.matchAll(/127\.0\.0\.1:(\d+)/g)) {
+        if (Number(m[1]) !== 0) {
+          clearTimeout(timer)
+          resolve({ host: "127.0.0.1", port: Number(m[1]) })
+          return
+        }
+      }
+    }
+    child.stdout.on("data", onData)
+    child.stderr.on("data", onData)
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer)
+      reject(new Error(`${target} exited (code ${code}, signal ${signal}) before listening; output:\n${output}`))
+    })
+  })
+  // keep draining output (and keep the tail for diagnostics)
+  const drain = (chunk) => {
+    if (DEBUG) process.stderr.write(`[${target} server] ${chunk}`)
+    output += String(chunk)
+    if (output.length > 200_000) output = output.slice(-100_000)
+  }
+  child.stdout.removeAllListeners("data")
+  child.stderr.removeAllListeners("data")
+  child.stdout.on("data", drain)
+  child.stderr.on("data", drain)
+
+  let stopped = false
+  const server = {
+    target,
+    dataDir,
+    address,
+    child,
+    get output() {
+      return output
+    },
+    url: (tenantName) => `ws://${address.host}:${address.port}/event-log/${tenantName}`,
+    httpUrl: (path) => `http://${address.host}:${address.port}${path}`,
+    /**
+     * Stops the server: SIGTERM (graceful) or SIGKILL (crash). A graceful stop that takes
+     * longer than 10 s is an error (the process is then killed).
+     */
+    stop: async ({ signal = "SIGTERM" } = {}) => {
+      if (stopped) return exited
+      stopped = true
+      child.kill(signal)
+      let timer
+      const result = await Promise.race([
+        exited,
+        new Promise((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), 10_000)
+        })
+      ])
+      clearTimeout(timer)
+      if (result === "timeout") {
+        child.kill("SIGKILL")
+        await exited
+        throw new Error(`${target} did not exit within 10 s of ${signal}`)
+      }
+      return result
+    },
+    /** stop() and also remove the data directory when this handle created it. */
+    dispose: async () => {
+      try {
+        await server.stop()
+      } finally {
+        if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true })
+      }
+    }
+  }
+  return server
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions and small helpers
+// ---------------------------------------------------------------------------------------------
+
+/** ids of the received (remote) handler runs, in order, without barrier notes */
+export const receivedIds = (replica) => replica.received.map((r) => r.id).filter((id) => !id.startsWith("barrier-"))
+
+/**
+ * A barrier: `writer` writes a fresh note and each of `readers` waits until it arrived. Logs are
+ * delivered in sequence order, so anything that `writer`'s log held before the barrier has been
+ * delivered (or will never be) when this resolves.
+ */
+export const barrier = async (writer, readers, opts = {}) => {
+  const id = `barrier-${randomUUID().slice(0, 8)}`
+  await writer.write({ id, text: "barrier", n: -1 })
+  await Promise.all(
+    readers.map((r) => r.waitFor(() => r.received.some((x) => x.id === id), { what: `barrier ${id}`, ...opts }))
+  )
+}
+
+/** Asserts that a replica's socket never failed or reconnected and Effect logged no error. */
+export const assertHealthy = (replica, { sockets = 1 } = {}) => {
+  assert.equal(replica.sockets.constructed, sockets, `${replica.name}: socket constructions; ${replica.describe()}`)
+  assert.equal(replica.sockets.closed, 0, `${replica.name}: socket closes; ${replica.describe()}`)
+  assert.deepEqual(replica.sockets.errors, [], `${replica.name}: socket errors`)
+  assert.deepEqual(replica.sockets.decodeErrors, [], `${replica.name}: undecodable server frames`)
+  const failures = replica.logs.filter((l) => l.cause !== "" || /^(ERROR|FATAL|WARN)/.test(l.level))
+  assert.deepEqual(failures, [], `${replica.name}: Effect logged failures`)
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
