@@ -23,6 +23,8 @@ enum Op {
     Subscribe(usize, usize, u64),
     Stop(usize, usize),
     RunStorage(usize),
+    ExecuteStorage(usize),
+    DeliverStorage(usize),
     Pause(usize),
     Drain(usize),
 }
@@ -36,7 +38,9 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(s, k, ns)| Op::Write(s, k, ns)),
         2 => (slot.clone(), key.clone(), 0u64..10).prop_map(|(s, k, start)| Op::Subscribe(s, k, start)),
         1 => (slot.clone(), key.clone()).prop_map(|(s, k)| Op::Stop(s, k)),
-        6 => (0usize..8).prop_map(Op::RunStorage),
+        4 => (0usize..8).prop_map(Op::RunStorage),
+        2 => (0usize..8).prop_map(Op::ExecuteStorage),
+        2 => (0usize..8).prop_map(Op::DeliverStorage),
         1 => slot.clone().prop_map(Op::Pause),
         1 => slot.prop_map(Op::Drain),
     ]
@@ -121,6 +125,18 @@ impl Model {
                 if !self.h.pending.is_empty() {
                     let index = i % self.h.pending.len();
                     self.h.run_storage_at(index);
+                }
+            }
+            Op::ExecuteStorage(i) => {
+                if !self.h.pending.is_empty() {
+                    let index = i % self.h.pending.len();
+                    self.h.execute_at(index);
+                }
+            }
+            Op::DeliverStorage(i) => {
+                if !self.h.executed.is_empty() {
+                    let index = i % self.h.executed.len();
+                    self.h.deliver_at(index);
                 }
             }
             Op::Pause(s) => {

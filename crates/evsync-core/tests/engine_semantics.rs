@@ -531,7 +531,11 @@ fn handover_during_a_commit_has_no_gap_or_duplicate() {
     // Subscribe while an append is in flight; run the read before and
     // after the append in both orders.
     for read_first in [true, false] {
-        let mut h = Harness::new();
+        // No tail cache, so that the backlog comes from a storage read.
+        let mut h = Harness::with_config(EngineConfig {
+            tail_cache_entries: 0,
+            ..EngineConfig::default()
+        });
         let (w, a) = (h.open(1), h.open(2));
         h.write(w, "pk", &[1, 2]);
         h.settle();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use evsync_core::chunk::{ChunkLimits, Reassembler};
 use evsync_core::codec::{decode_response, encode_request};
 use evsync_core::engine::{Action, ConnId, Engine, EngineConfig};
-use evsync_core::storage::{MemoryStorage, StorageOp, StorageRequest};
+use evsync_core::storage::{MemoryStorage, StorageOp, StorageRequest, StorageResponse};
 use evsync_core::time::Timestamp;
 use evsync_core::wire::{EncryptedEntry, RemoteEntry, RemoteId, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -21,6 +21,9 @@ pub struct Harness {
     pub store: MemoryStorage,
     /// Storage requests emitted and not yet run.
     pub pending: VecDeque<StorageRequest>,
+    /// Storage requests run whose answers are not yet delivered (to model
+    /// results arriving in another order than the work was done).
+    pub executed: VecDeque<StorageResponse>,
     /// Decoded responses per connection, in arrival order.
     pub received: HashMap<ConnId, Vec<Response>>,
     /// Raw frames per connection (to check sizes).
@@ -47,6 +50,7 @@ impl Harness {
             engine: Engine::new(REMOTE_ID, config),
             store: MemoryStorage::new(REMOTE_ID),
             pending: VecDeque::new(),
+            executed: VecDeque::new(),
             received: HashMap::new(),
             frames: HashMap::new(),
             closed: HashMap::new(),
@@ -163,22 +167,41 @@ impl Harness {
         );
     }
 
-    /// Runs the pending storage request at `index`.
+    /// Runs the pending storage request at `index` and delivers its answer.
     pub fn run_storage_at(&mut self, index: usize) {
+        self.execute_at(index);
+        self.deliver_at(self.executed.len() - 1);
+    }
+
+    /// Runs the pending storage request at `index`, holding its answer back.
+    pub fn execute_at(&mut self, index: usize) {
         let request = self.pending.remove(index).expect("no such pending request");
         match request.op {
             StorageOp::Append(_) => self.appends_run += 1,
             StorageOp::Read { .. } => self.reads_run += 1,
         }
         let response = request.execute(&mut self.store);
+        self.executed.push_back(response);
+    }
+
+    /// Delivers the held-back storage answer at `index` to the engine.
+    pub fn deliver_at(&mut self, index: usize) {
+        let response = self.executed.remove(index).expect("no such answer");
         self.engine.handle_storage_response(response);
         self.pump();
     }
 
-    /// Runs storage requests in order until none is pending.
+    /// Delivers held answers and runs storage requests in order until
+    /// nothing is left.
     pub fn settle(&mut self) {
-        while !self.pending.is_empty() {
-            self.run_storage_at(0);
+        loop {
+            if !self.executed.is_empty() {
+                self.deliver_at(0);
+            } else if !self.pending.is_empty() {
+                self.run_storage_at(0);
+            } else {
+                break;
+            }
         }
     }
 
