@@ -16,6 +16,8 @@ import * as EventLog from "@effect/experimental/EventLog"
 import * as EventLogEncryption from "@effect/experimental/EventLogEncryption"
 import * as EventLogRemote from "@effect/experimental/EventLogRemote"
 import * as Socket from "@effect/platform/Socket"
+import * as SqlEventJournal from "@effect/sql/SqlEventJournal"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
@@ -104,6 +106,8 @@ const SMALL_FRAME = 65_536
  * @param {string} [options.name]
  * @param {object} [options.identity]  an EventLog.Identity value (default: a fresh one)
  * @param {object} [options.journal]   an EventJournal service (default: a fresh memory journal)
+ * @param {string} [options.journalFile] use Effect's SqlEventJournal in this sqlite file instead
+ *   (persistent: a replica started again on the same file is the same app restarted)
  * @param {boolean} [options.disablePing]
  * @param {string|string[]} [options.protocols]  WebSocket subprotocols, e.g. "sync-auth.<token>"
  * @param {Record<string,string>} [options.headers]  extra handshake headers (Authorization)
@@ -112,7 +116,7 @@ const SMALL_FRAME = 65_536
 export const startReplica = async (options) => {
   const name = options.name ?? `replica-${randomUUID().slice(0, 8)}`
   const identity = options.identity ?? makeIdentity()
-  const journal = options.journal ?? makeJournal()
+  const journal = options.journalFile ? undefined : (options.journal ?? makeJournal())
 
   /** @type {HandlerRun[]} */
   const runs = []
@@ -244,19 +248,26 @@ export const startReplica = async (options) => {
   // EventLog's runRemote uploads the journal right after Hello and only then subscribes to
   // journal.changes to upload later writes. That subscription is the moment a replica is
   // "ready": a write made before it stays local until the next write (see waitReady).
-  const observedJournal = EventJournal.EventJournal.of({
-    ...journal,
-    changes: Effect.tap(journal.changes, () =>
-      Effect.sync(() => {
-        sockets.ready++
-        notify()
-      }))
-  })
+  const observe = (journal) =>
+    EventJournal.EventJournal.of({
+      ...journal,
+      changes: Effect.tap(journal.changes, () =>
+        Effect.sync(() => {
+          sockets.ready++
+          notify()
+        }))
+    })
+  const journalLayer = options.journalFile
+    ? Layer.effect(EventJournal.EventJournal, Effect.map(SqlEventJournal.make(), observe)).pipe(
+      Layer.provide(SqliteClient.layer({ filename: options.journalFile })),
+      Layer.orDie
+    )
+    : Layer.succeed(EventJournal.EventJournal, observe(journal))
 
   const eventLogLayer = EventLog.layer(NoteSchema).pipe(
     Layer.provide(handlersLayer),
     Layer.provide([
-      Layer.succeed(EventJournal.EventJournal, observedJournal),
+      journalLayer,
       Layer.succeed(EventLog.Identity, identity)
     ])
   )

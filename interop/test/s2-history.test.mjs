@@ -1,0 +1,103 @@
+// Scenario 2: a late joiner receives the whole history; a replica rebuilt on the same journal
+// after a disconnect receives only what it missed, nothing twice.
+import assert from "node:assert/strict"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { after, before, describe } from "node:test"
+import { makeIdentity, makeJournal, notes } from "../src/replica.mjs"
+import { assertHealthy, barrier, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
+
+describe("S2 history", { concurrency: true }, () => {
+  for (const target of TARGETS) {
+    describe(target, { concurrency: true }, () => {
+      let server
+      before(async () => {
+        server = await startServer(target)
+      })
+      after(() => server?.dispose())
+
+      scenario(target, "S2-late-joiner", "a late joiner receives the whole history, in order, once", async ({ replica }) => {
+        const url = server.url(tenant("s2l"))
+        const identity = makeIdentity()
+        const a = await replica({ url, identity, name: "A" })
+        const b = await replica({ url, identity, name: "B" })
+        await Promise.all([a.waitReady(), b.waitReady()])
+        const written = notes("h", 25)
+        for (const note of written) await a.write(note)
+        await b.waitForReceived(25) // the history is on the server
+        await a.stop()
+
+        const late = await replica({ url, identity, name: "Late" })
+        await late.waitForReceived(25)
+        await barrier(b, [late])
+        assert.deepEqual(receivedIds(late), written.map((n) => n.id))
+        assert.deepEqual(late.received.filter((r) => r.id.startsWith("h-")).map((r) => r.n), written.map((n) => n.n))
+        assertHealthy(late)
+        assertHealthy(b)
+      })
+
+      // The rebuilt replica: same identity, same journal, new EventLog + remote (an app that
+      // restarts or reconnects). Run with Effect's SqlEventJournal (sqlite file; what a Node app
+      // persists) and with the memory journal (which re-handles the last entry it had seen; an
+      // Effect client bug, see docs/effect-client-notes.md, asserted exactly here).
+      for (const journalKind of ["sql", "memory"]) {
+        scenario(
+          target,
+          `S2-rebuilt-replica-${journalKind}`,
+          `a replica rebuilt on the same ${journalKind} journal receives only what it missed`,
+          async ({ replica }) => {
+            const url = server.url(tenant("s2r"))
+            const identity = makeIdentity()
+            const dir = mkdtempSync(join(tmpdir(), "evsync-interop-journal-"))
+            const journalOptions = journalKind === "sql" ? { journalFile: join(dir, "journal.sqlite") } : { journal: makeJournal() }
+            try {
+              const a = await replica({ url, identity, name: "A" })
+              const r1 = await replica({ url, identity, ...journalOptions, name: "R1" })
+              await Promise.all([a.waitReady(), r1.waitReady()])
+
+              const seen = notes("before", 10)
+              for (const note of seen) await a.write(note)
+              await r1.waitForReceived(10)
+              await r1.write({ id: "own", text: "written by R before the disconnect", n: 0 })
+              await a.waitFor(() => receivedIds(a).includes("own"), { what: "own on A" })
+              await barrier(a, [r1])
+              const lastSeen = r1.received.at(-1)
+              await r1.stop() // disconnect; the journal survives
+
+              const missed = notes("missed", 7)
+              for (const note of missed) await a.write(note)
+
+              const r2 = await replica({ url, identity, ...journalOptions, name: "R2" })
+              await r2.waitForReceived(7)
+              await barrier(a, [r2])
+              const runs = r2.runs.map((r) => r.id)
+              if (journalKind === "sql") {
+                assert.deepEqual(runs.filter((id) => !id.startsWith("barrier-")), missed.map((n) => n.id))
+                assert.equal(runs.length, 8, `R2 handler runs: the 7 missed + 1 barrier, got ${runs}`)
+              } else {
+                // Effect's memory journal asks for changes from the last sequence it saw (the SQL
+                // and IndexedDB journals ask for the next one) and does not dedupe remote
+                // entries, so exactly that one entry is handled again. Nothing else.
+                assert.equal(r2.runs[0].entryId, lastSeen.entryId, "memory journal: the re-handled entry is the last one seen")
+                assert.deepEqual(runs.slice(1).filter((id) => !id.startsWith("barrier-")), missed.map((n) => n.id))
+                assert.equal(runs.length, 9, `R2 handler runs: last seen again + 7 missed + 1 barrier, got ${runs}`)
+              }
+              assert.equal(r2.sockets.remoteIds[0], r1.sockets.remoteIds[0], "remoteId stable across connections")
+              assert.deepEqual(receivedIds(a), ["own"], "A received R's entry once")
+              const ids = (await r2.entries()).map((e) => e.idString)
+              const duplicates = ids.filter((id, i) => ids.indexOf(id) !== i)
+              // memory journal: the re-handled entry is also appended to the journal again
+              assert.deepEqual(duplicates, journalKind === "sql" ? [] : [lastSeen.entryId], "duplicate journal entries")
+              assert.equal(new Set(ids).size, 10 + 1 + 7 + 2, "journal: before + own + missed + 2 barriers")
+              assertHealthy(r2)
+              assertHealthy(a)
+            } finally {
+              rmSync(dir, { recursive: true, force: true })
+            }
+          }
+        )
+      }
+    })
+  }
+})
