@@ -93,10 +93,9 @@ impl Harness {
                     .client_chunks
                     .entry(conn)
                     .or_insert_with(|| Reassembler::new(ChunkLimits::default()));
-                match r.push(part, self.now).expect("engine sent a bad chunk") {
-                    Some(whole) => Some(decode_response(&whole).expect("bad chunked message")),
-                    None => None,
-                }
+                r.push(part, self.now)
+                    .expect("engine sent a bad chunk")
+                    .map(|whole| decode_response(&whole).expect("bad chunked message"))
             }
             other => Some(other),
         };
