@@ -1,1 +1,173 @@
-//! placeholder
+//! evsync-server: the native server, i.e. the tokio adapter around the
+//! sans-IO [`evsync_core::engine::Engine`].
+//!
+//! - [`routes`]: the original worker's HTTP surface, check for check;
+//! - [`auth`]: its token rules, compared in constant time;
+//! - `registry` + `tenant`: one actor task per loaded tenant (a Durable
+//!   Object's equivalent), loaded on first connection, unloaded when idle;
+//! - `store`: the tenant's storage, run on blocking threads;
+//! - `connection`: the WebSocket pump;
+//! - [`shutdown`]: SIGINT/SIGTERM.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use evsync_server::{Server, ServerConfig, StorageConfig};
+//! let config = ServerConfig::new("127.0.0.1:0".parse()?, StorageConfig::Memory);
+//! let server = Server::bind(config).await?;
+//! println!("listening on {}", server.local_addr());
+//! server.run(evsync_server::shutdown::signal()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod config;
+mod connection;
+pub mod datadir;
+mod health;
+mod registry;
+pub mod routes;
+pub mod shutdown;
+mod store;
+mod tenant;
+
+pub use auth::AuthConfig;
+pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool};
+
+use axum::serve::ListenerExt;
+use registry::{Registry, Shared};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The data directory cannot be created, written or locked.
+    DataDir { path: PathBuf, problem: String },
+    /// The listen address cannot be bound (in use, not local, no rights).
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DataDir { problem, .. } => f.write_str(problem),
+            StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    registry: Arc<Registry>,
+    _lock: Option<datadir::DataDirLock>,
+}
+
+impl Server {
+    /// Prepares the data directory (SQLite storage) and binds the listener.
+    /// Nothing is served until [`Server::run`].
+    pub async fn bind(config: ServerConfig) -> Result<Server, StartError> {
+        let lock = match &config.storage {
+            StorageConfig::Sqlite { data_dir } => Some(datadir::prepare(data_dir).map_err(
+                |problem| StartError::DataDir {
+                    path: data_dir.clone(),
+                    problem,
+                },
+            )?),
+            StorageConfig::Memory => None,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|error| StartError::Listen {
+                addr: config.listen,
+                error,
+            })?;
+        let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
+            addr: config.listen,
+            error,
+        })?;
+        let registry = Registry::new(Arc::new(Shared::new(config)));
+        Ok(Server {
+            listener,
+            local_addr,
+            registry,
+            _lock: lock,
+        })
+    }
+
+    /// The address actually bound (the chosen port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully: stops
+    /// accepting, lets every tenant commit and acknowledge the writes it
+    /// already received, closes every socket with 1001, and returns once
+    /// that is done (or `shutdown_timeout` has passed).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Server {
+            listener,
+            registry,
+            _lock,
+            ..
+        } = self;
+        let shared = registry.shared().clone();
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                registry.shutdown();
+                let _ = stop_tx.send(true);
+            });
+        }
+        let listener = listener.tap_io(|tcp| {
+            // Acks and Pongs are small: send them at once.
+            let _ = tcp.set_nodelay(true);
+        });
+        let mut graceful = stop_rx.clone();
+        let serve = axum::serve(listener, routes::router(registry.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = graceful.wait_for(|stop| *stop).await;
+            });
+        let mut serve = tokio::spawn(async move { serve.await });
+        tokio::select! {
+            ended = &mut serve => {
+                // Serving stopped without a shutdown: a listener failure.
+                return match ended {
+                    Ok(result) => result,
+                    Err(join) => Err(std::io::Error::other(join)),
+                };
+            }
+            _ = stop_rx.wait_for(|stop| *stop) => {}
+        }
+        let deadline = tokio::time::Instant::now() + shared.config.shutdown_timeout;
+        let drained = tokio::time::timeout_at(deadline, async {
+            shared.actors.close();
+            shared.actors.wait().await;
+            shared.sockets.close();
+            shared.sockets.wait().await;
+            let _ = (&mut serve).await;
+        })
+        .await;
+        if drained.is_err() {
+            serve.abort();
+            tracing::warn!(
+                timeout = ?shared.config.shutdown_timeout,
+                "shutdown timed out; exiting with work still open"
+            );
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

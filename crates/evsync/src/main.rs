@@ -1,1 +1,30 @@
-fn main() {}
+//! `evsync`: the command line of evsync, a sync server for Effect EventLog
+//! replicas. Each subcommand lives in its own module under `cmd/`.
+
+mod cmd;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// evsync: sync server for Effect EventLog replicas (a drop-in replacement
+/// for the Cloudflare Worker + Durable Object sync server).
+#[derive(Parser)]
+#[command(name = "evsync", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sync server (WebSocket endpoint /event-log/<tenant>).
+    Serve(cmd::serve::ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+    }
+}

@@ -1,0 +1,162 @@
+//! What a server is told at start, and the one-line errors for bad values.
+
+use crate::auth::AuthConfig;
+use evsync_core::engine::EngineConfig;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A setting that cannot be used, named so the operator knows what to fix.
+/// Displays as ONE line: `SETTING: problem`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable or flag, e.g. `SYNC_AUTH_TOKENS`.
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Newlines from nested errors would break the one-line promise.
+        let problem = self.problem.replace(['\n', '\r'], " ");
+        write!(f, "{}: {}", self.setting, problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where tenants keep their logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// One SQLite file per tenant under `<data_dir>/tenants/`.
+    Sqlite { data_dir: PathBuf },
+    /// In process memory: lost at exit. For tests and trials.
+    Memory,
+}
+
+impl StorageConfig {
+    /// Parses `SYNC_STORAGE`. `sqlite` (the default, also when empty) and
+    /// `memory` are ours; the original worker's `do` (Durable Object SQLite)
+    /// and `d1` are accepted as `sqlite`, so that a worker's config runs
+    /// unchanged — each tenant still gets its own file, unlike D1 mode.
+    pub fn parse(setting: &str, value: &str, data_dir: PathBuf) -> Result<Self, ConfigError> {
+        match value.trim() {
+            "" | "sqlite" | "do" | "d1" => Ok(StorageConfig::Sqlite { data_dir }),
+            "memory" => Ok(StorageConfig::Memory),
+            other => Err(ConfigError::new(
+                setting,
+                format!("unknown storage {other:?} (expected sqlite or memory)"),
+            )),
+        }
+    }
+
+    /// `sqlite` or `memory`, for logs and the health endpoint.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageConfig::Sqlite { .. } => "sqlite",
+            StorageConfig::Memory => "memory",
+        }
+    }
+}
+
+/// Parses a boolean setting the way the original worker's users wrote them:
+/// `true`/`1` turn it on; `false`/`0`/empty leave it off. Anything else is
+/// refused rather than guessed, so `SYNC_ALLOW_QUERY_TOKEN=yes` does not
+/// silently mean "off" (nor "on").
+pub fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(ConfigError::new(
+            setting,
+            format!("expected true, 1, false or 0, got {other:?}"),
+        )),
+    }
+}
+
+/// Everything [`crate::Server::bind`] needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen; port 0 picks a free port (see `Server::local_addr`).
+    pub listen: SocketAddr,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    /// SYNC_DEBUG: log every request and every open/close at info level.
+    pub debug: bool,
+    /// Limits of each tenant's engine; `max_frame_bytes` also bounds the
+    /// WebSocket message and frame sizes.
+    pub engine: EngineConfig,
+    /// How long a tenant stays loaded after it became idle (no connection,
+    /// no storage work). Short, so that thousands of tenants that are only
+    /// on disk cost no open files or memory; not zero, so that a replica
+    /// that reconnects at once finds its tenant warm.
+    pub idle_grace: Duration,
+    /// How long a graceful shutdown waits for writes to commit and sockets
+    /// to close before it gives up and exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// A config with production defaults for everything but what must be
+    /// chosen: where to listen and where data lives.
+    pub fn new(listen: SocketAddr, storage: StorageConfig) -> Self {
+        ServerConfig {
+            listen,
+            storage,
+            auth: AuthConfig::open(),
+            debug: false,
+            engine: EngineConfig::default(),
+            idle_grace: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_are_strict() {
+        assert_eq!(parse_bool("X", "true"), Ok(true));
+        assert_eq!(parse_bool("X", "1"), Ok(true));
+        assert_eq!(parse_bool("X", "0"), Ok(false));
+        assert_eq!(parse_bool("X", ""), Ok(false));
+        let err = parse_bool("SYNC_DEBUG", "yes").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SYNC_DEBUG: expected true, 1, false or 0, got \"yes\""
+        );
+    }
+
+    #[test]
+    fn storage_kinds() {
+        let dir = PathBuf::from("d");
+        assert_eq!(
+            StorageConfig::parse("S", "memory", dir.clone()),
+            Ok(StorageConfig::Memory)
+        );
+        assert_eq!(
+            StorageConfig::parse("S", "do", dir.clone()).unwrap().kind(),
+            "sqlite"
+        );
+        let err = StorageConfig::parse("SYNC_STORAGE", "redis", dir).unwrap_err();
+        assert!(err.to_string().starts_with("SYNC_STORAGE: unknown storage"));
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let err = ConfigError::new("A", "line one\nline two");
+        assert_eq!(err.to_string(), "A: line one line two");
+    }
+}

@@ -1,0 +1,175 @@
+//! One WebSocket: frames in to the tenant actor, frames and closes out.
+//!
+//! The socket task does no protocol work. It forwards every complete
+//! message (text as its UTF-8 bytes) to the actor, writes what the actor
+//! sends back and reports each written frame (the engine's outbound
+//! accounting). tungstenite answers WebSocket-level pings by itself.
+
+use crate::registry::Attached;
+use crate::tenant::{Outbound, TenantMsg};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use bytes::Bytes;
+use evsync_core::engine::{ConnId, close_code};
+use tokio::sync::mpsc;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How long we wait for the peer's answer to our close frame.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How the write side ended.
+enum WriteEnd {
+    /// The engine closed the connection; our close frame is out.
+    Closed,
+    /// The actor is gone (panic): our 1011 close frame is out.
+    ActorGone,
+    /// Writing failed: the socket is broken.
+    Broken,
+}
+
+/// How the read side ended.
+enum ReadEnd {
+    /// The peer sent a close frame or the stream ended.
+    PeerClosed,
+    /// A message over the size limit: answer 1009.
+    TooBig(String),
+    /// Anything else (bad framing, reset): the socket is unusable.
+    Broken(String),
+}
+
+/// Drives `socket` for the connection registered as `attached`.
+pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
+    let shared = attached.shared.clone();
+    shared.connections.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, mut stream) = socket.split();
+    let write_end;
+    let read_end;
+    {
+        let reader = read_loop(&mut stream, attached.conn, attached.tx.clone());
+        let tx = attached.tx.clone();
+        let conn = attached.conn;
+        let writer = write_loop(&mut sink, &mut attached.outbound, |bytes| {
+            let _ = tx.send(TenantMsg::Sent { conn, bytes });
+        });
+        tokio::pin!(reader, writer);
+        tokio::select! {
+            end = &mut writer => { write_end = Some(end); read_end = None; }
+            end = &mut reader => { read_end = Some(end); write_end = None; }
+        }
+    }
+    match (write_end, read_end) {
+        (Some(WriteEnd::Closed), _) | (Some(WriteEnd::ActorGone), _) => {
+            attached.closed_by_engine = true;
+            // Our close frame is out: wait (bounded) for the peer's answer
+            // so the TCP connection ends cleanly, discarding data frames.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
+        (Some(WriteEnd::Broken), _) => {}
+        (None, Some(ReadEnd::PeerClosed)) => {
+            // tungstenite queued the answer to the peer's close frame;
+            // flush it.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, sink.close()).await;
+        }
+        (None, Some(ReadEnd::TooBig(reason))) => {
+            tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "closing");
+            let frame = CloseFrame {
+                code: close_code::MESSAGE_TOO_BIG,
+                reason: reason.into(),
+            };
+            let _ = tokio::time::timeout(
+                CLOSE_HANDSHAKE_TIMEOUT,
+                sink.send(Message::Close(Some(frame))),
+            )
+            .await;
+        }
+        (None, Some(ReadEnd::Broken(reason))) => {
+            tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "socket error");
+        }
+        (None, None) => {}
+    }
+    shared.connections.fetch_sub(1, Ordering::Relaxed);
+    // Dropping `attached` tells the actor, unless the engine closed it.
+}
+
+async fn read_loop(
+    stream: &mut SplitStream<WebSocket>,
+    conn: ConnId,
+    tx: mpsc::UnboundedSender<TenantMsg>,
+) -> ReadEnd {
+    loop {
+        let Some(message) = stream.next().await else {
+            return ReadEnd::PeerClosed;
+        };
+        let frame = match message {
+            Ok(Message::Binary(data)) => data,
+            Ok(Message::Text(text)) => Bytes::from(text),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) => return ReadEnd::PeerClosed,
+            Err(err) => {
+                let reason = err.to_string();
+                return if is_size_error(&reason) {
+                    ReadEnd::TooBig(truncate(reason))
+                } else {
+                    ReadEnd::Broken(reason)
+                };
+            }
+        };
+        if tx.send(TenantMsg::Frame { conn, frame }).is_err() {
+            // The actor is gone; the writer will see its channel close.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn write_loop(
+    sink: &mut SplitSink<WebSocket, Message>,
+    outbound: &mut mpsc::UnboundedReceiver<Outbound>,
+    sent: impl Fn(usize),
+) -> WriteEnd {
+    while let Some(out) = outbound.recv().await {
+        match out {
+            Outbound::Frame(frame) => {
+                let bytes = frame.len();
+                if sink.send(Message::Binary(frame)).await.is_err() {
+                    return WriteEnd::Broken;
+                }
+                sent(bytes);
+            }
+            Outbound::Close { code, reason } => {
+                let frame = CloseFrame {
+                    code,
+                    reason: truncate(reason).into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return WriteEnd::Closed;
+            }
+        }
+    }
+    let frame = CloseFrame {
+        code: close_code::INTERNAL_ERROR,
+        reason: "internal error".into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+    WriteEnd::ActorGone
+}
+
+/// tungstenite's capacity errors ("Space limit exceeded: Message too long",
+/// "Message too long: N > M") have no stable variant through axum.
+fn is_size_error(reason: &str) -> bool {
+    reason.contains("too long") || reason.contains("too big") || reason.contains("Space limit")
+}
+
+/// A close reason is limited to 123 bytes of UTF-8.
+fn truncate(mut reason: String) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.truncate(end);
+    reason
+}

@@ -1,0 +1,295 @@
+//! Loaded tenants: tenant name → the channel of its actor.
+//!
+//! Like a Durable Object, a tenant is loaded on its first connection (its
+//! actor opens its store) and unloaded when it has been idle for a grace
+//! period, so idle tenants cost only disk.
+//!
+//! The unload race (a connection arriving while the actor decides to stop)
+//! is closed by one rule: [`Registry::connect`] sends its `Open` message
+//! while holding the registry lock, and an actor removes itself only while
+//! holding that lock and only if its inbox is empty. So an `Open` is either
+//! in the inbox before the actor looks (and the actor stays), or sent after
+//! the entry is gone (and a fresh actor is started). A sender never meets a
+//! dead channel, except for an actor that panicked, whose entry is then
+//! replaced.
+
+use crate::config::{ServerConfig, StorageConfig};
+use crate::tenant::{self, Outbound, TenantMsg};
+use evsync_core::engine::ConnId;
+use evsync_core::storage::MemoryStorage;
+use evsync_core::time::Timestamp;
+use evsync_core::wire::RemoteId;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+/// State every part of the server reads.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    /// The engine's clock: `Timestamp` is milliseconds since this instant.
+    pub started: Instant,
+    next_conn: AtomicU64,
+    /// Open WebSockets, for `/healthz`.
+    pub connections: AtomicUsize,
+    /// Tenant actors; shutdown waits for them.
+    pub actors: TaskTracker,
+    /// WebSocket tasks; shutdown waits for their close frames to go out.
+    pub sockets: TaskTracker,
+    /// `SYNC_STORAGE=memory` keeps each tenant's data here, so that
+    /// unloading an idle tenant does not lose it (nor change its remoteId).
+    pub memory: Mutex<HashMap<String, Arc<Mutex<MemoryStorage>>>>,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Self {
+        Shared {
+            config,
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            actors: TaskTracker::new(),
+            sockets: TaskTracker::new(),
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Now, on the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// The tokio instant of an engine timestamp.
+    pub fn instant(&self, at: Timestamp) -> Instant {
+        self.started + std::time::Duration::from_millis(at.0)
+    }
+
+    /// The tenants directory, for SQLite storage.
+    pub fn tenants_dir(&self) -> Option<PathBuf> {
+        match &self.config.storage {
+            StorageConfig::Sqlite { data_dir } => Some(data_dir.join("tenants")),
+            StorageConfig::Memory => None,
+        }
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning: every critical section here
+/// leaves the map consistent even if a panic interrupted it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Slot {
+    tx: mpsc::UnboundedSender<TenantMsg>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct State {
+    tenants: HashMap<String, Slot>,
+    next_generation: u64,
+    shutting_down: bool,
+}
+
+/// The loaded tenants of one server.
+pub(crate) struct Registry {
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+}
+
+/// Why a connection could not be attached to its tenant.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    ShuttingDown,
+    /// The tenant's store could not be opened: `503` with this reason.
+    Storage(String),
+}
+
+/// A connection registered with its tenant's actor, not yet (or no longer)
+/// necessarily backed by a socket. Dropping it tells the actor the
+/// connection is gone, unless the engine closed it first.
+pub(crate) struct Attached {
+    pub tenant: String,
+    pub conn: ConnId,
+    pub remote_id: RemoteId,
+    pub tx: mpsc::UnboundedSender<TenantMsg>,
+    pub outbound: mpsc::UnboundedReceiver<Outbound>,
+    pub shared: Arc<Shared>,
+    /// Set when the engine closed this connection (it has forgotten it).
+    pub closed_by_engine: bool,
+    /// Keeps shutdown waiting until this socket's close frame is out.
+    _socket: TaskTrackerToken,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if !self.closed_by_engine {
+            // The actor may be gone already (unloaded after the engine
+            // closed us, or panicked); then there is nothing to tell.
+            let _ = self.tx.send(TenantMsg::Close { conn: self.conn });
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Registry {
+            shared,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Loaded tenants, for `/healthz`.
+    pub fn loaded_tenants(&self) -> usize {
+        lock(&self.state).tenants.len()
+    }
+
+    /// Registers a new connection with `tenant`'s actor, loading the tenant
+    /// if needed, and waits until its store is open and its `Hello` queued.
+    pub async fn connect(self: &Arc<Self>, tenant: &str) -> Result<Attached, ConnectError> {
+        let conn = ConnId(self.shared.next_conn.fetch_add(1, Ordering::Relaxed));
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let msg = TenantMsg::Open {
+            conn,
+            outbound: out_tx,
+            ready: ready_tx,
+        };
+        let tx = {
+            let mut state = lock(&self.state);
+            if state.shutting_down {
+                return Err(ConnectError::ShuttingDown);
+            }
+            // A dead channel means the actor panicked: its entry is
+            // replaced by a fresh actor (spawn_actor overwrites it).
+            let pending = match state.tenants.get(tenant) {
+                Some(slot) => slot.tx.send(msg).map(|()| slot.tx.clone()).map_err(|e| e.0),
+                None => Err(msg),
+            };
+            match pending {
+                Ok(tx) => tx,
+                Err(msg) => self.spawn_actor(&mut state, tenant, msg),
+            }
+        };
+        // From here on, dropping `attached` (the HTTP request was cancelled,
+        // the upgrade failed) tells the actor the connection is gone.
+        let mut attached = Attached {
+            tenant: tenant.to_owned(),
+            conn,
+            remote_id: RemoteId([0; 16]),
+            tx,
+            outbound: out_rx,
+            shared: self.shared.clone(),
+            closed_by_engine: false,
+            _socket: self.shared.sockets.token(),
+        };
+        match ready_rx.await {
+            Ok(Ok(remote_id)) => {
+                attached.remote_id = remote_id;
+                Ok(attached)
+            }
+            Ok(Err(reason)) => {
+                attached.closed_by_engine = true;
+                Err(ConnectError::Storage(reason))
+            }
+            Err(_) => {
+                attached.closed_by_engine = true;
+                Err(ConnectError::Storage(
+                    "the tenant failed while loading (see the server log)".into(),
+                ))
+            }
+        }
+    }
+
+    fn spawn_actor(
+        self: &Arc<Self>,
+        state: &mut State,
+        tenant: &str,
+        first: TenantMsg,
+    ) -> mpsc::UnboundedSender<TenantMsg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(first); // `rx` is alive: cannot fail
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.tenants.insert(
+            tenant.to_owned(),
+            Slot {
+                tx: tx.clone(),
+                generation,
+            },
+        );
+        let registry = self.clone();
+        let name = tenant.to_owned();
+        // The actor runs in its own task so that a panic in it (an engine
+        // bug) is caught by tokio; the supervisor logs it and drops the
+        // dead entry. The actor's connections see their channel close and
+        // are closed with 1011.
+        self.shared.actors.spawn(async move {
+            let actor = tokio::spawn(tenant::run(registry.clone(), name.clone(), generation, rx));
+            if let Err(err) = actor.await {
+                tracing::error!(tenant = %name, %err, "tenant actor failed; its connections were closed");
+                registry.forget(&name, generation);
+            }
+        });
+        tx
+    }
+
+    /// Removes `tenant`'s entry if it still belongs to `generation`.
+    fn forget(&self, tenant: &str, generation: u64) {
+        let mut state = lock(&self.state);
+        if state
+            .tenants
+            .get(tenant)
+            .is_some_and(|slot| slot.generation == generation)
+        {
+            state.tenants.remove(tenant);
+        }
+    }
+
+    /// Called by an idle actor: removes it from the registry unless a
+    /// message arrived meanwhile. Returns true if the actor must stop.
+    pub fn try_unload(
+        &self,
+        tenant: &str,
+        generation: u64,
+        inbox: &mut mpsc::UnboundedReceiver<TenantMsg>,
+    ) -> bool {
+        let mut state = lock(&self.state);
+        if !inbox.is_empty() {
+            return false;
+        }
+        if state
+            .tenants
+            .get(tenant)
+            .is_some_and(|slot| slot.generation == generation)
+        {
+            state.tenants.remove(tenant);
+        }
+        inbox.close();
+        true
+    }
+
+    /// Refuses new connections from now on and asks every loaded tenant to
+    /// shut down gracefully.
+    pub fn shutdown(&self) {
+        let mut state = lock(&self.state);
+        state.shutting_down = true;
+        for slot in state.tenants.values() {
+            let _ = slot.tx.send(TenantMsg::Shutdown);
+        }
+    }
+
+    /// Whether [`Registry::shutdown`] was called (actors check it when they
+    /// start, since they may have been spawned just before).
+    pub fn is_shutting_down(&self) -> bool {
+        lock(&self.state).shutting_down
+    }
+}

@@ -1,0 +1,248 @@
+//! A loaded tenant's storage, as its actor drives it.
+//!
+//! SQLite work blocks (an append waits for an fsync), so it runs on tokio's
+//! blocking threads, never on the actor's. Two lanes keep it ordered and
+//! bounded: appends go to the writer connection, reads to a second
+//! connection opened on first use. Each lane runs one request at a time, in
+//! order; the lanes run concurrently, so a catch-up read never waits behind
+//! a commit (SQLite WAL gives the reader a consistent snapshot, and the
+//! engine is built to accept a read that did or did not see an append in
+//! flight). The engine itself keeps at most one append in flight.
+//!
+//! Memory storage answers at once, on the actor's thread.
+
+use crate::registry::{Shared, lock};
+use evsync_core::storage::{
+    MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse,
+};
+use evsync_core::wire::RemoteId;
+use evsync_storage_sqlite::{SqliteStorage, tenant_path};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Which SQLite connection a request runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LaneKind {
+    Writer,
+    Reader,
+}
+
+/// A finished blocking request: the lane's connection comes back with it
+/// (`None` if the request panicked; the lane then reopens on next use).
+pub(crate) struct Done {
+    pub lane: LaneKind,
+    pub store: Option<SqliteStorage>,
+    pub response: StorageResponse,
+}
+
+pub(crate) struct Lane {
+    kind: LaneKind,
+    /// `None` while a request holds it, or before first use (reader).
+    store: Option<SqliteStorage>,
+    busy: bool,
+    queue: VecDeque<StorageRequest>,
+}
+
+impl Lane {
+    fn new(kind: LaneKind, store: Option<SqliteStorage>) -> Self {
+        Lane {
+            kind,
+            store,
+            busy: false,
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+/// One tenant's store.
+pub(crate) enum TenantStore {
+    Memory(Arc<Mutex<MemoryStorage>>),
+    Sqlite {
+        path: PathBuf,
+        writer: Lane,
+        reader: Lane,
+        done: mpsc::UnboundedSender<Done>,
+    },
+}
+
+/// An error answer to `req`, for a request that could not run.
+fn failed(req: &StorageRequest, message: String) -> StorageResponse {
+    let err = StorageError::new(message);
+    match req.op {
+        StorageOp::Append(_) => StorageResponse::Appended {
+            id: req.id,
+            result: Err(err),
+        },
+        StorageOp::Read { .. } => StorageResponse::Read {
+            id: req.id,
+            result: Err(err),
+        },
+    }
+}
+
+impl TenantStore {
+    /// Opens `tenant`'s store and reads (or creates) its remoteId. Finished
+    /// SQLite requests will be reported on `done`.
+    pub async fn open(
+        shared: &Shared,
+        tenant: &str,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Result<(TenantStore, RemoteId), String> {
+        let Some(dir) = shared.tenants_dir() else {
+            let store = lock(&shared.memory)
+                .entry(tenant.to_owned())
+                .or_insert_with(|| {
+                    let mut bytes = [0u8; 16];
+                    // Without randomness a memory tenant still works; its
+                    // remoteId is then only unique per tenant name.
+                    if getrandom::fill(&mut bytes).is_err() {
+                        bytes[..tenant.len().min(16)]
+                            .copy_from_slice(&tenant.as_bytes()[..tenant.len().min(16)]);
+                    }
+                    Arc::new(Mutex::new(MemoryStorage::new(RemoteId::from_random_bytes(
+                        bytes,
+                    ))))
+                })
+                .clone();
+            let remote_id = lock(&store).remote_id().map_err(|e| e.message)?;
+            return Ok((TenantStore::Memory(store), remote_id));
+        };
+        let path = tenant_path(&dir, tenant);
+        let open_path = path.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut store = SqliteStorage::open(&open_path)?;
+            let remote_id = store.remote_id()?;
+            Ok::<_, StorageError>((store, remote_id))
+        })
+        .await
+        .map_err(|e| format!("opening the tenant store failed: {e}"))?
+        .map_err(|e| e.message)?;
+        let (store, remote_id) = opened;
+        Ok((
+            TenantStore::Sqlite {
+                path,
+                writer: Lane::new(LaneKind::Writer, Some(store)),
+                reader: Lane::new(LaneKind::Reader, None),
+                done,
+            },
+            remote_id,
+        ))
+    }
+
+    /// Starts `req`. Returns the response at once for memory storage; for
+    /// SQLite the response arrives later as a [`Done`].
+    pub fn submit(&mut self, req: StorageRequest) -> Option<StorageResponse> {
+        match self {
+            TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
+            TenantStore::Sqlite {
+                path,
+                writer,
+                reader,
+                done,
+            } => {
+                let lane = match req.op {
+                    StorageOp::Append(_) => writer,
+                    StorageOp::Read { .. } => reader,
+                };
+                lane.queue.push_back(req);
+                start_next(lane, path, done);
+                None
+            }
+        }
+    }
+
+    /// Takes back a lane's connection after a request finished and starts
+    /// the lane's next request.
+    pub fn complete(&mut self, lane_kind: LaneKind, store: Option<SqliteStorage>) {
+        if let TenantStore::Sqlite {
+            path,
+            writer,
+            reader,
+            done,
+        } = self
+        {
+            let lane = match lane_kind {
+                LaneKind::Writer => writer,
+                LaneKind::Reader => reader,
+            };
+            lane.busy = false;
+            lane.store = store;
+            start_next(lane, path, done);
+        }
+    }
+
+    /// True when no request is queued or running.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            TenantStore::Memory(_) => true,
+            TenantStore::Sqlite { writer, reader, .. } => {
+                !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
+            }
+        }
+    }
+}
+
+fn start_next(lane: &mut Lane, path: &std::path::Path, done: &mpsc::UnboundedSender<Done>) {
+    if lane.busy {
+        return;
+    }
+    let Some(req) = lane.queue.pop_front() else {
+        return;
+    };
+    lane.busy = true;
+    let kind = lane.kind;
+    let store = lane.store.take();
+    let path = path.to_path_buf();
+    let done = done.clone();
+    let id_for_panic = req.clone_shell();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut store = match store {
+            Some(store) => store,
+            None => match SqliteStorage::open(&path) {
+                Ok(store) => store,
+                Err(err) => return (None, failed(&req, err.message)),
+            },
+        };
+        let response = req.execute(&mut store);
+        (Some(store), response)
+    });
+    tokio::spawn(async move {
+        let (store, response) = match task.await {
+            Ok(out) => out,
+            Err(err) => (None, failed(&id_for_panic, format!("storage task failed: {err}"))),
+        };
+        let _ = done.send(Done {
+            lane: kind,
+            store,
+            response,
+        });
+    });
+}
+
+/// A copy of a request without its payload: enough to answer it with an
+/// error if the blocking task dies.
+trait CloneShell {
+    fn clone_shell(&self) -> StorageRequest;
+}
+
+impl CloneShell for StorageRequest {
+    fn clone_shell(&self) -> StorageRequest {
+        StorageRequest {
+            id: self.id,
+            op: match &self.op {
+                StorageOp::Append(_) => StorageOp::Append(Vec::new()),
+                StorageOp::Read {
+                    public_key,
+                    from,
+                    limit,
+                } => StorageOp::Read {
+                    public_key: public_key.clone(),
+                    from: *from,
+                    limit: *limit,
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The actor of one loaded tenant: it owns the tenant's [`Engine`] and
+//! store, and is the only task that touches them.
+//!
+//! Connections send it their frames; after every input it drains the
+//! engine's actions (frames and closes to the connections' outbound
+//! channels, storage work to the [`TenantStore`]) and events (logs). It
+//! wakes the engine at `poll_timeout`, and unloads itself after
+//! `idle_grace` of idleness (see the registry for the race this avoids).
+
+use crate::registry::{Registry, Shared};
+use crate::store::{Done, TenantStore};
+use bytes::Bytes;
+use evsync_core::engine::{Action, ConnId, Engine, Event};
+use evsync_core::wire::RemoteId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+
+/// What connections and the registry tell a tenant.
+pub(crate) enum TenantMsg {
+    /// A connection attached. Its `Hello` goes to `outbound`; `ready`
+    /// answers once the store is open (or with the reason it is not).
+    Open {
+        conn: ConnId,
+        outbound: mpsc::UnboundedSender<Outbound>,
+        ready: oneshot::Sender<Result<RemoteId, String>>,
+    },
+    /// One complete message from the socket (binary, or text as UTF-8).
+    Frame { conn: ConnId, frame: Bytes },
+    /// `bytes` of this connection's frames were written to its socket.
+    Sent { conn: ConnId, bytes: usize },
+    /// The socket is gone (closed by the peer, or broken).
+    Close { conn: ConnId },
+    /// Graceful shutdown: finish the writes received, ack, close with 1001.
+    Shutdown,
+}
+
+/// What the actor tells a connection's socket task.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Frame(Bytes),
+    /// Close the socket with this code and reason (after the frames before).
+    Close { code: u16, reason: String },
+}
+
+/// Runs the tenant until it unloads (idle) or finishes shutting down.
+pub(crate) async fn run(
+    registry: Arc<Registry>,
+    tenant: String,
+    generation: u64,
+    mut inbox: mpsc::UnboundedReceiver<TenantMsg>,
+) {
+    let shared = registry.shared().clone();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (store, remote_id) = match TenantStore::open(&shared, &tenant, done_tx).await {
+        Ok(opened) => opened,
+        Err(reason) => {
+            tracing::error!(%tenant, %reason, "cannot load tenant");
+            fail_loading(&registry, &tenant, generation, &mut inbox, &reason);
+            return;
+        }
+    };
+    let mut engine = Engine::new(remote_id, shared.config.engine.clone());
+    engine.set_debug(shared.config.debug);
+    tracing::debug!(%tenant, remote_id = %remote_id.to_uuid_string(), "tenant loaded");
+    let mut actor = Actor {
+        shared: shared.clone(),
+        tenant,
+        engine,
+        store,
+        conns: HashMap::new(),
+        shutting_down: registry.is_shutting_down(),
+    };
+    if actor.shutting_down {
+        actor.engine.handle_shutdown();
+    }
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        actor.drain();
+        let idle = actor.engine.is_idle() && actor.store.is_idle();
+        if actor.shutting_down && idle {
+            // Done: every write acknowledged, every socket closed. Leave
+            // the registry only with an empty inbox (same rule as unload).
+            if registry.try_unload(&actor.tenant, generation, &mut inbox) {
+                break;
+            }
+        }
+        idle_since = match (idle, idle_since) {
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(Instant::now()),
+            (false, _) => None,
+        };
+        let unload_at = idle_since.map(|since| since + shared.config.idle_grace);
+        let wake_at = actor.engine.poll_timeout().map(|at| shared.instant(at));
+        tokio::select! {
+            biased;
+            Some(done) = done_rx.recv() => {
+                actor.store.complete(done.lane, done.store);
+                actor.engine.handle_storage_response(done.response);
+            }
+            msg = inbox.recv() => match msg {
+                Some(msg) => actor.handle(msg),
+                // Every sender is gone, including the registry's: nobody
+                // can reach this tenant any more.
+                None => break,
+            },
+            _ = sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
+                actor.engine.handle_timeout(shared.now());
+            }
+            _ = sleep_until(unload_at.unwrap_or_else(Instant::now)), if unload_at.is_some() => {
+                if registry.try_unload(&actor.tenant, generation, &mut inbox) {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::debug!(tenant = %actor.tenant, "tenant unloaded");
+}
+
+/// The store did not open: answer every waiting connection with the reason
+/// and leave the registry, so the next connection tries again.
+fn fail_loading(
+    registry: &Registry,
+    tenant: &str,
+    generation: u64,
+    inbox: &mut mpsc::UnboundedReceiver<TenantMsg>,
+    reason: &str,
+) {
+    loop {
+        while let Ok(msg) = inbox.try_recv() {
+            if let TenantMsg::Open { ready, .. } = msg {
+                let _ = ready.send(Err(reason.to_owned()));
+            }
+        }
+        if registry.try_unload(tenant, generation, inbox) {
+            return;
+        }
+    }
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    tenant: String,
+    engine: Engine,
+    store: TenantStore,
+    /// Outbound channel of every connection the engine knows.
+    conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    shutting_down: bool,
+}
+
+impl Actor {
+    fn handle(&mut self, msg: TenantMsg) {
+        let now = self.shared.now();
+        match msg {
+            TenantMsg::Open {
+                conn,
+                outbound,
+                ready,
+            } => {
+                self.conns.insert(conn, outbound);
+                self.engine.handle_open(conn, now);
+                if self.shared.config.debug {
+                    tracing::info!(
+                        tenant = %self.tenant,
+                        conn = conn.0,
+                        peers = self.engine.connection_count(),
+                        "open"
+                    );
+                }
+                let _ = ready.send(Ok(self.engine.remote_id()));
+            }
+            TenantMsg::Frame { conn, frame } => self.engine.handle_frame(conn, frame, now),
+            TenantMsg::Sent { conn, bytes } => self.engine.handle_sent(conn, bytes),
+            TenantMsg::Close { conn } => {
+                if self.conns.remove(&conn).is_some() {
+                    self.engine.handle_close(conn);
+                    if self.shared.config.debug {
+                        tracing::info!(
+                            tenant = %self.tenant,
+                            conn = conn.0,
+                            peers = self.engine.connection_count(),
+                            "close"
+                        );
+                    }
+                }
+            }
+            TenantMsg::Shutdown => {
+                if !self.shutting_down {
+                    self.shutting_down = true;
+                    self.engine.handle_shutdown();
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the engine asked for, in order, and logs
+    /// its events.
+    fn drain(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Send { conn, frame } => {
+                    let sent = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|tx| tx.send(Outbound::Frame(frame)).is_ok());
+                    if !sent {
+                        // The socket task is gone; its Close is on the way.
+                        // Until then the engine must not count these bytes.
+                        tracing::trace!(conn = conn.0, "frame for a closed socket dropped");
+                    }
+                }
+                Action::Close { conn, code, reason } => {
+                    if let Some(tx) = self.conns.remove(&conn) {
+                        let _ = tx.send(Outbound::Close { code, reason });
+                    }
+                }
+                Action::Storage(req) => {
+                    if let Some(response) = self.store.submit(req) {
+                        self.engine.handle_storage_response(response);
+                    }
+                }
+            }
+        }
+        while let Some(event) = self.engine.poll_event() {
+            self.log(event);
+        }
+    }
+
+    fn log(&self, event: Event) {
+        let tenant = self.tenant.as_str();
+        match event {
+            Event::Request { conn, summary } => tracing::info!(
+                tenant,
+                conn = conn.0,
+                tag = summary.tag,
+                public_key = summary.public_key.as_deref(),
+                id = summary.id,
+                entries = summary.entries,
+                start_sequence = summary.start_sequence,
+                part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                peers = self.engine.connection_count(),
+                connections = self.shared.connections.load(Ordering::Relaxed),
+                "request"
+            ),
+            Event::Closing { conn, code, reason } => {
+                tracing::info!(tenant, conn = conn.0, code, %reason, "closing connection")
+            }
+            Event::StorageFailed { message } => {
+                tracing::error!(tenant, %message, "storage failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! `evsync serve`: the sync server.
+//!
+//! Settings come from the original worker's environment variables, with
+//! the same names and meanings, each also settable by a flag (a flag wins).
+//! A setting that cannot be used stops startup with one line naming it and
+//! a non-zero exit: the server never starts more open than configured.
+
+use crate::logging;
+use clap::Args;
+use evsync_server::{
+    AuthConfig, ConfigError, Server, ServerConfig, StartError, StorageConfig, parse_bool,
+};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while serving.
+const EXIT_RUNTIME: u8 = 1;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Run the sync server",
+    long_about = "Run the sync server: Effect EventLog replicas connect with \
+        EventLogRemote.layerWebSocket(\"ws://HOST:PORT/event-log/<tenant>\"). \
+        Each tenant has its own logs and remoteId, stored in its own SQLite file \
+        under <DATA>/tenants/. Stops gracefully on SIGINT/SIGTERM (writes already \
+        received are committed and acknowledged, sockets closed with 1001). \
+        Logs go to stderr; RUST_LOG filters them (default: info)."
+)]
+pub struct ServeArgs {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port; the
+    /// address actually bound is printed in the startup line.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
+    listen: String,
+
+    /// Directory for the data: one SQLite file per tenant under
+    /// <DATA>/tenants/, and a lock file so two servers never share it.
+    /// Unused with --storage memory.
+    #[arg(long, value_name = "DIR", default_value = "./evsync-data")]
+    data: PathBuf,
+
+    /// Storage: `sqlite` (durable, one file per tenant) or `memory` (lost at
+    /// exit; for tests). The original worker's `do` and `d1` mean `sqlite`.
+    #[arg(long, env = "SYNC_STORAGE", value_name = "KIND", default_value = "sqlite")]
+    storage: String,
+
+    /// Token every tenant must present unless SYNC_AUTH_TOKENS has one for
+    /// it. Unset or empty: tenants without a token are open. Prefer the
+    /// environment variable: flags are visible to other local users.
+    #[arg(long, env = "SYNC_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+
+    /// Per-tenant tokens as a JSON object, e.g. {"tenant-a":"token-a","*":"default"};
+    /// `*` applies to tenants not listed. Precedence: SYNC_AUTH_TOKENS[tenant],
+    /// then SYNC_AUTH_TOKENS["*"], then SYNC_AUTH_TOKEN. Anything but an
+    /// object of non-empty strings keyed by tenant names or `*` is refused.
+    #[arg(long, env = "SYNC_AUTH_TOKENS", value_name = "JSON", hide_env_values = true)]
+    auth_tokens: Option<String>,
+
+    /// Also accept the token as ?token=<token> in the URL (`true`/`1`; off by
+    /// default, since URLs end up in logs). Bearer headers and the
+    /// `sync-auth.<token>` subprotocol are always accepted.
+    #[arg(
+        long,
+        env = "SYNC_ALLOW_QUERY_TOKEN",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    allow_query_token: Option<String>,
+
+    /// Log every request (tag, ids, entry counts, peers) and every
+    /// connection open/close (`true`/`1`).
+    #[arg(
+        long,
+        env = "SYNC_DEBUG",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    debug: Option<String>,
+
+    /// Milliseconds a tenant stays loaded after its last connection closed
+    /// and its storage work finished; then its file is closed.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    idle_unload_ms: u64,
+
+    /// Seconds a graceful shutdown may take before the server exits anyway.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    shutdown_timeout_secs: u64,
+}
+
+/// Turns the arguments into a server config, or the one-line error.
+fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+    let listen = parse_listen(&args.listen)?;
+    let storage = StorageConfig::parse(
+        "SYNC_STORAGE (--storage)",
+        &args.storage,
+        args.data.clone(),
+    )?;
+    let allow_query = parse_bool(
+        "SYNC_ALLOW_QUERY_TOKEN (--allow-query-token)",
+        args.allow_query_token.as_deref().unwrap_or(""),
+    )?;
+    let debug = parse_bool("SYNC_DEBUG (--debug)", args.debug.as_deref().unwrap_or(""))?;
+    let auth = AuthConfig::new(
+        args.auth_token.as_deref(),
+        args.auth_tokens.as_deref(),
+        allow_query,
+        "SYNC_AUTH_TOKENS (--auth-tokens)",
+    )?;
+    let mut config = ServerConfig::new(listen, storage);
+    config.auth = auth;
+    config.debug = debug;
+    config.idle_grace = Duration::from_millis(args.idle_unload_ms);
+    config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_secs);
+    Ok(config)
+}
+
+fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
+    let err = |problem: String| ConfigError::new("--listen", problem);
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    value
+        .to_socket_addrs()
+        .map_err(|e| err(format!("{value:?} is not HOST:PORT ({e})")))?
+        .next()
+        .ok_or_else(|| err(format!("{value:?} resolves to no address")))
+}
+
+/// Prints the one-line error and returns the exit code.
+fn fail(error: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("error: {error}");
+    ExitCode::from(code)
+}
+
+/// Runs `evsync serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    let config = match config(&args) {
+        Ok(config) => config,
+        Err(err) => return fail(err, EXIT_CONFIG),
+    };
+    logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(format!("cannot start the async runtime: {err}"), EXIT_RUNTIME),
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> ExitCode {
+    let data = match &config.storage {
+        StorageConfig::Sqlite { data_dir } => data_dir.display().to_string(),
+        StorageConfig::Memory => "none (memory storage is lost at exit)".to_string(),
+    };
+    let storage = config.storage.kind();
+    let auth = config.auth.summary();
+    let debug_mode = if config.debug { "on" } else { "off" };
+    let server = match Server::bind(config).await {
+        Ok(server) => server,
+        Err(err @ StartError::DataDir { .. }) => {
+            return fail(ConfigError::new("--data", err.to_string()), EXIT_CONFIG);
+        }
+        Err(err @ StartError::Listen { .. }) => {
+            return fail(ConfigError::new("--listen", err.to_string()), EXIT_CONFIG);
+        }
+    };
+    let addr = server.local_addr();
+    tracing::info!(
+        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}",
+        env!("CARGO_PKG_VERSION"),
+    );
+    match server.run(evsync_server::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format!("server failed: {err}"), EXIT_RUNTIME),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn parse(argv: &[&str]) -> ServeArgs {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(argv);
+        Wrapper::try_parse_from(full).unwrap().args
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&[]);
+        assert_eq!(args.listen, "127.0.0.1:8787");
+        assert_eq!(args.data, PathBuf::from("./evsync-data"));
+    }
+
+    #[test]
+    fn bare_boolean_flags_mean_true() {
+        let c = config(&parse(&["--debug", "--allow-query-token"])).unwrap();
+        assert!(c.debug);
+        assert!(c.auth.allows_query_token());
+        let c = config(&parse(&["--debug=0"])).unwrap();
+        assert!(!c.debug);
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let err = config(&parse(&["--auth-tokens", "[]"])).unwrap_err();
+        assert!(err.to_string().starts_with("SYNC_AUTH_TOKENS (--auth-tokens): "));
+        let err = config(&parse(&["--storage", "s3"])).unwrap_err();
+        assert!(err.to_string().starts_with("SYNC_STORAGE (--storage): "));
+        let err = config(&parse(&["--listen", "nonsense"])).unwrap_err();
+        assert!(err.to_string().starts_with("--listen: "));
+    }
+}
