@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for writes to commit and sockets
     /// to close before it gives up and exits anyway.
     pub shutdown_timeout: Duration,
+    /// How long a socket waits for the peer's answer to our close frame
+    /// before dropping the TCP connection.
+    pub close_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -118,6 +121,7 @@ impl ServerConfig {
             engine: EngineConfig::default(),
             idle_grace: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(3),
         }
     }
 }

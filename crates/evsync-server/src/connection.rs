@@ -14,10 +14,6 @@ use tokio::sync::mpsc;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
-
-/// How long we wait for the peer's answer to our close frame.
-const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How the write side ended.
 enum WriteEnd {
@@ -42,6 +38,7 @@ enum ReadEnd {
 /// Drives `socket` for the connection registered as `attached`.
 pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
     let shared = attached.shared.clone();
+    let close_timeout = shared.config.close_timeout;
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let write_end;
@@ -64,7 +61,7 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
             attached.closed_by_engine = true;
             // Our close frame is out: wait (bounded) for the peer's answer
             // so the TCP connection ends cleanly, discarding data frames.
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, async {
+            let _ = tokio::time::timeout(close_timeout, async {
                 while let Some(Ok(_)) = stream.next().await {}
             })
             .await;
@@ -73,7 +70,7 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
         (None, Some(ReadEnd::PeerClosed)) => {
             // tungstenite queued the answer to the peer's close frame;
             // flush it.
-            let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, sink.close()).await;
+            let _ = tokio::time::timeout(close_timeout, sink.close()).await;
         }
         (None, Some(ReadEnd::TooBig(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "closing");
@@ -82,7 +79,7 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
                 reason: reason.into(),
             };
             let _ = tokio::time::timeout(
-                CLOSE_HANDSHAKE_TIMEOUT,
+                close_timeout,
                 sink.send(Message::Close(Some(frame))),
             )
             .await;

@@ -65,6 +65,25 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// Observes a server: how many tenants are loaded right now.
+#[derive(Clone)]
+pub struct ServerHandle {
+    registry: Arc<Registry>,
+}
+
+impl ServerHandle {
+    /// Tenants currently loaded (an idle tenant unloads after its grace).
+    pub fn loaded_tenants(&self) -> usize {
+        self.registry.loaded_tenants()
+    }
+
+    /// Waits until the number of loaded tenants satisfies `pred`.
+    pub async fn wait_loaded_tenants(&self, pred: impl FnMut(&usize) -> bool) {
+        let mut rx = self.registry.watch_loaded();
+        let _ = rx.wait_for(pred).await;
+    }
+}
+
 /// A server bound to its address, not yet serving.
 pub struct Server {
     listener: TcpListener,
@@ -108,6 +127,13 @@ impl Server {
     /// The address actually bound (the chosen port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A handle to observe the running server (it outlives `run`'s move).
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            registry: self.registry.clone(),
+        }
     }
 
     /// Serves until `shutdown` resolves, then shuts down gracefully: stops

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -99,6 +99,9 @@ struct State {
 pub(crate) struct Registry {
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// The number of loaded tenants, published on every change so that
+    /// tests and operators can await an unload instead of polling.
+    loaded: watch::Sender<usize>,
 }
 
 /// Why a connection could not be attached to its tenant.
@@ -140,6 +143,7 @@ impl Registry {
         Arc::new(Registry {
             shared,
             state: Mutex::new(State::default()),
+            loaded: watch::Sender::new(0),
         })
     }
 
@@ -150,6 +154,11 @@ impl Registry {
     /// Loaded tenants, for `/healthz`.
     pub fn loaded_tenants(&self) -> usize {
         lock(&self.state).tenants.len()
+    }
+
+    /// Follows the number of loaded tenants.
+    pub fn watch_loaded(&self) -> watch::Receiver<usize> {
+        self.loaded.subscribe()
     }
 
     /// Registers a new connection with `tenant`'s actor, loading the tenant
@@ -226,6 +235,7 @@ impl Registry {
                 generation,
             },
         );
+        self.loaded.send_replace(state.tenants.len());
         let registry = self.clone();
         let name = tenant.to_owned();
         // The actor runs in its own task so that a panic in it (an engine
@@ -251,6 +261,7 @@ impl Registry {
             .is_some_and(|slot| slot.generation == generation)
         {
             state.tenants.remove(tenant);
+            self.loaded.send_replace(state.tenants.len());
         }
     }
 
@@ -272,6 +283,7 @@ impl Registry {
             .is_some_and(|slot| slot.generation == generation)
         {
             state.tenants.remove(tenant);
+            self.loaded.send_replace(state.tenants.len());
         }
         inbox.close();
         true

@@ -1,0 +1,227 @@
+//! The original worker's HTTP surface, over real sockets: every status,
+//! body and header, the order of the checks, token precedence and the
+//! credentials (bearer, subprotocol with echo, query only when allowed).
+
+mod common;
+#[path = "common/inproc.rs"]
+mod inproc;
+
+use common::{Client, UPGRADE, http_get, upgrade_with};
+use evsync_server::AuthConfig;
+use inproc::{TestServer, memory_config, start};
+
+async fn open_server() -> TestServer {
+    start(memory_config()).await
+}
+
+async fn server_with(default: Option<&str>, tokens: Option<&str>, query: bool) -> TestServer {
+    let mut config = memory_config();
+    config.auth = AuthConfig::new(default, tokens, query, "SYNC_AUTH_TOKENS").unwrap();
+    start(config).await
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_not_found() {
+    let server = open_server().await;
+    for path in ["/", "/nope", "/event-logs/a", "/event-log/a/b", "/event-log//", "/event-log/a//"] {
+        let r = http_get(server.addr, path, UPGRADE).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.body, "Not found", "{path}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_tenant_is_400() {
+    let server = open_server().await;
+    for path in ["/event-log", "/event-log/", "/event-log?token=x"] {
+        let r = http_get(server.addr, path, UPGRADE).await;
+        assert_eq!((r.status, r.body.as_str()), (400, "Tenant is required."), "{path}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_tenant_is_400_even_before_auth() {
+    // Auth is on, no credentials: the tenant format is still checked first.
+    let server = server_with(Some("t"), None, false).await;
+    let long = format!("/event-log/{}", "a".repeat(129));
+    for path in ["/event-log/-a", "/event-log/bad%2Ftenant", "/event-log/a%20b", long.as_str()] {
+        let r = http_get(server.addr, path, UPGRADE).await;
+        assert_eq!((r.status, r.body.as_str()), (400, "Invalid tenant format."), "{path}");
+    }
+    let ok = format!("/event-log/{}", "a".repeat(128));
+    assert_eq!(http_get(server.addr, &ok, UPGRADE).await.status, 401);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unauthorized_is_401_with_www_authenticate_and_before_the_upgrade_check() {
+    let server = server_with(Some("s3cret"), None, false).await;
+    for headers in [
+        vec![],
+        upgrade_with(&[]),
+        upgrade_with(&[("Authorization", "Bearer wrong")]),
+        upgrade_with(&[("Authorization", "Basic s3cret")]),
+        upgrade_with(&[("Sec-WebSocket-Protocol", "sync-auth.wrong")]),
+    ] {
+        let r = http_get(server.addr, "/event-log/acme", &headers).await;
+        assert_eq!(r.status, 401, "{headers:?}");
+        assert_eq!(r.body, "Unauthorized");
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_upgrade_requests_are_426() {
+    let server = server_with(Some("s3cret"), None, false).await;
+    let r = http_get(
+        server.addr,
+        "/event-log/acme",
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (426, "Expected WebSocket upgrade"));
+    let r = http_get(server.addr, "/event-log/acme/", &[("Upgrade", "h2c")]).await;
+    assert_eq!(r.status, 401, "auth comes before the upgrade check");
+    server.shutdown().await;
+    let open = open_server().await;
+    let r = http_get(open.addr, "/event-log/acme", &[]).await;
+    assert_eq!((r.status, r.body.as_str()), (426, "Expected WebSocket upgrade"));
+    // The Upgrade value is compared case-insensitively.
+    let mixed_case = [
+        ("Upgrade", "WebSocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let r = http_get(open.addr, "/event-log/acme", &mixed_case).await;
+    assert_eq!(r.status, 101);
+    open.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_precedence_tenant_then_star_then_shared() {
+    let server = server_with(
+        Some("shared"),
+        Some(r#"{"alpha":"ta","*":"star"}"#),
+        false,
+    )
+    .await;
+    let status = |tenant: &'static str, token: &'static str| {
+        let addr = server.addr;
+        async move {
+            let auth = format!("Bearer {token}");
+            http_get(
+                addr,
+                &format!("/event-log/{tenant}"),
+                &upgrade_with(&[("Authorization", auth.as_str())]),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(status("alpha", "ta").await, 101);
+    assert_eq!(status("alpha", "star").await, 401, "a tenant token replaces *");
+    assert_eq!(status("alpha", "shared").await, 401, "a tenant token replaces the shared one");
+    assert_eq!(status("beta", "star").await, 101);
+    assert_eq!(status("beta", "shared").await, 401, "* replaces the shared token");
+    server.shutdown().await;
+
+    let server = server_with(Some("shared"), Some(r#"{"alpha":"ta"}"#), false).await;
+    let get = |tenant: &str, token: &str| {
+        let (addr, path, auth) = (
+            server.addr,
+            format!("/event-log/{tenant}"),
+            format!("Bearer {token}"),
+        );
+        async move {
+            http_get(addr, &path, &upgrade_with(&[("Authorization", auth.as_str())]))
+                .await
+                .status
+        }
+    };
+    assert_eq!(get("beta", "shared").await, 101, "no *: the shared token");
+    assert_eq!(get("beta", "ta").await, 401);
+    server.shutdown().await;
+
+    let server = server_with(None, Some(r#"{"alpha":"ta"}"#), false).await;
+    let r = http_get(server.addr, "/event-log/beta", UPGRADE).await;
+    assert_eq!(r.status, 101, "a tenant with no token at all is open");
+    let r = http_get(server.addr, "/event-log/alpha", UPGRADE).await;
+    assert_eq!(r.status, 401);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn subprotocol_token_is_echoed_in_the_101() {
+    let server = server_with(Some("s3cret"), None, false).await;
+    let r = http_get(
+        server.addr,
+        "/event-log/acme",
+        &upgrade_with(&[("Sec-WebSocket-Protocol", "other, sync-auth.s3cret")]),
+    )
+    .await;
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("sec-websocket-protocol"), Some("sync-auth.s3cret"));
+
+    let r = http_get(
+        server.addr,
+        "/event-log/acme",
+        &upgrade_with(&[("Authorization", "Bearer s3cret")]),
+    )
+    .await;
+    assert_eq!(r.status, 101);
+    assert_eq!(
+        r.header("sec-websocket-protocol"),
+        None,
+        "no protocol is selected when the token came in a header"
+    );
+
+    // A real client offering the protocol gets it selected and a Hello.
+    let mut client = Client::connect_with(
+        server.addr,
+        "acme",
+        &[("Sec-WebSocket-Protocol", "sync-auth.s3cret")],
+    )
+    .await;
+    client.hello().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_token_only_when_allowed() {
+    let server = server_with(Some("s3cret"), None, false).await;
+    let r = http_get(server.addr, "/event-log/acme?token=s3cret", UPGRADE).await;
+    assert_eq!(r.status, 401, "?token= is refused unless SYNC_ALLOW_QUERY_TOKEN");
+    server.shutdown().await;
+
+    let server = server_with(Some("s3 cret"), None, true).await;
+    let r = http_get(server.addr, "/event-log/acme?a=1&token=s3+cret", UPGRADE).await;
+    assert_eq!(r.status, 101, "form-decoded, like URLSearchParams");
+    let r = http_get(server.addr, "/event-log/acme?token=nope", UPGRADE).await;
+    assert_eq!(r.status, 401);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_reports_status_version_tenants_and_connections() {
+    let server = open_server().await;
+    let r = http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(v["tenants"], 0);
+    assert_eq!(v["connections"], 0);
+
+    let (mut client, _) = Client::connect_hello(server.addr, "acme").await;
+    client.barrier(1).await; // the socket task is surely running now
+    let v: serde_json::Value =
+        serde_json::from_str(&http_get(server.addr, "/healthz", &[]).await.body).unwrap();
+    assert_eq!(v["tenants"], 1);
+    assert_eq!(v["connections"], 1);
+    server.shutdown().await;
+}
