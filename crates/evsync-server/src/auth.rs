@@ -68,7 +68,9 @@ impl AuthConfig {
         let default_token = default_token.filter(|t| !t.is_empty()).map(str::to_owned);
         let tenant_tokens = match tenant_tokens_json.filter(|raw| !raw.trim().is_empty()) {
             None => BTreeMap::new(),
-            Some(raw) => parse_tenant_tokens(raw).map_err(|p| ConfigError::new(tokens_setting, p))?,
+            Some(raw) => {
+                parse_tenant_tokens(raw).map_err(|p| ConfigError::new(tokens_setting, p))?
+            }
         };
         Ok(AuthConfig {
             default_token,
@@ -123,7 +125,12 @@ impl AuthConfig {
     }
 
     /// Checks a request for `tenant`: its headers and raw query string.
-    pub fn authorize(&self, tenant: &str, headers: &HeaderMap, query: Option<&str>) -> AuthDecision {
+    pub fn authorize(
+        &self,
+        tenant: &str,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> AuthDecision {
         let Some(expected) = self.expected_token(tenant) else {
             return AuthDecision::Allow { protocol: None };
         };

@@ -10,10 +10,10 @@ use crate::tenant::{Outbound, TenantMsg};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use evsync_core::engine::{ConnId, close_code};
-use tokio::sync::mpsc;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
 
 /// How the write side ended.
 enum WriteEnd {
@@ -78,11 +78,8 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
                 code: close_code::MESSAGE_TOO_BIG,
                 reason: reason.into(),
             };
-            let _ = tokio::time::timeout(
-                close_timeout,
-                sink.send(Message::Close(Some(frame))),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
         }
         (None, Some(ReadEnd::Broken(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "socket error");

@@ -1,13 +1,13 @@
 //! evsync-server: the native server, i.e. the tokio adapter around the
 //! sans-IO [`evsync_core::engine::Engine`].
 //!
-//! - [`routes`]: the original worker's HTTP surface, check for check;
-//! - [`auth`]: its token rules, compared in constant time;
+//! - `routes`: the original worker's HTTP surface, check for check;
+//! - `auth`: its token rules, compared in constant time;
 //! - `registry` + `tenant`: one actor task per loaded tenant (a Durable
 //!   Object's equivalent), loaded on first connection, unloaded when idle;
 //! - `store`: the tenant's storage, run on blocking threads;
 //! - `connection`: the WebSocket pump;
-//! - [`shutdown`]: SIGINT/SIGTERM.
+//! - `shutdown`: SIGINT/SIGTERM.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -105,12 +105,13 @@ impl Server {
             )?),
             StorageConfig::Memory => None,
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|error| StartError::Listen {
-                addr: config.listen,
-                error,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|error| StartError::Listen {
+                    addr: config.listen,
+                    error,
+                })?;
         let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
             addr: config.listen,
             error,
@@ -140,7 +141,10 @@ impl Server {
     /// accepting, lets every tenant commit and acknowledge the writes it
     /// already received, closes every socket with 1001, and returns once
     /// that is done (or `shutdown_timeout` has passed).
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Server {
             listener,
             registry,
@@ -162,10 +166,11 @@ impl Server {
             let _ = tcp.set_nodelay(true);
         });
         let mut graceful = stop_rx.clone();
-        let serve = axum::serve(listener, routes::router(registry.clone()))
-            .with_graceful_shutdown(async move {
+        let serve = axum::serve(listener, routes::router(registry.clone())).with_graceful_shutdown(
+            async move {
                 let _ = graceful.wait_for(|stop| *stop).await;
-            });
+            },
+        );
         let mut serve = tokio::spawn(async move { serve.await });
         tokio::select! {
             ended = &mut serve => {

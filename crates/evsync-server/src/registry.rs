@@ -80,7 +80,9 @@ impl Shared {
 /// Locks a std mutex, ignoring poisoning: every critical section here
 /// leaves the map consistent even if a panic interrupted it.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Slot {

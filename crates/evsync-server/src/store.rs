@@ -59,12 +59,15 @@ impl Lane {
 /// One tenant's store.
 pub(crate) enum TenantStore {
     Memory(Arc<Mutex<MemoryStorage>>),
-    Sqlite {
-        path: PathBuf,
-        writer: Lane,
-        reader: Lane,
-        done: mpsc::UnboundedSender<Done>,
-    },
+    Sqlite(Box<SqliteLanes>),
+}
+
+/// The two lanes of a SQLite tenant and where their results go.
+pub(crate) struct SqliteLanes {
+    path: PathBuf,
+    writer: Lane,
+    reader: Lane,
+    done: mpsc::UnboundedSender<Done>,
 }
 
 /// An error answer to `req`, for a request that could not run.
@@ -121,12 +124,12 @@ impl TenantStore {
         .map_err(|e| e.message)?;
         let (store, remote_id) = opened;
         Ok((
-            TenantStore::Sqlite {
+            TenantStore::Sqlite(Box::new(SqliteLanes {
                 path,
                 writer: Lane::new(LaneKind::Writer, Some(store)),
                 reader: Lane::new(LaneKind::Reader, None),
                 done,
-            },
+            })),
             remote_id,
         ))
     }
@@ -136,12 +139,13 @@ impl TenantStore {
     pub fn submit(&mut self, req: StorageRequest) -> Option<StorageResponse> {
         match self {
             TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
-            TenantStore::Sqlite {
-                path,
-                writer,
-                reader,
-                done,
-            } => {
+            TenantStore::Sqlite(lanes) => {
+                let SqliteLanes {
+                    path,
+                    writer,
+                    reader,
+                    done,
+                } = &mut **lanes;
                 let lane = match req.op {
                     StorageOp::Append(_) => writer,
                     StorageOp::Read { .. } => reader,
@@ -156,13 +160,13 @@ impl TenantStore {
     /// Takes back a lane's connection after a request finished and starts
     /// the lane's next request.
     pub fn complete(&mut self, lane_kind: LaneKind, store: Option<SqliteStorage>) {
-        if let TenantStore::Sqlite {
-            path,
-            writer,
-            reader,
-            done,
-        } = self
-        {
+        if let TenantStore::Sqlite(lanes) = self {
+            let SqliteLanes {
+                path,
+                writer,
+                reader,
+                done,
+            } = &mut **lanes;
             let lane = match lane_kind {
                 LaneKind::Writer => writer,
                 LaneKind::Reader => reader,
@@ -177,7 +181,8 @@ impl TenantStore {
     pub fn is_idle(&self) -> bool {
         match self {
             TenantStore::Memory(_) => true,
-            TenantStore::Sqlite { writer, reader, .. } => {
+            TenantStore::Sqlite(lanes) => {
+                let SqliteLanes { writer, reader, .. } = &**lanes;
                 !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
             }
         }
@@ -211,7 +216,10 @@ fn start_next(lane: &mut Lane, path: &std::path::Path, done: &mpsc::UnboundedSen
     tokio::spawn(async move {
         let (store, response) = match task.await {
             Ok(out) => out,
-            Err(err) => (None, failed(&id_for_panic, format!("storage task failed: {err}"))),
+            Err(err) => (
+                None,
+                failed(&id_for_panic, format!("storage task failed: {err}")),
+            ),
         };
         let _ = done.send(Done {
             lane: kind,

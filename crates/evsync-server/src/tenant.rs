@@ -42,7 +42,10 @@ pub(crate) enum TenantMsg {
 pub(crate) enum Outbound {
     Frame(Bytes),
     /// Close the socket with this code and reason (after the frames before).
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// Runs the tenant until it unloads (idle) or finishes shutting down.

@@ -23,7 +23,14 @@ async fn server_with(default: Option<&str>, tokens: Option<&str>, query: bool) -
 #[tokio::test]
 async fn unknown_paths_are_404_not_found() {
     let server = open_server().await;
-    for path in ["/", "/nope", "/event-logs/a", "/event-log/a/b", "/event-log//", "/event-log/a//"] {
+    for path in [
+        "/",
+        "/nope",
+        "/event-logs/a",
+        "/event-log/a/b",
+        "/event-log//",
+        "/event-log/a//",
+    ] {
         let r = http_get(server.addr, path, UPGRADE).await;
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(r.body, "Not found", "{path}");
@@ -36,7 +43,11 @@ async fn missing_tenant_is_400() {
     let server = open_server().await;
     for path in ["/event-log", "/event-log/", "/event-log?token=x"] {
         let r = http_get(server.addr, path, UPGRADE).await;
-        assert_eq!((r.status, r.body.as_str()), (400, "Tenant is required."), "{path}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "Tenant is required."),
+            "{path}"
+        );
     }
     server.shutdown().await;
 }
@@ -46,9 +57,18 @@ async fn bad_tenant_is_400_even_before_auth() {
     // Auth is on, no credentials: the tenant format is still checked first.
     let server = server_with(Some("t"), None, false).await;
     let long = format!("/event-log/{}", "a".repeat(129));
-    for path in ["/event-log/-a", "/event-log/bad%2Ftenant", "/event-log/a%20b", long.as_str()] {
+    for path in [
+        "/event-log/-a",
+        "/event-log/bad%2Ftenant",
+        "/event-log/a%20b",
+        long.as_str(),
+    ] {
         let r = http_get(server.addr, path, UPGRADE).await;
-        assert_eq!((r.status, r.body.as_str()), (400, "Invalid tenant format."), "{path}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (400, "Invalid tenant format."),
+            "{path}"
+        );
     }
     let ok = format!("/event-log/{}", "a".repeat(128));
     assert_eq!(http_get(server.addr, &ok, UPGRADE).await.status, 401);
@@ -82,13 +102,19 @@ async fn non_upgrade_requests_are_426() {
         &[("Authorization", "Bearer s3cret")],
     )
     .await;
-    assert_eq!((r.status, r.body.as_str()), (426, "Expected WebSocket upgrade"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (426, "Expected WebSocket upgrade")
+    );
     let r = http_get(server.addr, "/event-log/acme/", &[("Upgrade", "h2c")]).await;
     assert_eq!(r.status, 401, "auth comes before the upgrade check");
     server.shutdown().await;
     let open = open_server().await;
     let r = http_get(open.addr, "/event-log/acme", &[]).await;
-    assert_eq!((r.status, r.body.as_str()), (426, "Expected WebSocket upgrade"));
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (426, "Expected WebSocket upgrade")
+    );
     // The Upgrade value is compared case-insensitively.
     let mixed_case = [
         ("Upgrade", "WebSocket"),
@@ -103,12 +129,7 @@ async fn non_upgrade_requests_are_426() {
 
 #[tokio::test]
 async fn token_precedence_tenant_then_star_then_shared() {
-    let server = server_with(
-        Some("shared"),
-        Some(r#"{"alpha":"ta","*":"star"}"#),
-        false,
-    )
-    .await;
+    let server = server_with(Some("shared"), Some(r#"{"alpha":"ta","*":"star"}"#), false).await;
     let status = |tenant: &'static str, token: &'static str| {
         let addr = server.addr;
         async move {
@@ -123,10 +144,22 @@ async fn token_precedence_tenant_then_star_then_shared() {
         }
     };
     assert_eq!(status("alpha", "ta").await, 101);
-    assert_eq!(status("alpha", "star").await, 401, "a tenant token replaces *");
-    assert_eq!(status("alpha", "shared").await, 401, "a tenant token replaces the shared one");
+    assert_eq!(
+        status("alpha", "star").await,
+        401,
+        "a tenant token replaces *"
+    );
+    assert_eq!(
+        status("alpha", "shared").await,
+        401,
+        "a tenant token replaces the shared one"
+    );
     assert_eq!(status("beta", "star").await, 101);
-    assert_eq!(status("beta", "shared").await, 401, "* replaces the shared token");
+    assert_eq!(
+        status("beta", "shared").await,
+        401,
+        "* replaces the shared token"
+    );
     server.shutdown().await;
 
     let server = server_with(Some("shared"), Some(r#"{"alpha":"ta"}"#), false).await;
@@ -137,9 +170,13 @@ async fn token_precedence_tenant_then_star_then_shared() {
             format!("Bearer {token}"),
         );
         async move {
-            http_get(addr, &path, &upgrade_with(&[("Authorization", auth.as_str())]))
-                .await
-                .status
+            http_get(
+                addr,
+                &path,
+                &upgrade_with(&[("Authorization", auth.as_str())]),
+            )
+            .await
+            .status
         }
     };
     assert_eq!(get("beta", "shared").await, 101, "no *: the shared token");
@@ -194,7 +231,10 @@ async fn subprotocol_token_is_echoed_in_the_101() {
 async fn query_token_only_when_allowed() {
     let server = server_with(Some("s3cret"), None, false).await;
     let r = http_get(server.addr, "/event-log/acme?token=s3cret", UPGRADE).await;
-    assert_eq!(r.status, 401, "?token= is refused unless SYNC_ALLOW_QUERY_TOKEN");
+    assert_eq!(
+        r.status, 401,
+        "?token= is refused unless SYNC_ALLOW_QUERY_TOKEN"
+    );
     server.shutdown().await;
 
     let server = server_with(Some("s3 cret"), None, true).await;

@@ -35,12 +35,24 @@ async fn writes_are_acked_in_request_order_with_dedup() {
         vec![4, 2, 5, 4],
         "stored entries report their original sequence, in position"
     );
-    assert_eq!(c.write("pk", 3, &[]).await, Vec::<u64>::new(), "empty batch");
-    assert_eq!(c.write("other", 4, &entries(1..=1)).await, vec![1], "per-log sequences");
+    assert_eq!(
+        c.write("pk", 3, &[]).await,
+        Vec::<u64>::new(),
+        "empty batch"
+    );
+    assert_eq!(
+        c.write("other", 4, &entries(1..=1)).await,
+        vec![1],
+        "per-log sequences"
+    );
     c.request_changes("pk", 0).await;
     let all = c.changes("pk", 5).await;
-    assert_eq!(sequences(&all), vec![1, 2, 3, 4, 5], "duplicates are not stored twice");
-    assert!(all.iter().all(|e| e.iv == Bytes::from(vec![7u8; 12])));
+    assert_eq!(
+        sequences(&all),
+        vec![1, 2, 3, 4, 5],
+        "duplicates are not stored twice"
+    );
+    assert!(all.iter().all(|e| e.iv[..] == [7u8; 12]));
     server.shutdown().await;
 }
 
@@ -103,15 +115,35 @@ async fn live_changes_go_only_to_subscribers_of_that_log() {
     let (mut subscriber, _) = Client::connect_hello(server.addr, "acme").await;
     other_log.request_changes("other", 0).await;
     subscriber.request_changes("pk", 0).await;
-    assert!(other_log.barrier(1).await.iter().all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty())));
-    assert!(subscriber.barrier(1).await.iter().all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty())));
+    assert!(
+        other_log
+            .barrier(1)
+            .await
+            .iter()
+            .all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty()))
+    );
+    assert!(
+        subscriber
+            .barrier(1)
+            .await
+            .iter()
+            .all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty()))
+    );
     writer.write("pk", 1, &entries(1..=2)).await;
     assert_eq!(sequences(&subscriber.changes("pk", 2).await), vec![1, 2]);
-    assert!(bystander.barrier(2).await.is_empty(), "not subscribed: nothing");
-    assert!(other_log.barrier(2).await.is_empty(), "another log: nothing");
+    assert!(
+        bystander.barrier(2).await.is_empty(),
+        "not subscribed: nothing"
+    );
+    assert!(
+        other_log.barrier(2).await.is_empty(),
+        "another log: nothing"
+    );
     let writer_saw = writer.barrier(2).await;
     assert!(
-        writer_saw.iter().all(|r| !matches!(r, Response::Changes { .. })),
+        writer_saw
+            .iter()
+            .all(|r| !matches!(r, Response::Changes { .. })),
         "the writer did not subscribe: {writer_saw:?}"
     );
     server.shutdown().await;
@@ -145,7 +177,8 @@ async fn a_512000_byte_part_fits_the_frame_limit_and_an_oversized_frame_closes_1
     assert_eq!(ok.ack(1).await, vec![1], "full-size parts pass the limit");
 
     let (mut big, _) = Client::connect_hello(server.addr, "acme").await;
-    big.send_raw(Message::Binary(vec![0u8; 700_000].into())).await;
+    big.send_raw(Message::Binary(vec![0u8; 700_000].into()))
+        .await;
     let closed = big.closed().await;
     assert_eq!(closed.code, Some(close_code::MESSAGE_TOO_BIG), "{closed:?}");
     // The other socket is unaffected.
@@ -158,7 +191,8 @@ async fn malformed_input_closes_only_that_socket_with_a_reason() {
     let server = start(memory_config()).await;
     let (mut good, _) = Client::connect_hello(server.addr, "acme").await;
     let (mut bad, _) = Client::connect_hello(server.addr, "acme").await;
-    bad.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into())).await;
+    bad.send_raw(Message::Binary(vec![0xc1, 0xff, 0x00].into()))
+        .await;
     let closed = bad.closed().await;
     assert_eq!(closed.code, Some(close_code::PROTOCOL_ERROR), "{closed:?}");
     assert!(!closed.reason.is_empty(), "the close says why");
@@ -166,7 +200,11 @@ async fn malformed_input_closes_only_that_socket_with_a_reason() {
     assert_eq!(good.recv().await, Response::Pong { id: 3 });
     let (mut again, _) = Client::connect_hello(server.addr, "acme").await;
     again.ping(4).await;
-    assert_eq!(again.recv().await, Response::Pong { id: 4 }, "the tenant lives on");
+    assert_eq!(
+        again.recv().await,
+        Response::Pong { id: 4 },
+        "the tenant lives on"
+    );
     server.shutdown().await;
 }
 
@@ -178,7 +216,8 @@ async fn text_frames_are_passed_to_the_engine_as_their_utf8_bytes() {
     // refused as unsupported data (1003).
     let server = start(memory_config()).await;
     let (mut c, _) = Client::connect_hello(server.addr, "acme").await;
-    c.send_raw(Message::Text("{\"_tag\":\"Ping\",\"id\":1}".into())).await;
+    c.send_raw(Message::Text("{\"_tag\":\"Ping\",\"id\":1}".into()))
+        .await;
     let closed = c.closed().await;
     assert_eq!(closed.code, Some(close_code::PROTOCOL_ERROR), "{closed:?}");
     assert!(closed.reason.starts_with("invalid message"), "{closed:?}");
@@ -215,7 +254,8 @@ async fn tenants_are_isolated() {
     b.request_changes("same-pk", 0).await;
     let seen = b.barrier(1).await;
     assert!(
-        seen.iter().all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty())),
+        seen.iter()
+            .all(|r| matches!(r, Response::Changes { entries, .. } if entries.is_empty())),
         "tenant b sees nothing of tenant a: {seen:?}"
     );
     assert_eq!(
@@ -236,7 +276,11 @@ async fn idle_tenants_unload_and_reload_with_their_data() {
     c.write("pk", 1, &entries(1..=2)).await;
     assert_eq!(server.handle.loaded_tenants(), 1);
     drop(c);
-    common::within("the tenant to unload", server.handle.wait_loaded_tenants(|n| *n == 0)).await;
+    common::within(
+        "the tenant to unload",
+        server.handle.wait_loaded_tenants(|n| *n == 0),
+    )
+    .await;
     let (mut c, id_again) = Client::connect_hello(server.addr, "acme").await;
     assert_eq!(id, id_again, "reloaded from its file");
     c.request_changes("pk", 0).await;
@@ -279,11 +323,18 @@ async fn graceful_shutdown_acks_received_writes_then_closes_1001() {
         .iter()
         .chain(after.iter())
         .filter_map(|r| match r {
-            Response::Ack { id, sequence_numbers } => Some((*id, sequence_numbers.len())),
+            Response::Ack {
+                id,
+                sequence_numbers,
+            } => Some((*id, sequence_numbers.len())),
             _ => None,
         })
         .collect();
-    assert_eq!(acks, vec![(1, 50), (2, 50)], "every received write is acked");
+    assert_eq!(
+        acks,
+        vec![(1, 50), (2, 50)],
+        "every received write is acked"
+    );
     assert_eq!(closed.code, Some(close_code::GOING_AWAY));
     assert_eq!(idle.closed().await.code, Some(close_code::GOING_AWAY));
     let addr = server.addr;

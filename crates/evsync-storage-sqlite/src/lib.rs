@@ -73,9 +73,8 @@ impl SqliteStorage {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&path, flags)
             .map_err(|e| StorageError::new(format!("cannot open {}: {e}", path.display())))?;
-        configure(&conn).map_err(|e| {
-            StorageError::new(format!("cannot configure {}: {e}", path.display()))
-        })?;
+        configure(&conn)
+            .map_err(|e| StorageError::new(format!("cannot configure {}: {e}", path.display())))?;
         schema::migrate(&mut conn)
             .map_err(|e| StorageError::new(format!("{}: {e}", path.display())))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -219,7 +218,9 @@ impl Storage for SqliteStorage {
                     let (id, head) = match found {
                         Some(found) => found,
                         None => {
-                            insert_log.execute([key]).map_err(sqlite_error("create log"))?;
+                            insert_log
+                                .execute([key])
+                                .map_err(sqlite_error("create log"))?;
                             (tx.last_insert_rowid(), 0)
                         }
                     };

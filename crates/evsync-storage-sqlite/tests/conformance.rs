@@ -20,7 +20,10 @@ fn conformance_suite() {
             .join(format!("t{}.sqlite", n.fetch_add(1, Ordering::Relaxed)));
         async move { SqliteStorage::open(path).expect("open a fresh store") }
     }));
-    assert!(n.load(Ordering::Relaxed) >= 10, "every check got a fresh file");
+    assert!(
+        n.load(Ordering::Relaxed) >= 10,
+        "every check got a fresh file"
+    );
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn two_connections_share_data_and_remote_id() {
     assert_eq!(reader.remote_id().unwrap(), id);
     writer.append(&[batch("pk", 1, &[1, 2])]).unwrap();
     let seen = reader.read("pk", 0, ALL).unwrap();
-    assert_eq!(seen.len(), 2, "a committed append is visible to another connection");
+    assert_eq!(
+        seen.len(),
+        2,
+        "a committed append is visible to another connection"
+    );
     assert_eq!(reader.head("pk").unwrap(), 2);
 }
 
@@ -117,8 +124,11 @@ fn failed_append_rolls_back_every_batch() {
     // batch's insert hits the (log_id, sequence) primary key after the
     // first batch has already been written inside the transaction.
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("UPDATE logs SET head = 0 WHERE public_key = CAST('a' AS BLOB)", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE logs SET head = 0 WHERE public_key = CAST('a' AS BLOB)",
+        [],
+    )
+    .unwrap();
     drop(conn);
     let err = store
         .append(&[batch("b", 1, &[5]), batch("a", 1, &[2])])

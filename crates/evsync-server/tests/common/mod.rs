@@ -16,10 +16,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Upper bound on any single wait; a broken server fails the test instead
@@ -317,7 +317,12 @@ impl Client {
     }
 
     /// Writes `entries` and returns the Ack's sequence numbers.
-    pub async fn write(&mut self, public_key: &str, id: i64, entries: &[EncryptedEntry]) -> Vec<u64> {
+    pub async fn write(
+        &mut self,
+        public_key: &str,
+        id: i64,
+        entries: &[EncryptedEntry],
+    ) -> Vec<u64> {
         self.send(&write_request(public_key, id, entries)).await;
         self.ack(id).await
     }
@@ -353,7 +358,10 @@ impl Client {
                     public_key: pk,
                     entries,
                 } => {
-                    assert_eq!(pk, public_key, "Changes for a log this socket did not ask for");
+                    assert_eq!(
+                        pk, public_key,
+                        "Changes for a log this socket did not ask for"
+                    );
                     out.extend(entries);
                 }
                 other => panic!("expected Changes, got {other:?}"),

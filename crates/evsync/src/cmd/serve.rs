@@ -22,6 +22,7 @@ const EXIT_RUNTIME: u8 = 1;
 
 #[derive(Args, Debug)]
 #[command(
+    args_override_self = true,
     about = "Run the sync server",
     long_about = "Run the sync server: Effect EventLog replicas connect with \
         EventLogRemote.layerWebSocket(\"ws://HOST:PORT/event-log/<tenant>\"). \
@@ -44,20 +45,35 @@ pub struct ServeArgs {
 
     /// Storage: `sqlite` (durable, one file per tenant) or `memory` (lost at
     /// exit; for tests). The original worker's `do` and `d1` mean `sqlite`.
-    #[arg(long, env = "SYNC_STORAGE", value_name = "KIND", default_value = "sqlite")]
+    #[arg(
+        long,
+        env = "SYNC_STORAGE",
+        value_name = "KIND",
+        default_value = "sqlite"
+    )]
     storage: String,
 
     /// Token every tenant must present unless SYNC_AUTH_TOKENS has one for
     /// it. Unset or empty: tenants without a token are open. Prefer the
     /// environment variable: flags are visible to other local users.
-    #[arg(long, env = "SYNC_AUTH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SYNC_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     auth_token: Option<String>,
 
     /// Per-tenant tokens as a JSON object, e.g. {"tenant-a":"token-a","*":"default"};
     /// `*` applies to tenants not listed. Precedence: SYNC_AUTH_TOKENS[tenant],
     /// then SYNC_AUTH_TOKENS["*"], then SYNC_AUTH_TOKEN. Anything but an
     /// object of non-empty strings keyed by tenant names or `*` is refused.
-    #[arg(long, env = "SYNC_AUTH_TOKENS", value_name = "JSON", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SYNC_AUTH_TOKENS",
+        value_name = "JSON",
+        hide_env_values = true
+    )]
     auth_tokens: Option<String>,
 
     /// Also accept the token as ?token=<token> in the URL (`true`/`1`; off by
@@ -98,11 +114,8 @@ pub struct ServeArgs {
 /// Turns the arguments into a server config, or the one-line error.
 fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     let listen = parse_listen(&args.listen)?;
-    let storage = StorageConfig::parse(
-        "SYNC_STORAGE (--storage)",
-        &args.storage,
-        args.data.clone(),
-    )?;
+    let storage =
+        StorageConfig::parse("SYNC_STORAGE (--storage)", &args.storage, args.data.clone())?;
     let allow_query = parse_bool(
         "SYNC_ALLOW_QUERY_TOKEN (--allow-query-token)",
         args.allow_query_token.as_deref().unwrap_or(""),
@@ -152,7 +165,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(err) => return fail(format!("cannot start the async runtime: {err}"), EXIT_RUNTIME),
+        Err(err) => {
+            return fail(
+                format!("cannot start the async runtime: {err}"),
+                EXIT_RUNTIME,
+            );
+        }
     };
     runtime.block_on(serve(config))
 }
@@ -221,7 +239,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_setting() {
         let err = config(&parse(&["--auth-tokens", "[]"])).unwrap_err();
-        assert!(err.to_string().starts_with("SYNC_AUTH_TOKENS (--auth-tokens): "));
+        assert!(
+            err.to_string()
+                .starts_with("SYNC_AUTH_TOKENS (--auth-tokens): ")
+        );
         let err = config(&parse(&["--storage", "s3"])).unwrap_err();
         assert!(err.to_string().starts_with("SYNC_STORAGE (--storage): "));
         let err = config(&parse(&["--listen", "nonsense"])).unwrap_err();

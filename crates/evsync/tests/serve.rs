@@ -1,0 +1,342 @@
+//! `evsync serve` as a process: the built binary on an ephemeral port,
+//! found through its startup line. Configuration errors, durability across
+//! SIGKILL, graceful SIGTERM, debug logs.
+
+#[path = "../../evsync-server/tests/common/mod.rs"]
+mod common;
+
+use common::{Client, entries, sequences, within};
+use evsync_core::engine::close_code;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const SETTINGS: &[&str] = &[
+    "SYNC_AUTH_TOKEN",
+    "SYNC_AUTH_TOKENS",
+    "SYNC_ALLOW_QUERY_TOKEN",
+    "SYNC_DEBUG",
+    "SYNC_STORAGE",
+];
+
+fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evsync"));
+    cmd.args(args);
+    for name in SETTINGS {
+        cmd.env_remove(name);
+    }
+    cmd.env("RUST_LOG", "info");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A running `evsync serve`.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    startup: String,
+    /// stderr lines after the startup line.
+    lines: mpsc::UnboundedReceiver<String>,
+}
+
+impl Serve {
+    async fn start(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
+        let data = data.to_str().unwrap();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data];
+        args.extend_from_slice(extra);
+        let mut child = command(&args, envs).spawn().expect("spawn evsync");
+        let stderr = child.stderr.take().unwrap();
+        let mut reader = BufReader::new(stderr).lines();
+        let startup = within("the startup line", async {
+            loop {
+                let line = reader
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("evsync exited before its startup line");
+                if line.contains("listening on ") {
+                    return line;
+                }
+            }
+        })
+        .await;
+        let addr: SocketAddr = startup
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .expect("an address in the startup line");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        Serve {
+            child,
+            addr,
+            startup,
+            lines,
+        }
+    }
+
+    /// Waits for a log line containing every one of `needles`.
+    async fn line_with(&mut self, needles: &[&str]) -> String {
+        within("a log line", async {
+            loop {
+                let line = self.lines.recv().await.expect("stderr ended");
+                if needles.iter().all(|n| line.contains(n)) {
+                    return line;
+                }
+            }
+        })
+        .await
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), pid])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success());
+    }
+
+    async fn exit_code(mut self) -> Option<i32> {
+        within("evsync to exit", self.child.wait())
+            .await
+            .unwrap()
+            .code()
+    }
+}
+
+/// Runs the binary to completion: (exit code, stdout, stderr).
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = within("evsync to exit", command(args, envs).output())
+        .await
+        .expect("run evsync");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn help_explains_every_option() {
+    let (code, stdout, _) = run(&["serve", "--help"], &[]).await;
+    assert_eq!(code, Some(0));
+    for needle in [
+        "--listen",
+        "127.0.0.1:8787",
+        "--data",
+        "./evsync-data",
+        "--storage",
+        "SYNC_STORAGE",
+        "--auth-token ",
+        "SYNC_AUTH_TOKEN]",
+        "--auth-tokens",
+        "SYNC_AUTH_TOKENS",
+        "--allow-query-token",
+        "SYNC_ALLOW_QUERY_TOKEN",
+        "--debug",
+        "SYNC_DEBUG",
+        "--idle-unload-ms",
+        "--shutdown-timeout-secs",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "--help lacks {needle:?}:\n{stdout}"
+        );
+    }
+    let (code, stdout, _) = run(&["--help"], &[]).await;
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("serve"));
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_startup_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![],
+            vec![("SYNC_AUTH_TOKENS", "[\"not-an-object\"]")],
+            "SYNC_AUTH_TOKENS",
+        ),
+        (
+            vec![],
+            vec![("SYNC_AUTH_TOKENS", "{\"acme\": \"\"}")],
+            "SYNC_AUTH_TOKENS",
+        ),
+        (
+            vec![],
+            vec![("SYNC_AUTH_TOKENS", "{\"acme\": 5}")],
+            "SYNC_AUTH_TOKENS",
+        ),
+        (
+            vec![],
+            vec![("SYNC_AUTH_TOKENS", "{oops")],
+            "SYNC_AUTH_TOKENS",
+        ),
+        (vec!["--auth-tokens", "1"], vec![], "SYNC_AUTH_TOKENS"),
+        (vec![], vec![("SYNC_STORAGE", "postgres")], "SYNC_STORAGE"),
+        (vec![], vec![("SYNC_DEBUG", "maybe")], "SYNC_DEBUG"),
+        (
+            vec![],
+            vec![("SYNC_ALLOW_QUERY_TOKEN", "yes")],
+            "SYNC_ALLOW_QUERY_TOKEN",
+        ),
+        (vec!["--data", file.to_str().unwrap()], vec![], "--data"),
+        (vec!["--listen", busy_addr.as_str()], vec![], "--listen"),
+        (vec!["--listen", "not an address"], vec![], "--listen"),
+    ];
+    for (extra, envs, setting) in cases {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data];
+        args.extend_from_slice(&extra);
+        let (code, stdout, stderr) = run(&args, &envs).await;
+        let case = format!("{extra:?} {envs:?}");
+        assert_eq!(code, Some(2), "{case}: non-zero exit; stderr: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{case}: exactly one line, got {stderr:?}");
+        assert!(
+            lines[0].contains(setting),
+            "{case}: names {setting}: {stderr:?}"
+        );
+        assert!(!stdout.contains("listening") && !stderr.contains("listening"));
+    }
+    drop(busy);
+}
+
+#[tokio::test]
+async fn startup_line_says_where_and_how_but_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Serve::start(
+        dir.path(),
+        &[],
+        &[("SYNC_AUTH_TOKEN", "hunter2-secret"), ("SYNC_DEBUG", "1")],
+    )
+    .await;
+    let line = server.startup.clone();
+    assert!(line.contains(dir.path().to_str().unwrap()), "{line}");
+    assert!(line.contains("storage: sqlite"), "{line}");
+    assert!(line.contains("auth: on"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
+    let r = common::http_get(server.addr, "/healthz", &[]).await;
+    assert_eq!(r.status, 200);
+    let mut c = Client::connect_with(
+        server.addr,
+        "acme",
+        &[("Authorization", "Bearer hunter2-secret")],
+    )
+    .await;
+    c.hello().await;
+    c.write("pk", 1, &entries(1..=3)).await;
+    let logged = server
+        .line_with(&["request", "WriteEntries", "entries=3"])
+        .await;
+    assert!(logged.contains("peers=1"), "{logged}");
+    server.signal("TERM");
+    assert_eq!(server.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn sigkill_right_after_an_ack_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(dir.path(), &[], &[]).await;
+    let (mut c, remote_id) = Client::connect_hello(server.addr, "acme").await;
+    assert_eq!(
+        c.write("pk", 1, &entries(1..=100)).await,
+        (1..=100).collect::<Vec<_>>()
+    );
+    assert_eq!(c.write("pk", 2, &entries(101..=101)).await, vec![101]);
+    // SIGKILL at once: no shutdown, no checkpoint, no flush of ours.
+    server.signal("KILL");
+    let code = server.exit_code().await;
+    assert_eq!(code, None, "killed by a signal");
+
+    let server = Serve::start(dir.path(), &[], &[]).await;
+    let (mut c, again) = Client::connect_hello(server.addr, "acme").await;
+    assert_eq!(remote_id, again, "same remoteId after a crash");
+    c.request_changes("pk", 0).await;
+    let back = c.changes("pk", 101).await;
+    assert_eq!(sequences(&back), (1..=101).collect::<Vec<_>>());
+    assert_eq!(
+        c.write("pk", 3, &entries(100..=102)).await,
+        vec![100, 101, 102],
+        "dedup and sequences continue after the crash"
+    );
+    server.signal("TERM");
+    assert_eq!(server.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn sigterm_acks_writes_closes_sockets_with_1001_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Serve::start(dir.path(), &[], &[]).await;
+    let (mut c, _) = Client::connect_hello(server.addr, "acme").await;
+    c.send(&common::write_request("pk", 1, &entries(1..=20)))
+        .await;
+    let before = c.barrier(2).await; // the write reached the engine
+    server.signal("TERM");
+    server.line_with(&["SIGTERM"]).await;
+    let (after, closed) = c.until_closed().await;
+    let acked = before
+        .iter()
+        .chain(after.iter())
+        .any(|r| matches!(r, evsync_core::wire::Response::Ack { id: 1, sequence_numbers } if sequence_numbers.len() == 20));
+    assert!(acked, "the write received before SIGTERM is acknowledged");
+    assert_eq!(closed.code, Some(close_code::GOING_AWAY));
+    assert_eq!(server.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_data_dir_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(dir.path(), &[], &[]).await;
+    let data = dir.path().to_str().unwrap();
+    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--data", data], &[]).await;
+    assert_eq!(code, Some(2));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--data") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    server.signal("TERM");
+    assert_eq!(server.exit_code().await, Some(0));
+}
+
+#[tokio::test]
+async fn memory_storage_serves_without_a_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("unused");
+    let server = Serve::start(&data, &[], &[("SYNC_STORAGE", "memory")]).await;
+    assert!(
+        server.startup.contains("storage: memory"),
+        "{}",
+        server.startup
+    );
+    let (mut c, _) = Client::connect_hello(server.addr, "acme").await;
+    assert_eq!(c.write("pk", 1, &entries(1..=2)).await, vec![1, 2]);
+    assert!(!data.exists(), "memory storage writes nothing to disk");
+    server.signal("TERM");
+    assert_eq!(server.exit_code().await, Some(0));
+}
