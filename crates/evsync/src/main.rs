@@ -20,11 +20,14 @@ struct Cli {
 enum Command {
     /// Run the sync server (WebSocket endpoint /event-log/<tenant>).
     Serve(cmd::serve::ServeArgs),
+    /// Benchmark a sync server (load generator; see BENCHMARKS.md).
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }

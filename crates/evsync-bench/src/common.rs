@@ -1,0 +1,446 @@
+//! Pieces every scenario shares: the clock, the WebSocket client, frame
+//! encoding with Effect's chunking, payloads, percentiles, process probes
+//! (RSS, open files, CPU time) and the result line.
+
+use bytes::Bytes;
+use evsync_core::chunk::{ChunkLimits, Reassembler};
+use evsync_core::codec::{decode_response, encode_request};
+use evsync_core::time::Timestamp;
+use evsync_core::wire::{CHUNK_SIZE, EncryptedEntry, Request, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsSink = SplitSink<Ws, Message>;
+pub type WsStream = SplitStream<Ws>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, BoxError>;
+
+/// Error from a message.
+pub fn err(msg: impl Into<String>) -> BoxError {
+    msg.into().into()
+}
+
+// ---------------------------------------------------------------- clock
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Nanoseconds since the process's first call: the one clock shared by the
+/// writer that stamps an entry and the subscriber that receives it.
+pub fn now_ns() -> u64 {
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------- sockets
+
+/// `ws://host:port` + `/event-log/<tenant>`.
+pub fn tenant_url(base: &str, tenant: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base.strip_suffix("/event-log").unwrap_or(base);
+    format!("{base}/event-log/{tenant}")
+}
+
+/// Opens a WebSocket (Nagle off, no message size limit: catch-up messages
+/// of Effect's server can be a whole log).
+pub async fn connect(url: &str) -> Result<Ws> {
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = None;
+    config.max_frame_size = None;
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    Ok(ws)
+}
+
+/// Decodes incoming frames, reassembling `ChunkedMessage` parts.
+pub struct Incoming {
+    reassembler: Reassembler,
+    /// Wire bytes received (frames, before reassembly).
+    pub wire_bytes: u64,
+}
+
+impl Default for Incoming {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Incoming {
+    pub fn new() -> Self {
+        // A catch-up from Effect's server is ONE message holding the whole
+        // log: allow it.
+        let limits = ChunkLimits {
+            max_parts: u32::MAX,
+            max_message_bytes: usize::MAX / 2,
+            max_incomplete_messages: 64,
+            max_incomplete_bytes: usize::MAX / 2,
+            max_incomplete_age_ms: u64::MAX / 4,
+        };
+        Incoming {
+            reassembler: Reassembler::new(limits),
+            wire_bytes: 0,
+        }
+    }
+
+    /// Decodes one WebSocket message. `Ok(None)` for control frames and
+    /// incomplete chunked messages.
+    pub fn decode(&mut self, msg: Message) -> Result<Option<Response>> {
+        let frame: Bytes = match msg {
+            Message::Binary(b) => b,
+            Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
+            Message::Close(frame) => return Err(err(format!("server closed: {frame:?}"))),
+            _ => return Ok(None),
+        };
+        self.wire_bytes += frame.len() as u64;
+        match decode_response(&frame)? {
+            Response::Chunked(part) => {
+                match self.reassembler.push(part, Timestamp(now_ns() / 1_000_000))? {
+                    Some(whole) => Ok(Some(decode_response(&whole)?)),
+                    None => Ok(None),
+                }
+            }
+            other => Ok(Some(other)),
+        }
+    }
+}
+
+/// Reads until the next complete response.
+pub async fn next_response(stream: &mut WsStream, incoming: &mut Incoming) -> Result<Response> {
+    loop {
+        let msg = stream
+            .next()
+            .await
+            .ok_or_else(|| err("connection closed by the server"))??;
+        if let Some(resp) = incoming.decode(msg)? {
+            return Ok(resp);
+        }
+    }
+}
+
+/// Connects and waits for `Hello`.
+pub async fn connect_hello(url: &str) -> Result<(WsSink, WsStream, Incoming)> {
+    let ws = connect(url).await?;
+    let (sink, mut stream) = ws.split();
+    let mut incoming = Incoming::new();
+    match next_response(&mut stream, &mut incoming).await? {
+        Response::Hello { .. } => Ok((sink, stream, incoming)),
+        other => Err(err(format!("expected Hello, got {}", other.tag()))),
+    }
+}
+
+/// Encodes a request into the frames Effect's client would send: one
+/// frame, or `ChunkedMessage` parts when it exceeds 512,000 bytes.
+pub fn frames_for(req: &Request, chunk_id: &mut i64) -> Vec<Bytes> {
+    let encoded = Bytes::from(encode_request(req));
+    if encoded.len() <= CHUNK_SIZE {
+        return vec![encoded];
+    }
+    *chunk_id += 1;
+    evsync_core::chunk::split(*chunk_id, &encoded)
+        .into_iter()
+        .map(|part| Bytes::from(encode_request(&Request::Chunked(part))))
+        .collect()
+}
+
+/// Sends frames (all but the last are fed, then one flush).
+pub async fn send_frames(sink: &mut WsSink, frames: Vec<Bytes>) -> Result<()> {
+    let n = frames.len();
+    for (i, f) in frames.into_iter().enumerate() {
+        if i + 1 == n {
+            sink.send(Message::Binary(f)).await?;
+        } else {
+            sink.feed(Message::Binary(f)).await?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- payloads
+
+/// Opaque random bytes, sliced without copying.
+pub struct Payloads {
+    pool: Bytes,
+    size: usize,
+    next: usize,
+    /// Distinguishes entry ids of different writers and runs.
+    prefix: [u8; 8],
+    counter: u64,
+}
+
+impl Payloads {
+    pub fn new(size: usize) -> Self {
+        let pool_len = (size * 16).max(1 << 20);
+        let mut pool = vec![0u8; pool_len + size];
+        fill_random(&mut pool);
+        let mut prefix = [0u8; 8];
+        fill_random(&mut prefix);
+        Payloads {
+            pool: Bytes::from(pool),
+            size,
+            next: 0,
+            prefix,
+            counter: 0,
+        }
+    }
+
+    /// A unique 16-byte entry id (UUID v7-shaped: random prefix, counter).
+    pub fn entry_id(&mut self) -> Bytes {
+        self.counter += 1;
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.prefix);
+        id[8..].copy_from_slice(&self.counter.to_be_bytes());
+        id[6] = (id[6] & 0x0f) | 0x70;
+        Bytes::copy_from_slice(&id)
+    }
+
+    /// `size` random bytes.
+    pub fn payload(&mut self) -> Bytes {
+        let pool_len = self.pool.len() - self.size;
+        let start = self.next % pool_len.max(1);
+        self.next = self.next.wrapping_add(4099);
+        self.pool.slice(start..start + self.size)
+    }
+
+    pub fn entry(&mut self) -> EncryptedEntry {
+        EncryptedEntry {
+            entry_id: self.entry_id(),
+            encrypted_entry: self.payload(),
+        }
+    }
+
+    pub fn iv() -> Bytes {
+        let mut iv = [0u8; 12];
+        fill_random(&mut iv);
+        Bytes::copy_from_slice(&iv)
+    }
+}
+
+pub fn fill_random(buf: &mut [u8]) {
+    // getrandom is fast enough for a few MB; fall back to a xorshift if the
+    // kernel has no entropy (never on Linux).
+    if getrandom::fill(buf).is_err() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ now_ns();
+        for b in buf {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- stats
+
+/// p-th percentile (0..=100) of sorted values, nearest rank.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub fn ms(ns: u64) -> f64 {
+    round3(ns as f64 / 1e6)
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+// ---------------------------------------------------------------- process probes
+
+/// CPU seconds (user + system) this process used so far.
+pub fn self_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+/// CPU seconds (user + system) process `pid` used so far, from /proc.
+pub fn proc_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime, stime are 14, 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / tck.max(1.0))
+}
+
+/// VmRSS of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// Raises this process's open-file limit to its hard limit.
+pub fn raise_nofile() -> u64 {
+    // SAFETY: plain syscalls on a struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            return lim.rlim_cur;
+        }
+    }
+    0
+}
+
+/// CPU-time probes around a measured window.
+pub struct CpuProbe {
+    wall: Instant,
+    load: f64,
+    server: Option<(u32, f64)>,
+}
+
+impl CpuProbe {
+    pub fn start(server_pid: Option<u32>) -> Self {
+        CpuProbe {
+            wall: Instant::now(),
+            load: self_cpu_secs(),
+            server: server_pid.and_then(|pid| Some((pid, proc_cpu_secs(pid)?))),
+        }
+    }
+
+    /// Adds `load_cpu_pct` (100 = one core busy) and, with a server pid,
+    /// `server_cpu_pct` to `m`.
+    pub fn finish(&self, m: &mut Map<String, Value>) {
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        m.insert(
+            "load_cpu_pct".into(),
+            json!(round1((self_cpu_secs() - self.load) / wall * 100.0)),
+        );
+        if let Some((pid, before)) = self.server
+            && let Some(after) = proc_cpu_secs(pid)
+        {
+            m.insert(
+                "server_cpu_pct".into(),
+                json!(round1((after - before) / wall * 100.0)),
+            );
+        }
+    }
+}
+
+/// The CPUs this process may run on, as `taskset` shows them (e.g. "1").
+pub fn affinity() -> String {
+    // SAFETY: sched_getaffinity fills the set we own.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return "?".into();
+        }
+        let cpus: Vec<String> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .map(|c| c.to_string())
+            .collect();
+        cpus.join(",")
+    }
+}
+
+/// Which CPUs `pid` may run on.
+pub fn proc_affinity(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some(
+        status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))?
+            .split_whitespace()
+            .nth(1)?
+            .to_owned(),
+    )
+}
+
+// ---------------------------------------------------------------- results
+
+/// Identifies the result line of one run; also written by the watchdog if
+/// the run does not finish in time.
+#[derive(Clone, Debug)]
+pub struct RunId {
+    pub scenario: &'static str,
+    pub case: String,
+    pub label: String,
+    pub out: Option<PathBuf>,
+}
+
+static OUTPUT: Mutex<()> = Mutex::new(());
+
+/// Emits one result line (JSON) on stdout and appends it to `--out`.
+pub fn emit(id: &RunId, status: &str, metrics: Map<String, Value>, note: Option<String>) {
+    let mut line = json!({
+        "scenario": id.scenario,
+        "case": id.case,
+        "label": id.label,
+        "status": status,
+        "metrics": Value::Object(metrics),
+        "load_cpus": affinity(),
+    });
+    if let Some(note) = note {
+        line["note"] = json!(note);
+    }
+    let text = line.to_string();
+    let _guard = OUTPUT.lock();
+    println!("{text}");
+    let _ = std::io::stdout().flush();
+    if let Some(path) = &id.out
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        let _ = writeln!(f, "{text}");
+    }
+}
+
+/// Starts a thread that, after `limit`, writes a `timeout` result and ends
+/// the process: a run never hangs the harness.
+pub fn watchdog(id: RunId, limit: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        emit(
+            &id,
+            "timeout",
+            Map::new(),
+            Some(format!("did not finish within {} s", limit.as_secs())),
+        );
+        std::process::exit(3);
+    });
+}
+
+/// Human-readable progress on stderr.
+pub fn say(msg: impl AsRef<str>) {
+    eprintln!("[bench] {}", msg.as_ref());
+}

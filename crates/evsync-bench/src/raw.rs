@@ -1,0 +1,146 @@
+//! The ceiling of the write path: the same bytes inserted straight into
+//! SQLite by a Rust loop, no network, no protocol.
+//!
+//! Same file layout and pragmas as evsync's tenant store (WAL,
+//! `synchronous = FULL`, the `entries` table clustered on
+//! `(log_id, sequence)` with the unique `(log_id, entry_id)` index, the same
+//! `INSERT … ON CONFLICT DO NOTHING`), ONE transaction per batch. `writers`
+//! threads each build their batches and take turns on one connection (a
+//! SQLite file has one writer at a time; a mutex instead of SQLITE_BUSY
+//! retries, so no thread ever sleeps in the busy handler). The latency is
+//! from a batch being ready to its commit returning, queueing included.
+
+use crate::common::*;
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde_json::{Map, Value, json};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct RawParams {
+    pub dir: PathBuf,
+    pub writers: usize,
+    pub batch: usize,
+    pub size: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+}
+
+/// evsync-storage-sqlite's `entries` table and per-connection pragmas.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS entries (
+    log_id INTEGER NOT NULL,
+    sequence INTEGER NOT NULL,
+    entry_id BLOB NOT NULL,
+    iv BLOB NOT NULL,
+    encrypted_entry BLOB NOT NULL,
+    PRIMARY KEY (log_id, sequence)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_entry_id ON entries (log_id, entry_id);
+";
+
+pub fn run(p: RawParams) -> Result<Map<String, Value>> {
+    std::fs::create_dir_all(&p.dir)?;
+    let path = p.dir.join(format!(
+        "raw-w{}-b{}-s{}-{}.sqlite",
+        p.writers,
+        p.batch,
+        p.size,
+        std::process::id()
+    ));
+    let conn = Connection::open(&path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(err(format!("journal_mode is {mode}")));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -2048;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    let conn = Arc::new(Mutex::new(conn));
+    let t0 = Instant::now();
+    let probe_start = t0 + p.warmup;
+    let end = probe_start + p.duration;
+    let mut probe = None;
+    let handles: Vec<_> = (0..p.writers)
+        .map(|w| {
+            let conn = conn.clone();
+            let p = p.clone();
+            std::thread::spawn(move || -> Result<Vec<(Instant, Instant, usize, usize)>> {
+                let mut payloads = Payloads::new(p.size);
+                let mut head = 0i64;
+                let mut out = Vec::new();
+                while Instant::now() < end {
+                    let iv = Payloads::iv();
+                    let entries: Vec<_> = (0..p.batch).map(|_| payloads.entry()).collect();
+                    let bytes: usize = entries.iter().map(|e| e.encrypted_entry.len()).sum();
+                    let ready = Instant::now();
+                    {
+                        let mut conn = conn.lock().map_err(|_| err("poisoned"))?;
+                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                        {
+                            let mut stmt = tx.prepare_cached(
+                                "INSERT INTO entries (log_id, sequence, entry_id, iv, encrypted_entry)
+                                 VALUES (?1, ?2, ?3, ?4, ?5)
+                                 ON CONFLICT (log_id, entry_id) DO NOTHING",
+                            )?;
+                            for e in &entries {
+                                head += 1;
+                                stmt.execute(params![
+                                    w as i64,
+                                    head,
+                                    &e.entry_id[..],
+                                    &iv[..],
+                                    &e.encrypted_entry[..]
+                                ])?;
+                            }
+                        }
+                        tx.commit()?;
+                    }
+                    out.push((ready, Instant::now(), p.batch, bytes));
+                }
+                Ok(out)
+            })
+        })
+        .collect();
+    std::thread::sleep(probe_start.saturating_duration_since(Instant::now()));
+    probe.get_or_insert(CpuProbe::start(None));
+    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let mut m = Map::new();
+    if let Some(probe) = &probe {
+        probe.finish(&mut m);
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| err("writer thread panicked"))??);
+    }
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path.with_extension("sqlite-wal"));
+    let _ = std::fs::remove_file(path.with_extension("sqlite-shm"));
+    let in_window: Vec<_> = all
+        .iter()
+        .filter(|(_, done, ..)| *done >= probe_start && *done < end)
+        .collect();
+    let entries: usize = in_window.iter().map(|a| a.2).sum();
+    let bytes: usize = in_window.iter().map(|a| a.3).sum();
+    let mut lat: Vec<u64> = all
+        .iter()
+        .filter(|(ready, ..)| *ready >= probe_start && *ready < end)
+        .map(|(ready, done, ..)| (*done - *ready).as_nanos() as u64)
+        .collect();
+    lat.sort_unstable();
+    let secs = p.duration.as_secs_f64();
+    m.insert("entries_per_s".into(), json!((entries as f64 / secs).round()));
+    m.insert("mb_per_s".into(), json!(round3(bytes as f64 / secs / 1e6)));
+    m.insert("ack_p50_ms".into(), json!(ms(percentile(&lat, 50.0))));
+    m.insert("ack_p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
+    m.insert("ack_max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
+    m.insert("requests".into(), json!(lat.len()));
+    m.insert("seconds".into(), json!(round3(secs)));
+    Ok(m)
+}

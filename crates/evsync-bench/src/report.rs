@@ -1,0 +1,381 @@
+//! Turns result lines (JSON, one per run) into the markdown results table:
+//! one table per scenario, a column per server, and the ratios evsync /
+//! peer; then the targets, met or missed.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Known servers, in column order; others follow alphabetically.
+const ORDER: &[&str] = &[
+    "evsync-sqlite",
+    "effect-sqlite",
+    "evsync-memory",
+    "effect-memory",
+    "raw-sqlite",
+];
+
+#[derive(Clone, Debug)]
+struct Run {
+    scenario: String,
+    case: String,
+    label: String,
+    status: String,
+    metrics: Value,
+    note: Option<String>,
+}
+
+fn parse(text: &str) -> Vec<Run> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter_map(|v| {
+            Some(Run {
+                scenario: v.get("scenario")?.as_str()?.to_owned(),
+                case: v.get("case")?.as_str()?.to_owned(),
+                label: v.get("label")?.as_str()?.to_owned(),
+                status: v.get("status")?.as_str()?.to_owned(),
+                metrics: v.get("metrics").cloned().unwrap_or(Value::Null),
+                note: v.get("note").and_then(|n| n.as_str()).map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
+fn num(run: &Run, key: &str) -> Option<f64> {
+    run.metrics.get(key)?.as_f64()
+}
+
+fn fmt_int(x: f64) -> String {
+    let n = x.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x >= 100.0 {
+        fmt_int(x)
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The cell of one run.
+fn cell(run: &Run) -> String {
+    if run.status != "ok" {
+        let why = run.note.as_deref().unwrap_or("");
+        let why: String = why.chars().take(60).collect();
+        return format!("**{}** {}", run.status, why.replace('|', "/"));
+    }
+    let g = |k: &str| num(run, k).map(fmt_num).unwrap_or_else(|| "?".into());
+    match run.scenario.as_str() {
+        "write" => format!(
+            "{} /s · {} MB/s · p50 {} / p99 {} ms",
+            num(run, "entries_per_s").map(fmt_int).unwrap_or_default(),
+            g("mb_per_s"),
+            g("ack_p50_ms"),
+            g("ack_p99_ms")
+        ),
+        "fanout" => {
+            let mut s = format!(
+                "p50 {} / p99 {} / max {} ms · {} /s",
+                g("p50_ms"),
+                g("p99_ms"),
+                g("max_ms"),
+                num(run, "deliveries_per_s").map(fmt_int).unwrap_or_default()
+            );
+            if let Some(missing) = num(run, "missing").filter(|m| *m > 0.0) {
+                let _ = write!(s, " · {} missing", fmt_int(missing));
+            }
+            s
+        }
+        "catchup" => format!("{} MB/s · {} s", g("mb_per_s"), g("seconds")),
+        "idle" => {
+            let mut s = format!(
+                "{} KiB/conn · {}→{} MiB",
+                g("rss_per_conn_kib"),
+                g("rss_before_mib"),
+                g("rss_after_mib")
+            );
+            if let Some(f) = num(run, "failed").filter(|f| *f > 0.0) {
+                let _ = write!(s, " · {} failed", fmt_int(f));
+            }
+            s
+        }
+        "tenants" => {
+            let mut s = format!(
+                "idle RSS {} MiB (+{} KiB/tenant) · {} fds · {} tenants/s",
+                g("rss_idle_mib"),
+                g("rss_idle_per_tenant_kib"),
+                g("fds_idle"),
+                g("tenants_per_s")
+            );
+            if let Some(f) = num(run, "failed").filter(|f| *f > 0.0) {
+                let _ = write!(s, " · {} failed", fmt_int(f));
+            }
+            s
+        }
+        _ => run.metrics.to_string(),
+    }
+}
+
+/// The metric a ratio compares, and whether higher is better.
+fn headline(scenario: &str) -> (&'static str, bool) {
+    match scenario {
+        "write" => ("entries_per_s", true),
+        "fanout" => ("p99_ms", false),
+        "catchup" => ("mb_per_s", true),
+        "idle" => ("rss_per_conn_kib", false),
+        "tenants" => ("rss_idle_mib", false),
+        _ => ("", true),
+    }
+}
+
+fn ratio(a: Option<&Run>, b: Option<&Run>, key: &str) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if a.status == "ok" && b.status == "ok" => {
+            match (num(a, key), num(b, key)) {
+                (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+                _ => "–".into(),
+            }
+        }
+        (Some(a), Some(b)) if a.status == "ok" && b.status != "ok" => format!("peer {}", b.status),
+        _ => "–".into(),
+    }
+}
+
+/// Renders the whole report.
+pub fn render(text: &str) -> String {
+    let runs = parse(text);
+    let mut out = String::new();
+    let mut scenarios: Vec<&str> = Vec::new();
+    for r in &runs {
+        if !scenarios.contains(&r.scenario.as_str()) {
+            scenarios.push(&r.scenario);
+        }
+    }
+    let order = ["write", "fanout", "catchup", "idle", "tenants"];
+    scenarios.sort_by_key(|s| order.iter().position(|o| o == s).unwrap_or(99));
+    for scenario in scenarios {
+        let of: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
+        let mut labels: Vec<&str> = Vec::new();
+        for r in &of {
+            if !labels.contains(&r.label.as_str()) {
+                labels.push(&r.label);
+            }
+        }
+        labels.sort_by_key(|l| (ORDER.iter().position(|o| o == l).unwrap_or(99), l.to_string()));
+        let mut cases: Vec<&str> = Vec::new();
+        for r in &of {
+            if !cases.contains(&r.case.as_str()) {
+                cases.push(&r.case);
+            }
+        }
+        // Last result wins when a case was run twice.
+        let mut cell_of: BTreeMap<(&str, &str), &Run> = BTreeMap::new();
+        for r in &of {
+            cell_of.insert((r.case.as_str(), r.label.as_str()), r);
+        }
+        let (key, higher) = headline(scenario);
+        let pairs: Vec<(&str, &str)> = [
+            ("evsync-sqlite", "effect-sqlite"),
+            ("evsync-memory", "effect-memory"),
+            ("evsync-sqlite", "raw-sqlite"),
+        ]
+        .into_iter()
+        .filter(|(a, b)| labels.contains(a) && labels.contains(b))
+        .collect();
+        let _ = writeln!(out, "### {}\n", title(scenario));
+        let _ = write!(out, "| case |");
+        for l in &labels {
+            let _ = write!(out, " {l} |");
+        }
+        for (a, b) in &pairs {
+            let _ = write!(out, " {} / {} ({}) |", short(a), short(b), key);
+        }
+        let _ = writeln!(out);
+        let _ = write!(out, "|---|");
+        for _ in 0..labels.len() + pairs.len() {
+            let _ = write!(out, "---|");
+        }
+        let _ = writeln!(out);
+        for case in &cases {
+            let _ = write!(out, "| {case} |");
+            for l in &labels {
+                let c = cell_of.get(&(*case, *l)).map(|r| cell(r)).unwrap_or_else(|| "–".into());
+                let _ = write!(out, " {c} |");
+            }
+            for (a, b) in &pairs {
+                let _ = write!(
+                    out,
+                    " {} |",
+                    ratio(
+                        cell_of.get(&(*case, *a)).copied(),
+                        cell_of.get(&(*case, *b)).copied(),
+                        key
+                    )
+                );
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(
+            out,
+            "\n{}\n",
+            if higher {
+                "Ratios: evsync ÷ peer on the headline metric; above 1× means evsync is ahead."
+            } else {
+                "Ratios: evsync ÷ peer on the headline metric; lower is better, so below 1× means evsync is ahead."
+            }
+        );
+        let cpu: Vec<String> = of
+            .iter()
+            .filter(|r| r.status == "ok")
+            .filter_map(|r| {
+                let l = num(r, "load_cpu_pct")?;
+                let s = num(r, "server_cpu_pct")
+                    .map(|s| format!(", server {s:.0}%"))
+                    .unwrap_or_default();
+                Some(format!("{} {}: load {l:.0}%{s}", r.label, r.case))
+            })
+            .collect();
+        if !cpu.is_empty() {
+            let _ = writeln!(
+                out,
+                "<details><summary>CPU use (100% = one core)</summary>\n\n{}\n</details>\n",
+                cpu.join("  \n")
+            );
+        }
+    }
+    out.push_str(&targets(&runs));
+    out
+}
+
+fn title(s: &str) -> &str {
+    match s {
+        "write" => "1. Write throughput (acked entries/s, payload MB/s, ack latency)",
+        "fanout" => "2. Fan-out (write → delivery latency, deliveries/s)",
+        "catchup" => "3. Catch-up (new subscriber, whole log)",
+        "idle" => "4. Idle connections (server RSS per greeted+subscribed socket)",
+        "tenants" => "5. Many tenants (written once, then idle)",
+        other => other,
+    }
+}
+
+fn short(l: &str) -> &str {
+    match l {
+        "evsync-sqlite" => "evsync·sqlite",
+        "effect-sqlite" => "Effect·sqlite",
+        "evsync-memory" => "evsync·mem",
+        "effect-memory" => "Effect·mem",
+        "raw-sqlite" => "raw SQLite",
+        other => other,
+    }
+}
+
+/// The targets of issue 6, checked against the runs.
+fn targets(runs: &[Run]) -> String {
+    let find = |scenario: &str, label: &str, pred: &dyn Fn(&str) -> bool| -> Vec<&Run> {
+        runs.iter()
+            .filter(|r| r.scenario == scenario && r.label == label && pred(&r.case))
+            .collect()
+    };
+    let mut out = String::from("### Targets\n\n| target | measured | verdict |\n|---|---|---|\n");
+    // Write: ≥10× Effect+SQLite, ≥50% of raw SQLite, on every case.
+    let plain = |c: &str| !c.contains("enc");
+    let mut worst_effect: Option<(f64, String)> = None;
+    let mut worst_raw: Option<(f64, String)> = None;
+    for ev in find("write", "evsync-sqlite", &plain) {
+        let Some(x) = num(ev, "entries_per_s").filter(|_| ev.status == "ok") else {
+            continue;
+        };
+        for (peer, worst) in [("effect-sqlite", &mut worst_effect), ("raw-sqlite", &mut worst_raw)] {
+            if let Some(p) = find("write", peer, &|c| c == ev.case).first()
+                && p.status == "ok"
+                && let Some(y) = num(p, "entries_per_s").filter(|y| *y > 0.0)
+            {
+                let r = x / y;
+                if worst.as_ref().is_none_or(|(w, _)| r < *w) {
+                    *worst = Some((r, ev.case.clone()));
+                }
+            }
+        }
+    }
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    if let Some((r, case)) = &worst_effect {
+        let _ = writeln!(
+            out,
+            "| write ≥ 10× Effect+SQLite (every case) | worst {r:.2}× ({case}) | {} |",
+            verdict(*r >= 10.0)
+        );
+    }
+    if let Some((r, case)) = &worst_raw {
+        let _ = writeln!(
+            out,
+            "| write ≥ 50% of raw SQLite (every case) | worst {:.0}% ({case}) | {} |",
+            r * 100.0,
+            verdict(*r >= 0.5)
+        );
+    }
+    for r in find("fanout", "evsync-sqlite", &|c| c.contains("subs=1000 ")) {
+        if r.status != "ok" {
+            let _ = writeln!(out, "| fan-out p99 < 10 ms ({}) | {} | **missed** |", r.case, r.status);
+        } else if let Some(p99) = num(r, "p99_ms") {
+            let _ = writeln!(
+                out,
+                "| fan-out p99 < 10 ms ({}) | {p99:.2} ms | {} |",
+                r.case,
+                verdict(p99 < 10.0)
+            );
+        }
+    }
+    for r in find("idle", "evsync-sqlite", &|_| true) {
+        if let Some(k) = num(r, "rss_per_conn_kib") {
+            let bytes = k * 1024.0;
+            let _ = writeln!(
+                out,
+                "| ≤ 15 KB RSS per idle connection ({}) | {:.1} KB | {} |",
+                r.case,
+                bytes / 1000.0,
+                verdict(bytes <= 15_000.0)
+            );
+        }
+    }
+    for r in find("catchup", "evsync-sqlite", &|_| true) {
+        if let Some(mb) = num(r, "mb_per_s").filter(|_| r.status == "ok") {
+            let _ = writeln!(
+                out,
+                "| catch-up ≥ 200 MB/s ({}) | {mb:.0} MB/s | {} |",
+                r.case,
+                verdict(mb >= 200.0)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_ratios_and_failures() {
+        let text = r#"{"scenario":"write","case":"w=1 b=1 s=100","label":"evsync-sqlite","status":"ok","metrics":{"entries_per_s":1000,"mb_per_s":0.1,"ack_p50_ms":1,"ack_p99_ms":2}}
+{"scenario":"write","case":"w=1 b=1 s=100","label":"effect-sqlite","status":"ok","metrics":{"entries_per_s":100,"mb_per_s":0.01,"ack_p50_ms":10,"ack_p99_ms":20}}
+{"scenario":"write","case":"w=1 b=1 s=100","label":"raw-sqlite","status":"ok","metrics":{"entries_per_s":1500,"mb_per_s":0.15,"ack_p50_ms":1,"ack_p99_ms":2}}
+{"scenario":"fanout","case":"subs=1000 rate=1000/s","label":"effect-sqlite","status":"timeout","metrics":{},"note":"did not finish"}"#;
+        let out = render(text);
+        assert!(out.contains("10.00×"), "{out}");
+        assert!(out.contains("0.67×"), "{out}");
+        assert!(out.contains("**timeout**"), "{out}");
+        assert!(out.contains("worst 10.00×"), "{out}");
+        assert_eq!(fmt_int(1234567.0), "1,234,567");
+    }
+}
