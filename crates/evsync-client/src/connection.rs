@@ -117,9 +117,10 @@ fn handshake_request(
                 .insert("authorization", header(format!("Bearer {token}"))?);
         }
         Some(Auth::Subprotocol(token)) => {
-            request
-                .headers_mut()
-                .insert("sec-websocket-protocol", header(format!("sync-auth.{token}"))?);
+            request.headers_mut().insert(
+                "sec-websocket-protocol",
+                header(format!("sync-auth.{token}"))?,
+            );
         }
     }
     Ok(request)
@@ -254,14 +255,13 @@ mod tests {
         let parts = [encoded.slice(..half), encoded.slice(half..)];
         let mut got = None;
         for (i, data) in parts.into_iter().enumerate() {
-            let frame = codec::encode_response(&Response::Chunked(
-                evsync_core::wire::ChunkedMessage {
+            let frame =
+                codec::encode_response(&Response::Chunked(evsync_core::wire::ChunkedMessage {
                     id: 7,
                     index: i as u32,
                     total: 2,
                     data,
-                },
-            ));
+                }));
             got = inbound.accept(Message::Binary(frame.into())).unwrap();
         }
         assert_eq!(got, Some(hello));

@@ -67,7 +67,10 @@ mod tests {
         assert_ne!(c1, c2);
         assert_eq!(c1.len(), 5 + TAG_LEN);
         assert_eq!(open(&key, &iv1, &c1).unwrap(), b"hello");
-        assert_eq!(open(&[8u8; 32], &iv1, &c1), Err(CryptoError::Authentication));
+        assert_eq!(
+            open(&[8u8; 32], &iv1, &c1),
+            Err(CryptoError::Authentication)
+        );
         assert_eq!(open(&key, &iv1[..8], &c1), Err(CryptoError::IvLength(8)));
         let mut bad = c2.clone();
         bad[0] ^= 1;

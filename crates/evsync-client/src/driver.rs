@@ -290,7 +290,10 @@ impl Driver {
             self.request_changes(sink).await?;
         }
         if !self.pending.is_empty() {
-            debug!(count = self.pending.len(), "re-sending unacknowledged writes");
+            debug!(
+                count = self.pending.len(),
+                "re-sending unacknowledged writes"
+            );
         }
         for write in self.pending.values() {
             feed_frames(sink, &write.frames).await?;
@@ -312,7 +315,11 @@ impl Driver {
     }
 
     /// Takes a command while connected; false when the client closes.
-    async fn online_command(&mut self, cmd: Option<Command>, sink: &mut Sink) -> Result<bool, Error> {
+    async fn online_command(
+        &mut self,
+        cmd: Option<Command>,
+        sink: &mut Sink,
+    ) -> Result<bool, Error> {
         match cmd {
             None | Some(Command::Close) => Ok(false),
             Some(Command::Write(write)) => {
@@ -433,11 +440,20 @@ impl Driver {
         }
     }
 
-    fn open_entry(&self, e: &RemoteEntry, remote_id: RemoteId) -> Result<DecryptedEntry, EntryError> {
+    fn open_entry(
+        &self,
+        e: &RemoteEntry,
+        remote_id: RemoteId,
+    ) -> Result<DecryptedEntry, EntryError> {
         let sequence = e.sequence;
-        let plain = crypto::open(self.config.identity.private_key(), &e.iv, &e.encrypted_entry)
-            .map_err(|source| EntryError::Decrypt { sequence, source })?;
-        let entry = Entry::decode(&plain).map_err(|source| EntryError::Decode { sequence, source })?;
+        let plain = crypto::open(
+            self.config.identity.private_key(),
+            &e.iv,
+            &e.encrypted_entry,
+        )
+        .map_err(|source| EntryError::Decrypt { sequence, source })?;
+        let entry =
+            Entry::decode(&plain).map_err(|source| EntryError::Decode { sequence, source })?;
         Ok(DecryptedEntry {
             sequence,
             remote_id,

@@ -67,9 +67,8 @@ pub struct Entry {
 impl Entry {
     /// The msgpack bytes Effect produces for this entry (what gets sealed).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            48 + self.event.len() + self.primary_key.len() + self.payload.len(),
-        );
+        let mut out =
+            Vec::with_capacity(48 + self.event.len() + self.primary_key.len() + self.payload.len());
         msgpack::write_map16(&mut out, 4);
         msgpack::write_str(&mut out, "id");
         msgpack::write_bin(&mut out, &self.id.0);

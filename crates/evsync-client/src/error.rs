@@ -18,7 +18,9 @@ pub enum Error {
     InvalidUrl { url: String, reason: String },
     /// The tenant does not match `^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}$`,
     /// which the server would refuse anyway.
-    #[error("invalid tenant {0:?}: expected 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit")]
+    #[error(
+        "invalid tenant {0:?}: expected 1-128 of A-Z a-z 0-9 . _ - starting with a letter or digit"
+    )]
     InvalidTenant(String),
     /// The server answered the upgrade with an HTTP error (401: bad or
     /// missing token; 404: wrong path; 400: bad tenant; ...).

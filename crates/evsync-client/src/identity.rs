@@ -153,7 +153,10 @@ mod tests {
         let b = Identity::generate();
         assert_ne!(a, b);
         assert!(uuid::Uuid::parse_str(a.public_key()).is_ok());
-        assert_eq!(Identity::from_effect_string(&a.to_effect_string()).unwrap(), a);
+        assert_eq!(
+            Identity::from_effect_string(&a.to_effect_string()).unwrap(),
+            a
+        );
         assert!(!format!("{a:?}").contains(&STANDARD.encode(a.private_key())));
     }
 

@@ -225,14 +225,20 @@ impl<'de> serde::Deserialize<'de> for Ordered {
             fn visit_string<E>(self, s: String) -> Result<Ordered, E> {
                 Ok(Ordered::String(s))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ordered, A::Error> {
                 let mut items = Vec::new();
                 while let Some(item) = a.next_element()? {
                     items.push(item);
                 }
                 Ok(Ordered::Array(items))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Ordered, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Ordered, A::Error> {
                 let mut fields: Vec<(String, Ordered)> = Vec::new();
                 while let Some((k, v)) = a.next_entry::<String, Ordered>()? {
                     // A repeated key keeps its first position and last
@@ -515,12 +521,10 @@ impl<'a> Reader<'a> {
     fn ext(&mut self, len: usize) -> Result<Value, MsgPackError> {
         let ty = self.byte()? as i8;
         let data = self.take(len)?;
-        if ty == -1 {
-            if let Some(ms) = timestamp_millis(data) {
-                let mut m = Map::new();
-                m.insert("$date".into(), Value::from(ms));
-                return Ok(Value::Object(m));
-            }
+        if let Some(ms) = timestamp_millis(data).filter(|_| ty == -1) {
+            let mut m = Map::new();
+            m.insert("$date".into(), Value::from(ms));
+            return Ok(Value::Object(m));
         }
         let mut m = Map::new();
         m.insert("$ext".into(), Value::from(ty));
@@ -560,7 +564,9 @@ fn timestamp_millis(data: &[u8]) -> Option<i64> {
 }
 
 fn float_json(f: f64) -> Value {
-    Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 fn bin_json(b: &[u8]) -> Value {
@@ -639,7 +645,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let v = json!({"id": "x", "n": -7, "f": 0.25, "list": [null, true, "s"], "nested": {"k": 300}});
+        let v =
+            json!({"id": "x", "n": -7, "f": 0.25, "list": [null, true, "s"], "nested": {"k": 300}});
         assert_eq!(decode_to_json(&encode_json(&v)).unwrap(), v);
     }
 

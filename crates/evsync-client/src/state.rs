@@ -101,11 +101,14 @@ impl StateStore {
         let StateStore::File(path) = self else {
             return Ok(());
         };
-        write_atomically(path, &serde_json::to_vec_pretty(state).expect("state serializes"))
-            .map_err(|source| StateError::Io {
-                path: path.clone(),
-                source,
-            })
+        write_atomically(
+            path,
+            &serde_json::to_vec_pretty(state).expect("state serializes"),
+        )
+        .map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })
     }
 }
 
