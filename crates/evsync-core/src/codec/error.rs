@@ -58,6 +58,20 @@ impl DecodeErrorKind {
     }
 }
 
+impl DecodeErrorKind {
+    /// True when the frame is not even one well-formed MessagePack value
+    /// (as opposed to a well-formed value that is not a valid message).
+    pub fn is_structural(self) -> bool {
+        matches!(
+            self,
+            DecodeErrorKind::Truncated
+                | DecodeErrorKind::ReservedByte
+                | DecodeErrorKind::TrailingBytes
+                | DecodeErrorKind::TooDeep
+        )
+    }
+}
+
 impl fmt::Display for DecodeErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -69,10 +83,16 @@ impl fmt::Display for DecodeErrorKind {
 ///
 /// Displays as `path: detail`, e.g.
 /// `WriteEntries.encryptedEntries[3].entryId: expected bin, found str`, or
-/// just the detail when the problem is not inside a known field (bad
-/// MessagePack is reported with its byte offset instead).
+/// just the detail when the problem is not inside a known field. Bad
+/// MessagePack ([`DecodeErrorKind::is_structural`]) has no path; its detail
+/// gives the byte offset instead.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub struct DecodeError {
+pub struct DecodeError(Box<Inner>);
+
+/// Boxed so that `Result<_, DecodeError>` stays one pointer wide on the
+/// decoder's hot paths, where errors are rare.
+#[derive(Clone, PartialEq, Eq, Debug)]
+struct Inner {
     kind: DecodeErrorKind,
     path: String,
     detail: String,
@@ -80,60 +100,69 @@ pub struct DecodeError {
 
 impl DecodeError {
     /// An error at the current position; callers add the path on the way out.
+    #[cold]
     pub(crate) fn new(kind: DecodeErrorKind, detail: impl Into<String>) -> Self {
-        DecodeError {
+        DecodeError(Box::new(Inner {
             kind,
             path: String::new(),
             detail: detail.into(),
-        }
+        }))
     }
 
     /// The class of the failure.
     pub fn kind(&self) -> DecodeErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Where in the message it failed, e.g. `Ack.sequenceNumbers[2]`; empty
     /// when not inside a known field.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.0.path
     }
 
     /// What was wrong, without the path.
     pub fn detail(&self) -> &str {
-        &self.detail
+        &self.0.detail
     }
 
-    /// Prefixes the path with a field (or message) name.
+    /// Prefixes the path with a field (or message) name. Structural errors
+    /// keep an empty path: they carry a byte offset instead, since bad
+    /// MessagePack has no meaningful field structure.
     pub(crate) fn in_field(mut self, name: &str) -> Self {
-        if self.path.is_empty() {
-            self.path = name.to_owned();
-        } else if self.path.starts_with('[') {
-            self.path.insert_str(0, name);
+        if self.0.kind.is_structural() {
+            return self;
+        }
+        if self.0.path.is_empty() {
+            self.0.path = name.to_owned();
+        } else if self.0.path.starts_with('[') {
+            self.0.path.insert_str(0, name);
         } else {
-            self.path.insert(0, '.');
-            self.path.insert_str(0, name);
+            self.0.path.insert(0, '.');
+            self.0.path.insert_str(0, name);
         }
         self
     }
 
-    /// Prefixes the path with an array index.
+    /// Prefixes the path with an array index (not for structural errors).
     pub(crate) fn in_index(mut self, index: usize) -> Self {
-        let segment = format!("[{index}]");
-        if !self.path.is_empty() && !self.path.starts_with('[') {
-            self.path.insert(0, '.');
+        if self.0.kind.is_structural() {
+            return self;
         }
-        self.path.insert_str(0, &segment);
+        let segment = format!("[{index}]");
+        if !self.0.path.is_empty() && !self.0.path.starts_with('[') {
+            self.0.path.insert(0, '.');
+        }
+        self.0.path.insert_str(0, &segment);
         self
     }
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.detail)
+        if self.0.path.is_empty() {
+            f.write_str(&self.0.detail)
         } else {
-            write!(f, "{}: {}", self.path, self.detail)
+            write!(f, "{}: {}", self.0.path, self.0.detail)
         }
     }
 }
@@ -159,7 +188,9 @@ mod tests {
             .in_index(1)
             .in_field("part");
         assert_eq!(err.path(), "part[1]");
-        let err = DecodeError::new(DecodeErrorKind::Truncated, "end");
-        assert_eq!(err.to_string(), "end");
+        let err = DecodeError::new(DecodeErrorKind::Truncated, "end at byte 9")
+            .in_index(0)
+            .in_field("entries");
+        assert_eq!(err.to_string(), "end at byte 9");
     }
 }

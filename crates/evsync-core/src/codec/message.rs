@@ -1,15 +1,17 @@
-//! What requests and responses share: finding `_tag` and the fields in a
-//! message map whatever their order, typed field access with error paths,
-//! arrays of entry maps, and the `ChunkedMessage` body (the one message
-//! that travels in both directions).
+//! What requests and responses share: walking a message map whatever its
+//! key order, typed fields with error paths, arrays of entry maps, and the
+//! `ChunkedMessage` body (the one message that travels in both directions).
 //!
-//! Decoding is two passes. The first walks the whole frame once, checking
-//! that it is exactly one well-formed MessagePack value (no trailing bytes,
-//! bounded depth) and noting where each known key's value starts, the last
-//! occurrence winning as in msgpackr's object decoding. Only once `_tag` is
-//! known are the fields of that message decoded, so an extra key that
-//! belongs to another message kind is ignored like any excess property in
-//! Effect's Schema.
+//! Decoding is a single pass. Effect writes `_tag` last, so field values are
+//! decoded as their key comes by, into [`Slot`]s, before the message kind is
+//! known; this works because a key has the same type in every message of a
+//! direction. Only the fields of the tagged message are then taken out, so
+//! a key belonging to another message kind is ignored whatever its value,
+//! like any excess property in Effect's Schema. A value of the wrong type is
+//! kept as an error in its slot rather than returned at once, because a
+//! later duplicate key overrides it (msgpackr's object decoding keeps the
+//! last one). Malformed MessagePack (truncation, reserved byte, nesting too
+//! deep) fails immediately: nothing can be decoded from it.
 
 use super::error::{DecodeError, DecodeErrorKind};
 use super::reader::Reader;
@@ -17,137 +19,123 @@ use super::writer;
 use crate::wire::ChunkedMessage;
 use bytes::Bytes;
 
-/// The keys any message of either direction may carry.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(usize)]
-pub(crate) enum Field {
-    Tag,
-    PublicKey,
-    Id,
-    Iv,
-    EncryptedEntries,
-    StartSequence,
-    Part,
-    Data,
-    RemoteId,
-    SequenceNumbers,
-    Entries,
-}
+/// A field decoded during the pass: absent, a value, or why its value did
+/// not have the field's type.
+pub(crate) type Slot<T> = Option<Result<T, DecodeError>>;
 
-const FIELD_NAMES: [&str; 11] = [
-    "_tag",
-    "publicKey",
-    "id",
-    "iv",
-    "encryptedEntries",
-    "startSequence",
-    "part",
-    "data",
-    "remoteId",
-    "sequenceNumbers",
-    "entries",
-];
-
-impl Field {
-    /// The key as it appears on the wire.
-    pub(crate) fn name(self) -> &'static str {
-        FIELD_NAMES[self as usize]
+/// Decodes the value at the reader (at `depth`) with `read`. A structural
+/// error aborts; a type error is returned as the slot's content after
+/// skipping the rest of the value.
+#[inline]
+pub(crate) fn slot<'a, T>(
+    r: &mut Reader<'a>,
+    depth: usize,
+    read: impl FnOnce(&mut Reader<'a>, usize) -> Result<T, DecodeError>,
+) -> Result<Slot<T>, DecodeError> {
+    let start = r.pos();
+    match read(r, depth) {
+        Ok(v) => Ok(Some(Ok(v))),
+        Err(e) if e.kind().is_structural() => Err(e),
+        Err(e) => {
+            r.set_pos(start);
+            r.skip(depth)?;
+            Ok(Some(Err(e)))
+        }
     }
 }
 
-/// Walks the map at the reader (a container at `depth`) and returns, for
-/// each of `names`, the offset of its value's last occurrence. Values of
-/// other keys (string or not) are validated and skipped.
-pub(crate) fn scan_map<const K: usize>(
-    r: &mut Reader<'_>,
-    names: &[&str; K],
+/// Takes a required field out of its slot, with `name` in any error's path.
+pub(crate) fn take<T>(slot: Slot<T>, name: &'static str) -> Result<T, DecodeError> {
+    match slot {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(e.in_field(name)),
+        None => {
+            Err(DecodeError::new(DecodeErrorKind::MissingField, "missing field").in_field(name))
+        }
+    }
+}
+
+/// Walks the map at the reader (a container at `depth`): `on_value` gets
+/// each string key and either consumes its value (returning `true`) or
+/// leaves it to be validated and skipped (`false`). Non-string keys are
+/// skipped with their values.
+pub(crate) fn for_each_entry<'a>(
+    r: &mut Reader<'a>,
     depth: usize,
-) -> Result<[Option<usize>; K], DecodeError> {
+    mut on_value: impl FnMut(&mut Reader<'a>, &'a [u8]) -> Result<bool, DecodeError>,
+) -> Result<(), DecodeError> {
     let len = r.map_len()?;
     r.check_depth(depth)?;
-    let mut found = [None; K];
     for _ in 0..len {
-        let key = r.key(depth + 1)?;
-        if let Some(i) = key.and_then(|key| names.iter().position(|n| n.as_bytes() == key)) {
-            found[i] = Some(r.pos());
-        }
-        r.skip(depth + 1)?;
-    }
-    Ok(found)
-}
-
-/// A validated message frame whose fields are located but not yet decoded.
-pub(crate) struct Message<'a> {
-    frame: &'a Bytes,
-    fields: [Option<usize>; FIELD_NAMES.len()],
-    /// The `_tag` value, borrowed from the frame.
-    pub(crate) tag: &'a str,
-}
-
-impl<'a> Message<'a> {
-    /// Checks that `frame` holds exactly one well-formed map with a string
-    /// `_tag`, and locates the known fields.
-    pub(crate) fn scan(frame: &'a Bytes) -> Result<Self, DecodeError> {
-        let mut r = Reader::at(frame, 0);
-        let fields = scan_map(&mut r, &FIELD_NAMES, 0).map_err(|e| {
-            if e.kind() == DecodeErrorKind::WrongType {
-                DecodeError::new(
-                    DecodeErrorKind::WrongType,
-                    format!("message: {}", e.detail()),
-                )
-            } else {
-                e
-            }
-        })?;
-        if r.remaining() != 0 {
-            return Err(DecodeError::new(
-                DecodeErrorKind::TrailingBytes,
-                format!(
-                    "{} trailing bytes after the message, from byte {}",
-                    r.remaining(),
-                    r.pos()
-                ),
-            ));
-        }
-        let Some(at) = fields[Field::Tag as usize] else {
-            return Err(DecodeError::new(
-                DecodeErrorKind::MissingTag,
-                "message has no _tag",
-            ));
+        let consumed = match r.key(depth + 1)? {
+            Some(key) => on_value(r, key)?,
+            None => false,
         };
-        let tag = Reader::at(frame, at)
-            .str()
-            .map_err(|e| e.in_field("_tag"))?;
-        Ok(Message { frame, fields, tag })
+        if !consumed {
+            r.skip(depth + 1)?;
+        }
     }
+    Ok(())
+}
 
-    /// The error for a `_tag` this direction does not know. `expected`
-    /// lists the tags it does.
-    pub(crate) fn unknown_tag(&self, direction: &str, expected: &str) -> DecodeError {
-        DecodeError::new(
-            DecodeErrorKind::UnknownTag,
+/// Walks the top-level message map of `frame` with `on_value` (see
+/// [`for_each_entry`]; values are at depth 1) and checks that nothing
+/// follows it.
+pub(crate) fn walk_message<'a>(
+    frame: &'a Bytes,
+    on_value: impl FnMut(&mut Reader<'a>, &'a [u8]) -> Result<bool, DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::at(frame, 0);
+    for_each_entry(&mut r, 0, on_value).map_err(|e| {
+        if e.kind() == DecodeErrorKind::WrongType && e.path().is_empty() {
+            DecodeError::new(
+                DecodeErrorKind::WrongType,
+                format!("message: {}", e.detail()),
+            )
+        } else {
+            e
+        }
+    })?;
+    if r.remaining() != 0 {
+        return Err(DecodeError::new(
+            DecodeErrorKind::TrailingBytes,
             format!(
-                "unknown {direction} tag \"{}\" (expected {expected})",
-                excerpt(self.tag)
+                "{} trailing bytes after the message, from byte {}",
+                r.remaining(),
+                r.pos()
             ),
-        )
-        .in_field("_tag")
+        ));
     }
+    Ok(())
+}
 
-    /// Decodes one field with `read`; a missing field or a failure of
-    /// `read` is reported with the field's name in the path.
-    pub(crate) fn get<T>(
-        &self,
-        field: Field,
-        read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-    ) -> Result<T, DecodeError> {
-        field_at(self.frame, self.fields[field as usize], field.name(), read)
+/// The message's `_tag`, or why there is none.
+pub(crate) fn tag(slot: Slot<&str>) -> Result<&str, DecodeError> {
+    match slot {
+        Some(Ok(tag)) => Ok(tag),
+        Some(Err(e)) => Err(e.in_field("_tag")),
+        None => Err(DecodeError::new(
+            DecodeErrorKind::MissingTag,
+            "message has no _tag",
+        )),
     }
 }
 
-/// At most 64 characters of an untrusted string, for error messages.
+/// The error for a `_tag` this direction does not know.
+pub(crate) fn unknown_tag(direction: &str, tag: &str, expected: &str) -> DecodeError {
+    DecodeError::new(
+        DecodeErrorKind::UnknownTag,
+        format!(
+            "unknown {direction} tag \"{}\" (expected {expected})",
+            excerpt(tag)
+        ),
+    )
+    .in_field("_tag")
+}
+
+/// At most 40 characters of an untrusted string, for error messages.
 fn excerpt(s: &str) -> String {
-    match s.char_indices().nth(64) {
+    match s.char_indices().nth(40) {
         Some((cut, _)) => format!("{}…", &s[..cut]),
         None => s.to_owned(),
     }
@@ -172,38 +160,29 @@ pub(crate) fn array<'a, T>(
     Ok(out)
 }
 
-/// Reads the value at `at` (a field located by [`scan_map`]) with `read`,
-/// or reports `name` missing; errors get `name` in their path.
-pub(crate) fn field_at<'a, T>(
-    frame: &'a Bytes,
-    at: Option<usize>,
-    name: &'static str,
-    read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
-) -> Result<T, DecodeError> {
-    let Some(at) = at else {
-        return Err(
-            DecodeError::new(DecodeErrorKind::MissingField, "missing field").in_field(name),
-        );
-    };
-    read(&mut Reader::at(frame, at)).map_err(|e| e.in_field(name))
+/// Reads `part`: exactly `[index, total]`, both `u32`.
+pub(crate) fn part(r: &mut Reader<'_>, _depth: usize) -> Result<(u32, u32), DecodeError> {
+    let len = r.array_len()?;
+    if len != 2 {
+        return Err(DecodeError::new(
+            DecodeErrorKind::WrongLength,
+            format!("expected [index, total], found an array of {len}"),
+        ));
+    }
+    let index = r.u32_value().map_err(|e| e.in_index(0))?;
+    let total = r.u32_value().map_err(|e| e.in_index(1))?;
+    Ok((index, total))
 }
 
-/// Decodes the body of a `ChunkedMessage` (either direction).
-pub(crate) fn decode_chunked(msg: &Message<'_>) -> Result<ChunkedMessage, DecodeError> {
-    let id = msg.get(Field::Id, |r| r.i64())?;
-    let (index, total) = msg.get(Field::Part, |r| {
-        let len = r.array_len()?;
-        if len != 2 {
-            return Err(DecodeError::new(
-                DecodeErrorKind::WrongLength,
-                format!("expected [index, total], found an array of {len}"),
-            ));
-        }
-        let index = r.u32_value().map_err(|e| e.in_index(0))?;
-        let total = r.u32_value().map_err(|e| e.in_index(1))?;
-        Ok((index, total))
-    })?;
-    let data = msg.get(Field::Data, |r| r.bin())?;
+/// Builds a `ChunkedMessage` (either direction) from its slots.
+pub(crate) fn chunked(
+    id: Slot<i64>,
+    part: Slot<(u32, u32)>,
+    data: Slot<Bytes>,
+) -> Result<ChunkedMessage, DecodeError> {
+    let id = take(id, "id")?;
+    let (index, total) = take(part, "part")?;
+    let data = take(data, "data")?;
     Ok(ChunkedMessage {
         id,
         index,

@@ -53,13 +53,21 @@ impl Head {
     }
 }
 
-/// A cursor over a frame. Cheap to copy-construct at any offset, which the
-/// message decoders use to revisit fields found during the validating scan.
+/// A cursor over a frame.
 pub(crate) struct Reader<'a> {
     frame: &'a Bytes,
     pos: usize,
 }
 
+#[cold]
+fn reserved(at: usize) -> DecodeError {
+    DecodeError::new(
+        DecodeErrorKind::ReservedByte,
+        format!("reserved MessagePack byte 0xc1 at byte {at}"),
+    )
+}
+
+#[cold]
 fn wrong_type(expected: &str, found: Head) -> DecodeError {
     DecodeError::new(
         DecodeErrorKind::WrongType,
@@ -73,14 +81,15 @@ impl<'a> Reader<'a> {
         Reader { frame, pos }
     }
 
-    /// The frame being read, for revisiting located fields.
-    pub(crate) fn frame(&self) -> &'a Bytes {
-        self.frame
-    }
-
     /// Current byte offset in the frame.
     pub(crate) fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// Moves the cursor back to `pos` (an offset this reader returned).
+    pub(crate) fn set_pos(&mut self, pos: usize) {
+        debug_assert!(pos <= self.frame.len());
+        self.pos = pos;
     }
 
     /// Bytes left after the cursor.
@@ -89,23 +98,31 @@ impl<'a> Reader<'a> {
     }
 
     /// Consumes `n` bytes and returns where they start.
+    #[inline]
     fn take(&mut self, n: usize) -> Result<usize, DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::new(
-                DecodeErrorKind::Truncated,
-                format!(
-                    "unexpected end of frame at byte {}: {} more bytes needed, {} left",
-                    self.pos,
-                    n,
-                    self.remaining()
-                ),
-            ));
+            return Err(self.truncated(n));
         }
         let start = self.pos;
         self.pos += n;
         Ok(start)
     }
 
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, n: usize) -> DecodeError {
+        DecodeError::new(
+            DecodeErrorKind::Truncated,
+            format!(
+                "unexpected end of frame at byte {}: {} more bytes needed, {} left",
+                self.pos,
+                n,
+                self.remaining()
+            ),
+        )
+    }
+
+    #[inline]
     fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let start = self.take(N)?;
         let mut out = [0u8; N];
@@ -113,14 +130,17 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
     }
 
+    #[inline]
     fn u16(&mut self) -> Result<usize, DecodeError> {
         Ok(u16::from_be_bytes(self.array()?) as usize)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<usize, DecodeError> {
         // usize is at least 32 bits on every target we build for.
         Ok(u32::from_be_bytes(self.array()?) as usize)
@@ -136,12 +156,7 @@ impl<'a> Reader<'a> {
             0x90..=0x9f => Head::Array((b & 0x0f) as usize),
             0xa0..=0xbf => Head::Str((b & 0x1f) as usize),
             0xc0 => Head::Nil,
-            0xc1 => {
-                return Err(DecodeError::new(
-                    DecodeErrorKind::ReservedByte,
-                    format!("reserved MessagePack byte 0xc1 at byte {at}"),
-                ));
-            }
+            0xc1 => return Err(reserved(at)),
             0xc2 => Head::Bool(false),
             0xc3 => Head::Bool(true),
             0xc4 => Head::Bin(self.u8()? as usize),

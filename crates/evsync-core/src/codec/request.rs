@@ -4,7 +4,7 @@
 //! last, because that is the order msgpackr sees the encoded object's keys.
 
 use super::error::DecodeError;
-use super::message::{self, Field, Message};
+use super::message::{self, Slot};
 use super::reader::Reader;
 use super::writer;
 use crate::wire::{EncryptedEntry, Request};
@@ -17,57 +17,78 @@ const TAGS: &str = "WriteEntries, RequestChanges, StopChanges, ChunkedMessage or
 const MIN_ENTRY_LEN: usize = 1 + 8 + 2 + 15 + 2;
 
 pub(crate) fn decode(frame: &Bytes) -> Result<Request, DecodeError> {
-    let msg = Message::scan(frame)?;
-    let tag = msg.tag;
-    let decoded = match tag {
-        "WriteEntries" => decode_write_entries(&msg),
-        "RequestChanges" => decode_request_changes(&msg),
-        "StopChanges" => {
-            msg.get(Field::PublicKey, |r| r.str())
-                .map(|public_key| Request::StopChanges {
-                    public_key: public_key.to_owned(),
-                })
+    let mut tag: Slot<&str> = None;
+    let mut public_key: Slot<&str> = None;
+    let mut id: Slot<i64> = None;
+    let mut iv: Slot<Bytes> = None;
+    let mut encrypted_entries: Slot<Vec<EncryptedEntry>> = None;
+    let mut start_sequence: Slot<u64> = None;
+    let mut part: Slot<(u32, u32)> = None;
+    let mut data: Slot<Bytes> = None;
+    message::walk_message(frame, |r, key| {
+        const D: usize = 1;
+        match key {
+            b"_tag" => tag = message::slot(r, D, |r, _| r.str())?,
+            b"publicKey" => public_key = message::slot(r, D, |r, _| r.str())?,
+            b"id" => id = message::slot(r, D, |r, _| r.i64())?,
+            b"iv" => iv = message::slot(r, D, |r, _| r.bin())?,
+            b"encryptedEntries" => {
+                encrypted_entries = message::slot(r, D, |r, d| {
+                    message::array(r, d, MIN_ENTRY_LEN, decode_encrypted_entry)
+                })?
+            }
+            // Lenient: a negative start means "from the beginning".
+            b"startSequence" => start_sequence = message::slot(r, D, |r, _| r.u64_clamped())?,
+            b"part" => part = message::slot(r, D, message::part)?,
+            b"data" => data = message::slot(r, D, |r, _| r.bin())?,
+            _ => return Ok(false),
         }
-        message::CHUNKED_TAG => message::decode_chunked(&msg).map(Request::Chunked),
-        "Ping" => msg
-            .get(Field::Id, |r| r.i64())
-            .map(|id| Request::Ping { id }),
-        _ => return Err(msg.unknown_tag("request", TAGS)),
+        Ok(true)
+    })?;
+    let tag = message::tag(tag)?;
+    let owned = |s: &str| s.to_owned();
+    let decoded = match tag {
+        "WriteEntries" => message::take(public_key, "publicKey").and_then(|public_key| {
+            Ok(Request::WriteEntries {
+                public_key: owned(public_key),
+                id: message::take(id, "id")?,
+                iv: message::take(iv, "iv")?,
+                encrypted_entries: message::take(encrypted_entries, "encryptedEntries")?,
+            })
+        }),
+        "RequestChanges" => message::take(public_key, "publicKey").and_then(|public_key| {
+            Ok(Request::RequestChanges {
+                public_key: owned(public_key),
+                start_sequence: message::take(start_sequence, "startSequence")?,
+            })
+        }),
+        "StopChanges" => {
+            message::take(public_key, "publicKey").map(|public_key| Request::StopChanges {
+                public_key: owned(public_key),
+            })
+        }
+        message::CHUNKED_TAG => message::chunked(id, part, data).map(Request::Chunked),
+        "Ping" => message::take(id, "id").map(|id| Request::Ping { id }),
+        _ => return Err(message::unknown_tag("request", tag, TAGS)),
     };
     decoded.map_err(|e| e.in_field(tag))
 }
 
-fn decode_write_entries(msg: &Message<'_>) -> Result<Request, DecodeError> {
-    let public_key = msg.get(Field::PublicKey, |r| r.str())?.to_owned();
-    let id = msg.get(Field::Id, |r| r.i64())?;
-    let iv = msg.get(Field::Iv, |r| r.bin())?;
-    let encrypted_entries = msg.get(Field::EncryptedEntries, |r| {
-        message::array(r, 1, MIN_ENTRY_LEN, decode_encrypted_entry)
-    })?;
-    Ok(Request::WriteEntries {
-        public_key,
-        id,
-        iv,
-        encrypted_entries,
-    })
-}
-
 fn decode_encrypted_entry(r: &mut Reader<'_>, depth: usize) -> Result<EncryptedEntry, DecodeError> {
-    let frame = r.frame();
-    let [entry_id, encrypted_entry] = message::scan_map(r, &["entryId", "encryptedEntry"], depth)?;
+    let mut entry_id: Slot<Bytes> = None;
+    let mut encrypted_entry: Slot<Bytes> = None;
+    message::for_each_entry(r, depth, |r, key| {
+        let d = depth + 1;
+        match key {
+            b"entryId" => entry_id = message::slot(r, d, |r, _| r.bin())?,
+            b"encryptedEntry" => encrypted_entry = message::slot(r, d, |r, _| r.bin())?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
     Ok(EncryptedEntry {
-        entry_id: message::field_at(frame, entry_id, "entryId", |r| r.bin())?,
-        encrypted_entry: message::field_at(frame, encrypted_entry, "encryptedEntry", |r| r.bin())?,
-    })
-}
-
-fn decode_request_changes(msg: &Message<'_>) -> Result<Request, DecodeError> {
-    let public_key = msg.get(Field::PublicKey, |r| r.str())?.to_owned();
-    // Lenient: a negative start means "from the beginning".
-    let start_sequence = msg.get(Field::StartSequence, |r| r.u64_clamped())?;
-    Ok(Request::RequestChanges {
-        public_key,
-        start_sequence,
+        entry_id: message::take(entry_id, "entryId")?,
+        encrypted_entry: message::take(encrypted_entry, "encryptedEntry")?,
     })
 }
 

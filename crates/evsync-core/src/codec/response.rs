@@ -6,7 +6,7 @@
 //! engine pack entries under the chunk size without a trial encoding.
 
 use super::error::{DecodeError, DecodeErrorKind};
-use super::message::{self, Field, Message};
+use super::message::{self, Slot};
 use super::reader::Reader;
 use super::writer;
 use crate::wire::{RemoteEntry, RemoteId, Response};
@@ -19,24 +19,61 @@ const TAGS: &str = "Hello, Ack, Changes, ChunkedMessage or Pong";
 const MIN_ENTRY_LEN: usize = 1 + 9 + 1 + 3 + 2 + 8 + 2 + 15 + 2;
 
 pub(crate) fn decode(frame: &Bytes) -> Result<Response, DecodeError> {
-    let msg = Message::scan(frame)?;
-    let tag = msg.tag;
+    let mut tag: Slot<&str> = None;
+    let mut remote_id: Slot<RemoteId> = None;
+    let mut id: Slot<i64> = None;
+    let mut sequence_numbers: Slot<Vec<u64>> = None;
+    let mut public_key: Slot<&str> = None;
+    let mut entries: Slot<Vec<RemoteEntry>> = None;
+    let mut part: Slot<(u32, u32)> = None;
+    let mut data: Slot<Bytes> = None;
+    message::walk_message(frame, |r, key| {
+        const D: usize = 1;
+        match key {
+            b"_tag" => tag = message::slot(r, D, |r, _| r.str())?,
+            b"remoteId" => remote_id = message::slot(r, D, read_remote_id)?,
+            b"id" => id = message::slot(r, D, |r, _| r.i64())?,
+            b"sequenceNumbers" => {
+                sequence_numbers =
+                    message::slot(r, D, |r, d| message::array(r, d, 1, |r, _| r.u64()))?
+            }
+            b"publicKey" => public_key = message::slot(r, D, |r, _| r.str())?,
+            b"entries" => {
+                entries = message::slot(r, D, |r, d| {
+                    message::array(r, d, MIN_ENTRY_LEN, decode_remote_entry)
+                })?
+            }
+            b"part" => part = message::slot(r, D, message::part)?,
+            b"data" => data = message::slot(r, D, |r, _| r.bin())?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let tag = message::tag(tag)?;
     let decoded = match tag {
-        "Hello" => msg
-            .get(Field::RemoteId, remote_id)
-            .map(|remote_id| Response::Hello { remote_id }),
-        "Ack" => decode_ack(&msg),
-        "Changes" => decode_changes(&msg),
-        message::CHUNKED_TAG => message::decode_chunked(&msg).map(Response::Chunked),
-        "Pong" => msg
-            .get(Field::Id, |r| r.i64())
-            .map(|id| Response::Pong { id }),
-        _ => return Err(msg.unknown_tag("response", TAGS)),
+        "Hello" => {
+            message::take(remote_id, "remoteId").map(|remote_id| Response::Hello { remote_id })
+        }
+        "Ack" => message::take(id, "id").and_then(|id| {
+            Ok(Response::Ack {
+                id,
+                sequence_numbers: message::take(sequence_numbers, "sequenceNumbers")?,
+            })
+        }),
+        "Changes" => message::take(public_key, "publicKey").and_then(|public_key| {
+            Ok(Response::Changes {
+                public_key: public_key.to_owned(),
+                entries: message::take(entries, "entries")?,
+            })
+        }),
+        message::CHUNKED_TAG => message::chunked(id, part, data).map(Response::Chunked),
+        "Pong" => message::take(id, "id").map(|id| Response::Pong { id }),
+        _ => return Err(message::unknown_tag("response", tag, TAGS)),
     };
     decoded.map_err(|e| e.in_field(tag))
 }
 
-fn remote_id(r: &mut Reader<'_>) -> Result<RemoteId, DecodeError> {
+fn read_remote_id(r: &mut Reader<'_>, _depth: usize) -> Result<RemoteId, DecodeError> {
     let bin = r.bin()?;
     let bytes: [u8; 16] = bin[..].try_into().map_err(|_| {
         DecodeError::new(
@@ -47,37 +84,27 @@ fn remote_id(r: &mut Reader<'_>) -> Result<RemoteId, DecodeError> {
     Ok(RemoteId(bytes))
 }
 
-fn decode_ack(msg: &Message<'_>) -> Result<Response, DecodeError> {
-    let id = msg.get(Field::Id, |r| r.i64())?;
-    let sequence_numbers = msg.get(Field::SequenceNumbers, |r| {
-        message::array(r, 1, 1, |r, _| r.u64())
-    })?;
-    Ok(Response::Ack {
-        id,
-        sequence_numbers,
-    })
-}
-
-fn decode_changes(msg: &Message<'_>) -> Result<Response, DecodeError> {
-    let public_key = msg.get(Field::PublicKey, |r| r.str())?.to_owned();
-    let entries = msg.get(Field::Entries, |r| {
-        message::array(r, 1, MIN_ENTRY_LEN, decode_remote_entry)
-    })?;
-    Ok(Response::Changes {
-        public_key,
-        entries,
-    })
-}
-
 fn decode_remote_entry(r: &mut Reader<'_>, depth: usize) -> Result<RemoteEntry, DecodeError> {
-    let frame = r.frame();
-    let [sequence, iv, entry_id, encrypted_entry] =
-        message::scan_map(r, &["sequence", "iv", "entryId", "encryptedEntry"], depth)?;
+    let mut sequence: Slot<u64> = None;
+    let mut iv: Slot<Bytes> = None;
+    let mut entry_id: Slot<Bytes> = None;
+    let mut encrypted_entry: Slot<Bytes> = None;
+    message::for_each_entry(r, depth, |r, key| {
+        let d = depth + 1;
+        match key {
+            b"sequence" => sequence = message::slot(r, d, |r, _| r.u64())?,
+            b"iv" => iv = message::slot(r, d, |r, _| r.bin())?,
+            b"entryId" => entry_id = message::slot(r, d, |r, _| r.bin())?,
+            b"encryptedEntry" => encrypted_entry = message::slot(r, d, |r, _| r.bin())?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
     Ok(RemoteEntry {
-        sequence: message::field_at(frame, sequence, "sequence", |r| r.u64())?,
-        iv: message::field_at(frame, iv, "iv", |r| r.bin())?,
-        entry_id: message::field_at(frame, entry_id, "entryId", |r| r.bin())?,
-        encrypted_entry: message::field_at(frame, encrypted_entry, "encryptedEntry", |r| r.bin())?,
+        sequence: message::take(sequence, "sequence")?,
+        iv: message::take(iv, "iv")?,
+        entry_id: message::take(entry_id, "entryId")?,
+        encrypted_entry: message::take(encrypted_entry, "encryptedEntry")?,
     })
 }
 

@@ -182,6 +182,32 @@ fn leniency() {
 }
 
 #[test]
+fn last_duplicate_wins_even_over_an_ill_typed_value() {
+    // Changes entry with `sequence: "x"` then `sequence: 4`.
+    let frame = hex("83 a97075626c69634b6579 a16b a7656e7472696573 91 \
+         85 a873657175656e6365 a178 a8 73657175656e6365 04 a26976 c400 a7656e7472794964 c400 \
+         ae656e63727970746564456e747279 c400 \
+         a45f746167 a74368616e676573");
+    let Response::Changes { entries, .. } = decode_response(&frame).unwrap() else {
+        panic!()
+    };
+    assert_eq!(entries[0].sequence, 4);
+}
+
+#[test]
+fn malformed_msgpack_beats_a_type_error_before_it() {
+    // Ping whose extra-looking `id` holds [ "x", <truncated str> ].
+    let frame = hex("82 a45f746167 a450696e67 a26964 92 a178 a5 61");
+    let err = decode_request(&frame).unwrap_err();
+    assert_eq!(err.kind(), DecodeErrorKind::Truncated);
+    assert_eq!(err.path(), "");
+    // The same with a well-formed tail is a type error of `id`.
+    let frame = hex("82 a45f746167 a450696e67 a26964 92 a178 a0");
+    let err = decode_request(&frame).unwrap_err();
+    assert_eq!(err.to_string(), "Ping.id: expected int, found array");
+}
+
+#[test]
 fn depth_is_limited() {
     let mut frame = hex("82 a45f746167 a450696e67 a178").to_vec();
     frame.extend(std::iter::repeat_n(0x91, 100_000));
