@@ -22,12 +22,15 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Benchmark a sync server (load generator; see BENCHMARKS.md).
     Bench(cmd::bench::BenchArgs),
+    #[command(flatten)]
+    Client(cmd::client::ClientCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Client(command) => cmd::client::run(command),
         Command::Bench(args) => cmd::bench::run(args),
     }
 }
