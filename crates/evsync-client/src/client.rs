@@ -130,7 +130,13 @@ impl Client {
         let opened = connection::open(&config).await?;
         let timings = opened.timings;
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(Status::default());
+        // The first connection is already up: say so before anyone looks.
+        let (status_tx, status) = watch::channel(Status {
+            connected: true,
+            remote_id: Some(opened.remote_id),
+            sessions: 1,
+            ..Status::default()
+        });
         let ids = Arc::new(AtomicI64::new(1));
         let driver = Driver::new(config.clone(), command_rx, status_tx, state, ids.clone());
         let task = tokio::spawn(driver.run(opened));

@@ -114,9 +114,17 @@ impl Driver {
         let mut next = Some(first);
         loop {
             let opened = match next.take() {
+                // `Client::connect` published this one's status already.
                 Some(opened) => opened,
                 None => match self.reconnect().await {
-                    Some(opened) => opened,
+                    Some(opened) => {
+                        self.status.send_modify(|s| {
+                            s.connected = true;
+                            s.remote_id = Some(opened.remote_id);
+                            s.sessions += 1;
+                        });
+                        opened
+                    }
                     None => break,
                 },
             };
@@ -201,11 +209,6 @@ impl Driver {
             hello_ms = timings.hello.as_millis() as u64,
             "connected"
         );
-        self.status.send_modify(|s| {
-            s.connected = true;
-            s.remote_id = Some(remote_id);
-            s.sessions += 1;
-        });
         let (mut sink, mut stream) = ws.split();
         match self.resume(&mut sink).await {
             Ok(()) => {}
