@@ -15,7 +15,8 @@
 //! let config = ServerConfig::new("127.0.0.1:0".parse()?, StorageConfig::Memory);
 //! let server = Server::bind(config).await?;
 //! println!("listening on {}", server.local_addr());
-//! server.run(evsync_server::shutdown::signal()).await?;
+//! let signals = evsync_server::shutdown::Signals::install()?;
+//! server.run(signals.recv()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -172,15 +173,23 @@ impl Server {
             },
         );
         let mut serve = tokio::spawn(async move { serve.await });
+        // Both may be ready at once (axum finishes its own graceful stop
+        // quickly); only a serve that ended WITHOUT a stop request is a
+        // failure. Otherwise drain the tenants and sockets before returning.
+        let mut served = None;
         tokio::select! {
-            ended = &mut serve => {
-                // Serving stopped without a shutdown: a listener failure.
-                return match ended {
-                    Ok(result) => result,
-                    Err(join) => Err(std::io::Error::other(join)),
-                };
-            }
+            ended = &mut serve => served = Some(ended),
             _ = stop_rx.wait_for(|stop| *stop) => {}
+        }
+        if let Some(ended) = &served
+            && !*stop_rx.borrow()
+        {
+            tracing::error!(?ended, "the listener stopped unexpectedly");
+            return match served {
+                Some(Ok(result)) => result,
+                Some(Err(join)) => Err(std::io::Error::other(join)),
+                None => Ok(()),
+            };
         }
         let deadline = tokio::time::Instant::now() + shared.config.shutdown_timeout;
         let drained = tokio::time::timeout_at(deadline, async {
@@ -188,7 +197,9 @@ impl Server {
             shared.actors.wait().await;
             shared.sockets.close();
             shared.sockets.wait().await;
-            let _ = (&mut serve).await;
+            if served.is_none() {
+                let _ = (&mut serve).await;
+            }
         })
         .await;
         if drained.is_err() {

@@ -303,8 +303,11 @@ async fn sigterm_acks_writes_closes_sockets_with_1001_and_exits_0() {
         .iter()
         .chain(after.iter())
         .any(|r| matches!(r, evsync_core::wire::Response::Ack { id: 1, sequence_numbers } if sequence_numbers.len() == 20));
-    assert!(acked, "the write received before SIGTERM is acknowledged");
-    assert_eq!(closed.code, Some(close_code::GOING_AWAY));
+    assert!(
+        acked,
+        "the write received before SIGTERM is acknowledged: {before:?} {after:?}"
+    );
+    assert_eq!(closed.code, Some(close_code::GOING_AWAY), "{closed:?}");
     assert_eq!(server.exit_code().await, Some(0));
 }
 

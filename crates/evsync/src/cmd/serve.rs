@@ -183,6 +183,17 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let storage = config.storage.kind();
     let auth = config.auth.summary();
     let debug_mode = if config.debug { "on" } else { "off" };
+    // Handlers first: a signal sent as soon as the startup line is out must
+    // already find them.
+    let signals = match evsync_server::shutdown::Signals::install() {
+        Ok(signals) => signals,
+        Err(err) => {
+            return fail(
+                format!("cannot install signal handlers: {err}"),
+                EXIT_RUNTIME,
+            );
+        }
+    };
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(err @ StartError::DataDir { .. }) => {
@@ -197,7 +208,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
         "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}",
         env!("CARGO_PKG_VERSION"),
     );
-    match server.run(evsync_server::shutdown::signal()).await {
+    match server.run(signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(format!("server failed: {err}"), EXIT_RUNTIME),
     }
