@@ -101,8 +101,10 @@ struct State {
 pub(crate) struct Registry {
     shared: Arc<Shared>,
     state: Mutex<State>,
-    /// The number of loaded tenants, published on every change so that
-    /// tests and operators can await an unload instead of polling.
+    /// The number of loaded tenants (actor tasks alive, store open),
+    /// published on every change so that tests and operators can await an
+    /// unload instead of polling. It drops only after the actor's task has
+    /// ended, i.e. after its files are closed.
     loaded: watch::Sender<usize>,
 }
 
@@ -155,7 +157,7 @@ impl Registry {
 
     /// Loaded tenants, for `/healthz`.
     pub fn loaded_tenants(&self) -> usize {
-        lock(&self.state).tenants.len()
+        *self.loaded.borrow()
     }
 
     /// Follows the number of loaded tenants.
@@ -237,7 +239,7 @@ impl Registry {
                 generation,
             },
         );
-        self.loaded.send_replace(state.tenants.len());
+        self.loaded.send_modify(|n| *n += 1);
         let registry = self.clone();
         let name = tenant.to_owned();
         // The actor runs in its own task so that a panic in it (an engine
@@ -250,6 +252,7 @@ impl Registry {
                 tracing::error!(tenant = %name, %err, "tenant actor failed; its connections were closed");
                 registry.forget(&name, generation);
             }
+            registry.loaded.send_modify(|n| *n -= 1);
         });
         tx
     }
@@ -263,7 +266,6 @@ impl Registry {
             .is_some_and(|slot| slot.generation == generation)
         {
             state.tenants.remove(tenant);
-            self.loaded.send_replace(state.tenants.len());
         }
     }
 
@@ -285,7 +287,6 @@ impl Registry {
             .is_some_and(|slot| slot.generation == generation)
         {
             state.tenants.remove(tenant);
-            self.loaded.send_replace(state.tenants.len());
         }
         inbox.close();
         true

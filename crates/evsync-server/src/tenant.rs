@@ -119,7 +119,11 @@ pub(crate) async fn run(
             }
         }
     }
-    tracing::debug!(tenant = %actor.tenant, "tenant unloaded");
+    // Closing a SQLite connection checkpoints its WAL (an fsync): do it on
+    // a blocking thread, and before the registry counts the tenant gone.
+    let Actor { tenant, store, .. } = actor;
+    let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+    tracing::debug!(%tenant, "tenant unloaded");
 }
 
 /// The store did not open: answer every waiting connection with the reason
