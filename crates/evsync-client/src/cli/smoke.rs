@@ -63,6 +63,9 @@ impl std::fmt::Display for SmokeReport {
 }
 
 pub(crate) async fn run(args: SmokeArgs) -> ExitCode {
+    if let Err(e) = args.remote.endpoint() {
+        return super::fail(e, super::EXIT_USAGE);
+    }
     match smoke(&args.remote, args.timeout).await {
         Ok(report) => {
             println!("{report}");
