@@ -152,7 +152,7 @@ export const startServer = async (target, options = {}) => {
   // Auth env is only what the caller passes: never inherit SYNC_* from the developer's shell.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SYNC_")))
   Object.assign(env, options.env ?? {})
-  if (target === "evsync" && env.RUST_LOG === undefined) env.RUST_LOG = "warn"
+  if (target === "evsync" && DEBUG) env.SYNC_DEBUG = "1"
 
   const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] })
   let output = ""

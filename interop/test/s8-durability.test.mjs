@@ -1,0 +1,88 @@
+// Scenario 8: durability. Stop the server (SIGTERM, then a crash with SIGKILL), start it again on
+// the same data directory: a late joiner still receives everything and the remoteId is unchanged,
+// and a replica rebuilt on its journal receives only what it missed.
+//
+// The replicas are stopped before the server goes down: Effect's client never reconnects after
+// its connection ends (docs/effect-client-notes.md; client-behaviour.test.mjs), so an app keeps
+// syncing across a server restart only by rebuilding its EventLog remote, as done here.
+import assert from "node:assert/strict"
+import { describe } from "node:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { makeIdentity, makeJournal, notes } from "../src/replica.mjs"
+import { assertHealthy, barrier, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
+
+describe("S8 durability", () => {
+  for (const target of TARGETS) {
+    describe(target, () => {
+      scenario(target, "S8-restart", "history and remoteId survive a graceful restart and a crash", async ({ replica, replicas, t }) => {
+        const dataDir = mkdtempSync(join(tmpdir(), `evsync-interop-s8-${target}-`))
+        let server
+        try {
+          server = await startServer(target, { dataDir })
+          const port = server.address.port
+          const url = server.url(tenant("s8"))
+          const identity = makeIdentity()
+          const journalB = makeJournal()
+
+          // 1. history before the first restart
+          const a = await replica({ url, identity, name: "A" })
+          const b = await replica({ url, identity, journal: journalB, name: "B" })
+          await Promise.all([a.waitReady(), b.waitReady()])
+          const first = notes("first", 10)
+          for (const note of first) await a.write(note)
+          await b.waitForReceived(10) // stored and acknowledged
+          await barrier(a, [b])
+          const remoteId = a.sockets.remoteIds[0]
+          assert.equal(b.sockets.remoteIds[0], remoteId)
+          await Promise.all([a.stop(), b.stop()])
+
+          // 2. graceful restart on the same data directory (and port)
+          const exit = await server.stop({ signal: "SIGTERM" })
+          t.diagnostic(`${target} exited after SIGTERM: ${JSON.stringify(exit)}`)
+          server = await startServer(target, { dataDir, port })
+
+          const late = await replica({ url, identity, name: "Late" })
+          await late.waitForReceived(11) // 10 + the barrier
+          assert.deepEqual(receivedIds(late), first.map((n) => n.id))
+          assert.equal(late.sockets.remoteIds[0], remoteId, "remoteId unchanged by a restart")
+
+          // B rebuilt on its journal gets exactly what it missed
+          await late.write({ id: "after-restart", text: "written after the restart", n: 100 })
+          const b2 = await replica({ url, identity, journal: journalB, name: "B2" })
+          await b2.waitFor(() => receivedIds(b2).includes("after-restart"), { what: "after-restart on B2" })
+          await barrier(late, [b2])
+          // memory journal: the last entry B had seen comes once more (Effect client bug, see S2)
+          assert.deepEqual(b2.runs.slice(1).map((r) => r.id).filter((id) => !id.startsWith("barrier-")), ["after-restart"])
+          assert.equal(b2.runs.length, 3, `B2 runs: last seen again, after-restart, barrier: ${b2.runs.map((r) => r.id)}`)
+          assert.equal(b2.sockets.remoteIds[0], remoteId)
+
+          // 3. writes acknowledged just before a crash survive it
+          const crash = notes("crash", 25)
+          for (const note of crash) await late.write(note)
+          await b2.waitFor(() => crash.every((n) => receivedIds(b2).includes(n.id)), { what: "crash notes on B2" })
+          assertHealthy(late)
+          assertHealthy(b2)
+          await Promise.all([late.stop(), b2.stop()])
+          await server.stop({ signal: "SIGKILL" })
+          server = await startServer(target, { dataDir, port })
+
+          const late2 = await replica({ url, identity, name: "Late2" })
+          const all = [...first.map((n) => n.id), "after-restart", ...crash.map((n) => n.id)]
+          await late2.waitFor(() => all.every((id) => receivedIds(late2).includes(id)), { what: "the whole history on Late2" })
+          const writer = await replica({ url, identity, name: "Writer" })
+          await writer.waitReady()
+          await barrier(writer, [late2])
+          assert.deepEqual(receivedIds(late2), all, "whole history, in order, once")
+          assert.equal(late2.sockets.remoteIds[0], remoteId, "remoteId unchanged by a crash")
+          assertHealthy(late2)
+        } finally {
+          await Promise.allSettled(replicas.map((r) => r.stop())) // before their server goes away
+          await server?.stop({ signal: "SIGKILL" }).catch(() => {})
+          rmSync(dataDir, { recursive: true, force: true })
+        }
+      }, { timeout: 120_000 })
+    })
+  }
+})
