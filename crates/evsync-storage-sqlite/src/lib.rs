@@ -27,7 +27,7 @@ use std::time::Duration;
 /// failing. Commits are short, so this is only reached by a wedged peer.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prepared statements kept per connection; the hot path uses seven.
+/// Prepared statements kept per connection; the hot path uses eight.
 const STATEMENT_CACHE: usize = 16;
 
 /// One tenant's store: a connection to its SQLite file.
@@ -194,13 +194,13 @@ impl Storage for SqliteStorage {
                 .map_err(sqlite_error("prepare"))?;
             let mut insert_entry = tx
                 .prepare_cached(
-                    "INSERT INTO entries (log_id, sequence, entry_id, iv, encrypted_entry)
+                    "INSERT INTO entries (key, log_id, entry_id, iv, encrypted_entry)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (log_id, entry_id) DO NOTHING",
                 )
                 .map_err(sqlite_error("prepare"))?;
             let mut find_entry = tx
-                .prepare_cached("SELECT sequence FROM entries WHERE log_id = ?1 AND entry_id = ?2")
+                .prepare_cached("SELECT key FROM entries WHERE log_id = ?1 AND entry_id = ?2")
                 .map_err(sqlite_error("prepare"))?;
             let mut logs: HashMap<&str, LogCursor> = HashMap::new();
             for batch in batches {
@@ -238,10 +238,16 @@ impl Storage for SqliteStorage {
                     .expect("inserted above");
                 for entry in &batch.entries {
                     let next = log.head + 1;
+                    if next > schema::MAX_SEQUENCE {
+                        return Err(StorageError::new(format!(
+                            "sqlite: log full ({} entries)",
+                            schema::MAX_SEQUENCE
+                        )));
+                    }
                     let changed = insert_entry
                         .execute(params![
+                            schema::entry_key(log.id, next),
                             log.id,
-                            next,
                             &entry.entry_id[..],
                             &batch.iv[..],
                             &entry.encrypted_entry[..]
@@ -259,7 +265,7 @@ impl Storage for SqliteStorage {
                             .query_row(params![log.id, &entry.entry_id[..]], |row| row.get(0))
                             .map_err(sqlite_error("find duplicate"))?;
                         outcome.push(Appended {
-                            sequence: existing as Sequence,
+                            sequence: schema::key_sequence(existing) as Sequence,
                             inserted: false,
                         });
                     }
@@ -288,22 +294,37 @@ impl Storage for SqliteStorage {
         if limit.max_entries == 0 {
             return Ok(Vec::new());
         }
-        let Ok(from) = i64::try_from(from) else {
-            return Ok(Vec::new()); // beyond any stored sequence
+        let from = match i64::try_from(from) {
+            Ok(from) if from <= schema::MAX_SEQUENCE => from,
+            _ => return Ok(Vec::new()), // beyond any stored sequence
+        };
+        let log_id: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM logs WHERE public_key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([public_key.as_bytes()], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(sqlite_error("find log"))?;
+        let Some(log_id) = log_id else {
+            return Ok(Vec::new()); // an unknown log reads as empty
         };
         let max_entries = i64::try_from(limit.max_entries).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT sequence, iv, entry_id, encrypted_entry FROM entries
-                 WHERE log_id = (SELECT id FROM logs WHERE public_key = ?1)
-                   AND sequence >= ?2
-                 ORDER BY sequence
+                "SELECT key, iv, entry_id, encrypted_entry FROM entries
+                 WHERE key >= ?1 AND key <= ?2
+                 ORDER BY key
                  LIMIT ?3",
             )
             .map_err(sqlite_error("prepare"))?;
         let mut rows = stmt
-            .query(params![public_key.as_bytes(), from, max_entries])
+            .query(params![
+                schema::entry_key(log_id, from),
+                schema::entry_key(log_id, schema::MAX_SEQUENCE),
+                max_entries
+            ])
             .map_err(sqlite_error("read"))?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -315,9 +336,9 @@ impl Storage for SqliteStorage {
                     .map_err(|e| StorageError::new(format!("sqlite: column {i}: {e}")))?;
                 Ok(Bytes::copy_from_slice(slice))
             };
-            let sequence: i64 = row.get(0).map_err(sqlite_error("read sequence"))?;
+            let key: i64 = row.get(0).map_err(sqlite_error("read key"))?;
             let entry = RemoteEntry {
-                sequence: sequence as Sequence,
+                sequence: schema::key_sequence(key) as Sequence,
                 iv: blob(1)?,
                 entry_id: blob(2)?,
                 encrypted_entry: blob(3)?,
