@@ -35,7 +35,8 @@ pub struct WriteArgs {
     #[arg(long)]
     pub primary_key: String,
 
-    /// The payload as JSON text; key order is kept.
+    /// The payload as JSON text (`-`: read it from stdin, for payloads too
+    /// large for a command line); key order is kept.
     #[arg(
         long,
         value_name = "JSON",
@@ -56,7 +57,9 @@ pub struct WriteArgs {
 
 pub(crate) async fn run(args: WriteArgs) -> ExitCode {
     let payload = match (&args.payload_json, &args.payload_hex) {
-        (Some(json), _) => match msgpack::encode_json_text(json) {
+        (Some(json), _) => match read_json_arg(json)
+            .and_then(|text| msgpack::encode_json_text(&text).map_err(|e| e.to_string()))
+        {
             Ok(bytes) => bytes,
             Err(e) => return super::fail(format!("--payload-json: {e}"), super::EXIT_USAGE),
         },
@@ -107,6 +110,17 @@ pub(crate) async fn run(args: WriteArgs) -> ExitCode {
         }
         Err(e) => super::fail(format!("write failed: {e}"), super::EXIT_FAILURE),
     }
+}
+
+/// The JSON text of `--payload-json`: the argument, or stdin for `-`.
+fn read_json_arg(arg: &str) -> Result<String, String> {
+    if arg != "-" {
+        return Ok(arg.to_owned());
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    Ok(text)
 }
 
 fn from_hex(s: &str) -> Option<Vec<u8>> {
