@@ -9,8 +9,17 @@
 //! free of I/O for `wasm32`. The golden vectors in
 //! `tests/fixtures/golden` (made by Effect itself) pin both directions.
 //!
+//! Where the decoder deliberately differs from Effect's (both checked by
+//! the golden vectors): it is stricter where the wire types need it (ids
+//! and sequences must be integers, sequences and `part` non-negative,
+//! `remoteId` 16 bytes, strings valid UTF-8; Effect's `Schema.Number`
+//! takes 1.5 or NaN and msgpackr replaces bad UTF-8) and more lenient on
+//! number formats (msgpackr 1.12 turns int64/uint64 into `BigInt`, which
+//! Effect then refuses; we read them, and never write them for a value a JS
+//! number can hold).
+//!
 //! Layout: `reader` and `writer` are the MessagePack primitives,
-//! `message` locates and types fields shared by both directions, and
+//! `message` walks message maps and holds what both directions share, and
 //! `request` / `response` hold the per-message code.
 
 mod error;
