@@ -331,7 +331,13 @@ async fn a_data_dir_in_use_is_refused() {
 async fn memory_storage_serves_without_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("unused");
-    let server = Serve::start(&data, &[], &[("SYNC_STORAGE", "memory")]).await;
+    // RUST_LOG=error hides info logs, but not the startup line.
+    let server = Serve::start(
+        &data,
+        &[],
+        &[("SYNC_STORAGE", "memory"), ("RUST_LOG", "error")],
+    )
+    .await;
     assert!(
         server.startup.contains("storage: memory"),
         "{}",

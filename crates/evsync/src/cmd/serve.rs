@@ -204,10 +204,17 @@ async fn serve(config: ServerConfig) -> ExitCode {
         }
     };
     let addr = server.local_addr();
-    tracing::info!(
+    let startup = format!(
         "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}",
         env!("CARGO_PKG_VERSION"),
     );
+    // Scripts and supervisors wait for this line: print it even when
+    // RUST_LOG hides info logs.
+    if tracing::enabled!(tracing::Level::INFO) {
+        tracing::info!("{startup}");
+    } else {
+        eprintln!("{startup}");
+    }
     match server.run(signals.recv()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(format!("server failed: {err}"), EXIT_RUNTIME),
