@@ -28,6 +28,10 @@ for (const t of TARGETS) {
 
 const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
 
+if (process.env.CI === "true" && !TARGETS.includes("evsync")) {
+  throw new Error("CI=true: the interop suite must run against evsync (INTEROP_TARGETS)")
+}
+
 export const EVSYNC_BIN = process.env.EVSYNC_BIN ?? join(REPO_DIR, "target/debug/evsync")
 
 /** Effect's reference servers have no auth at all. */

@@ -13,7 +13,7 @@ const { Ack, Changes, ChunkedMessage, decodeRequest, encodeResponse, Hello, Pong
  *   onRequest?: (conn: Connection, request: any) => boolean | void | Promise<boolean | void>,
  * }} [hooks] onRequest runs before the default handling; return true to skip the default.
  */
-export const startScriptedServer = async (hooks = {}) => {
+export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } = {}) => {
   const remoteId = new Uint8Array(16)
   remoteId.set(Buffer.from(randomUUID().replace(/-/g, ""), "hex"))
   /** @type {Map<string, { sequence: number, iv: Uint8Array, entryId: Uint8Array, encryptedEntry: Uint8Array }[]>} */
@@ -30,7 +30,7 @@ export const startScriptedServer = async (hooks = {}) => {
     }
   }
 
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 })
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: listenPort })
   await new Promise((resolve) => wss.once("listening", resolve))
   const port = wss.address().port
 
