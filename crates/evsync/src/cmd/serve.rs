@@ -20,7 +20,7 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure while serving.
 const EXIT_RUNTIME: u8 = 1;
 
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(
     args_override_self = true,
     about = "Run the sync server",
@@ -31,6 +31,7 @@ const EXIT_RUNTIME: u8 = 1;
         received are committed and acknowledged, sockets closed with 1001). \
         Logs go to stderr; RUST_LOG filters them (default: info)."
 )]
+// No `Debug`: it holds the tokens.
 pub struct ServeArgs {
     /// Address to listen on, HOST:PORT. Port 0 picks a free port; the
     /// address actually bound is printed in the startup line.
