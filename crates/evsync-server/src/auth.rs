@@ -38,9 +38,9 @@ impl fmt::Debug for AuthConfig {
 /// What [`AuthConfig::authorize`] decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthDecision {
-    /// Let the request through. `protocol` is the `sync-auth.<token>`
-    /// subprotocol that carried the accepted token; the `101` must select it
-    /// or browsers drop the socket.
+    /// Let the request through. `protocol` is the first `sync-auth.<token>`
+    /// subprotocol the client offered, if any; the `101` must select it or
+    /// browsers (and Node's `ws`) drop the socket.
     Allow { protocol: Option<String> },
     /// `401 Unauthorized`.
     Deny,
@@ -131,8 +131,15 @@ impl AuthConfig {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> AuthDecision {
+        // An allowed request that offered a `sync-auth.` subprotocol always
+        // gets it selected, even when the tenant is open or another
+        // credential matched: a WebSocket client (browsers, Node's `ws`)
+        // drops a socket whose offered protocols were all ignored. The
+        // original echoed it only when it carried the accepted token.
         let Some(expected) = self.expected_token(tenant) else {
-            return AuthDecision::Allow { protocol: None };
+            return AuthDecision::Allow {
+                protocol: auth_protocol(headers),
+            };
         };
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -151,9 +158,7 @@ impl AuthConfig {
             .is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
         let query_ok = query_token.as_deref().is_some_and(|t| same(t, expected));
         if bearer_ok | protocol_ok | query_ok {
-            AuthDecision::Allow {
-                protocol: if protocol_ok { protocol } else { None },
-            }
+            AuthDecision::Allow { protocol }
         } else {
             AuthDecision::Deny
         }
@@ -281,6 +286,27 @@ mod tests {
         assert_eq!(
             q.authorize("t", &HeaderMap::new(), Some("x=1&token=a+b&token=zz")),
             allow(None)
+        );
+    }
+
+    #[test]
+    fn an_offered_auth_protocol_is_always_selected_when_allowed() {
+        let offered = headers(&[("sec-websocket-protocol", "sync-auth.anything")]);
+        assert_eq!(
+            config(None, None, false).authorize("t", &offered, None),
+            AuthDecision::Allow {
+                protocol: Some("sync-auth.anything".into())
+            },
+            "an open tenant selects the offered protocol"
+        );
+        let mut both = offered.clone();
+        both.append("authorization", HeaderValue::from_static("Bearer s3cret"));
+        assert_eq!(
+            config(Some("s3cret"), None, false).authorize("t", &both, None),
+            AuthDecision::Allow {
+                protocol: Some("sync-auth.anything".into())
+            },
+            "the Bearer token matched; the offered protocol is still selected"
         );
     }
 

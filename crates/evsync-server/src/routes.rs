@@ -10,8 +10,9 @@
 //! 4. auth, else `401 Unauthorized` + `WWW-Authenticate: Bearer`;
 //! 5. `Upgrade: websocket` (any case), else `426 Expected WebSocket upgrade`;
 //! 6. the tenant's store opens, else `503` with the reason;
-//! 7. `101`, selecting the `sync-auth.<token>` subprotocol if it carried
-//!    the token.
+//! 7. `101`, selecting the first offered `sync-auth.<token>` subprotocol
+//!    (the original selected it only when it carried the token, so a client
+//!    offering one to an open tenant failed its handshake).
 
 use crate::auth::AuthDecision;
 use crate::connection;

@@ -228,6 +228,24 @@ async fn subprotocol_token_is_echoed_in_the_101() {
 }
 
 #[tokio::test]
+async fn an_open_tenant_selects_an_offered_auth_subprotocol() {
+    let server = server_with(None, None, false).await;
+    let r = http_get(
+        server.addr,
+        "/event-log/acme",
+        &upgrade_with(&[("Sec-WebSocket-Protocol", "sync-auth.unused")]),
+    )
+    .await;
+    assert_eq!(r.status, 101);
+    assert_eq!(
+        r.header("sec-websocket-protocol"),
+        Some("sync-auth.unused"),
+        "a client that offers a token to an open tenant still connects"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn query_token_only_when_allowed() {
     let server = server_with(Some("s3cret"), None, false).await;
     let r = http_get(server.addr, "/event-log/acme?token=s3cret", UPGRADE).await;
