@@ -35,7 +35,9 @@ pub async fn run(p: CatchupParams) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     if p.preload_ws {
         let t = Instant::now();
-        preload_ws(&url, &p).await?;
+        preload_ws(&url, &p)
+            .await
+            .map_err(|e| err(format!("preload through the write path: {e}")))?;
         let secs = t.elapsed().as_secs_f64();
         say(format!("catchup: preloaded {} entries over the socket in {secs:.1} s", p.entries));
         m.insert("preload_s".into(), json!(round1(secs)));

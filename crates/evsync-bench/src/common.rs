@@ -53,9 +53,19 @@ pub fn tenant_url(base: &str, tenant: &str) -> String {
 /// Opens a WebSocket (Nagle off, no message size limit: catch-up messages
 /// of Effect's server can be a whole log).
 pub async fn connect(url: &str) -> Result<Ws> {
+    connect_with(url, None).await
+}
+
+/// [`connect`] with tungstenite's read buffer set to `read_buffer` bytes
+/// (default 128 KiB, which tungstenite zero-fills on its first read, so
+/// every socket costs that much RSS: the idle scenarios hold thousands).
+pub async fn connect_with(url: &str, read_buffer: Option<usize>) -> Result<Ws> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = None;
     config.max_frame_size = None;
+    if let Some(size) = read_buffer {
+        config.read_buffer_size = size;
+    }
     let (ws, _) =
         tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     Ok(ws)
@@ -128,7 +138,15 @@ pub async fn next_response(stream: &mut WsStream, incoming: &mut Incoming) -> Re
 
 /// Connects and waits for `Hello`.
 pub async fn connect_hello(url: &str) -> Result<(WsSink, WsStream, Incoming)> {
-    let ws = connect(url).await?;
+    connect_hello_with(url, None).await
+}
+
+/// [`connect_hello`] with a given read buffer size (see [`connect_with`]).
+pub async fn connect_hello_with(
+    url: &str,
+    read_buffer: Option<usize>,
+) -> Result<(WsSink, WsStream, Incoming)> {
+    let ws = connect_with(url, read_buffer).await?;
     let (sink, mut stream) = ws.split();
     let mut incoming = Incoming::new();
     match next_response(&mut stream, &mut incoming).await? {
@@ -192,13 +210,16 @@ impl Payloads {
         }
     }
 
-    /// A unique 16-byte entry id (UUID v7-shaped: random prefix, counter).
+    /// A unique 16-byte entry id, a valid UUID v7 (Effect's memory store
+    /// stringifies ids with `uuid`, which throws on a wrong version or
+    /// variant): random prefix, version 7, variant 10, 56-bit counter.
     pub fn entry_id(&mut self) -> Bytes {
         self.counter += 1;
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.prefix);
-        id[8..].copy_from_slice(&self.counter.to_be_bytes());
         id[6] = (id[6] & 0x0f) | 0x70;
+        id[8] = 0x80 | (self.prefix[0] & 0x3f);
+        id[9..].copy_from_slice(&self.counter.to_be_bytes()[1..]);
         Bytes::copy_from_slice(&id)
     }
 

@@ -104,7 +104,8 @@ pub struct WriteArgs {
     #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// WriteEntries each writer keeps in flight (sent, not yet acked).
-    #[arg(long, default_value_t = 16)]
+    /// 0 = auto: 16, or fewer so that at most ~16 MiB are in flight per writer.
+    #[arg(long, default_value_t = 0)]
     pub window: usize,
     /// Seconds before measuring.
     #[arg(long, default_value_t = 0.5)]
@@ -167,8 +168,10 @@ pub struct CatchupArgs {
     /// server started) or `ws` (written now through the server's write path).
     #[arg(long, default_value = "file", value_parser = ["file", "ws"])]
     pub preload: String,
-    /// Entries per WriteEntries when preloading through the socket.
-    #[arg(long, default_value_t = 1000)]
+    /// Entries per WriteEntries when preloading through the socket. Not a
+    /// multiple of 200: Effect's SqlEventLogServer fails such a batch (it
+    /// inserts an empty trailing batch of its insertBatchSize = 200).
+    #[arg(long, default_value_t = 999)]
     pub preload_batch: usize,
 }
 
@@ -191,6 +194,9 @@ pub struct IdleArgs {
     /// Seconds to wait after the last socket before reading RSS.
     #[arg(long, default_value_t = 1.0)]
     pub settle: f64,
+    /// Stop opening sockets after this many seconds; measure those open.
+    #[arg(long, default_value_t = 60.0)]
+    pub open_limit: f64,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +218,9 @@ pub struct TenantsArgs {
     /// the server's idle-unload grace; evsync's is --idle-unload-ms, 5 s).
     #[arg(long, default_value_t = 7.0)]
     pub idle_wait: f64,
+    /// Stop starting tenants after this many seconds; measure those written.
+    #[arg(long, default_value_t = 60.0)]
+    pub write_limit: f64,
 }
 
 #[derive(Args, Debug)]
@@ -386,6 +395,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 concurrency: a.concurrency,
                 unique_keys: a.unique_keys,
                 settle: secs(a.settle),
+                open_limit: secs(a.open_limit),
                 server_pid: pid,
             };
             measure("idle", case, &a.common, || idle::run_idle(p))
@@ -403,6 +413,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 concurrency: a.concurrency,
                 size: a.size,
                 idle_wait: secs(a.idle_wait),
+                write_limit: secs(a.write_limit),
                 server_pid: pid,
             };
             measure("tenants", case, &a.common, || idle::run_tenants(p))

@@ -108,6 +108,15 @@ fn cell(run: &Run) -> String {
             if let Some(f) = num(run, "failed").filter(|f| *f > 0.0) {
                 let _ = write!(s, " · {} failed", fmt_int(f));
             }
+            if let Some(n) = num(run, "not_opened_in_time").filter(|n| *n > 0.0) {
+                let _ = write!(
+                    s,
+                    " · only {} opened in the time limit ({} s)",
+                    num(run, "connections").map(fmt_int).unwrap_or_default(),
+                    g("open_s")
+                );
+                let _ = n;
+            }
             s
         }
         "tenants" => {
@@ -120,6 +129,13 @@ fn cell(run: &Run) -> String {
             );
             if let Some(f) = num(run, "failed").filter(|f| *f > 0.0) {
                 let _ = write!(s, " · {} failed", fmt_int(f));
+            }
+            if num(run, "not_started_in_time").is_some_and(|n| n > 0.0) {
+                let _ = write!(
+                    s,
+                    " · only {} written in the time limit",
+                    num(run, "tenants").map(fmt_int).unwrap_or_default()
+                );
             }
             s
         }
