@@ -4,6 +4,11 @@
 //! message (text as its UTF-8 bytes) to the actor, writes what the actor
 //! sends back and reports each written frame (the engine's outbound
 //! accounting). tungstenite answers WebSocket-level pings by itself.
+//!
+//! Inbound backpressure: each forwarded frame holds permits of a
+//! per-connection byte budget until the actor has handled it, so a peer
+//! that sends faster than its tenant processes stops being read (TCP flow
+//! control pushes back on it) instead of growing the actor's inbox.
 
 use crate::registry::Attached;
 use crate::tenant::{Outbound, TenantMsg};
@@ -12,8 +17,13 @@ use bytes::Bytes;
 use evsync_core::engine::{ConnId, close_code};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+
+/// Bytes of one connection's frames that may wait in its tenant's inbox.
+/// Larger than any accepted frame, so a single frame always fits.
+const INBOUND_BUDGET: usize = 64 * 1024 * 1024;
 
 /// How the write side ended.
 enum WriteEnd {
@@ -95,6 +105,7 @@ async fn read_loop(
     conn: ConnId,
     tx: mpsc::UnboundedSender<TenantMsg>,
 ) -> ReadEnd {
+    let budget = Arc::new(Semaphore::new(INBOUND_BUDGET));
     loop {
         let Some(message) = stream.next().await else {
             return ReadEnd::PeerClosed;
@@ -113,7 +124,18 @@ async fn read_loop(
                 };
             }
         };
-        if tx.send(TenantMsg::Frame { conn, frame }).is_err() {
+        let cost = frame.len().clamp(1, INBOUND_BUDGET) as u32;
+        let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {
+            return ReadEnd::Broken("inbound budget closed".into());
+        };
+        if tx
+            .send(TenantMsg::Frame {
+                conn,
+                frame,
+                permit,
+            })
+            .is_err()
+        {
             // The actor is gone; the writer will see its channel close.
             std::future::pending::<()>().await;
         }

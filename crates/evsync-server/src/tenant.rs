@@ -28,7 +28,13 @@ pub(crate) enum TenantMsg {
         ready: oneshot::Sender<Result<RemoteId, String>>,
     },
     /// One complete message from the socket (binary, or text as UTF-8).
-    Frame { conn: ConnId, frame: Bytes },
+    /// `permit` holds the frame's share of the connection's inbound
+    /// budget until the engine has taken the frame.
+    Frame {
+        conn: ConnId,
+        frame: Bytes,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    },
     /// `bytes` of this connection's frames were written to its socket.
     Sent { conn: ConnId, bytes: usize },
     /// The socket is gone (closed by the peer, or broken).
@@ -178,7 +184,14 @@ impl Actor {
                 }
                 let _ = ready.send(Ok(self.engine.remote_id()));
             }
-            TenantMsg::Frame { conn, frame } => self.engine.handle_frame(conn, frame, now),
+            TenantMsg::Frame {
+                conn,
+                frame,
+                permit,
+            } => {
+                self.engine.handle_frame(conn, frame, now);
+                drop(permit);
+            }
             TenantMsg::Sent { conn, bytes } => self.engine.handle_sent(conn, bytes),
             TenantMsg::Close { conn } => {
                 if self.conns.remove(&conn).is_some() {
