@@ -94,9 +94,11 @@ impl DecryptedEntry {
 /// The entries of this client's log written by *others* (other
 /// connections, other processes), in sequence order, each exactly once.
 ///
-/// Entries this client writes are not delivered back: their
-/// [`WriteReceipt`] already tells where they went (and the server omits a
-/// socket's own writes from its live stream). An entry that cannot be
+/// Entries this client writes once subscribed are not delivered back:
+/// their [`WriteReceipt`] already tells where they went (and the server
+/// omits a socket's own writes from its live stream). Entries it wrote
+/// before its first [`Client::subscribe`] are history like any other and
+/// are delivered. An entry that cannot be
 /// decrypted or decoded arrives as an `Err` and the stream goes on. The
 /// buffer is unbounded: a consumer must keep up.
 pub struct Subscription {

@@ -73,6 +73,8 @@ pub(crate) struct Driver {
     /// a catch-up after a reconnect sends them back, and they are not
     /// delivered to subscribers.
     own_sequences: BTreeSet<Sequence>,
+    /// `state` has changes not yet saved.
+    state_dirty: bool,
 }
 
 impl Driver {
@@ -97,6 +99,7 @@ impl Driver {
             remote: None,
             last_seen: 0,
             own_sequences: BTreeSet::new(),
+            state_dirty: false,
         }
     }
 
@@ -392,8 +395,12 @@ impl Driver {
         };
         let result = match sequences.as_slice() {
             [sequence] => {
-                if *sequence > self.last_seen {
+                // Only a subscribed client needs to recognise its writes in
+                // its stream; entries written before the first subscribe()
+                // are history like any other.
+                if self.subscribed && *sequence > self.last_seen {
                     self.own_sequences.insert(*sequence);
+                    self.fold_own_sequences();
                 }
                 Ok(WriteReceipt {
                     sequence: *sequence,
@@ -433,13 +440,45 @@ impl Driver {
             }
             self.subscribers.retain(|s| s.send(item.clone()).is_ok());
         }
+        self.fold_own_sequences();
         if self.last_seen != before {
             self.own_sequences = self.own_sequences.split_off(&(self.last_seen + 1));
             let pk = self.config.identity.public_key().to_owned();
             self.state.advance(&remote_id, &pk, self.last_seen);
-            if let Err(error) = self.config.state.save(&self.state) {
-                warn!(%error, "could not save the sync state");
-            }
+            self.state_dirty = true;
+        }
+        self.save_state();
+    }
+
+    /// Writes the positions to the state store if they changed.
+    fn save_state(&mut self) {
+        if !self.state_dirty {
+            return;
+        }
+        match self.config.state.save(&self.state) {
+            Ok(()) => self.state_dirty = false,
+            Err(error) => warn!(%error, "could not save the sync state"),
+        }
+    }
+
+    /// Moves `last_seen` over our own writes that directly follow it:
+    /// nothing can sit between, and the server will not send them live, so
+    /// without this a client that writes much more than it receives would
+    /// remember every sequence it wrote.
+    /// The position is advanced in memory (a reconnect resumes after these
+    /// writes) and reaches the state file with the next batch or at close,
+    /// not with an fsync per write.
+    fn fold_own_sequences(&mut self) {
+        let before = self.last_seen;
+        while self.own_sequences.remove(&(self.last_seen + 1)) {
+            self.last_seen += 1;
+        }
+        if self.last_seen != before
+            && let Some(remote) = self.remote
+        {
+            let pk = self.config.identity.public_key().to_owned();
+            self.state.advance(&remote, &pk, self.last_seen);
+            self.state_dirty = true;
         }
     }
 
@@ -473,6 +512,7 @@ impl Driver {
             let _ = write.reply.send(Err(Error::Closed));
         }
         self.subscribers.clear();
+        self.save_state();
         self.status.send_modify(|s| {
             s.connected = false;
             s.closed = true;
