@@ -18,25 +18,35 @@ describe("S2 history", () => {
       })
       after(() => server?.dispose())
 
-      scenario(target, "S2-late-joiner", "a late joiner receives the whole history, in order, once", async ({ replica }) => {
-        const url = server.url(tenant("s2l"))
-        const identity = makeIdentity()
-        const a = await replica({ url, identity, name: "A" })
-        const b = await replica({ url, identity, name: "B" })
-        await Promise.all([a.waitReady(), b.waitReady()])
-        const written = notes("h", 25)
-        for (const note of written) await a.write(note)
-        await b.waitForReceived(25) // the history is on the server
-        await a.stop()
+      // The late joiner runs once with Effect's memory journal (asks for changes from sequence 0)
+      // and once with its SqlEventJournal (asks from MAX(sequence) + 1, i.e. 1 when empty).
+      for (const journalKind of ["memory", "sql"]) {
+        scenario(target, `S2-late-joiner-${journalKind}`, `a late joiner (${journalKind} journal) receives the whole history, in order, once`, async ({ replica }) => {
+          const url = server.url(tenant("s2l"))
+          const identity = makeIdentity()
+          const dir = mkdtempSync(join(tmpdir(), "evsync-interop-journal-"))
+          try {
+            const a = await replica({ url, identity, name: "A" })
+            const b = await replica({ url, identity, name: "B" })
+            await Promise.all([a.waitReady(), b.waitReady()])
+            const written = notes("h", 25)
+            for (const note of written) await a.write(note)
+            await b.waitForReceived(25) // the history is on the server
+            await a.stop()
 
-        const late = await replica({ url, identity, name: "Late" })
-        await late.waitForReceived(25)
-        await barrier(b, [late])
-        assert.deepEqual(receivedIds(late), written.map((n) => n.id))
-        assert.deepEqual(late.received.filter((r) => r.id.startsWith("h-")).map((r) => r.n), written.map((n) => n.n))
-        assertHealthy(late)
-        assertHealthy(b)
-      })
+            const journalOptions = journalKind === "sql" ? { journalFile: join(dir, "late.sqlite") } : {}
+            const late = await replica({ url, identity, name: "Late", ...journalOptions })
+            await late.waitReady()
+            await barrier(b, [late])
+            assert.deepEqual(receivedIds(late), written.map((n) => n.id))
+            assert.deepEqual(late.received.filter((r) => r.id.startsWith("h-")).map((r) => r.n), written.map((n) => n.n))
+            assertHealthy(late)
+            assertHealthy(b)
+          } finally {
+            rmSync(dir, { recursive: true, force: true })
+          }
+        })
+      }
 
       // The rebuilt replica: same identity, same journal, new EventLog + remote (an app that
       // restarts or reconnects). Run with Effect's SqlEventJournal (sqlite file; what a Node app
