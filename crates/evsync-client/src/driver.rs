@@ -115,11 +115,15 @@ impl Driver {
     /// opened.
     pub(crate) async fn run(mut self, first: Opened) {
         let mut next = Some(first);
+        // Reconnect attempts since the last connection that stayed up for
+        // a while: a server that accepts and drops at once (crash loop,
+        // overload) keeps getting longer delays instead of 10 a second.
+        let mut attempt = 0u32;
         loop {
             let opened = match next.take() {
                 // `Client::connect` published this one's status already.
                 Some(opened) => opened,
-                None => match self.reconnect().await {
+                None => match self.reconnect(&mut attempt).await {
                     Some(opened) => {
                         self.status.send_modify(|s| {
                             s.connected = true;
@@ -131,7 +135,12 @@ impl Driver {
                     None => break,
                 },
             };
-            match self.session(opened).await {
+            let started = Instant::now();
+            let end = self.session(opened).await;
+            if started.elapsed() >= self.config.backoff.max {
+                attempt = 0;
+            }
+            match end {
                 End::Closed => break,
                 End::Lost(error) => {
                     warn!(%error, "connection lost; reconnecting");
@@ -147,12 +156,11 @@ impl Driver {
 
     /// Waits out the backoff and connects, serving commands meanwhile.
     /// `None` when the client is closed first.
-    async fn reconnect(&mut self) -> Option<Opened> {
-        let mut attempt = 0u32;
+    async fn reconnect(&mut self, attempt: &mut u32) -> Option<Opened> {
         loop {
-            let delay = self.config.backoff.delay(attempt);
-            attempt = attempt.saturating_add(1);
-            debug!(?delay, attempt, "waiting before reconnecting");
+            let delay = self.config.backoff.delay(*attempt);
+            *attempt = attempt.saturating_add(1);
+            debug!(?delay, attempt = *attempt, "waiting before reconnecting");
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
             loop {
@@ -173,7 +181,7 @@ impl Driver {
             match result {
                 Ok(opened) => return Some(opened),
                 Err(error) => {
-                    warn!(%error, attempt, "reconnect failed");
+                    warn!(%error, attempt = *attempt, "reconnect failed");
                     self.status
                         .send_modify(|s| s.last_error = Some(error.to_string()));
                 }
