@@ -1,0 +1,186 @@
+//! Carries out what the engine asks for: frames to send, sockets to close,
+//! storage requests to run (feeding the answers back), until no action is
+//! left; then saves each touched socket's subscriptions in its attachment.
+//!
+//! Storage on D1 is asynchronous, and a Durable Object delivers the next
+//! event while one awaits I/O. So only one pump runs at a time: an event
+//! that arrives meanwhile feeds the engine and returns, and the running pump
+//! picks up the actions it caused. The engine is never borrowed across an
+//! `await`.
+
+use crate::attachment::{self, Positions};
+use crate::js;
+use crate::storage::Backend;
+use evsync_core::engine::{Action, ConnId, Engine, Event};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use worker::{SqlStorage, WebSocket};
+
+/// The in-memory half of a tenant's Durable Object, created when the first
+/// event needs it (and again after hibernation).
+pub struct Live {
+    pub tenant: String,
+    pub engine: Engine,
+    pub backend: Backend,
+    /// Open sockets by connection id.
+    pub sockets: HashMap<ConnId, WebSocket>,
+    /// The subscriptions last saved in each socket's attachment.
+    pub saved: HashMap<ConnId, Positions>,
+    /// Connections whose subscriptions may have moved since the last save.
+    pub touched: BTreeSet<ConnId>,
+    /// The next connection id to hand out (above every restored one).
+    pub next_conn: u64,
+    pub debug: bool,
+}
+
+/// The engine's state and the single-pump guard.
+#[derive(Default)]
+pub struct Driver {
+    pub live: RefCell<Option<Live>>,
+    pumping: Cell<bool>,
+}
+
+enum Step {
+    Done,
+    Storage(Backend, evsync_core::storage::StorageRequest),
+    Continue,
+}
+
+impl Driver {
+    /// True once the engine exists.
+    pub fn is_live(&self) -> bool {
+        self.live.borrow().is_some()
+    }
+
+    /// Runs `f` on the live state, if any.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Live) -> R) -> Option<R> {
+        self.live.borrow_mut().as_mut().map(f)
+    }
+
+    /// Drains the engine's actions (see the module docs).
+    pub async fn pump(&self, sql: &SqlStorage) {
+        if self.pumping.replace(true) {
+            return;
+        }
+        loop {
+            match self.step() {
+                Step::Done => break,
+                Step::Continue => {}
+                Step::Storage(backend, request) => {
+                    let response = backend.execute(&request).await;
+                    self.with(|live| live.engine.handle_storage_response(response));
+                }
+            }
+        }
+        self.with(|live| save_positions(live, sql));
+        self.pumping.set(false);
+    }
+
+    /// Carries out one action, unless it is storage work (which the caller
+    /// awaits without holding the engine).
+    fn step(&self) -> Step {
+        let mut guard = self.live.borrow_mut();
+        let Some(live) = guard.as_mut() else {
+            return Step::Done;
+        };
+        log_events(live);
+        let Some(action) = live.engine.poll_action() else {
+            return Step::Done;
+        };
+        match action {
+            Action::Send { conn, frame } => {
+                let sent = live
+                    .sockets
+                    .get(&conn)
+                    .map(|ws| ws.send_with_bytes(&frame));
+                match sent {
+                    Some(Ok(())) => {
+                        live.engine.handle_sent(conn, frame.len());
+                        live.touched.insert(conn);
+                    }
+                    // The socket is gone or closing: forget the connection.
+                    Some(Err(_)) => {
+                        live.sockets.remove(&conn);
+                        live.saved.remove(&conn);
+                        live.engine.handle_close(conn);
+                    }
+                    None => live.engine.handle_close(conn),
+                }
+            }
+            Action::Close { conn, code, reason } => {
+                if live.debug {
+                    worker::console_log!(
+                        "evsync: tenant {}: closing conn {} ({code} {reason})",
+                        live.tenant,
+                        conn.0
+                    );
+                }
+                live.saved.remove(&conn);
+                live.touched.remove(&conn);
+                if let Some(ws) = live.sockets.remove(&conn) {
+                    let _ = ws.close(Some(code), Some(reason));
+                }
+            }
+            Action::Storage(request) => return Step::Storage(live.backend.clone(), request),
+        }
+        Step::Continue
+    }
+}
+
+/// Writes the subscriptions of every touched socket whose positions moved.
+fn save_positions(live: &mut Live, sql: &SqlStorage) {
+    for conn in std::mem::take(&mut live.touched) {
+        let Some(ws) = live.sockets.get(&conn) else {
+            continue;
+        };
+        let positions = live.engine.subscription_positions(conn);
+        if live.saved.get(&conn) == Some(&positions) {
+            continue;
+        }
+        match attachment::save(sql, ws, conn, &positions) {
+            Ok(()) => {
+                live.saved.insert(conn, positions);
+            }
+            Err(err) => worker::console_error!(
+                "evsync: tenant {}: cannot save conn {}'s subscriptions: {err}",
+                live.tenant,
+                conn.0
+            ),
+        }
+    }
+}
+
+/// Logs the engine's events: requests only with SYNC_DEBUG (the engine
+/// records them only then), closes and storage failures always.
+fn log_events(live: &mut Live) {
+    while let Some(event) = live.engine.poll_event() {
+        match event {
+            Event::Request { conn, summary } => worker::console_log!(
+                "evsync: tenant {}: conn {} {} publicKey={:?} id={:?} entries={} start={:?} part={:?} peers={}",
+                live.tenant,
+                conn.0,
+                summary.tag,
+                summary.public_key,
+                summary.id,
+                summary.entries,
+                summary.start_sequence,
+                summary.part,
+                live.engine.connection_count()
+            ),
+            Event::Closing { conn, code, reason } => worker::console_warn!(
+                "evsync: tenant {}: closing conn {} with {code}: {reason}",
+                live.tenant,
+                conn.0
+            ),
+            Event::StorageFailed { message } => worker::console_error!(
+                "evsync: tenant {}: storage failed: {message}",
+                live.tenant
+            ),
+        }
+    }
+}
+
+/// The engine's clock: wall time in milliseconds.
+pub fn now() -> evsync_core::time::Timestamp {
+    evsync_core::time::Timestamp(js::now_ms())
+}

@@ -1,0 +1,266 @@
+//! `SyncDurableObject`: one per tenant (`idFromName(tenant)`), holding its
+//! sockets with the hibernation API and driving one core `Engine`.
+//!
+//! - The engine is created lazily, by the first event that needs it, with
+//!   the remoteId read from storage. After hibernation (sockets still open,
+//!   memory gone) it is created again and every socket's connection is
+//!   restored from its attachment, subscriptions included.
+//! - Ping/Pong and StopChanges are the engine's, so Effect clients need no
+//!   `disablePing` (but each Ping wakes a hibernating object; see
+//!   `docs/cloudflare.md`).
+//! - Chunk reassembly is per connection inside the engine, and bounded.
+
+use crate::attachment;
+use crate::config;
+use crate::driver::{self, Driver, Live};
+use crate::object_meta;
+use crate::routes::text;
+use crate::selftest;
+use crate::storage::Backend;
+use bytes::Bytes;
+use evsync_core::engine::{ConnId, Engine, EngineConfig};
+use std::collections::{BTreeSet, HashMap};
+use worker::{
+    DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
+    WebSocketPair, durable_object,
+};
+
+/// Request header (set by the Worker only) naming the tenant.
+pub const TENANT_HEADER: &str = "x-evsync-tenant";
+
+/// Request header (set by the Worker only) naming the `sync-auth.<token>`
+/// subprotocol the `101` must select.
+pub const PROTOCOL_HEADER: &str = "x-evsync-protocol";
+
+/// The Durable Object class bound as `SYNC_DO`.
+#[durable_object(websocket)]
+pub struct SyncDurableObject {
+    state: State,
+    env: Env,
+    driver: Driver,
+}
+
+impl DurableObject for SyncDurableObject {
+    fn new(state: State, env: Env) -> Self {
+        SyncDurableObject {
+            state,
+            env,
+            driver: Driver::default(),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let url = req.url()?;
+        if url.path() == "/connect" {
+            return self.connect(&req).await;
+        }
+        if let Some(backend) = url.path().strip_prefix(selftest::ROUTE_PREFIX)
+            && config::flag(&self.env, selftest::ENABLE_VAR)
+        {
+            return selftest::in_object(&self.state, &self.env, backend).await;
+        }
+        text(404, "Not found")
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        // A text frame is taken as its UTF-8 bytes, as Effect's server does.
+        let frame = match message {
+            WebSocketIncomingMessage::Binary(bytes) => Bytes::from(bytes),
+            WebSocketIncomingMessage::String(text) => Bytes::from(text.into_bytes()),
+        };
+        if let Err(reason) = self.ensure_live(None).await {
+            worker::console_error!("evsync: storage unavailable: {reason}");
+            let _ = ws.close(Some(1011), Some(truncate(&reason)));
+            return Ok(());
+        }
+        let Some(conn) = attachment::conn_id(&self.state, &ws) else {
+            let _ = ws.close(Some(1011), Some("connection state lost"));
+            return Ok(());
+        };
+        self.driver.with(|live| {
+            let now = driver::now();
+            live.engine.handle_timeout(now);
+            live.engine.handle_frame(conn, frame, now);
+            live.touched.insert(conn);
+        });
+        self.driver.pump(&self.state.storage().sql()).await;
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        self.closed(&ws).await;
+        // Completes the closing handshake on runtimes that do not reply to
+        // a close frame themselves.
+        let _ = ws.close(Some(1000), Some(""));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.closed(&ws).await;
+        Ok(())
+    }
+}
+
+impl SyncDurableObject {
+    /// Accepts a socket forwarded by the Worker: `101` with the socket, or
+    /// `503` with the reason when storage cannot start.
+    async fn connect(&self, req: &Request) -> Result<Response> {
+        let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
+            return text(400, "Tenant is required.");
+        };
+        let protocol = req.headers().get(PROTOCOL_HEADER)?;
+        if let Err(reason) = self.ensure_live(Some(&tenant)).await {
+            worker::console_error!("evsync: tenant {tenant}: storage unavailable: {reason}");
+            return text(503, &reason);
+        }
+        let pair = WebSocketPair::new()?;
+        let sql = self.state.storage().sql();
+        let accepted = self.driver.with(|live| {
+            let conn = ConnId(live.next_conn);
+            live.next_conn += 1;
+            self.state
+                .accept_websocket_with_tags(&pair.server, &[&attachment::tag(conn)]);
+            attachment::save(&sql, &pair.server, conn, &Vec::new())?;
+            live.sockets.insert(conn, pair.server.clone());
+            live.saved.insert(conn, Vec::new());
+            live.engine.handle_open(conn, driver::now());
+            if live.debug {
+                worker::console_log!(
+                    "evsync: tenant {}: open conn {} ({} open)",
+                    live.tenant,
+                    conn.0,
+                    live.engine.connection_count()
+                );
+            }
+            Ok::<(), String>(())
+        });
+        if let Some(Err(reason)) = accepted {
+            return text(503, &reason);
+        }
+        self.driver.pump(&sql).await;
+        let mut response = Response::from_websocket(pair.client)?;
+        if let Some(protocol) = protocol {
+            response
+                .headers_mut()
+                .set("Sec-WebSocket-Protocol", &protocol)?;
+        }
+        Ok(response)
+    }
+
+    /// A socket closed or failed: the engine forgets its connection.
+    async fn closed(&self, ws: &WebSocket) {
+        let Some(conn) = attachment::conn_id(&self.state, ws) else {
+            return;
+        };
+        let sql = self.state.storage().sql();
+        attachment::forget_overflow(&sql, conn);
+        let was_live = self
+            .driver
+            .with(|live| {
+                live.sockets.remove(&conn);
+                live.saved.remove(&conn);
+                live.touched.remove(&conn);
+                live.engine.handle_close(conn);
+                if live.debug {
+                    worker::console_log!(
+                        "evsync: tenant {}: closed conn {} ({} open)",
+                        live.tenant,
+                        conn.0,
+                        live.engine.connection_count()
+                    );
+                }
+            })
+            .is_some();
+        if was_live {
+            self.driver.pump(&sql).await;
+        }
+    }
+
+    /// Creates the engine if this object has none yet (first connection,
+    /// or the first event after hibernation), restoring every open
+    /// socket's connection and subscriptions. `tenant` comes from the
+    /// Worker's request; after hibernation it is read back from storage.
+    async fn ensure_live(&self, tenant: Option<&str>) -> std::result::Result<(), String> {
+        if self.driver.is_live() {
+            return Ok(());
+        }
+        let sql = self.state.storage().sql();
+        let tenant = match tenant {
+            Some(tenant) => {
+                object_meta::remember_tenant(&sql, tenant)?;
+                tenant.to_string()
+            }
+            None => object_meta::recall_tenant(&sql)
+                .ok_or_else(|| "this object does not know its tenant".to_string())?,
+        };
+        let backend = Backend::open(&self.state, &self.env, &tenant).await?;
+        let remote_id = backend.remote_id().await?;
+        attachment::prepare(&sql)?;
+        if self.driver.is_live() {
+            // Another event created it while this one awaited storage.
+            return Ok(());
+        }
+        worker::console_log!(
+            "evsync: tenant {tenant}: storage {}, remoteId {}",
+            backend.describe(),
+            remote_id.to_uuid_string()
+        );
+        let debug = config::flag(&self.env, "SYNC_DEBUG");
+        let mut engine = Engine::new(remote_id, EngineConfig::default());
+        engine.set_debug(debug);
+        let mut live = Live {
+            tenant,
+            engine,
+            backend,
+            sockets: HashMap::new(),
+            saved: HashMap::new(),
+            touched: BTreeSet::new(),
+            next_conn: 0,
+            debug,
+        };
+        for ws in self.state.get_websockets() {
+            match attachment::load(&sql, &ws) {
+                Some((conn, positions)) => {
+                    live.next_conn = live.next_conn.max(conn.0 + 1);
+                    live.engine.restore_connection(conn, positions.clone());
+                    live.sockets.insert(conn, ws);
+                    live.saved.insert(conn, positions);
+                    live.touched.insert(conn);
+                }
+                None => {
+                    let _ = ws.close(Some(1011), Some("connection state lost"));
+                }
+            }
+        }
+        let restored = live.sockets.len();
+        if restored > 0 {
+            worker::console_log!(
+                "evsync: tenant {}: woke with {restored} open socket(s)",
+                live.tenant
+            );
+        }
+        *self.driver.live.borrow_mut() = Some(live);
+        // Restored subscriptions catch up from storage.
+        self.driver.pump(&sql).await;
+        Ok(())
+    }
+}
+
+/// WebSocket close reasons are limited to 123 bytes.
+fn truncate(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}

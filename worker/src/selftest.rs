@@ -1,0 +1,210 @@
+//! The core's storage conformance suite, run inside workerd against the real
+//! Durable Object SQLite and D1 backends (they exist nowhere else).
+//!
+//! Enabled only when `SYNC_SELF_TEST` is `true`/`1` (the test-only wrangler
+//! configs set it; the deploy config does not):
+//!
+//! - `GET /__evsync/self-test/<do|d1>/<run>` runs the suite in a scratch
+//!   Durable Object named `__selftest-<run>` (a name no tenant can have:
+//!   tenants start with a letter or digit). DO mode uses that object's own
+//!   SQLite (wiped before each check); D1 mode uses fresh tenants
+//!   `selftest-<run>-<n>` in `SYNC_DB`, deleted afterwards, and also checks
+//!   that two tenants with the same publicKey stay apart. Answers
+//!   `200 PASS …`, or `500 FAIL …` with the first failed assertion.
+//! - `GET /__evsync/self-test/result/<run>` answers the assertion recorded
+//!   by that run's object (empty when none).
+//!
+//! Why two routes: the suite reports failures by panicking, and a panic
+//! aborts the wasm instance (`panic = "abort"`; there is no unwinding to
+//! catch). The panic hook (see `js::install_panic_hook`) first writes the
+//! message into the scratch object's SQLite, which outlives the abort. The
+//! Worker then asks the same object for it; if the abort also took the
+//! Worker's own request down (Worker and object can share an isolate and so
+//! a wasm instance), the caller asks the `result` route itself.
+
+use crate::config;
+use crate::js;
+use crate::routes::text;
+use crate::storage::d1::D1Storage;
+use crate::storage::do_sql::DoSqlStorage;
+use evsync_core::storage::conformance::{self, batch, entry_id};
+use evsync_core::storage::{AsyncStorage, ReadLimit};
+use serde::Deserialize;
+use std::cell::RefCell;
+use worker::{Env, Response, Result, SqlStorage, State};
+
+/// Path prefix of the self-test routes (on the Worker and on the object).
+pub const ROUTE_PREFIX: &str = "/__evsync/self-test/";
+
+/// The variable that enables them.
+pub const ENABLE_VAR: &str = "SYNC_SELF_TEST";
+
+/// Worker side: forwards `<do|d1|result>/<run>` to the run's scratch object.
+pub async fn route(rest: &str, env: &Env) -> Result<Response> {
+    let Some((what, run)) = rest.split_once('/') else {
+        return text(404, "Not found");
+    };
+    if !matches!(what, "do" | "d1" | "result") || !crate::routes::is_valid_tenant(run) {
+        return text(404, "Not found");
+    }
+    let stub = env
+        .durable_object(config::DO_BINDING)?
+        .id_from_name(&format!("__selftest-{run}"))?
+        .get_stub()?;
+    let url = format!("https://evsync.internal{ROUTE_PREFIX}{what}");
+    match stub.fetch_with_str(&url).await {
+        Ok(response) => Ok(response),
+        Err(err) => {
+            let result = format!("https://evsync.internal{ROUTE_PREFIX}result");
+            let recorded = match stub.fetch_with_str(&result).await {
+                Ok(mut response) => response.text().await.ok(),
+                Err(_) => None,
+            };
+            let message = recorded
+                .filter(|m| !m.is_empty())
+                .or_else(js::last_panic_global)
+                .unwrap_or_else(|| err.to_string());
+            text(500, &format!("FAIL {what}: {message}"))
+        }
+    }
+}
+
+/// Object side: runs the suite for `what` (`do` or `d1`), or answers the
+/// recorded failure (`result`).
+pub async fn in_object(state: &State, env: &Env, what: &str) -> Result<Response> {
+    let sql = state.storage().sql();
+    if let Err(err) = prepare(&sql) {
+        return text(500, &format!("FAIL {what}: {err}"));
+    }
+    if what == "result" {
+        return text(200, &recorded(&sql).unwrap_or_default());
+    }
+    js::install_panic_hook();
+    js::set_panic_sink(Some(sql.clone()));
+    let outcome = match what {
+        "do" => run_do(state).await,
+        "d1" => run_d1(env).await,
+        _ => Err("unknown backend".to_string()),
+    };
+    js::set_panic_sink(None);
+    match outcome {
+        Ok(summary) => text(200, &format!("PASS {what}: {summary}")),
+        Err(err) => text(500, &format!("FAIL {what}: {err}")),
+    }
+}
+
+/// Called by the panic hook: keeps the message in the scratch object.
+pub fn record_panic(sql: &SqlStorage, message: &str) {
+    let _ = sql.exec(
+        "INSERT OR REPLACE INTO evsync_selftest (key, value) VALUES ('panic', ?1)",
+        vec![message.into()],
+    );
+}
+
+fn prepare(sql: &SqlStorage) -> std::result::Result<(), String> {
+    sql.exec(
+        "CREATE TABLE IF NOT EXISTS evsync_selftest (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+fn recorded(sql: &SqlStorage) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Row {
+        value: String,
+    }
+    let rows: Vec<Row> = sql
+        .exec("SELECT value FROM evsync_selftest WHERE key = 'panic'", None)
+        .ok()?
+        .to_array()
+        .ok()?;
+    rows.into_iter().next().map(|r| r.value)
+}
+
+async fn run_do(state: &State) -> std::result::Result<String, String> {
+    let storage = state.storage();
+    let fresh = || {
+        DoSqlStorage::wipe(&storage).expect("wiping the scratch store");
+        let store = DoSqlStorage::open(&storage).expect("opening DO SQL storage");
+        async move { store }
+    };
+    conformance::run_all(fresh).await;
+    DoSqlStorage::wipe(&storage).map_err(|e| e.message)?;
+    let reopen = || {
+        let store = DoSqlStorage::open(&storage).expect("reopening DO SQL storage");
+        async move { store }
+    };
+    conformance::run_persistence(reopen).await;
+    DoSqlStorage::wipe(&storage).map_err(|e| e.message)?;
+    Ok("conformance run_all and run_persistence on Durable Object SQLite".into())
+}
+
+async fn run_d1(env: &Env) -> std::result::Result<String, String> {
+    if env.d1(config::D1_BINDING).is_err() {
+        return Err(format!("no D1 database bound as {}", config::D1_BINDING));
+    }
+    let nonce: String = js::random_bytes::<6>()?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let tenants = RefCell::new(Vec::<String>::new());
+    let open = |tenant: String| {
+        tenants.borrow_mut().push(tenant.clone());
+        let db = env.d1(config::D1_BINDING).expect("SYNC_DB binding");
+        async move {
+            D1Storage::open(db, &tenant)
+                .await
+                .expect("opening D1 storage")
+        }
+    };
+    let mut n = 0;
+    conformance::run_all(|| {
+        n += 1;
+        open(format!("selftest-{nonce}-{n}"))
+    })
+    .await;
+    conformance::run_persistence(|| open(format!("selftest-{nonce}-p"))).await;
+    tenant_isolation(open(format!("selftest-{nonce}-x")).await, open(format!("selftest-{nonce}-y")).await).await;
+    let mut seen = tenants.borrow().clone();
+    seen.sort();
+    seen.dedup();
+    for tenant in &seen {
+        let store = open(tenant.clone()).await;
+        store.delete_tenant().await.map_err(|e| e.message)?;
+    }
+    Ok(format!(
+        "conformance run_all and run_persistence on D1, tenant isolation; {} scratch tenants removed",
+        seen.len()
+    ))
+}
+
+/// D1 keeps every tenant in the same tables: the same publicKey in two
+/// tenants must be two logs with their own sequences and remoteIds.
+async fn tenant_isolation(mut a: D1Storage, mut b: D1Storage) {
+    const ALL: ReadLimit = ReadLimit {
+        max_entries: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let out = a.append(&[batch("pk", 1, &[1, 2])]).await.expect("append a");
+    assert_eq!(out[0].len(), 2);
+    let out = b.append(&[batch("pk", 1, &[2, 3])]).await.expect("append b");
+    assert_eq!(
+        out[0].iter().map(|x| (x.sequence, x.inserted)).collect::<Vec<_>>(),
+        vec![(1, true), (2, true)],
+        "tenant b's log is its own: same entryId as tenant a is new, sequences start at 1"
+    );
+    let read_b = b.read("pk", 0, ALL).await.expect("read b");
+    assert_eq!(
+        read_b.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(),
+        vec![entry_id(2), entry_id(3)],
+        "tenant b reads only its own entries"
+    );
+    assert_eq!(a.read("pk", 0, ALL).await.expect("read a").len(), 2);
+    assert_ne!(
+        a.remote_id().await.expect("remote id a"),
+        b.remote_id().await.expect("remote id b"),
+        "each tenant has its own remoteId"
+    );
+}

@@ -1,0 +1,391 @@
+//! The D1 backend (`SYNC_DB`), for deployments that want every tenant's logs
+//! in one queryable database.
+//!
+//! Tenant isolation: the original kept all tenants in the same tables
+//! without a tenant key, so tenants saw each other's logs. Here every row is
+//! keyed by tenant (`tenant` leads every primary key and unique index, and
+//! every statement filters on it). One fixed set of tables rather than a
+//! table set per tenant because D1 schema changes are slow and serialised,
+//! a database has a bounded number of tables, and a fixed schema migrates
+//! with one statement list; deleting a tenant is one `DELETE … WHERE
+//! tenant = ?`. The tenant's Durable Object is its only writer, so sequences
+//! are computed from the head it reads; should a second writer ever race it,
+//! the primary key and unique index make the losing transaction fail (and
+//! its replica retry) rather than corrupt the log.
+//!
+//! D1 is reached over the network: calls are asynchronous, and the engine's
+//! requests run with
+//! [`StorageRequest::execute_async`](evsync_core::storage::StorageRequest::execute_async).
+//! An append is one read round trip (heads and duplicates) and one `batch()`
+//! of inserts, which D1 runs as a single transaction.
+
+use super::plan::{self, Existing};
+use super::values::MAX_SAFE_INTEGER;
+use crate::js;
+use evsync_core::storage::{AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError};
+use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
+use js_sys::{Array, ArrayBuffer, Uint8Array};
+use serde::Deserialize;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{D1Database, D1PreparedStatement};
+
+/// The schema this code writes. Version 1: `evsync_schema`,
+/// `evsync_tenants` (remoteId per tenant) and `evsync_entries`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evsync_tenants (
+        tenant TEXT PRIMARY KEY,
+        remote_id BLOB NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS evsync_entries (
+        tenant TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_id BLOB NOT NULL,
+        encrypted_entry BLOB NOT NULL,
+        PRIMARY KEY (tenant, public_key, sequence),
+        UNIQUE (tenant, public_key, entry_id)
+    )",
+];
+
+thread_local! {
+    /// Set once this wasm instance has checked the schema: every Durable
+    /// Object of the isolate shares the database.
+    static MIGRATED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// One tenant's logs in the shared D1 database.
+#[derive(Clone)]
+pub struct D1Storage {
+    db: Rc<D1Database>,
+    tenant: String,
+}
+
+#[derive(Deserialize)]
+struct VersionRow {
+    version: f64,
+}
+
+#[derive(Deserialize)]
+struct HexRow {
+    hex: String,
+}
+
+#[derive(Deserialize)]
+struct HeadRow {
+    head: f64,
+}
+
+#[derive(Deserialize)]
+struct ExistingRow {
+    id: String,
+    seq: f64,
+}
+
+impl D1Storage {
+    /// Opens `tenant`'s store, creating or upgrading the shared schema.
+    pub async fn open(db: D1Database, tenant: &str) -> Result<Self, StorageError> {
+        let store = D1Storage {
+            db: Rc::new(db),
+            tenant: tenant.to_string(),
+        };
+        if !MIGRATED.with(Cell::get) {
+            store.migrate().await?;
+            MIGRATED.with(|m| m.set(true));
+        }
+        Ok(store)
+    }
+
+    /// Deletes every row of this tenant (the self-test's clean-up).
+    pub async fn delete_tenant(&self) -> Result<(), StorageError> {
+        let statements = vec![
+            self.statement("DELETE FROM evsync_entries WHERE tenant = ?1", &[])?,
+            self.statement("DELETE FROM evsync_tenants WHERE tenant = ?1", &[])?,
+        ];
+        self.db.batch(statements).await.map_err(d1_error)?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<(), StorageError> {
+        let results = self
+            .db
+            .batch(vec![
+                self.db.prepare(
+                    "CREATE TABLE IF NOT EXISTS evsync_schema (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        version INTEGER NOT NULL
+                    )",
+                ),
+                self.db.prepare("SELECT version FROM evsync_schema WHERE id = 1"),
+            ])
+            .await
+            .map_err(d1_error)?;
+        let version = results
+            .get(1)
+            .map(|r| r.results::<VersionRow>())
+            .transpose()
+            .map_err(d1_error)?
+            .and_then(|rows| rows.into_iter().next())
+            .map(|row| row.version as i64);
+        match version {
+            Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(v) if v > SCHEMA_VERSION => Err(StorageError::new(format!(
+                "D1 storage has schema version {v}; this worker supports up to {SCHEMA_VERSION}"
+            ))),
+            _ => {
+                let mut statements: Vec<D1PreparedStatement> =
+                    SCHEMA_V1.iter().map(|ddl| self.db.prepare(*ddl)).collect();
+                statements.push(
+                    self.db
+                        .prepare(
+                            "INSERT INTO evsync_schema (id, version) VALUES (1, ?1)
+                             ON CONFLICT (id) DO UPDATE SET version = excluded.version
+                             WHERE excluded.version > evsync_schema.version",
+                        )
+                        .bind(&[JsValue::from_f64(SCHEMA_VERSION as f64)])
+                        .map_err(d1_error)?,
+                );
+                self.db
+                    .batch(statements)
+                    .await
+                    .map_err(|e| StorageError::new(format!("D1 schema migration failed: {e}")))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A statement whose `?1` is this tenant and whose `?2…` are `params`.
+    fn statement(&self, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, StorageError> {
+        let mut all = Vec::with_capacity(params.len() + 1);
+        all.push(JsValue::from_str(&self.tenant));
+        all.extend_from_slice(params);
+        debug_assert!(all.len() <= plan::MAX_BOUND_PARAMETERS);
+        self.db.prepare(sql).bind(&all).map_err(d1_error)
+    }
+
+    async fn lookups(
+        &self,
+        batches: &[AppendBatch],
+    ) -> Result<(HashMap<String, Sequence>, Existing), StorageError> {
+        // Statement list: per publicKey its head, then its duplicate lookups.
+        let mut keys: Vec<&str> = Vec::new();
+        let mut statements = Vec::new();
+        let mut kinds = Vec::new();
+        for batch in batches {
+            let key = batch.public_key.as_str();
+            if !keys.contains(&key) {
+                keys.push(key);
+                statements.push(self.statement(
+                    "SELECT COALESCE(MAX(sequence), 0) AS head FROM evsync_entries
+                     WHERE tenant = ?1 AND public_key = ?2",
+                    &[JsValue::from_str(key)],
+                )?);
+                kinds.push((key, true));
+            }
+            for ids in plan::lookup_chunks(&batch.entries, 2) {
+                let sql = format!(
+                    "SELECT hex(entry_id) AS id, sequence AS seq FROM evsync_entries
+                     WHERE tenant = ?1 AND public_key = ?2 AND entry_id IN ({})",
+                    plan::placeholders(3, ids.len())
+                );
+                let mut params = vec![JsValue::from_str(key)];
+                params.extend(ids.iter().map(|e| bytes_param(&e.entry_id)));
+                statements.push(self.statement(&sql, &params)?);
+                kinds.push((key, false));
+            }
+        }
+        let results = self.db.batch(statements).await.map_err(d1_error)?;
+        let mut heads = HashMap::new();
+        let mut existing = Existing::new();
+        for ((key, is_head), result) in kinds.into_iter().zip(results) {
+            if is_head {
+                let head = result
+                    .results::<HeadRow>()
+                    .map_err(d1_error)?
+                    .first()
+                    .map_or(0.0, |r| r.head);
+                heads.insert(key.to_string(), head as Sequence);
+            } else {
+                for row in result.results::<ExistingRow>().map_err(d1_error)? {
+                    let id = from_hex(&row.id)?;
+                    existing.insert((key.to_string(), id.into()), row.seq as Sequence);
+                }
+            }
+        }
+        Ok((heads, existing))
+    }
+}
+
+impl AsyncStorage for D1Storage {
+    async fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        let fresh = RemoteId::from_random_bytes(js::random_bytes().map_err(StorageError::new)?);
+        let results = self
+            .db
+            .batch(vec![
+                self.statement(
+                    "INSERT OR IGNORE INTO evsync_tenants (tenant, remote_id) VALUES (?1, ?2)",
+                    &[bytes_param(&fresh.0)],
+                )?,
+                self.statement(
+                    "SELECT hex(remote_id) AS hex FROM evsync_tenants WHERE tenant = ?1",
+                    &[],
+                )?,
+            ])
+            .await
+            .map_err(d1_error)?;
+        let row = results
+            .get(1)
+            .map(|r| r.results::<HexRow>())
+            .transpose()
+            .map_err(d1_error)?
+            .and_then(|rows| rows.into_iter().next())
+            .ok_or_else(|| StorageError::new("remoteId was not stored"))?;
+        let id: [u8; 16] = from_hex(&row.hex)?
+            .try_into()
+            .map_err(|_| StorageError::new("stored remoteId is not 16 bytes"))?;
+        Ok(RemoteId(id))
+    }
+
+    async fn append(
+        &mut self,
+        batches: &[AppendBatch],
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        if batches.iter().all(|b| b.entries.is_empty()) {
+            return Ok(batches.iter().map(|_| Vec::new()).collect());
+        }
+        let (heads, existing) = self.lookups(batches).await?;
+        let plan = plan::plan_append(batches, &existing, &heads);
+        // ?1 tenant, ?2 publicKey, ?3 iv; per row: sequence, entryId, ciphertext.
+        let mut statements = Vec::new();
+        for run in plan::insert_runs(&plan.rows, 3, 3) {
+            let rows = &plan.rows[run];
+            let batch = &batches[rows[0].batch];
+            let sql = plan::multi_row_insert(
+                "INSERT INTO evsync_entries (tenant, public_key, iv, sequence, entry_id, encrypted_entry) SELECT",
+                "?1, ?2, ?3, column1, column2, column3",
+                3,
+                3,
+                rows.len(),
+            );
+            let mut params = vec![JsValue::from_str(&batch.public_key), bytes_param(&batch.iv)];
+            for row in rows {
+                params.push(JsValue::from_f64(row.sequence as f64));
+                params.push(bytes_param(&row.entry.entry_id));
+                params.push(bytes_param(&row.entry.encrypted_entry));
+            }
+            statements.push(self.statement(&sql, &params)?);
+        }
+        if !statements.is_empty() {
+            // One batch() is one transaction: all rows or none.
+            self.db.batch(statements).await.map_err(d1_error)?;
+        }
+        Ok(plan.outcomes)
+    }
+
+    async fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        if limit.max_entries == 0 {
+            return Ok(Vec::new());
+        }
+        // The byte budget is applied in SQL (a running total over at most
+        // max_entries rows) so that D1 never ships rows that would be
+        // dropped; the first row is always returned.
+        let statement = self.statement(
+            "SELECT sequence, iv, entry_id, encrypted_entry FROM (
+                SELECT sequence, iv, entry_id, encrypted_entry,
+                    SUM(length(iv) + length(entry_id) + length(encrypted_entry))
+                        OVER (ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS running,
+                    ROW_NUMBER() OVER (ORDER BY sequence) AS n
+                FROM (
+                    SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
+                    WHERE tenant = ?1 AND public_key = ?2 AND sequence >= ?3
+                    ORDER BY sequence LIMIT ?4
+                )
+            ) WHERE n = 1 OR running <= ?5 ORDER BY sequence",
+            &[
+                JsValue::from_str(public_key),
+                JsValue::from_f64(from.min(MAX_SAFE_INTEGER) as f64),
+                JsValue::from_f64((limit.max_entries as u64).min(MAX_SAFE_INTEGER) as f64),
+                JsValue::from_f64((limit.max_bytes as u64).min(MAX_SAFE_INTEGER) as f64),
+            ],
+        )?;
+        let rows = statement.raw_js_value().await.map_err(d1_error)?;
+        rows.into_iter().map(entry_from_row).collect()
+    }
+}
+
+fn entry_from_row(row: JsValue) -> Result<RemoteEntry, StorageError> {
+    let row: Array = row
+        .dyn_into()
+        .map_err(|_| StorageError::new("D1 returned a row that is not an array"))?;
+    let sequence = row
+        .get(0)
+        .as_f64()
+        .ok_or_else(|| StorageError::new("D1 returned a non-numeric sequence"))?;
+    Ok(RemoteEntry {
+        sequence: sequence as Sequence,
+        iv: bytes_from(row.get(1))?.into(),
+        entry_id: bytes_from(row.get(2))?.into(),
+        encrypted_entry: bytes_from(row.get(3))?.into(),
+    })
+}
+
+/// Bytes as a D1 blob parameter.
+fn bytes_param(bytes: &[u8]) -> JsValue {
+    Uint8Array::from(bytes).buffer().into()
+}
+
+/// A blob column as D1 returns it: an `ArrayBuffer`, a typed array, or an
+/// array of byte values, depending on the API and runtime version.
+fn bytes_from(value: JsValue) -> Result<Vec<u8>, StorageError> {
+    if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
+        return Ok(Uint8Array::new(buffer).to_vec());
+    }
+    if let Some(array) = value.dyn_ref::<Uint8Array>() {
+        return Ok(array.to_vec());
+    }
+    if let Some(array) = value.dyn_ref::<Array>() {
+        return array
+            .iter()
+            .map(|v| {
+                v.as_f64()
+                    .filter(|n| (0.0..=255.0).contains(n))
+                    .map(|n| n as u8)
+                    .ok_or_else(|| StorageError::new("D1 returned a blob with a non-byte value"))
+            })
+            .collect();
+    }
+    Err(StorageError::new(format!(
+        "D1 returned {value:?} where a blob was expected"
+    )))
+}
+
+fn from_hex(hex: &str) -> Result<Vec<u8>, StorageError> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Ok(c - b'0'),
+        b'a'..=b'f' => Ok(c - b'a' + 10),
+        b'A'..=b'F' => Ok(c - b'A' + 10),
+        _ => Err(StorageError::new("D1 returned invalid hex")),
+    };
+    let bytes = hex.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return Err(StorageError::new("D1 returned hex of odd length"));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+fn d1_error(err: worker::Error) -> StorageError {
+    StorageError::new(format!("D1: {err}"))
+}

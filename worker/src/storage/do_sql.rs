@@ -1,0 +1,277 @@
+//! The default backend: the Durable Object's own SQLite (`ctx.storage.sql`).
+//!
+//! One Durable Object per tenant, so one database per tenant: tables need
+//! no tenant column. Calls are synchronous (the database lives inside the
+//! object), so the engine's storage requests run with
+//! [`StorageRequest::execute`](evsync_core::storage::StorageRequest::execute)
+//! and no other event can interleave with an append. Appends run inside
+//! `transactionSync`, so a batch is stored whole or not at all.
+
+use super::plan::{self, Existing};
+use super::values::{blob, int, param_blob, param_int};
+use crate::js;
+use evsync_core::storage::{
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes,
+};
+use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
+use std::collections::HashMap;
+use wasm_bindgen::JsValue;
+use worker::{SqlStorage, SqlStorageValue};
+
+/// The schema this code writes. Version 1: `evsync_meta` (schema version,
+/// remoteId) and `evsync_entries`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS evsync_entries (
+        public_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_id BLOB NOT NULL,
+        encrypted_entry BLOB NOT NULL,
+        PRIMARY KEY (public_key, sequence),
+        UNIQUE (public_key, entry_id)
+    )",
+];
+
+/// A tenant's logs in its Durable Object's SQLite database.
+#[derive(Clone)]
+pub struct DoSqlStorage {
+    /// `ctx.storage`, for `transactionSync`.
+    storage: JsValue,
+    sql: SqlStorage,
+}
+
+impl DoSqlStorage {
+    /// Opens the store, creating or upgrading the schema. Fails (and the
+    /// object answers 503) on a schema newer than this code.
+    pub fn open(storage: &worker::Storage) -> Result<Self, StorageError> {
+        let store = DoSqlStorage {
+            storage: AsRef::<JsValue>::as_ref(storage.as_raw()).clone(),
+            sql: storage.sql(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Drops every table of this store: the self-test's "fresh store".
+    pub fn wipe(storage: &worker::Storage) -> Result<(), StorageError> {
+        let sql = storage.sql();
+        for table in ["evsync_entries", "evsync_meta"] {
+            exec(&sql, &format!("DROP TABLE IF EXISTS {table}"), vec![])?;
+        }
+        Ok(())
+    }
+
+    fn migrate(&self) -> Result<(), StorageError> {
+        exec(
+            &self.sql,
+            "CREATE TABLE IF NOT EXISTS evsync_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+            vec![],
+        )?;
+        let version = self.meta("schema_version")?.map(|v| int(&v)).transpose()?;
+        match version {
+            Some(v) if v == SCHEMA_VERSION => Ok(()),
+            Some(v) if v > SCHEMA_VERSION => Err(StorageError::new(format!(
+                "Durable Object storage has schema version {v}; this worker supports up to {SCHEMA_VERSION}"
+            ))),
+            _ => js::transaction_sync(&self.storage, || {
+                for ddl in SCHEMA_V1 {
+                    exec(&self.sql, ddl, vec![]).map_err(|e| e.message)?;
+                }
+                exec(
+                    &self.sql,
+                    "INSERT OR REPLACE INTO evsync_meta (key, value) VALUES ('schema_version', ?1)",
+                    vec![param_int(SCHEMA_VERSION as u64)],
+                )
+                .map_err(|e| e.message)?;
+                Ok(())
+            })
+            .map_err(|e| StorageError::new(format!("schema migration failed: {e}"))),
+        }
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<SqlStorageValue>, StorageError> {
+        let rows = query(
+            &self.sql,
+            "SELECT value FROM evsync_meta WHERE key = ?1",
+            vec![key.into()],
+        )?;
+        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()))
+    }
+
+    fn append_in_transaction(
+        &self,
+        batches: &[AppendBatch],
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        let mut heads: HashMap<String, Sequence> = HashMap::new();
+        let mut existing = Existing::new();
+        for batch in batches {
+            if !heads.contains_key(&batch.public_key) {
+                let rows = query(
+                    &self.sql,
+                    "SELECT COALESCE(MAX(sequence), 0) FROM evsync_entries WHERE public_key = ?1",
+                    vec![batch.public_key.as_str().into()],
+                )?;
+                let head = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .map(int)
+                    .transpose()?
+                    .unwrap_or(0);
+                heads.insert(batch.public_key.clone(), head as Sequence);
+            }
+            for ids in plan::lookup_chunks(&batch.entries, 1) {
+                let sql = format!(
+                    "SELECT entry_id, sequence FROM evsync_entries WHERE public_key = ?1 AND entry_id IN ({})",
+                    plan::placeholders(2, ids.len())
+                );
+                let mut params = vec![batch.public_key.as_str().into()];
+                params.extend(ids.iter().map(|e| param_blob(&e.entry_id)));
+                for row in query(&self.sql, &sql, params)? {
+                    let [entry_id, sequence] = row.as_slice() else {
+                        return Err(StorageError::new("unexpected row shape"));
+                    };
+                    existing.insert(
+                        (batch.public_key.clone(), blob(entry_id)?.into()),
+                        int(sequence)? as Sequence,
+                    );
+                }
+            }
+        }
+        let plan = plan::plan_append(batches, &existing, &heads);
+        // ?1 publicKey, ?2 iv; per row: sequence, entryId, ciphertext.
+        for run in plan::insert_runs(&plan.rows, 2, 3) {
+            let rows = &plan.rows[run];
+            let batch = &batches[rows[0].batch];
+            let sql = plan::multi_row_insert(
+                "INSERT INTO evsync_entries (public_key, iv, sequence, entry_id, encrypted_entry) SELECT",
+                "?1, ?2, column1, column2, column3",
+                2,
+                3,
+                rows.len(),
+            );
+            let mut params = vec![batch.public_key.as_str().into(), param_blob(&batch.iv)];
+            for row in rows {
+                params.push(param_int(row.sequence));
+                params.push(param_blob(&row.entry.entry_id));
+                params.push(param_blob(&row.entry.encrypted_entry));
+            }
+            exec(&self.sql, &sql, params)?;
+        }
+        Ok(plan.outcomes)
+    }
+}
+
+impl Storage for DoSqlStorage {
+    fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        if let Some(value) = self.meta("remote_id")? {
+            return remote_id_from(&value);
+        }
+        let fresh = RemoteId::from_random_bytes(js::random_bytes().map_err(StorageError::new)?);
+        exec(
+            &self.sql,
+            "INSERT OR IGNORE INTO evsync_meta (key, value) VALUES ('remote_id', ?1)",
+            vec![param_blob(&fresh.0)],
+        )?;
+        match self.meta("remote_id")? {
+            Some(value) => remote_id_from(&value),
+            None => Err(StorageError::new("remoteId was not stored")),
+        }
+    }
+
+    fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
+        if batches.iter().all(|b| b.entries.is_empty()) {
+            return Ok(batches.iter().map(|_| Vec::new()).collect());
+        }
+        js::transaction_sync(&self.storage, || {
+            self.append_in_transaction(batches).map_err(|e| e.message)
+        })
+        .map_err(StorageError::new)
+    }
+
+    fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        if limit.max_entries == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self
+            .sql
+            .exec(
+                "SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
+                 WHERE public_key = ?1 AND sequence >= ?2 ORDER BY sequence LIMIT ?3",
+                vec![
+                    public_key.into(),
+                    param_int(from),
+                    param_int(limit.max_entries as u64),
+                ],
+            )
+            .map_err(sql_error)?;
+        // The cursor is lazy: stop reading rows once the budget is spent.
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for row in cursor.raw() {
+            let row = row.map_err(sql_error)?;
+            let entry = entry_from_row(&row)?;
+            let size = entry_bytes(&entry);
+            if !out.is_empty() && bytes + size > limit.max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+fn remote_id_from(value: &SqlStorageValue) -> Result<RemoteId, StorageError> {
+    let bytes = blob(value)?;
+    let id: [u8; 16] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| StorageError::new("stored remoteId is not 16 bytes"))?;
+    Ok(RemoteId(id))
+}
+
+fn entry_from_row(row: &[SqlStorageValue]) -> Result<RemoteEntry, StorageError> {
+    let [sequence, iv, entry_id, encrypted_entry] = row else {
+        return Err(StorageError::new("unexpected row shape"));
+    };
+    Ok(RemoteEntry {
+        sequence: int(sequence)? as Sequence,
+        iv: blob(iv)?.into(),
+        entry_id: blob(entry_id)?.into(),
+        encrypted_entry: blob(encrypted_entry)?.into(),
+    })
+}
+
+fn sql_error(err: worker::Error) -> StorageError {
+    StorageError::new(format!("Durable Object SQL: {err}"))
+}
+
+/// Runs a statement to completion (DO SQL executes lazily as the cursor is
+/// read, so the cursor is drained).
+fn exec(sql: &SqlStorage, query: &str, params: Vec<SqlStorageValue>) -> Result<(), StorageError> {
+    let cursor = sql.exec(query, params).map_err(sql_error)?;
+    for row in cursor.raw() {
+        row.map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// Runs a query and collects every row.
+fn query(
+    sql: &SqlStorage,
+    query: &str,
+    params: Vec<SqlStorageValue>,
+) -> Result<Vec<Vec<SqlStorageValue>>, StorageError> {
+    let cursor = sql.exec(query, params).map_err(sql_error)?;
+    cursor
+        .raw()
+        .map(|row| row.map_err(sql_error))
+        .collect()
+}
