@@ -129,7 +129,7 @@ const SMALL_FRAME = 65_536
  *   constructed: number, opened: number, closed: number,
  *   closeCodes: number[], errors: string[], statusCodes: number[],
  *   selectedProtocols: (string|undefined)[], remoteIds: string[], firstFrameTags: string[],
- *   frameTags: Record<string, number>, decodeErrors: string[], firstAcks: number, ready: number,
+ *   frameTags: Record<string, number>, decodeErrors: string[], firstAcks: number, acks: number[][], ready: number,
  *   writeFromRemoteCalls: number, emptyWriteFromRemoteCalls: number
  * }} SocketStats
  */
@@ -174,6 +174,7 @@ export const startReplica = async (options) => {
     frameTags: {},
     decodeErrors: [],
     firstAcks: 0,
+    acks: [],
     ready: 0,
     writeFromRemoteCalls: 0,
     emptyWriteFromRemoteCalls: 0
@@ -261,6 +262,7 @@ export const startReplica = async (options) => {
           hello = true
           sockets.remoteIds.push(toHex(msg.remoteId))
         }
+        if (msg._tag === "Ack") sockets.acks.push([...msg.sequenceNumbers])
         if (msg._tag === "Ack" && !acked) {
           acked = true
           sockets.firstAcks++
@@ -437,7 +439,12 @@ export const startReplica = async (options) => {
 
     describe: () =>
       `runs=${runs.length} (received=${runs.filter((r) => !r.local).length}) sockets=${
-        JSON.stringify({ ...sockets, errors: sockets.errors.slice(-3), decodeErrors: sockets.decodeErrors.slice(-3) })
+        JSON.stringify({
+          ...sockets,
+          errors: sockets.errors.slice(-3),
+          decodeErrors: sockets.decodeErrors.slice(-3),
+          acks: sockets.acks.slice(-3).map((a) => (a.length > 8 ? `${a.length} sequences` : a))
+        })
       } lastLogs=${JSON.stringify(logs.slice(-3).map((l) => `${l.level} ${l.message} ${l.cause.slice(0, 300)}`))}`,
 
     /** Disposes the runtime (closes the socket). Bounded: Effect's shutdown must not hang. */

@@ -109,6 +109,63 @@ describe("S2 history", () => {
           }
         )
       }
+
+      scenario(
+        target,
+        "S2-reupload",
+        "a journal uploading entries the log already has gets their existing sequences, in request order",
+        async ({ replica }) => {
+          // An app's persistent journal can hold entries the log already stored: its Ack was lost
+          // (crash, restore from a backup) or, as built here, the entries reached the journal via
+          // another remote. Its next upload must not duplicate them, and the Ack must give each
+          // entry its sequence *in request order* (the client maps them by position).
+          const identity = makeIdentity()
+          const t1 = server.url(tenant("s2u1"))
+          const t2 = server.url(tenant("s2u2"))
+          const dir = mkdtempSync(join(tmpdir(), "evsync-interop-journal-"))
+          const journalA = join(dir, "a.sqlite")
+          try {
+            // 1. x, written offline into A's journal (earlier timestamp)
+            const a0 = await replica({ url: "ws://127.0.0.1:9/event-log/nowhere", identity, journalFile: journalA, name: "A0" })
+            await a0.write({ id: "x", text: "older, never uploaded to t1", n: 1 })
+            await a0.stop()
+            // 2. y, written later by B and stored in t1; B stays connected to t1. A second EventLog
+            //    on B's journal (B2) uploads it to t2.
+            const journalB = makeJournal()
+            const b = await replica({ url: t1, identity, journal: journalB, name: "B" })
+            await b.waitReady()
+            await b.write({ id: "y", text: "newer, already in t1", n: 2 })
+            await b.waitFor(() => b.sockets.acks.some((a) => a.length === 1), { what: "y acknowledged by t1" })
+            const ySequence = b.sockets.acks.find((a) => a.length === 1)[0]
+            const b2 = await replica({ url: t2, identity, journal: journalB, name: "B2" })
+            await b2.waitReady() // y uploaded to t2
+            await b2.stop()
+            // 3. A learns y through t2 (and uploads x there)
+            const a1 = await replica({ url: t2, identity, journalFile: journalA, name: "A1" })
+            await a1.waitFor(() => receivedIds(a1).includes("y"), { what: "y on A1" })
+            await a1.waitReady()
+            await a1.stop()
+            // 4. A connects to t1: its upload is [x (new), y (stored as ySequence)]
+            const w = await replica({ url: t1, identity, name: "Watcher" })
+            await w.waitReady()
+            const a2 = await replica({ url: t1, identity, journalFile: journalA, name: "A2" })
+            await a2.waitReady()
+            const upload = a2.sockets.acks[0]
+            assert.equal(upload.length, 2, `A2's upload acknowledged both entries: ${JSON.stringify(a2.sockets.acks)}`)
+            assert.equal(upload[1], ySequence, `y keeps its sequence, in its request position: Ack ${JSON.stringify(upload)}`)
+            assert.ok(upload[0] > ySequence, `x is stored after y: Ack ${JSON.stringify(upload)}`)
+            await w.waitFor(() => receivedIds(w).includes("x"), { what: "x on the watcher" })
+            assert.deepEqual(a2.runs.filter((r) => !r.local).map((r) => r.id), [], "A2 re-handled nothing")
+            await barrier(a2, [w])
+            // the watcher: y from the history, then x, each once (no second copy of y)
+            assert.deepEqual(receivedIds(w), ["y", "x"])
+            assertHealthy(a2)
+            assertHealthy(w)
+          } finally {
+            rmSync(dir, { recursive: true, force: true })
+          }
+        }
+      )
     })
   }
 })
