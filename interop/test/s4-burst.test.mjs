@@ -42,8 +42,15 @@ describe("S4 burst", () => {
         const localOrder = a.runs.filter((r) => r.local && r.id.startsWith("burst-")).map((r) => r.id)
         assert.deepEqual(ids, localOrder, "B handled the burst in A's order")
         assert.deepEqual(receivedIds(a), [], "A got none of its own events back")
+
+        // and a late joiner catches up on the whole burst from the stored log
+        const late = await replica({ url, identity, name: "Late" })
+        await late.waitForReceived(COUNT + 2, { timeoutMs: 60_000 }) // the burst + 2 barriers
+        await barrier(b, [late])
+        assert.deepEqual(receivedIds(late), localOrder, "the late joiner got the burst in order, once")
         assertHealthy(a)
         assertHealthy(b)
+        assertHealthy(late)
         t.diagnostic(`burst written in ${Math.round(written - started)} ms, delivered ${Math.round(arrived - written)} ms later`)
       })
 
