@@ -8,12 +8,12 @@
 //   replica's EventLog handler runs with the decoded Note.
 // Waiting is event-driven (a line printed, a handler run); timeouts only bound failures.
 import assert from "node:assert/strict"
-import { spawn } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { createInterface } from "node:readline"
 import { after, before, describe } from "node:test"
-import { identityToString, makeIdentity } from "../src/replica.mjs"
+import { identityFromString, identityToString, makeIdentity } from "../src/replica.mjs"
 import { assertHealthy, barrier, EVSYNC_BIN, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
 
 const sha = (s) => createHash("sha256").update(s).digest("hex")
@@ -133,7 +133,10 @@ describe("Rust client <-> Effect replica", () => {
       scenario(target, "R1-rust-effect", "events flow both ways and each side decodes the other's payload", async ({ replica }) => {
         const tenantName = tenant("r1")
         const url = server.url(tenantName)
-        const identity = makeIdentity()
+        // An identity made by Rust (`evsync identity new`), parsed by Effect.
+        const rustIdentity = execFileSync(EVSYNC_BIN, ["identity", "new"], { env: clientEnv({}) }).toString().trim()
+        const identity = identityFromString(rustIdentity)
+        assert.equal(identityToString(identity), rustIdentity)
         const tail = await startTail({ server, tenantName, identity })
         try {
           const a = await replica({ url, identity, name: "Effect" })

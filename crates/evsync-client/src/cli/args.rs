@@ -21,7 +21,7 @@ pub enum TokenVia {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RemoteArgs {
     /// Base endpoint URL, e.g. ws://127.0.0.1:8787/event-log or
-    /// wss://<worker>/event-log; `/<tenant>` is appended.
+    /// wss://WORKER/event-log; `/TENANT` is appended.
     #[arg(long, env = "CLOUDFLARE_SYNC_URL", value_name = "URL")]
     pub url: String,
 
