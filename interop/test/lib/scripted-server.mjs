@@ -11,7 +11,9 @@ const { Ack, Changes, ChunkedMessage, decodeRequest, encodeResponse, Hello, Pong
 /**
  * @param {{
  *   onRequest?: (conn: Connection, request: any) => boolean | void | Promise<boolean | void>,
+ *   splitChanges?: boolean,
  * }} [hooks] onRequest runs before the default handling; return true to skip the default.
+ *   splitChanges: broadcast each new entry in a Changes message of its own.
  */
 export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } = {}) => {
   const remoteId = new Uint8Array(16)
@@ -68,6 +70,14 @@ export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } =
     notify()
   })
 
+  let chunkId = 0
+  /** a Changes message, chunked (512,000-byte parts) when its encoding is larger */
+  const sendChanges = (conn, publicKey, entries) => {
+    const data = encodeResponse(new Changes({ publicKey, entries }))
+    if (data.byteLength <= 512_000) return conn.ws.send(data)
+    for (const part of ChunkedMessage.split(chunkId++, data)) conn.ws.send(encodeResponse(part))
+  }
+
   const handle = (conn, request) => {
     switch (request._tag) {
       case "Ping":
@@ -91,7 +101,8 @@ export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } =
         conn.send(new Ack({ id: request.id, sequenceNumbers: stored.map((e) => e.sequence) }))
         for (const other of connections) {
           if (other !== conn && !other.closed && other.subscriptions.has(request.publicKey) && fresh.length > 0) {
-            other.send(new Changes({ publicKey: request.publicKey, entries: fresh }))
+            const messages = hooks.splitChanges ? fresh.map((e) => [e]) : [fresh]
+            for (const entries of messages) sendChanges(other, request.publicKey, entries)
           }
         }
         return
@@ -100,7 +111,7 @@ export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } =
         conn.subscriptions.add(request.publicKey)
         const log = logs.get(request.publicKey) ?? []
         const backlog = log.filter((e) => e.sequence >= request.startSequence)
-        if (backlog.length > 0) conn.send(new Changes({ publicKey: request.publicKey, entries: backlog }))
+        if (backlog.length > 0) sendChanges(conn, request.publicKey, backlog)
         return
       }
       case "StopChanges":
