@@ -54,6 +54,33 @@ describe("S4 burst", () => {
         t.diagnostic(`burst written in ${Math.round(written - started)} ms, delivered ${Math.round(arrived - written)} ms later`)
       })
 
+      scenario(target, "S4-concurrent-writers", "two replicas writing at once: every replica sees one and the same order", async ({ replica }) => {
+        const url = server.url(tenant("s4c"))
+        const identity = makeIdentity()
+        const [a, b, c] = await Promise.all(["A", "B", "C"].map((name) => replica({ url, identity, name })))
+        await Promise.all([a, b, c].map((r) => r.waitReady()))
+        const fromA = notes("a", 301)
+        const fromB = notes("b", 299)
+        await Promise.all([
+          (async () => { for (const n of fromA) await a.write(n) })(),
+          (async () => { for (const n of fromB) await b.write(n) })()
+        ])
+        await c.waitForReceived(600, { timeoutMs: 60_000 })
+        await barrier(a, [b, c])
+        const late = await replica({ url, identity, name: "Late" })
+        await late.waitForReceived(601, { timeoutMs: 60_000 })
+        await barrier(b, [a, c, late])
+        const order = receivedIds(c)
+        assert.equal(new Set(order).size, 600, "C: each event once")
+        assert.deepEqual(receivedIds(late), order, "the late joiner sees C's order")
+        // each writer's events keep that writer's order, and A and B agree on each other's
+        assert.deepEqual(order.filter((id) => id.startsWith("a-")), fromA.map((n) => n.id))
+        assert.deepEqual(order.filter((id) => id.startsWith("b-")), fromB.map((n) => n.id))
+        assert.deepEqual(receivedIds(a), order.filter((id) => id.startsWith("b-")))
+        assert.deepEqual(receivedIds(b), order.filter((id) => id.startsWith("a-")))
+        for (const r of [a, b, c, late]) assertHealthy(r)
+      })
+
       scenario(target, "S4-batch-of-200", "an upload of exactly 200 entries (offline writes) is stored and acknowledged", async ({ replica }) => {
         // Offline: a replica whose server does not exist writes 200 events into its journal.
         // Then the app connects: EventLog uploads all 200 in one WriteEntries.
