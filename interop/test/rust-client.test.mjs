@@ -76,16 +76,34 @@ const startTail = async ({ server, tenantName, identity, from }) => {
     stderr += String(chunk)
     notify()
   })
-  child.once("exit", (code, signal) => {
-    exited = { code, signal }
-    notify()
-  })
+  const exit = new Promise((resolve) =>
+    child.once("exit", (code, signal) => {
+      exited = { code, signal }
+      notify()
+      resolve(exited)
+    })
+  )
   await waitFor(() => stderr.includes("tail: following"), "its status line")
   return {
     lines,
     waitForLines: (n) => waitFor(() => lines.length >= n, `${n} entries`),
-    stop: () => {
+    /** SIGINT (tail exits 0 on it); SIGKILL if it has not exited 5 s later. */
+    stop: async () => {
       if (!exited) child.kill("SIGINT")
+      let timer
+      const result = await Promise.race([
+        exit,
+        new Promise((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), 5_000)
+        })
+      ])
+      clearTimeout(timer)
+      if (result === "timeout") {
+        child.kill("SIGKILL")
+        await exit
+        throw new Error("evsync tail did not exit within 5 s of SIGINT")
+      }
+      assert.equal(result.code, 0, `evsync tail exit: ${JSON.stringify(result)}; stderr: ${stderr}`)
     }
   }
 }
@@ -174,7 +192,7 @@ describe("Rust client <-> Effect replica", () => {
             await lateTail.waitForLines(2)
             assert.deepEqual(lateTail.lines.map(noteOf), [fromEffect, fromRust])
           } finally {
-            lateTail.stop()
+            await lateTail.stop()
           }
 
           // exactly once on every side
@@ -185,7 +203,7 @@ describe("Rust client <-> Effect replica", () => {
           assertHealthy(a)
           assertHealthy(late)
         } finally {
-          tail.stop()
+          await tail.stop()
         }
       })
 
@@ -211,7 +229,7 @@ describe("Rust client <-> Effect replica", () => {
           assert.equal(sha(a.received[0].text), sha(reversed))
           assertHealthy(a)
         } finally {
-          tail.stop()
+          await tail.stop()
         }
       })
     })

@@ -79,6 +79,17 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
         args.identity.public_key()
     );
 
+    // Installed once, before the loop: a signal that arrives while an entry
+    // is being printed is kept for the next wait, not lost.
+    let mut stop = match Interrupt::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            return super::fail(
+                format!("cannot install signal handlers: {e}"),
+                super::EXIT_FAILURE,
+            );
+        }
+    };
     let mut printed = 0u64;
     let stdout = std::io::stdout();
     let code = loop {
@@ -87,7 +98,7 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
         }
         let item = tokio::select! {
             item = entries.recv() => item,
-            _ = tokio::signal::ctrl_c() => break ExitCode::SUCCESS,
+            _ = stop.recv() => break ExitCode::SUCCESS,
         };
         let Some(item) = item else {
             break super::fail("the client stopped", super::EXIT_FAILURE);
@@ -106,4 +117,41 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
     };
     client.close().await;
     code
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere): the end of a tail.
+struct Interrupt {
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Interrupt {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Interrupt {})
+    }
+
+    #[cfg(unix)]
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(&mut self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
