@@ -59,8 +59,8 @@ if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_h
   echo "$lock_hash" >"$stamp"
 fi
 
-# --- evsync binary -----------------------------------------------------------------------------
-if [[ ",$targets," == *",evsync,"* ]]; then
+# --- evsync binary (the evsync target, and the Rust client CLI used by rust-client.test.mjs) ------
+if true; then
   if [ -n "${EVSYNC_BIN:-}" ]; then
     [ -x "$EVSYNC_BIN" ] || fail "EVSYNC_BIN=$EVSYNC_BIN is not an executable"
   else
