@@ -24,7 +24,7 @@ fail() {
 
 # --- prerequisites -----------------------------------------------------------------------------
 command -v node >/dev/null 2>&1 ||
-  fail "Node.js >= 20.14 is required to run the Effect interop suite (install Node.js 20 or newer; it provides node and npm)"
+  fail "Node.js >= 20.14 is required to run the Effect interop suite (install Node.js 20.14 or newer; it provides node and npm)"
 command -v npm >/dev/null 2>&1 ||
   fail "npm is required to install the pinned Effect client (it ships with Node.js)"
 node -e '
