@@ -73,9 +73,14 @@ impl Engine {
                 sub.state = SubState::Live;
                 return;
             }
-            let cached = log
-                .tail_from(from)
-                .map(|cached| frames::changes_frames(public_key, cached, &mut self.next_chunk_id));
+            let cached = log.tail_from(from).map(|cached| {
+                frames::changes_frames(
+                    public_key,
+                    cached,
+                    self.config.max_changes_message_bytes,
+                    &mut self.next_chunk_id,
+                )
+            });
             if let Some(frames) = cached {
                 sub.next_seq = head + 1;
                 sub.state = SubState::Live;
@@ -159,7 +164,12 @@ impl Engine {
             }
         }
         sub.state = SubState::Stalled;
-        let frames = frames::changes_frames(&public_key, &entries, &mut self.next_chunk_id);
+        let frames = frames::changes_frames(
+            &public_key,
+            &entries,
+            self.config.max_changes_message_bytes,
+            &mut self.next_chunk_id,
+        );
         if self.send_frames(conn, frames) {
             self.catch_up(conn, &public_key);
         }

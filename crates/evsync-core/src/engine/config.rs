@@ -20,6 +20,13 @@ pub struct EngineConfig {
     pub read_max_entries: usize,
     /// Bytes per catch-up read (at least one entry is always read).
     pub read_max_bytes: usize,
+    /// Most encoded bytes of one `Changes` message. Entries available
+    /// together (one read, one commit) go out in one message up to this
+    /// size, chunked when over 512,000 bytes, because Effect's client
+    /// handles frames concurrently and would let a later, smaller message
+    /// overtake an earlier one. Keep it at least `read_max_bytes` and well
+    /// under clients' reassembly limits.
+    pub max_changes_message_bytes: usize,
     /// Most entries merged into one append transaction.
     pub append_max_entries: usize,
     /// Most bytes merged into one append transaction.
@@ -48,8 +55,9 @@ impl Default for EngineConfig {
             outbound_hard_limit: 64 * 1024 * 1024,
             read_max_entries: 4096,
             read_max_bytes: 2 * 1024 * 1024,
+            max_changes_message_bytes: 4 * 1024 * 1024,
             append_max_entries: 10_000,
-            append_max_bytes: 32 * 1024 * 1024,
+            append_max_bytes: 4 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
             max_unacked_write_bytes: 64 * 1024 * 1024,
             tail_cache_entries: 64,

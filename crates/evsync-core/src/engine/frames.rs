@@ -1,5 +1,13 @@
-//! Turning responses into WebSocket frames: `Changes` packed under the chunk
-//! size, and any message over it split into `ChunkedMessage` parts.
+//! Turning responses into WebSocket frames: entries packed into as few
+//! `Changes` messages as the message budget allows, and any message over the
+//! chunk size split into `ChunkedMessage` parts.
+//!
+//! Why few, large messages rather than many under the chunk size: Effect's
+//! client handles incoming frames concurrently and decrypts asynchronously,
+//! so a small `Changes` sent right after a large one can overtake it and the
+//! replica then runs its handlers out of log order (interop scenario
+//! S3-order-after-large). Entries that are available together therefore go
+//! out in one message, as Effect's own server sends them.
 
 use crate::chunk;
 use crate::codec::{changes_overhead, encode_response, remote_entry_encoded_len};
@@ -25,11 +33,13 @@ pub(super) fn response_frames(
     }
 }
 
-/// Frames carrying `entries` of `public_key` as `Changes` messages, each
-/// under the chunk size; only a single entry larger than that is chunked.
+/// Frames carrying `entries` of `public_key` as `Changes` messages of at
+/// most `max_message` encoded bytes each (a single larger entry goes alone);
+/// a message over the chunk size is sent as chunks.
 pub(super) fn changes_frames<'a>(
     public_key: &str,
     entries: impl IntoIterator<Item = &'a RemoteEntry>,
+    max_message: usize,
     next_chunk_id: &mut MessageId,
 ) -> Vec<Bytes> {
     let mut frames = Vec::new();
@@ -38,7 +48,7 @@ pub(super) fn changes_frames<'a>(
     for entry in entries {
         let len = remote_entry_encoded_len(entry);
         if !batch.is_empty()
-            && changes_overhead(public_key, batch.len() + 1) + batch_bytes + len > CHUNK_SIZE
+            && changes_overhead(public_key, batch.len() + 1) + batch_bytes + len > max_message
         {
             flush(public_key, &mut batch, next_chunk_id, &mut frames);
             batch_bytes = 0;

@@ -235,7 +235,12 @@ impl Engine {
             let frames = if from == first && !own {
                 shared
                     .get_or_insert_with(|| {
-                        frames::changes_frames(public_key, &entries, &mut self.next_chunk_id)
+                        frames::changes_frames(
+                            public_key,
+                            &entries,
+                            self.config.max_changes_message_bytes,
+                            &mut self.next_chunk_id,
+                        )
                     })
                     .clone()
             } else {
@@ -243,7 +248,12 @@ impl Engine {
                     .iter()
                     .filter(|c| c.entry.sequence >= from && c.writer != conn)
                     .map(|c| &c.entry);
-                frames::changes_frames(public_key, mine, &mut self.next_chunk_id)
+                frames::changes_frames(
+                    public_key,
+                    mine,
+                    self.config.max_changes_message_bytes,
+                    &mut self.next_chunk_id,
+                )
             };
             self.send_frames(conn, frames);
         }
