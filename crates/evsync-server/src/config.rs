@@ -119,7 +119,7 @@ impl ServerConfig {
             auth: AuthConfig::open(),
             debug: false,
             engine: EngineConfig::default(),
-            idle_grace: Duration::from_secs(5),
+            idle_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
         }

@@ -104,7 +104,7 @@ pub struct ServeArgs {
 
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
     idle_unload_ms: u64,
 
     /// Seconds a graceful shutdown may take before the server exits anyway.
