@@ -194,17 +194,32 @@ pub struct Payloads {
     counter: u64,
 }
 
+/// Random bytes shared by every [`Payloads`] of the process: filling a
+/// fresh pool per writer would cost the load generator more than the
+/// server's work in the many-tenant scenario.
+static POOL: OnceLock<Bytes> = OnceLock::new();
+const POOL_LEN: usize = 4 << 20;
+
 impl Payloads {
     pub fn new(size: usize) -> Self {
-        let pool_len = (size * 16).max(1 << 20);
-        let mut pool = vec![0u8; pool_len + size];
-        fill_random(&mut pool);
+        let shared = POOL.get_or_init(|| {
+            let mut pool = vec![0u8; POOL_LEN];
+            fill_random(&mut pool);
+            Bytes::from(pool)
+        });
+        let pool = if size * 16 <= POOL_LEN {
+            shared.clone()
+        } else {
+            let mut pool = vec![0u8; size * 16 + size];
+            fill_random(&mut pool);
+            Bytes::from(pool)
+        };
         let mut prefix = [0u8; 8];
         fill_random(&mut prefix);
         Payloads {
-            pool: Bytes::from(pool),
+            pool,
             size,
-            next: 0,
+            next: (prefix[1] as usize) << 12,
             prefix,
             counter: 0,
         }

@@ -240,6 +240,10 @@ pub struct RawArgs {
     pub warmup: f64,
     #[arg(long, default_value_t = 3.0)]
     pub duration: f64,
+    /// Batches per transaction (1: one transaction per batch; more: a
+    /// group commit of that many batches per fsync).
+    #[arg(long, default_value_t = 1)]
+    pub group: usize,
 }
 
 #[derive(Args, Debug)]
@@ -427,6 +431,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 size: a.size,
                 warmup: secs(a.warmup),
                 duration: secs(a.duration),
+                group: a.group,
             };
             measure("write", case, &a.common, || async move {
                 tokio::task::spawn_blocking(move || raw::run(p))

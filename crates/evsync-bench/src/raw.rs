@@ -9,6 +9,11 @@
 //! SQLite file has one writer at a time; a mutex instead of SQLITE_BUSY
 //! retries, so no thread ever sleeps in the busy handler). The latency is
 //! from a batch being ready to its commit returning, queueing included.
+//!
+//! `group` > 1 puts that many batches in each transaction: the ceiling for
+//! a server that group-commits (evsync merges the writes that queue while a
+//! commit runs, so with a window of W requests per writer a commit can hold
+//! up to W × writers batches).
 
 use crate::common::*;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -25,6 +30,10 @@ pub struct RawParams {
     pub size: usize,
     pub warmup: Duration,
     pub duration: Duration,
+    /// Batches per transaction (1 = one transaction per batch). Above 1
+    /// models a group commit: one fsync for `group` batches, as evsync's
+    /// engine merges the writes that wait while a commit runs.
+    pub group: usize,
 }
 
 /// evsync-storage-sqlite's `entries` table and per-connection pragmas.
@@ -75,10 +84,20 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
                 let mut payloads = Payloads::new(p.size);
                 let mut head = 0i64;
                 let mut out = Vec::new();
+                let group = p.group.max(1);
                 while Instant::now() < end {
-                    let iv = Payloads::iv();
-                    let entries: Vec<_> = (0..p.batch).map(|_| payloads.entry()).collect();
-                    let bytes: usize = entries.iter().map(|e| e.encrypted_entry.len()).sum();
+                    let batches: Vec<_> = (0..group)
+                        .map(|_| {
+                            let iv = Payloads::iv();
+                            let entries: Vec<_> =
+                                (0..p.batch).map(|_| payloads.entry()).collect();
+                            (iv, entries)
+                        })
+                        .collect();
+                    let bytes: usize = batches
+                        .iter()
+                        .flat_map(|(_, es)| es.iter().map(|e| e.encrypted_entry.len()))
+                        .sum();
                     let ready = Instant::now();
                     {
                         let mut conn = conn.lock().map_err(|_| err("poisoned"))?;
@@ -89,20 +108,22 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
                                  VALUES (?1, ?2, ?3, ?4, ?5)
                                  ON CONFLICT (log_id, entry_id) DO NOTHING",
                             )?;
-                            for e in &entries {
-                                head += 1;
-                                stmt.execute(params![
-                                    w as i64,
-                                    head,
-                                    &e.entry_id[..],
-                                    &iv[..],
-                                    &e.encrypted_entry[..]
-                                ])?;
+                            for (iv, entries) in &batches {
+                                for e in entries {
+                                    head += 1;
+                                    stmt.execute(params![
+                                        w as i64,
+                                        head,
+                                        &e.entry_id[..],
+                                        &iv[..],
+                                        &e.encrypted_entry[..]
+                                    ])?;
+                                }
                             }
                         }
                         tx.commit()?;
                     }
-                    out.push((ready, Instant::now(), p.batch, bytes));
+                    out.push((ready, Instant::now(), p.batch * group, bytes));
                 }
                 Ok(out)
             })
