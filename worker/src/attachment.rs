@@ -48,13 +48,16 @@ pub fn conn_id(state: &State, ws: &WebSocket) -> Option<ConnId> {
         .get_tags(ws)
         .iter()
         .find_map(|t| t.strip_prefix('c')?.parse::<u64>().ok());
-    from_tag
-        .or_else(|| read(ws).map(|a| a.c))
-        .map(ConnId)
+    from_tag.or_else(|| read(ws).map(|a| a.c)).map(ConnId)
 }
 
 /// Saves `positions` for `conn` on `ws` (or in SQLite when too large).
-pub fn save(sql: &SqlStorage, ws: &WebSocket, conn: ConnId, positions: &Positions) -> Result<(), String> {
+pub fn save(
+    sql: &SqlStorage,
+    ws: &WebSocket,
+    conn: ConnId,
+    positions: &Positions,
+) -> Result<(), String> {
     let inline = Attachment {
         c: conn.0,
         s: positions.clone(),

@@ -106,8 +106,7 @@ impl AuthConfig {
         };
         // Evaluate every credential (no short cut), each in constant time.
         let bearer_ok = bearer.is_some_and(|t| same(t, expected));
-        let protocol_ok = protocol
-            .is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
+        let protocol_ok = protocol.is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
         let query_ok = query_token.as_deref().is_some_and(|t| same(t, expected));
         if bearer_ok | protocol_ok | query_ok {
             AuthDecision::Allow {
@@ -197,26 +196,50 @@ mod tests {
         let c = AuthConfig::new(Some("d"), Some(r#"{"a":"ta"}"#), false).unwrap();
         assert_eq!(c.expected_token("b"), Some("d"));
         let c = AuthConfig::new(None, None, false).unwrap();
-        assert_eq!(c.authorize("x", &creds(None, None, None)), AuthDecision::Allow { protocol: None });
+        assert_eq!(
+            c.authorize("x", &creds(None, None, None)),
+            AuthDecision::Allow { protocol: None }
+        );
     }
 
     #[test]
     fn credentials() {
         let c = AuthConfig::new(Some("tok"), None, false).unwrap();
-        assert_eq!(c.authorize("t", &creds(Some("Bearer tok"), None, None)), AuthDecision::Allow { protocol: None });
-        assert_eq!(c.authorize("t", &creds(Some("Bearer no"), None, None)), AuthDecision::Deny);
+        assert_eq!(
+            c.authorize("t", &creds(Some("Bearer tok"), None, None)),
+            AuthDecision::Allow { protocol: None }
+        );
+        assert_eq!(
+            c.authorize("t", &creds(Some("Bearer no"), None, None)),
+            AuthDecision::Deny
+        );
         assert_eq!(
             c.authorize("t", &creds(None, Some("foo, sync-auth.tok"), None)),
-            AuthDecision::Allow { protocol: Some("sync-auth.tok".into()) }
+            AuthDecision::Allow {
+                protocol: Some("sync-auth.tok".into())
+            }
         );
-        assert_eq!(c.authorize("t", &creds(None, None, Some("token=tok"))), AuthDecision::Deny);
+        assert_eq!(
+            c.authorize("t", &creds(None, None, Some("token=tok"))),
+            AuthDecision::Deny
+        );
         let q = AuthConfig::new(Some("tok"), None, true).unwrap();
-        assert_eq!(q.authorize("t", &creds(None, None, Some("a=1&token=tok"))), AuthDecision::Allow { protocol: None });
+        assert_eq!(
+            q.authorize("t", &creds(None, None, Some("a=1&token=tok"))),
+            AuthDecision::Allow { protocol: None }
+        );
     }
 
     #[test]
     fn bad_token_maps_are_refused() {
-        for bad in ["[]", "1", "{", r#"{"a":""}"#, r#"{"a":1}"#, r#"{"-bad":"x"}"#] {
+        for bad in [
+            "[]",
+            "1",
+            "{",
+            r#"{"a":""}"#,
+            r#"{"a":1}"#,
+            r#"{"-bad":"x"}"#,
+        ] {
             assert!(AuthConfig::new(None, Some(bad), false).is_err(), "{bad}");
         }
     }

@@ -89,10 +89,7 @@ impl Driver {
         };
         match action {
             Action::Send { conn, frame } => {
-                let sent = live
-                    .sockets
-                    .get(&conn)
-                    .map(|ws| ws.send_with_bytes(&frame));
+                let sent = live.sockets.get(&conn).map(|ws| ws.send_with_bytes(&frame));
                 match sent {
                     Some(Ok(())) => {
                         live.engine.handle_sent(conn, frame.len());
@@ -172,10 +169,9 @@ fn log_events(live: &mut Live) {
                 live.tenant,
                 conn.0
             ),
-            Event::StorageFailed { message } => worker::console_error!(
-                "evsync: tenant {}: storage failed: {message}",
-                live.tenant
-            ),
+            Event::StorageFailed { message } => {
+                worker::console_error!("evsync: tenant {}: storage failed: {message}", live.tenant)
+            }
         }
     }
 }

@@ -85,9 +85,7 @@ pub fn describe(value: JsValue) -> String {
     if let Some(err) = value.dyn_ref::<js_sys::Error>() {
         return String::from(err.message());
     }
-    value
-        .as_string()
-        .unwrap_or_else(|| format!("{value:?}"))
+    value.as_string().unwrap_or_else(|| format!("{value:?}"))
 }
 
 thread_local! {

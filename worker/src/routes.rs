@@ -61,7 +61,9 @@ pub fn is_valid_tenant(tenant: &str) -> bool {
 pub fn text(status: u16, body: &str) -> Result<Response> {
     let headers = Headers::new();
     headers.set("Content-Type", "text/plain;charset=UTF-8")?;
-    Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 /// Serves one request to the Worker.
@@ -156,8 +158,14 @@ mod tests {
         assert_eq!(parse_path("/event-logs/a"), Err(PathError::NotFound));
         assert_eq!(parse_path("/"), Err(PathError::NotFound));
         assert_eq!(parse_path("/event-log/-a"), Err(PathError::InvalidTenant));
-        assert_eq!(parse_path("/event-log/a%20b"), Err(PathError::InvalidTenant));
-        assert_eq!(parse_path(&format!("/event-log/{}", "a".repeat(128))).is_ok(), true);
+        assert_eq!(
+            parse_path("/event-log/a%20b"),
+            Err(PathError::InvalidTenant)
+        );
+        assert_eq!(
+            parse_path(&format!("/event-log/{}", "a".repeat(128))).is_ok(),
+            true
+        );
         assert_eq!(
             parse_path(&format!("/event-log/{}", "a".repeat(129))),
             Err(PathError::InvalidTenant)

@@ -116,7 +116,10 @@ fn recorded(sql: &SqlStorage) -> Option<String> {
         value: String,
     }
     let rows: Vec<Row> = sql
-        .exec("SELECT value FROM evsync_selftest WHERE key = 'panic'", None)
+        .exec(
+            "SELECT value FROM evsync_selftest WHERE key = 'panic'",
+            None,
+        )
         .ok()?
         .to_array()
         .ok()?;
@@ -166,7 +169,11 @@ async fn run_d1(env: &Env) -> std::result::Result<String, String> {
     })
     .await;
     conformance::run_persistence(|| open(format!("selftest-{nonce}-p"))).await;
-    tenant_isolation(open(format!("selftest-{nonce}-x")).await, open(format!("selftest-{nonce}-y")).await).await;
+    tenant_isolation(
+        open(format!("selftest-{nonce}-x")).await,
+        open(format!("selftest-{nonce}-y")).await,
+    )
+    .await;
     let mut seen = tenants.borrow().clone();
     seen.sort();
     seen.dedup();
@@ -187,17 +194,29 @@ async fn tenant_isolation(mut a: D1Storage, mut b: D1Storage) {
         max_entries: usize::MAX,
         max_bytes: usize::MAX,
     };
-    let out = a.append(&[batch("pk", 1, &[1, 2])]).await.expect("append a");
+    let out = a
+        .append(&[batch("pk", 1, &[1, 2])])
+        .await
+        .expect("append a");
     assert_eq!(out[0].len(), 2);
-    let out = b.append(&[batch("pk", 1, &[2, 3])]).await.expect("append b");
+    let out = b
+        .append(&[batch("pk", 1, &[2, 3])])
+        .await
+        .expect("append b");
     assert_eq!(
-        out[0].iter().map(|x| (x.sequence, x.inserted)).collect::<Vec<_>>(),
+        out[0]
+            .iter()
+            .map(|x| (x.sequence, x.inserted))
+            .collect::<Vec<_>>(),
         vec![(1, true), (2, true)],
         "tenant b's log is its own: same entryId as tenant a is new, sequences start at 1"
     );
     let read_b = b.read("pk", 0, ALL).await.expect("read b");
     assert_eq!(
-        read_b.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(),
+        read_b
+            .iter()
+            .map(|e| e.entry_id.clone())
+            .collect::<Vec<_>>(),
         vec![entry_id(2), entry_id(3)],
         "tenant b reads only its own entries"
     );

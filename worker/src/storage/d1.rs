@@ -121,7 +121,8 @@ impl D1Storage {
                         version INTEGER NOT NULL
                     )",
                 ),
-                self.db.prepare("SELECT version FROM evsync_schema WHERE id = 1"),
+                self.db
+                    .prepare("SELECT version FROM evsync_schema WHERE id = 1"),
             ])
             .await
             .map_err(d1_error)?;
@@ -160,7 +161,11 @@ impl D1Storage {
     }
 
     /// A statement whose `?1` is this tenant and whose `?2…` are `params`.
-    fn statement(&self, sql: &str, params: &[JsValue]) -> Result<D1PreparedStatement, StorageError> {
+    fn statement(
+        &self,
+        sql: &str,
+        params: &[JsValue],
+    ) -> Result<D1PreparedStatement, StorageError> {
         let mut all = Vec::with_capacity(params.len() + 1);
         all.push(JsValue::from_str(&self.tenant));
         all.extend_from_slice(params);
@@ -377,7 +382,7 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, StorageError> {
         _ => Err(StorageError::new("D1 returned invalid hex")),
     };
     let bytes = hex.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(StorageError::new("D1 returned hex of odd length"));
     }
     bytes

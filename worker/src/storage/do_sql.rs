@@ -10,9 +10,7 @@
 use super::plan::{self, Existing};
 use super::values::{blob, int, param_blob, param_int};
 use crate::js;
-use evsync_core::storage::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes,
-};
+use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
@@ -22,8 +20,7 @@ use worker::{SqlStorage, SqlStorageValue};
 /// remoteId) and `evsync_entries`.
 pub const SCHEMA_VERSION: i64 = 1;
 
-const SCHEMA_V1: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS evsync_entries (
+const SCHEMA_V1: &[&str] = &["CREATE TABLE IF NOT EXISTS evsync_entries (
         public_key TEXT NOT NULL,
         sequence INTEGER NOT NULL,
         iv BLOB NOT NULL,
@@ -31,8 +28,7 @@ const SCHEMA_V1: &[&str] = &[
         encrypted_entry BLOB NOT NULL,
         PRIMARY KEY (public_key, sequence),
         UNIQUE (public_key, entry_id)
-    )",
-];
+    )"];
 
 /// A tenant's logs in its Durable Object's SQLite database.
 #[derive(Clone)]
@@ -97,7 +93,10 @@ impl DoSqlStorage {
             "SELECT value FROM evsync_meta WHERE key = ?1",
             vec![key.into()],
         )?;
-        Ok(rows.into_iter().next().and_then(|row| row.into_iter().next()))
+        Ok(rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next()))
     }
 
     fn append_in_transaction(
@@ -270,8 +269,5 @@ fn query(
     params: Vec<SqlStorageValue>,
 ) -> Result<Vec<Vec<SqlStorageValue>>, StorageError> {
     let cursor = sql.exec(query, params).map_err(sql_error)?;
-    cursor
-        .raw()
-        .map(|row| row.map_err(sql_error))
-        .collect()
+    cursor.raw().map(|row| row.map_err(sql_error)).collect()
 }

@@ -122,7 +122,13 @@ pub fn insert_runs(rows: &[NewRow<'_>], fixed: usize, per_row: usize) -> Vec<Ran
 /// `fixed` values (?1..?fixed) once and `per_row` values per row after them.
 /// `head` is everything up to and including `SELECT`, `select` the select
 /// list naming the fixed parameters and the `columnN` of the rows.
-pub fn multi_row_insert(head: &str, select: &str, fixed: usize, per_row: usize, rows: usize) -> String {
+pub fn multi_row_insert(
+    head: &str,
+    select: &str,
+    fixed: usize,
+    per_row: usize,
+    rows: usize,
+) -> String {
     let mut sql = format!("{head} {select} FROM (VALUES ");
     let mut param = fixed;
     for row in 0..rows {
@@ -164,7 +170,11 @@ mod tests {
 
     #[test]
     fn sequences_and_duplicates() {
-        let batches = vec![batch("a", 1, &[1, 2, 1]), batch("b", 1, &[2]), batch("a", 2, &[3, 9])];
+        let batches = vec![
+            batch("a", 1, &[1, 2, 1]),
+            batch("b", 1, &[2]),
+            batch("a", 2, &[3, 9]),
+        ];
         let mut existing = Existing::new();
         existing.insert(("a".into(), batches[2].entries[1].entry_id.clone()), 4);
         let heads = HashMap::from([("a".to_string(), 5)]);
@@ -180,13 +190,29 @@ mod tests {
 
     #[test]
     fn runs_respect_the_parameter_limit() {
-        let batches = vec![batch("a", 1, &(0..1000).collect::<Vec<_>>()), batch("a", 2, &[5000])];
+        let batches = vec![
+            batch("a", 1, &(0..1000).collect::<Vec<_>>()),
+            batch("a", 2, &[5000]),
+        ];
         let plan = plan_append(&batches, &Existing::new(), &HashMap::new());
         let runs = insert_runs(&plan.rows, 3, 3);
         assert!(runs.iter().all(|r| 3 + 3 * r.len() <= MAX_BOUND_PARAMETERS));
         assert_eq!(runs.iter().map(|r| r.len()).sum::<usize>(), 1001);
-        assert_eq!(runs.last().unwrap().len(), 1, "a new batch starts a new run");
-        let sql = multi_row_insert("INSERT INTO t (a, b, c) SELECT", "?1, column1, column2", 1, 2, 2);
-        assert_eq!(sql, "INSERT INTO t (a, b, c) SELECT ?1, column1, column2 FROM (VALUES (?2, ?3), (?4, ?5))");
+        assert_eq!(
+            runs.last().unwrap().len(),
+            1,
+            "a new batch starts a new run"
+        );
+        let sql = multi_row_insert(
+            "INSERT INTO t (a, b, c) SELECT",
+            "?1, column1, column2",
+            1,
+            2,
+            2,
+        );
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b, c) SELECT ?1, column1, column2 FROM (VALUES (?2, ?3), (?4, ?5))"
+        );
     }
 }

@@ -1,0 +1,178 @@
+// End-to-end tests of the Rust Worker running in workerd (`wrangler dev`),
+// started by scripts/worker-test. Parameterised by environment:
+//   EVSYNC_BASE  http://127.0.0.1:<port>
+//   EVSYNC_MODE  do | d1 (the storage backend this instance uses)
+//   EVSYNC_RUN   unique id of this run (tenant names)
+//   EVSYNC_AUTH  JSON: { secretTenant, tenantToken, otherToken,
+//                        rejectedForOther: [..], queryAllowed }
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Peer, httpRequest, upgradeHeaders, entry, iv, CHUNK_SIZE } from "./peer.mjs";
+
+const BASE = process.env.EVSYNC_BASE;
+const WS_BASE = BASE.replace(/^http/, "ws");
+const MODE = process.env.EVSYNC_MODE;
+const RUN = process.env.EVSYNC_RUN ?? Date.now().toString(36);
+const AUTH = JSON.parse(process.env.EVSYNC_AUTH);
+const tenant = (name) => `${name}-${MODE}-${RUN}`;
+const open = (name, opts = {}) => Peer.open(WS_BASE, tenant(name), { token: AUTH.otherToken, ...opts });
+const bytes = (u8) => Buffer.from(u8).toString("hex");
+
+test(`[${MODE}] HTTP rules: paths and tenants`, async () => {
+  const cases = [
+    ["/", 404, "Not found"],
+    ["/other", 404, "Not found"],
+    ["/event-logs/t", 404, "Not found"],
+    ["/event-log/a/b", 404, "Not found"],
+    ["/event-log", 400, "Tenant is required."],
+    ["/event-log/", 400, "Tenant is required."],
+    ["/event-log/-bad", 400, "Invalid tenant format."],
+    ["/event-log/a%20b", 400, "Invalid tenant format."],
+    [`/event-log/${"a".repeat(129)}`, 400, "Invalid tenant format."],
+  ];
+  for (const [path, status, body] of cases) {
+    const res = await httpRequest(BASE, path, upgradeHeaders());
+    assert.equal(res.status, status, path);
+    assert.equal(res.body, body, path);
+    assert.match(res.headers["content-type"], /^text\/plain;charset=UTF-8$/i, path);
+  }
+});
+
+test(`[${MODE}] HTTP rules: auth before upgrade, 401 and 426`, async () => {
+  const secret = `/event-log/${AUTH.secretTenant}`;
+  let res = await httpRequest(BASE, secret);
+  assert.equal(res.status, 401, "no credentials and no upgrade: auth is checked first");
+  assert.equal(res.body, "Unauthorized");
+  assert.equal(res.headers["www-authenticate"], "Bearer");
+  res = await httpRequest(BASE, secret, { ...upgradeHeaders(), Authorization: "Bearer wrong" });
+  assert.equal(res.status, 401);
+  res = await httpRequest(BASE, secret, { ...upgradeHeaders(), Authorization: `Bearer ${AUTH.otherToken}` });
+  assert.equal(res.status, 401, "a tenant's own token wins over the fallbacks");
+  res = await httpRequest(BASE, secret, { Authorization: `Bearer ${AUTH.tenantToken}` });
+  assert.equal(res.status, 426);
+  assert.equal(res.body, "Expected WebSocket upgrade");
+  res = await httpRequest(BASE, secret, { ...upgradeHeaders(), Authorization: `Bearer ${AUTH.tenantToken}` });
+  assert.equal(res.status, 101, "tenant token over Bearer");
+  const other = `/event-log/${tenant("auth")}`;
+  res = await httpRequest(BASE, other, { ...upgradeHeaders(), Authorization: `Bearer ${AUTH.otherToken}` });
+  assert.equal(res.status, 101, "fallback token for other tenants");
+  for (const rejected of AUTH.rejectedForOther) {
+    res = await httpRequest(BASE, other, { ...upgradeHeaders(), Authorization: `Bearer ${rejected}` });
+    assert.equal(res.status, 401, `${rejected} is not the fallback in force`);
+  }
+  res = await httpRequest(BASE, `${other}?token=${AUTH.otherToken}`, upgradeHeaders());
+  assert.equal(res.status, AUTH.queryAllowed ? 101 : 401, "?token= only when SYNC_ALLOW_QUERY_TOKEN");
+});
+
+test(`[${MODE}] subprotocol token is echoed in the 101`, async () => {
+  const protocol = `sync-auth.${AUTH.tenantToken}`;
+  const peer = await Peer.open(WS_BASE, AUTH.secretTenant, { protocols: ["chat", protocol] });
+  assert.equal(peer.ws.protocol, protocol);
+  await peer.expect("Hello");
+  peer.close();
+  await assert.rejects(
+    Peer.open(WS_BASE, AUTH.secretTenant, { protocols: ["sync-auth.nope"] }),
+    (err) => err.status === 401,
+  );
+});
+
+test(`[${MODE}] Hello first, with a stable UUID v4 remoteId`, async () => {
+  const a = await open("hello");
+  const hello = await a.expect("Hello");
+  assert.equal(hello.remoteId.length, 16);
+  assert.equal(hello.remoteId[6] >> 4, 4, "UUID v4");
+  const b = await open("hello");
+  const again = await b.expect("Hello");
+  assert.equal(bytes(again.remoteId), bytes(hello.remoteId), "same tenant, same remoteId");
+  const c = await open("hello-other");
+  assert.notEqual(bytes((await c.expect("Hello")).remoteId), bytes(hello.remoteId), "tenants differ");
+  for (const p of [a, b, c]) p.close();
+});
+
+test(`[${MODE}] protocol: Ack, dedup, backlog then live, StopChanges, Ping, isolation`, async () => {
+  const pk = `pk-${RUN}`;
+  const writer = await open("proto");
+  await writer.expect("Hello");
+  const [e1, e2, e3, e4, e5] = [entry(), entry(), entry(), entry(), entry()];
+  const batchIv = iv();
+  assert.deepEqual(await writer.write(pk, 1, [e1, e2], batchIv), [1, 2]);
+  assert.deepEqual(await writer.write(pk, 2, [e3, e1]), [3, 1], "duplicate keeps its sequence, in position");
+  assert.deepEqual(await writer.write(pk, 3, []), [], "empty batch");
+  assert.deepEqual(await writer.write(`${pk}-b`, 4, [e1]), [1], "each publicKey has its own log");
+
+  const subscriber = await open("proto");
+  await subscriber.expect("Hello");
+  const bystander = await open("proto");
+  await bystander.expect("Hello");
+  subscriber.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
+  const backlog = await subscriber.changes(pk, 3);
+  assert.deepEqual(backlog.map((e) => e.sequence), [1, 2, 3], "backlog in order");
+  assert.equal(bytes(backlog[0].entryId), bytes(e1.entryId));
+  assert.equal(bytes(backlog[0].encryptedEntry), bytes(e1.encryptedEntry));
+  assert.equal(bytes(backlog[1].iv), bytes(batchIv), "entries keep their batch iv");
+
+  assert.deepEqual(await writer.write(pk, 5, [e4]), [4]);
+  const live = await subscriber.changes(pk, 1);
+  assert.deepEqual(live.map((e) => e.sequence), [4], "live after backlog, no gap");
+  assert.equal(bytes(live[0].encryptedEntry), bytes(e4.encryptedEntry));
+  await bystander.ping(11); // Pong first: no Changes for a socket that did not subscribe
+
+  subscriber.send({ _tag: "StopChanges", publicKey: pk });
+  await subscriber.ping(12); // StopChanges is processed before the next write
+  assert.deepEqual(await writer.write(pk, 6, [e5]), [5]);
+  await subscriber.ping(13); // Pong first: nothing after StopChanges
+  await bystander.ping(14);
+
+  const late = await open("proto");
+  await late.expect("Hello");
+  late.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 4 });
+  assert.deepEqual((await late.changes(pk, 2)).map((e) => e.sequence), [4, 5], "from startSequence");
+  for (const p of [writer, subscriber, bystander, late]) p.close();
+});
+
+test(`[${MODE}] more than 33 entries in one WriteEntries are acked`, async () => {
+  const pk = `many-${RUN}`;
+  const peer = await open("many");
+  await peer.expect("Hello");
+  const entries = Array.from({ length: 250 }, () => entry(64));
+  const seqs = await peer.write(pk, 1, entries);
+  assert.deepEqual(seqs, Array.from({ length: 250 }, (_, i) => i + 1));
+  const again = await peer.write(pk, 2, [...entries.slice(0, 40), entry()]);
+  assert.deepEqual(again, [...Array.from({ length: 40 }, (_, i) => i + 1), 251], "dedup across a large batch");
+  peer.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
+  const all = await peer.changes(pk, 251);
+  assert.deepEqual(all.map((e) => e.sequence), Array.from({ length: 251 }, (_, i) => i + 1));
+  peer.close();
+});
+
+test(`[${MODE}] a ~1.5 MB entry goes up chunked and comes back whole`, async () => {
+  const pk = `big-${RUN}`;
+  const writer = await open("big");
+  await writer.expect("Hello");
+  const big = entry(1_500_000);
+  const message = { _tag: "WriteEntries", publicKey: pk, id: 1, iv: iv(), encryptedEntries: [big] };
+  const parts = writer.sendChunked(message);
+  assert.ok(parts >= 3, "sent in 512 kB parts");
+  const ack = await writer.expect("Ack");
+  assert.deepEqual(ack.sequenceNumbers, [1]);
+  const reader = await open("big");
+  await reader.expect("Hello");
+  reader.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
+  const [got] = await reader.changes(pk, 1); // the peer reassembles the server's chunks
+  assert.equal(got.encryptedEntry.length, big.encryptedEntry.length);
+  assert.equal(bytes(got.encryptedEntry), bytes(big.encryptedEntry), "byte-exact");
+  assert.ok(big.encryptedEntry.length > CHUNK_SIZE);
+  writer.close();
+  reader.close();
+});
+
+test(`[${MODE}] storage conformance suite inside workerd`, async () => {
+  const res = await httpRequest(BASE, `/__evsync/self-test/${MODE}/${RUN}`);
+  let detail = res.body;
+  if (res.status !== 200) {
+    const recorded = await httpRequest(BASE, `/__evsync/self-test/result/${RUN}`).catch(() => null);
+    if (recorded?.body) detail = `${detail} | recorded: ${recorded.body}`;
+  }
+  assert.equal(res.status, 200, detail);
+  assert.match(res.body, /^PASS /);
+});
