@@ -144,16 +144,8 @@ impl Config {
     }
 }
 
-/// Whether `tenant` is one the server accepts:
-/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
-pub fn is_valid_tenant(tenant: &str) -> bool {
-    let b = tenant.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-}
+/// Whether `tenant` is one the server accepts (the server's own rule).
+pub use evsync_core::access::is_valid_tenant;
 
 /// The endpoint of `tenant` under a base URL such as
 /// `wss://sync.example.workers.dev/event-log` (as the original smoke test's

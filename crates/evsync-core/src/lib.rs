@@ -9,6 +9,7 @@
 //! owns no socket and reads no clock, so it builds for `wasm32` and its tests
 //! need no network.
 
+pub mod access;
 pub mod chunk;
 pub mod codec;
 pub mod engine;

@@ -1,219 +1,45 @@
-//! Who may open a tenant's socket: the original worker's token rules.
-//!
-//! Expected token for a tenant: `SYNC_AUTH_TOKENS[tenant]` ??
-//! `SYNC_AUTH_TOKENS["*"]` ?? `SYNC_AUTH_TOKEN`; none means the tenant is
-//! open. Accepted credentials, any one of: `Authorization: Bearer <t>`, the
-//! first `sync-auth.<t>` entry of `Sec-WebSocket-Protocol`, and `?token=<t>`
-//! when `SYNC_ALLOW_QUERY_TOKEN` allows it. Tokens are compared in constant
-//! time and never logged or printed (`Debug` redacts them).
+//! Who may open a tenant's socket: the rules live in
+//! [`evsync_core::access`] (shared with the Cloudflare Worker); this module
+//! only reads the credentials out of axum's request and maps configuration
+//! errors to the setting that caused them.
 
 use crate::config::ConfigError;
-use crate::routes::is_valid_tenant;
 use axum::http::{HeaderMap, header};
-use std::collections::BTreeMap;
-use std::fmt;
-use subtle::ConstantTimeEq;
+pub use evsync_core::access::{AuthConfig, AuthDecision, Credentials, PROTOCOL_PREFIX};
 
-/// The subprotocol prefix that carries a token (browsers cannot set
-/// headers on a WebSocket, but they can offer subprotocols).
-pub const PROTOCOL_PREFIX: &str = "sync-auth.";
-
-/// The auth settings of a server.
-#[derive(Clone, Default)]
-pub struct AuthConfig {
-    /// SYNC_AUTH_TOKEN: the token of every tenant without its own.
-    default_token: Option<String>,
-    /// SYNC_AUTH_TOKENS: tenant (or `*`) → token.
-    tenant_tokens: BTreeMap<String, String>,
-    /// SYNC_ALLOW_QUERY_TOKEN: accept `?token=`.
+/// Builds the auth settings from the raw values of SYNC_AUTH_TOKEN,
+/// SYNC_AUTH_TOKENS and SYNC_ALLOW_QUERY_TOKEN; a bad token map is an error
+/// naming `tokens_setting`.
+pub fn auth_config(
+    default_token: Option<&str>,
+    tenant_tokens_json: Option<&str>,
     allow_query_token: bool,
+    tokens_setting: &str,
+) -> Result<AuthConfig, ConfigError> {
+    AuthConfig::new(default_token, tenant_tokens_json, allow_query_token)
+        .map_err(|problem| ConfigError::new(tokens_setting, problem))
 }
 
-impl fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.summary())
-    }
-}
-
-/// What [`AuthConfig::authorize`] decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AuthDecision {
-    /// Let the request through. `protocol` is the first `sync-auth.<token>`
-    /// subprotocol the client offered, if any; the `101` must select it or
-    /// browsers (and Node's `ws`) drop the socket.
-    Allow { protocol: Option<String> },
-    /// `401 Unauthorized`.
-    Deny,
-}
-
-impl AuthConfig {
-    /// No token anywhere: every tenant is open.
-    pub fn open() -> Self {
-        AuthConfig::default()
-    }
-
-    /// Builds the settings from the raw values of the three variables.
-    ///
-    /// An empty `SYNC_AUTH_TOKEN` or `SYNC_AUTH_TOKENS` counts as unset, as
-    /// in the original. Unlike the original, which silently ignored a
-    /// `SYNC_AUTH_TOKENS` it could not parse (leaving tenants open that the
-    /// operator meant to protect), a value that is not a JSON object of
-    /// non-empty strings keyed by tenant names or `*` is an error.
-    pub fn new(
-        default_token: Option<&str>,
-        tenant_tokens_json: Option<&str>,
-        allow_query_token: bool,
-        tokens_setting: &str,
-    ) -> Result<Self, ConfigError> {
-        let default_token = default_token.filter(|t| !t.is_empty()).map(str::to_owned);
-        let tenant_tokens = match tenant_tokens_json.filter(|raw| !raw.trim().is_empty()) {
-            None => BTreeMap::new(),
-            Some(raw) => {
-                parse_tenant_tokens(raw).map_err(|p| ConfigError::new(tokens_setting, p))?
-            }
-        };
-        Ok(AuthConfig {
-            default_token,
-            tenant_tokens,
-            allow_query_token,
-        })
-    }
-
-    /// True when at least one tenant needs a token.
-    pub fn is_enabled(&self) -> bool {
-        self.default_token.is_some() || !self.tenant_tokens.is_empty()
-    }
-
-    /// Whether `?token=` is accepted.
-    pub fn allows_query_token(&self) -> bool {
-        self.allow_query_token
-    }
-
-    /// A description without any token, for the startup line.
-    pub fn summary(&self) -> String {
-        if !self.is_enabled() {
-            return "off (every tenant is open)".into();
-        }
-        let mut parts = Vec::new();
-        let named = self.tenant_tokens.keys().filter(|k| *k != "*").count();
-        if named > 0 {
-            parts.push(format!("{named} tenant token(s)"));
-        }
-        if self.tenant_tokens.contains_key("*") {
-            parts.push("a \"*\" token".into());
-        }
-        if self.default_token.is_some() {
-            parts.push("a shared token".into());
-        }
-        let mut out = format!("on ({})", parts.join(", "));
-        if !self.tenant_tokens.contains_key("*") && self.default_token.is_none() {
-            out.push_str("; tenants without a token are open");
-        }
-        if self.allow_query_token {
-            out.push_str("; ?token= accepted");
-        }
-        out
-    }
-
-    /// The token `tenant` must present, if any.
-    pub fn expected_token(&self, tenant: &str) -> Option<&str> {
-        self.tenant_tokens
-            .get(tenant)
-            .or_else(|| self.tenant_tokens.get("*"))
-            .or(self.default_token.as_ref())
-            .map(String::as_str)
-    }
-
-    /// Checks a request for `tenant`: its headers and raw query string.
-    pub fn authorize(
-        &self,
-        tenant: &str,
-        headers: &HeaderMap,
-        query: Option<&str>,
-    ) -> AuthDecision {
-        // An allowed request that offered a `sync-auth.` subprotocol always
-        // gets it selected, even when the tenant is open or another
-        // credential matched: a WebSocket client (browsers, Node's `ws`)
-        // drops a socket whose offered protocols were all ignored. The
-        // original echoed it only when it carried the accepted token.
-        let Some(expected) = self.expected_token(tenant) else {
-            return AuthDecision::Allow {
-                protocol: auth_protocol(headers),
-            };
-        };
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let protocol = auth_protocol(headers);
-        let query_token = if self.allow_query_token {
-            query.and_then(query_token)
-        } else {
-            None
-        };
-        // Evaluate every credential (no short cut), each in constant time.
-        let bearer_ok = bearer.is_some_and(|t| same(t, expected));
-        let protocol_ok = protocol
-            .as_deref()
-            .is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
-        let query_ok = query_token.as_deref().is_some_and(|t| same(t, expected));
-        if bearer_ok | protocol_ok | query_ok {
-            AuthDecision::Allow { protocol }
-        } else {
-            AuthDecision::Deny
-        }
-    }
-}
-
-/// Constant-time equality (the length still shows, as with any compare).
-fn same(given: &str, expected: &str) -> bool {
-    given.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
-/// The first `sync-auth.…` entry of the `Sec-WebSocket-Protocol` list
-/// (all header lines, comma-separated, entries trimmed, empty ones
-/// skipped), as the original reads it.
-fn auth_protocol(headers: &HeaderMap) -> Option<String> {
-    headers
+/// Checks a request for `tenant` by its headers and raw query string.
+pub fn authorize(
+    auth: &AuthConfig,
+    tenant: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> AuthDecision {
+    let protocols: Vec<&str> = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .find(|e| e.starts_with(PROTOCOL_PREFIX))
-        .map(str::to_owned)
-}
-
-/// The first `token` parameter of a query string, form-decoded like
-/// `URLSearchParams.get("token")`.
-fn query_token(query: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v.into_owned())
-}
-
-fn parse_tenant_tokens(raw: &str) -> Result<BTreeMap<String, String>, String> {
-    let value: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| format!("not valid JSON ({e}); expected an object of tenant → token"))?;
-    let serde_json::Value::Object(map) = value else {
-        return Err("not a JSON object; expected {\"tenant\": \"token\", \"*\": \"token\"}".into());
+        .collect();
+    let credentials = Credentials {
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        protocols: &protocols,
+        query,
     };
-    let mut tokens = BTreeMap::new();
-    for (tenant, token) in map {
-        if tenant != "*" && !is_valid_tenant(&tenant) {
-            return Err(format!(
-                "key {tenant:?} is neither a valid tenant name nor \"*\""
-            ));
-        }
-        match token {
-            serde_json::Value::String(t) if !t.is_empty() => {
-                tokens.insert(tenant, t);
-            }
-            _ => return Err(format!("the token of {tenant:?} is not a non-empty string")),
-        }
-    }
-    Ok(tokens)
+    auth.authorize(tenant, &credentials)
 }
 
 #[cfg(test)]
@@ -221,118 +47,40 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn config(default: Option<&str>, json: Option<&str>, query: bool) -> AuthConfig {
-        AuthConfig::new(default, json, query, "SYNC_AUTH_TOKENS").unwrap()
-    }
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
     #[test]
-    fn precedence_tenant_then_star_then_default() {
-        let c = config(Some("d"), Some(r#"{"a":"ta","*":"star"}"#), false);
-        assert_eq!(c.expected_token("a"), Some("ta"));
-        assert_eq!(c.expected_token("b"), Some("star"));
-        let c = config(Some("d"), Some(r#"{"a":"ta"}"#), false);
-        assert_eq!(c.expected_token("b"), Some("d"));
-        let c = config(None, Some(r#"{"a":"ta"}"#), false);
-        assert_eq!(c.expected_token("b"), None);
-        assert_eq!(config(Some(""), None, false).expected_token("a"), None);
-    }
-
-    #[test]
-    fn credentials() {
-        let c = config(Some("s3cret"), None, false);
-        let allow = |p: Option<&str>| AuthDecision::Allow {
-            protocol: p.map(str::to_owned),
-        };
-        assert_eq!(
-            c.authorize("t", &headers(&[("authorization", "Bearer s3cret")]), None),
-            allow(None)
+    fn reads_every_credential_from_the_request() {
+        let auth = auth_config(Some("s3cret"), None, true, "SYNC_AUTH_TOKENS").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append("sec-websocket-protocol", HeaderValue::from_static("x"));
+        headers.append(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("sync-auth.s3cret"),
         );
         assert_eq!(
-            c.authorize("t", &headers(&[("authorization", "bearer s3cret")]), None),
-            AuthDecision::Deny,
-            "the scheme is case-sensitive, as in the original"
-        );
-        assert_eq!(
-            c.authorize(
-                "t",
-                &headers(&[("sec-websocket-protocol", "x, sync-auth.s3cret ,y")]),
-                None
-            ),
-            allow(Some("sync-auth.s3cret"))
-        );
-        assert_eq!(
-            c.authorize(
-                "t",
-                &headers(&[("sec-websocket-protocol", "sync-auth.nope, sync-auth.s3cret")]),
-                None
-            ),
-            AuthDecision::Deny,
-            "only the first sync-auth entry counts"
-        );
-        assert_eq!(
-            c.authorize("t", &HeaderMap::new(), Some("token=s3cret")),
-            AuthDecision::Deny,
-            "query tokens are off by default"
-        );
-        let q = config(Some("a b"), None, true);
-        assert_eq!(
-            q.authorize("t", &HeaderMap::new(), Some("x=1&token=a+b&token=zz")),
-            allow(None)
-        );
-    }
-
-    #[test]
-    fn an_offered_auth_protocol_is_always_selected_when_allowed() {
-        let offered = headers(&[("sec-websocket-protocol", "sync-auth.anything")]);
-        assert_eq!(
-            config(None, None, false).authorize("t", &offered, None),
+            authorize(&auth, "t", &headers, None),
             AuthDecision::Allow {
-                protocol: Some("sync-auth.anything".into())
-            },
-            "an open tenant selects the offered protocol"
+                protocol: Some("sync-auth.s3cret".into())
+            }
         );
-        let mut both = offered.clone();
-        both.append("authorization", HeaderValue::from_static("Bearer s3cret"));
+        let mut bearer = HeaderMap::new();
+        bearer.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
         assert_eq!(
-            config(Some("s3cret"), None, false).authorize("t", &both, None),
-            AuthDecision::Allow {
-                protocol: Some("sync-auth.anything".into())
-            },
-            "the Bearer token matched; the offered protocol is still selected"
+            authorize(&auth, "t", &bearer, None),
+            AuthDecision::Allow { protocol: None }
+        );
+        assert_eq!(
+            authorize(&auth, "t", &HeaderMap::new(), Some("token=s3cret")),
+            AuthDecision::Allow { protocol: None }
+        );
+        assert_eq!(
+            authorize(&auth, "t", &HeaderMap::new(), None),
+            AuthDecision::Deny
         );
     }
 
     #[test]
-    fn bad_token_maps_are_refused() {
-        for bad in [
-            "[1]",
-            "\"x\"",
-            "{\"a\": 1}",
-            "{\"a\": \"\"}",
-            "{bad json",
-            "{\"no spaces\": \"t\"}",
-        ] {
-            let err = AuthConfig::new(None, Some(bad), false, "SYNC_AUTH_TOKENS").unwrap_err();
-            assert_eq!(err.setting, "SYNC_AUTH_TOKENS", "{bad}");
-            assert!(!err.to_string().contains('\n'));
-        }
-        assert!(!config(None, Some(""), false).is_enabled());
-        assert!(!config(None, Some("{}"), false).is_enabled());
-    }
-
-    #[test]
-    fn summary_never_shows_tokens() {
-        let c = config(Some("s3cret"), Some(r#"{"a":"hidden1"}"#), true);
-        let s = format!("{} {:?}", c.summary(), c);
-        assert!(!s.contains("s3cret") && !s.contains("hidden1"), "{s}");
-        assert!(s.starts_with("on ("));
+    fn a_bad_token_map_names_its_setting() {
+        let err = auth_config(None, Some("[1]"), false, "SYNC_AUTH_TOKENS").unwrap_err();
+        assert_eq!(err.setting, "SYNC_AUTH_TOKENS");
     }
 }

@@ -14,7 +14,7 @@
 //!    (the original selected it only when it carried the token, so a client
 //!    offering one to an open tenant failed its handshake).
 
-use crate::auth::AuthDecision;
+use crate::auth::{AuthDecision, authorize};
 use crate::connection;
 use crate::health;
 use crate::registry::{ConnectError, Registry};
@@ -24,6 +24,7 @@ use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::sync::Arc;
 
 /// Builds the router: one fallback handler, so that routing follows the
@@ -32,51 +33,13 @@ pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new().fallback(handle).with_state(registry)
 }
 
-/// Why a path is not a tenant's socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathError {
-    NotFound,
-    TenantRequired,
-    InvalidTenant,
-}
-
-impl PathError {
-    fn response(self) -> Response {
-        match self {
-            PathError::NotFound => text(StatusCode::NOT_FOUND, "Not found"),
-            PathError::TenantRequired => text(StatusCode::BAD_REQUEST, "Tenant is required."),
-            PathError::InvalidTenant => text(StatusCode::BAD_REQUEST, "Invalid tenant format."),
-        }
-    }
-}
-
-/// Matches `^/event-log(?:/([^/]+))?/?$` on the raw (still percent-encoded)
-/// path, as the original did on `URL.pathname`, and validates the tenant.
-pub fn parse_path(path: &str) -> Result<&str, PathError> {
-    let rest = path.strip_prefix("/event-log").ok_or(PathError::NotFound)?;
-    if rest.is_empty() || rest == "/" {
-        return Err(PathError::TenantRequired);
-    }
-    let tenant = rest.strip_prefix('/').ok_or(PathError::NotFound)?;
-    let tenant = tenant.strip_suffix('/').unwrap_or(tenant);
-    if tenant.is_empty() || tenant.contains('/') {
-        return Err(PathError::NotFound);
-    }
-    if !is_valid_tenant(tenant) {
-        return Err(PathError::InvalidTenant);
-    }
-    Ok(tenant)
-}
-
-/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
-pub fn is_valid_tenant(tenant: &str) -> bool {
-    let bytes = tenant.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+/// The original's answer for a path that names no tenant.
+fn path_error_response(err: PathError) -> Response {
+    let (status, body) = err.status_and_body();
+    text(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+        body,
+    )
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
@@ -108,10 +71,10 @@ async fn handle(
     }
     let tenant = match parse_path(path) {
         Ok(tenant) => tenant,
-        Err(err) => return err.response(),
+        Err(err) => return path_error_response(err),
     };
     let shared = registry.shared();
-    let protocol = match shared.config.auth.authorize(tenant, &headers, uri.query()) {
+    let protocol = match authorize(&shared.config.auth, tenant, &headers, uri.query()) {
         AuthDecision::Allow { protocol } => protocol,
         AuthDecision::Deny => {
             let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized");
@@ -152,38 +115,4 @@ async fn handle(
         .max_frame_size(max)
         .on_failed_upgrade(|err| tracing::debug!(%err, "websocket upgrade failed"))
         .on_upgrade(move |socket| connection::run(socket, attached))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_follow_the_original_regex() {
-        assert_eq!(parse_path("/event-log/acme"), Ok("acme"));
-        assert_eq!(parse_path("/event-log/acme/"), Ok("acme"));
-        assert_eq!(parse_path("/event-log"), Err(PathError::TenantRequired));
-        assert_eq!(parse_path("/event-log/"), Err(PathError::TenantRequired));
-        assert_eq!(parse_path("/event-log//"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-logs/a"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-log/a/b"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-log/a//"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/"), Err(PathError::NotFound));
-        assert_eq!(
-            parse_path("/event-log/bad%2Ftenant"),
-            Err(PathError::InvalidTenant)
-        );
-        assert_eq!(parse_path("/event-log/.a"), Err(PathError::InvalidTenant));
-        assert_eq!(parse_path("/event-log/a.b_c-D9"), Ok("a.b_c-D9"));
-    }
-
-    #[test]
-    fn tenant_length_limit() {
-        assert!(is_valid_tenant(&"a".repeat(128)));
-        assert!(!is_valid_tenant(&"a".repeat(129)));
-        assert!(!is_valid_tenant(""));
-        assert!(!is_valid_tenant("-a"));
-        assert!(!is_valid_tenant("a b"));
-        assert!(!is_valid_tenant("é"));
-    }
 }

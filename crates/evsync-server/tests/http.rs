@@ -16,7 +16,7 @@ async fn open_server() -> TestServer {
 
 async fn server_with(default: Option<&str>, tokens: Option<&str>, query: bool) -> TestServer {
     let mut config = memory_config();
-    config.auth = AuthConfig::new(default, tokens, query, "SYNC_AUTH_TOKENS").unwrap();
+    config.auth = evsync_server::auth_config(default, tokens, query, "SYNC_AUTH_TOKENS").unwrap();
     start(config).await
 }
 

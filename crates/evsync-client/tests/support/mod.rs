@@ -51,7 +51,7 @@ impl TestServer {
 
     /// As [`TestServer::start`] with every tenant requiring `token`.
     pub async fn start_with_token(data: &Path, token: &str) -> TestServer {
-        let auth = AuthConfig::new(Some(token), None, false, "test").unwrap();
+        let auth = AuthConfig::new(Some(token), None, false).unwrap();
         Self::start_with(data, "127.0.0.1:0".parse().unwrap(), auth).await
     }
 

@@ -8,7 +8,7 @@
 use crate::logging;
 use clap::Args;
 use evsync_server::{
-    AuthConfig, ConfigError, Server, ServerConfig, StartError, StorageConfig, parse_bool,
+    ConfigError, Server, ServerConfig, StartError, StorageConfig, auth_config, parse_bool,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -122,7 +122,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         args.allow_query_token.as_deref().unwrap_or(""),
     )?;
     let debug = parse_bool("SYNC_DEBUG (--debug)", args.debug.as_deref().unwrap_or(""))?;
-    let auth = AuthConfig::new(
+    let auth = auth_config(
         args.auth_token.as_deref(),
         args.auth_tokens.as_deref(),
         allow_query,
