@@ -91,7 +91,7 @@ pub fn describe(value: JsValue) -> String {
 thread_local! {
     /// The scratch Durable Object's SQL storage while a self-test runs, so
     /// the panic hook can persist the failed assertion before the abort.
-    static PANIC_SINK: RefCell<Option<SqlStorage>> = const { RefCell::new(None) };
+    static PANIC_SINK: RefCell<Option<(SqlStorage, String)>> = const { RefCell::new(None) };
 }
 
 /// The JS global that also receives the last panic message (readable by
@@ -115,9 +115,9 @@ pub fn install_panic_hook() {
             );
             PANIC_SINK.with(|sink| {
                 if let Ok(sink) = sink.try_borrow()
-                    && let Some(sql) = sink.as_ref()
+                    && let Some((sql, what)) = sink.as_ref()
                 {
-                    crate::selftest::record_panic(sql, &message);
+                    crate::selftest::record_panic(sql, what, &message);
                 }
             });
             previous(info);
@@ -125,14 +125,8 @@ pub fn install_panic_hook() {
     });
 }
 
-/// Sets or clears the SQL storage the panic hook writes to.
-pub fn set_panic_sink(sql: Option<SqlStorage>) {
-    PANIC_SINK.with(|sink| *sink.borrow_mut() = sql);
-}
-
-/// The last panic message left in [`PANIC_GLOBAL`], if any.
-pub fn last_panic_global() -> Option<String> {
-    Reflect::get(&js_sys::global(), &PANIC_GLOBAL.into())
-        .ok()
-        .and_then(|v| v.as_string())
+/// Sets or clears the SQL storage the panic hook writes to, and the name
+/// of the run it reports for.
+pub fn set_panic_sink(sql: Option<SqlStorage>, what: &str) {
+    PANIC_SINK.with(|sink| *sink.borrow_mut() = sql.map(|sql| (sql, what.to_string())));
 }

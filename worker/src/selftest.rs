@@ -4,23 +4,24 @@
 //! Enabled only when `SYNC_SELF_TEST` is `true`/`1` (the test-only wrangler
 //! configs set it; the deploy config does not):
 //!
-//! - `GET /__evsync/self-test/<do|d1>/<run>` runs the suite in a scratch
+//! - `GET /__evsync/self-test/<do|d1>/<run>` starts the suite in a scratch
 //!   Durable Object named `__selftest-<run>` (a name no tenant can have:
-//!   tenants start with a letter or digit). DO mode uses that object's own
-//!   SQLite (wiped before each check); D1 mode uses fresh tenants
-//!   `selftest-<run>-<n>` in `SYNC_DB`, deleted afterwards, and also checks
-//!   that two tenants with the same publicKey stay apart. Answers
-//!   `200 PASS …`, or `500 FAIL …` with the first failed assertion.
-//! - `GET /__evsync/self-test/result/<run>` answers the assertion recorded
-//!   by that run's object (empty when none).
+//!   tenants start with a letter or digit) and answers `202` at once. DO
+//!   mode uses that object's own SQLite (wiped before each check); D1 mode
+//!   uses fresh tenants `selftest-<run>-<n>` in `SYNC_DB`, deleted
+//!   afterwards, and also checks that two tenants with the same publicKey
+//!   stay apart.
+//! - `GET /__evsync/self-test/result/<run>` answers `RUNNING`, `PASS …`, or
+//!   `FAIL …` with the first failed assertion; callers poll it.
 //!
-//! Why two routes: the suite reports failures by panicking, and a panic
-//! aborts the wasm instance (`panic = "abort"`; there is no unwinding to
-//! catch). The panic hook (see `js::install_panic_hook`) first writes the
-//! message into the scratch object's SQLite, which outlives the abort. The
-//! Worker then asks the same object for it; if the abort also took the
-//! Worker's own request down (Worker and object can share an isolate and so
-//! a wasm instance), the caller asks the `result` route itself.
+//! Why start-then-poll: the suite reports failures by panicking, and a
+//! panic aborts the wasm instance (`panic = "abort"`; there is no unwinding
+//! to catch). A request whose handler aborts never settles, so a run
+//! answered in the same request would leave the caller hanging. Instead the
+//! run goes on in the object's `waitUntil`, and the panic hook (see
+//! `js::install_panic_hook`) writes the message into the scratch object's
+//! SQLite before the abort; the next request (which re-initialises the wasm
+//! instance) reads it from there.
 
 use crate::config;
 use crate::js;
@@ -31,6 +32,7 @@ use evsync_core::storage::conformance::{self, batch, entry_id};
 use evsync_core::storage::{AsyncStorage, ReadLimit};
 use serde::Deserialize;
 use std::cell::RefCell;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Response, Result, SqlStorage, State};
 
 /// Path prefix of the self-test routes (on the Worker and on the object).
@@ -51,53 +53,55 @@ pub async fn route(rest: &str, env: &Env) -> Result<Response> {
         .durable_object(config::DO_BINDING)?
         .id_from_name(&format!("__selftest-{run}"))?
         .get_stub()?;
-    let url = format!("https://evsync.internal{ROUTE_PREFIX}{what}");
-    match stub.fetch_with_str(&url).await {
-        Ok(response) => Ok(response),
-        Err(err) => {
-            let result = format!("https://evsync.internal{ROUTE_PREFIX}result");
-            let recorded = match stub.fetch_with_str(&result).await {
-                Ok(mut response) => response.text().await.ok(),
-                Err(_) => None,
-            };
-            let message = recorded
-                .filter(|m| !m.is_empty())
-                .or_else(js::last_panic_global)
-                .unwrap_or_else(|| err.to_string());
-            text(500, &format!("FAIL {what}: {message}"))
-        }
-    }
+    stub.fetch_with_str(&format!("https://evsync.internal{ROUTE_PREFIX}{what}"))
+        .await
 }
 
-/// Object side: runs the suite for `what` (`do` or `d1`), or answers the
-/// recorded failure (`result`).
+/// Object side: starts the suite for `what` (`do` or `d1`), or answers the
+/// run's status (`result`).
 pub async fn in_object(state: &State, env: &Env, what: &str) -> Result<Response> {
     let sql = state.storage().sql();
     if let Err(err) = prepare(&sql) {
         return text(500, &format!("FAIL {what}: {err}"));
     }
     if what == "result" {
-        return text(200, &recorded(&sql).unwrap_or_default());
+        return text(200, &status(&sql).unwrap_or_else(|| "NOT STARTED".into()));
     }
+    if !matches!(what, "do" | "d1") {
+        return text(404, "Not found");
+    }
+    set_status(&sql, "RUNNING");
     js::install_panic_hook();
-    js::set_panic_sink(Some(sql.clone()));
-    let outcome = match what {
-        "do" => run_do(state).await,
-        "d1" => run_d1(env).await,
-        _ => Err("unknown backend".to_string()),
-    };
-    js::set_panic_sink(None);
-    match outcome {
-        Ok(summary) => text(200, &format!("PASS {what}: {summary}")),
-        Err(err) => text(500, &format!("FAIL {what}: {err}")),
-    }
+    js::set_panic_sink(Some(sql.clone()), what);
+    // A State of our own for the background run (State is not Clone).
+    let raw: JsValue = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
+    let own = State::from(raw.unchecked_into::<worker::worker_sys::DurableObjectState>());
+    let env = env.clone();
+    let what = what.to_string();
+    state.wait_until(async move {
+        let outcome = match what.as_str() {
+            "do" => run_do(&own).await,
+            _ => run_d1(&env).await,
+        };
+        js::set_panic_sink(None, "");
+        let sql = own.storage().sql();
+        match outcome {
+            Ok(summary) => set_status(&sql, &format!("PASS {what}: {summary}")),
+            Err(err) => set_status(&sql, &format!("FAIL {what}: {err}")),
+        }
+    });
+    text(202, "RUNNING")
 }
 
-/// Called by the panic hook: keeps the message in the scratch object.
-pub fn record_panic(sql: &SqlStorage, message: &str) {
+/// Called by the panic hook: keeps the failure in the scratch object.
+pub fn record_panic(sql: &SqlStorage, what: &str, message: &str) {
+    set_status(sql, &format!("FAIL {what}: {message}"));
+}
+
+fn set_status(sql: &SqlStorage, status: &str) {
     let _ = sql.exec(
-        "INSERT OR REPLACE INTO evsync_selftest (key, value) VALUES ('panic', ?1)",
-        vec![message.into()],
+        "INSERT OR REPLACE INTO evsync_selftest (key, value) VALUES ('status', ?1)",
+        vec![status.into()],
     );
 }
 
@@ -110,14 +114,14 @@ fn prepare(sql: &SqlStorage) -> std::result::Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn recorded(sql: &SqlStorage) -> Option<String> {
+fn status(sql: &SqlStorage) -> Option<String> {
     #[derive(Deserialize)]
     struct Row {
         value: String,
     }
     let rows: Vec<Row> = sql
         .exec(
-            "SELECT value FROM evsync_selftest WHERE key = 'panic'",
+            "SELECT value FROM evsync_selftest WHERE key = 'status'",
             None,
         )
         .ok()?

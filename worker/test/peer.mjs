@@ -25,10 +25,13 @@ export const entry = (size = 32) => ({
   encryptedEntry: new Uint8Array(randomBytes(size)),
 });
 
-function withTimeout(promise, what, ms = STEP_TIMEOUT_MS) {
+function withTimeout(promise, what, ms = STEP_TIMEOUT_MS, onTimeout = () => {}) {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -39,9 +42,9 @@ function withTimeout(promise, what, ms = STEP_TIMEOUT_MS) {
  */
 export function httpRequest(base, path, headers = {}) {
   const url = new URL(path, base);
+  const req = http.request(url, { method: "GET", headers });
   return withTimeout(
     new Promise((resolve, reject) => {
-      const req = http.request(url, { method: "GET", headers });
       req.on("response", (res) => {
         const chunks = [];
         res.on("data", (c) => chunks.push(c));
@@ -57,6 +60,8 @@ export function httpRequest(base, path, headers = {}) {
       req.end();
     }),
     `HTTP ${path}`,
+    STEP_TIMEOUT_MS,
+    () => req.destroy(),
   );
 }
 

@@ -8,9 +8,9 @@
 //! `transactionSync`, so a batch is stored whole or not at all.
 
 use super::plan::{self, Existing};
-use super::values::{blob, int, param_blob, param_int};
+use super::values::{blob, int, into_blob, param_blob, param_int};
 use crate::js;
-use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
+use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
@@ -198,32 +198,31 @@ impl Storage for DoSqlStorage {
         if limit.max_entries == 0 {
             return Ok(Vec::new());
         }
-        let cursor = self
-            .sql
-            .exec(
-                "SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
-                 WHERE public_key = ?1 AND sequence >= ?2 ORDER BY sequence LIMIT ?3",
-                vec![
-                    public_key.into(),
-                    param_int(from),
-                    param_int(limit.max_entries as u64),
-                ],
-            )
-            .map_err(sql_error)?;
-        // The cursor is lazy: stop reading rows once the budget is spent.
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for row in cursor.raw() {
-            let row = row.map_err(sql_error)?;
-            let entry = entry_from_row(&row)?;
-            let size = entry_bytes(&entry);
-            if !out.is_empty() && bytes + size > limit.max_bytes {
-                break;
-            }
-            bytes += size;
-            out.push(entry);
-        }
-        Ok(out)
+        // The byte budget is applied in SQL (a running total over at most
+        // max_entries rows; the first row always passes), so every cursor is
+        // read to its end: a half-read cursor keeps its statement open and
+        // blocks schema changes (SQLITE_LOCKED).
+        let rows = query(
+            &self.sql,
+            "SELECT sequence, iv, entry_id, encrypted_entry FROM (
+                SELECT sequence, iv, entry_id, encrypted_entry,
+                    SUM(length(iv) + length(entry_id) + length(encrypted_entry))
+                        OVER (ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS running,
+                    ROW_NUMBER() OVER (ORDER BY sequence) AS n
+                FROM (
+                    SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
+                    WHERE public_key = ?1 AND sequence >= ?2
+                    ORDER BY sequence LIMIT ?3
+                )
+            ) WHERE n = 1 OR running <= ?4 ORDER BY sequence",
+            vec![
+                public_key.into(),
+                param_int(from),
+                param_int(limit.max_entries as u64),
+                param_int(limit.max_bytes as u64),
+            ],
+        )?;
+        rows.into_iter().map(entry_from_row).collect()
     }
 }
 
@@ -236,15 +235,16 @@ fn remote_id_from(value: &SqlStorageValue) -> Result<RemoteId, StorageError> {
     Ok(RemoteId(id))
 }
 
-fn entry_from_row(row: &[SqlStorageValue]) -> Result<RemoteEntry, StorageError> {
-    let [sequence, iv, entry_id, encrypted_entry] = row else {
+fn entry_from_row(row: Vec<SqlStorageValue>) -> Result<RemoteEntry, StorageError> {
+    let Ok([sequence, iv, entry_id, encrypted_entry]) = <[SqlStorageValue; 4]>::try_from(row)
+    else {
         return Err(StorageError::new("unexpected row shape"));
     };
     Ok(RemoteEntry {
-        sequence: int(sequence)? as Sequence,
-        iv: blob(iv)?.into(),
-        entry_id: blob(entry_id)?.into(),
-        encrypted_entry: blob(encrypted_entry)?.into(),
+        sequence: int(&sequence)? as Sequence,
+        iv: into_blob(iv)?.into(),
+        entry_id: into_blob(entry_id)?.into(),
+        encrypted_entry: into_blob(encrypted_entry)?.into(),
     })
 }
 

@@ -25,6 +25,14 @@ pub fn blob(value: &SqlStorageValue) -> Result<Vec<u8>, StorageError> {
     }
 }
 
+/// A blob column, taking its bytes without a copy.
+pub fn into_blob(value: SqlStorageValue) -> Result<Vec<u8>, StorageError> {
+    match value {
+        SqlStorageValue::Blob(bytes) => Ok(bytes),
+        other => blob(&other),
+    }
+}
+
 /// A sequence or count as a parameter. Values past 2^53 cannot occur as
 /// sequences; limits are clamped there (JS numbers are exact below it).
 pub fn param_int(value: u64) -> SqlStorageValue {
