@@ -39,7 +39,10 @@ pub async fn run(p: CatchupParams) -> Result<Map<String, Value>> {
             .await
             .map_err(|e| err(format!("preload through the write path: {e}")))?;
         let secs = t.elapsed().as_secs_f64();
-        say(format!("catchup: preloaded {} entries over the socket in {secs:.1} s", p.entries));
+        say(format!(
+            "catchup: preloaded {} entries over the socket in {secs:.1} s",
+            p.entries
+        ));
         m.insert("preload_s".into(), json!(round1(secs)));
         m.insert("preload".into(), json!("write path"));
     } else {
@@ -74,7 +77,7 @@ pub async fn run(p: CatchupParams) -> Result<Map<String, Value>> {
                 .iter()
                 .map(|e| e.encrypted_entry.len() as u64)
                 .sum::<u64>();
-            if messages % 64 == 0
+            if messages.is_multiple_of(64)
                 && let Some(rss) = p.server_pid.and_then(rss_kib)
             {
                 peak_rss = peak_rss.max(rss);
@@ -85,17 +88,29 @@ pub async fn run(p: CatchupParams) -> Result<Map<String, Value>> {
     probe.finish(&mut m);
     m.insert("entries".into(), json!(received));
     m.insert("seconds".into(), json!(round3(secs)));
-    m.insert("mb_per_s".into(), json!(round1(payload_bytes as f64 / secs / 1e6)));
+    m.insert(
+        "mb_per_s".into(),
+        json!(round1(payload_bytes as f64 / secs / 1e6)),
+    );
     m.insert(
         "wire_mb_per_s".into(),
         json!(round1(incoming.wire_bytes as f64 / secs / 1e6)),
     );
-    m.insert("entries_per_s".into(), json!((received as f64 / secs).round()));
+    m.insert(
+        "entries_per_s".into(),
+        json!((received as f64 / secs).round()),
+    );
     m.insert("first_frame_ms".into(), json!(ms(first_ns.unwrap_or(0))));
     m.insert("changes_messages".into(), json!(messages));
     if let (Some(before), true) = (rss_before, peak_rss > 0) {
-        m.insert("server_rss_before_mib".into(), json!(round1(before as f64 / 1024.0)));
-        m.insert("server_rss_peak_mib".into(), json!(round1(peak_rss as f64 / 1024.0)));
+        m.insert(
+            "server_rss_before_mib".into(),
+            json!(round1(before as f64 / 1024.0)),
+        );
+        m.insert(
+            "server_rss_peak_mib".into(),
+            json!(round1(peak_rss as f64 / 1024.0)),
+        );
     }
     Ok(m)
 }
@@ -124,9 +139,8 @@ async fn preload_ws(url: &str, p: &CatchupParams) -> Result<()> {
             inflight += 1;
             written += n as u64;
         }
-        match next_response(&mut stream, &mut incoming).await? {
-            Response::Ack { .. } => inflight -= 1,
-            _ => {}
+        if let Response::Ack { .. } = next_response(&mut stream, &mut incoming).await? {
+            inflight -= 1;
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             say(format!("catchup: preloading, {written} written"));
@@ -201,7 +215,10 @@ pub fn preload_file(
                 fill_random(&mut id);
                 id[6] = (id[6] & 0x0f) | 0x40;
                 id[8] = (id[8] & 0x3f) | 0x80;
-                conn.execute("INSERT INTO effect_remote_id (remote_id) VALUES (?1)", [&id[..]])?;
+                conn.execute(
+                    "INSERT INTO effect_remote_id (remote_id) VALUES (?1)",
+                    [&id[..]],
+                )?;
             }
             let mut written = 0;
             while written < entries {

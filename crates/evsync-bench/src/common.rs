@@ -66,8 +66,7 @@ pub async fn connect_with(url: &str, read_buffer: Option<usize>) -> Result<Ws> {
     if let Some(size) = read_buffer {
         config.read_buffer_size = size;
     }
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
     Ok(ws)
 }
 
@@ -113,7 +112,10 @@ impl Incoming {
         self.wire_bytes += frame.len() as u64;
         match decode_response(&frame)? {
             Response::Chunked(part) => {
-                match self.reassembler.push(part, Timestamp(now_ns() / 1_000_000))? {
+                match self
+                    .reassembler
+                    .push(part, Timestamp(now_ns() / 1_000_000))?
+                {
                     Some(whole) => Ok(Some(decode_response(&whole)?)),
                     None => Ok(None),
                 }

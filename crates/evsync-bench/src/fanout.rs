@@ -42,6 +42,8 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
     let gate = Arc::new(Semaphore::new(p.connect_concurrency.max(1)));
     let setup = Instant::now();
     let mut subs = Vec::with_capacity(p.subscribers);
+    // Latencies per subscriber, readable even if it never finishes.
+    let mut lats = Vec::with_capacity(p.subscribers);
     for _ in 0..p.subscribers {
         let (url, key, warmed, delivered, gate) = (
             url.clone(),
@@ -50,6 +52,8 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
             delivered.clone(),
             gate.clone(),
         );
+        let lat = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+        lats.push(lat.clone());
         subs.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.map_err(|e| err(e.to_string()))?;
             let (mut sink, mut stream, mut incoming) = connect_hello(&url).await?;
@@ -59,7 +63,6 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
             };
             send_frames(&mut sink, frames_for(&req, &mut 0)).await?;
             drop(permit);
-            let mut lat: Vec<u64> = Vec::new();
             let mut seen_warmup = false;
             while let Some(msg) = stream.next().await {
                 let msg = msg.map_err(BoxError::from)?;
@@ -74,9 +77,9 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
                             }
                         } else if stamp == u64::MAX {
                             // End marker: the writer is done.
-                            return Ok((lat, sink));
+                            return Ok(sink);
                         } else {
-                            lat.push(now.saturating_sub(stamp));
+                            lat.lock().expect("lock").push(now.saturating_sub(stamp));
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -167,17 +170,20 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
     let got = delivered.load(Ordering::Relaxed);
     let req = write(u64::MAX, &mut payloads);
     send_frames(&mut wsink, frames_for(&req, &mut 0)).await?;
-    let mut lat = Vec::with_capacity(got as usize);
     let end_deadline = Instant::now() + Duration::from_secs(10);
     let mut unfinished = 0usize;
     for t in subs {
         let left = end_deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, t).await {
-            Ok(Ok(Ok((l, _sink)))) => lat.extend(l),
+            Ok(Ok(Ok(_sink))) => {}
             _ => unfinished += 1,
         }
     }
     acks.abort();
+    let mut lat = Vec::with_capacity(got as usize);
+    for l in &lats {
+        lat.extend_from_slice(&l.lock().expect("lock"));
+    }
     lat.sort_unstable();
     m.insert("subscribers".into(), json!(p.subscribers));
     m.insert("rate".into(), json!(p.rate));

@@ -104,8 +104,14 @@ pub async fn run_idle(p: IdleParams) -> Result<Map<String, Value>> {
     m.insert("failed".into(), json!(failed));
     m.insert("not_opened_in_time".into(), json!(skipped));
     m.insert("open_s".into(), json!(round1(open_secs)));
-    m.insert("rss_before_mib".into(), json!(round1(rss_before as f64 / 1024.0)));
-    m.insert("rss_after_mib".into(), json!(round1(rss_after as f64 / 1024.0)));
+    m.insert(
+        "rss_before_mib".into(),
+        json!(round1(rss_before as f64 / 1024.0)),
+    );
+    m.insert(
+        "rss_after_mib".into(),
+        json!(round1(rss_after as f64 / 1024.0)),
+    );
     m.insert(
         "rss_per_conn_kib".into(),
         json!(round1(rss_after.saturating_sub(rss_before) as f64 / n)),
@@ -132,7 +138,8 @@ struct Held {
 }
 
 async fn open_one(url: &str, key: &str) -> Result<Held> {
-    let (mut sink, mut stream, mut incoming) = connect_hello_with(url, Some(SMALL_READ_BUFFER)).await?;
+    let (mut sink, mut stream, mut incoming) =
+        connect_hello_with(url, Some(SMALL_READ_BUFFER)).await?;
     let sub = Request::RequestChanges {
         public_key: key.to_owned(),
         start_sequence: 0,
@@ -183,7 +190,8 @@ pub async fn run_tenants(p: TenantsParams) -> Result<Map<String, Value>> {
             if Instant::now() > deadline {
                 return Ok(false);
             }
-            let (mut sink, mut stream, mut incoming) = connect_hello_with(&url, Some(SMALL_READ_BUFFER)).await?;
+            let (mut sink, mut stream, mut incoming) =
+                connect_hello_with(&url, Some(SMALL_READ_BUFFER)).await?;
             let mut payloads = Payloads::new(size);
             let req = Request::WriteEntries {
                 public_key: "pk".into(),
@@ -242,9 +250,18 @@ pub async fn run_tenants(p: TenantsParams) -> Result<Map<String, Value>> {
     m.insert("failed".into(), json!(failed));
     m.insert("not_started_in_time".into(), json!(skipped));
     m.insert("tenants_per_s".into(), json!(round1(ok / write_secs)));
-    m.insert("rss_before_mib".into(), json!(round1(rss_before as f64 / 1024.0)));
-    m.insert("rss_busy_mib".into(), json!(round1(rss_busy as f64 / 1024.0)));
-    m.insert("rss_idle_mib".into(), json!(round1(rss_idle as f64 / 1024.0)));
+    m.insert(
+        "rss_before_mib".into(),
+        json!(round1(rss_before as f64 / 1024.0)),
+    );
+    m.insert(
+        "rss_busy_mib".into(),
+        json!(round1(rss_busy as f64 / 1024.0)),
+    );
+    m.insert(
+        "rss_idle_mib".into(),
+        json!(round1(rss_idle as f64 / 1024.0)),
+    );
     m.insert(
         "rss_idle_per_tenant_kib".into(),
         json!(round3(rss_idle.saturating_sub(rss_before) as f64 / ok)),

@@ -244,6 +244,10 @@ pub struct RawArgs {
     /// group commit of that many batches per fsync).
     #[arg(long, default_value_t = 1)]
     pub group: usize,
+    /// Write through evsync-storage-sqlite's `append` (the server's store)
+    /// instead of the plain rusqlite loop.
+    #[arg(long)]
+    pub via_storage: bool,
 }
 
 #[derive(Args, Debug)]
@@ -308,7 +312,12 @@ where
             return ExitCode::FAILURE;
         }
     };
-    say(format!("{scenario} [{}] {} (load on CPUs {})", id.label, id.case, common::affinity()));
+    say(format!(
+        "{scenario} [{}] {} (load on CPUs {})",
+        id.label,
+        id.case,
+        common::affinity()
+    ));
     let result = runtime.block_on(body());
     match result {
         Ok(mut m) => {
@@ -354,7 +363,12 @@ pub fn run(args: BenchArgs) -> ExitCode {
             measure("write", case, &a.common, || write::run(p))
         }
         Scenario::Fanout(a) => {
-            let case = format!("subs={} rate={}/s s={}", a.subscribers, a.rate, size_name(a.size));
+            let case = format!(
+                "subs={} rate={}/s s={}",
+                a.subscribers,
+                a.rate,
+                size_name(a.size)
+            );
             let p = fanout::FanoutParams {
                 url: a.url,
                 tenant: a.tenant,
@@ -432,6 +446,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 warmup: secs(a.warmup),
                 duration: secs(a.duration),
                 group: a.group,
+                via_storage: a.via_storage,
             };
             measure("write", case, &a.common, || async move {
                 tokio::task::spawn_blocking(move || raw::run(p))
@@ -446,8 +461,14 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 catchup::FileFormat::Evsync
             };
             let t = std::time::Instant::now();
-            match catchup::preload_file(format, &a.data, &a.tenant, &a.public_key, a.entries, a.size)
-            {
+            match catchup::preload_file(
+                format,
+                &a.data,
+                &a.tenant,
+                &a.public_key,
+                a.entries,
+                a.size,
+            ) {
                 Ok(path) => {
                     say(format!(
                         "preloaded {} entries of {} B into {} in {:.1} s",
@@ -485,7 +506,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
 }
 
 fn size_name(size: usize) -> String {
-    if size >= 1024 && size % 1024 == 0 {
+    if size >= 1024 && size.is_multiple_of(1024) {
         format!("{}KB", size / 1024)
     } else {
         format!("{size}B")
@@ -493,9 +514,9 @@ fn size_name(size: usize) -> String {
 }
 
 fn count_name(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

@@ -51,7 +51,7 @@ fn fmt_int(x: f64) -> String {
     let s = n.abs().to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -86,12 +86,27 @@ fn cell(run: &Run) -> String {
             g("ack_p99_ms")
         ),
         "fanout" => {
+            if num(run, "p50_ms") == Some(0.0) && num(run, "missing").is_some_and(|m| m > 0.0) {
+                return format!(
+                    "**incomplete**: {} of {} deliveries after {} s (no subscriber got them all) · {} /s",
+                    num(run, "deliveries").map(fmt_int).unwrap_or_default(),
+                    fmt_int(
+                        num(run, "deliveries").unwrap_or(0.0) + num(run, "missing").unwrap_or(0.0)
+                    ),
+                    "3 + 10",
+                    num(run, "deliveries_per_s")
+                        .map(fmt_int)
+                        .unwrap_or_default()
+                );
+            }
             let mut s = format!(
                 "p50 {} / p99 {} / max {} ms · {} /s",
                 g("p50_ms"),
                 g("p99_ms"),
                 g("max_ms"),
-                num(run, "deliveries_per_s").map(fmt_int).unwrap_or_default()
+                num(run, "deliveries_per_s")
+                    .map(fmt_int)
+                    .unwrap_or_default()
             );
             if let Some(missing) = num(run, "missing").filter(|m| *m > 0.0) {
                 let _ = write!(s, " · {} missing", fmt_int(missing));
@@ -160,12 +175,22 @@ fn ratio(a: Option<&Run>, b: Option<&Run>, key: &str) -> String {
     match (a, b) {
         (Some(a), Some(b)) if a.status == "ok" && b.status == "ok" => {
             match (num(a, key), num(b, key)) {
-                (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+                (Some(x), Some(y)) if y > 0.0 => fmt_ratio(x / y),
                 _ => "–".into(),
             }
         }
         (Some(a), Some(b)) if a.status == "ok" && b.status != "ok" => format!("peer {}", b.status),
         _ => "–".into(),
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r >= 0.1 || r == 0.0 {
+        format!("{r:.2}×")
+    } else if r >= 0.001 {
+        format!("{r:.3}× (1/{:.0})", 1.0 / r)
+    } else {
+        format!("<0.001× (1/{:.0})", 1.0 / r)
     }
 }
 
@@ -189,7 +214,12 @@ pub fn render(text: &str) -> String {
                 labels.push(&r.label);
             }
         }
-        labels.sort_by_key(|l| (ORDER.iter().position(|o| o == l).unwrap_or(99), l.to_string()));
+        labels.sort_by_key(|l| {
+            (
+                ORDER.iter().position(|o| o == l).unwrap_or(99),
+                l.to_string(),
+            )
+        });
         let mut cases: Vec<&str> = Vec::new();
         for r in &of {
             if !cases.contains(&r.case.as_str()) {
@@ -228,7 +258,10 @@ pub fn render(text: &str) -> String {
         for case in &cases {
             let _ = write!(out, "| {case} |");
             for l in &labels {
-                let c = cell_of.get(&(*case, *l)).map(|r| cell(r)).unwrap_or_else(|| "–".into());
+                let c = cell_of
+                    .get(&(*case, *l))
+                    .map(|r| cell(r))
+                    .unwrap_or_else(|| "–".into());
                 let _ = write!(out, " {c} |");
             }
             for (a, b) in &pairs {
@@ -358,7 +391,11 @@ fn targets(runs: &[Run]) -> String {
     }
     for r in find("fanout", "evsync-sqlite", &|c| c.contains("subs=1000 ")) {
         if r.status != "ok" {
-            let _ = writeln!(out, "| fan-out p99 < 10 ms ({}) | {} | **missed** |", r.case, r.status);
+            let _ = writeln!(
+                out,
+                "| fan-out p99 < 10 ms ({}) | {} | **missed** |",
+                r.case, r.status
+            );
         } else if let Some(p99) = num(r, "p99_ms") {
             let _ = writeln!(
                 out,

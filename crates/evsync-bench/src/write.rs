@@ -4,9 +4,9 @@
 //! frame of a request to receipt of its Ack).
 
 use crate::common::*;
+use bytes::Bytes;
 use evsync_client::crypto;
 use evsync_client::entry::{Entry, EntryId};
-use bytes::Bytes;
 use evsync_core::wire::{EncryptedEntry, Request, Response};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
@@ -38,6 +38,9 @@ pub struct WriteParams {
 /// How long in-flight requests may take to be acknowledged after the
 /// measured window before the run gives up on them.
 const DRAIN: Duration = Duration::from_secs(15);
+
+/// Requests in flight: id → (sent at ns, entries, payload bytes).
+type Pending = HashMap<i64, (u64, usize, usize)>;
 
 /// One acknowledged request.
 struct Acked {
@@ -72,8 +75,7 @@ pub async fn run(p: WriteParams) -> Result<Map<String, Value>> {
     for (w, (mut sink, mut stream, mut incoming, key)) in conns.into_iter().enumerate() {
         let p = p.clone();
         let permits = Arc::new(Semaphore::new(p.window));
-        let pending: Arc<Mutex<HashMap<i64, (u64, usize, usize)>>> =
-            Arc::new(Mutex::new(HashMap::new()));
+        let pending: Arc<Mutex<Pending>> = Arc::new(Mutex::new(HashMap::new()));
         let sender_done = Arc::new(AtomicBool::new(false));
         let sender = {
             let sender_done = sender_done.clone();
@@ -141,13 +143,12 @@ pub async fn run(p: WriteParams) -> Result<Map<String, Value>> {
                         break;
                     }
                 }
-                let msg = match tokio::time::timeout(Duration::from_millis(200), stream.next())
-                    .await
-                {
-                    Err(_) => continue,
-                    Ok(None) => return Err(err("server closed the connection")),
-                    Ok(Some(msg)) => msg?,
-                };
+                let msg =
+                    match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                        Err(_) => continue,
+                        Ok(None) => return Err(err("server closed the connection")),
+                        Ok(Some(msg)) => msg?,
+                    };
                 let Some(resp) = incoming.decode(msg)? else {
                     continue;
                 };
@@ -214,11 +215,17 @@ pub async fn run(p: WriteParams) -> Result<Map<String, Value>> {
         .collect();
     lat.sort_unstable();
     let secs = window_ns as f64 / 1e9;
-    m.insert("entries_per_s".into(), json!((entries as f64 / secs).round()));
+    m.insert(
+        "entries_per_s".into(),
+        json!((entries as f64 / secs).round()),
+    );
     m.insert("mb_per_s".into(), json!(round3(bytes as f64 / secs / 1e6)));
     m.insert("ack_p50_ms".into(), json!(ms(percentile(&lat, 50.0))));
     m.insert("ack_p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
-    m.insert("ack_max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
+    m.insert(
+        "ack_max_ms".into(),
+        json!(ms(lat.last().copied().unwrap_or(0))),
+    );
     m.insert("requests".into(), json!(lat.len()));
     m.insert("window".into(), json!(p.window));
     m.insert("seconds".into(), json!(round3(secs)));
