@@ -13,48 +13,12 @@
 //!    `502 Sync durable object unavailable.`; it answers `503` with the
 //!    reason when its storage cannot start, or `101`.
 
-use crate::auth::{AuthConfig, AuthDecision, Credentials};
+use crate::auth;
 use crate::config;
 use crate::durable_object::{PROTOCOL_HEADER, TENANT_HEADER};
 use crate::selftest;
+use evsync_core::access::{AuthDecision, Credentials, parse_path};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
-
-/// Why a path is not a tenant's socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathError {
-    NotFound,
-    TenantRequired,
-    InvalidTenant,
-}
-
-/// Matches `^/event-log(?:/([^/]+))?/?$` on the raw (still percent-encoded)
-/// path, as the original did on `URL.pathname`, and validates the tenant.
-pub fn parse_path(path: &str) -> std::result::Result<&str, PathError> {
-    let rest = path.strip_prefix("/event-log").ok_or(PathError::NotFound)?;
-    if rest.is_empty() || rest == "/" {
-        return Err(PathError::TenantRequired);
-    }
-    let tenant = rest.strip_prefix('/').ok_or(PathError::NotFound)?;
-    let tenant = tenant.strip_suffix('/').unwrap_or(tenant);
-    if tenant.is_empty() || tenant.contains('/') {
-        return Err(PathError::NotFound);
-    }
-    if !is_valid_tenant(tenant) {
-        return Err(PathError::InvalidTenant);
-    }
-    Ok(tenant)
-}
-
-/// `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`
-pub fn is_valid_tenant(tenant: &str) -> bool {
-    let bytes = tenant.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 128
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
 
 /// A plain-text response, with the content type the original's
 /// `new Response(string)` carries.
@@ -76,11 +40,12 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     }
     let tenant = match parse_path(url.path()) {
         Ok(tenant) => tenant.to_string(),
-        Err(PathError::NotFound) => return text(404, "Not found"),
-        Err(PathError::TenantRequired) => return text(400, "Tenant is required."),
-        Err(PathError::InvalidTenant) => return text(400, "Invalid tenant format."),
+        Err(err) => {
+            let (status, body) = err.status_and_body();
+            return text(status, body);
+        }
     };
-    let auth = match AuthConfig::from_env(&env) {
+    let auth = match auth::from_env(&env) {
         Ok(auth) => auth,
         Err(reason) => {
             // Fail closed on a broken token map; the reason names no token.
@@ -91,9 +56,10 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let headers = req.headers();
     let authorization = headers.get("Authorization")?;
     let protocols = headers.get("Sec-WebSocket-Protocol")?;
+    let protocols: Vec<&str> = protocols.as_deref().into_iter().collect();
     let credentials = Credentials {
         authorization: authorization.as_deref(),
-        protocols: protocols.as_deref(),
+        protocols: &protocols,
         query: url.query(),
     };
     let protocol = match auth.authorize(&tenant, &credentials) {
@@ -140,35 +106,5 @@ async fn forward(env: &Env, tenant: &str, protocol: Option<&str>) -> Result<Resp
             worker::console_error!("evsync: durable object for {tenant} failed: {err}");
             text(502, "Sync durable object unavailable.")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_follow_the_original_regex() {
-        assert_eq!(parse_path("/event-log/t"), Ok("t"));
-        assert_eq!(parse_path("/event-log/t/"), Ok("t"));
-        assert_eq!(parse_path("/event-log"), Err(PathError::TenantRequired));
-        assert_eq!(parse_path("/event-log/"), Err(PathError::TenantRequired));
-        assert_eq!(parse_path("/event-log//"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-log/a/b"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-logs/a"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/"), Err(PathError::NotFound));
-        assert_eq!(parse_path("/event-log/-a"), Err(PathError::InvalidTenant));
-        assert_eq!(
-            parse_path("/event-log/a%20b"),
-            Err(PathError::InvalidTenant)
-        );
-        assert_eq!(
-            parse_path(&format!("/event-log/{}", "a".repeat(128))).is_ok(),
-            true
-        );
-        assert_eq!(
-            parse_path(&format!("/event-log/{}", "a".repeat(129))),
-            Err(PathError::InvalidTenant)
-        );
     }
 }

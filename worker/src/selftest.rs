@@ -46,7 +46,7 @@ pub async fn route(rest: &str, env: &Env) -> Result<Response> {
     let Some((what, run)) = rest.split_once('/') else {
         return text(404, "Not found");
     };
-    if !matches!(what, "do" | "d1" | "result") || !crate::routes::is_valid_tenant(run) {
+    if !matches!(what, "do" | "d1" | "result") || !evsync_core::access::is_valid_tenant(run) {
         return text(404, "Not found");
     }
     let stub = env
