@@ -142,29 +142,49 @@ async fn read_loop(
     }
 }
 
+/// Bytes written before one flush (and one `Sent` report) at most.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
+/// Writes what the actor sends. Frames that queued up meanwhile are fed to
+/// the socket together and flushed once: one syscall and one `Sent`
+/// report for a burst of Acks and Changes instead of one per frame.
 async fn write_loop(
     sink: &mut SplitSink<WebSocket, Message>,
     outbound: &mut mpsc::UnboundedReceiver<Outbound>,
     sent: impl Fn(usize),
 ) -> WriteEnd {
-    while let Some(out) = outbound.recv().await {
-        match out {
-            Outbound::Frame(frame) => {
-                let bytes = frame.len();
-                if sink.send(Message::Binary(frame)).await.is_err() {
-                    return WriteEnd::Broken;
+    while let Some(first) = outbound.recv().await {
+        let mut next = Some(first);
+        let mut written = 0usize;
+        while let Some(out) = next.take() {
+            match out {
+                Outbound::Frame(frame) => {
+                    written += frame.len();
+                    if sink.feed(Message::Binary(frame)).await.is_err() {
+                        return WriteEnd::Broken;
+                    }
                 }
-                sent(bytes);
+                Outbound::Close { code, reason } => {
+                    if sink.flush().await.is_err() {
+                        return WriteEnd::Broken;
+                    }
+                    sent(written);
+                    let frame = CloseFrame {
+                        code,
+                        reason: truncate(reason).into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return WriteEnd::Closed;
+                }
             }
-            Outbound::Close { code, reason } => {
-                let frame = CloseFrame {
-                    code,
-                    reason: truncate(reason).into(),
-                };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-                return WriteEnd::Closed;
+            if written < WRITE_BATCH_BYTES {
+                next = outbound.try_recv().ok();
             }
         }
+        if sink.flush().await.is_err() {
+            return WriteEnd::Broken;
+        }
+        sent(written);
     }
     let frame = CloseFrame {
         code: close_code::INTERNAL_ERROR,

@@ -33,6 +33,9 @@ pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new().fallback(handle).with_state(registry)
 }
 
+/// Per-socket read buffer of the WebSocket codec.
+const READ_BUFFER_BYTES: usize = 4096;
+
 /// The original's answer for a path that names no tenant.
 fn path_error_response(err: PathError) -> Response {
     let (status, body) = err.status_and_body();
@@ -111,7 +114,12 @@ async fn handle(
         ws.set_selected_protocol(protocol);
     }
     let max = shared.config.engine.max_frame_bytes;
-    ws.max_message_size(max)
+    // tungstenite's default 128 KiB read buffer is allocated (and zeroed
+    // before every read) per socket: 134 KiB of RSS per idle connection.
+    // 4 KiB brings that to ~10 KiB (BENCHMARKS.md); large messages just
+    // take more reads.
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(max)
         .max_frame_size(max)
         .on_failed_upgrade(|err| tracing::debug!(%err, "websocket upgrade failed"))
         .on_upgrade(move |socket| connection::run(socket, attached))

@@ -7,7 +7,6 @@ mod common;
 mod inproc;
 
 use common::{Client, UPGRADE, http_get, upgrade_with};
-use evsync_server::AuthConfig;
 use inproc::{TestServer, memory_config, start};
 
 async fn open_server() -> TestServer {

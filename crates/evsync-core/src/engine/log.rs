@@ -4,6 +4,7 @@
 use super::ConnId;
 use crate::storage::entry_bytes;
 use crate::wire::{RemoteEntry, Sequence};
+use bytes::Bytes;
 use std::collections::{BTreeSet, VecDeque};
 
 /// One log's in-memory state. Losing it is harmless: it only saves reads.
@@ -63,7 +64,14 @@ impl LogState {
         let skip = entries.len().saturating_sub(max_entries);
         for entry in &entries[skip..] {
             self.tail_bytes += entry_bytes(entry);
-            self.tail.push_back(entry.clone());
+            // A copy, not a slice: a slice would pin the whole frame the
+            // entry arrived in for as long as it stays cached.
+            self.tail.push_back(RemoteEntry {
+                sequence: entry.sequence,
+                iv: Bytes::copy_from_slice(&entry.iv),
+                entry_id: Bytes::copy_from_slice(&entry.entry_id),
+                encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
+            });
         }
         while self.tail.len() > max_entries || (self.tail_bytes > max_bytes && self.tail.len() > 1)
         {

@@ -73,11 +73,14 @@ impl Storage for MemoryStorage {
                     continue;
                 }
                 let sequence = log.entries.len() as Sequence + 1;
+                // Copies: the request's bytes are slices of a whole received
+                // frame (or reassembled message), which a kept slice would
+                // pin in memory for as long as the entry lives.
                 log.entries.push(RemoteEntry {
                     sequence,
-                    iv: batch.iv.clone(),
-                    entry_id: entry.entry_id.clone(),
-                    encrypted_entry: entry.encrypted_entry.clone(),
+                    iv: Bytes::copy_from_slice(&batch.iv),
+                    entry_id: Bytes::copy_from_slice(&entry.entry_id),
+                    encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
                 });
                 log.by_entry_id.insert(entry.entry_id.clone(), sequence);
                 outcome.push(Appended {
