@@ -12,8 +12,10 @@ use crate::attachment::{self, Positions};
 use crate::js;
 use crate::storage::Backend;
 use evsync_core::engine::{Action, ConnId, Engine, Event};
+use evsync_core::storage::StorageOp;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 use worker::{SqlStorage, WebSocket};
 
 /// The in-memory half of a tenant's Durable Object, created when the first
@@ -67,6 +69,18 @@ impl Driver {
                 Step::Done => break,
                 Step::Continue => {}
                 Step::Storage(backend, request) => {
+                    if matches!(request.op, StorageOp::Read { .. }) {
+                        // Let messages that already arrived run first (one
+                        // timer tick). DO SQL answers synchronously, so
+                        // without this a catch-up always goes out before
+                        // the Ack of the empty upload Effect sends right
+                        // after RequestChanges; the native server (storage
+                        // on another thread) acks first. Effect's client
+                        // keeps a write made before that Ack local until
+                        // its next write (docs/effect-client-notes.md #3),
+                        // so the Ack should come as early as it can.
+                        worker::Delay::from(Duration::ZERO).await;
+                    }
                     let response = backend.execute(&request).await;
                     self.with(|live| live.engine.handle_storage_response(response));
                 }
