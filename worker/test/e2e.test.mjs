@@ -181,3 +181,35 @@ test(`[${MODE}] storage conformance suite inside workerd`, async () => {
   assert.match(status, /^PASS /, status);
   console.log(status);
 });
+
+// Hibernation: after the object has been idle long enough to be evicted, a
+// write must still reach the subscriber live (its subscription restored from
+// the socket attachment), and Ping must still be answered. The idle time is
+// the point of the test; that the object really was evicted and woke is
+// checked in the wrangler log (EVSYNC_LOG) by the "woke with" line.
+test(`[${MODE}] subscriptions survive hibernation`, { timeout: 180_000 }, async () => {
+  const idleMs = Number(process.env.EVSYNC_HIBERNATE_IDLE_MS ?? 30_000);
+  const name = "hibernate";
+  const pk = `hib-${RUN}`;
+  const subscriber = await open(name);
+  await subscriber.expect("Hello");
+  const writer = await open(name);
+  await writer.expect("Hello");
+  assert.deepEqual(await writer.write(pk, 1, [entry(), entry()]), [1, 2]);
+  writer.close();
+  subscriber.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
+  assert.deepEqual((await subscriber.changes(pk, 2)).map((e) => e.sequence), [1, 2]);
+  await new Promise((resolve) => setTimeout(resolve, idleMs));
+  const late = await open(name);
+  await late.expect("Hello");
+  assert.deepEqual(await late.write(pk, 2, [entry()]), [3]);
+  assert.deepEqual((await subscriber.changes(pk, 1)).map((e) => e.sequence), [3], "live after waking");
+  await subscriber.ping(77);
+  subscriber.close();
+  late.close();
+  if (process.env.EVSYNC_LOG) {
+    const { readFileSync } = await import("node:fs");
+    const woke = readFileSync(process.env.EVSYNC_LOG, "utf8").includes(`tenant ${tenant(name)}: woke with 1 open socket(s)`);
+    assert.ok(woke, `the object was not evicted within ${idleMs} ms of idleness (raise EVSYNC_HIBERNATE_IDLE_MS)`);
+  }
+});
