@@ -199,11 +199,18 @@ test(`[${MODE}] subscriptions survive hibernation`, { timeout: 180_000 }, async 
   writer.close();
   subscriber.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
   assert.deepEqual((await subscriber.changes(pk, 2)).map((e) => e.sequence), [1, 2]);
+  // 60 more subscriptions with long publicKeys: over the 2 KB attachment
+  // limit, so they are kept in the object's SQLite instead.
+  const extra = Array.from({ length: 60 }, (_, i) => `${pk}-extra-${i}-${"x".repeat(40)}`);
+  for (const key of extra) subscriber.send({ _tag: "RequestChanges", publicKey: key, startSequence: 0 });
+  await subscriber.ping(76); // every RequestChanges processed (their logs are empty)
   await new Promise((resolve) => setTimeout(resolve, idleMs));
   const late = await open(name);
   await late.expect("Hello");
   assert.deepEqual(await late.write(pk, 2, [entry()]), [3]);
   assert.deepEqual((await subscriber.changes(pk, 1)).map((e) => e.sequence), [3], "live after waking");
+  assert.deepEqual(await late.write(extra[59], 3, [entry()]), [1]);
+  assert.deepEqual((await subscriber.changes(extra[59], 1)).map((e) => e.sequence), [1], "spilled subscriptions too");
   await subscriber.ping(77);
   subscriber.close();
   late.close();
