@@ -4,6 +4,7 @@
 
 use js_sys::{Function, Reflect, Uint8Array};
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Once;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -32,47 +33,36 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], String> {
 }
 
 /// Runs `body` inside `ctx.storage.transactionSync` (`storage` is
-/// `ctx.storage`), so that every SQL
-/// statement it runs commits together or not at all. (DO SQL refuses
-/// `BEGIN`/`COMMIT`; the `worker` crate has no wrapper for this call.)
-/// An `Err` from `body` rolls the transaction back and is returned as is.
-pub fn transaction_sync<T>(
+/// `ctx.storage`), so that every SQL statement it runs commits together or
+/// not at all. (DO SQL refuses `BEGIN`/`COMMIT`; the `worker` crate has no
+/// wrapper for this call.) An `Err` from `body` rolls the transaction back
+/// and is returned as is. `body` is `'static` because JS receives it as a
+/// function; callers move cheap clones of their handles into it.
+pub fn transaction_sync<T: 'static>(
     storage: &JsValue,
-    body: impl FnOnce() -> Result<T, String>,
+    body: impl FnOnce() -> Result<T, String> + 'static,
 ) -> Result<T, String> {
-    let raw = storage;
-    let run: Function = Reflect::get(raw, &"transactionSync".into())
+    let run: Function = Reflect::get(storage, &"transactionSync".into())
         .map_err(describe)?
         .dyn_into()
         .map_err(|_| "ctx.storage.transactionSync is not available".to_string())?;
-    let mut body = Some(body);
-    let mut out: Option<Result<T, String>> = None;
-    let mut callback = || -> Result<JsValue, JsValue> {
-        let body = body
-            .take()
-            .ok_or_else(|| JsValue::from_str("transaction callback called twice"))?;
+    let out: Rc<RefCell<Option<Result<T, String>>>> = Rc::new(RefCell::new(None));
+    let slot = Rc::clone(&out);
+    let callback = Closure::once(move || -> Result<JsValue, JsValue> {
         let result = body();
         let failed = result.is_err();
-        out = Some(result);
+        *slot.borrow_mut() = Some(result);
         if failed {
             // Throwing is what makes transactionSync roll back.
             Err(JsValue::from_str("evsync: transaction rolled back"))
         } else {
             Ok(JsValue::UNDEFINED)
         }
-    };
-    let callback: &mut dyn FnMut() -> Result<JsValue, JsValue> = &mut callback;
-    // SAFETY: transactionSync calls its callback synchronously, before it
-    // returns, and keeps no reference to it. The `Closure` (and with it the
-    // JS function) is dropped right after the call, while `callback` and
-    // everything it borrows are still alive, so the extended lifetime is
-    // never observed.
-    let callback: &'static mut dyn FnMut() -> Result<JsValue, JsValue> =
-        unsafe { std::mem::transmute(callback) };
-    let closure = Closure::wrap(Box::new(callback) as Box<dyn FnMut() -> Result<JsValue, JsValue>>);
-    let called = run.call1(raw, closure.as_ref().unchecked_ref());
-    drop(closure);
-    match (out, called) {
+    });
+    let called = run.call1(storage, callback.as_ref().unchecked_ref());
+    drop(callback);
+    let result = out.borrow_mut().take();
+    match (result, called) {
         (Some(Err(err)), _) => Err(err),
         (Some(Ok(value)), Ok(_)) => Ok(value),
         (_, Err(err)) => Err(format!("transaction failed: {}", describe(err))),

@@ -10,11 +10,13 @@
 //! Layout, one job per file:
 //! - `routes`: the Worker's HTTP surface (path, tenant, auth, upgrade) and
 //!   the hand-off to the tenant's Durable Object;
-//! - `auth`: the original's token rules;
-//! - `config`: reading the Worker's variables;
+//! - `auth`, `config`: reading the Worker's variables (the token and path
+//!   rules themselves are `evsync_core::access`, shared with the native
+//!   server);
 //! - `durable_object`: the `SyncDurableObject` class (hibernatable sockets);
 //! - `driver`: runs the engine's actions (send, close, storage);
 //! - `attachment`: what a socket carries across hibernation;
+//! - `object_meta`: the tenant an object serves, kept for after hibernation;
 //! - `storage`: the Durable Object SQLite and D1 backends;
 //! - `selftest`: the conformance suite, run inside workerd on request;
 //! - `js`: the few JavaScript calls the `worker` crate does not wrap.

@@ -71,19 +71,22 @@ impl DoSqlStorage {
             Some(v) if v > SCHEMA_VERSION => Err(StorageError::new(format!(
                 "Durable Object storage has schema version {v}; this worker supports up to {SCHEMA_VERSION}"
             ))),
-            _ => js::transaction_sync(&self.storage, || {
-                for ddl in SCHEMA_V1 {
-                    exec(&self.sql, ddl, vec![]).map_err(|e| e.message)?;
-                }
-                exec(
-                    &self.sql,
-                    "INSERT OR REPLACE INTO evsync_meta (key, value) VALUES ('schema_version', ?1)",
-                    vec![param_int(SCHEMA_VERSION as u64)],
-                )
-                .map_err(|e| e.message)?;
-                Ok(())
-            })
-            .map_err(|e| StorageError::new(format!("schema migration failed: {e}"))),
+            _ => {
+                let sql = self.sql.clone();
+                js::transaction_sync(&self.storage, move || {
+                    for ddl in SCHEMA_V1 {
+                        exec(&sql, ddl, vec![]).map_err(|e| e.message)?;
+                    }
+                    exec(
+                        &sql,
+                        "INSERT OR REPLACE INTO evsync_meta (key, value) VALUES ('schema_version', ?1)",
+                        vec![param_int(SCHEMA_VERSION as u64)],
+                    )
+                    .map_err(|e| e.message)?;
+                    Ok(())
+                })
+                .map_err(|e| StorageError::new(format!("schema migration failed: {e}")))
+            }
         }
     }
 
@@ -183,8 +186,12 @@ impl Storage for DoSqlStorage {
         if batches.iter().all(|b| b.entries.is_empty()) {
             return Ok(batches.iter().map(|_| Vec::new()).collect());
         }
-        js::transaction_sync(&self.storage, || {
-            self.append_in_transaction(batches).map_err(|e| e.message)
+        // The callback goes to JS, so it owns what it uses: handle clones
+        // and the batches (their byte buffers are shared, not copied).
+        let store = self.clone();
+        let batches = batches.to_vec();
+        js::transaction_sync(&self.storage, move || {
+            store.append_in_transaction(&batches).map_err(|e| e.message)
         })
         .map_err(StorageError::new)
     }
