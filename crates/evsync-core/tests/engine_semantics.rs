@@ -645,3 +645,76 @@ fn a_restored_connection_resumes_its_subscriptions_without_hello() {
         "no second Hello"
     );
 }
+
+/// Changes messages `conn` received for `public_key`, as lists of sequences.
+fn changes_messages(h: &Harness, conn: ConnId, public_key: &str) -> Vec<Vec<u64>> {
+    h.responses(conn)
+        .iter()
+        .filter_map(|r| match r {
+            Response::Changes {
+                public_key: pk,
+                entries,
+            } if pk == public_key => Some(entries.iter().map(|e| e.sequence).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn commits_made_while_a_socket_has_unsent_frames_reach_it_together() {
+    let mut h = Harness::new();
+    let (w, s) = (h.open(1), h.open(2));
+    h.request_changes(s, "pk", 0);
+    h.settle();
+    h.paused.insert(s); // its socket has not reported anything written
+    for n in 1..=5 {
+        h.write(w, "pk", &[n]);
+        h.settle();
+    }
+    assert_eq!(
+        changes_messages(&h, s, "pk"),
+        vec![vec![1]],
+        "commits 2..5 are held back while commit 1 is unsent"
+    );
+    let reads = h.reads_run;
+    h.drain(s);
+    h.settle();
+    assert_eq!(
+        changes_messages(&h, s, "pk"),
+        vec![vec![1], vec![2, 3, 4, 5]],
+        "once written, everything held back goes out in one message"
+    );
+    assert_eq!(h.reads_run, reads, "served from the tail cache");
+    h.write(w, "pk", &[6]);
+    h.settle();
+    assert_eq!(
+        changes_messages(&h, s, "pk").last(),
+        Some(&vec![6]),
+        "live again"
+    );
+}
+
+#[test]
+fn a_held_back_subscriber_does_not_get_its_own_writes_back() {
+    let mut h = Harness::new();
+    let (a, b) = (h.open(1), h.open(2));
+    h.request_changes(a, "pk", 0);
+    h.request_changes(b, "pk", 0);
+    h.settle();
+    h.paused.insert(a);
+    h.write(a, "pk", &[1]); // a's Ack stays unsent: a is held back
+    h.settle();
+    h.write(b, "pk", &[2]);
+    h.settle();
+    h.write(b, "pk", &[3]);
+    h.settle();
+    assert_eq!(h.changes(a, "pk"), Vec::<u64>::new());
+    h.drain(a);
+    h.settle();
+    assert_eq!(
+        changes_messages(&h, a, "pk"),
+        vec![vec![2, 3]],
+        "1 came in a's Ack"
+    );
+    assert_eq!(h.changes(b, "pk"), vec![1], "b is live throughout");
+}

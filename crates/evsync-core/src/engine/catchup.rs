@@ -39,7 +39,7 @@ impl Engine {
             .or_default()
             .subscribers
             .insert(conn);
-        self.catch_up(conn, &public_key);
+        self.catch_up(conn, &public_key, false);
     }
 
     pub(super) fn unsubscribe(&mut self, conn: ConnId, public_key: &str) {
@@ -54,7 +54,10 @@ impl Engine {
     /// Moves a subscription forward: live if it is past the known head,
     /// else from the tail cache, else with a storage read. Waits (stalled)
     /// while its connection's outbound queue is over the soft limit.
-    pub(super) fn catch_up(&mut self, conn: ConnId, public_key: &str) {
+    /// `resuming` is set when a live subscription that was held back
+    /// catches up: entries its own connection wrote are then left out when
+    /// served from the tail cache, as they are from live `Changes`.
+    pub(super) fn catch_up(&mut self, conn: ConnId, public_key: &str, resuming: bool) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -73,14 +76,13 @@ impl Engine {
                 sub.state = SubState::Live;
                 return;
             }
-            let cached = log.tail_from(from).map(|cached| {
-                frames::changes_frames(
-                    public_key,
-                    cached,
-                    self.config.max_changes_message_bytes,
-                    &mut self.next_chunk_id,
-                )
-            });
+            let cached = log.frames_from_tail(
+                public_key,
+                from,
+                resuming.then_some(conn),
+                self.config.max_changes_message_bytes,
+                &mut self.next_chunk_id,
+            );
             if let Some(frames) = cached {
                 sub.next_seq = head + 1;
                 sub.state = SubState::Live;
@@ -147,6 +149,7 @@ impl Engine {
                 sub.confirmed_through = Some(last.sequence);
                 log.extend_tail(
                     &entries,
+                    None,
                     self.config.tail_cache_entries,
                     self.config.tail_cache_bytes,
                 );
@@ -171,11 +174,12 @@ impl Engine {
             &mut self.next_chunk_id,
         );
         if self.send_frames(conn, frames) {
-            self.catch_up(conn, &public_key);
+            self.catch_up(conn, &public_key, false);
         }
     }
 
-    /// Restarts catch-up of the stalled subscriptions of `conn`.
+    /// Restarts catch-up of the stalled (and held back) subscriptions of
+    /// `conn`.
     pub(super) fn resume_stalled(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -188,7 +192,7 @@ impl Engine {
             .collect();
         stalled.sort();
         for public_key in stalled {
-            self.catch_up(conn, &public_key);
+            self.catch_up(conn, &public_key, true);
         }
     }
 }

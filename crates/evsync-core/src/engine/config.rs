@@ -16,6 +16,11 @@ pub struct EngineConfig {
     /// When a connection's unsent outbound bytes exceed this, it is closed
     /// ("consumer too slow"); its replica resumes by sequence on reconnect.
     pub outbound_hard_limit: usize,
+    /// Live `Changes` for a subscriber whose connection has more than this
+    /// many bytes queued and not yet reported sent are held back and sent
+    /// together once it drains (one frame per socket round trip instead of
+    /// one per commit). 0: hold back whenever anything is unsent.
+    pub live_coalesce_bytes: usize,
     /// Entries per catch-up read.
     pub read_max_entries: usize,
     /// Bytes per catch-up read (at least one entry is always read).
@@ -53,6 +58,7 @@ impl Default for EngineConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             outbound_soft_limit: 4 * 1024 * 1024,
             outbound_hard_limit: 64 * 1024 * 1024,
+            live_coalesce_bytes: 0,
             read_max_entries: 4096,
             read_max_bytes: 2 * 1024 * 1024,
             max_changes_message_bytes: 4 * 1024 * 1024,
@@ -60,7 +66,7 @@ impl Default for EngineConfig {
             append_max_bytes: 4 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
             max_unacked_write_bytes: 64 * 1024 * 1024,
-            tail_cache_entries: 64,
+            tail_cache_entries: 1024,
             tail_cache_bytes: 256 * 1024,
             max_cached_logs: 4096,
         }

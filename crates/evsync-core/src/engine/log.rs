@@ -1,11 +1,24 @@
 //! What the engine remembers about one (tenant, publicKey) log: who is
-//! subscribed, the committed head when known, and a small tail cache.
+//! subscribed, the committed head when known, and a small tail cache (with
+//! the `Changes` frames last encoded from it).
 
-use super::ConnId;
+use super::{ConnId, frames};
 use crate::storage::entry_bytes;
-use crate::wire::{RemoteEntry, Sequence};
+use crate::wire::{MessageId, RemoteEntry, Sequence};
 use bytes::Bytes;
 use std::collections::{BTreeSet, VecDeque};
+
+/// Start sequences whose encoded frames are remembered per log: enough for
+/// the few positions a crowd of subscribers resumes from after a burst.
+const FRAMES_MEMO: usize = 8;
+
+/// A cached entry and, when this engine committed it, the connection that
+/// wrote it (so that its own writes can be left out of what it is sent).
+#[derive(Debug)]
+struct Cached {
+    entry: RemoteEntry,
+    writer: Option<ConnId>,
+}
 
 /// One log's in-memory state. Losing it is harmless: it only saves reads.
 #[derive(Debug, Default)]
@@ -16,8 +29,12 @@ pub(super) struct LogState {
     /// log's only writer, so every commit passes through it.
     pub known_head: Option<Sequence>,
     /// The newest entries, contiguous and ending at `known_head`.
-    tail: VecDeque<RemoteEntry>,
+    tail: VecDeque<Cached>,
     tail_bytes: usize,
+    /// `Changes` frames encoded from the tail, by start sequence, all
+    /// ending at `known_head`: subscribers that resume from the same place
+    /// share one encoding. Emptied whenever the head moves.
+    frames_memo: Vec<(Sequence, Vec<Bytes>)>,
 }
 
 impl LogState {
@@ -27,14 +44,22 @@ impl LogState {
             return;
         }
         self.known_head = Some(head);
-        if self.tail.back().is_some_and(|e| e.sequence != head) {
+        self.frames_memo.clear();
+        if self.tail.back().is_some_and(|c| c.entry.sequence != head) {
             self.clear_tail();
         }
     }
 
-    /// Entries just committed by this engine: a contiguous ascending run
-    /// that ends at the new head. Raises the head and caches them.
-    pub fn record_commit(&mut self, entries: &[RemoteEntry], max_entries: usize, max_bytes: usize) {
+    /// Entries just committed by this engine, with the connection that
+    /// wrote each: a contiguous ascending run that ends at the new head.
+    /// Raises the head and caches them.
+    pub fn record_commit(
+        &mut self,
+        entries: &[RemoteEntry],
+        writers: &[ConnId],
+        max_entries: usize,
+        max_bytes: usize,
+    ) {
         let Some(last) = entries.last() else {
             return;
         };
@@ -43,13 +68,21 @@ impl LogState {
         }
         // `extend_tail` keeps the cached run only if these connect to it.
         self.known_head = Some(last.sequence);
-        self.extend_tail(entries, max_entries, max_bytes);
+        self.frames_memo.clear();
+        self.extend_tail(entries, Some(writers), max_entries, max_bytes);
     }
 
     /// Caches entries (ascending, contiguous) that connect to the cached
-    /// tail. While the head is unknown the run is kept tentatively: an
-    /// empty read right after it proves it ends at the head.
-    pub fn extend_tail(&mut self, entries: &[RemoteEntry], max_entries: usize, max_bytes: usize) {
+    /// tail; `writers`, when known, are their writing connections. While
+    /// the head is unknown the run is kept tentatively: an empty read right
+    /// after it proves it ends at the head.
+    pub fn extend_tail(
+        &mut self,
+        entries: &[RemoteEntry],
+        writers: Option<&[ConnId]>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return;
         };
@@ -57,26 +90,29 @@ impl LogState {
             return;
         }
         match self.tail.back() {
-            Some(back) if back.sequence >= last.sequence => return,
-            Some(back) if back.sequence + 1 == first.sequence => {}
+            Some(back) if back.entry.sequence >= last.sequence => return,
+            Some(back) if back.entry.sequence + 1 == first.sequence => {}
             _ => self.clear_tail(),
         }
         let skip = entries.len().saturating_sub(max_entries);
-        for entry in &entries[skip..] {
+        for (i, entry) in entries.iter().enumerate().skip(skip) {
             self.tail_bytes += entry_bytes(entry);
             // A copy, not a slice: a slice would pin the whole frame the
             // entry arrived in for as long as it stays cached.
-            self.tail.push_back(RemoteEntry {
-                sequence: entry.sequence,
-                iv: Bytes::copy_from_slice(&entry.iv),
-                entry_id: Bytes::copy_from_slice(&entry.entry_id),
-                encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
+            self.tail.push_back(Cached {
+                entry: RemoteEntry {
+                    sequence: entry.sequence,
+                    iv: Bytes::copy_from_slice(&entry.iv),
+                    entry_id: Bytes::copy_from_slice(&entry.entry_id),
+                    encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
+                },
+                writer: writers.and_then(|w| w.get(i).copied()),
             });
         }
         while self.tail.len() > max_entries || (self.tail_bytes > max_bytes && self.tail.len() > 1)
         {
             let dropped = self.tail.pop_front().expect("non-empty");
-            self.tail_bytes -= entry_bytes(&dropped);
+            self.tail_bytes -= entry_bytes(&dropped.entry);
         }
         if self.tail_bytes > max_bytes {
             self.clear_tail();
@@ -85,18 +121,57 @@ impl LogState {
 
     /// The cached entries from `from` to the head, if the cache holds them
     /// all (`from` within the cache, or just past the head).
-    pub fn tail_from(&self, from: Sequence) -> Option<impl Iterator<Item = &RemoteEntry>> {
+    fn tail_from(&self, from: Sequence) -> Option<impl Iterator<Item = &Cached> + Clone> {
         let head = self.known_head?;
-        let front = self.tail.front()?.sequence;
-        if self.tail.back()?.sequence != head || from < front || from > head + 1 {
+        let front = self.tail.front()?.entry.sequence;
+        if self.tail.back()?.entry.sequence != head || from < front || from > head + 1 {
             return None;
         }
         Some(self.tail.iter().skip((from - front) as usize))
     }
 
+    /// `Changes` frames with the entries from `from` to the head, if the
+    /// tail cache holds them all; entries written by `exclude` are left out
+    /// (a connection need not get its own writes back). Frames without
+    /// such a personal cut are remembered and shared.
+    pub fn frames_from_tail(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        exclude: Option<ConnId>,
+        max_message: usize,
+        next_chunk_id: &mut MessageId,
+    ) -> Option<Vec<Bytes>> {
+        let cached = self.tail_from(from)?;
+        if exclude.is_some() && cached.clone().any(|c| c.writer == exclude) {
+            let others = cached.filter(|c| c.writer != exclude).map(|c| &c.entry);
+            return Some(frames::changes_frames(
+                public_key,
+                others,
+                max_message,
+                next_chunk_id,
+            ));
+        }
+        if let Some((_, frames)) = self.frames_memo.iter().find(|(f, _)| *f == from) {
+            return Some(frames.clone());
+        }
+        let encoded = frames::changes_frames(
+            public_key,
+            cached.map(|c| &c.entry),
+            max_message,
+            next_chunk_id,
+        );
+        if self.frames_memo.len() >= FRAMES_MEMO {
+            self.frames_memo.remove(0);
+        }
+        self.frames_memo.push((from, encoded.clone()));
+        Some(encoded)
+    }
+
     fn clear_tail(&mut self) {
         self.tail.clear();
         self.tail_bytes = 0;
+        self.frames_memo.clear();
     }
 }
 
@@ -116,24 +191,25 @@ mod tests {
 
     fn seqs(log: &LogState, from: Sequence) -> Option<Vec<Sequence>> {
         log.tail_from(from)
-            .map(|it| it.map(|e| e.sequence).collect())
+            .map(|it| it.map(|c| c.entry.sequence).collect())
     }
 
     #[test]
     fn tail_stays_contiguous_and_bounded() {
         let mut log = LogState::default();
-        log.record_commit(&[e(1), e(2), e(3)], 4, 1000);
+        let w = [ConnId(1); 3];
+        log.record_commit(&[e(1), e(2), e(3)], &w, 4, 1000);
         assert_eq!(seqs(&log, 2), Some(vec![2, 3]));
         assert_eq!(seqs(&log, 4), Some(vec![]));
         assert_eq!(seqs(&log, 5), None);
-        log.record_commit(&[e(4), e(5)], 4, 1000);
+        log.record_commit(&[e(4), e(5)], &w[..2], 4, 1000);
         assert_eq!(seqs(&log, 1), None, "oldest entry evicted");
         assert_eq!(seqs(&log, 2), Some(vec![2, 3, 4, 5]));
         log.observe_head(9);
         assert_eq!(seqs(&log, 5), None, "a head beyond the tail empties it");
 
         let mut fresh = LogState::default();
-        fresh.extend_tail(&[e(7), e(8)], 4, 1000);
+        fresh.extend_tail(&[e(7), e(8)], None, 4, 1000);
         assert_eq!(seqs(&fresh, 7), None, "head unknown: nothing served");
         fresh.observe_head(8);
         assert_eq!(

@@ -194,12 +194,21 @@ impl Engine {
     }
 
     /// Pushes newly committed entries of one log to its live subscribers.
+    ///
+    /// A subscriber whose connection still has more than
+    /// `live_coalesce_bytes` unsent is held back (stalled) instead: once
+    /// its socket reports the queue written, it gets everything committed
+    /// meanwhile in one `Changes` (from the tail cache, frames shared by
+    /// the subscribers resuming from the same place). Under load this turns
+    /// one frame per commit per subscriber into one per socket round trip.
     fn publish(&mut self, public_key: &str, new: &[Committed]) {
         let entries: Vec<RemoteEntry> = new.iter().map(|c| c.entry.clone()).collect();
+        let writers: Vec<ConnId> = new.iter().map(|c| c.writer).collect();
         let (first, last) = (entries[0].sequence, entries[entries.len() - 1].sequence);
         let log = self.logs.entry(public_key.to_string()).or_default();
         log.record_commit(
             &entries,
+            &writers,
             self.config.tail_cache_entries,
             self.config.tail_cache_bytes,
         );
@@ -211,7 +220,8 @@ impl Engine {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
-            let over_soft = c.queued_bytes > self.config.outbound_soft_limit;
+            let hold_back = c.queued_bytes
+                > (self.config.live_coalesce_bytes).min(self.config.outbound_soft_limit);
             let Some(sub) = c.subs.get_mut(public_key) else {
                 continue;
             };
@@ -220,10 +230,10 @@ impl Engine {
             }
             if sub.next_seq < first {
                 // A gap this engine did not see commit: read it.
-                self.catch_up(conn, public_key);
+                self.catch_up(conn, public_key, false);
                 continue;
             }
-            if over_soft {
+            if hold_back {
                 sub.state = SubState::Stalled;
                 continue;
             }
