@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { makeIdentity, makeJournal, notes } from "../src/replica.mjs"
-import { assertHealthy, barrier, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
+import { assertHealthy, barrier, EVSYNC_KIND, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
 
 describe("S8 durability", () => {
   for (const target of TARGETS) {
@@ -48,7 +48,10 @@ describe("S8 durability", () => {
           assert.deepEqual(receivedIds(late), first.map((n) => n.id))
           assert.equal(late.sockets.remoteIds[0], remoteId, "remoteId unchanged by a restart")
 
-          // B rebuilt on its journal gets exactly what it missed
+          // B rebuilt on its journal gets exactly what it missed. Late must be ready first: a write
+          // made before the Ack of its post-Hello upload stays local (Effect client bug #3), and
+          // the history can arrive before that Ack.
+          await late.waitReady()
           await late.write({ id: "after-restart", text: "written after the restart", n: 100 })
           const b2 = await replica({ url, identity, journal: journalB, name: "B2" })
           await b2.waitFor(() => receivedIds(b2).includes("after-restart"), { what: "after-restart on B2" })
@@ -95,7 +98,18 @@ describe("S8 durability", () => {
           const port = server.address.port
           const url = server.url(tenant("s8l"))
           const identity = makeIdentity()
-          const live = await replica({ url, identity, name: "Live", reconnectWorkaround: true, allowDisconnect: true })
+          // disablePing: the workaround leaves the dead connection's fibers running, its pinger
+          // among them; once it ticks (every 10 s) it pings through the shared writer on the NEW
+          // socket, and the new connection drops on the "Pong id mismatch" (seen against the
+          // Worker, whose restart takes seconds). Keep-alive is S7's and S1-ping's subject.
+          const live = await replica({
+            url,
+            identity,
+            name: "Live",
+            reconnectWorkaround: true,
+            allowDisconnect: true,
+            disablePing: true,
+          })
           const writer = await replica({ url, identity, name: "Writer" })
           await Promise.all([live.waitReady(), writer.waitReady()])
           await writer.write({ id: "before", text: "before the restart", n: 1 })
@@ -105,7 +119,9 @@ describe("S8 durability", () => {
           await server.stop({ signal: "SIGTERM" })
           await live.waitFor(() => live.sockets.closed >= 1, { what: "Live's socket closing" })
           t.diagnostic(`${target} closed the live socket with ${live.sockets.closeCodes[0]} on SIGTERM`)
-          if (target === "evsync") assert.equal(live.sockets.closeCodes[0], 1001, "evsync closes with 1001 (going away)")
+          if (target === "evsync" && EVSYNC_KIND === "native") {
+            assert.equal(live.sockets.closeCodes[0], 1001, "evsync closes with 1001 (going away)")
+          }
           await live.write({ id: "offline", text: "written while the server was down", n: 2 })
           server = await startServer(target, { dataDir, port })
 
@@ -113,6 +129,7 @@ describe("S8 durability", () => {
           assert.equal(live.sockets.remoteIds.at(-1), live.sockets.remoteIds[0], "same remoteId after the restart")
           const other = await replica({ url, identity, name: "Other" })
           await other.waitFor(() => receivedIds(other).includes("offline"), { what: "offline on Other" })
+          await other.waitReady() // the history may arrive before its upload's Ack (client bug #3)
           await other.write({ id: "after", text: "after the restart", n: 3 })
           await live.waitFor(() => receivedIds(live).includes("after"), { what: "after on Live" })
           await barrier(other, [live])

@@ -33,6 +33,10 @@ if (process.env.CI === "true" && !TARGETS.includes("evsync")) {
 }
 
 export const EVSYNC_BIN = process.env.EVSYNC_BIN ?? join(REPO_DIR, "target/debug/evsync")
+// What runs behind the evsync target: "native" (`evsync serve`) or "worker" (the Rust Worker in
+// workerd through scripts/worker-serve, set by scripts/worker-test). Only process-level behaviour
+// differs: a Worker has no graceful shutdown of its own, workerd just drops the sockets.
+export const EVSYNC_KIND = process.env.INTEROP_EVSYNC_KIND ?? "native"
 
 /** Effect's reference servers have no auth at all. */
 export const supportsAuth = (target) => target === "evsync"
