@@ -1,16 +1,17 @@
 //! A small MessagePack writer and reader for what lives *inside* an entry:
 //! the `Entry` map itself and event payloads.
 //!
-//! Why not evsync-core's codec: its writer and reader are private to the
-//! protocol messages (they know only the `EventLogRemote` keys), and a
-//! replica client also needs generic values (payloads as JSON). The writer
-//! makes msgpackr's format choices, so what a Rust replica encodes is
-//! byte-identical to what an Effect replica would encode for the same value:
+//! The primitives are evsync-core's msgpackr-exact writer
+//! (`evsync_core::codec::writer`); this module adds what a replica client
+//! needs beyond the protocol messages: generic values (payloads as JSON) and
+//! a reader for them. What a Rust replica encodes is byte-identical to what
+//! an Effect replica would encode for the same value:
 //! - objects: always `map16` (msgpackr reserves 3 bytes and patches the count);
 //! - arrays, strings, binaries: the smallest header for their length;
 //! - numbers: integers in `[-2^31, 2^32)` in the smallest int format, every
 //!   other number (fractions, larger integers) as float64, as msgpackr does
-//!   for a JS number.
+//!   for a JS number (integers no JS number holds exactly stay exact, as
+//!   int64/uint64).
 
 use serde_json::{Map, Number, Value};
 use std::fmt;
@@ -19,58 +20,10 @@ use std::fmt;
 /// untrusted (decrypted, but possibly foreign) payloads.
 pub const MAX_DEPTH: usize = 128;
 
-/// Writes a map header as msgpackr does for plain objects: always map16.
-pub fn write_map16(out: &mut Vec<u8>, len: u16) {
-    out.push(0xde);
-    out.extend_from_slice(&len.to_be_bytes());
-}
-
-/// Writes an array header in its smallest form.
-pub fn write_array_header(out: &mut Vec<u8>, len: usize) {
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if len < 0x1_0000 {
-        out.push(0xdc);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&len_u32(len).to_be_bytes());
-    }
-}
-
-/// Writes a UTF-8 string with the smallest header for its byte length.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len < 0x100 {
-        out.push(0xd9);
-        out.push(len as u8);
-    } else if len < 0x1_0000 {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&len_u32(len).to_be_bytes());
-    }
-    out.extend_from_slice(s.as_bytes());
-}
-
-/// Writes a binary (a JS `Uint8Array`) with the smallest bin header.
-pub fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
-    let len = b.len();
-    if len < 0x100 {
-        out.push(0xc4);
-        out.push(len as u8);
-    } else if len < 0x1_0000 {
-        out.push(0xc5);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xc6);
-        out.extend_from_slice(&len_u32(len).to_be_bytes());
-    }
-    out.extend_from_slice(b);
-}
+pub use evsync_core::codec::writer::{
+    array_header as write_array_header, bin as write_bin, i64 as write_int, map16 as write_map16,
+    str as write_str,
+};
 
 /// Writes a number as msgpackr writes the equal JS number.
 pub fn write_f64(out: &mut Vec<u8>, v: f64) {
@@ -80,37 +33,6 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     } else {
         out.push(0xcb);
         out.extend_from_slice(&v.to_be_bytes());
-    }
-}
-
-/// Writes an integer in `[-2^31, 2^32)` in its smallest format, others as
-/// float64 (what msgpackr does for a JS number of that value).
-pub fn write_int(out: &mut Vec<u8>, v: i64) {
-    if (0..0x80).contains(&v) {
-        out.push(v as u8);
-    } else if (0x80..0x100).contains(&v) {
-        out.push(0xcc);
-        out.push(v as u8);
-    } else if (0x100..0x1_0000).contains(&v) {
-        out.push(0xcd);
-        out.extend_from_slice(&(v as u16).to_be_bytes());
-    } else if (0x1_0000..0x1_0000_0000).contains(&v) {
-        out.push(0xce);
-        out.extend_from_slice(&(v as u32).to_be_bytes());
-    } else if (-32..0).contains(&v) {
-        out.push(v as u8);
-    } else if (-0x80..-32).contains(&v) {
-        out.push(0xd0);
-        out.push(v as u8);
-    } else if (-0x8000..-0x80).contains(&v) {
-        out.push(0xd1);
-        out.extend_from_slice(&(v as i16).to_be_bytes());
-    } else if (-0x8000_0000..-0x8000).contains(&v) {
-        out.push(0xd2);
-        out.extend_from_slice(&(v as i32).to_be_bytes());
-    } else {
-        out.push(0xcb);
-        out.extend_from_slice(&(v as f64).to_be_bytes());
     }
 }
 
@@ -269,7 +191,7 @@ fn write_number(out: &mut Vec<u8>, n: &Number) {
     if let Some(i) = n.as_i64() {
         write_int(out, i);
     } else if let Some(u) = n.as_u64() {
-        write_int(out, i64::try_from(u).unwrap_or(i64::MAX));
+        evsync_core::codec::writer::u64(out, u);
     } else {
         write_f64(out, n.as_f64().unwrap_or(f64::NAN));
     }

@@ -3,106 +3,32 @@
 //! `tail --json` interoperate. The server is the built binary's `serve` on
 //! an ephemeral port, found through its startup line.
 
-use std::net::SocketAddr;
-use std::process::{Output, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+mod process;
 
-const WAIT: Duration = Duration::from_secs(30);
+use process::{Serve, output as run_evsync};
+use std::process::Output;
 
-/// Variables that would change what the commands do.
-const CLEARED: &[&str] = &[
-    "CLOUDFLARE_SYNC_URL",
-    "CLOUDFLARE_SYNC_TENANT",
-    "CLOUDFLARE_SYNC_TOKEN",
-    "EVSYNC_IDENTITY",
-    "SYNC_AUTH_TOKEN",
-    "SYNC_AUTH_TOKENS",
-    "SYNC_STORAGE",
-];
-
-fn evsync(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evsync"));
-    cmd.args(args);
-    for name in CLEARED {
-        cmd.env_remove(name);
-    }
-    cmd.env("RUST_LOG", "warn");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
+/// Runs a client command (warnings only in its logs).
 async fn output(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    tokio::time::timeout(WAIT, evsync(args, envs).output())
-        .await
-        .unwrap_or_else(|_| panic!("evsync {args:?} did not finish"))
-        .expect("run evsync")
+    let mut all = vec![("RUST_LOG", "warn")];
+    all.extend_from_slice(envs);
+    run_evsync(args, &all).await
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// `evsync serve` with memory storage, killed on drop.
-struct Serve {
-    _child: Child,
-    addr: SocketAddr,
-}
-
-impl Serve {
-    async fn start(extra: &[&str]) -> Serve {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--storage", "memory"];
-        args.extend_from_slice(extra);
-        let mut cmd = evsync(&args, &[]);
-        cmd.env("RUST_LOG", "info");
-        let mut child = cmd.spawn().expect("spawn evsync serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let startup = tokio::time::timeout(WAIT, async {
-            loop {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("evsync serve exited before its startup line");
-                if line.contains("listening on ") {
-                    return line;
-                }
-            }
-        })
-        .await
-        .expect("startup line");
-        // Keep draining stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let addr = startup
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .expect("an address in the startup line");
-        Serve {
-            _child: child,
-            addr,
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("ws://{}/event-log", self.addr)
-    }
+/// `evsync serve` with memory storage and `extra` options.
+async fn serve(extra: &[&str]) -> Serve {
+    let mut args = vec!["--storage", "memory"];
+    args.extend_from_slice(extra);
+    Serve::start(&args, &[]).await
 }
 
 #[tokio::test]
 async fn smoke_passes_against_a_live_server() {
-    let serve = Serve::start(&[]).await;
+    let serve = serve(&[]).await;
     let out = output(
         &["smoke", "--url", &serve.base(), "--tenant", "smoke-t"],
         &[],
@@ -129,7 +55,7 @@ async fn smoke_passes_against_a_live_server() {
 
 #[tokio::test]
 async fn smoke_reads_the_original_environment_variables_and_token() {
-    let serve = Serve::start(&["--auth-token", "tok"]).await;
+    let serve = serve(&["--auth-token", "tok"]).await;
     let base = serve.base();
     let env = [
         ("CLOUDFLARE_SYNC_URL", base.as_str()),
@@ -167,7 +93,7 @@ async fn smoke_fails_with_exit_1_against_a_dead_url() {
 
 #[tokio::test]
 async fn write_then_tail_json_decodes_the_payloads() {
-    let serve = Serve::start(&[]).await;
+    let serve = serve(&[]).await;
     let out = output(&["identity", "new"], &[]).await;
     assert!(out.status.success());
     let identity = text(&out.stdout).trim().to_owned();

@@ -4,122 +4,18 @@
 
 #[path = "../../evsync-server/tests/common/mod.rs"]
 mod common;
+mod process;
 
-use common::{Client, entries, sequences, within};
+use common::{Client, entries, sequences};
 use evsync_core::engine::close_code;
-use std::net::SocketAddr;
+use process::{Serve, command, within};
 use std::path::Path;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
 
-const SETTINGS: &[&str] = &[
-    "SYNC_AUTH_TOKEN",
-    "SYNC_AUTH_TOKENS",
-    "SYNC_ALLOW_QUERY_TOKEN",
-    "SYNC_DEBUG",
-    "SYNC_STORAGE",
-];
-
-fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evsync"));
-    cmd.args(args);
-    for name in SETTINGS {
-        cmd.env_remove(name);
-    }
-    cmd.env("RUST_LOG", "info");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-/// A running `evsync serve`.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    startup: String,
-    /// stderr lines after the startup line.
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl Serve {
-    async fn start(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
-        let data = data.to_str().unwrap();
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data", data];
-        args.extend_from_slice(extra);
-        let mut child = command(&args, envs).spawn().expect("spawn evsync");
-        let stderr = child.stderr.take().unwrap();
-        let mut reader = BufReader::new(stderr).lines();
-        let startup = within("the startup line", async {
-            loop {
-                let line = reader
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .expect("evsync exited before its startup line");
-                if line.contains("listening on ") {
-                    return line;
-                }
-            }
-        })
-        .await;
-        let addr: SocketAddr = startup
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .expect("an address in the startup line");
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = reader.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
-        Serve {
-            child,
-            addr,
-            startup,
-            lines,
-        }
-    }
-
-    /// Waits for a log line containing every one of `needles`.
-    async fn line_with(&mut self, needles: &[&str]) -> String {
-        within("a log line", async {
-            loop {
-                let line = self.lines.recv().await.expect("stderr ended");
-                if needles.iter().all(|n| line.contains(n)) {
-                    return line;
-                }
-            }
-        })
-        .await
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), pid])
-            .status()
-            .expect("kill(1)");
-        assert!(status.success());
-    }
-
-    async fn exit_code(mut self) -> Option<i32> {
-        within("evsync to exit", self.child.wait())
-            .await
-            .unwrap()
-            .code()
-    }
+/// `evsync serve` on `data`, with `extra` options.
+async fn serve(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Serve {
+    let mut args = vec!["--data", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    Serve::start(&args, envs).await
 }
 
 /// Runs the binary to completion: (exit code, stdout, stderr).
@@ -229,7 +125,7 @@ async fn bad_configuration_stops_startup_with_one_line() {
 #[tokio::test]
 async fn startup_line_says_where_and_how_but_never_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Serve::start(
+    let mut server = serve(
         dir.path(),
         &[],
         &[("SYNC_AUTH_TOKEN", "hunter2-secret"), ("SYNC_DEBUG", "1")],
@@ -261,7 +157,7 @@ async fn startup_line_says_where_and_how_but_never_the_token() {
 #[tokio::test]
 async fn sigkill_right_after_an_ack_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Serve::start(dir.path(), &[], &[]).await;
+    let server = serve(dir.path(), &[], &[]).await;
     let (mut c, remote_id) = Client::connect_hello(server.addr, "acme").await;
     assert_eq!(
         c.write("pk", 1, &entries(1..=100)).await,
@@ -273,7 +169,7 @@ async fn sigkill_right_after_an_ack_loses_nothing() {
     let code = server.exit_code().await;
     assert_eq!(code, None, "killed by a signal");
 
-    let server = Serve::start(dir.path(), &[], &[]).await;
+    let server = serve(dir.path(), &[], &[]).await;
     let (mut c, again) = Client::connect_hello(server.addr, "acme").await;
     assert_eq!(remote_id, again, "same remoteId after a crash");
     c.request_changes("pk", 0).await;
@@ -291,7 +187,7 @@ async fn sigkill_right_after_an_ack_loses_nothing() {
 #[tokio::test]
 async fn sigterm_acks_writes_closes_sockets_with_1001_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Serve::start(dir.path(), &[], &[]).await;
+    let mut server = serve(dir.path(), &[], &[]).await;
     let (mut c, _) = Client::connect_hello(server.addr, "acme").await;
     c.send(&common::write_request("pk", 1, &entries(1..=20)))
         .await;
@@ -314,7 +210,7 @@ async fn sigterm_acks_writes_closes_sockets_with_1001_and_exits_0() {
 #[tokio::test]
 async fn a_data_dir_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Serve::start(dir.path(), &[], &[]).await;
+    let server = serve(dir.path(), &[], &[]).await;
     let data = dir.path().to_str().unwrap();
     let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--data", data], &[]).await;
     assert_eq!(code, Some(2));
@@ -332,7 +228,7 @@ async fn memory_storage_serves_without_a_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("unused");
     // RUST_LOG=error hides info logs, but not the startup line.
-    let server = Serve::start(
+    let server = serve(
         &data,
         &[],
         &[("SYNC_STORAGE", "memory"), ("RUST_LOG", "error")],

@@ -27,7 +27,7 @@ mod message;
 mod reader;
 mod request;
 mod response;
-mod writer;
+pub mod writer;
 
 #[cfg(test)]
 mod tests;

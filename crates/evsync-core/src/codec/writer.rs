@@ -15,13 +15,13 @@
 
 /// Writes a map header the way msgpackr does for plain objects: always map16.
 #[inline]
-pub(crate) fn map16(out: &mut Vec<u8>, len: u16) {
+pub fn map16(out: &mut Vec<u8>, len: u16) {
     out.push(0xde);
     out.extend_from_slice(&len.to_be_bytes());
 }
 
 /// Bytes of a map16 header.
-pub(crate) const MAP16_LEN: usize = 3;
+pub const MAP16_LEN: usize = 3;
 
 /// Writes an array header in its smallest form.
 ///
@@ -29,7 +29,7 @@ pub(crate) const MAP16_LEN: usize = 3;
 /// If `len` exceeds `u32::MAX` (MessagePack cannot express it; msgpackr
 /// throws likewise).
 #[inline]
-pub(crate) fn array_header(out: &mut Vec<u8>, len: usize) {
+pub fn array_header(out: &mut Vec<u8>, len: usize) {
     if len < 16 {
         out.push(0x90 | len as u8);
     } else if len < 0x1_0000 {
@@ -43,7 +43,7 @@ pub(crate) fn array_header(out: &mut Vec<u8>, len: usize) {
 
 /// Bytes of the array header for `len` elements.
 #[inline]
-pub(crate) fn array_header_len(len: usize) -> usize {
+pub fn array_header_len(len: usize) -> usize {
     if len < 16 {
         1
     } else if len < 0x1_0000 {
@@ -55,7 +55,7 @@ pub(crate) fn array_header_len(len: usize) -> usize {
 
 /// Writes a string with the smallest header for its UTF-8 length.
 #[inline]
-pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
+pub fn str(out: &mut Vec<u8>, s: &str) {
     let len = s.len();
     if len < 32 {
         out.push(0xa0 | len as u8);
@@ -74,7 +74,7 @@ pub(crate) fn str(out: &mut Vec<u8>, s: &str) {
 
 /// Bytes of an encoded string.
 #[inline]
-pub(crate) fn str_len(s: &str) -> usize {
+pub fn str_len(s: &str) -> usize {
     let len = s.len();
     let head = if len < 32 {
         1
@@ -91,7 +91,7 @@ pub(crate) fn str_len(s: &str) -> usize {
 /// Writes a map key. Every protocol key is shorter than 32 bytes, so this
 /// is always a fixstr; kept separate to make that assumption checkable.
 #[inline]
-pub(crate) fn key(out: &mut Vec<u8>, k: &'static str) {
+pub fn key(out: &mut Vec<u8>, k: &'static str) {
     debug_assert!(k.len() < 32);
     out.push(0xa0 | k.len() as u8);
     out.extend_from_slice(k.as_bytes());
@@ -99,13 +99,13 @@ pub(crate) fn key(out: &mut Vec<u8>, k: &'static str) {
 
 /// Bytes of an encoded key.
 #[inline]
-pub(crate) const fn key_len(k: &'static str) -> usize {
+pub const fn key_len(k: &'static str) -> usize {
     1 + k.len()
 }
 
 /// Writes a binary with the smallest bin header.
 #[inline]
-pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
+pub fn bin(out: &mut Vec<u8>, b: &[u8]) {
     let len = b.len();
     if len < 0x100 {
         out.push(0xc4);
@@ -122,7 +122,7 @@ pub(crate) fn bin(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Bytes of an encoded binary.
 #[inline]
-pub(crate) fn bin_len(b: &[u8]) -> usize {
+pub fn bin_len(b: &[u8]) -> usize {
     let len = b.len();
     let head = if len < 0x100 {
         2
@@ -142,7 +142,7 @@ pub(crate) fn bin_len(b: &[u8]) -> usize {
 /// Effect could never have sent such a value, a Rust peer gets it back
 /// intact, and rounding it silently would be worse.
 #[inline]
-pub(crate) fn i64(out: &mut Vec<u8>, v: i64) {
+pub fn i64(out: &mut Vec<u8>, v: i64) {
     if v >= 0 {
         u64(out, v as u64);
     } else if v >= -32 {
@@ -167,7 +167,7 @@ pub(crate) fn i64(out: &mut Vec<u8>, v: i64) {
 
 /// Bytes of an encoded signed integer.
 #[inline]
-pub(crate) fn i64_len(v: i64) -> usize {
+pub fn i64_len(v: i64) -> usize {
     if v >= 0 {
         u64_len(v as u64)
     } else if v >= -32 {
@@ -186,7 +186,7 @@ pub(crate) fn i64_len(v: i64) -> usize {
 /// Writes an unsigned integer exactly as msgpackr writes the equal JS
 /// number (see [`i64`] for values no JS number holds exactly).
 #[inline]
-pub(crate) fn u64(out: &mut Vec<u8>, v: u64) {
+pub fn u64(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
     } else if v < 0x100 {
@@ -209,7 +209,7 @@ pub(crate) fn u64(out: &mut Vec<u8>, v: u64) {
 
 /// Bytes of an encoded unsigned integer.
 #[inline]
-pub(crate) fn u64_len(v: u64) -> usize {
+pub fn u64_len(v: u64) -> usize {
     if v < 0x80 {
         1
     } else if v < 0x100 {
