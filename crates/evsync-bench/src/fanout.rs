@@ -39,17 +39,21 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
     let key = format!("{}-fanout", p.tenant);
     let warmed = Arc::new(AtomicUsize::new(0));
     let delivered = Arc::new(AtomicU64::new(0));
+    // Changes messages received after the warm-up: deliveries per message
+    // shows how much the server batched.
+    let messages = Arc::new(AtomicU64::new(0));
     let gate = Arc::new(Semaphore::new(p.connect_concurrency.max(1)));
     let setup = Instant::now();
     let mut subs = Vec::with_capacity(p.subscribers);
     // Latencies per subscriber, readable even if it never finishes.
     let mut lats = Vec::with_capacity(p.subscribers);
     for _ in 0..p.subscribers {
-        let (url, key, warmed, delivered, gate) = (
+        let (url, key, warmed, delivered, messages, gate) = (
             url.clone(),
             key.clone(),
             warmed.clone(),
             delivered.clone(),
+            messages.clone(),
             gate.clone(),
         );
         let lat = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
@@ -68,6 +72,11 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
                 let msg = msg.map_err(BoxError::from)?;
                 let now = now_ns();
                 if let Some(Response::Changes { entries, .. }) = incoming.decode(msg)? {
+                    if seen_warmup {
+                        messages.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut batch = Vec::with_capacity(entries.len());
+                    let mut done = false;
                     for e in entries {
                         let stamp = stamp_of(&e.encrypted_entry);
                         if stamp == WARMUP_STAMP {
@@ -77,11 +86,17 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
                             }
                         } else if stamp == u64::MAX {
                             // End marker: the writer is done.
-                            return Ok(sink);
+                            done = true;
                         } else {
-                            lat.lock().expect("lock").push(now.saturating_sub(stamp));
-                            delivered.fetch_add(1, Ordering::Relaxed);
+                            batch.push(now.saturating_sub(stamp));
                         }
+                    }
+                    if !batch.is_empty() {
+                        delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        lat.lock().expect("lock").extend_from_slice(&batch);
+                    }
+                    if done {
+                        return Ok(sink);
                     }
                 }
             }
@@ -191,6 +206,13 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
     m.insert("send_rate".into(), json!((sent as f64 / send_secs).round()));
     m.insert("deliveries".into(), json!(got));
     m.insert("missing".into(), json!(expected.saturating_sub(got)));
+    let received = messages.load(Ordering::Relaxed);
+    if received > 0 {
+        m.insert(
+            "entries_per_message".into(),
+            json!(round1(got as f64 / received as f64)),
+        );
+    }
     m.insert(
         "deliveries_per_s".into(),
         json!((got as f64 / delivery_secs).round()),

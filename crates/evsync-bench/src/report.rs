@@ -108,6 +108,9 @@ fn cell(run: &Run) -> String {
                     .map(fmt_int)
                     .unwrap_or_default()
             );
+            if let Some(per) = num(run, "entries_per_message") {
+                let _ = write!(s, " · {per} per msg");
+            }
             if let Some(missing) = num(run, "missing").filter(|m| *m > 0.0) {
                 let _ = write!(s, " · {} missing", fmt_int(missing));
             }
