@@ -346,16 +346,7 @@ pub fn fd_count(pid: u32) -> Option<u64> {
 
 /// Raises this process's open-file limit to its hard limit.
 pub fn raise_nofile() -> u64 {
-    // SAFETY: plain syscalls on a struct we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-            return lim.rlim_cur;
-        }
-    }
-    0
+    evsync_server::limits::raise_open_files_limit().unwrap_or(0)
 }
 
 /// CPU-time probes around a measured window.

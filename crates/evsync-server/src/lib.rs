@@ -25,6 +25,7 @@ pub mod config;
 mod connection;
 pub mod datadir;
 mod health;
+pub mod limits;
 mod registry;
 pub mod routes;
 pub mod shutdown;

@@ -245,3 +245,51 @@ async fn memory_storage_serves_without_a_data_dir() {
     server.signal("TERM");
     assert_eq!(server.exit_code().await, Some(0));
 }
+
+/// The hard open-files limit of this process, from /proc/self/limits.
+fn hard_open_files_limit() -> String {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let hard = line.split_whitespace().nth(4).expect("hard limit");
+    if hard == "unlimited" {
+        u64::MAX.to_string()
+    } else {
+        hard.to_string()
+    }
+}
+
+#[tokio::test]
+async fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let hard = hard_open_files_limit();
+    // Started from a shell whose soft limit is 256 (below the hard one).
+    let mut child = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 256 && exec \"$0\" serve --listen 127.0.0.1:0 --storage memory",
+            env!("CARGO_BIN_EXE_evsync"),
+        ])
+        .env("RUST_LOG", "info")
+        .env_remove("SYNC_STORAGE")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sh");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let startup = within("the startup line", async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("startup line");
+            if line.contains("listening on ") {
+                return line;
+            }
+        }
+    })
+    .await;
+    assert!(
+        startup.contains(&format!("open files: {hard}")),
+        "soft limit 256 raised to the hard limit {hard}: {startup}"
+    );
+}
