@@ -81,6 +81,7 @@ impl Engine {
                 from,
                 resuming.then_some(conn),
                 self.config.max_changes_message_bytes,
+                self.config.tail_cache_bytes,
                 &mut self.next_chunk_id,
             );
             if let Some(frames) = cached {

@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 /// Start sequences whose encoded frames are remembered per log: enough for
 /// the few positions a crowd of subscribers resumes from after a burst.
+/// Their bytes are also bounded, by the tail cache's byte budget.
 const FRAMES_MEMO: usize = 8;
 
 /// A cached entry and, when this engine committed it, the connection that
@@ -35,6 +36,7 @@ pub(super) struct LogState {
     /// ending at `known_head`: subscribers that resume from the same place
     /// share one encoding. Emptied whenever the head moves.
     frames_memo: Vec<(Sequence, Vec<Bytes>)>,
+    frames_memo_bytes: usize,
 }
 
 impl LogState {
@@ -44,7 +46,7 @@ impl LogState {
             return;
         }
         self.known_head = Some(head);
-        self.frames_memo.clear();
+        self.clear_frames_memo();
         if self.tail.back().is_some_and(|c| c.entry.sequence != head) {
             self.clear_tail();
         }
@@ -68,7 +70,7 @@ impl LogState {
         }
         // `extend_tail` keeps the cached run only if these connect to it.
         self.known_head = Some(last.sequence);
-        self.frames_memo.clear();
+        self.clear_frames_memo();
         self.extend_tail(entries, Some(writers), max_entries, max_bytes);
     }
 
@@ -133,13 +135,15 @@ impl LogState {
     /// `Changes` frames with the entries from `from` to the head, if the
     /// tail cache holds them all; entries written by `exclude` are left out
     /// (a connection need not get its own writes back). Frames without
-    /// such a personal cut are remembered and shared.
+    /// such a personal cut are remembered and shared, within `memo_budget`
+    /// bytes per log.
     pub fn frames_from_tail(
         &mut self,
         public_key: &str,
         from: Sequence,
         exclude: Option<ConnId>,
         max_message: usize,
+        memo_budget: usize,
         next_chunk_id: &mut MessageId,
     ) -> Option<Vec<Bytes>> {
         let cached = self.tail_from(from)?;
@@ -161,17 +165,29 @@ impl LogState {
             max_message,
             next_chunk_id,
         );
-        if self.frames_memo.len() >= FRAMES_MEMO {
-            self.frames_memo.remove(0);
+        let size: usize = encoded.iter().map(Bytes::len).sum();
+        if size <= memo_budget {
+            while self.frames_memo.len() >= FRAMES_MEMO
+                || self.frames_memo_bytes + size > memo_budget
+            {
+                let (_, dropped) = self.frames_memo.remove(0);
+                self.frames_memo_bytes -= dropped.iter().map(Bytes::len).sum::<usize>();
+            }
+            self.frames_memo_bytes += size;
+            self.frames_memo.push((from, encoded.clone()));
         }
-        self.frames_memo.push((from, encoded.clone()));
         Some(encoded)
+    }
+
+    fn clear_frames_memo(&mut self) {
+        self.frames_memo.clear();
+        self.frames_memo_bytes = 0;
     }
 
     fn clear_tail(&mut self) {
         self.tail.clear();
         self.tail_bytes = 0;
-        self.frames_memo.clear();
+        self.clear_frames_memo();
     }
 }
 
@@ -217,5 +233,41 @@ mod tests {
             Some(vec![7, 8]),
             "proved to end at the head"
         );
+    }
+
+    #[test]
+    fn frames_from_the_tail_are_shared_within_the_budget_and_skip_own_writes() {
+        let mut log = LogState::default();
+        let (a, b) = (ConnId(1), ConnId(2));
+        log.record_commit(&[e(1), e(2), e(3)], &[a, b, a], 8, 1000);
+        let mut chunk_id = 0;
+        let mut frames = |log: &mut LogState, exclude, budget| {
+            log.frames_from_tail("pk", 1, exclude, 1 << 20, budget, &mut chunk_id)
+                .expect("in the tail")
+        };
+        let first = frames(&mut log, None, 1000);
+        let again = frames(&mut log, None, 1000);
+        assert_eq!(first, again);
+        assert_eq!(first[0].as_ptr(), again[0].as_ptr(), "one encoding, shared");
+        let own_cut = frames(&mut log, Some(a), 1000);
+        let sequences = |frame: &Bytes| match crate::codec::decode_response(frame) {
+            Ok(crate::wire::Response::Changes { entries, .. }) => {
+                entries.iter().map(|e| e.sequence).collect::<Vec<_>>()
+            }
+            other => panic!("not Changes: {other:?}"),
+        };
+        assert_eq!(sequences(&first[0]), vec![1, 2, 3]);
+        assert_eq!(sequences(&own_cut[0]), vec![2], "a's own 1 and 3 left out");
+
+        let mut tight = LogState::default();
+        tight.record_commit(&[e(1), e(2), e(3)], &[a, b, a], 8, 1000);
+        let one = frames(&mut tight, None, 10);
+        let two = frames(&mut tight, None, 10);
+        assert_ne!(
+            one[0].as_ptr(),
+            two[0].as_ptr(),
+            "over the budget: not kept"
+        );
+        assert_eq!(tight.frames_memo_bytes, 0);
     }
 }
