@@ -291,6 +291,33 @@ pub fn ms(ns: u64) -> f64 {
     round3(ns as f64 / 1e6)
 }
 
+/// The write scenarios' metrics, shared by the server runs and the
+/// raw-SQLite ceiling so that their rows compare like for like: `entries`
+/// and `bytes` committed in the `secs` of the measured window, and the
+/// latencies (ns) of the requests issued in it.
+pub fn throughput_metrics(
+    m: &mut Map<String, Value>,
+    entries: usize,
+    bytes: usize,
+    secs: f64,
+    mut latencies: Vec<u64>,
+) {
+    latencies.sort_unstable();
+    m.insert(
+        "entries_per_s".into(),
+        json!((entries as f64 / secs).round()),
+    );
+    m.insert("mb_per_s".into(), json!(round3(bytes as f64 / secs / 1e6)));
+    m.insert("ack_p50_ms".into(), json!(ms(percentile(&latencies, 50.0))));
+    m.insert("ack_p99_ms".into(), json!(ms(percentile(&latencies, 99.0))));
+    m.insert(
+        "ack_max_ms".into(),
+        json!(ms(latencies.last().copied().unwrap_or(0))),
+    );
+    m.insert("requests".into(), json!(latencies.len()));
+    m.insert("seconds".into(), json!(round3(secs)));
+}
+
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }

@@ -208,33 +208,19 @@ pub async fn run(p: WriteParams) -> Result<Map<String, Value>> {
         .collect();
     let entries: usize = in_window.iter().map(|a| a.entries).sum();
     let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
-    let mut lat: Vec<u64> = all
+    let latencies: Vec<u64> = all
         .iter()
         .filter(|a| a.sent_ns >= probe_start && a.sent_ns < probe_end)
         .map(|a| a.acked_ns - a.sent_ns)
         .collect();
-    lat.sort_unstable();
-    let secs = window_ns as f64 / 1e9;
-    m.insert(
-        "entries_per_s".into(),
-        json!((entries as f64 / secs).round()),
-    );
-    m.insert("mb_per_s".into(), json!(round3(bytes as f64 / secs / 1e6)));
-    m.insert("ack_p50_ms".into(), json!(ms(percentile(&lat, 50.0))));
-    m.insert("ack_p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
-    m.insert(
-        "ack_max_ms".into(),
-        json!(ms(lat.last().copied().unwrap_or(0))),
-    );
-    m.insert("requests".into(), json!(lat.len()));
+    if latencies.is_empty() {
+        return Err(err("no request was acknowledged in the measured window"));
+    }
+    throughput_metrics(&mut m, entries, bytes, window_ns as f64 / 1e9, latencies);
     m.insert("window".into(), json!(p.window));
-    m.insert("seconds".into(), json!(round3(secs)));
     m.insert("bad_acks".into(), json!(errors));
     if unacked > 0 {
         m.insert("unacked_at_end".into(), json!(unacked));
-    }
-    if lat.is_empty() {
-        return Err(err("no request was acknowledged in the measured window"));
     }
     Ok(m)
 }

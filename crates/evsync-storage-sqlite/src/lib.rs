@@ -105,8 +105,9 @@ impl SqliteStorage {
 }
 
 /// Per-connection settings; none of them is stored in the file except the
-/// journal mode, which WAL makes persistent.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+/// journal mode, which WAL makes persistent. Public so that the benchmark's
+/// raw-SQLite ceiling runs with exactly the server's settings.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
