@@ -301,21 +301,8 @@ impl AsyncStorage for D1Storage {
         if limit.max_entries == 0 {
             return Ok(Vec::new());
         }
-        // The byte budget is applied in SQL (a running total over at most
-        // max_entries rows) so that D1 never ships rows that would be
-        // dropped; the first row is always returned.
         let statement = self.statement(
-            "SELECT sequence, iv, entry_id, encrypted_entry FROM (
-                SELECT sequence, iv, entry_id, encrypted_entry,
-                    SUM(length(iv) + length(entry_id) + length(encrypted_entry))
-                        OVER (ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS running,
-                    ROW_NUMBER() OVER (ORDER BY sequence) AS n
-                FROM (
-                    SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
-                    WHERE tenant = ?1 AND public_key = ?2 AND sequence >= ?3
-                    ORDER BY sequence LIMIT ?4
-                )
-            ) WHERE n = 1 OR running <= ?5 ORDER BY sequence",
+            &plan::read_sql("tenant = ?1 AND public_key = ?2", 3),
             &[
                 JsValue::from_str(public_key),
                 JsValue::from_f64(from.min(MAX_SAFE_INTEGER) as f64),

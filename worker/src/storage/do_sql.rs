@@ -205,23 +205,9 @@ impl Storage for DoSqlStorage {
         if limit.max_entries == 0 {
             return Ok(Vec::new());
         }
-        // The byte budget is applied in SQL (a running total over at most
-        // max_entries rows; the first row always passes), so every cursor is
-        // read to its end: a half-read cursor keeps its statement open and
-        // blocks schema changes (SQLITE_LOCKED).
         let rows = query(
             &self.sql,
-            "SELECT sequence, iv, entry_id, encrypted_entry FROM (
-                SELECT sequence, iv, entry_id, encrypted_entry,
-                    SUM(length(iv) + length(entry_id) + length(encrypted_entry))
-                        OVER (ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS running,
-                    ROW_NUMBER() OVER (ORDER BY sequence) AS n
-                FROM (
-                    SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
-                    WHERE public_key = ?1 AND sequence >= ?2
-                    ORDER BY sequence LIMIT ?3
-                )
-            ) WHERE n = 1 OR running <= ?4 ORDER BY sequence",
+            &plan::read_sql("public_key = ?1", 2),
             vec![
                 public_key.into(),
                 param_int(from),

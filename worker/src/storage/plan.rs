@@ -1,6 +1,6 @@
 //! What both SQL backends share: deciding the sequence of every entry of an
-//! append (new or duplicate), and packing rows into statements that bind at
-//! most [`MAX_BOUND_PARAMETERS`] values.
+//! append (new or duplicate), packing rows into statements that bind at
+//! most [`MAX_BOUND_PARAMETERS`] values, and the catch-up read.
 //!
 //! Durable Object SQLite and D1 refuse statements with more than 100 bound
 //! parameters. The original worker inserted 200 rows × 3 columns at once and
@@ -161,6 +161,31 @@ pub fn placeholders(first: usize, n: usize) -> String {
         .map(|i| format!("?{i}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The catch-up read of one log: rows from a sequence on, at most N rows
+/// and M bytes, `sequence, iv, entry_id, encrypted_entry` in order. The
+/// byte budget is applied in SQL (a running total; the first row always
+/// passes), so no row is shipped only to be dropped and every cursor is
+/// read to its end (a half-read DO SQL cursor keeps its statement open and
+/// blocks schema changes). `log` is the condition that picks the log with
+/// parameters before `?{first}`; then `?{first}` is the first sequence,
+/// the next the row limit and the next the byte limit.
+pub fn read_sql(log: &str, first: usize) -> String {
+    let (from, rows, bytes) = (first, first + 1, first + 2);
+    format!(
+        "SELECT sequence, iv, entry_id, encrypted_entry FROM (
+            SELECT sequence, iv, entry_id, encrypted_entry,
+                SUM(length(iv) + length(entry_id) + length(encrypted_entry))
+                    OVER (ORDER BY sequence ROWS UNBOUNDED PRECEDING) AS running,
+                ROW_NUMBER() OVER (ORDER BY sequence) AS n
+            FROM (
+                SELECT sequence, iv, entry_id, encrypted_entry FROM evsync_entries
+                WHERE {log} AND sequence >= ?{from}
+                ORDER BY sequence LIMIT ?{rows}
+            )
+        ) WHERE n = 1 OR running <= ?{bytes} ORDER BY sequence"
+    )
 }
 
 #[cfg(test)]
