@@ -70,6 +70,25 @@ pub(crate) struct SqliteLanes {
     done: mpsc::UnboundedSender<Done>,
 }
 
+impl SqliteLanes {
+    fn lane(&mut self, kind: LaneKind) -> &mut Lane {
+        match kind {
+            LaneKind::Writer => &mut self.writer,
+            LaneKind::Reader => &mut self.reader,
+        }
+    }
+
+    /// Starts lane `kind`'s next queued request unless one is running.
+    fn start_next(&mut self, kind: LaneKind) {
+        // Field by field: the lane is borrowed mutably, path and done not.
+        let lane = match kind {
+            LaneKind::Writer => &mut self.writer,
+            LaneKind::Reader => &mut self.reader,
+        };
+        start_next(lane, &self.path, &self.done);
+    }
+}
+
 /// An error answer to `req`, for a request that could not run.
 fn failed(req: &StorageRequest, message: String) -> StorageResponse {
     let err = StorageError::new(message);
@@ -140,18 +159,12 @@ impl TenantStore {
         match self {
             TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
             TenantStore::Sqlite(lanes) => {
-                let SqliteLanes {
-                    path,
-                    writer,
-                    reader,
-                    done,
-                } = &mut **lanes;
-                let lane = match req.op {
-                    StorageOp::Append(_) => writer,
-                    StorageOp::Read { .. } => reader,
+                let kind = match req.op {
+                    StorageOp::Append(_) => LaneKind::Writer,
+                    StorageOp::Read { .. } => LaneKind::Reader,
                 };
-                lane.queue.push_back(req);
-                start_next(lane, path, done);
+                lanes.lane(kind).queue.push_back(req);
+                lanes.start_next(kind);
                 None
             }
         }
@@ -159,21 +172,12 @@ impl TenantStore {
 
     /// Takes back a lane's connection after a request finished and starts
     /// the lane's next request.
-    pub fn complete(&mut self, lane_kind: LaneKind, store: Option<SqliteStorage>) {
+    pub fn complete(&mut self, kind: LaneKind, store: Option<SqliteStorage>) {
         if let TenantStore::Sqlite(lanes) = self {
-            let SqliteLanes {
-                path,
-                writer,
-                reader,
-                done,
-            } = &mut **lanes;
-            let lane = match lane_kind {
-                LaneKind::Writer => writer,
-                LaneKind::Reader => reader,
-            };
+            let lane = lanes.lane(kind);
             lane.busy = false;
             lane.store = store;
-            start_next(lane, path, done);
+            lanes.start_next(kind);
         }
     }
 
