@@ -10,27 +10,11 @@ import { randomBytes, webcrypto } from "node:crypto"
 import { createServer } from "node:net"
 import { describe, it } from "node:test"
 import * as Redacted from "effect/Redacted"
-import { makeIdentity, startReplica } from "../src/replica.mjs"
+import { makeIdentity } from "../src/replica.mjs"
+import { stillTrue, withReplicas } from "./lib/client-notes.mjs"
 import { startScriptedServer } from "./lib/scripted-server.mjs"
 import { sleep } from "./lib/harness.mjs"
 
-const DOC = "docs/effect-client-notes.md"
-const stillTrue = (what) => `Effect's client no longer shows "${what}": update ${DOC} and this test`
-
-/** starts a replica and guarantees it is stopped (bounded: a hung dispose is part of the bugs) */
-const withReplicas = async (fn) => {
-  const started = []
-  const make = async (options) => {
-    const r = await startReplica({ allowDisconnect: true, ...options })
-    started.push(r)
-    return r
-  }
-  try {
-    return await fn(make)
-  } finally {
-    await Promise.allSettled(started.map((r) => r.stop({ timeoutMs: 1000 })))
-  }
-}
 
 const freePort = () =>
   new Promise((resolve) => {

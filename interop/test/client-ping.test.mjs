@@ -4,27 +4,10 @@
 import assert from "node:assert/strict"
 import { describe, it } from "node:test"
 import * as EventLogRemote from "@effect/experimental/EventLogRemote"
-import { startReplica } from "../src/replica.mjs"
+import { stillTrue, withReplicas } from "./lib/client-notes.mjs"
 import { startScriptedServer } from "./lib/scripted-server.mjs"
 import { sleep } from "./lib/harness.mjs"
 
-const DOC = "docs/effect-client-notes.md"
-const stillTrue = (what) => `Effect's client no longer shows "${what}": update ${DOC} and this test`
-
-/** starts a replica and guarantees it is stopped (bounded: a hung dispose is part of the bugs) */
-const withReplicas = async (fn) => {
-  const started = []
-  const make = async (options) => {
-    const r = await startReplica({ allowDisconnect: true, ...options })
-    started.push(r)
-    return r
-  }
-  try {
-    return await fn(make)
-  } finally {
-    await Promise.allSettled(started.map((r) => r.stop({ timeoutMs: 1000 })))
-  }
-}
 
 describe("Effect client behaviour: keep-alive (scripted server)", { concurrency: true }, () => {
   it("C2: a missing Pong (after ~20 s) or a Pong with another id (after ~10 s) drops the connection for good", { timeout: 60_000 }, async () => {

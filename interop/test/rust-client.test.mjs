@@ -12,9 +12,9 @@ import { execFileSync, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import { createInterface } from "node:readline"
-import { after, before, describe } from "node:test"
+import { describe } from "node:test"
 import { identityFromString, identityToString, makeIdentity } from "../src/replica.mjs"
-import { assertHealthy, barrier, EVSYNC_BIN, receivedIds, scenario, startServer, TARGETS, tenant } from "./lib/harness.mjs"
+import { assertHealthy, barrier, EVSYNC_BIN, receivedIds, scenario, tenant, withServerPerTarget } from "./lib/harness.mjs"
 
 const sha = (s) => createHash("sha256").update(s).digest("hex")
 const WAIT_MS = 30_000
@@ -140,98 +140,90 @@ describe("Rust client <-> Effect replica", () => {
   if (!existsSync(EVSYNC_BIN)) {
     throw new Error(`evsync binary not found at ${EVSYNC_BIN}: build it with \`cargo build -p evsync\``)
   }
-  for (const target of TARGETS) {
-    describe(target, { concurrency: true }, () => {
-      let server
-      before(async () => {
-        server = await startServer(target)
-      })
-      after(() => server?.dispose())
+  withServerPerTarget((target, server) => {
+    scenario(target, "R1-rust-effect", "events flow both ways and each side decodes the other's payload", async ({ replica }) => {
+      const tenantName = tenant("r1")
+      const url = server.url(tenantName)
+      // An identity made by Rust (`evsync identity new`), parsed by Effect.
+      const rustIdentity = execFileSync(EVSYNC_BIN, ["identity", "new"], { env: clientEnv({}) }).toString().trim()
+      const identity = identityFromString(rustIdentity)
+      assert.equal(identityToString(identity), rustIdentity)
+      const tail = await startTail({ server, tenantName, identity })
+      try {
+        const a = await replica({ url, identity, name: "Effect" })
+        await a.waitReady()
 
-      scenario(target, "R1-rust-effect", "events flow both ways and each side decodes the other's payload", async ({ replica }) => {
-        const tenantName = tenant("r1")
-        const url = server.url(tenantName)
-        // An identity made by Rust (`evsync identity new`), parsed by Effect.
-        const rustIdentity = execFileSync(EVSYNC_BIN, ["identity", "new"], { env: clientEnv({}) }).toString().trim()
-        const identity = identityFromString(rustIdentity)
-        assert.equal(identityToString(identity), rustIdentity)
-        const tail = await startTail({ server, tenantName, identity })
+        // Effect -> Rust
+        const fromEffect = { id: "e1", text: "from Effect, ünïcödé ✓", n: 1.5 }
+        await a.write(fromEffect)
+        await tail.waitForLines(1)
+        const [first] = tail.lines
+        assert.equal(first.event, "Note")
+        assert.equal(first.primaryKey, "e1")
+        assert.deepEqual(noteOf(first), fromEffect)
+        assert.equal(first.entryId, a.runs.find((r) => r.id === "e1").entryId)
+        assert.equal(first.sequence, 1)
+
+        // Rust -> Effect
+        const fromRust = { id: "r1", text: "from Rust", n: -70000 }
+        const receipt = await rustWrite({ server, tenantName, identity, note: fromRust })
+        await a.waitForReceived(1)
+        assert.deepEqual(a.received.map(({ id, text, n }) => ({ id, text, n })), [fromRust])
+        assert.equal(a.received[0].entryId, receipt.entryId)
+        // the Rust tail sees the Rust write too (another connection wrote it)
+        await tail.waitForLines(2)
+        assert.deepEqual(noteOf(tail.lines[1]), fromRust)
+        assert.equal(tail.lines[1].sequence, receipt.sequence)
+
+        // A late Effect replica reads the Rust-written entry from the stored history, and a
+        // Rust tail started later reads the Effect-written one.
+        const late = await replica({ url, identity, name: "Late" })
+        await late.waitForReceived(2)
+        assert.deepEqual(receivedIds(late), ["e1", "r1"])
+        const lateTail = await startTail({ server, tenantName, identity, from: 1 })
         try {
-          const a = await replica({ url, identity, name: "Effect" })
-          await a.waitReady()
-
-          // Effect -> Rust
-          const fromEffect = { id: "e1", text: "from Effect, ünïcödé ✓", n: 1.5 }
-          await a.write(fromEffect)
-          await tail.waitForLines(1)
-          const [first] = tail.lines
-          assert.equal(first.event, "Note")
-          assert.equal(first.primaryKey, "e1")
-          assert.deepEqual(noteOf(first), fromEffect)
-          assert.equal(first.entryId, a.runs.find((r) => r.id === "e1").entryId)
-          assert.equal(first.sequence, 1)
-
-          // Rust -> Effect
-          const fromRust = { id: "r1", text: "from Rust", n: -70000 }
-          const receipt = await rustWrite({ server, tenantName, identity, note: fromRust })
-          await a.waitForReceived(1)
-          assert.deepEqual(a.received.map(({ id, text, n }) => ({ id, text, n })), [fromRust])
-          assert.equal(a.received[0].entryId, receipt.entryId)
-          // the Rust tail sees the Rust write too (another connection wrote it)
-          await tail.waitForLines(2)
-          assert.deepEqual(noteOf(tail.lines[1]), fromRust)
-          assert.equal(tail.lines[1].sequence, receipt.sequence)
-
-          // A late Effect replica reads the Rust-written entry from the stored history, and a
-          // Rust tail started later reads the Effect-written one.
-          const late = await replica({ url, identity, name: "Late" })
-          await late.waitForReceived(2)
-          assert.deepEqual(receivedIds(late), ["e1", "r1"])
-          const lateTail = await startTail({ server, tenantName, identity, from: 1 })
-          try {
-            await lateTail.waitForLines(2)
-            assert.deepEqual(lateTail.lines.map(noteOf), [fromEffect, fromRust])
-          } finally {
-            await lateTail.stop()
-          }
-
-          // exactly once on every side
-          await barrier(a, [late])
-          await tail.waitForLines(3)
-          assert.deepEqual(receivedIds(a), ["r1"])
-          assert.deepEqual(tail.lines.slice(0, 3).map((l) => l.payload.id).filter((id) => !id.startsWith("barrier-")), ["e1", "r1"])
-          assertHealthy(a)
-          assertHealthy(late)
+          await lateTail.waitForLines(2)
+          assert.deepEqual(lateTail.lines.map(noteOf), [fromEffect, fromRust])
         } finally {
-          await tail.stop()
+          await lateTail.stop()
         }
-      })
 
-      scenario(target, "R2-rust-effect-large", "a 1.2 MB event crosses in both directions (chunked)", async ({ replica }) => {
-        const tenantName = tenant("r2")
-        const url = server.url(tenantName)
-        const identity = makeIdentity()
-        const big = randomBytes(900_000).toString("base64")
-        const tail = await startTail({ server, tenantName, identity })
-        try {
-          const a = await replica({ url, identity, name: "Effect" })
-          await a.waitReady()
-
-          await a.write({ id: "big-e", text: big, n: 1 })
-          await tail.waitForLines(1)
-          assert.equal(tail.lines[0].payload.id, "big-e")
-          assert.equal(sha(tail.lines[0].payload.text), sha(big))
-
-          const reversed = big.split("").reverse().join("")
-          await rustWrite({ server, tenantName, identity, note: { id: "big-r", text: reversed, n: 2 }, viaStdin: true })
-          await a.waitForReceived(1, { timeoutMs: WAIT_MS })
-          assert.equal(a.received[0].id, "big-r")
-          assert.equal(sha(a.received[0].text), sha(reversed))
-          assertHealthy(a)
-        } finally {
-          await tail.stop()
-        }
-      })
+        // exactly once on every side
+        await barrier(a, [late])
+        await tail.waitForLines(3)
+        assert.deepEqual(receivedIds(a), ["r1"])
+        assert.deepEqual(tail.lines.slice(0, 3).map((l) => l.payload.id).filter((id) => !id.startsWith("barrier-")), ["e1", "r1"])
+        assertHealthy(a)
+        assertHealthy(late)
+      } finally {
+        await tail.stop()
+      }
     })
-  }
+
+    scenario(target, "R2-rust-effect-large", "a 1.2 MB event crosses in both directions (chunked)", async ({ replica }) => {
+      const tenantName = tenant("r2")
+      const url = server.url(tenantName)
+      const identity = makeIdentity()
+      const big = randomBytes(900_000).toString("base64")
+      const tail = await startTail({ server, tenantName, identity })
+      try {
+        const a = await replica({ url, identity, name: "Effect" })
+        await a.waitReady()
+
+        await a.write({ id: "big-e", text: big, n: 1 })
+        await tail.waitForLines(1)
+        assert.equal(tail.lines[0].payload.id, "big-e")
+        assert.equal(sha(tail.lines[0].payload.text), sha(big))
+
+        const reversed = big.split("").reverse().join("")
+        await rustWrite({ server, tenantName, identity, note: { id: "big-r", text: reversed, n: 2 }, viaStdin: true })
+        await a.waitForReceived(1, { timeoutMs: WAIT_MS })
+        assert.equal(a.received[0].id, "big-r")
+        assert.equal(sha(a.received[0].text), sha(reversed))
+        assertHealthy(a)
+      } finally {
+        await tail.stop()
+      }
+    })
+  })
 })

@@ -1,6 +1,6 @@
 // Test harness: target servers (evsync, Effect's reference server), known reference failures,
 // replica bookkeeping. Used by every interop/test/*.test.mjs file.
-import { it } from "node:test"
+import { after, before, describe, it } from "node:test"
 import assert from "node:assert/strict"
 import { spawn } from "node:child_process"
 import { randomUUID } from "node:crypto"
@@ -277,3 +277,28 @@ export const assertHealthy = (replica, { sockets = 1 } = {}) => {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/**
+ * For each target in TARGETS, a `describe(target)` whose scenarios run concurrently against one
+ * server of that target, started before them and disposed after. The targets run one after the
+ * other (so that a target that breaks the client cannot slow the other down) unless the
+ * enclosing `describe` runs its children concurrently. `body(target, server)` declares
+ * the scenarios; `server.url(tenant)` and `server.address` reach the running server.
+ */
+export const withServerPerTarget = (body) => {
+  for (const target of TARGETS) {
+    describe(target, { concurrency: true }, () => {
+      let running
+      before(async () => {
+        running = await startServer(target)
+      })
+      after(() => running?.dispose())
+      body(target, {
+        url: (tenantName) => running.url(tenantName),
+        get address() {
+          return running.address
+        },
+      })
+    })
+  }
+}
