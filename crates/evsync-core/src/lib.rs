@@ -13,6 +13,7 @@ pub mod access;
 pub mod chunk;
 pub mod codec;
 pub mod engine;
+pub mod proto;
 pub mod storage;
 pub mod time;
 pub mod wire;

@@ -33,19 +33,8 @@ use writes::WritePipeline;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// WebSocket close codes the engine uses (RFC 6455 §7.4.1).
-pub mod close_code {
-    /// The server is shutting down; the replica should reconnect later.
-    pub const GOING_AWAY: u16 = 1001;
-    /// Malformed frame, unknown tag, ill-formed chunk sequence.
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A policy limit (too many subscriptions, slow consumer).
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// A frame or reassembled message over its size limit.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// Storage failed; nothing was acknowledged, the replica retries.
-    pub const INTERNAL_ERROR: u16 = 1011;
-}
+/// WebSocket close codes (one list for every protocol: [`crate::proto::close`]).
+pub use crate::proto::close::code as close_code;
 
 /// Something the adapter must do, in the order polled.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -327,7 +316,7 @@ impl Engine {
         self.actions.push_back(Action::Close {
             conn,
             code,
-            reason: truncate_reason(reason),
+            reason: crate::proto::close::truncate_reason(reason),
         });
         self.maybe_finish_shutdown();
     }
@@ -360,17 +349,4 @@ impl Engine {
             });
         }
     }
-}
-
-/// WebSocket close reasons are limited to 123 bytes of UTF-8.
-fn truncate_reason(mut reason: String) -> String {
-    const MAX: usize = 123;
-    if reason.len() > MAX {
-        let mut end = MAX;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    reason
 }
