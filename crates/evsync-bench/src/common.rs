@@ -371,11 +371,6 @@ pub fn fd_count(pid: u32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
-/// Raises this process's open-file limit to its hard limit.
-pub fn raise_nofile() -> u64 {
-    evsync_server::limits::raise_open_files_limit().unwrap_or(0)
-}
-
 /// CPU-time probes around a measured window.
 pub struct CpuProbe {
     wall: Instant,

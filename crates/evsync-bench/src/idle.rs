@@ -31,10 +31,12 @@ pub struct IdleParams {
     /// Stop opening sockets after this long and measure those open.
     pub open_limit: Duration,
     pub server_pid: u32,
+    /// This process's open-files limit (raised by the binary at start).
+    pub open_files: u64,
 }
 
 pub async fn run_idle(p: IdleParams) -> Result<Map<String, Value>> {
-    let limit = raise_nofile();
+    let limit = p.open_files;
     if (limit as usize) < p.connections + 64 {
         return Err(err(format!(
             "open-file limit {limit} is too low for {} sockets (raise ulimit -n)",
@@ -173,7 +175,6 @@ pub struct TenantsParams {
 }
 
 pub async fn run_tenants(p: TenantsParams) -> Result<Map<String, Value>> {
-    raise_nofile();
     let rss_before = rss_kib(p.server_pid).ok_or_else(|| err("cannot read server RSS"))?;
     let fds_before = fd_count(p.server_pid).unwrap_or(0);
     let probe = CpuProbe::start(Some(p.server_pid));

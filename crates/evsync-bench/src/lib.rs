@@ -336,8 +336,10 @@ where
     }
 }
 
-/// Runs `evsync bench`.
-pub fn run(args: BenchArgs) -> ExitCode {
+/// Runs `evsync bench`. `open_files` is the process's open-files limit,
+/// which the caller (the `evsync` binary's process set-up) has raised as
+/// far as allowed; the idle scenario refuses to start below what it needs.
+pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
     match args.scenario {
         Scenario::Write(a) => {
             let case = format!(
@@ -415,6 +417,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
                 settle: secs(a.settle),
                 open_limit: secs(a.open_limit),
                 server_pid: pid,
+                open_files,
             };
             measure("idle", case, &a.common, || idle::run_idle(p))
         }

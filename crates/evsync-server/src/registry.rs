@@ -13,77 +13,14 @@
 //! dead channel, except for an actor that panicked, whose entry is then
 //! replaced.
 
-use crate::config::{ServerConfig, StorageConfig};
-use crate::tenant::{self, Outbound, TenantMsg};
+use crate::shared::{Shared, lock};
+use crate::tenant::{self, Membership, Outbound, TenantMsg};
 use evsync_core::engine::ConnId;
-use evsync_core::storage::MemoryStorage;
-use evsync_core::time::Timestamp;
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
-use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
-
-/// State every part of the server reads.
-pub(crate) struct Shared {
-    pub config: ServerConfig,
-    /// The engine's clock: `Timestamp` is milliseconds since this instant.
-    pub started: Instant,
-    next_conn: AtomicU64,
-    /// Open WebSockets, for `/healthz`.
-    pub connections: AtomicUsize,
-    /// Tenant actors; shutdown waits for them.
-    pub actors: TaskTracker,
-    /// WebSocket tasks; shutdown waits for their close frames to go out.
-    pub sockets: TaskTracker,
-    /// `SYNC_STORAGE=memory` keeps each tenant's data here, so that
-    /// unloading an idle tenant does not lose it (nor change its remoteId).
-    pub memory: Mutex<HashMap<String, Arc<Mutex<MemoryStorage>>>>,
-}
-
-impl Shared {
-    pub fn new(config: ServerConfig) -> Self {
-        Shared {
-            config,
-            started: Instant::now(),
-            next_conn: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
-            actors: TaskTracker::new(),
-            sockets: TaskTracker::new(),
-            memory: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Now, on the engine's clock.
-    pub fn now(&self) -> Timestamp {
-        Timestamp(self.started.elapsed().as_millis() as u64)
-    }
-
-    /// The tokio instant of an engine timestamp.
-    pub fn instant(&self, at: Timestamp) -> Instant {
-        self.started + std::time::Duration::from_millis(at.0)
-    }
-
-    /// The tenants directory, for SQLite storage.
-    pub fn tenants_dir(&self) -> Option<PathBuf> {
-        match &self.config.storage {
-            StorageConfig::Sqlite { data_dir } => Some(data_dir.join("tenants")),
-            StorageConfig::Memory => None,
-        }
-    }
-}
-
-/// Locks a std mutex, ignoring poisoning: every critical section here
-/// leaves the map consistent even if a panic interrupted it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 struct Slot {
     tx: mpsc::UnboundedSender<TenantMsg>,
@@ -168,7 +105,7 @@ impl Registry {
     /// Registers a new connection with `tenant`'s actor, loading the tenant
     /// if needed, and waits until its store is open and its `Hello` queued.
     pub async fn connect(self: &Arc<Self>, tenant: &str) -> Result<Attached, ConnectError> {
-        let conn = ConnId(self.shared.next_conn.fetch_add(1, Ordering::Relaxed));
+        let conn = self.shared.next_conn_id();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let msg = TenantMsg::Open {
@@ -247,7 +184,13 @@ impl Registry {
         // dead entry. The actor's connections see their channel close and
         // are closed with 1011.
         self.shared.actors.spawn(async move {
-            let actor = tokio::spawn(tenant::run(registry.clone(), name.clone(), generation, rx));
+            let actor = tokio::spawn(tenant::run(
+                registry.clone(),
+                registry.shared.clone(),
+                name.clone(),
+                generation,
+                rx,
+            ));
             if let Err(err) = actor.await {
                 tracing::error!(tenant = %name, %err, "tenant actor failed; its connections were closed");
                 registry.forget(&name, generation);
@@ -269,9 +212,29 @@ impl Registry {
         }
     }
 
+    /// Refuses new connections from now on and asks every loaded tenant to
+    /// shut down gracefully.
+    pub fn shutdown(&self) {
+        let mut state = lock(&self.state);
+        state.shutting_down = true;
+        for slot in state.tenants.values() {
+            let _ = slot.tx.send(TenantMsg::Shutdown);
+        }
+    }
+
+    /// Whether [`Registry::shutdown`] was called (actors check it when they
+    /// start, since they may have been spawned just before).
+    pub fn is_shutting_down(&self) -> bool {
+        lock(&self.state).shutting_down
+    }
+}
+
+/// The registry side of the unload rule (see the module doc), as the tenant
+/// actors see it.
+impl Membership for Registry {
     /// Called by an idle actor: removes it from the registry unless a
     /// message arrived meanwhile. Returns true if the actor must stop.
-    pub fn try_unload(
+    fn try_unload(
         &self,
         tenant: &str,
         generation: u64,
@@ -292,19 +255,7 @@ impl Registry {
         true
     }
 
-    /// Refuses new connections from now on and asks every loaded tenant to
-    /// shut down gracefully.
-    pub fn shutdown(&self) {
-        let mut state = lock(&self.state);
-        state.shutting_down = true;
-        for slot in state.tenants.values() {
-            let _ = slot.tx.send(TenantMsg::Shutdown);
-        }
-    }
-
-    /// Whether [`Registry::shutdown`] was called (actors check it when they
-    /// start, since they may have been spawned just before).
-    pub fn is_shutting_down(&self) -> bool {
-        lock(&self.state).shutting_down
+    fn is_shutting_down(&self) -> bool {
+        Registry::is_shutting_down(self)
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Memory storage answers at once, on the actor's thread.
 
-use crate::registry::{Shared, lock};
+use crate::shared::{Shared, lock};
 use evsync_core::storage::{
     MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse,
 };

@@ -7,7 +7,7 @@
 //! wakes the engine at `poll_timeout`, and unloads itself after
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
-use crate::registry::{Registry, Shared};
+use crate::shared::Shared;
 use crate::store::{Done, TenantStore};
 use bytes::Bytes;
 use evsync_core::engine::{Action, ConnId, Engine, Event};
@@ -54,20 +54,39 @@ pub(crate) enum Outbound {
     },
 }
 
+/// How an actor leaves the table of loaded tenants. The registry implements
+/// it; declaring it here keeps the actor from depending on the registry
+/// (which depends on the actor to start it).
+pub(crate) trait Membership {
+    /// Removes the actor of `tenant` (loaded as `generation`) from the table
+    /// unless a message is waiting in `inbox`, then closes `inbox`. Returns
+    /// true if the actor must stop.
+    fn try_unload(
+        &self,
+        tenant: &str,
+        generation: u64,
+        inbox: &mut mpsc::UnboundedReceiver<TenantMsg>,
+    ) -> bool;
+
+    /// Whether the server is shutting down (an actor checks when it starts,
+    /// since it may have been spawned just before).
+    fn is_shutting_down(&self) -> bool;
+}
+
 /// Runs the tenant until it unloads (idle) or finishes shutting down.
 pub(crate) async fn run(
-    registry: Arc<Registry>,
+    registry: Arc<impl Membership>,
+    shared: Arc<Shared>,
     tenant: String,
     generation: u64,
     mut inbox: mpsc::UnboundedReceiver<TenantMsg>,
 ) {
-    let shared = registry.shared().clone();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let (store, remote_id) = match TenantStore::open(&shared, &tenant, done_tx).await {
         Ok(opened) => opened,
         Err(reason) => {
             tracing::error!(%tenant, %reason, "cannot load tenant");
-            fail_loading(&registry, &tenant, generation, &mut inbox, &reason);
+            fail_loading(&*registry, &tenant, generation, &mut inbox, &reason);
             return;
         }
     };
@@ -135,7 +154,7 @@ pub(crate) async fn run(
 /// The store did not open: answer every waiting connection with the reason
 /// and leave the registry, so the next connection tries again.
 fn fail_loading(
-    registry: &Registry,
+    registry: &impl Membership,
     tenant: &str,
     generation: u64,
     inbox: &mut mpsc::UnboundedReceiver<TenantMsg>,

@@ -2,6 +2,7 @@
 //! replicas. Each subcommand lives in its own module under `cmd/`.
 
 mod cmd;
+mod limits;
 mod logging;
 
 use clap::{Parser, Subcommand};

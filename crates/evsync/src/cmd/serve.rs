@@ -206,7 +206,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     };
     let addr = server.local_addr();
     // Each socket and each loaded tenant's SQLite file is a descriptor.
-    let open_files = evsync_server::limits::raise_open_files_limit()
+    let open_files = crate::limits::raise_open_files_limit()
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let startup = format!(
         "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}; open files: {open_files}",

@@ -1,9 +1,13 @@
-//! Process limits a sync server needs raised.
+//! Process limits `serve` and `bench` need raised.
 //!
 //! Every open WebSocket is a file descriptor and every loaded SQLite tenant
 //! holds one or two more, so the usual soft limit of 1,024 open files caps
-//! a server at a few hundred replicas. The hard limit is what the operator
+//! a server at a few hundred replicas (and the bench's idle-connection
+//! scenario at as many sockets). The hard limit is what the operator
 //! allows; raising the soft limit up to it needs no privilege.
+//!
+//! Process set-up belongs to the binary: the server and bench libraries
+//! stay free of it, and the bench need not link the server to share it.
 
 /// Raises the soft limit on open files to the hard limit. Returns the
 /// limit now in force (`None` where it cannot be read, e.g. not on Unix).

@@ -1,0 +1,76 @@
+//! State every part of the server reads, at the bottom of the module graph:
+//! the registry, the tenant actors and their stores all use it and it uses
+//! none of them, so no import runs in a circle.
+
+use crate::config::{ServerConfig, StorageConfig};
+use evsync_core::engine::ConnId;
+use evsync_core::storage::MemoryStorage;
+use evsync_core::time::Timestamp;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+/// State every part of the server reads.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    /// The engine's clock: `Timestamp` is milliseconds since this instant.
+    pub started: Instant,
+    next_conn: AtomicU64,
+    /// Open WebSockets, for `/healthz`.
+    pub connections: AtomicUsize,
+    /// Tenant actors; shutdown waits for them.
+    pub actors: TaskTracker,
+    /// WebSocket tasks; shutdown waits for their close frames to go out.
+    pub sockets: TaskTracker,
+    /// `SYNC_STORAGE=memory` keeps each tenant's data here, so that
+    /// unloading an idle tenant does not lose it (nor change its remoteId).
+    pub memory: Mutex<HashMap<String, Arc<Mutex<MemoryStorage>>>>,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig) -> Self {
+        Shared {
+            config,
+            started: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            actors: TaskTracker::new(),
+            sockets: TaskTracker::new(),
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A connection id no other connection of this server has had.
+    pub fn next_conn_id(&self) -> ConnId {
+        ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Now, on the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// The tokio instant of an engine timestamp.
+    pub fn instant(&self, at: Timestamp) -> Instant {
+        self.started + std::time::Duration::from_millis(at.0)
+    }
+
+    /// The tenants directory, for SQLite storage.
+    pub fn tenants_dir(&self) -> Option<PathBuf> {
+        match &self.config.storage {
+            StorageConfig::Sqlite { data_dir } => Some(data_dir.join("tenants")),
+            StorageConfig::Memory => None,
+        }
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning: every critical section here
+/// leaves the map consistent even if a panic interrupted it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
