@@ -14,6 +14,7 @@ pub mod chunk;
 pub mod codec;
 pub mod engine;
 pub mod proto;
+pub mod settings;
 pub mod storage;
 pub mod time;
 pub mod wire;

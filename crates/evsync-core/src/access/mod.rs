@@ -1,11 +1,14 @@
 //! Access rules of the sync endpoint, shared by every adapter (the native
-//! server, the Cloudflare Worker, the client's URL builder): which tenant a
-//! path names and whether a request's credentials open it. Pure functions
-//! over strings, so both deployables answer exactly like the original
-//! worker (see SEED-WORKER.md).
+//! server, the Cloudflare Worker, the client's URL builder): which protocol
+//! and tenant a path names, whether a request's credentials open it, and
+//! the one admission decision that runs those checks in order. Pure
+//! functions over strings, so both deployables answer exactly like the
+//! original worker (see SEED-WORKER.md).
 
+mod admission;
 mod auth;
 mod path;
 
+pub use admission::{Admission, HttpRequest, Protocol, Refusal, admit, route};
 pub use auth::{AuthConfig, AuthDecision, Credentials, PROTOCOL_PREFIX};
 pub use path::{PathError, is_valid_tenant, parse_path};

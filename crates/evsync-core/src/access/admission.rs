@@ -1,0 +1,270 @@
+//! Whether an HTTP request may become a sync socket, decided once for every
+//! adapter: the native server and the Cloudflare Worker both call [`admit`]
+//! and only translate its answer into their response types, so that the two
+//! cannot drift apart again (they once disagreed on a padded `Upgrade`
+//! header).
+//!
+//! Checks, in this order, each one answering and stopping (README, "HTTP
+//! surface"):
+//! 1. the path is a sync endpoint, else `404 Not found`;
+//! 2. it names a tenant, else `400 Tenant is required.`;
+//! 3. the tenant is well formed, else `400 Invalid tenant format.`;
+//! 4. the adapter could read its auth settings, else
+//!    `500 Server misconfigured.` (fail closed: the Worker reads its
+//!    variables per request; the native server refuses to start instead);
+//! 5. the credentials open the tenant, else `401 Unauthorized` with
+//!    `WWW-Authenticate: Bearer`;
+//! 6. `Upgrade: websocket`, else `426 Expected WebSocket upgrade`.
+//!
+//! What follows (the tenant's storage: `503`; the Worker's Durable Object:
+//! `502`) depends on the adapter and stays there.
+
+use super::auth::{AuthConfig, AuthDecision, Credentials};
+use super::path::{PathError, parse_path};
+
+/// The sync protocol a path speaks. Today only Effect v3's EventLogRemote
+/// at `/event-log/<tenant>`; a sibling (Effect v4 at `/v4/event-log/…`)
+/// becomes one more variant. Deliberately not `#[non_exhaustive]`: each
+/// adapter matches on it, and a new protocol should fail their build until
+/// they serve it, not fall into a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// Effect v3 `EventLogRemote` (msgpack over WebSocket).
+    V3,
+}
+
+/// What [`admit`] looks at, as raw strings the adapter read from its
+/// request (header values that are not valid UTF-8 count as absent).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpRequest<'a> {
+    /// The raw, still percent-encoded path.
+    pub path: &'a str,
+    /// The `Upgrade` header.
+    pub upgrade: Option<&'a str>,
+    /// Authorization header, `Sec-WebSocket-Protocol` values and query.
+    pub credentials: Credentials<'a>,
+}
+
+/// A request that may be upgraded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission<'a> {
+    /// Which protocol the socket will speak.
+    pub protocol: Protocol,
+    /// The tenant named by the path (validated).
+    pub tenant: &'a str,
+    /// The `sync-auth.<token>` subprotocol the `101` must select, if the
+    /// client offered one (browsers drop a socket whose offered protocols
+    /// were all ignored).
+    pub subprotocol: Option<String>,
+}
+
+/// Why a request is refused, each with the original worker's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Checks 1–3: the path names no (valid) tenant.
+    Route(PathError),
+    /// The adapter's auth settings are broken: refuse rather than open.
+    Misconfigured,
+    /// Wrong or missing credentials.
+    Unauthorized,
+    /// Allowed, but not a WebSocket upgrade.
+    UpgradeRequired,
+}
+
+impl Refusal {
+    /// The HTTP status and plain-text body to answer with.
+    pub fn status_and_body(self) -> (u16, &'static str) {
+        match self {
+            Refusal::Route(err) => err.status_and_body(),
+            Refusal::Misconfigured => (500, "Server misconfigured."),
+            Refusal::Unauthorized => (401, "Unauthorized"),
+            Refusal::UpgradeRequired => (426, "Expected WebSocket upgrade"),
+        }
+    }
+
+    /// The `WWW-Authenticate` value the answer carries, if any.
+    pub fn www_authenticate(self) -> Option<&'static str> {
+        matches!(self, Refusal::Unauthorized).then_some("Bearer")
+    }
+}
+
+/// Which protocol `path` speaks and the tenant it names (checks 1–3).
+pub fn route(path: &str) -> Result<(Protocol, &str), PathError> {
+    parse_path(path).map(|tenant| (Protocol::V3, tenant))
+}
+
+/// Decides `request` (see the module docs for the order of checks). `auth`
+/// is `None` when the adapter could not read its auth settings.
+pub fn admit<'a>(
+    request: &HttpRequest<'a>,
+    auth: Option<&AuthConfig>,
+) -> Result<Admission<'a>, Refusal> {
+    let (protocol, tenant) = route(request.path).map_err(Refusal::Route)?;
+    let auth = auth.ok_or(Refusal::Misconfigured)?;
+    let subprotocol = match auth.authorize(tenant, &request.credentials) {
+        AuthDecision::Allow { protocol } => protocol,
+        AuthDecision::Deny => return Err(Refusal::Unauthorized),
+    };
+    if !request.upgrade.is_some_and(is_websocket) {
+        return Err(Refusal::UpgradeRequired);
+    }
+    Ok(Admission {
+        protocol,
+        tenant,
+        subprotocol,
+    })
+}
+
+/// `websocket` in any ASCII case, ignoring surrounding spaces and tabs
+/// (optional whitespace around a field value is not part of it, RFC 9110
+/// §5.5; the Fetch API strips it before the Worker sees the value, hyper
+/// may not).
+fn is_websocket(upgrade: &str) -> bool {
+    upgrade
+        .trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case("websocket")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> HttpRequest<'_> {
+        HttpRequest {
+            path,
+            upgrade: Some("websocket"),
+            credentials: Credentials::default(),
+        }
+    }
+
+    fn with_token(token: &str) -> AuthConfig {
+        AuthConfig::new(Some(token), None, false).unwrap()
+    }
+
+    #[test]
+    fn admits_with_protocol_tenant_and_subprotocol() {
+        let protocols = ["x, sync-auth.s3cret"];
+        let req = HttpRequest {
+            credentials: Credentials {
+                protocols: &protocols,
+                ..Credentials::default()
+            },
+            ..request("/event-log/acme/")
+        };
+        assert_eq!(
+            admit(&req, Some(&with_token("s3cret"))),
+            Ok(Admission {
+                protocol: Protocol::V3,
+                tenant: "acme",
+                subprotocol: Some("sync-auth.s3cret".into()),
+            })
+        );
+        assert_eq!(
+            admit(&request("/event-log/acme"), Some(&AuthConfig::open())),
+            Ok(Admission {
+                protocol: Protocol::V3,
+                tenant: "acme",
+                subprotocol: None,
+            })
+        );
+    }
+
+    #[test]
+    fn upgrade_header_variants() {
+        let open = AuthConfig::open();
+        for ok in [
+            "websocket",
+            "WebSocket",
+            "WEBSOCKET",
+            " websocket",
+            "websocket\t ",
+        ] {
+            let req = HttpRequest {
+                upgrade: Some(ok),
+                ..request("/event-log/t")
+            };
+            assert!(admit(&req, Some(&open)).is_ok(), "{ok:?}");
+        }
+        for refused in [
+            None,
+            Some(""),
+            Some("h2c"),
+            Some("websocket, h2c"),
+            Some("web socket"),
+        ] {
+            let req = HttpRequest {
+                upgrade: refused,
+                ..request("/event-log/t")
+            };
+            assert_eq!(
+                admit(&req, Some(&open)),
+                Err(Refusal::UpgradeRequired),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn checks_run_in_the_documented_order() {
+        let locked = with_token("s3cret");
+        // Everything wrong at once: each check must win over the later ones.
+        let everything_wrong = |path| HttpRequest {
+            upgrade: None,
+            ..request(path)
+        };
+        let cases = [
+            ("/nope", Refusal::Route(PathError::NotFound)),
+            ("/event-log", Refusal::Route(PathError::TenantRequired)),
+            ("/event-log/.bad", Refusal::Route(PathError::InvalidTenant)),
+        ];
+        for (path, refusal) in cases {
+            assert_eq!(admit(&everything_wrong(path), None), Err(refusal), "{path}");
+            assert_eq!(admit(&everything_wrong(path), Some(&locked)), Err(refusal));
+        }
+        // A valid tenant: broken settings before credentials before upgrade.
+        let req = everything_wrong("/event-log/t");
+        assert_eq!(admit(&req, None), Err(Refusal::Misconfigured));
+        assert_eq!(admit(&req, Some(&locked)), Err(Refusal::Unauthorized));
+        assert_eq!(
+            admit(&req, Some(&AuthConfig::open())),
+            Err(Refusal::UpgradeRequired)
+        );
+    }
+
+    #[test]
+    fn refusals_answer_like_the_original() {
+        let answers = [
+            (Refusal::Route(PathError::NotFound), 404, "Not found", None),
+            (
+                Refusal::Route(PathError::TenantRequired),
+                400,
+                "Tenant is required.",
+                None,
+            ),
+            (
+                Refusal::Route(PathError::InvalidTenant),
+                400,
+                "Invalid tenant format.",
+                None,
+            ),
+            (Refusal::Misconfigured, 500, "Server misconfigured.", None),
+            (Refusal::Unauthorized, 401, "Unauthorized", Some("Bearer")),
+            (
+                Refusal::UpgradeRequired,
+                426,
+                "Expected WebSocket upgrade",
+                None,
+            ),
+        ];
+        for (refusal, status, body, www) in answers {
+            assert_eq!(refusal.status_and_body(), (status, body));
+            assert_eq!(refusal.www_authenticate(), www);
+        }
+    }
+
+    #[test]
+    fn only_the_v3_path_is_routed_today() {
+        assert_eq!(route("/event-log/t"), Ok((Protocol::V3, "t")));
+        assert_eq!(route("/v4/event-log/t"), Err(PathError::NotFound));
+    }
+}

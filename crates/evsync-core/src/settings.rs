@@ -1,0 +1,59 @@
+//! How settings are spelled, in one place for every adapter: the native
+//! server reads them from flags and environment variables, the Cloudflare
+//! Worker from its `[vars]` and secrets, and both must give a value the same
+//! meaning (before this module, `yes` was refused by one and meant "off" in
+//! the other).
+
+use std::fmt;
+
+/// A value [`parse_bool`] refuses, kept so the adapter can name it next to
+/// the setting (`SYNC_DEBUG: expected true, 1, false or 0, got "yes"`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotABool(pub String);
+
+impl fmt::Display for NotABool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected true, 1, false or 0, got {:?}", self.0)
+    }
+}
+
+impl std::error::Error for NotABool {}
+
+/// Parses a boolean setting: `true`/`1` turn it on; `false`/`0`/empty (or
+/// only whitespace) leave it off; the words in any ASCII case, since the
+/// original worker's users wrote `True` as well. Anything else is refused
+/// rather than guessed, so that `SYNC_ALLOW_QUERY_TOKEN=yes` means neither
+/// "off" nor "on" but a configuration error the operator sees.
+pub fn parse_bool(value: &str) -> Result<bool, NotABool> {
+    match value.trim() {
+        "1" => Ok(true),
+        "0" | "" => Ok(false),
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(NotABool(other.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_off_and_refused() {
+        for on in ["true", "1", " TRUE ", "True"] {
+            assert_eq!(parse_bool(on), Ok(true), "{on:?}");
+        }
+        for off in ["false", "0", "", "  ", "FALSE"] {
+            assert_eq!(parse_bool(off), Ok(false), "{off:?}");
+        }
+        for refused in ["yes", "no", "on", "off", "2", "-1", "t", "truee", "1.0"] {
+            assert!(parse_bool(refused).is_err(), "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn the_refusal_names_the_value() {
+        let err = parse_bool(" yes ").unwrap_err();
+        assert_eq!(err.to_string(), "expected true, 1, false or 0, got \"yes\"");
+    }
+}
