@@ -6,10 +6,10 @@
 use crate::config::{Auth, Config};
 use crate::error::Error;
 use bytes::Bytes;
-use evsync_core::chunk::{ChunkLimits, Reassembler};
-use evsync_core::codec;
+use evsync_core::chunk::ChunkLimits;
+use evsync_core::proto::v3::framer::{self, FrameDecoder, FrameError};
 use evsync_core::time::Timestamp;
-use evsync_core::wire::{CHUNK_SIZE, MessageId, RemoteId, Request, Response};
+use evsync_core::wire::{RemoteId, Request, Response};
 use futures_util::StreamExt as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
@@ -138,17 +138,22 @@ fn install_crypto_provider() {
 #[cfg(not(feature = "tls"))]
 fn install_crypto_provider() {}
 
-/// Incoming frames to messages: text frames count as their bytes, chunked
-/// messages are reassembled with evsync-core's bounded [`Reassembler`].
+/// Incoming frames to messages through evsync-core's one v3 framer
+/// ([`FrameDecoder`]: decode, bounded reassembly of chunked messages). What
+/// is left here is the client's view of the WebSocket: text frames count as
+/// their bytes, control frames are tungstenite's business, and a close
+/// frame ends the connection.
 pub(crate) struct Inbound {
-    reassembler: Reassembler,
+    decoder: FrameDecoder<Response>,
+    /// Origin of the reassembler's clock, which only measures the age of
+    /// incomplete messages.
     epoch: Instant,
 }
 
 impl Inbound {
     pub(crate) fn new() -> Self {
         Inbound {
-            reassembler: Reassembler::new(ChunkLimits::default()),
+            decoder: FrameDecoder::new(ChunkLimits::default()),
             epoch: Instant::now(),
         }
     }
@@ -169,50 +174,36 @@ impl Inbound {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(None),
         };
         let now = Timestamp(self.epoch.elapsed().as_millis() as u64);
-        self.reassembler
-            .check_expiry(now)
-            .map_err(|e| Error::Protocol(e.to_string()))?;
-        match codec::decode_response(&bytes)? {
-            Response::Chunked(part) => {
-                let Some(whole) = self
-                    .reassembler
-                    .push(part, now)
-                    .map_err(|e| Error::Protocol(e.to_string()))?
-                else {
-                    return Ok(None);
-                };
-                match codec::decode_response(&whole)? {
-                    Response::Chunked(_) => Err(Error::Protocol(
-                        "a chunked message reassembled into another chunked message".into(),
-                    )),
-                    msg => Ok(Some(msg)),
-                }
-            }
-            msg => Ok(Some(msg)),
-        }
+        // The client has no timer for stale parts; checking on each frame
+        // still ends a connection whose server left a message half sent.
+        self.decoder.check_expiry(now).map_err(frame_error)?;
+        self.decoder.decode(&bytes, now).map_err(frame_error)
     }
 }
 
-/// The frames of one request: the encoded message, or its
-/// `ChunkedMessage` parts when it is over 512,000 bytes (as Effect splits).
-/// Chunk ids come from `ids`, shared with request ids, so they are unique
-/// among this client's in-flight messages.
-pub(crate) fn frames(request: &Request, ids: &AtomicI64) -> Vec<Bytes> {
-    let encoded = Bytes::from(codec::encode_request(request));
-    if encoded.len() <= CHUNK_SIZE {
-        return vec![encoded];
+/// The client's error for a refused frame: an undecodable frame or
+/// reassembled message is [`Error::Decode`], broken chunking is
+/// [`Error::Protocol`].
+fn frame_error(err: FrameError) -> Error {
+    match err {
+        FrameError::Decode(e) | FrameError::Reassembled(e) => Error::Decode(e),
+        other @ (FrameError::Chunk(_) | FrameError::Nested) => Error::Protocol(other.to_string()),
     }
-    let id: MessageId = ids.fetch_add(1, Ordering::Relaxed);
-    evsync_core::chunk::split(id, &encoded)
-        .into_iter()
-        .map(|part| Bytes::from(codec::encode_request(&Request::Chunked(part))))
-        .collect()
+}
+
+/// The frames of one request, from evsync-core's one v3 framer: the
+/// encoded message, or its `ChunkedMessage` parts when it is over 512,000
+/// bytes (as Effect splits). Chunk ids come from `ids`, shared with request
+/// ids, so they are unique among this client's in-flight messages.
+pub(crate) fn frames(request: &Request, ids: &AtomicI64) -> Vec<Bytes> {
+    framer::encode(request, || ids.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use evsync_core::wire::EncryptedEntry;
+    use evsync_core::codec;
+    use evsync_core::wire::{CHUNK_SIZE, ChunkedMessage, EncryptedEntry};
 
     #[test]
     fn large_requests_are_chunked_and_reassemble() {
@@ -228,19 +219,31 @@ mod tests {
         };
         let parts = frames(&request, &ids);
         assert_eq!(parts.len(), 3);
-        let mut r = Reassembler::new(ChunkLimits::default());
+        assert_eq!(
+            ids.load(Ordering::Relaxed),
+            2,
+            "the chunk id came from `ids`"
+        );
+        let mut decoder = FrameDecoder::<Request>::new(ChunkLimits::default());
         let mut whole = None;
         for p in &parts {
             assert!(p.len() < CHUNK_SIZE + 64);
             let Request::Chunked(part) = codec::decode_request(p).unwrap() else {
                 panic!("expected a chunk")
             };
-            whole = r.push(part, Timestamp(0)).unwrap();
+            assert_eq!(part.id, 1);
+            assert!(whole.is_none(), "complete before its last part");
+            whole = decoder.decode(p, Timestamp(0)).unwrap();
         }
-        assert_eq!(codec::decode_request(&whole.unwrap()).unwrap(), request);
+        assert_eq!(whole, Some(request));
 
         let small = Request::Ping { id: 1 };
         assert_eq!(frames(&small, &ids).len(), 1);
+        assert_eq!(
+            ids.load(Ordering::Relaxed),
+            2,
+            "no chunk id for a whole frame"
+        );
     }
 
     #[test]
@@ -255,19 +258,50 @@ mod tests {
         let parts = [encoded.slice(..half), encoded.slice(half..)];
         let mut got = None;
         for (i, data) in parts.into_iter().enumerate() {
-            let frame =
-                codec::encode_response(&Response::Chunked(evsync_core::wire::ChunkedMessage {
-                    id: 7,
-                    index: i as u32,
-                    total: 2,
-                    data,
-                }));
+            let frame = codec::encode_response(&Response::Chunked(ChunkedMessage {
+                id: 7,
+                index: i as u32,
+                total: 2,
+                data,
+            }));
             got = inbound.accept(Message::Binary(frame.into())).unwrap();
         }
         assert_eq!(got, Some(hello));
+        assert_eq!(
+            inbound
+                .accept(Message::Ping(Bytes::from_static(b"hi")))
+                .unwrap(),
+            None,
+            "control frames are ignored"
+        );
         assert!(matches!(
             inbound.accept(Message::Close(None)),
             Err(Error::ServerClosed { .. })
+        ));
+    }
+
+    #[test]
+    fn refused_frames_map_to_decode_and_protocol_errors() {
+        let mut inbound = Inbound::new();
+        assert!(matches!(
+            inbound.accept(Message::Binary(Bytes::from_static(&[0xc1]))),
+            Err(Error::Decode(_))
+        ));
+        let nested = Response::Chunked(ChunkedMessage {
+            id: 2,
+            index: 0,
+            total: 1,
+            data: Bytes::from(codec::encode_response(&Response::Chunked(ChunkedMessage {
+                id: 1,
+                index: 0,
+                total: 1,
+                data: Bytes::from_static(b"x"),
+            }))),
+        });
+        let frame = codec::encode_response(&nested);
+        assert!(matches!(
+            inbound.accept(Message::Binary(frame.into())),
+            Err(Error::Protocol(_))
         ));
     }
 }
