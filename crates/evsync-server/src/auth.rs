@@ -20,32 +20,48 @@ pub fn auth_config(
         .map_err(|problem| ConfigError::new(tokens_setting, problem))
 }
 
-/// Checks a request for `tenant` by its headers and raw query string.
-pub fn authorize(
-    auth: &AuthConfig,
-    tenant: &str,
-    headers: &HeaderMap,
-    query: Option<&str>,
-) -> AuthDecision {
-    let protocols: Vec<&str> = headers
+/// A header's value as text; absent when missing or not valid UTF-8.
+pub fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Every `Sec-WebSocket-Protocol` value, in order (kept by the caller for
+/// as long as the [`Credentials`] borrowing them).
+pub fn protocols(headers: &HeaderMap) -> Vec<&str> {
+    headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    let credentials = Credentials {
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-        protocols: &protocols,
+        .collect()
+}
+
+/// The credentials a request offers: its `Authorization` header, the
+/// subprotocols read by [`protocols`] and its raw query string.
+pub fn credentials<'a>(
+    headers: &'a HeaderMap,
+    protocols: &'a [&'a str],
+    query: Option<&'a str>,
+) -> Credentials<'a> {
+    Credentials {
+        authorization: header_text(headers, header::AUTHORIZATION),
+        protocols,
         query,
-    };
-    auth.authorize(tenant, &credentials)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    fn authorize(
+        auth: &AuthConfig,
+        tenant: &str,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> AuthDecision {
+        auth.authorize(tenant, &credentials(headers, &protocols(headers), query))
+    }
 
     #[test]
     fn reads_every_credential_from_the_request() {

@@ -69,19 +69,12 @@ impl StorageConfig {
     }
 }
 
-/// Parses a boolean setting the way the original worker's users wrote them:
-/// `true`/`1` turn it on; `false`/`0`/empty leave it off. Anything else is
-/// refused rather than guessed, so `SYNC_ALLOW_QUERY_TOKEN=yes` does not
-/// silently mean "off" (nor "on").
+/// Parses a boolean setting with [`evsync_core::settings::parse_bool`]
+/// (the Worker reads its variables with the same function): `true`/`1` on,
+/// `false`/`0`/empty off, anything else an error naming `setting`.
 pub fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
-    match value.trim() {
-        "true" | "1" => Ok(true),
-        "false" | "0" | "" => Ok(false),
-        other => Err(ConfigError::new(
-            setting,
-            format!("expected true, 1, false or 0, got {other:?}"),
-        )),
-    }
+    evsync_core::settings::parse_bool(value)
+        .map_err(|err| ConfigError::new(setting, err.to_string()))
 }
 
 /// Everything [`crate::Server::bind`] needs.

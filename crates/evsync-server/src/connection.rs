@@ -14,7 +14,8 @@ use crate::registry::Attached;
 use crate::tenant::{Outbound, TenantMsg};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use evsync_core::engine::{ConnId, close_code};
+use evsync_core::engine::ConnId;
+use evsync_core::proto::close::{code as close_code, truncate_reason};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -118,7 +119,7 @@ async fn read_loop(
             Err(err) => {
                 let reason = err.to_string();
                 return if is_size_error(&reason) {
-                    ReadEnd::TooBig(truncate(reason))
+                    ReadEnd::TooBig(truncate_reason(reason))
                 } else {
                     ReadEnd::Broken(reason)
                 };
@@ -171,7 +172,7 @@ async fn write_loop(
                     sent(written);
                     let frame = CloseFrame {
                         code,
-                        reason: truncate(reason).into(),
+                        reason: truncate_reason(reason).into(),
                     };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     return WriteEnd::Closed;
@@ -198,14 +199,4 @@ async fn write_loop(
 /// "Message too long: N > M") have no stable variant through axum.
 fn is_size_error(reason: &str) -> bool {
     reason.contains("too long") || reason.contains("too big") || reason.contains("Space limit")
-}
-
-/// A close reason is limited to 123 bytes of UTF-8.
-fn truncate(mut reason: String) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason.truncate(end);
-    reason
 }

@@ -2,19 +2,17 @@
 //! paths, checks in the same order, the same statuses and bodies, so that
 //! clients and their configs switch over unchanged. Plus `GET /healthz`.
 //!
-//! Order of checks (each one answers and stops):
-//! 1. path `^/event-log(/<tenant>)?/?$`, else `404 Not found`;
-//! 2. a tenant, else `400 Tenant is required.`;
-//! 3. tenant `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, else
-//!    `400 Invalid tenant format.`;
-//! 4. auth, else `401 Unauthorized` + `WWW-Authenticate: Bearer`;
-//! 5. `Upgrade: websocket` (any case), else `426 Expected WebSocket upgrade`;
-//! 6. the tenant's store opens, else `503` with the reason;
-//! 7. `101`, selecting the first offered `sync-auth.<token>` subprotocol
-//!    (the original selected it only when it carried the token, so a client
-//!    offering one to an open tenant failed its handshake).
+//! The checks up to the upgrade (path, tenant, auth, `Upgrade: websocket`)
+//! are [`evsync_core::access::admit`], shared with the Cloudflare Worker;
+//! this module reads the request into it, turns its refusal into a
+//! response, and adds what is native:
+//! - `Upgrade: websocket` but not a valid handshake: axum's own 4xx;
+//! - the tenant's store opens, else `503` with the reason;
+//! - `101`, selecting the first offered `sync-auth.<token>` subprotocol
+//!   (the original selected it only when it carried the token, so a client
+//!   offering one to an open tenant failed its handshake).
 
-use crate::auth::{AuthDecision, authorize};
+use crate::auth;
 use crate::connection;
 use crate::health;
 use crate::registry::{ConnectError, Registry};
@@ -24,6 +22,7 @@ use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use evsync_core::access::{HttpRequest, Protocol, Refusal, admit};
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::sync::Arc;
 
@@ -36,13 +35,20 @@ pub(crate) fn router(registry: Arc<Registry>) -> Router {
 /// Per-socket read buffer of the WebSocket codec.
 const READ_BUFFER_BYTES: usize = 4096;
 
-/// The original's answer for a path that names no tenant.
-fn path_error_response(err: PathError) -> Response {
-    let (status, body) = err.status_and_body();
-    text(
+/// The original's answer to a refused request.
+fn refusal_response(refusal: Refusal) -> Response {
+    let (status, body) = refusal.status_and_body();
+    let mut response = text(
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
         body,
-    )
+    );
+    if let Some(challenge) = refusal.www_authenticate() {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
@@ -52,13 +58,6 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 async fn handle(
@@ -72,23 +71,22 @@ async fn handle(
     if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
         return health::response(&registry);
     }
-    let tenant = match parse_path(path) {
-        Ok(tenant) => tenant,
-        Err(err) => return path_error_response(err),
-    };
     let shared = registry.shared();
-    let protocol = match authorize(&shared.config.auth, tenant, &headers, uri.query()) {
-        AuthDecision::Allow { protocol } => protocol,
-        AuthDecision::Deny => {
-            let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
-        }
+    let protocols = auth::protocols(&headers);
+    let request = HttpRequest {
+        path,
+        upgrade: auth::header_text(&headers, header::UPGRADE),
+        credentials: auth::credentials(&headers, &protocols, uri.query()),
     };
-    if !is_websocket_upgrade(&headers) {
-        return text(StatusCode::UPGRADE_REQUIRED, "Expected WebSocket upgrade");
+    let admission = match admit(&request, Some(&shared.config.auth)) {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal_response(refusal),
+    };
+    let tenant = admission.tenant;
+    // One arm per protocol, no wildcard: a new protocol must be given its
+    // session layer here before the server builds.
+    match admission.protocol {
+        Protocol::V3 => {}
     }
     // `Upgrade: websocket` but not a valid handshake (no key, wrong
     // version, not GET): axum's own 4xx says what is missing.
@@ -110,7 +108,10 @@ async fn handle(
                 .unwrap_or_else(|_| StatusCode::SERVICE_UNAVAILABLE.into_response());
         }
     };
-    if let Some(protocol) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+    if let Some(protocol) = admission
+        .subprotocol
+        .and_then(|p| HeaderValue::from_str(&p).ok())
+    {
         ws.set_selected_protocol(protocol);
     }
     let max = shared.config.engine.max_frame_bytes;
