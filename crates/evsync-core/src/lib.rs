@@ -12,7 +12,7 @@
 pub mod access;
 pub mod chunk;
 pub mod codec;
-pub mod engine;
+pub mod log;
 pub mod proto;
 pub mod settings;
 pub mod storage;

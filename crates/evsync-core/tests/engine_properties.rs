@@ -6,7 +6,8 @@
 
 mod support;
 
-use evsync_core::engine::{ConnId, EngineConfig};
+use evsync_core::log::LogConfig;
+use evsync_core::proto::v3::{ConnId, EngineConfig};
 use evsync_core::storage::{ReadLimit, Storage};
 use evsync_core::wire::{RemoteEntry, Response};
 use proptest::prelude::*;
@@ -266,12 +267,15 @@ impl Model {
 
 fn small_config() -> EngineConfig {
     EngineConfig {
+    log: LogConfig {
         read_max_entries: 3,
         outbound_soft_limit: 400,
         tail_cache_entries: 4,
         append_max_entries: 6,
-        ..EngineConfig::default()
-    }
+        ..LogConfig::default()
+    },
+    ..EngineConfig::default()
+}
 }
 
 proptest! {

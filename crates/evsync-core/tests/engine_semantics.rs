@@ -5,7 +5,9 @@ mod support;
 
 use bytes::Bytes;
 use evsync_core::codec::encode_request;
-use evsync_core::engine::{ConnId, EngineConfig, close_code};
+use evsync_core::proto::close::code as close_code;
+use evsync_core::log::LogConfig;
+use evsync_core::proto::v3::{ConnId, EngineConfig};
 use evsync_core::storage::Storage;
 use evsync_core::time::Timestamp;
 use evsync_core::wire::{CHUNK_SIZE, ChunkedMessage, EncryptedEntry, Request, Response};
@@ -501,7 +503,10 @@ fn a_fresh_engine_reads_storage_to_find_the_head() {
 #[test]
 fn a_slow_consumer_is_paced_and_catches_up_from_storage() {
     let config = EngineConfig {
-        outbound_soft_limit: 1_000,
+        log: LogConfig {
+            outbound_soft_limit: 1_000,
+            ..LogConfig::default()
+        },
         ..EngineConfig::default()
     };
     let mut h = Harness::with_config(config);
@@ -528,7 +533,10 @@ fn a_slow_consumer_is_paced_and_catches_up_from_storage() {
 #[test]
 fn a_consumer_that_never_reads_is_disconnected_at_the_hard_limit() {
     let config = EngineConfig {
-        outbound_hard_limit: 10_000,
+        log: LogConfig {
+            outbound_hard_limit: 10_000,
+            ..LogConfig::default()
+        },
         ..EngineConfig::default()
     };
     let mut h = Harness::with_config(config);
@@ -548,7 +556,10 @@ fn a_consumer_that_never_reads_is_disconnected_at_the_hard_limit() {
 #[test]
 fn a_write_flood_without_acks_is_bounded() {
     let config = EngineConfig {
-        max_unacked_write_bytes: 1_000,
+        log: LogConfig {
+            max_unacked_write_bytes: 1_000,
+            ..LogConfig::default()
+        },
         ..EngineConfig::default()
     };
     let mut h = Harness::with_config(config);
@@ -570,7 +581,10 @@ fn handover_during_a_commit_has_no_gap_or_duplicate() {
     for read_first in [true, false] {
         // No tail cache, so that the backlog comes from a storage read.
         let mut h = Harness::with_config(EngineConfig {
-            tail_cache_entries: 0,
+            log: LogConfig {
+                tail_cache_entries: 0,
+                ..LogConfig::default()
+            },
             ..EngineConfig::default()
         });
         let (w, a) = (h.open(1), h.open(2));

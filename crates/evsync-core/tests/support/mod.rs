@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use evsync_core::chunk::{ChunkLimits, Reassembler};
 use evsync_core::codec::{decode_response, encode_request};
-use evsync_core::engine::{Action, ConnId, Engine, EngineConfig};
+use evsync_core::proto::v3::{Action, ConnId, Engine, EngineConfig};
 use evsync_core::storage::{MemoryStorage, StorageOp, StorageRequest, StorageResponse};
 use evsync_core::time::Timestamp;
 use evsync_core::wire::{EncryptedEntry, RemoteEntry, RemoteId, Request, Response};

@@ -1,44 +1,31 @@
-//! Limits and tunables of the engine, with production defaults.
+//! Limits and tunables of the log service, with production defaults.
 
-use crate::chunk::ChunkLimits;
-
-/// Engine configuration. Every limit exists so that one hostile or slow peer
-/// costs bounded memory and never disturbs the others.
+/// Log service configuration. Every limit exists so that one hostile or
+/// slow peer costs bounded memory and never disturbs the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EngineConfig {
-    /// Reassembly limits for incoming `ChunkedMessage` parts, per connection.
-    pub chunks: ChunkLimits,
-    /// Largest single frame accepted (after WebSocket reassembly).
-    pub max_frame_bytes: usize,
-    /// When a connection's unsent outbound bytes exceed this, live `Changes`
+pub struct LogConfig {
+    /// When a connection's unsent outbound bytes exceed this, deliveries
     /// stop being queued for it; it catches up from storage once drained.
     pub outbound_soft_limit: usize,
     /// When a connection's unsent outbound bytes exceed this, it is closed
     /// ("consumer too slow"); its replica resumes by sequence on reconnect.
     pub outbound_hard_limit: usize,
-    /// Live `Changes` for a subscriber whose connection has more than this
+    /// Live deliveries for a subscriber whose connection has more than this
     /// many bytes queued and not yet reported sent are held back and sent
-    /// together once it drains (one frame per socket round trip instead of
-    /// one per commit). 0: hold back whenever anything is unsent.
+    /// together once it drains (one message per socket round trip instead
+    /// of one per commit). 0: hold back whenever anything is unsent.
     pub live_coalesce_bytes: usize,
     /// Entries per catch-up read.
     pub read_max_entries: usize,
     /// Bytes per catch-up read (at least one entry is always read).
     pub read_max_bytes: usize,
-    /// Most encoded bytes of one `Changes` message. Entries available
-    /// together (one read, one commit) go out in one message up to this
-    /// size, chunked when over 512,000 bytes, because Effect's client
-    /// handles frames concurrently and would let a later, smaller message
-    /// overtake an earlier one. Keep it at least `read_max_bytes` and well
-    /// under clients' reassembly limits.
-    pub max_changes_message_bytes: usize,
     /// Most entries merged into one append transaction.
     pub append_max_entries: usize,
     /// Most bytes merged into one append transaction.
     pub append_max_bytes: usize,
-    /// Subscriptions (publicKeys) one connection may hold.
+    /// Subscriptions (logs) one connection may hold.
     pub max_subscriptions_per_connection: usize,
-    /// Bytes of writes one connection may have waiting for their Ack; a
+    /// Bytes of writes one connection may have waiting for their commit; a
     /// peer that floods writes faster than storage commits is closed.
     pub max_unacked_write_bytes: usize,
     /// Newest entries kept in memory per log, so that a replica reconnecting
@@ -51,17 +38,14 @@ pub struct EngineConfig {
     pub max_cached_logs: usize,
 }
 
-impl Default for EngineConfig {
+impl Default for LogConfig {
     fn default() -> Self {
-        EngineConfig {
-            chunks: ChunkLimits::default(),
-            max_frame_bytes: 16 * 1024 * 1024,
+        LogConfig {
             outbound_soft_limit: 4 * 1024 * 1024,
             outbound_hard_limit: 64 * 1024 * 1024,
             live_coalesce_bytes: 0,
             read_max_entries: 4096,
             read_max_bytes: 2 * 1024 * 1024,
-            max_changes_message_bytes: 4 * 1024 * 1024,
             append_max_entries: 10_000,
             append_max_bytes: 4 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,

@@ -1,0 +1,549 @@
+//! [`LogService`]: the parts (outbound accounting, subscriptions, caches,
+//! write pipeline) and the rules that tie them together.
+//!
+//! The hand-over rule: a subscription goes live only when its next
+//! sequence is past the log's known head. Every commit this service makes
+//! raises the head and is delivered live from each subscriber's next
+//! sequence; every commit made elsewhere reaches it as a "log advanced"
+//! notification, after which live subscribers behind the new head read
+//! from storage. A commit that a read missed is thus either reflected in
+//! the known head (and read next) or delivered when its commit or its
+//! notification arrives — never skipped, never sent twice.
+
+use super::cache::{Cached, Caches};
+use super::outbound::Outbound;
+use super::subscriptions::{SubState, Subscriptions};
+use super::writes::{PendingWrite, WritePipeline};
+use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, WriteToken};
+use crate::storage::{
+    AppendBatch, Appended, ReadLimit, RequestId, StorageError, StorageOp, StorageRequest,
+    StorageResponse,
+};
+use crate::wire::{RemoteEntry, Sequence};
+use std::collections::BTreeMap;
+
+/// The log service of one tenant. See the module docs of [`crate::log`].
+pub struct LogService {
+    config: LogConfig,
+    outbound: Outbound,
+    subs: Subscriptions,
+    caches: Caches,
+    writes: WritePipeline,
+    shutting_down: bool,
+    next_request: u64,
+}
+
+impl LogService {
+    pub fn new(config: LogConfig) -> Self {
+        LogService {
+            config,
+            outbound: Outbound::default(),
+            subs: Subscriptions::default(),
+            caches: Caches::default(),
+            writes: WritePipeline::default(),
+            shutting_down: false,
+            next_request: 0,
+        }
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    // ------------------------------------------------------------ connections
+
+    /// A connection opened.
+    pub fn open(&mut self, conn: ConnId) {
+        self.outbound.open(conn);
+    }
+
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.outbound.is_open(conn)
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.outbound.count()
+    }
+
+    /// True when no connection is open and no storage work is pending or
+    /// in flight: the tenant may be unloaded.
+    pub fn is_idle(&self) -> bool {
+        self.outbound.count() == 0 && self.writes.is_idle() && self.subs.reads_in_flight() == 0
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The protocol layer wants to queue `bytes` of its own on `conn`
+    /// (replies that are not deliveries or commits). False if that would
+    /// pass the hard limit: the connection is then closed instead.
+    pub fn reserve(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink) -> bool {
+        if !self.outbound.is_open(conn) {
+            return false;
+        }
+        if bytes > self.room(conn) {
+            self.close_slow(conn, sink);
+            return false;
+        }
+        self.outbound.add(conn, bytes);
+        true
+    }
+
+    /// `bytes` queued on `conn` were written to its socket.
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink) {
+        let Some(queued) = self.outbound.sent(conn, bytes) else {
+            return;
+        };
+        if queued <= self.config.outbound_soft_limit / 2 {
+            for log in self.subs.stalled(conn) {
+                self.catch_up(conn, &log, true, sink);
+            }
+        }
+    }
+
+    /// `conn` is gone (closed by its peer, or by the protocol layer).
+    /// Pending writes still commit; their results are dropped.
+    pub fn handle_close(&mut self, conn: ConnId, sink: &mut impl LogSink) {
+        self.forget(conn);
+        self.maybe_finish_shutdown(sink);
+    }
+
+    /// Graceful shutdown: once the writes already received are committed,
+    /// every connection is closed with [`CloseReason::ShuttingDown`].
+    pub fn handle_shutdown(&mut self, sink: &mut impl LogSink) {
+        self.shutting_down = true;
+        self.maybe_finish_shutdown(sink);
+    }
+
+    // ---------------------------------------------------------- subscriptions
+
+    /// `conn` subscribes to `log` from sequence `start` (a repeated call
+    /// replaces the subscription; a read in flight for the old one is then
+    /// ignored).
+    pub fn subscribe(&mut self, conn: ConnId, log: &str, start: Sequence, sink: &mut impl LogSink) {
+        if !self.outbound.is_open(conn) {
+            return;
+        }
+        let max = self.config.max_subscriptions_per_connection;
+        if !self.subs.has(conn, log) && self.subs.count(conn) >= max {
+            self.close(conn, CloseReason::TooManySubscriptions { max }, sink);
+            return;
+        }
+        self.subs.insert(conn, log, start.max(1));
+        self.catch_up(conn, log, false, sink);
+    }
+
+    pub fn unsubscribe(&mut self, conn: ConnId, log: &str) {
+        self.subs.remove(conn, log);
+    }
+
+    /// The logs `conn` subscribes to and the next sequence each is owed
+    /// (to resume them elsewhere, e.g. after a Durable Object hibernates).
+    pub fn subscription_positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
+        self.subs.positions(conn)
+    }
+
+    /// Another writer (engine, process, node) committed to `log` up to
+    /// `head`. Live subscribers behind it read what they miss.
+    pub fn handle_log_advanced(&mut self, log: &str, head: Sequence, sink: &mut impl LogSink) {
+        self.caches.entry(log).observe_head(head);
+        for conn in self.subs.subscribers(log) {
+            let behind = self
+                .subs
+                .get(conn, log)
+                .is_some_and(|sub| sub.state == SubState::Live && sub.next_seq <= head);
+            if behind {
+                self.catch_up(conn, log, false, sink);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    /// `conn` writes `batch` (non-empty); its commit comes back to
+    /// [`LogSink::committed`] with `token`.
+    pub fn write(
+        &mut self,
+        conn: ConnId,
+        token: WriteToken,
+        batch: AppendBatch,
+        sink: &mut impl LogSink,
+    ) {
+        if !self.outbound.is_open(conn) {
+            return;
+        }
+        let bytes = batch.iv.len()
+            + batch
+                .entries
+                .iter()
+                .map(|e| e.entry_id.len() + e.encrypted_entry.len())
+                .sum::<usize>();
+        let write = PendingWrite {
+            conn,
+            token,
+            batch,
+            bytes,
+        };
+        let limit = self.config.max_unacked_write_bytes;
+        if !self.writes.push(write, limit) {
+            self.close(conn, CloseReason::TooManyUnackedWrites { limit }, sink);
+            return;
+        }
+        self.maybe_start_append(sink);
+    }
+
+    /// Storage answered a request from [`LogSink::storage`].
+    pub fn handle_storage_response(&mut self, response: StorageResponse, sink: &mut impl LogSink) {
+        match response {
+            StorageResponse::Appended { id, result } => self.on_appended(id, result, sink),
+            StorageResponse::Read { id, result } => self.on_read(id, result, sink),
+        }
+    }
+
+    fn maybe_start_append(&mut self, sink: &mut impl LogSink) {
+        let mut id = None;
+        let next = &mut self.next_request;
+        let group = self.writes.next_group(
+            self.config.append_max_entries,
+            self.config.append_max_bytes,
+            || {
+                let rid = RequestId(*next);
+                *next += 1;
+                id = Some(rid);
+                rid
+            },
+        );
+        if let (Some(batches), Some(id)) = (group, id) {
+            sink.storage(StorageRequest {
+                id,
+                op: StorageOp::Append(batches),
+            });
+        }
+    }
+
+    fn on_appended(
+        &mut self,
+        id: RequestId,
+        result: Result<Vec<Vec<Appended>>, StorageError>,
+        sink: &mut impl LogSink,
+    ) {
+        let Some(writes) = self.writes.take_in_flight(id) else {
+            return;
+        };
+        let result = result.and_then(|outcomes| {
+            let shaped = outcomes.len() == writes.len()
+                && outcomes
+                    .iter()
+                    .zip(&writes)
+                    .all(|(o, w)| o.len() == w.batch.entries.len());
+            if shaped {
+                Ok(outcomes)
+            } else {
+                Err(StorageError::new(
+                    "storage returned a result of the wrong shape",
+                ))
+            }
+        });
+        match result {
+            Ok(outcomes) => self.commit_succeeded(writes, outcomes, sink),
+            Err(err) => self.commit_failed(writes, err, sink),
+        }
+        self.maybe_start_append(sink);
+        self.maybe_finish_shutdown(sink);
+    }
+
+    fn commit_failed(
+        &mut self,
+        writes: Vec<PendingWrite>,
+        err: StorageError,
+        sink: &mut impl LogSink,
+    ) {
+        sink.storage_failed(&err);
+        for write in writes {
+            self.writes.settle(&write);
+            let reason = CloseReason::WriteFailed {
+                message: err.message.clone(),
+            };
+            self.close(write.conn, reason, sink);
+        }
+    }
+
+    fn commit_succeeded(
+        &mut self,
+        writes: Vec<PendingWrite>,
+        outcomes: Vec<Vec<Appended>>,
+        sink: &mut impl LogSink,
+    ) {
+        let mut committed: BTreeMap<String, Vec<Cached>> = BTreeMap::new();
+        for (write, outcome) in writes.into_iter().zip(outcomes) {
+            let new = committed.entry(write.batch.public_key.clone()).or_default();
+            for (entry, appended) in write.batch.entries.iter().zip(&outcome) {
+                if appended.inserted {
+                    new.push(Cached {
+                        entry: RemoteEntry {
+                            sequence: appended.sequence,
+                            iv: write.batch.iv.clone(),
+                            entry_id: entry.entry_id.clone(),
+                            encrypted_entry: entry.encrypted_entry.clone(),
+                        },
+                        writer: Some(write.conn),
+                    });
+                }
+            }
+            self.writes.settle(&write);
+            if self.outbound.is_open(write.conn) {
+                let sequences: Vec<Sequence> = outcome.iter().map(|a| a.sequence).collect();
+                let room = self.room(write.conn);
+                match sink.committed(write.conn, write.token, &sequences, room) {
+                    Some(bytes) => {
+                        self.outbound.add(write.conn, bytes);
+                    }
+                    None => self.close_slow(write.conn, sink),
+                }
+            }
+        }
+        for (log, mut new) in committed {
+            if new.is_empty() {
+                continue;
+            }
+            new.sort_by_key(|c| c.entry.sequence);
+            self.publish(&log, &new, sink);
+        }
+        let subs = &self.subs;
+        self.caches
+            .evict(self.config.max_cached_logs, |log| subs.has_subscribers(log));
+    }
+
+    /// Hands newly committed entries of one log to its live subscribers.
+    ///
+    /// A subscriber whose connection still has more than
+    /// `live_coalesce_bytes` unsent is held back (stalled) instead: once
+    /// its socket reports the queue written, it gets everything committed
+    /// meanwhile in one delivery (from the tail cache). Under load this
+    /// turns one message per commit per subscriber into one per socket
+    /// round trip.
+    fn publish(&mut self, log: &str, new: &[Cached], sink: &mut impl LogSink) {
+        let entries: Vec<RemoteEntry> = new.iter().map(|c| c.entry.clone()).collect();
+        let writers: Vec<ConnId> = new.iter().filter_map(|c| c.writer).collect();
+        let (first, last) = (entries[0].sequence, entries[entries.len() - 1].sequence);
+        self.caches.entry(log).record_commit(
+            &entries,
+            &writers,
+            self.config.tail_cache_entries,
+            self.config.tail_cache_bytes,
+        );
+        let hold_back_over = self
+            .config
+            .live_coalesce_bytes
+            .min(self.config.outbound_soft_limit);
+        for conn in self.subs.subscribers(log) {
+            let hold_back = self.outbound.queued(conn) > hold_back_over;
+            let Some(sub) = self.subs.get_mut(conn, log) else {
+                continue;
+            };
+            if sub.state != SubState::Live || sub.next_seq > last {
+                continue;
+            }
+            if sub.next_seq < first {
+                // A gap this service did not see commit (another writer's
+                // entries): read it.
+                self.catch_up(conn, log, false, sink);
+                continue;
+            }
+            if hold_back {
+                sub.state = SubState::Stalled;
+                continue;
+            }
+            let from = sub.next_seq;
+            sub.next_seq = last + 1;
+            let room = self.room(conn);
+            let delivery = Delivery::committed(log, new, from, conn);
+            self.deliver(conn, delivery, room, sink);
+        }
+    }
+
+    // ---------------------------------------------------------------- catch-up
+
+    /// Moves a subscription forward: live if it is past the known head,
+    /// else from the tail cache, else with a storage read. Waits (stalled)
+    /// while its connection's outbound queue is over the soft limit.
+    /// `resuming` is set when a live subscription that was held back
+    /// catches up: entries its own connection wrote are then left out when
+    /// served from the tail cache, as they are from live deliveries.
+    fn catch_up(&mut self, conn: ConnId, log: &str, resuming: bool, sink: &mut impl LogSink) {
+        let queued = self.outbound.queued(conn);
+        let room = self.room(conn);
+        let Some(sub) = self.subs.get_mut(conn, log) else {
+            return;
+        };
+        if queued > self.config.outbound_soft_limit {
+            sub.state = SubState::Stalled;
+            return;
+        }
+        let from = sub.next_seq;
+        let cache = self.caches.entry(log);
+        if let Some(head) = cache.known_head {
+            if from > head {
+                sub.state = SubState::Live;
+                return;
+            }
+            if let Some(cached) = cache.tail_from(from) {
+                sub.next_seq = head + 1;
+                sub.state = SubState::Live;
+                let delivery = Delivery::cached(log, from, head, cached, resuming.then_some(conn));
+                let queued = sink.deliver(conn, delivery, room);
+                self.account(conn, queued, sink);
+                return;
+            }
+        }
+        let id = self.next_request_id();
+        self.subs.start_read(id, conn, log);
+        sink.storage(StorageRequest {
+            id,
+            op: StorageOp::Read {
+                public_key: log.to_string(),
+                from,
+                limit: ReadLimit {
+                    max_entries: self.config.read_max_entries,
+                    max_bytes: self.config.read_max_bytes,
+                },
+            },
+        });
+    }
+
+    fn on_read(
+        &mut self,
+        id: RequestId,
+        result: Result<Vec<RemoteEntry>, StorageError>,
+        sink: &mut impl LogSink,
+    ) {
+        let Some((conn, log)) = self.subs.finish_read(id) else {
+            return;
+        };
+        let Some(sub) = self.subs.get_mut(conn, &log) else {
+            return;
+        };
+        if sub.state != SubState::Reading(id) {
+            return;
+        }
+        let entries = match result {
+            Ok(entries) => entries,
+            Err(err) => {
+                let reason = CloseReason::ReadFailed {
+                    message: err.message,
+                };
+                self.close(conn, reason, sink);
+                return;
+            }
+        };
+        let from = sub.next_seq;
+        let entries: Vec<RemoteEntry> =
+            entries.into_iter().filter(|e| e.sequence >= from).collect();
+        let cache = self.caches.entry(&log);
+        match entries.last() {
+            Some(last) => {
+                sub.next_seq = last.sequence + 1;
+                sub.confirmed_through = Some(last.sequence);
+                cache.extend_tail(
+                    &entries,
+                    None,
+                    self.config.tail_cache_entries,
+                    self.config.tail_cache_bytes,
+                );
+            }
+            None => {
+                // Nothing at or after `from`: if the entry just before it
+                // is known to exist, the head is (at least) `from - 1`.
+                if from <= 1 || sub.confirmed_through == Some(from - 1) {
+                    cache.observe_head(from - 1);
+                }
+                if cache.known_head.is_none_or(|head| from > head) {
+                    sub.state = SubState::Live;
+                    return;
+                }
+            }
+        }
+        sub.state = SubState::Stalled;
+        let room = self.room(conn);
+        let queued = sink.deliver(conn, Delivery::read(&log, &entries), room);
+        if self.account(conn, queued, sink) {
+            self.catch_up(conn, &log, false, sink);
+        }
+    }
+
+    // ----------------------------------------------------------------- helpers
+
+    fn next_request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        id
+    }
+
+    /// Bytes `conn` may still have queued before the hard limit.
+    fn room(&self, conn: ConnId) -> usize {
+        self.config
+            .outbound_hard_limit
+            .saturating_sub(self.outbound.queued(conn))
+    }
+
+    /// Hands one delivery to the sink and accounts for it.
+    fn deliver(
+        &mut self,
+        conn: ConnId,
+        delivery: Delivery<'_>,
+        room: usize,
+        sink: &mut impl LogSink,
+    ) -> bool {
+        let queued = sink.deliver(conn, delivery, room);
+        self.account(conn, queued, sink)
+    }
+
+    /// Counts what the sink queued, or closes a connection it could not
+    /// queue for. False if the connection was closed.
+    fn account(&mut self, conn: ConnId, queued: Option<usize>, sink: &mut impl LogSink) -> bool {
+        match queued {
+            Some(bytes) => self.outbound.add(conn, bytes).is_some(),
+            None => {
+                self.close_slow(conn, sink);
+                false
+            }
+        }
+    }
+
+    fn close_slow(&mut self, conn: ConnId, sink: &mut impl LogSink) {
+        let limit = self.config.outbound_hard_limit;
+        self.close(conn, CloseReason::SlowConsumer { limit }, sink);
+    }
+
+    /// Closes `conn` from the service's side: forgets it, tells the sink.
+    fn close(&mut self, conn: ConnId, reason: CloseReason, sink: &mut impl LogSink) {
+        if !self.forget(conn) {
+            return;
+        }
+        sink.close(conn, reason);
+        self.maybe_finish_shutdown(sink);
+    }
+
+    /// Forgets `conn` everywhere; false if it was not open.
+    fn forget(&mut self, conn: ConnId) -> bool {
+        if !self.outbound.forget(conn) {
+            return false;
+        }
+        self.subs.forget(conn);
+        self.writes.forget(conn);
+        true
+    }
+
+    /// During shutdown, once no write is pending, closes every connection.
+    fn maybe_finish_shutdown(&mut self, sink: &mut impl LogSink) {
+        if !self.shutting_down || !self.writes.is_idle() {
+            return;
+        }
+        for conn in self.outbound.conns_sorted() {
+            self.forget(conn);
+            sink.close(conn, CloseReason::ShuttingDown);
+        }
+    }
+}

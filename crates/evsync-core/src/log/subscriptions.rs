@@ -1,0 +1,159 @@
+//! Who is subscribed to which log, from which sequence, and in what state
+//! of the catch-up → live hand-over each subscription is.
+
+use super::ConnId;
+use crate::storage::RequestId;
+use crate::wire::Sequence;
+use std::collections::{BTreeSet, HashMap};
+
+/// One subscription of a connection to a log.
+#[derive(Debug)]
+pub(super) struct Sub {
+    /// The next sequence this subscriber must receive; everything before it
+    /// (from its start sequence) has been delivered to it, without a gap.
+    pub next_seq: Sequence,
+    pub state: SubState,
+    /// The last sequence a read of this catch-up returned, so that an empty
+    /// read right after it proves where the head is.
+    pub confirmed_through: Option<Sequence>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum SubState {
+    /// Caught up: new commits are delivered to it as they happen.
+    Live,
+    /// A catch-up read is in flight.
+    Reading(RequestId),
+    /// Its outbound queue is too full; it resumes catch-up once drained.
+    Stalled,
+}
+
+/// Every subscription, indexed both ways: by connection (what a connection
+/// holds) and by log (whom a commit goes to).
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    by_conn: HashMap<ConnId, HashMap<String, Sub>>,
+    /// Subscribers of each log, ordered for deterministic delivery.
+    by_log: HashMap<String, BTreeSet<ConnId>>,
+    /// Catch-up reads in flight: which subscription each one serves.
+    reads: HashMap<RequestId, (ConnId, String)>,
+}
+
+impl Subscriptions {
+    /// Logs `conn` subscribes to.
+    pub fn count(&self, conn: ConnId) -> usize {
+        self.by_conn.get(&conn).map_or(0, HashMap::len)
+    }
+
+    pub fn has(&self, conn: ConnId, log: &str) -> bool {
+        self.get(conn, log).is_some()
+    }
+
+    pub fn get(&self, conn: ConnId, log: &str) -> Option<&Sub> {
+        self.by_conn.get(&conn)?.get(log)
+    }
+
+    pub fn get_mut(&mut self, conn: ConnId, log: &str) -> Option<&mut Sub> {
+        self.by_conn.get_mut(&conn)?.get_mut(log)
+    }
+
+    /// Adds or replaces `conn`'s subscription to `log`, starting (stalled,
+    /// to be caught up) at `next_seq`.
+    pub fn insert(&mut self, conn: ConnId, log: &str, next_seq: Sequence) {
+        self.by_conn.entry(conn).or_default().insert(
+            log.to_string(),
+            Sub {
+                next_seq,
+                state: SubState::Stalled,
+                confirmed_through: None,
+            },
+        );
+        self.by_log.entry(log.to_string()).or_default().insert(conn);
+    }
+
+    pub fn remove(&mut self, conn: ConnId, log: &str) {
+        if let Some(subs) = self.by_conn.get_mut(&conn) {
+            subs.remove(log);
+        }
+        self.unlink(conn, log);
+    }
+
+    /// Forgets every subscription of `conn`.
+    pub fn forget(&mut self, conn: ConnId) {
+        let Some(subs) = self.by_conn.remove(&conn) else {
+            return;
+        };
+        for log in subs.keys() {
+            self.unlink(conn, log);
+        }
+    }
+
+    fn unlink(&mut self, conn: ConnId, log: &str) {
+        if let Some(set) = self.by_log.get_mut(log) {
+            set.remove(&conn);
+            if set.is_empty() {
+                self.by_log.remove(log);
+            }
+        }
+    }
+
+    /// Subscribers of `log` in delivery order.
+    pub fn subscribers(&self, log: &str) -> Vec<ConnId> {
+        self.by_log
+            .get(log)
+            .map(|set| set.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn has_subscribers(&self, log: &str) -> bool {
+        self.by_log.contains_key(log)
+    }
+
+    /// `conn`'s logs with the next sequence each is owed, sorted.
+    pub fn positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
+        let mut positions: Vec<(String, Sequence)> = self
+            .by_conn
+            .get(&conn)
+            .map(|subs| {
+                subs.iter()
+                    .map(|(log, sub)| (log.clone(), sub.next_seq))
+                    .collect()
+            })
+            .unwrap_or_default();
+        positions.sort();
+        positions
+    }
+
+    /// `conn`'s stalled subscriptions, sorted by log.
+    pub fn stalled(&self, conn: ConnId) -> Vec<String> {
+        let mut stalled: Vec<String> = self
+            .by_conn
+            .get(&conn)
+            .map(|subs| {
+                subs.iter()
+                    .filter(|(_, sub)| sub.state == SubState::Stalled)
+                    .map(|(log, _)| log.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        stalled.sort();
+        stalled
+    }
+
+    /// Records that read `id` serves `conn`'s subscription to `log`.
+    pub fn start_read(&mut self, id: RequestId, conn: ConnId, log: &str) {
+        if let Some(sub) = self.get_mut(conn, log) {
+            sub.state = SubState::Reading(id);
+        }
+        self.reads.insert(id, (conn, log.to_string()));
+    }
+
+    /// The subscription read `id` was for, if the read is still awaited.
+    pub fn finish_read(&mut self, id: RequestId) -> Option<(ConnId, String)> {
+        self.reads.remove(&id)
+    }
+
+    pub fn reads_in_flight(&self) -> usize {
+        self.reads.len()
+    }
+}

@@ -1,0 +1,280 @@
+//! The v3 engine of one tenant: the v3 session layer over a log service.
+//!
+//! Contract with an adapter (sans-IO):
+//! - feed input with [`Engine::handle_open`], [`Engine::handle_frame`],
+//!   [`Engine::handle_storage_response`], [`Engine::handle_sent`],
+//!   [`Engine::handle_close`], [`Engine::handle_timeout`],
+//!   [`Engine::handle_log_advanced`];
+//! - after each input, drain [`Engine::poll_action`] until `None` and carry
+//!   out each [`Action`] in order, and drain [`Engine::poll_event`] for logs;
+//! - call `handle_timeout` at [`Engine::poll_timeout`] or later.
+//!
+//! This layer owns what is v3: decoding and chunk reassembly, `Hello`,
+//! `Ping`/`Pong`, the empty `WriteEntries` Effect sends after `Hello`,
+//! `Changes` packing and close codes. Writes, subscriptions, caching and
+//! backpressure are the [`LogService`]'s.
+
+use super::config::EngineConfig;
+use super::events::{Action, Event, RequestSummary};
+use super::framer::{FrameError, V3Message};
+use super::session::Sessions;
+use crate::log::{ConnId, LogService, WriteToken};
+use crate::proto::close::code;
+use crate::storage::{AppendBatch, StorageResponse};
+use crate::time::Timestamp;
+use crate::wire::{RemoteId, Request, Response, Sequence};
+use bytes::Bytes;
+
+/// The v3 sync engine of one tenant. See the module docs for the contract.
+pub struct Engine {
+    remote_id: RemoteId,
+    log: LogService,
+    sessions: Sessions,
+}
+
+impl Engine {
+    /// An engine for a tenant whose stored logs carry `remote_id`.
+    pub fn new(remote_id: RemoteId, config: EngineConfig) -> Self {
+        Engine {
+            remote_id,
+            log: LogService::new(config.log.clone()),
+            sessions: Sessions::new(config),
+        }
+    }
+
+    /// The remoteId sent in every `Hello`.
+    pub fn remote_id(&self) -> RemoteId {
+        self.remote_id
+    }
+
+    /// Turns recording of [`Event::Request`] on or off (SYNC_DEBUG).
+    pub fn set_debug(&mut self, on: bool) {
+        self.sessions.debug = on;
+    }
+
+    /// A WebSocket was accepted: queues its `Hello`.
+    pub fn handle_open(&mut self, conn: ConnId, _now: Timestamp) {
+        if self.log.is_shutting_down() {
+            self.sessions.actions.push_back(Action::Close {
+                conn,
+                code: code::GOING_AWAY,
+                reason: "server shutting down".into(),
+            });
+            return;
+        }
+        self.sessions.open(conn);
+        self.log.open(conn);
+        let hello = Response::Hello {
+            remote_id: self.remote_id,
+        };
+        self.send_response(conn, &hello);
+    }
+
+    /// Re-creates a connection that outlived this engine (a Durable Object
+    /// woken from hibernation keeps its sockets but loses its memory). No
+    /// `Hello` is sent again; each subscription resumes from the given next
+    /// sequence, as saved from [`Engine::subscription_positions`]. Entries
+    /// sent after the positions were saved are sent again, which Effect
+    /// clients tolerate (they dedup by entry id).
+    pub fn restore_connection(&mut self, conn: ConnId, subscriptions: Vec<(String, Sequence)>) {
+        self.sessions.open(conn);
+        self.log.open(conn);
+        for (public_key, next_seq) in subscriptions {
+            self.log
+                .subscribe(conn, &public_key, next_seq, &mut self.sessions);
+        }
+    }
+
+    /// The publicKeys `conn` subscribes to and the next sequence each one
+    /// is owed, for saving in a socket attachment across hibernation.
+    pub fn subscription_positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
+        self.log.subscription_positions(conn)
+    }
+
+    /// One complete binary frame arrived on `conn` (a text frame is passed
+    /// as its UTF-8 bytes). Bad input closes only that connection.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Bytes, now: Timestamp) {
+        if self.log.is_shutting_down() || !self.sessions.conns.contains_key(&conn) {
+            return;
+        }
+        let max = self.sessions.config.max_frame_bytes;
+        if frame.len() > max {
+            let reason = format!("frame of {} bytes over the {max} byte limit", frame.len());
+            self.close(conn, code::MESSAGE_TOO_BIG, reason);
+            return;
+        }
+        let request = match Request::decode(&frame) {
+            Ok(request) => request,
+            Err(err) => {
+                let err = FrameError::Decode(err);
+                self.close(conn, err.close_code(), err.to_string());
+                return;
+            }
+        };
+        self.record_request(conn, &request);
+        let was_part = matches!(request, Request::Chunked(_));
+        let Some(decoder) = self.sessions.conns.get_mut(&conn) else {
+            return;
+        };
+        let accepted = decoder.accept(request, now);
+        if decoder.incomplete_count() > 0 {
+            self.sessions.chunking.insert(conn);
+        } else {
+            self.sessions.chunking.remove(&conn);
+        }
+        match accepted {
+            Ok(None) => {}
+            Ok(Some(request)) => {
+                if was_part {
+                    self.record_request(conn, &request);
+                }
+                self.dispatch(conn, request);
+            }
+            Err(err) => self.close(conn, err.close_code(), err.to_string()),
+        }
+    }
+
+    /// Storage answered a request from [`Action::Storage`].
+    pub fn handle_storage_response(&mut self, response: StorageResponse) {
+        self.log
+            .handle_storage_response(response, &mut self.sessions);
+    }
+
+    /// Another writer (engine, process, node) committed to `public_key`'s
+    /// log up to `head`: live subscribers behind it catch up from storage.
+    pub fn handle_log_advanced(&mut self, public_key: &str, head: Sequence) {
+        self.log
+            .handle_log_advanced(public_key, head, &mut self.sessions);
+    }
+
+    /// `bytes` of frames queued for `conn` were written to its socket.
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize) {
+        self.log.handle_sent(conn, bytes, &mut self.sessions);
+    }
+
+    /// `conn` closed (by the peer or the adapter). Pending writes still
+    /// commit; their Acks are dropped.
+    pub fn handle_close(&mut self, conn: ConnId) {
+        self.sessions.forget(conn);
+        self.log.handle_close(conn, &mut self.sessions);
+    }
+
+    /// Time passed: closes connections whose incomplete chunked messages
+    /// are older than the age limit.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut expired: Vec<(ConnId, FrameError)> = self
+            .sessions
+            .chunking
+            .iter()
+            .filter_map(|conn| {
+                let decoder = self.sessions.conns.get(conn)?;
+                decoder.check_expiry(now).err().map(|err| (*conn, err))
+            })
+            .collect();
+        expired.sort_by_key(|(conn, _)| *conn);
+        for (conn, err) in expired {
+            self.close(conn, code::PROTOCOL_ERROR, err.to_string());
+        }
+    }
+
+    /// Graceful shutdown: frames received from now on are ignored; once the
+    /// writes already received are committed and acknowledged, every
+    /// connection is closed with [`code::GOING_AWAY`].
+    pub fn handle_shutdown(&mut self) {
+        self.log.handle_shutdown(&mut self.sessions);
+    }
+
+    /// The earliest time at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.sessions
+            .chunking
+            .iter()
+            .filter_map(|conn| self.sessions.conns.get(conn)?.next_deadline())
+            .min()
+    }
+
+    /// The next thing to do, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.sessions.actions.pop_front()
+    }
+
+    /// The next thing worth logging.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.sessions.events.pop_front()
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.log.connection_count()
+    }
+
+    /// True when no connection is open and no storage work is pending or in
+    /// flight: the adapter may unload the tenant.
+    pub fn is_idle(&self) -> bool {
+        self.log.is_idle()
+    }
+
+    fn dispatch(&mut self, conn: ConnId, request: Request) {
+        match request {
+            Request::WriteEntries {
+                public_key,
+                id,
+                iv,
+                encrypted_entries,
+            } => {
+                if encrypted_entries.is_empty() {
+                    // Effect's client sends one right after Hello.
+                    let ack = Response::Ack {
+                        id,
+                        sequence_numbers: Vec::new(),
+                    };
+                    self.send_response(conn, &ack);
+                    return;
+                }
+                let batch = AppendBatch {
+                    public_key,
+                    iv,
+                    entries: encrypted_entries,
+                };
+                self.log
+                    .write(conn, WriteToken(id), batch, &mut self.sessions);
+            }
+            Request::RequestChanges {
+                public_key,
+                start_sequence,
+            } => self
+                .log
+                .subscribe(conn, &public_key, start_sequence, &mut self.sessions),
+            Request::StopChanges { public_key } => self.log.unsubscribe(conn, &public_key),
+            Request::Ping { id } => self.send_response(conn, &Response::Pong { id }),
+            // Reassembled before dispatch; a nested one was refused.
+            Request::Chunked(_) => {}
+        }
+    }
+
+    /// Queues a reply of this layer's own, within the connection's
+    /// outbound limit.
+    fn send_response(&mut self, conn: ConnId, response: &Response) {
+        let frames = self.sessions.encode(response);
+        let size = frames.iter().map(Bytes::len).sum();
+        if self.log.reserve(conn, size, &mut self.sessions) {
+            self.sessions.push_frames(conn, frames);
+        }
+    }
+
+    /// Closes `conn` for a reason of this layer (bad input, limits).
+    fn close(&mut self, conn: ConnId, close_code: u16, reason: String) {
+        if self.sessions.close(conn, close_code, reason) {
+            self.log.handle_close(conn, &mut self.sessions);
+        }
+    }
+
+    fn record_request(&mut self, conn: ConnId, request: &Request) {
+        if self.sessions.debug {
+            let summary = RequestSummary::of(request);
+            self.sessions
+                .events
+                .push_back(Event::Request { conn, summary });
+        }
+    }
+}
