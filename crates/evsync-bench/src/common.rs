@@ -3,10 +3,10 @@
 //! (RSS, open files, CPU time) and the result line.
 
 use bytes::Bytes;
-use evsync_core::chunk::{ChunkLimits, Reassembler};
-use evsync_core::codec::{decode_response, encode_request};
+use evsync_core::chunk::ChunkLimits;
+use evsync_core::proto::v3::framer::{self, FrameDecoder};
 use evsync_core::time::Timestamp;
-use evsync_core::wire::{CHUNK_SIZE, EncryptedEntry, Request, Response};
+use evsync_core::wire::{EncryptedEntry, Request, Response};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
@@ -70,9 +70,10 @@ pub async fn connect_with(url: &str, read_buffer: Option<usize>) -> Result<Ws> {
     Ok(ws)
 }
 
-/// Decodes incoming frames, reassembling `ChunkedMessage` parts.
+/// Decodes incoming frames with evsync-core's one v3 framer, reassembling
+/// `ChunkedMessage` parts, and counts the wire bytes.
 pub struct Incoming {
-    reassembler: Reassembler,
+    decoder: FrameDecoder<Response>,
     /// Wire bytes received (frames, before reassembly).
     pub wire_bytes: u64,
 }
@@ -86,7 +87,8 @@ impl Default for Incoming {
 impl Incoming {
     pub fn new() -> Self {
         // A catch-up from Effect's server is ONE message holding the whole
-        // log: allow it.
+        // log: allow it (the default limits, sized for a server facing
+        // untrusted clients, would refuse it).
         let limits = ChunkLimits {
             max_parts: u32::MAX,
             max_message_bytes: usize::MAX / 2,
@@ -95,7 +97,7 @@ impl Incoming {
             max_incomplete_age_ms: u64::MAX / 4,
         };
         Incoming {
-            reassembler: Reassembler::new(limits),
+            decoder: FrameDecoder::new(limits),
             wire_bytes: 0,
         }
     }
@@ -110,18 +112,9 @@ impl Incoming {
             _ => return Ok(None),
         };
         self.wire_bytes += frame.len() as u64;
-        match decode_response(&frame)? {
-            Response::Chunked(part) => {
-                match self
-                    .reassembler
-                    .push(part, Timestamp(now_ns() / 1_000_000))?
-                {
-                    Some(whole) => Ok(Some(decode_response(&whole)?)),
-                    None => Ok(None),
-                }
-            }
-            other => Ok(Some(other)),
-        }
+        Ok(self
+            .decoder
+            .decode(&frame, Timestamp(now_ns() / 1_000_000))?)
     }
 }
 
@@ -157,18 +150,15 @@ pub async fn connect_hello_with(
     }
 }
 
-/// Encodes a request into the frames Effect's client would send: one
-/// frame, or `ChunkedMessage` parts when it exceeds 512,000 bytes.
+/// Encodes a request into the frames Effect's client would send (with
+/// evsync-core's one v3 framer): one frame, or `ChunkedMessage` parts when
+/// it exceeds 512,000 bytes, numbered with the next value of `chunk_id`,
+/// which the caller keeps per connection.
 pub fn frames_for(req: &Request, chunk_id: &mut i64) -> Vec<Bytes> {
-    let encoded = Bytes::from(encode_request(req));
-    if encoded.len() <= CHUNK_SIZE {
-        return vec![encoded];
-    }
-    *chunk_id += 1;
-    evsync_core::chunk::split(*chunk_id, &encoded)
-        .into_iter()
-        .map(|part| Bytes::from(encode_request(&Request::Chunked(part))))
-        .collect()
+    framer::encode(req, || {
+        *chunk_id += 1;
+        *chunk_id
+    })
 }
 
 /// Sends frames (all but the last are fed, then one flush).
