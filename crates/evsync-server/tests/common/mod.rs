@@ -7,8 +7,9 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use evsync_core::chunk::{Reassembler, split};
-use evsync_core::codec::{decode_response, encode_request};
+use evsync_core::chunk::ChunkLimits;
+use evsync_core::codec::encode_request;
+use evsync_core::proto::v3::framer::{FrameDecoder, FrameEncoder};
 use evsync_core::time::Timestamp;
 use evsync_core::wire::{EncryptedEntry, RemoteEntry, RemoteId, Request, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -138,11 +139,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A protocol client over one WebSocket.
+/// A protocol client over one WebSocket. Splitting and reassembly go
+/// through evsync-core's one v3 framer, the same code the server, the Rust
+/// client and the bench use.
 pub struct Client {
     pub ws: Ws,
-    reassembler: Reassembler,
-    next_chunk_id: i64,
+    decoder: FrameDecoder<Response>,
+    encoder: FrameEncoder,
 }
 
 /// How a socket ended, as the client saw it.
@@ -188,8 +191,8 @@ impl Client {
         .await?;
         Ok(Client {
             ws,
-            reassembler: Reassembler::new(Default::default()),
-            next_chunk_id: 1,
+            decoder: FrameDecoder::new(ChunkLimits::default()),
+            encoder: FrameEncoder::starting_at(1),
         })
     }
 
@@ -208,6 +211,8 @@ impl Client {
         }
     }
 
+    /// Sends `request` as one frame, however large (see
+    /// [`Client::send_chunked`] for Effect's splitting).
     pub async fn send(&mut self, request: &Request) {
         let bytes = encode_request(request);
         self.send_raw(Message::Binary(bytes.into())).await;
@@ -215,14 +220,15 @@ impl Client {
 
     /// Sends `request` split into 512,000-byte `ChunkedMessage` parts, as
     /// Effect does for a large message. Returns the number of parts.
+    ///
+    /// Panics if `request` is not over the chunk size: the framer would
+    /// send it whole, and the test would not exercise reassembly.
     pub async fn send_chunked(&mut self, request: &Request) -> usize {
-        let encoded = Bytes::from(encode_request(request));
-        let id = self.next_chunk_id;
-        self.next_chunk_id += 1;
-        let parts = split(id, &encoded);
-        let n = parts.len();
-        for part in parts {
-            self.send(&Request::Chunked(part)).await;
+        let frames = self.encoder.encode(request);
+        let n = frames.len();
+        assert!(n > 1, "send_chunked needs a message over CHUNK_SIZE");
+        for frame in frames {
+            self.send_raw(Message::Binary(frame)).await;
         }
         n
     }
@@ -269,18 +275,14 @@ impl Client {
                         });
                     }
                 };
-                let response = decode_response(&frame).expect("server frames decode");
-                match response {
-                    Response::Chunked(part) => {
-                        if let Some(whole) = self
-                            .reassembler
-                            .push(part, Timestamp(0))
-                            .expect("valid chunk parts")
-                        {
-                            return Ok(decode_response(&whole).expect("reassembled decodes"));
-                        }
-                    }
-                    other => return Ok(other),
+                // One fixed time: every wait is bounded by WAIT, so the
+                // age limit of incomplete messages has nothing to add.
+                if let Some(response) = self
+                    .decoder
+                    .decode(&frame, Timestamp(0))
+                    .unwrap_or_else(|e| panic!("server frame refused: {e}"))
+                {
+                    return Ok(response);
                 }
             }
         })
