@@ -174,8 +174,9 @@ impl Inbound {
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(None),
         };
         let now = Timestamp(self.epoch.elapsed().as_millis() as u64);
-        // The client has no timer for stale parts; checking on each frame
-        // still ends a connection whose server left a message half sent.
+        // The client keeps no timer for stale parts: a message the server
+        // left half sent is noticed (and the connection ended) at the next
+        // frame.
         self.decoder.check_expiry(now).map_err(frame_error)?;
         self.decoder.decode(&bytes, now).map_err(frame_error)
     }
