@@ -116,7 +116,10 @@ impl LogCache {
 
     /// The cached entries from `from` to the known head, if the cache holds
     /// them all (`from` within the cache, or just past the head).
-    pub fn tail_from(&self, from: Sequence) -> Option<std::collections::vec_deque::Iter<'_, Cached>> {
+    pub fn tail_from(
+        &self,
+        from: Sequence,
+    ) -> Option<std::collections::vec_deque::Iter<'_, Cached>> {
         let head = self.known_head?;
         let front = self.tail.front()?.entry.sequence;
         if self.tail.back()?.entry.sequence != head || from < front || from > head + 1 {

@@ -12,6 +12,7 @@ pub struct MemoryStorage {
     remote_id: RemoteId,
     logs: HashMap<String, MemoryLog>,
     /// When set, the next call fails with this message (for failure tests).
+    #[cfg(any(test, feature = "test-support"))]
     fail_next: Option<String>,
 }
 
@@ -28,11 +29,14 @@ impl MemoryStorage {
         MemoryStorage {
             remote_id,
             logs: HashMap::new(),
+            #[cfg(any(test, feature = "test-support"))]
             fail_next: None,
         }
     }
 
     /// Makes the next call fail, to test how callers survive storage errors.
+    /// Test machinery: only with the `test-support` feature.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn fail_next_call(&mut self, message: impl Into<String>) {
         self.fail_next = Some(message.into());
     }
@@ -44,11 +48,18 @@ impl MemoryStorage {
             .map_or(0, |log| log.entries.len() as Sequence)
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     fn check_failure(&mut self) -> Result<(), StorageError> {
         match self.fail_next.take() {
             Some(message) => Err(StorageError::new(message)),
             None => Ok(()),
         }
+    }
+
+    /// Without the test hook, no call is made to fail.
+    #[cfg(not(any(test, feature = "test-support")))]
+    fn check_failure(&mut self) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 

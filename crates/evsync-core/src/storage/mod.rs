@@ -9,6 +9,7 @@
 //! synchronous store (SQLite, DO SQL) and an asynchronous one (D1, Postgres).
 
 mod async_storage;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod memory;
 mod request;

@@ -120,6 +120,9 @@ mod tests {
         get(&mut memo, "pk", 4, 4, 10);
         assert!(memo.kept_bytes() <= 100, "the budget holds");
         get(&mut memo, "pk", 2, 3, 500);
-        assert_eq!(encoded, 5, "an encoding over the budget is kept only as the latest");
+        assert_eq!(
+            encoded, 5,
+            "an encoding over the budget is kept only as the latest"
+        );
     }
 }
