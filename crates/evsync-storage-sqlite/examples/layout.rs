@@ -1,5 +1,6 @@
-//! The measurement behind the `entries` layout (see `schema.rs`): write and
-//! read throughput and file size of three table layouts for one tenant.
+//! The measurement behind the `entries` layout (see evsync-core's
+//! `storage::schema::sqlite`): write and read throughput and file size of
+//! three table layouts for one tenant.
 //!
 //! `cargo run --release -p evsync-storage-sqlite --example layout`
 //!

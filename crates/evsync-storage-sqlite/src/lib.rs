@@ -15,6 +15,7 @@ pub mod schema;
 pub use paths::{EXTENSION, tenant_file_name, tenant_path};
 
 use bytes::Bytes;
+use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -136,38 +137,26 @@ impl Storage for SqliteStorage {
         if let Some(id) = self.remote_id {
             return Ok(id);
         }
+        // The shared rule (remote_id::create): insert-or-ignore a fresh
+        // one, then read back whichever was stored first.
         let read = |conn: &Connection| -> Result<Option<RemoteId>, StorageError> {
             let blob: Option<Vec<u8>> = conn
-                .query_row("SELECT remote_id FROM remote_id WHERE id = 1", [], |row| {
-                    row.get(0)
-                })
+                .query_row(schema::SELECT_REMOTE_ID, [], |row| row.get(0))
                 .optional()
                 .map_err(sqlite_error("read remote_id"))?;
-            match blob {
-                None => Ok(None),
-                Some(bytes) => {
-                    let bytes: [u8; 16] = bytes.try_into().map_err(|_| {
-                        StorageError::new("sqlite: stored remote_id is not 16 bytes")
-                    })?;
-                    Ok(Some(RemoteId(bytes)))
-                }
-            }
+            blob.map(|bytes| remote_id::decode(&bytes)).transpose()
         };
         let id = match read(&self.conn)? {
             Some(id) => id,
             None => {
                 let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes).map_err(|e| {
-                    StorageError::new(format!("no randomness for a remote_id: {e}"))
-                })?;
-                let fresh = RemoteId::from_random_bytes(bytes);
-                // OR IGNORE: another connection to the same file may have
-                // created it first; the stored one wins either way.
+                let fresh = remote_id::create(
+                    getrandom::fill(&mut bytes)
+                        .map(|()| bytes)
+                        .map_err(|e| e.to_string()),
+                )?;
                 self.conn
-                    .execute(
-                        "INSERT OR IGNORE INTO remote_id (id, remote_id) VALUES (1, ?1)",
-                        [&fresh.0[..]],
-                    )
+                    .execute(schema::INSERT_REMOTE_ID, [&fresh.0[..]])
                     .map_err(sqlite_error("store remote_id"))?;
                 read(&self.conn)?
                     .ok_or_else(|| StorageError::new("sqlite: remote_id vanished after insert"))?
@@ -222,7 +211,16 @@ impl Storage for SqliteStorage {
                             insert_log
                                 .execute([key])
                                 .map_err(sqlite_error("create log"))?;
-                            (tx.last_insert_rowid(), 0)
+                            let id = tx.last_insert_rowid();
+                            if id > schema::MAX_LOG_ID {
+                                // Its keys would wrap into other logs'
+                                // ranges; dropping `tx` undoes the insert.
+                                return Err(StorageError::new(format!(
+                                    "sqlite: too many logs in this tenant (at most {})",
+                                    schema::MAX_LOG_ID
+                                )));
+                            }
+                            (id, 0)
                         }
                     };
                     logs.insert(

@@ -139,3 +139,36 @@ fn failed_append_rolls_back_every_batch() {
         "a failed append stores nothing, not even its other batches"
     );
 }
+
+#[test]
+fn a_log_beyond_max_log_id_is_refused_not_wrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut store = SqliteStorage::open(&path).unwrap();
+    // The last log id a tenant can hold, taken behind the store's back, so
+    // the next new log would get MAX_LOG_ID + 1.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO logs (id, public_key, head) VALUES (?1, CAST('last' AS BLOB), 0)",
+        [schema::MAX_LOG_ID],
+    )
+    .unwrap();
+    drop(conn);
+    let err = store
+        .append(&[batch("last", 1, &[1]), batch("one-too-many", 1, &[2])])
+        .unwrap_err();
+    assert!(err.message.contains("too many logs"), "{err}");
+    assert!(
+        store.read("last", 0, ALL).unwrap().is_empty(),
+        "the refused append stored none of its batches"
+    );
+    let appended = store.append(&[batch("last", 1, &[1])]).unwrap();
+    assert_eq!(appended[0][0].sequence, 1, "the last log id still works");
+    let read = store.read("last", 0, ALL).unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].sequence, 1);
+    assert!(
+        store.read("one-too-many", 0, ALL).unwrap().is_empty(),
+        "the refused log was not created"
+    );
+}

@@ -13,6 +13,7 @@ mod async_storage;
 pub mod conformance;
 mod memory;
 mod request;
+pub mod schema;
 
 pub use async_storage::AsyncStorage;
 pub use memory::MemoryStorage;

@@ -1,0 +1,59 @@
+//! The Worker's D1 database (`SYNC_DB`): every tenant in one set of tables,
+//! `tenant` leading every key. The version lives in the one-row
+//! `evsync_schema`, created before anything else (it is where the version
+//! is read from, so it cannot be a step itself).
+
+use super::{Migration, Schema};
+
+/// The version table. `IF NOT EXISTS`: it runs at every open.
+pub const CREATE_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS evsync_schema (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+)";
+
+/// The recorded version, as column `version` (no row in a new database).
+pub const SELECT_VERSION: &str = "SELECT version FROM evsync_schema WHERE id = 1";
+
+/// Records the version (`?1`) in the migration's batch, never lowering it:
+/// isolates of a newer Worker may share the database during a deploy.
+pub const RECORD_VERSION: &str = "INSERT INTO evsync_schema (id, version) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET version = excluded.version
+    WHERE excluded.version > evsync_schema.version";
+
+/// Stores the remoteId of tenant `?1` unless one is stored (`?2`: 16 bytes).
+pub const INSERT_REMOTE_ID: &str =
+    "INSERT OR IGNORE INTO evsync_tenants (tenant, remote_id) VALUES (?1, ?2)";
+
+/// The stored remoteId of tenant `?1` as column `hex` (D1 returns blobs in
+/// several shapes; hex text has one).
+pub const SELECT_REMOTE_ID: &str =
+    "SELECT hex(remote_id) AS hex FROM evsync_tenants WHERE tenant = ?1";
+
+/// The remoteId per tenant, and one row per entry keyed by (tenant,
+/// publicKey, sequence); `(tenant, publicKey, entryId)` is the dedup check.
+/// `IF NOT EXISTS`: Workers of one deploy may migrate concurrently.
+const V1: Migration = Migration {
+    version: 1,
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS evsync_tenants (
+        tenant TEXT PRIMARY KEY,
+        remote_id BLOB NOT NULL
+    )",
+        "CREATE TABLE IF NOT EXISTS evsync_entries (
+        tenant TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_id BLOB NOT NULL,
+        encrypted_entry BLOB NOT NULL,
+        PRIMARY KEY (tenant, public_key, sequence),
+        UNIQUE (tenant, public_key, entry_id)
+    )",
+    ],
+};
+
+/// D1's schema.
+pub const SCHEMA: Schema = Schema {
+    name: "D1 storage",
+    steps: &[V1],
+};

@@ -1,0 +1,47 @@
+//! A Durable Object's own SQLite (the Worker's default backend). One object
+//! per tenant, so no tenant column; the version and the remoteId live in
+//! `evsync_meta`, a key/value table created before anything else (it is
+//! where the version is read from, so it cannot be a step itself).
+
+use super::{Migration, Schema};
+
+/// The meta table: `schema_version` (integer) and `remote_id` (16 bytes).
+/// `IF NOT EXISTS`: it runs at every open, before the version is read.
+pub const CREATE_META: &str =
+    "CREATE TABLE IF NOT EXISTS evsync_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)";
+
+/// The recorded version (one row, or none in a new database).
+pub const SELECT_VERSION: &str = "SELECT value FROM evsync_meta WHERE key = 'schema_version'";
+
+/// Records the version (`?1`), inside the migration's transaction.
+pub const RECORD_VERSION: &str =
+    "INSERT OR REPLACE INTO evsync_meta (key, value) VALUES ('schema_version', ?1)";
+
+/// Stores the remoteId unless one is stored (`?1`: 16 bytes).
+pub const INSERT_REMOTE_ID: &str =
+    "INSERT OR IGNORE INTO evsync_meta (key, value) VALUES ('remote_id', ?1)";
+
+/// The stored remoteId, if any.
+pub const SELECT_REMOTE_ID: &str = "SELECT value FROM evsync_meta WHERE key = 'remote_id'";
+
+/// One row per entry, keyed by (publicKey, sequence); `(publicKey,
+/// entryId)` is the dedup check. `IF NOT EXISTS` because objects created
+/// before versions were recorded may hold the table already.
+const V1: Migration = Migration {
+    version: 1,
+    statements: &["CREATE TABLE IF NOT EXISTS evsync_entries (
+        public_key TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_id BLOB NOT NULL,
+        encrypted_entry BLOB NOT NULL,
+        PRIMARY KEY (public_key, sequence),
+        UNIQUE (public_key, entry_id)
+    )"],
+};
+
+/// Durable Object SQLite's schema.
+pub const SCHEMA: Schema = Schema {
+    name: "Durable Object storage",
+    steps: &[V1],
+};
