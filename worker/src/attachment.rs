@@ -13,7 +13,7 @@
 //! object's SQLite instead (`evsync_socket_subs`), and its attachment only
 //! says so.
 
-use evsync_core::engine::ConnId;
+use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::Sequence;
 use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, State, WebSocket};

@@ -12,13 +12,16 @@ use worker::Env;
 ///
 /// Unlike the original, which silently ignored a `SYNC_AUTH_TOKENS` it
 /// could not parse (leaving open the tenants the operator meant to
-/// protect), such a value is an error: the Worker then refuses every
-/// request rather than fail open. The native server refuses to start.
+/// protect), such a value is an error, and so is a switch that is neither
+/// on nor off: the Worker then refuses every request rather than fail
+/// open. The native server refuses to start. The error names the variable,
+/// never a token.
 pub fn from_env(env: &Env) -> Result<AuthConfig, String> {
+    let allow_query_token = config::flag(env, config::QUERY_TOKEN_VAR)?;
     AuthConfig::new(
         config::text(env, "SYNC_AUTH_TOKEN").as_deref(),
         config::text(env, "SYNC_AUTH_TOKENS").as_deref(),
-        config::flag(env, "SYNC_ALLOW_QUERY_TOKEN"),
+        allow_query_token,
     )
     .map_err(|e| format!("SYNC_AUTH_TOKENS: {e}"))
 }

@@ -1,8 +1,17 @@
-//! The Worker's variables, read the way the original reads them.
+//! The Worker's variables, read the way the original reads them, with the
+//! same meaning as the native server's settings (`evsync_core::settings`).
 
+use evsync_core::proto::v3::EngineConfig;
+use evsync_core::settings::parse_bool;
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 use worker::Env;
+
+/// `SYNC_DEBUG`: log every request and every open/close.
+pub const DEBUG_VAR: &str = "SYNC_DEBUG";
+
+/// `SYNC_ALLOW_QUERY_TOKEN`: also accept `?token=`.
+pub const QUERY_TOKEN_VAR: &str = "SYNC_ALLOW_QUERY_TOKEN";
 
 /// A variable or secret as text. `[vars]` may hold a TOML table (for
 /// `SYNC_AUTH_TOKENS`), which arrives as a JS object: it is returned as
@@ -24,13 +33,27 @@ pub fn text(env: &Env, name: &str) -> Option<String> {
     value.as_f64().map(|n| n.to_string())
 }
 
-/// A boolean switch: on for `true` or `1` (`SYNC_ALLOW_QUERY_TOKEN`,
-/// `SYNC_DEBUG`, `SYNC_SELF_TEST`), as in the original.
-pub fn flag(env: &Env, name: &str) -> bool {
-    text(env, name).is_some_and(|v| {
-        let v = v.trim();
-        v == "1" || v.eq_ignore_ascii_case("true")
-    })
+/// A boolean switch, parsed exactly as the native server parses its
+/// settings: `true`/`1` on, `false`/`0`/empty/unset off. Anything else is
+/// an error naming the variable (`SYNC_DEBUG: expected true, 1, false or
+/// 0, got "yes"`); callers fail closed on it, never guess.
+pub fn flag(env: &Env, name: &str) -> Result<bool, String> {
+    parse_bool(text(env, name).as_deref().unwrap_or("")).map_err(|err| format!("{name}: {err}"))
+}
+
+/// The engine's limits: the production defaults, which the test build
+/// (feature `selftest`) lets `SYNC_TEST_CHUNK_MAX_AGE_MS` shorten so that
+/// the end-to-end tests can watch an incomplete chunked message expire.
+pub fn engine_config(env: &Env) -> EngineConfig {
+    #[allow(unused_mut)]
+    let mut config = EngineConfig::default();
+    #[cfg(feature = "selftest")]
+    if let Some(ms) = text(env, "SYNC_TEST_CHUNK_MAX_AGE_MS").and_then(|v| v.trim().parse().ok()) {
+        config.chunks.max_incomplete_age_ms = ms;
+    }
+    #[cfg(not(feature = "selftest"))]
+    let _ = env;
+    config
 }
 
 /// `SYNC_STORAGE`: which backend the Durable Object stores logs in.

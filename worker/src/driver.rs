@@ -1,6 +1,7 @@
 //! Carries out what the engine asks for: frames to send, sockets to close,
 //! storage requests to run (feeding the answers back), until no action is
-//! left; then saves each touched socket's subscriptions in its attachment.
+//! left; then saves each touched socket's subscriptions in its attachment
+//! and sets the object's alarm to the engine's next deadline (`alarm`).
 //!
 //! Storage on D1 is asynchronous, and a Durable Object delivers the next
 //! event while one awaits I/O. So only one pump runs at a time: an event
@@ -8,15 +9,16 @@
 //! picks up the actions it caused. The engine is never borrowed across an
 //! `await`.
 
+use crate::alarm::Alarm;
 use crate::attachment::{self, Positions};
 use crate::js;
 use crate::storage::Backend;
-use evsync_core::engine::{Action, ConnId, Engine, Event};
+use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
 use evsync_core::storage::StorageOp;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
-use worker::{SqlStorage, WebSocket};
+use worker::{SqlStorage, Storage, WebSocket};
 
 /// The in-memory half of a tenant's Durable Object, created when the first
 /// event needs it (and again after hibernation).
@@ -35,11 +37,12 @@ pub struct Live {
     pub debug: bool,
 }
 
-/// The engine's state and the single-pump guard.
+/// The engine's state, the single-pump guard and the timeout alarm.
 #[derive(Default)]
 pub struct Driver {
     pub live: RefCell<Option<Live>>,
     pumping: Cell<bool>,
+    pub alarm: Alarm,
 }
 
 enum Step {
@@ -59,11 +62,28 @@ impl Driver {
         self.live.borrow_mut().as_mut().map(f)
     }
 
-    /// Drains the engine's actions (see the module docs).
-    pub async fn pump(&self, sql: &SqlStorage) {
+    /// Drains the engine's actions, saves positions and syncs the alarm
+    /// (see the module docs).
+    pub async fn pump(&self, storage: &Storage) {
         if self.pumping.replace(true) {
             return;
         }
+        let sql = storage.sql();
+        loop {
+            self.drain().await;
+            self.with(|live| save_positions(live, &sql));
+            let deadline = self.with(|live| live.engine.poll_timeout()).flatten();
+            // Setting the alarm awaits storage, and events that arrive
+            // meanwhile only feed the engine: drain again after it.
+            if !self.alarm.sync(storage, deadline).await {
+                break;
+            }
+        }
+        self.pumping.set(false);
+    }
+
+    /// Runs actions until the engine has none left.
+    async fn drain(&self) {
         loop {
             match self.step() {
                 Step::Done => break,
@@ -86,8 +106,6 @@ impl Driver {
                 }
             }
         }
-        self.with(|live| save_positions(live, sql));
-        self.pumping.set(false);
     }
 
     /// Carries out one action, unless it is storage work (which the caller

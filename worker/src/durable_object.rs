@@ -8,32 +8,34 @@
 //! - Ping/Pong and StopChanges are the engine's, so Effect clients need no
 //!   `disablePing` (but each Ping wakes a hibernating object; see
 //!   `docs/cloudflare.md`).
-//! - Chunk reassembly is per connection inside the engine, and bounded.
+//! - Chunk reassembly is per connection inside the engine, and bounded;
+//!   an incomplete message expires on the object's alarm (`alarm`), set
+//!   after every drain from the engine's next deadline, even when no
+//!   further message arrives.
 
 use crate::attachment;
 use crate::config;
 use crate::driver::{self, Driver, Live};
+use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
 use crate::object_meta;
-use crate::routes::text;
-use crate::selftest;
 use crate::storage::Backend;
 use bytes::Bytes;
-use evsync_core::engine::{ConnId, Engine, EngineConfig};
+use evsync_core::proto::close::{code, truncate_reason};
+use evsync_core::proto::v3::{ConnId, Engine};
 use std::collections::{BTreeSet, HashMap};
 use worker::{
     DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair, durable_object,
 };
 
-/// Request header (set by the Worker only) naming the tenant.
-pub const TENANT_HEADER: &str = "x-evsync-tenant";
+/// Why a socket whose connection cannot be restored is closed.
+const STATE_LOST: &str = "connection state lost";
 
-/// Request header (set by the Worker only) naming the `sync-auth.<token>`
-/// subprotocol the `101` must select.
-pub const PROTOCOL_HEADER: &str = "x-evsync-protocol";
-
-/// The Durable Object class bound as `SYNC_DO`.
-#[durable_object(websocket)]
+/// The Durable Object class bound as `SYNC_DO`. The attribute is bare
+/// because it takes one handler kind at most and this class needs two:
+/// hibernatable WebSockets and the timeout alarm (bare binds every kind;
+/// the TCP `connect` handler it also exports is never called).
+#[durable_object]
 pub struct SyncDurableObject {
     state: State,
     env: Env,
@@ -52,14 +54,31 @@ impl DurableObject for SyncDurableObject {
     async fn fetch(&self, req: Request) -> Result<Response> {
         let url = req.url()?;
         if url.path() == "/connect" {
-            return self.connect(&req).await;
+            return self.accept_upgrade(&req).await;
         }
-        if let Some(backend) = url.path().strip_prefix(selftest::ROUTE_PREFIX)
-            && config::flag(&self.env, selftest::ENABLE_VAR)
+        #[cfg(feature = "selftest")]
+        if let Some(backend) = url.path().strip_prefix(crate::selftest::ROUTE_PREFIX)
+            && config::flag(&self.env, crate::selftest::ENABLE_VAR) == Ok(true)
         {
-            return selftest::in_object(&self.state, &self.env, backend).await;
+            return crate::selftest::in_object(&self.state, &self.env, backend).await;
         }
         text(404, "Not found")
+    }
+
+    /// The engine's next deadline passed (see `crate::alarm`): expire what
+    /// is due, then drain, which sets the next alarm if one is needed.
+    async fn alarm(&self) -> Result<Response> {
+        self.driver.alarm.fired();
+        // Not live: woken from hibernation, which took every incomplete
+        // message with it; nothing to expire, no engine worth creating.
+        let live = self
+            .driver
+            .with(|live| live.engine.handle_timeout(driver::now()))
+            .is_some();
+        if live {
+            self.driver.pump(&self.state.storage()).await;
+        }
+        Response::empty()
     }
 
     async fn websocket_message(
@@ -74,11 +93,11 @@ impl DurableObject for SyncDurableObject {
         };
         if let Err(reason) = self.ensure_live(None).await {
             worker::console_error!("evsync: storage unavailable: {reason}");
-            let _ = ws.close(Some(1011), Some(truncate(&reason)));
+            let _ = ws.close(Some(code::INTERNAL_ERROR), Some(truncate_reason(reason)));
             return Ok(());
         }
         let Some(conn) = attachment::conn_id(&self.state, &ws) else {
-            let _ = ws.close(Some(1011), Some("connection state lost"));
+            let _ = ws.close(Some(code::INTERNAL_ERROR), Some(STATE_LOST));
             return Ok(());
         };
         self.driver.with(|live| {
@@ -87,7 +106,7 @@ impl DurableObject for SyncDurableObject {
             live.engine.handle_frame(conn, frame, now);
             live.touched.insert(conn);
         });
-        self.driver.pump(&self.state.storage().sql()).await;
+        self.driver.pump(&self.state.storage()).await;
         Ok(())
     }
 
@@ -114,7 +133,7 @@ impl DurableObject for SyncDurableObject {
 impl SyncDurableObject {
     /// Accepts a socket forwarded by the Worker: `101` with the socket, or
     /// `503` with the reason when storage cannot start.
-    async fn connect(&self, req: &Request) -> Result<Response> {
+    async fn accept_upgrade(&self, req: &Request) -> Result<Response> {
         let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
             return text(400, "Tenant is required.");
         };
@@ -124,7 +143,8 @@ impl SyncDurableObject {
             return text(503, &reason);
         }
         let pair = WebSocketPair::new()?;
-        let sql = self.state.storage().sql();
+        let storage = self.state.storage();
+        let sql = storage.sql();
         let accepted = self.driver.with(|live| {
             let conn = ConnId(live.next_conn);
             live.next_conn += 1;
@@ -147,7 +167,7 @@ impl SyncDurableObject {
         if let Some(Err(reason)) = accepted {
             return text(503, &reason);
         }
-        self.driver.pump(&sql).await;
+        self.driver.pump(&storage).await;
         let mut response = Response::from_websocket(pair.client)?;
         if let Some(protocol) = protocol {
             response
@@ -162,8 +182,8 @@ impl SyncDurableObject {
         let Some(conn) = attachment::conn_id(&self.state, ws) else {
             return;
         };
-        let sql = self.state.storage().sql();
-        attachment::forget_overflow(&sql, conn);
+        let storage = self.state.storage();
+        attachment::forget_overflow(&storage.sql(), conn);
         let was_live = self
             .driver
             .with(|live| {
@@ -182,7 +202,7 @@ impl SyncDurableObject {
             })
             .is_some();
         if was_live {
-            self.driver.pump(&sql).await;
+            self.driver.pump(&storage).await;
         }
     }
 
@@ -194,7 +214,8 @@ impl SyncDurableObject {
         if self.driver.is_live() {
             return Ok(());
         }
-        let sql = self.state.storage().sql();
+        let storage = self.state.storage();
+        let sql = storage.sql();
         let tenant = match tenant {
             Some(tenant) => {
                 object_meta::remember_tenant(&sql, tenant)?;
@@ -215,8 +236,10 @@ impl SyncDurableObject {
             backend.describe(),
             remote_id.to_uuid_string()
         );
-        let debug = config::flag(&self.env, "SYNC_DEBUG");
-        let mut engine = Engine::new(remote_id, EngineConfig::default());
+        // The Worker refuses requests while SYNC_DEBUG is unusable; an
+        // object woken by a socket message fails the same way (closed).
+        let debug = config::flag(&self.env, config::DEBUG_VAR)?;
+        let mut engine = Engine::new(remote_id, config::engine_config(&self.env));
         engine.set_debug(debug);
         let mut live = Live {
             tenant,
@@ -238,7 +261,7 @@ impl SyncDurableObject {
                     live.touched.insert(conn);
                 }
                 None => {
-                    let _ = ws.close(Some(1011), Some("connection state lost"));
+                    let _ = ws.close(Some(code::INTERNAL_ERROR), Some(STATE_LOST));
                 }
             }
         }
@@ -251,16 +274,7 @@ impl SyncDurableObject {
         }
         *self.driver.live.borrow_mut() = Some(live);
         // Restored subscriptions catch up from storage.
-        self.driver.pump(&sql).await;
+        self.driver.pump(&storage).await;
         Ok(())
     }
-}
-
-/// WebSocket close reasons are limited to 123 bytes.
-fn truncate(reason: &str) -> String {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_string()
 }

@@ -1,14 +1,12 @@
 //! The few JavaScript calls the `worker` crate does not wrap: the clock,
-//! random bytes, `transactionSync`, and a panic hook that leaves the panic
-//! message where the self-test can find it.
+//! random bytes and `transactionSync`. (The self-test's panic hook lives
+//! with the self-test, so this module depends on nothing of the crate.)
 
 use js_sys::{Function, Reflect, Uint8Array};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::Once;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::SqlStorage;
 
 /// Milliseconds since the Unix epoch. Inside a Worker the clock advances
 /// only across I/O, which is all the engine's chunk expiry needs.
@@ -76,47 +74,4 @@ pub fn describe(value: JsValue) -> String {
         return String::from(err.message());
     }
     value.as_string().unwrap_or_else(|| format!("{value:?}"))
-}
-
-thread_local! {
-    /// The scratch Durable Object's SQL storage while a self-test runs, so
-    /// the panic hook can persist the failed assertion before the abort.
-    static PANIC_SINK: RefCell<Option<(SqlStorage, String)>> = const { RefCell::new(None) };
-}
-
-/// The JS global that also receives the last panic message (readable by
-/// whatever runs next in this isolate, even after the wasm instance reset).
-pub const PANIC_GLOBAL: &str = "__evsyncLastPanic";
-
-/// Installs (once per wasm instance) a panic hook that records the message
-/// in [`PANIC_GLOBAL`] and in the self-test's SQL sink, then runs the hook
-/// that was there before (the `worker` crate's, which marks the instance
-/// for re-initialisation).
-pub fn install_panic_hook() {
-    static INSTALLED: Once = Once::new();
-    INSTALLED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let message = info.to_string();
-            let _ = Reflect::set(
-                &js_sys::global(),
-                &PANIC_GLOBAL.into(),
-                &JsValue::from_str(&message),
-            );
-            PANIC_SINK.with(|sink| {
-                if let Ok(sink) = sink.try_borrow()
-                    && let Some((sql, what)) = sink.as_ref()
-                {
-                    crate::selftest::record_panic(sql, what, &message);
-                }
-            });
-            previous(info);
-        }));
-    });
-}
-
-/// Sets or clears the SQL storage the panic hook writes to, and the name
-/// of the run it reports for.
-pub fn set_panic_sink(sql: Option<SqlStorage>, what: &str) {
-    PANIC_SINK.with(|sink| *sink.borrow_mut() = sql.map(|sql| (sql, what.to_string())));
 }

@@ -3,32 +3,41 @@
 //! A drop-in replacement for the original TypeScript Worker: the same
 //! routes, statuses, auth rules, bindings and variables (see
 //! `docs/cloudflare.md`), but the protocol is served by the same sans-IO
-//! [`evsync_core::engine::Engine`] as the native server, so Ping/Pong,
+//! [`evsync_core::proto::v3::Engine`] as the native server, so Ping/Pong,
 //! StopChanges, per-subscriber delivery and bounded chunk reassembly behave
 //! exactly as there.
 //!
-//! Layout, one job per file:
-//! - `routes`: the Worker's HTTP surface (path, tenant, auth, upgrade) and
-//!   the hand-off to the tenant's Durable Object;
-//! - `auth`, `config`: reading the Worker's variables (the token and path
-//!   rules themselves are `evsync_core::access`, shared with the native
-//!   server);
-//! - `durable_object`: the `SyncDurableObject` class (hibernatable sockets);
+//! Layout, one job per file, dependencies running one way (top to
+//! bottom):
+//! - `routes`: the Worker's HTTP surface (the admission itself is
+//!   `evsync_core::access::admit`, shared with the native server) and the
+//!   hand-off to the tenant's Durable Object;
+//! - `selftest` (test build only, feature `selftest`): the storage
+//!   conformance suite, run inside workerd on request;
+//! - `durable_object`: the `SyncDurableObject` class (hibernatable
+//!   sockets, the timeout alarm);
 //! - `driver`: runs the engine's actions (send, close, storage);
+//! - `alarm`: the Durable Object alarm set from the engine's next deadline;
 //! - `attachment`: what a socket carries across hibernation;
 //! - `object_meta`: the tenant an object serves, kept for after hibernation;
 //! - `storage`: the Durable Object SQLite and D1 backends;
-//! - `selftest`: the conformance suite, run inside workerd on request;
+//! - `auth`, `config`: reading the Worker's variables (token rules and
+//!   boolean spellings are `evsync_core`'s, shared with the native server);
+//! - `http`: the headers and plain-text answers the Worker and the object
+//!   share;
 //! - `js`: the few JavaScript calls the `worker` crate does not wrap.
 
+mod alarm;
 mod attachment;
 mod auth;
 mod config;
 mod driver;
 mod durable_object;
+mod http;
 mod js;
 mod object_meta;
 mod routes;
+#[cfg(feature = "selftest")]
 mod selftest;
 mod storage;
 
@@ -36,11 +45,13 @@ pub use durable_object::SyncDurableObject;
 
 use worker::{Context, Env, Request, Response, Result, event};
 
-/// Runs once per isolate: records panic messages where the self-test can
-/// read them (a panic aborts the wasm instance, so it cannot answer itself).
+/// Runs once per isolate (test build only): records panic messages where
+/// the self-test can read them (a panic aborts the wasm instance, so it
+/// cannot answer itself).
+#[cfg(feature = "selftest")]
 #[event(start)]
 fn start() {
-    js::install_panic_hook();
+    selftest::install_panic_hook();
 }
 
 /// The Worker entry point: every request goes through [`routes::handle`].

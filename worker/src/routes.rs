@@ -2,79 +2,82 @@
 //! paths, checks in the same order, the same statuses and bodies, so that
 //! clients and their configs switch over unchanged.
 //!
-//! Order of checks (each one answers and stops):
-//! 1. path `^/event-log(/<tenant>)?/?$`, else `404 Not found`;
-//! 2. a tenant, else `400 Tenant is required.`;
-//! 3. tenant `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, else
-//!    `400 Invalid tenant format.`;
-//! 4. auth, else `401 Unauthorized` + `WWW-Authenticate: Bearer`;
-//! 5. `Upgrade: websocket` (any case), else `426 Expected WebSocket upgrade`;
-//! 6. the tenant's Durable Object (`idFromName(tenant)` on `SYNC_DO`), else
-//!    `502 Sync durable object unavailable.`; it answers `503` with the
-//!    reason when its storage cannot start, or `101`.
+//! Path, tenant, settings, credentials and upgrade are decided by
+//! [`evsync_core::access::admit`], the same function the native server
+//! calls; this module reads the request into it, answers its refusals, and
+//! hands an admitted upgrade to the tenant's Durable Object
+//! (`idFromName(tenant)` on `SYNC_DO`), else
+//! `502 Sync durable object unavailable.`; the object answers `503` with
+//! the reason when its storage cannot start, or `101`.
+//!
+//! The variables are read per request (the Worker has no start-up to
+//! refuse): one that cannot be used makes every request that names a
+//! tenant `500 Server misconfigured.`, with the reason in the log.
 
 use crate::auth;
 use crate::config;
-use crate::durable_object::{PROTOCOL_HEADER, TENANT_HEADER};
-use crate::selftest;
-use evsync_core::access::{AuthDecision, Credentials, parse_path};
+use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
+use evsync_core::access::{AuthConfig, Credentials, HttpRequest, Protocol, Refusal, admit};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
-
-/// A plain-text response, with the content type the original's
-/// `new Response(string)` carries.
-pub fn text(status: u16, body: &str) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set("Content-Type", "text/plain;charset=UTF-8")?;
-    Ok(Response::ok(body)?
-        .with_status(status)
-        .with_headers(headers))
-}
 
 /// Serves one request to the Worker.
 pub async fn handle(req: Request, env: Env) -> Result<Response> {
     let url = req.url()?;
-    if let Some(backend) = url.path().strip_prefix(selftest::ROUTE_PREFIX)
-        && config::flag(&env, selftest::ENABLE_VAR)
-    {
-        return selftest::route(backend, &env).await;
+    #[cfg(feature = "selftest")]
+    if let Some(backend) = url.path().strip_prefix(crate::selftest::ROUTE_PREFIX) {
+        match config::flag(&env, crate::selftest::ENABLE_VAR) {
+            Ok(true) => return crate::selftest::route(backend, &env).await,
+            Ok(false) => {}
+            Err(reason) => return refuse(Refusal::Misconfigured, Some(&reason)),
+        }
     }
-    let tenant = match parse_path(url.path()) {
-        Ok(tenant) => tenant.to_string(),
-        Err(err) => {
-            let (status, body) = err.status_and_body();
-            return text(status, body);
-        }
-    };
-    let auth = match auth::from_env(&env) {
-        Ok(auth) => auth,
-        Err(reason) => {
-            // Fail closed on a broken token map; the reason names no token.
-            worker::console_error!("evsync: {reason}");
-            return text(500, "Server misconfigured.");
-        }
-    };
+    let settings = settings(&env);
     let headers = req.headers();
     let authorization = headers.get("Authorization")?;
     let protocols = headers.get("Sec-WebSocket-Protocol")?;
     let protocols: Vec<&str> = protocols.as_deref().into_iter().collect();
-    let credentials = Credentials {
-        authorization: authorization.as_deref(),
-        protocols: &protocols,
-        query: url.query(),
-    };
-    let protocol = match auth.authorize(&tenant, &credentials) {
-        AuthDecision::Allow { protocol } => protocol,
-        AuthDecision::Deny => {
-            let response = text(401, "Unauthorized")?;
-            response.headers().set("WWW-Authenticate", "Bearer")?;
-            return Ok(response);
-        }
-    };
     let upgrade = headers.get("Upgrade")?;
-    if !upgrade.is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
-        return text(426, "Expected WebSocket upgrade");
+    let request = HttpRequest {
+        path: url.path(),
+        upgrade: upgrade.as_deref(),
+        credentials: Credentials {
+            authorization: authorization.as_deref(),
+            protocols: &protocols,
+            query: url.query(),
+        },
+    };
+    let admission = match admit(&request, settings.as_ref().ok()) {
+        Ok(admission) => admission,
+        Err(refusal) => return refuse(refusal, settings.as_ref().err().map(String::as_str)),
+    };
+    // One arm per protocol, no wildcard: a new protocol must be given its
+    // Durable Object session here before the Worker builds.
+    match admission.protocol {
+        Protocol::V3 => {}
     }
-    forward(&env, &tenant, protocol.as_deref()).await
+    forward(&env, admission.tenant, admission.subprotocol.as_deref()).await
+}
+
+/// The variables a request depends on: the auth settings, and `SYNC_DEBUG`
+/// checked here too so that a value the object could not use is refused
+/// before any socket opens.
+fn settings(env: &Env) -> std::result::Result<AuthConfig, String> {
+    config::flag(env, config::DEBUG_VAR)?;
+    auth::from_env(env)
+}
+
+/// The original's answer to a refused request. A broken setting is logged
+/// (the reason names the variable, never a token) and answered `500`.
+fn refuse(refusal: Refusal, broken_setting: Option<&str>) -> Result<Response> {
+    if let (Refusal::Misconfigured, Some(reason)) = (refusal, broken_setting) {
+        worker::console_error!("evsync: {reason}");
+    }
+    let (status, body) = refusal.status_and_body();
+    let response = text(status, body)?;
+    if let Some(challenge) = refusal.www_authenticate() {
+        response.headers().set("WWW-Authenticate", challenge)?;
+    }
+    Ok(response)
 }
 
 /// Hands the upgrade to the tenant's Durable Object. Only what the object

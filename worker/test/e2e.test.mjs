@@ -166,6 +166,27 @@ test(`[${MODE}] a ~1.5 MB entry goes up chunked and comes back whole`, async () 
   reader.close();
 });
 
+// The engine's timeouts run on the Durable Object's alarm, set from the
+// engine's next deadline after every drain: a peer that sends one part of a
+// two-part message and then nothing must still be closed (1002) once the
+// chunk age limit passes. scripts/worker-test shortens that limit for these
+// instances (SYNC_TEST_CHUNK_MAX_AGE_MS, read only by the test build).
+test(`[${MODE}] an incomplete chunked message expires on the alarm, no further message needed`, async () => {
+  const ageMs = Number(process.env.EVSYNC_CHUNK_MAX_AGE_MS);
+  assert.ok(ageMs > 0, "EVSYNC_CHUNK_MAX_AGE_MS (the instance's SYNC_TEST_CHUNK_MAX_AGE_MS) is not set");
+  const peer = await open("expiry");
+  await peer.expect("Hello");
+  const closed = new Promise((resolve) => peer.ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  const started = Date.now();
+  peer.send({ _tag: "ChunkedMessage", id: 1, part: [0, 2], data: new Uint8Array(1000) });
+  const limit = ageMs + 15_000;
+  const outcome = await Promise.race([closed, new Promise((resolve) => setTimeout(() => resolve(null), limit))]);
+  const elapsed = Date.now() - started;
+  assert.ok(outcome, `still open ${limit} ms after the incomplete message (age limit ${ageMs} ms)`);
+  assert.equal(outcome.code, 1002, JSON.stringify(outcome));
+  assert.ok(elapsed >= ageMs - 500, `closed after ${elapsed} ms, before the ${ageMs} ms age limit`);
+});
+
 test(`[${MODE}] storage conformance suite inside workerd`, async () => {
   // Started in the background (a failed assertion aborts the wasm instance,
   // so it cannot answer the request that started it); polled, bounded.

@@ -1,8 +1,11 @@
 //! The core's storage conformance suite, run inside workerd against the real
 //! Durable Object SQLite and D1 backends (they exist nowhere else).
 //!
-//! Enabled only when `SYNC_SELF_TEST` is `true`/`1` (the test-only wrangler
-//! configs set it; the deploy config does not):
+//! Compiled only into the test build (cargo feature `selftest`, which
+//! `scripts/worker-test` turns on; `scripts/worker-build` leaves it off, so
+//! the production wasm carries neither the suite nor these routes), and
+//! then enabled only when `SYNC_SELF_TEST` is `true`/`1` (the test-only
+//! wrangler configs set it; the deploy config does not):
 //!
 //! - `GET /__evsync/self-test/<do|d1>/<run>` starts the suite in a scratch
 //!   Durable Object named `__selftest-<run>` (a name no tenant can have:
@@ -18,22 +21,26 @@
 //! panic aborts the wasm instance (`panic = "abort"`; there is no unwinding
 //! to catch). A request whose handler aborts never settles, so a run
 //! answered in the same request would leave the caller hanging. Instead the
-//! run goes on in the object's `waitUntil`, and the panic hook (see
-//! `js::install_panic_hook`) writes the message into the scratch object's
-//! SQLite before the abort; the next request (which re-initialises the wasm
+//! run goes on in the object's `waitUntil`, and the panic hook
+//! ([`panic_hook`]) writes the message into the scratch object's SQLite
+//! before the abort; the next request (which re-initialises the wasm
 //! instance) reads it from there.
 
+mod panic_hook;
+mod status;
+
+pub use panic_hook::install as install_panic_hook;
+
 use crate::config;
+use crate::http::text;
 use crate::js;
-use crate::routes::text;
 use crate::storage::d1::D1Storage;
 use crate::storage::do_sql::DoSqlStorage;
 use evsync_core::storage::conformance::{self, batch, entry_id};
 use evsync_core::storage::{AsyncStorage, ReadLimit};
-use serde::Deserialize;
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Env, Response, Result, SqlStorage, State};
+use worker::{Env, Response, Result, State};
 
 /// Path prefix of the self-test routes (on the Worker and on the object).
 pub const ROUTE_PREFIX: &str = "/__evsync/self-test/";
@@ -61,18 +68,21 @@ pub async fn route(rest: &str, env: &Env) -> Result<Response> {
 /// run's status (`result`).
 pub async fn in_object(state: &State, env: &Env, what: &str) -> Result<Response> {
     let sql = state.storage().sql();
-    if let Err(err) = prepare(&sql) {
+    if let Err(err) = status::prepare(&sql) {
         return text(500, &format!("FAIL {what}: {err}"));
     }
     if what == "result" {
-        return text(200, &status(&sql).unwrap_or_else(|| "NOT STARTED".into()));
+        return text(
+            200,
+            &status::read(&sql).unwrap_or_else(|| "NOT STARTED".into()),
+        );
     }
     if !matches!(what, "do" | "d1") {
         return text(404, "Not found");
     }
-    set_status(&sql, "RUNNING");
-    js::install_panic_hook();
-    js::set_panic_sink(Some(sql.clone()), what);
+    status::set(&sql, "RUNNING");
+    panic_hook::install();
+    panic_hook::set_sink(Some(sql.clone()), what);
     // A State of our own for the background run (State is not Clone).
     let raw: JsValue = AsRef::<JsValue>::as_ref(state.as_raw()).clone();
     let own = State::from(raw.unchecked_into::<worker::worker_sys::DurableObjectState>());
@@ -83,51 +93,14 @@ pub async fn in_object(state: &State, env: &Env, what: &str) -> Result<Response>
             "do" => run_do(&own).await,
             _ => run_d1(&env).await,
         };
-        js::set_panic_sink(None, "");
+        panic_hook::set_sink(None, "");
         let sql = own.storage().sql();
         match outcome {
-            Ok(summary) => set_status(&sql, &format!("PASS {what}: {summary}")),
-            Err(err) => set_status(&sql, &format!("FAIL {what}: {err}")),
+            Ok(summary) => status::set(&sql, &format!("PASS {what}: {summary}")),
+            Err(err) => status::set(&sql, &format!("FAIL {what}: {err}")),
         }
     });
     text(202, "RUNNING")
-}
-
-/// Called by the panic hook: keeps the failure in the scratch object.
-pub fn record_panic(sql: &SqlStorage, what: &str, message: &str) {
-    set_status(sql, &format!("FAIL {what}: {message}"));
-}
-
-fn set_status(sql: &SqlStorage, status: &str) {
-    let _ = sql.exec(
-        "INSERT OR REPLACE INTO evsync_selftest (key, value) VALUES ('status', ?1)",
-        vec![status.into()],
-    );
-}
-
-fn prepare(sql: &SqlStorage) -> std::result::Result<(), String> {
-    sql.exec(
-        "CREATE TABLE IF NOT EXISTS evsync_selftest (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
-fn status(sql: &SqlStorage) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Row {
-        value: String,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
-            "SELECT value FROM evsync_selftest WHERE key = 'status'",
-            None,
-        )
-        .ok()?
-        .to_array()
-        .ok()?;
-    rows.into_iter().next().map(|r| r.value)
 }
 
 async fn run_do(state: &State) -> std::result::Result<String, String> {
