@@ -1,7 +1,7 @@
 //! What a server is told at start, and the one-line errors for bad values.
 
 use crate::auth::AuthConfig;
-use evsync_core::engine::EngineConfig;
+use evsync_core::proto::v3::EngineConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
