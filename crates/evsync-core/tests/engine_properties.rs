@@ -267,15 +267,15 @@ impl Model {
 
 fn small_config() -> EngineConfig {
     EngineConfig {
-    log: LogConfig {
-        read_max_entries: 3,
-        outbound_soft_limit: 400,
-        tail_cache_entries: 4,
-        append_max_entries: 6,
-        ..LogConfig::default()
-    },
-    ..EngineConfig::default()
-}
+        log: LogConfig {
+            read_max_entries: 3,
+            outbound_soft_limit: 400,
+            tail_cache_entries: 4,
+            append_max_entries: 6,
+            ..LogConfig::default()
+        },
+        ..EngineConfig::default()
+    }
 }
 
 proptest! {

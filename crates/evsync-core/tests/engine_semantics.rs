@@ -5,8 +5,8 @@ mod support;
 
 use bytes::Bytes;
 use evsync_core::codec::encode_request;
-use evsync_core::proto::close::code as close_code;
 use evsync_core::log::LogConfig;
+use evsync_core::proto::close::code as close_code;
 use evsync_core::proto::v3::{ConnId, EngineConfig};
 use evsync_core::storage::Storage;
 use evsync_core::time::Timestamp;

@@ -8,7 +8,7 @@ mod inproc;
 
 use bytes::Bytes;
 use common::{Client, entries, entry, sequences, write_request};
-use evsync_core::engine::close_code;
+use evsync_core::proto::close::code as close_code;
 use evsync_core::wire::{Request, Response};
 use inproc::{memory_config, sqlite_config, start};
 use tokio_tungstenite::tungstenite::Message;

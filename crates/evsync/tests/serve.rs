@@ -7,7 +7,7 @@ mod common;
 mod process;
 
 use common::{Client, entries, sequences};
-use evsync_core::engine::close_code;
+use evsync_core::proto::close::code as close_code;
 use process::{Serve, command, within};
 use std::path::Path;
 
