@@ -18,10 +18,15 @@
 //! [`StorageRequest::execute_async`](evsync_core::storage::StorageRequest::execute_async).
 //! An append is one read round trip (heads and duplicates) and one `batch()`
 //! of inserts, which D1 runs as a single transaction.
+//!
+//! The tables and their versions are declared in the core
+//! ([`evsync_core::storage::schema::d1`]) next to the other SQL backends';
+//! this file runs them, recording the version in `evsync_schema`.
 
 use super::plan::{self, Existing};
 use super::values::MAX_SAFE_INTEGER;
 use crate::js;
+use evsync_core::storage::schema::{d1 as layout, remote_id};
 use evsync_core::storage::{AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
@@ -31,27 +36,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{D1Database, D1PreparedStatement};
-
-/// The schema this code writes. Version 1: `evsync_schema`,
-/// `evsync_tenants` (remoteId per tenant) and `evsync_entries`.
-pub const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA_V1: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS evsync_tenants (
-        tenant TEXT PRIMARY KEY,
-        remote_id BLOB NOT NULL
-    )",
-    "CREATE TABLE IF NOT EXISTS evsync_entries (
-        tenant TEXT NOT NULL,
-        public_key TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
-        iv BLOB NOT NULL,
-        entry_id BLOB NOT NULL,
-        encrypted_entry BLOB NOT NULL,
-        PRIMARY KEY (tenant, public_key, sequence),
-        UNIQUE (tenant, public_key, entry_id)
-    )",
-];
 
 thread_local! {
     /// Set once this wasm instance has checked the schema: every Durable
@@ -102,6 +86,7 @@ impl D1Storage {
     }
 
     /// Deletes every row of this tenant (the self-test's clean-up).
+    #[cfg(feature = "selftest")]
     pub async fn delete_tenant(&self) -> Result<(), StorageError> {
         let statements = vec![
             self.statement("DELETE FROM evsync_entries WHERE tenant = ?1", &[])?,
@@ -111,53 +96,46 @@ impl D1Storage {
         Ok(())
     }
 
+    /// Runs the core's pending steps and records the new version in one
+    /// `batch()` (one transaction).
     async fn migrate(&self) -> Result<(), StorageError> {
         let results = self
             .db
             .batch(vec![
-                self.db.prepare(
-                    "CREATE TABLE IF NOT EXISTS evsync_schema (
-                        id INTEGER PRIMARY KEY CHECK (id = 1),
-                        version INTEGER NOT NULL
-                    )",
-                ),
-                self.db
-                    .prepare("SELECT version FROM evsync_schema WHERE id = 1"),
+                self.db.prepare(layout::CREATE_VERSION_TABLE),
+                self.db.prepare(layout::SELECT_VERSION),
             ])
             .await
             .map_err(d1_error)?;
-        let version = results
+        let stored = results
             .get(1)
             .map(|r| r.results::<VersionRow>())
             .transpose()
             .map_err(d1_error)?
             .and_then(|rows| rows.into_iter().next())
-            .map(|row| row.version as i64);
-        match version {
-            Some(v) if v == SCHEMA_VERSION => Ok(()),
-            Some(v) if v > SCHEMA_VERSION => Err(StorageError::new(format!(
-                "D1 storage has schema version {v}; this worker supports up to {SCHEMA_VERSION}"
-            ))),
-            _ => {
-                let mut statements: Vec<D1PreparedStatement> =
-                    SCHEMA_V1.iter().map(|ddl| self.db.prepare(*ddl)).collect();
-                statements.push(
-                    self.db
-                        .prepare(
-                            "INSERT INTO evsync_schema (id, version) VALUES (1, ?1)
-                             ON CONFLICT (id) DO UPDATE SET version = excluded.version
-                             WHERE excluded.version > evsync_schema.version",
-                        )
-                        .bind(&[JsValue::from_f64(SCHEMA_VERSION as f64)])
-                        .map_err(d1_error)?,
-                );
-                self.db
-                    .batch(statements)
-                    .await
-                    .map_err(|e| StorageError::new(format!("D1 schema migration failed: {e}")))?;
-                Ok(())
-            }
-        }
+            .map_or(0, |row| row.version as i64);
+        let steps = layout::SCHEMA.pending(stored)?;
+        let Some(last) = steps.last() else {
+            return Ok(());
+        };
+        let mut statements: Vec<D1PreparedStatement> = steps
+            .iter()
+            .flat_map(|step| step.statements.iter())
+            .map(|statement| self.db.prepare(*statement))
+            .collect();
+        statements.push(
+            self.db
+                .prepare(layout::RECORD_VERSION)
+                .bind(&[JsValue::from_f64(layout::SCHEMA.version() as f64)])
+                .map_err(d1_error)?,
+        );
+        // One batch for every step: D1 does not say which statement
+        // failed, so the error names the version being reached.
+        self.db
+            .batch(statements)
+            .await
+            .map_err(|e| layout::SCHEMA.step_failed(last, e))?;
+        Ok(())
     }
 
     /// A statement whose `?1` is this tenant and whose `?2…` are `params`.
@@ -227,19 +205,15 @@ impl D1Storage {
 }
 
 impl AsyncStorage for D1Storage {
+    /// The shared rule ([`remote_id`]): insert-or-ignore a fresh one, then
+    /// read back whichever was stored first, in one round trip.
     async fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
-        let fresh = RemoteId::from_random_bytes(js::random_bytes().map_err(StorageError::new)?);
+        let fresh = remote_id::create(js::random_bytes())?;
         let results = self
             .db
             .batch(vec![
-                self.statement(
-                    "INSERT OR IGNORE INTO evsync_tenants (tenant, remote_id) VALUES (?1, ?2)",
-                    &[bytes_param(&fresh.0)],
-                )?,
-                self.statement(
-                    "SELECT hex(remote_id) AS hex FROM evsync_tenants WHERE tenant = ?1",
-                    &[],
-                )?,
+                self.statement(layout::INSERT_REMOTE_ID, &[bytes_param(&fresh.0)])?,
+                self.statement(layout::SELECT_REMOTE_ID, &[])?,
             ])
             .await
             .map_err(d1_error)?;
@@ -250,10 +224,7 @@ impl AsyncStorage for D1Storage {
             .map_err(d1_error)?
             .and_then(|rows| rows.into_iter().next())
             .ok_or_else(|| StorageError::new("remoteId was not stored"))?;
-        let id: [u8; 16] = from_hex(&row.hex)?
-            .try_into()
-            .map_err(|_| StorageError::new("stored remoteId is not 16 bytes"))?;
-        Ok(RemoteId(id))
+        remote_id::decode(&from_hex(&row.hex)?)
     }
 
     async fn append(

@@ -6,29 +6,20 @@
 //! [`StorageRequest::execute`](evsync_core::storage::StorageRequest::execute)
 //! and no other event can interleave with an append. Appends run inside
 //! `transactionSync`, so a batch is stored whole or not at all.
+//!
+//! The tables and their versions are declared in the core
+//! ([`evsync_core::storage::schema::do_sql`]) next to the other SQL
+//! backends'; this file runs them, recording the version in `evsync_meta`.
 
 use super::plan::{self, Existing};
 use super::values::{blob, int, into_blob, param_blob, param_int};
 use crate::js;
+use evsync_core::storage::schema::{do_sql as layout, remote_id};
 use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue};
-
-/// The schema this code writes. Version 1: `evsync_meta` (schema version,
-/// remoteId) and `evsync_entries`.
-pub const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA_V1: &[&str] = &["CREATE TABLE IF NOT EXISTS evsync_entries (
-        public_key TEXT NOT NULL,
-        sequence INTEGER NOT NULL,
-        iv BLOB NOT NULL,
-        entry_id BLOB NOT NULL,
-        encrypted_entry BLOB NOT NULL,
-        PRIMARY KEY (public_key, sequence),
-        UNIQUE (public_key, entry_id)
-    )"];
 
 /// A tenant's logs in its Durable Object's SQLite database.
 #[derive(Clone)]
@@ -51,6 +42,7 @@ impl DoSqlStorage {
     }
 
     /// Drops every table of this store: the self-test's "fresh store".
+    #[cfg(feature = "selftest")]
     pub fn wipe(storage: &worker::Storage) -> Result<(), StorageError> {
         let sql = storage.sql();
         for table in ["evsync_entries", "evsync_meta"] {
@@ -59,43 +51,40 @@ impl DoSqlStorage {
         Ok(())
     }
 
+    /// Runs the core's pending steps and records the new version in one
+    /// `transactionSync`.
     fn migrate(&self) -> Result<(), StorageError> {
-        exec(
-            &self.sql,
-            "CREATE TABLE IF NOT EXISTS evsync_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
-            vec![],
-        )?;
-        let version = self.meta("schema_version")?.map(|v| int(&v)).transpose()?;
-        match version {
-            Some(v) if v == SCHEMA_VERSION => Ok(()),
-            Some(v) if v > SCHEMA_VERSION => Err(StorageError::new(format!(
-                "Durable Object storage has schema version {v}; this worker supports up to {SCHEMA_VERSION}"
-            ))),
-            _ => {
-                let sql = self.sql.clone();
-                js::transaction_sync(&self.storage, move || {
-                    for ddl in SCHEMA_V1 {
-                        exec(&sql, ddl, vec![]).map_err(|e| e.message)?;
-                    }
-                    exec(
-                        &sql,
-                        "INSERT OR REPLACE INTO evsync_meta (key, value) VALUES ('schema_version', ?1)",
-                        vec![param_int(SCHEMA_VERSION as u64)],
-                    )
-                    .map_err(|e| e.message)?;
-                    Ok(())
-                })
-                .map_err(|e| StorageError::new(format!("schema migration failed: {e}")))
-            }
+        exec(&self.sql, layout::CREATE_META, vec![])?;
+        let stored = self
+            .first_value(layout::SELECT_VERSION)?
+            .map(|v| int(&v))
+            .transpose()?
+            .unwrap_or(0);
+        let steps = layout::SCHEMA.pending(stored)?;
+        if steps.is_empty() {
+            return Ok(());
         }
+        let sql = self.sql.clone();
+        js::transaction_sync(&self.storage, move || {
+            for step in steps {
+                for statement in step.statements {
+                    exec(&sql, statement, vec![])
+                        .map_err(|e| layout::SCHEMA.step_failed(step, e).message)?;
+                }
+            }
+            exec(
+                &sql,
+                layout::RECORD_VERSION,
+                vec![param_int(layout::SCHEMA.version() as u64)],
+            )
+            .map_err(|e| e.message)
+        })
+        .map_err(StorageError::new)
     }
 
-    fn meta(&self, key: &str) -> Result<Option<SqlStorageValue>, StorageError> {
-        let rows = query(
-            &self.sql,
-            "SELECT value FROM evsync_meta WHERE key = ?1",
-            vec![key.into()],
-        )?;
+    /// The first column of the first row of `sql`, if any row.
+    fn first_value(&self, sql: &str) -> Result<Option<SqlStorageValue>, StorageError> {
+        let rows = query(&self.sql, sql, vec![])?;
         Ok(rows
             .into_iter()
             .next()
@@ -166,18 +155,20 @@ impl DoSqlStorage {
 }
 
 impl Storage for DoSqlStorage {
+    /// The shared rule ([`remote_id`]): insert-or-ignore a fresh one, then
+    /// read back whichever was stored first.
     fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
-        if let Some(value) = self.meta("remote_id")? {
-            return remote_id_from(&value);
+        if let Some(value) = self.first_value(layout::SELECT_REMOTE_ID)? {
+            return remote_id::decode(&blob(&value)?);
         }
-        let fresh = RemoteId::from_random_bytes(js::random_bytes().map_err(StorageError::new)?);
+        let fresh = remote_id::create(js::random_bytes())?;
         exec(
             &self.sql,
-            "INSERT OR IGNORE INTO evsync_meta (key, value) VALUES ('remote_id', ?1)",
+            layout::INSERT_REMOTE_ID,
             vec![param_blob(&fresh.0)],
         )?;
-        match self.meta("remote_id")? {
-            Some(value) => remote_id_from(&value),
+        match self.first_value(layout::SELECT_REMOTE_ID)? {
+            Some(value) => remote_id::decode(&blob(&value)?),
             None => Err(StorageError::new("remoteId was not stored")),
         }
     }
@@ -217,15 +208,6 @@ impl Storage for DoSqlStorage {
         )?;
         rows.into_iter().map(entry_from_row).collect()
     }
-}
-
-fn remote_id_from(value: &SqlStorageValue) -> Result<RemoteId, StorageError> {
-    let bytes = blob(value)?;
-    let id: [u8; 16] = bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| StorageError::new("stored remoteId is not 16 bytes"))?;
-    Ok(RemoteId(id))
 }
 
 fn entry_from_row(row: Vec<SqlStorageValue>) -> Result<RemoteEntry, StorageError> {

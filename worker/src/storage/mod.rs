@@ -6,7 +6,9 @@
 //!   keyed by tenant), asynchronous calls.
 //!
 //! Both implement the core's storage contract and pass its conformance
-//! suite (run inside workerd by the self-test route).
+//! suite (run inside workerd by the self-test route). Their tables, and
+//! how a database is migrated and its remoteId made, are declared in the
+//! core next to the native server's (`evsync_core::storage::schema`).
 
 pub mod d1;
 pub mod do_sql;
