@@ -1,5 +1,5 @@
 //! evsync-server: the native server, i.e. the tokio adapter around the
-//! sans-IO [`evsync_core::engine::Engine`].
+//! sans-IO [`evsync_core::proto::v3::Engine`].
 //!
 //! - `routes`: the original worker's HTTP surface, check for check;
 //! - `auth`: its token rules, compared in constant time;

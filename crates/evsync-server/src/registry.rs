@@ -15,7 +15,7 @@
 
 use crate::shared::{Shared, lock};
 use crate::tenant::{self, Membership, Outbound, TenantMsg};
-use evsync_core::engine::ConnId;
+use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! none of them, so no import runs in a circle.
 
 use crate::config::{ServerConfig, StorageConfig};
-use evsync_core::engine::ConnId;
+use evsync_core::proto::v3::ConnId;
 use evsync_core::storage::MemoryStorage;
 use evsync_core::time::Timestamp;
 use std::collections::HashMap;

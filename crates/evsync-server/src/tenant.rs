@@ -10,7 +10,7 @@
 use crate::shared::Shared;
 use crate::store::{Done, TenantStore};
 use bytes::Bytes;
-use evsync_core::engine::{Action, ConnId, Engine, Event};
+use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
 use std::sync::Arc;
