@@ -1,24 +1,11 @@
 //! Who may open a tenant's socket: the rules live in
 //! [`evsync_core::access`] (shared with the Cloudflare Worker); this module
 //! only reads the credentials out of axum's request and maps configuration
-//! errors to the setting that caused them.
+//! errors to the setting that caused them (that part is
+//! [`crate::config::auth_config`]'s).
 
-use crate::config::ConfigError;
 use axum::http::{HeaderMap, header};
 pub use evsync_core::access::{AuthConfig, AuthDecision, Credentials, PROTOCOL_PREFIX};
-
-/// Builds the auth settings from the raw values of SYNC_AUTH_TOKEN,
-/// SYNC_AUTH_TOKENS and SYNC_ALLOW_QUERY_TOKEN; a bad token map is an error
-/// naming `tokens_setting`.
-pub fn auth_config(
-    default_token: Option<&str>,
-    tenant_tokens_json: Option<&str>,
-    allow_query_token: bool,
-    tokens_setting: &str,
-) -> Result<AuthConfig, ConfigError> {
-    AuthConfig::new(default_token, tenant_tokens_json, allow_query_token)
-        .map_err(|problem| ConfigError::new(tokens_setting, problem))
-}
 
 /// A header's value as text; absent when missing or not valid UTF-8.
 pub fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -65,7 +52,7 @@ mod tests {
 
     #[test]
     fn reads_every_credential_from_the_request() {
-        let auth = auth_config(Some("s3cret"), None, true, "SYNC_AUTH_TOKENS").unwrap();
+        let auth = AuthConfig::new(Some("s3cret"), None, true).unwrap();
         let mut headers = HeaderMap::new();
         headers.append("sec-websocket-protocol", HeaderValue::from_static("x"));
         headers.append(
@@ -92,11 +79,5 @@ mod tests {
             authorize(&auth, "t", &HeaderMap::new(), None),
             AuthDecision::Deny
         );
-    }
-
-    #[test]
-    fn a_bad_token_map_names_its_setting() {
-        let err = auth_config(None, Some("[1]"), false, "SYNC_AUTH_TOKENS").unwrap_err();
-        assert_eq!(err.setting, "SYNC_AUTH_TOKENS");
     }
 }

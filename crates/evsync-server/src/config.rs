@@ -1,6 +1,6 @@
 //! What a server is told at start, and the one-line errors for bad values.
 
-use crate::auth::AuthConfig;
+pub use evsync_core::access::AuthConfig;
 use evsync_core::proto::v3::EngineConfig;
 use std::fmt;
 use std::net::SocketAddr;
@@ -119,6 +119,19 @@ impl ServerConfig {
     }
 }
 
+/// Builds the auth settings from the raw values of SYNC_AUTH_TOKEN,
+/// SYNC_AUTH_TOKENS and SYNC_ALLOW_QUERY_TOKEN; a bad token map is an error
+/// naming `tokens_setting`.
+pub fn auth_config(
+    default_token: Option<&str>,
+    tenant_tokens_json: Option<&str>,
+    allow_query_token: bool,
+    tokens_setting: &str,
+) -> Result<AuthConfig, ConfigError> {
+    AuthConfig::new(default_token, tenant_tokens_json, allow_query_token)
+        .map_err(|problem| ConfigError::new(tokens_setting, problem))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +168,11 @@ mod tests {
     fn errors_stay_on_one_line() {
         let err = ConfigError::new("A", "line one\nline two");
         assert_eq!(err.to_string(), "A: line one line two");
+    }
+
+    #[test]
+    fn a_bad_token_map_names_its_setting() {
+        let err = auth_config(None, Some("[1]"), false, "SYNC_AUTH_TOKENS").unwrap_err();
+        assert_eq!(err.setting, "SYNC_AUTH_TOKENS");
     }
 }

@@ -32,7 +32,7 @@ pub mod shutdown;
 mod store;
 mod tenant;
 
-pub use auth::{AuthConfig, auth_config};
+pub use config::{AuthConfig, auth_config};
 pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool};
 
 use axum::serve::ListenerExt;
