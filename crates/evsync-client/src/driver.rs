@@ -8,12 +8,12 @@
 //!   every entry is delivered once, in order;
 //! - a `Ping` every interval; a missing `Pong` drops the connection.
 
-use crate::client::{DecryptedEntry, Status, WriteReceipt};
 use crate::config::Config;
 use crate::connection::{self, Inbound, Opened};
 use crate::crypto;
 use crate::entry::{Entry, EntryId};
 use crate::error::{EntryError, Error};
+use crate::outcome::{DecryptedEntry, Status, WriteReceipt};
 use crate::state::SyncState;
 use bytes::Bytes;
 use evsync_core::wire::{MessageId, RemoteEntry, RemoteId, Request, Response, Sequence};

@@ -55,6 +55,7 @@ pub mod entry;
 mod error;
 pub mod identity;
 pub mod msgpack;
+mod outcome;
 pub mod state;
 
 #[cfg(feature = "cli")]
