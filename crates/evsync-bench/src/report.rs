@@ -9,8 +9,10 @@ use std::fmt::Write;
 /// Known servers, in column order; others follow alphabetically.
 const ORDER: &[&str] = &[
     "evsync-sqlite",
+    "evsync-prev-sqlite",
     "effect-sqlite",
     "evsync-memory",
+    "evsync-prev-memory",
     "effect-memory",
     "raw-sqlite",
     "raw-sqlite-group",
@@ -240,6 +242,8 @@ pub fn render(text: &str) -> String {
             ("evsync-memory", "effect-memory"),
             ("evsync-sqlite", "raw-sqlite"),
             ("evsync-sqlite", "raw-sqlite-group"),
+            ("evsync-sqlite", "evsync-prev-sqlite"),
+            ("evsync-memory", "evsync-prev-memory"),
         ]
         .into_iter()
         .filter(|(a, b)| labels.contains(a) && labels.contains(b))
@@ -331,6 +335,8 @@ fn short(l: &str) -> &str {
         "effect-memory" => "Effect·mem",
         "raw-sqlite" => "raw SQLite",
         "raw-sqlite-group" => "raw SQLite grouped",
+        "evsync-prev-sqlite" => "previous·sqlite",
+        "evsync-prev-memory" => "previous·mem",
         other => other,
     }
 }

@@ -1,11 +1,15 @@
 //! evsync-server: the native server, i.e. the tokio adapter around the
 //! sans-IO [`evsync_core::proto::v3::Engine`].
 //!
-//! - `routes`: the original worker's HTTP surface, check for check;
-//! - `auth`: its token rules, compared in constant time;
+//! - `routes`: the original worker's HTTP surface, decided by core's
+//!   `access::admit` (the same function the Worker calls);
+//! - `auth`: reads the credentials out of axum's request;
+//! - `config`: settings, validated at startup;
 //! - `registry` + `tenant`: one actor task per loaded tenant (a Durable
 //!   Object's equivalent), loaded on first connection, unloaded when idle;
+//!   imports run registry → tenant → store → shared, one way;
 //! - `store`: the tenant's storage, run on blocking threads;
+//! - `shared`: what every part of a running server reads (config, counters);
 //! - `connection`: the WebSocket pump;
 //! - `shutdown`: SIGINT/SIGTERM.
 //!
