@@ -7,13 +7,12 @@
 //! The log service reads the difference to pace catch-up (soft limit) and
 //! to close a consumer that stopped reading (hard limit).
 
-use super::ConnId;
-use std::collections::HashMap;
+use super::{ConnId, ConnMap};
 
 /// The open connections and their unsent bytes.
 #[derive(Debug, Default)]
 pub(super) struct Outbound {
-    queued: HashMap<ConnId, usize>,
+    queued: ConnMap<usize>,
 }
 
 impl Outbound {

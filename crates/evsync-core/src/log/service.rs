@@ -338,8 +338,10 @@ impl LogService {
             .config
             .live_coalesce_bytes
             .min(self.config.outbound_soft_limit);
+        let hard_limit = self.config.outbound_hard_limit;
         for conn in self.subs.subscribers(log) {
-            let hold_back = self.outbound.queued(conn) > hold_back_over;
+            let queued = self.outbound.queued(conn);
+            let hold_back = queued > hold_back_over;
             let Some(sub) = self.subs.get_mut(conn, log) else {
                 continue;
             };
@@ -358,7 +360,7 @@ impl LogService {
             }
             let from = sub.next_seq;
             sub.next_seq = last + 1;
-            let room = self.room(conn);
+            let room = hard_limit.saturating_sub(queued);
             let delivery = Delivery::committed(log, new, from, conn);
             self.deliver(conn, delivery, room, sink);
         }

@@ -1,7 +1,7 @@
 //! Who is subscribed to which log, from which sequence, and in what state
 //! of the catch-up → live hand-over each subscription is.
 
-use super::ConnId;
+use super::{ConnId, ConnMap};
 use crate::storage::RequestId;
 use crate::wire::Sequence;
 use std::collections::{BTreeSet, HashMap};
@@ -32,7 +32,7 @@ pub(super) enum SubState {
 /// holds) and by log (whom a commit goes to).
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
-    by_conn: HashMap<ConnId, HashMap<String, Sub>>,
+    by_conn: ConnMap<HashMap<String, Sub>>,
     /// Subscribers of each log, ordered for deterministic delivery.
     by_log: HashMap<String, BTreeSet<ConnId>>,
     /// Catch-up reads in flight: which subscription each one serves.

@@ -3,9 +3,9 @@
 //! next transaction (group commit). It also bounds, per connection, the
 //! bytes of writes waiting for their commit.
 
-use super::{ConnId, WriteToken};
+use super::{ConnId, ConnMap, WriteToken};
 use crate::storage::{AppendBatch, RequestId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// One write waiting for, or riding in, an append.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub(super) struct PendingWrite {
 pub(super) struct WritePipeline {
     queue: VecDeque<PendingWrite>,
     in_flight: Option<(RequestId, Vec<PendingWrite>)>,
-    unacked: HashMap<ConnId, usize>,
+    unacked: ConnMap<usize>,
 }
 
 impl WritePipeline {

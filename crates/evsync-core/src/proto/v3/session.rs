@@ -8,12 +8,12 @@ use super::config::EngineConfig;
 use super::events::{Action, Event};
 use super::framer::{FrameDecoder, FrameEncoder};
 use super::memo::SharedFrames;
-use crate::log::{CloseReason, ConnId, Delivery, LogSink, WriteToken};
+use crate::log::{CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
 use crate::proto::close::{code, truncate_reason};
 use crate::storage::{StorageError, StorageRequest};
 use crate::wire::{Request, Response, Sequence};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 /// How many tail caches' worth of older `Changes` encodings are kept for
 /// sharing (besides the latest): enough for the few positions a crowd of
@@ -24,10 +24,10 @@ pub(super) struct Sessions {
     pub config: EngineConfig,
     pub debug: bool,
     /// Frame decoder of every open connection.
-    pub conns: HashMap<ConnId, FrameDecoder<Request>>,
+    pub conns: ConnMap<FrameDecoder<Request>>,
     /// Connections holding incomplete chunked messages (the only ones with
     /// a deadline), so that `poll_timeout` need not scan every connection.
-    pub chunking: HashSet<ConnId>,
+    pub chunking: ConnSet,
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
     encoder: FrameEncoder,
@@ -40,8 +40,8 @@ impl Sessions {
         Sessions {
             config,
             debug: false,
-            conns: HashMap::new(),
-            chunking: HashSet::new(),
+            conns: ConnMap::default(),
+            chunking: ConnSet::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             encoder: FrameEncoder::default(),
