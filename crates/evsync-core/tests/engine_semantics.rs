@@ -732,3 +732,29 @@ fn a_held_back_subscriber_does_not_get_its_own_writes_back() {
     );
     assert_eq!(h.changes(b, "pk"), vec![1], "b is live throughout");
 }
+
+#[test]
+fn a_commit_reaches_subscribers_in_the_order_they_subscribed() {
+    let mut h = Harness::new();
+    let writer = h.open(100);
+    // Opened in one order, subscribed in another, one re-subscribing (it
+    // moves to the end, as a new subscription does in Effect's server).
+    let conns: Vec<ConnId> = [5, 2, 9, 1, 7].iter().map(|&c| h.open(c)).collect();
+    for &c in &[9, 1, 5, 7, 2, 1] {
+        h.request_changes(ConnId(c), "pk", 0);
+        h.settle();
+    }
+    let expected = [ConnId(9), ConnId(5), ConnId(7), ConnId(2), ConnId(1)];
+    for n in 1..=20u64 {
+        h.send_order.clear();
+        h.write(writer, "pk", &[n]);
+        h.settle();
+        let changes: Vec<ConnId> = h
+            .send_order
+            .iter()
+            .copied()
+            .filter(|c| conns.contains(c))
+            .collect();
+        assert_eq!(changes, expected, "commit {n}");
+    }
+}

@@ -4,7 +4,7 @@
 use super::{ConnId, ConnMap};
 use crate::storage::RequestId;
 use crate::wire::Sequence;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// One subscription of a connection to a log.
 #[derive(Debug)]
@@ -13,6 +13,9 @@ pub(super) struct Sub {
     /// (from its start sequence) has been delivered to it, without a gap.
     pub next_seq: Sequence,
     pub state: SubState,
+    /// When it was made, among all subscriptions of this service: a log's
+    /// subscribers are served in this order.
+    pub order: u64,
     /// The last sequence a read of this catch-up returned, so that an empty
     /// read right after it proves where the head is.
     pub confirmed_through: Option<Sequence>,
@@ -33,8 +36,13 @@ pub(super) enum SubState {
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
     by_conn: ConnMap<HashMap<String, Sub>>,
-    /// Subscribers of each log, ordered for deterministic delivery.
-    by_log: HashMap<String, BTreeSet<ConnId>>,
+    /// Subscribers of each log in the order they subscribed. Effect's own
+    /// server delivers a commit in that order, and clients depend on it: a
+    /// replica that reconnects without closing its old socket (the agent
+    /// SDK's SyncService) has two subscriptions, and the socket that gets
+    /// an entry first decides whether the replica applies it.
+    by_log: HashMap<String, BTreeMap<u64, ConnId>>,
+    next_order: u64,
     /// Catch-up reads in flight: which subscription each one serves.
     reads: HashMap<RequestId, (ConnId, String)>,
 }
@@ -58,24 +66,35 @@ impl Subscriptions {
     }
 
     /// Adds or replaces `conn`'s subscription to `log`, starting (stalled,
-    /// to be caught up) at `next_seq`.
+    /// to be caught up) at `next_seq`. A replaced subscription moves to the
+    /// end of the log's order, as a new subscription does in Effect's server.
     pub fn insert(&mut self, conn: ConnId, log: &str, next_seq: Sequence) {
-        self.by_conn.entry(conn).or_default().insert(
+        let order = self.next_order;
+        self.next_order += 1;
+        let old = self.by_conn.entry(conn).or_default().insert(
             log.to_string(),
             Sub {
                 next_seq,
                 state: SubState::Stalled,
+                order,
                 confirmed_through: None,
             },
         );
-        self.by_log.entry(log.to_string()).or_default().insert(conn);
+        let subscribers = self.by_log.entry(log.to_string()).or_default();
+        if let Some(old) = old {
+            subscribers.remove(&old.order);
+        }
+        subscribers.insert(order, conn);
     }
 
     pub fn remove(&mut self, conn: ConnId, log: &str) {
-        if let Some(subs) = self.by_conn.get_mut(&conn) {
-            subs.remove(log);
+        let removed = self
+            .by_conn
+            .get_mut(&conn)
+            .and_then(|subs| subs.remove(log));
+        if let Some(sub) = removed {
+            self.unlink(log, sub.order);
         }
-        self.unlink(conn, log);
     }
 
     /// Forgets every subscription of `conn`.
@@ -83,15 +102,15 @@ impl Subscriptions {
         let Some(subs) = self.by_conn.remove(&conn) else {
             return;
         };
-        for log in subs.keys() {
-            self.unlink(conn, log);
+        for (log, sub) in &subs {
+            self.unlink(log, sub.order);
         }
     }
 
-    fn unlink(&mut self, conn: ConnId, log: &str) {
-        if let Some(set) = self.by_log.get_mut(log) {
-            set.remove(&conn);
-            if set.is_empty() {
+    fn unlink(&mut self, log: &str, order: u64) {
+        if let Some(subscribers) = self.by_log.get_mut(log) {
+            subscribers.remove(&order);
+            if subscribers.is_empty() {
                 self.by_log.remove(log);
             }
         }
@@ -101,7 +120,7 @@ impl Subscriptions {
     pub fn subscribers(&self, log: &str) -> Vec<ConnId> {
         self.by_log
             .get(log)
-            .map(|set| set.iter().copied().collect())
+            .map(|subscribers| subscribers.values().copied().collect())
             .unwrap_or_default()
     }
 

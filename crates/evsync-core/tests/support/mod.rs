@@ -29,6 +29,8 @@ pub struct Harness {
     /// Raw frames per connection (to check sizes).
     pub frames: HashMap<ConnId, Vec<Bytes>>,
     pub closed: HashMap<ConnId, (u16, String)>,
+    /// Every frame's connection, in the order the engine sent them.
+    pub send_order: Vec<ConnId>,
     /// Connections whose sent bytes are not reported back (slow readers).
     pub paused: HashSet<ConnId>,
     /// Bytes sent to a paused connection and not yet reported.
@@ -54,6 +56,7 @@ impl Harness {
             received: HashMap::new(),
             frames: HashMap::new(),
             closed: HashMap::new(),
+            send_order: Vec::new(),
             paused: HashSet::new(),
             unreported: HashMap::new(),
             reads_run: 0,
@@ -85,6 +88,7 @@ impl Harness {
             "frame sent to {conn:?} after its close"
         );
         let len = frame.len();
+        self.send_order.push(conn);
         self.frames.entry(conn).or_default().push(frame.clone());
         let response = decode_response(&frame).expect("engine sent an undecodable frame");
         let response = match response {
