@@ -5,7 +5,7 @@
 //! [`crate::config::auth_config`]'s).
 
 use axum::http::{HeaderMap, header};
-pub use evsync_core::access::{AuthConfig, AuthDecision, Credentials, PROTOCOL_PREFIX};
+pub use evsync_core::access::{AuthConfig, AuthDecision, Credentials, DenyReason, PROTOCOL_PREFIX};
 
 /// A header's value as text; absent when missing or not valid UTF-8.
 pub fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -77,7 +77,7 @@ mod tests {
         );
         assert_eq!(
             authorize(&auth, "t", &HeaderMap::new(), None),
-            AuthDecision::Deny
+            AuthDecision::Deny(DenyReason::Missing)
         );
     }
 }

@@ -11,6 +11,7 @@
 //! - `store`: the tenant's storage, run on blocking threads;
 //! - `shared`: what every part of a running server reads (config, counters);
 //! - `connection`: the WebSocket pump;
+//! - `refusals`: the rate-limited log of refused upgrades;
 //! - `shutdown`: SIGINT/SIGTERM.
 //!
 //! ```no_run
@@ -29,6 +30,8 @@ pub mod config;
 mod connection;
 pub mod datadir;
 mod health;
+mod outlet;
+mod refusals;
 mod registry;
 pub mod routes;
 mod shared;
@@ -173,12 +176,23 @@ impl Server {
             let _ = tcp.set_nodelay(true);
         });
         let mut graceful = stop_rx.clone();
-        let serve = axum::serve(listener, routes::router(registry.clone())).with_graceful_shutdown(
-            async move {
-                let _ = graceful.wait_for(|stop| *stop).await;
-            },
-        );
+        // With the peer's address (`ConnectInfo`), for the refusal log.
+        let app =
+            routes::router(registry.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = graceful.wait_for(|stop| *stop).await;
+        });
         let mut serve = tokio::spawn(async move { serve.await });
+        let summaries = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut every = tokio::time::interval(refusals::SUMMARY_INTERVAL);
+                loop {
+                    every.tick().await;
+                    shared.refusals.summarize();
+                }
+            }
+        });
         // Both may be ready at once (axum finishes its own graceful stop
         // quickly); only a serve that ended WITHOUT a stop request is a
         // failure. Otherwise drain the tenants and sockets before returning.
@@ -191,6 +205,7 @@ impl Server {
             && !*stop_rx.borrow()
         {
             tracing::error!(?ended, "the listener stopped unexpectedly");
+            summaries.abort();
             return match served {
                 Some(Ok(result)) => result,
                 Some(Err(join)) => Err(std::io::Error::other(join)),
@@ -215,6 +230,8 @@ impl Server {
                 "shutdown timed out; exiting with work still open"
             );
         }
+        summaries.abort();
+        shared.refusals.summarize();
         tracing::info!("shutdown complete");
         Ok(())
     }

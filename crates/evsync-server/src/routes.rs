@@ -11,6 +11,9 @@
 //! - `101`, selecting the first offered `sync-auth.<token>` subprotocol
 //!   (the original selected it only when it carried the token, so a client
 //!   offering one to an open tenant failed its handshake).
+//!
+//! Every refusal is logged once (`crate::refusals`, rate-limited) with its
+//! reason, the tenant when valid, the peer's address and user agent.
 
 use crate::auth;
 use crate::connection;
@@ -18,12 +21,13 @@ use crate::health;
 use crate::registry::{ConnectError, Registry};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use evsync_core::access::{HttpRequest, Protocol, Refusal, admit};
+use evsync_core::access::{HttpRequest, Protocol, Refusal, RefusalLine, admit, refused_tenant};
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Builds the router: one fallback handler, so that routing follows the
@@ -60,8 +64,35 @@ fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
+/// Who asked, for the refusal log.
+struct Peer<'a> {
+    addr: SocketAddr,
+    headers: &'a HeaderMap,
+    path: &'a str,
+}
+
+impl Peer<'_> {
+    /// Logs that this request was refused with `status` because `reason`.
+    fn refused(&self, registry: &Registry, status: u16, reason: &str) {
+        let shared = registry.shared();
+        let remote = self.addr.to_string();
+        shared.refusals.record(
+            shared.now(),
+            RefusalLine {
+                status,
+                reason,
+                tenant: refused_tenant(self.path),
+                remote: Some(&remote),
+                user_agent: auth::header_text(self.headers, header::USER_AGENT),
+                suppressed: 0,
+            },
+        );
+    }
+}
+
 async fn handle(
     State(registry): State<Arc<Registry>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -78,9 +109,17 @@ async fn handle(
         upgrade: auth::header_text(&headers, header::UPGRADE),
         credentials: auth::credentials(&headers, &protocols, uri.query()),
     };
+    let peer = Peer {
+        addr,
+        headers: &headers,
+        path,
+    };
     let admission = match admit(&request, Some(&shared.config.auth)) {
         Ok(admission) => admission,
-        Err(refusal) => return refusal_response(refusal),
+        Err(refusal) => {
+            peer.refused(&registry, refusal.status_and_body().0, refusal.reason());
+            return refusal_response(refusal);
+        }
     };
     let tenant = admission.tenant;
     // One arm per protocol, no wildcard: a new protocol must be given its
@@ -92,15 +131,22 @@ async fn handle(
     // version, not GET): axum's own 4xx says what is missing.
     let mut ws = match ws {
         Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            let response = rejection.into_response();
+            let status = response.status().as_u16();
+            peer.refused(&registry, status, "invalid websocket handshake");
+            return response;
+        }
     };
     let attached = match registry.connect(tenant).await {
         Ok(attached) => attached,
         Err(ConnectError::ShuttingDown) => {
+            peer.refused(&registry, 503, "server shutting down");
             return text(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down.");
         }
         Err(ConnectError::Storage(reason)) => {
             tracing::error!(tenant, %reason, "tenant storage unavailable");
+            peer.refused(&registry, 503, "storage unavailable");
             return Response::builder()
                 .status(StatusCode::SERVICE_UNAVAILABLE)
                 .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")

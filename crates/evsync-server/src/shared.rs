@@ -3,6 +3,7 @@
 //! none of them, so no import runs in a circle.
 
 use crate::config::{ServerConfig, StorageConfig};
+use crate::refusals::RefusalLog;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::storage::MemoryStorage;
 use evsync_core::time::Timestamp;
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     /// `SYNC_STORAGE=memory` keeps each tenant's data here, so that
     /// unloading an idle tenant does not lose it (nor change its remoteId).
     pub memory: Mutex<HashMap<String, Arc<Mutex<MemoryStorage>>>>,
+    /// Refused upgrades, logged at a bounded rate.
+    pub refusals: RefusalLog,
 }
 
 impl Shared {
@@ -40,6 +43,7 @@ impl Shared {
             actors: TaskTracker::new(),
             sockets: TaskTracker::new(),
             memory: Mutex::new(HashMap::new()),
+            refusals: RefusalLog::default(),
         }
     }
 

@@ -19,7 +19,7 @@
 //! What follows (the tenant's storage: `503`; the Worker's Durable Object:
 //! `502`) depends on the adapter and stays there.
 
-use super::auth::{AuthConfig, AuthDecision, Credentials};
+use super::auth::{AuthConfig, AuthDecision, Credentials, DenyReason};
 use super::path::{PathError, parse_path};
 
 /// The sync protocol a path speaks. Today only Effect v3's EventLogRemote
@@ -65,8 +65,8 @@ pub enum Refusal {
     Route(PathError),
     /// The adapter's auth settings are broken: refuse rather than open.
     Misconfigured,
-    /// Wrong or missing credentials.
-    Unauthorized,
+    /// Wrong or missing credentials, and which.
+    Unauthorized(DenyReason),
     /// Allowed, but not a WebSocket upgrade.
     UpgradeRequired,
 }
@@ -77,15 +77,35 @@ impl Refusal {
         match self {
             Refusal::Route(err) => err.status_and_body(),
             Refusal::Misconfigured => (500, "Server misconfigured."),
-            Refusal::Unauthorized => (401, "Unauthorized"),
+            Refusal::Unauthorized(_) => (401, "Unauthorized"),
             Refusal::UpgradeRequired => (426, "Expected WebSocket upgrade"),
         }
     }
 
     /// The `WWW-Authenticate` value the answer carries, if any.
     pub fn www_authenticate(self) -> Option<&'static str> {
-        matches!(self, Refusal::Unauthorized).then_some("Bearer")
+        matches!(self, Refusal::Unauthorized(_)).then_some("Bearer")
     }
+
+    /// Why, in a few words, for the operator's log (the answer's body stays
+    /// the original's): distinguishes a missing token from a wrong one, and
+    /// never contains either.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Route(PathError::NotFound) => "not a sync path",
+            Refusal::Route(PathError::TenantRequired) => "no tenant",
+            Refusal::Route(PathError::InvalidTenant) => "bad tenant",
+            Refusal::Misconfigured => "server misconfigured",
+            Refusal::Unauthorized(why) => why.as_str(),
+            Refusal::UpgradeRequired => "not a websocket upgrade",
+        }
+    }
+}
+
+/// The tenant a refused request named, when it names a valid one (checks
+/// 1–3 passed), for the refusal's log line.
+pub fn refused_tenant(path: &str) -> Option<&str> {
+    route(path).ok().map(|(_, tenant)| tenant)
 }
 
 /// Which protocol `path` speaks and the tenant it names (checks 1–3).
@@ -103,7 +123,7 @@ pub fn admit<'a>(
     let auth = auth.ok_or(Refusal::Misconfigured)?;
     let subprotocol = match auth.authorize(tenant, &request.credentials) {
         AuthDecision::Allow { protocol } => protocol,
-        AuthDecision::Deny => return Err(Refusal::Unauthorized),
+        AuthDecision::Deny(why) => return Err(Refusal::Unauthorized(why)),
     };
     if !request.upgrade.is_some_and(is_websocket) {
         return Err(Refusal::UpgradeRequired);
@@ -224,7 +244,10 @@ mod tests {
         // A valid tenant: broken settings before credentials before upgrade.
         let req = everything_wrong("/event-log/t");
         assert_eq!(admit(&req, None), Err(Refusal::Misconfigured));
-        assert_eq!(admit(&req, Some(&locked)), Err(Refusal::Unauthorized));
+        assert_eq!(
+            admit(&req, Some(&locked)),
+            Err(Refusal::Unauthorized(DenyReason::Missing))
+        );
         assert_eq!(
             admit(&req, Some(&AuthConfig::open())),
             Err(Refusal::UpgradeRequired)
@@ -248,7 +271,12 @@ mod tests {
                 None,
             ),
             (Refusal::Misconfigured, 500, "Server misconfigured.", None),
-            (Refusal::Unauthorized, 401, "Unauthorized", Some("Bearer")),
+            (
+                Refusal::Unauthorized(DenyReason::Wrong),
+                401,
+                "Unauthorized",
+                Some("Bearer"),
+            ),
             (
                 Refusal::UpgradeRequired,
                 426,
@@ -260,6 +288,28 @@ mod tests {
             assert_eq!(refusal.status_and_body(), (status, body));
             assert_eq!(refusal.www_authenticate(), www);
         }
+    }
+
+    #[test]
+    fn refusals_say_why_without_credentials() {
+        let locked = with_token("s3cret");
+        let wrong = HttpRequest {
+            credentials: Credentials {
+                authorization: Some("Bearer guess"),
+                ..Credentials::default()
+            },
+            ..request("/event-log/t")
+        };
+        let refusal = admit(&wrong, Some(&locked)).unwrap_err();
+        assert_eq!(refusal.reason(), "wrong token");
+        let missing = admit(&request("/event-log/t"), Some(&locked)).unwrap_err();
+        assert_eq!(missing.reason(), "missing token");
+        assert_eq!(
+            Refusal::Route(PathError::InvalidTenant).reason(),
+            "bad tenant"
+        );
+        assert_eq!(refused_tenant("/event-log/t/"), Some("t"));
+        assert_eq!(refused_tenant("/event-log/.bad"), None);
     }
 
     #[test]

@@ -55,8 +55,36 @@ pub enum AuthDecision {
     /// subprotocol the client offered, if any; the `101` must select it or
     /// browsers (and Node's `ws`) drop the socket.
     Allow { protocol: Option<String> },
-    /// `401 Unauthorized`.
-    Deny,
+    /// `401 Unauthorized`, with why (for the operator's log; the answer
+    /// itself never says which).
+    Deny(DenyReason),
+}
+
+/// Why credentials were refused: enough for an operator to tell a replica
+/// that sends nothing from one that sends a stale token, never the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// No credential at all: no `Authorization: Bearer`, no `sync-auth.`
+    /// subprotocol (and no `?token=`, or one that is not accepted).
+    Missing,
+    /// A `?token=` was offered but `SYNC_ALLOW_QUERY_TOKEN` is off, and
+    /// nothing else was (the agent SDK's `authToken` option does this).
+    QueryTokenNotAllowed,
+    /// At least one credential was offered and none matched.
+    Wrong,
+}
+
+impl DenyReason {
+    /// A short phrase for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Missing => "missing token",
+            DenyReason::QueryTokenNotAllowed => {
+                "token in ?token= but SYNC_ALLOW_QUERY_TOKEN is off"
+            }
+            DenyReason::Wrong => "wrong token",
+        }
+    }
 }
 
 impl AuthConfig {
@@ -150,22 +178,30 @@ impl AuthConfig {
             .authorization
             .and_then(|v| v.strip_prefix("Bearer "));
         let protocol = auth_protocol(credentials.protocols);
-        let query_token = if self.allow_query_token {
-            credentials.query.and_then(query_token)
-        } else {
-            None
-        };
+        let offered_query = credentials.query.and_then(query_token);
+        let query_token = offered_query.as_ref().filter(|_| self.allow_query_token);
         // Evaluate every credential (no short cut), each in constant time.
         let bearer_ok = bearer.is_some_and(|t| same(t, expected));
         let protocol_ok = protocol
             .as_deref()
             .is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
-        let query_ok = query_token.as_deref().is_some_and(|t| same(t, expected));
+        let query_ok = query_token.is_some_and(|t| same(t, expected));
         if bearer_ok | protocol_ok | query_ok {
-            AuthDecision::Allow { protocol }
-        } else {
-            AuthDecision::Deny
+            return AuthDecision::Allow { protocol };
         }
+        // Only whether something was offered decides the reason (the
+        // comparisons above already ran in constant time); an Authorization
+        // header of another scheme counts as offered, and wrong.
+        let offered =
+            credentials.authorization.is_some() || protocol.is_some() || query_token.is_some();
+        let reason = if offered {
+            DenyReason::Wrong
+        } else if offered_query.is_some() {
+            DenyReason::QueryTokenNotAllowed
+        } else {
+            DenyReason::Missing
+        };
+        AuthDecision::Deny(reason)
     }
 }
 
@@ -264,7 +300,7 @@ mod tests {
         assert_eq!(c.authorize("t", &with_header(Some(&auth))), allow(None));
         assert_eq!(
             c.authorize("t", &with_header(Some("bearer s3cret"))),
-            AuthDecision::Deny,
+            AuthDecision::Deny(DenyReason::Wrong),
             "the scheme is case-sensitive, as in the original"
         );
         assert_eq!(
@@ -278,12 +314,12 @@ mod tests {
         );
         assert_eq!(
             c.authorize("t", &with_protocols(&["sync-auth.nope, sync-auth.s3cret"])),
-            AuthDecision::Deny,
+            AuthDecision::Deny(DenyReason::Wrong),
             "only the first sync-auth entry counts"
         );
         assert_eq!(
             c.authorize("t", &with_query(Some("token=s3cret"))),
-            AuthDecision::Deny,
+            AuthDecision::Deny(DenyReason::QueryTokenNotAllowed),
             "query tokens are off by default"
         );
         let q = config(Some("a b"), None, true);
@@ -291,6 +327,50 @@ mod tests {
             q.authorize("t", &with_query(Some("x=1&token=a+b&token=zz"))),
             allow(None)
         );
+    }
+
+    #[test]
+    fn a_denial_says_whether_anything_was_offered() {
+        let c = config(Some("s3cret"), None, false);
+        let deny = |credentials: Credentials<'_>| c.authorize("t", &credentials);
+        assert_eq!(
+            deny(Credentials::default()),
+            AuthDecision::Deny(DenyReason::Missing)
+        );
+        assert_eq!(
+            deny(Credentials {
+                protocols: &["x, y"],
+                query: Some("a=1"),
+                ..Credentials::default()
+            }),
+            AuthDecision::Deny(DenyReason::Missing),
+            "other subprotocols and query parameters are not credentials"
+        );
+        assert_eq!(
+            deny(Credentials {
+                authorization: Some("Bearer nope"),
+                ..Credentials::default()
+            }),
+            AuthDecision::Deny(DenyReason::Wrong)
+        );
+        let q = config(Some("s3cret"), None, true);
+        assert_eq!(
+            q.authorize(
+                "t",
+                &Credentials {
+                    query: Some("token=nope"),
+                    ..Credentials::default()
+                }
+            ),
+            AuthDecision::Deny(DenyReason::Wrong)
+        );
+        for reason in [
+            DenyReason::Missing,
+            DenyReason::QueryTokenNotAllowed,
+            DenyReason::Wrong,
+        ] {
+            assert!(!reason.as_str().contains("s3cret"));
+        }
     }
 
     #[test]

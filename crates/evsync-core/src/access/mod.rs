@@ -8,7 +8,12 @@
 mod admission;
 mod auth;
 mod path;
+mod refusal_log;
 
-pub use admission::{Admission, HttpRequest, Protocol, Refusal, admit, route};
-pub use auth::{AuthConfig, AuthDecision, Credentials, PROTOCOL_PREFIX};
+pub use admission::{Admission, HttpRequest, Protocol, Refusal, admit, refused_tenant, route};
+pub use auth::{AuthConfig, AuthDecision, Credentials, DenyReason, PROTOCOL_PREFIX};
 pub use path::{PathError, is_valid_tenant, parse_path};
+pub use refusal_log::{
+    DEFAULT_BURST, DEFAULT_LINES_PER_SECOND, LogLimiter, LogVerdict, MAX_LOGGED_HEADER_BYTES,
+    RefusalLine, clip_header,
+};
