@@ -1,22 +1,26 @@
 //! One WebSocket: frames in to the tenant actor, frames and closes out.
 //!
 //! The socket task does no protocol work. It forwards every complete
-//! message (text as its UTF-8 bytes) to the actor, writes what the actor
-//! sends back and reports each written frame (the engine's outbound
-//! accounting). tungstenite answers WebSocket-level pings by itself.
+//! message (text as its UTF-8 bytes) to the actor, and writes what the
+//! actor could not write at once (the connection's [`Outlet`] backlog),
+//! reporting each flushed byte (the engine's outbound accounting).
+//! tungstenite answers WebSocket-level pings by itself.
+//!
+//! [`Outlet`]: crate::outlet::Outlet
 //!
 //! Inbound backpressure: each forwarded frame holds permits of a
 //! per-connection byte budget until the actor has handled it, so a peer
 //! that sends faster than its tenant processes stops being read (TCP flow
 //! control pushes back on it) instead of growing the actor's inbox.
 
+use crate::outlet::{Drained, WsSink};
 use crate::registry::Attached;
-use crate::tenant::{Outbound, TenantMsg};
+use crate::tenant::TenantMsg;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
 use evsync_core::proto::close::{code as close_code, truncate_reason};
 use evsync_core::proto::v3::ConnId;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,16 +29,6 @@ use tokio::sync::{Semaphore, mpsc};
 /// Bytes of one connection's frames that may wait in its tenant's inbox.
 /// Larger than any accepted frame, so a single frame always fits.
 const INBOUND_BUDGET: usize = 64 * 1024 * 1024;
-
-/// How the write side ended.
-enum WriteEnd {
-    /// The engine closed the connection; our close frame is out.
-    Closed,
-    /// The actor is gone (panic): our 1011 close frame is out.
-    ActorGone,
-    /// Writing failed: the socket is broken.
-    Broken,
-}
 
 /// How the read side ended.
 enum ReadEnd {
@@ -51,14 +45,16 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
     let shared = attached.shared.clone();
     let close_timeout = shared.config.close_timeout;
     shared.connections.fetch_add(1, Ordering::Relaxed);
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
+    let outlet = attached.outlet.clone();
+    outlet.install(sink);
     let write_end;
     let read_end;
     {
         let reader = read_loop(&mut stream, attached.conn, attached.tx.clone());
         let tx = attached.tx.clone();
         let conn = attached.conn;
-        let writer = write_loop(&mut sink, &mut attached.outbound, |bytes| {
+        let writer = outlet.drive(|bytes| {
             let _ = tx.send(TenantMsg::Sent { conn, bytes });
         });
         tokio::pin!(reader, writer);
@@ -67,30 +63,42 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
             end = &mut reader => { read_end = Some(end); write_end = None; }
         }
     }
+    let sink = outlet.end();
     match (write_end, read_end) {
-        (Some(WriteEnd::Closed), _) | (Some(WriteEnd::ActorGone), _) => {
+        (Some(Drained::Close { sink, code, reason }), _) => {
             attached.closed_by_engine = true;
-            // Our close frame is out: wait (bounded) for the peer's answer
-            // so the TCP connection ends cleanly, discarding data frames.
-            let _ = tokio::time::timeout(close_timeout, async {
-                while let Some(Ok(_)) = stream.next().await {}
-            })
+            close_and_linger(sink, &mut stream, code, reason, close_timeout).await;
+        }
+        (Some(Drained::ActorGone(sink)), _) => {
+            attached.closed_by_engine = true;
+            let reason = "internal error".to_string();
+            close_and_linger(
+                sink,
+                &mut stream,
+                close_code::INTERNAL_ERROR,
+                reason,
+                close_timeout,
+            )
             .await;
         }
-        (Some(WriteEnd::Broken), _) => {}
+        (Some(Drained::Broken), _) => {}
         (None, Some(ReadEnd::PeerClosed)) => {
             // tungstenite queued the answer to the peer's close frame;
             // flush it.
-            let _ = tokio::time::timeout(close_timeout, sink.close()).await;
+            if let Some(mut sink) = sink {
+                let _ = tokio::time::timeout(close_timeout, sink.close()).await;
+            }
         }
         (None, Some(ReadEnd::TooBig(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "closing");
-            let frame = CloseFrame {
-                code: close_code::MESSAGE_TOO_BIG,
-                reason: reason.into(),
-            };
-            let _ =
-                tokio::time::timeout(close_timeout, sink.send(Message::Close(Some(frame)))).await;
+            if let Some(mut sink) = sink {
+                let frame = CloseFrame {
+                    code: close_code::MESSAGE_TOO_BIG,
+                    reason: reason.into(),
+                };
+                let send = sink.send(Message::Close(Some(frame)));
+                let _ = tokio::time::timeout(close_timeout, send).await;
+            }
         }
         (None, Some(ReadEnd::Broken(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "socket error");
@@ -99,6 +107,26 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
     }
     shared.connections.fetch_sub(1, Ordering::Relaxed);
     // Dropping `attached` tells the actor, unless the engine closed it.
+}
+
+/// Sends our close frame, then waits (bounded) for the peer's answer so
+/// the TCP connection ends cleanly, discarding data frames.
+async fn close_and_linger(
+    mut sink: WsSink,
+    stream: &mut SplitStream<WebSocket>,
+    code: u16,
+    reason: String,
+    timeout: std::time::Duration,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: truncate_reason(reason).into(),
+    };
+    let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
 }
 
 async fn read_loop(
@@ -137,62 +165,10 @@ async fn read_loop(
             })
             .is_err()
         {
-            // The actor is gone; the writer will see its channel close.
+            // The actor is gone; the writer sees it (`Drained::ActorGone`).
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// Bytes written before one flush (and one `Sent` report) at most.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
-
-/// Writes what the actor sends. Frames that queued up meanwhile are fed to
-/// the socket together and flushed once: one syscall and one `Sent`
-/// report for a burst of Acks and Changes instead of one per frame.
-async fn write_loop(
-    sink: &mut SplitSink<WebSocket, Message>,
-    outbound: &mut mpsc::UnboundedReceiver<Outbound>,
-    sent: impl Fn(usize),
-) -> WriteEnd {
-    while let Some(first) = outbound.recv().await {
-        let mut next = Some(first);
-        let mut written = 0usize;
-        while let Some(out) = next.take() {
-            match out {
-                Outbound::Frame(frame) => {
-                    written += frame.len();
-                    if sink.feed(Message::Binary(frame)).await.is_err() {
-                        return WriteEnd::Broken;
-                    }
-                }
-                Outbound::Close { code, reason } => {
-                    if sink.flush().await.is_err() {
-                        return WriteEnd::Broken;
-                    }
-                    sent(written);
-                    let frame = CloseFrame {
-                        code,
-                        reason: truncate_reason(reason).into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    return WriteEnd::Closed;
-                }
-            }
-            if written < WRITE_BATCH_BYTES {
-                next = outbound.try_recv().ok();
-            }
-        }
-        if sink.flush().await.is_err() {
-            return WriteEnd::Broken;
-        }
-        sent(written);
-    }
-    let frame = CloseFrame {
-        code: close_code::INTERNAL_ERROR,
-        reason: "internal error".into(),
-    };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    WriteEnd::ActorGone
 }
 
 /// tungstenite's capacity errors ("Space limit exceeded: Message too long",

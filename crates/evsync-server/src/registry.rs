@@ -13,8 +13,9 @@
 //! dead channel, except for an actor that panicked, whose entry is then
 //! replaced.
 
+use crate::outlet::Outlet;
 use crate::shared::{Shared, lock};
-use crate::tenant::{self, Membership, Outbound, TenantMsg};
+use crate::tenant::{self, Membership, TenantMsg};
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
@@ -61,7 +62,8 @@ pub(crate) struct Attached {
     pub conn: ConnId,
     pub remote_id: RemoteId,
     pub tx: mpsc::UnboundedSender<TenantMsg>,
-    pub outbound: mpsc::UnboundedReceiver<Outbound>,
+    /// Where the actor writes this connection's frames.
+    pub outlet: Arc<Outlet>,
     pub shared: Arc<Shared>,
     /// Set when the engine closed this connection (it has forgotten it).
     pub closed_by_engine: bool,
@@ -106,11 +108,11 @@ impl Registry {
     /// if needed, and waits until its store is open and its `Hello` queued.
     pub async fn connect(self: &Arc<Self>, tenant: &str) -> Result<Attached, ConnectError> {
         let conn = self.shared.next_conn_id();
-        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let outlet = Outlet::new();
         let (ready_tx, ready_rx) = oneshot::channel();
         let msg = TenantMsg::Open {
             conn,
-            outbound: out_tx,
+            outlet: outlet.clone(),
             ready: ready_tx,
         };
         let tx = {
@@ -136,7 +138,7 @@ impl Registry {
             conn,
             remote_id: RemoteId([0; 16]),
             tx,
-            outbound: out_rx,
+            outlet,
             shared: self.shared.clone(),
             closed_by_engine: false,
             _socket: self.shared.sockets.token(),

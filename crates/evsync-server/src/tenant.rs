@@ -7,6 +7,7 @@
 //! wakes the engine at `poll_timeout`, and unloads itself after
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
+use crate::outlet::{Outbound, Outlet};
 use crate::shared::Shared;
 use crate::store::{Done, TenantStore};
 use bytes::Bytes;
@@ -24,7 +25,7 @@ pub(crate) enum TenantMsg {
     /// answers once the store is open (or with the reason it is not).
     Open {
         conn: ConnId,
-        outbound: mpsc::UnboundedSender<Outbound>,
+        outlet: Arc<Outlet>,
         ready: oneshot::Sender<Result<RemoteId, String>>,
     },
     /// One complete message from the socket (binary, or text as UTF-8).
@@ -41,17 +42,6 @@ pub(crate) enum TenantMsg {
     Close { conn: ConnId },
     /// Graceful shutdown: finish the writes received, ack, close with 1001.
     Shutdown,
-}
-
-/// What the actor tells a connection's socket task.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    Frame(Bytes),
-    /// Close the socket with this code and reason (after the frames before).
-    Close {
-        code: u16,
-        reason: String,
-    },
 }
 
 /// How an actor leaves the table of loaded tenants. The registry implements
@@ -98,7 +88,7 @@ pub(crate) async fn run(
         tenant,
         engine,
         store,
-        conns: HashMap::new(),
+        conns: Outlets::default(),
         shutting_down: registry.is_shutting_down(),
     };
     if actor.shutting_down {
@@ -177,9 +167,35 @@ struct Actor {
     tenant: String,
     engine: Engine,
     store: TenantStore,
-    /// Outbound channel of every connection the engine knows.
-    conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    conns: Outlets,
     shutting_down: bool,
+}
+
+/// The outlet of every connection the engine knows. An actor that ends
+/// with connections still attached panicked (it only unloads when idle):
+/// dropping these tells their sockets to close with 1011.
+#[derive(Default)]
+struct Outlets(HashMap<ConnId, Arc<Outlet>>);
+
+impl Drop for Outlets {
+    fn drop(&mut self) {
+        for outlet in self.0.values() {
+            outlet.actor_gone();
+        }
+    }
+}
+
+impl std::ops::Deref for Outlets {
+    type Target = HashMap<ConnId, Arc<Outlet>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Outlets {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Actor {
@@ -188,10 +204,10 @@ impl Actor {
         match msg {
             TenantMsg::Open {
                 conn,
-                outbound,
+                outlet,
                 ready,
             } => {
-                self.conns.insert(conn, outbound);
+                self.conns.insert(conn, outlet);
                 self.engine.handle_open(conn, now);
                 if self.shared.config.debug {
                     tracing::info!(
@@ -235,31 +251,52 @@ impl Actor {
     }
 
     /// Carries out everything the engine asked for, in order, and logs
-    /// its events.
+    /// its events. Frames are gathered per connection and written once the
+    /// engine has nothing more to say, connection after connection in the
+    /// order the engine first addressed them (a commit's subscribers in
+    /// subscription order), one write per connection (see `outlet`); what
+    /// was written at once is reported sent, which may let the engine send
+    /// more.
     fn drain(&mut self) {
-        while let Some(action) = self.engine.poll_action() {
-            match action {
-                Action::Send { conn, frame } => {
-                    let sent = self
-                        .conns
-                        .get(&conn)
-                        .is_some_and(|tx| tx.send(Outbound::Frame(frame)).is_ok());
-                    if !sent {
+        loop {
+            let mut bursts: Vec<(ConnId, Arc<Outlet>, Vec<Outbound>)> = Vec::new();
+            let mut burst_of: HashMap<ConnId, usize> = HashMap::new();
+            let mut burst = |conn: ConnId, outlet: &Arc<Outlet>, item: Outbound| {
+                let index = *burst_of.entry(conn).or_insert_with(|| {
+                    bursts.push((conn, outlet.clone(), Vec::new()));
+                    bursts.len() - 1
+                });
+                bursts[index].2.push(item);
+            };
+            while let Some(action) = self.engine.poll_action() {
+                match action {
+                    Action::Send { conn, frame } => match self.conns.get(&conn) {
+                        Some(outlet) => burst(conn, outlet, Outbound::Frame(frame)),
                         // The socket task is gone; its Close is on the way.
-                        // Until then the engine must not count these bytes.
-                        tracing::trace!(conn = conn.0, "frame for a closed socket dropped");
+                        None => tracing::trace!(conn = conn.0, "frame for a closed socket dropped"),
+                    },
+                    Action::Close { conn, code, reason } => {
+                        if let Some(outlet) = self.conns.remove(&conn) {
+                            burst(conn, &outlet, Outbound::Close { code, reason });
+                        }
+                    }
+                    Action::Storage(req) => {
+                        if let Some(response) = self.store.submit(req) {
+                            self.engine.handle_storage_response(response);
+                        }
                     }
                 }
-                Action::Close { conn, code, reason } => {
-                    if let Some(tx) = self.conns.remove(&conn) {
-                        let _ = tx.send(Outbound::Close { code, reason });
-                    }
-                }
-                Action::Storage(req) => {
-                    if let Some(response) = self.store.submit(req) {
-                        self.engine.handle_storage_response(response);
-                    }
-                }
+            }
+            if bursts.is_empty() {
+                break;
+            }
+            let written: Vec<(ConnId, usize)> = bursts
+                .into_iter()
+                .map(|(conn, outlet, items)| (conn, outlet.send(items)))
+                .filter(|&(_, bytes)| bytes > 0)
+                .collect();
+            for (conn, bytes) in written {
+                self.engine.handle_sent(conn, bytes);
             }
         }
         while let Some(event) = self.engine.poll_event() {
