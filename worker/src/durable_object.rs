@@ -255,7 +255,8 @@ impl SyncDurableObject {
             match attachment::load(&sql, &ws) {
                 Some((conn, positions)) => {
                     live.next_conn = live.next_conn.max(conn.0 + 1);
-                    live.engine.restore_connection(conn, positions.clone());
+                    live.engine
+                        .restore_connection(conn, positions.clone(), driver::now());
                     live.sockets.insert(conn, ws);
                     live.saved.insert(conn, positions);
                     live.touched.insert(conn);

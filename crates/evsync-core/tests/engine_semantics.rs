@@ -392,6 +392,99 @@ fn oversized_frames_and_bad_chunks_close_with_a_reason() {
 }
 
 #[test]
+fn the_idle_socket_timeout_is_off_by_default() {
+    let mut h = Harness::new();
+    let a = h.open(1);
+    assert_eq!(h.engine.poll_timeout(), None);
+    h.engine.handle_timeout(Timestamp(u64::MAX / 2));
+    h.pump();
+    assert!(!h.closed.contains_key(&a));
+}
+
+#[test]
+fn a_socket_silent_for_the_idle_timeout_is_closed_normally() {
+    let mut h = Harness::with_config(EngineConfig {
+        idle_socket_timeout_ms: Some(60_000),
+        ..EngineConfig::default()
+    });
+    let quiet = h.open(1);
+    let pinging = h.open(2);
+    h.now = Timestamp(30_000);
+    h.send(pinging, &Request::Ping { id: 1 });
+    assert_eq!(h.engine.poll_timeout(), Some(Timestamp(60_000)));
+    h.engine.handle_timeout(Timestamp(59_999));
+    h.pump();
+    assert!(h.closed.is_empty(), "nothing before the deadline");
+    h.engine.handle_timeout(Timestamp(60_000));
+    h.pump();
+    let (code, reason) = h.closed[&quiet].clone();
+    assert_eq!(code, close_code::NORMAL);
+    assert_eq!(reason, "idle: no frame received for 60 s");
+    assert!(
+        !h.closed.contains_key(&pinging),
+        "a frame 30 s ago restarts the clock"
+    );
+    // The frame moved its deadline: the next wake-up is exactly there.
+    assert_eq!(h.engine.poll_timeout(), Some(Timestamp(90_000)));
+    h.engine.handle_timeout(Timestamp(90_000));
+    h.pump();
+    assert_eq!(h.closed[&pinging].0, close_code::NORMAL);
+    assert_eq!(h.engine.poll_timeout(), None);
+    assert_eq!(h.engine.connection_count(), 0);
+}
+
+#[test]
+fn the_idle_deadline_is_the_earliest_of_many_without_a_scan() {
+    let mut h = Harness::with_config(EngineConfig {
+        idle_socket_timeout_ms: Some(1_000),
+        ..EngineConfig::default()
+    });
+    let conns: Vec<ConnId> = (1..=100)
+        .map(|n| {
+            h.now = Timestamp(n * 10);
+            h.open(n)
+        })
+        .collect();
+    assert_eq!(h.engine.poll_timeout(), Some(Timestamp(1_010)));
+    // Odd connections speak at 1,005 ms: of those due by 1,500 (1..=50),
+    // only the silent even ones go; the others are due at 2,005.
+    h.now = Timestamp(1_005);
+    for conn in conns.iter().step_by(2) {
+        h.send(*conn, &Request::Ping { id: 7 });
+    }
+    h.engine.handle_timeout(Timestamp(1_500));
+    h.pump();
+    let closed: Vec<u64> = conns
+        .iter()
+        .filter(|c| h.closed.contains_key(c))
+        .map(|c| c.0)
+        .collect();
+    let expected: Vec<u64> = (1..=25).map(|n| n * 2).collect();
+    assert_eq!(closed, expected);
+    assert_eq!(h.engine.poll_timeout(), Some(Timestamp(1_510)), "conn 51");
+    h.close(conns[0]);
+    h.engine.handle_timeout(Timestamp(2_005));
+    h.pump();
+    assert_eq!(h.engine.connection_count(), 0);
+}
+
+#[test]
+fn a_restored_connection_keeps_its_idle_clock() {
+    let mut h = Harness::with_config(EngineConfig {
+        idle_socket_timeout_ms: Some(1_000),
+        ..EngineConfig::default()
+    });
+    h.now = Timestamp(5_000);
+    let a = ConnId(9);
+    h.engine.restore_connection(a, Vec::new(), Timestamp(4_500));
+    assert_eq!(h.engine.last_heard(a), Some(Timestamp(4_500)));
+    assert_eq!(h.engine.poll_timeout(), Some(Timestamp(5_500)));
+    h.engine.handle_timeout(Timestamp(5_500));
+    h.pump();
+    assert_eq!(h.closed[&a].0, close_code::NORMAL);
+}
+
+#[test]
 fn an_incomplete_chunked_message_expires() {
     let mut h = Harness::new();
     let a = h.open(1);
@@ -645,7 +738,7 @@ fn a_restored_connection_resumes_its_subscriptions_without_hello() {
     );
     let mut h = Harness::new();
     h.store = store;
-    h.engine.restore_connection(a, positions);
+    h.engine.restore_connection(a, positions, h.now);
     h.pump();
     h.settle();
     let w = h.open(3);

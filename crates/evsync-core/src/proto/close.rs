@@ -4,6 +4,9 @@
 
 /// WebSocket close codes evsync uses (RFC 6455 §7.4.1).
 pub mod code {
+    /// A normal close: the server is done with a socket that is not broken
+    /// (the idle-socket timeout).
+    pub const NORMAL: u16 = 1000;
     /// The server is shutting down; the replica should reconnect later.
     pub const GOING_AWAY: u16 = 1001;
     /// Malformed frame, unknown tag, ill-formed chunk sequence.

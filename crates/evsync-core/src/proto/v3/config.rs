@@ -21,6 +21,11 @@ pub struct EngineConfig {
     pub max_changes_message_bytes: usize,
     /// The log service's limits (writes, subscriptions, cache, backpressure).
     pub log: LogConfig,
+    /// Close a socket with 1000 after this long without a frame from it
+    /// (`SYNC_IDLE_SOCKET_TIMEOUT`). `None`, the default: never. Only for
+    /// clients that ping (see `idle.rs`): Effect v3's client never
+    /// reconnects, so a quiet `disablePing: true` client would be cut off.
+    pub idle_socket_timeout_ms: Option<u64>,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +35,7 @@ impl Default for EngineConfig {
             max_frame_bytes: 16 * 1024 * 1024,
             max_changes_message_bytes: 4 * 1024 * 1024,
             log: LogConfig::default(),
+            idle_socket_timeout_ms: None,
         }
     }
 }

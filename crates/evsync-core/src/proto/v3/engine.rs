@@ -52,8 +52,9 @@ impl Engine {
         self.sessions.debug = on;
     }
 
-    /// A WebSocket was accepted: queues its `Hello`.
-    pub fn handle_open(&mut self, conn: ConnId, _now: Timestamp) {
+    /// A WebSocket was accepted: queues its `Hello`. Its idle clock (when
+    /// the idle-socket timeout is on) starts at `now`.
+    pub fn handle_open(&mut self, conn: ConnId, now: Timestamp) {
         if self.log.is_shutting_down() {
             self.sessions.actions.push_back(Action::Close {
                 conn,
@@ -62,7 +63,7 @@ impl Engine {
             });
             return;
         }
-        self.sessions.open(conn);
+        self.sessions.open(conn, now);
         self.log.open(conn);
         let hello = Response::Hello {
             remote_id: self.remote_id,
@@ -75,9 +76,16 @@ impl Engine {
     /// `Hello` is sent again; each subscription resumes from the given next
     /// sequence, as saved from [`Engine::subscription_positions`]. Entries
     /// sent after the positions were saved are sent again, which Effect
-    /// clients tolerate (they dedup by entry id).
-    pub fn restore_connection(&mut self, conn: ConnId, subscriptions: Vec<(String, Sequence)>) {
-        self.sessions.open(conn);
+    /// clients tolerate (they dedup by entry id). `heard_at` is when its
+    /// last frame is known to have arrived (its idle clock starts there; an
+    /// adapter that does not know passes the time of the restore).
+    pub fn restore_connection(
+        &mut self,
+        conn: ConnId,
+        subscriptions: Vec<(String, Sequence)>,
+        heard_at: Timestamp,
+    ) {
+        self.sessions.open(conn, heard_at);
         self.log.open(conn);
         for (public_key, next_seq) in subscriptions {
             self.log
@@ -97,6 +105,7 @@ impl Engine {
         if self.log.is_shutting_down() || !self.sessions.conns.contains_key(&conn) {
             return;
         }
+        self.sessions.idle.heard(conn, now);
         let max = self.sessions.config.max_frame_bytes;
         if frame.len() > max {
             let reason = format!("frame of {} bytes over the {max} byte limit", frame.len());
@@ -159,8 +168,16 @@ impl Engine {
         self.log.handle_close(conn, &mut self.sessions);
     }
 
+    /// When `conn`'s last frame arrived (or it opened), while the
+    /// idle-socket timeout is on: for an adapter that keeps it across a
+    /// restart of the engine (a Durable Object's hibernation).
+    pub fn last_heard(&self, conn: ConnId) -> Option<Timestamp> {
+        self.sessions.idle.last_heard(conn)
+    }
+
     /// Time passed: closes connections whose incomplete chunked messages
-    /// are older than the age limit.
+    /// are older than the age limit, and (when the idle-socket timeout is
+    /// on) connections that sent no frame for that long, with 1000.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let mut expired: Vec<(ConnId, FrameError)> = self
             .sessions
@@ -175,6 +192,17 @@ impl Engine {
         for (conn, err) in expired {
             self.close(conn, code::PROTOCOL_ERROR, err.to_string());
         }
+        let idle = self.sessions.idle.expired(now);
+        if let Some(timeout) = self.sessions.idle.timeout_ms() {
+            for conn in idle {
+                let reason = if timeout % 1000 == 0 {
+                    format!("idle: no frame received for {} s", timeout / 1000)
+                } else {
+                    format!("idle: no frame received for {timeout} ms")
+                };
+                self.close(conn, code::NORMAL, reason);
+            }
+        }
     }
 
     /// Graceful shutdown: frames received from now on are ignored; once the
@@ -186,11 +214,14 @@ impl Engine {
 
     /// The earliest time at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.sessions
+        let chunks = self
+            .sessions
             .chunking
             .iter()
             .filter_map(|conn| self.sessions.conns.get(conn)?.next_deadline())
-            .min()
+            .min();
+        let idle = self.sessions.idle.next_deadline();
+        chunks.into_iter().chain(idle).min()
     }
 
     /// The next thing to do, in order.

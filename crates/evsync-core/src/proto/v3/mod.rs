@@ -4,13 +4,15 @@
 //! - [`framer`]: messages ↔ frames, both directions (shared with clients);
 //! - [`Engine`]: the session layer of one tenant over the log service;
 //! - `session`: per-connection state and the encoding of log outputs;
-//! - `changes` / `memo`: `Changes` packing and shared encodings.
+//! - `changes` / `memo`: `Changes` packing and shared encodings;
+//! - `idle`: the opt-in idle-socket timeout's deadlines.
 
 mod changes;
 mod config;
 mod engine;
 mod events;
 pub mod framer;
+mod idle;
 mod memo;
 mod session;
 

@@ -7,10 +7,12 @@ use super::changes::changes_frames;
 use super::config::EngineConfig;
 use super::events::{Action, Event};
 use super::framer::{FrameDecoder, FrameEncoder};
+use super::idle::IdleClock;
 use super::memo::SharedFrames;
 use crate::log::{CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
 use crate::proto::close::{code, truncate_reason};
 use crate::storage::{StorageError, StorageRequest};
+use crate::time::Timestamp;
 use crate::wire::{Request, Response, Sequence};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -28,6 +30,8 @@ pub(super) struct Sessions {
     /// Connections holding incomplete chunked messages (the only ones with
     /// a deadline), so that `poll_timeout` need not scan every connection.
     pub chunking: ConnSet,
+    /// When each connection was last heard from, for the idle timeout.
+    pub idle: IdleClock,
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
     encoder: FrameEncoder,
@@ -37,11 +41,13 @@ pub(super) struct Sessions {
 impl Sessions {
     pub fn new(config: EngineConfig) -> Self {
         let memo = SharedFrames::new(config.log.tail_cache_bytes * SHARED_FRAMES_PER_TAIL);
+        let idle = IdleClock::new(config.idle_socket_timeout_ms);
         Sessions {
             config,
             debug: false,
             conns: ConnMap::default(),
             chunking: ConnSet::default(),
+            idle,
             actions: VecDeque::new(),
             events: VecDeque::new(),
             encoder: FrameEncoder::default(),
@@ -49,14 +55,17 @@ impl Sessions {
         }
     }
 
-    pub fn open(&mut self, conn: ConnId) {
+    /// Opens `conn`, its idle clock starting at `now`.
+    pub fn open(&mut self, conn: ConnId, now: Timestamp) {
         self.conns
             .insert(conn, FrameDecoder::new(self.config.chunks.clone()));
+        self.idle.open(conn, now);
     }
 
     /// Forgets `conn`; false if it was not open.
     pub fn forget(&mut self, conn: ConnId) -> bool {
         self.chunking.remove(&conn);
+        self.idle.forget(conn);
         self.conns.remove(&conn).is_some()
     }
 
