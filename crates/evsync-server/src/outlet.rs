@@ -109,7 +109,7 @@ impl Outlet {
         let mut cx = Context::from_waker(Waker::noop());
         let mut written = 0;
         let mut items = items.into_iter();
-        while let Some(item) = items.next() {
+        for item in items.by_ref() {
             let Outbound::Frame(frame) = item else {
                 state.backlog.push_back(item);
                 break;
