@@ -34,9 +34,41 @@ pub fn parse_bool(value: &str) -> Result<bool, NotABool> {
     }
 }
 
+/// Longest idle-socket timeout accepted: a day. Longer would hardly differ
+/// from off, and a typo of a few extra digits should be caught.
+pub const MAX_IDLE_SOCKET_TIMEOUT_SECS: u64 = 86_400;
+
+/// Parses `SYNC_IDLE_SOCKET_TIMEOUT`: whole seconds, `1` to a day, into
+/// milliseconds; empty (or only whitespace) or `0` leave it off (`None`).
+/// Anything else is an error saying what was expected.
+pub fn parse_idle_socket_timeout(value: &str) -> Result<Option<u64>, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    match value.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(secs) if secs <= MAX_IDLE_SOCKET_TIMEOUT_SECS => Ok(Some(secs * 1000)),
+        _ => Err(format!(
+            "expected whole seconds from 1 to {MAX_IDLE_SOCKET_TIMEOUT_SECS} (0 or empty: off), got {value:?}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_socket_timeouts() {
+        assert_eq!(parse_idle_socket_timeout(""), Ok(None));
+        assert_eq!(parse_idle_socket_timeout("0"), Ok(None));
+        assert_eq!(parse_idle_socket_timeout(" 90 "), Ok(Some(90_000)));
+        assert_eq!(parse_idle_socket_timeout("86400"), Ok(Some(86_400_000)));
+        for refused in ["-1", "1.5", "90s", "86401", "1e3", "abc"] {
+            assert!(parse_idle_socket_timeout(refused).is_err(), "{refused:?}");
+        }
+    }
 
     #[test]
     fn on_off_and_refused() {

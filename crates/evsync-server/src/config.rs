@@ -77,6 +77,15 @@ pub fn parse_bool(setting: &str, value: &str) -> Result<bool, ConfigError> {
         .map_err(|err| ConfigError::new(setting, err.to_string()))
 }
 
+/// Parses `SYNC_IDLE_SOCKET_TIMEOUT` with
+/// [`evsync_core::settings::parse_idle_socket_timeout`] (the Worker reads
+/// it with the same function): whole seconds into milliseconds, `0` or
+/// empty off, anything else an error naming `setting`.
+pub fn parse_idle_socket_timeout(setting: &str, value: &str) -> Result<Option<u64>, ConfigError> {
+    evsync_core::settings::parse_idle_socket_timeout(value)
+        .map_err(|problem| ConfigError::new(setting, problem))
+}
+
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

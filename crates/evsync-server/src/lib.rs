@@ -40,7 +40,7 @@ mod store;
 mod tenant;
 
 pub use config::{AuthConfig, auth_config};
-pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool};
+pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool, parse_idle_socket_timeout};
 
 use axum::serve::ListenerExt;
 use registry::Registry;

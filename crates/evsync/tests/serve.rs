@@ -51,6 +51,8 @@ async fn help_explains_every_option() {
         "SYNC_DEBUG",
         "--idle-unload-ms",
         "--shutdown-timeout-secs",
+        "--idle-socket-timeout",
+        "SYNC_IDLE_SOCKET_TIMEOUT",
     ] {
         assert!(
             stdout.contains(needle),
@@ -100,6 +102,16 @@ async fn bad_configuration_stops_startup_with_one_line() {
             vec![],
             vec![("SYNC_ALLOW_QUERY_TOKEN", "yes")],
             "SYNC_ALLOW_QUERY_TOKEN",
+        ),
+        (
+            vec![],
+            vec![("SYNC_IDLE_SOCKET_TIMEOUT", "soon")],
+            "SYNC_IDLE_SOCKET_TIMEOUT",
+        ),
+        (
+            vec!["--idle-socket-timeout=-5"],
+            vec![],
+            "SYNC_IDLE_SOCKET_TIMEOUT",
         ),
         (vec!["--data", file.to_str().unwrap()], vec![], "--data"),
         (vec!["--listen", busy_addr.as_str()], vec![], "--listen"),
@@ -291,5 +303,38 @@ async fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
     assert!(
         startup.contains(&format!("open files: {hard}")),
         "soft limit 256 raised to the hard limit {hard}: {startup}"
+    );
+}
+
+#[tokio::test]
+async fn the_idle_socket_timeout_closes_only_silent_sockets_with_1000() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path(), &[], &[("SYNC_IDLE_SOCKET_TIMEOUT", "1")]).await;
+    assert!(
+        server.startup.contains("idle socket timeout: 1 s"),
+        "{}",
+        server.startup
+    );
+    let (mut silent, _) = Client::connect_hello(server.addr, "idle").await;
+    let (mut pinging, _) = Client::connect_hello(server.addr, "idle").await;
+    let started = std::time::Instant::now();
+    // Pings every 300 ms for 2.5 s: well past the silent one's deadline.
+    for id in 1..=8 {
+        pinging.barrier(id).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let closed = silent.closed().await;
+    assert_eq!(closed.code, Some(close_code::NORMAL));
+    assert_eq!(closed.reason, "idle: no frame received for 1 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    pinging.barrier(99).await;
+    server
+        .line_with(&["closing connection", "code=1000", "idle"])
+        .await;
+    let closed = within("the pinging socket to go idle", pinging.closed()).await;
+    assert_eq!(
+        closed.code,
+        Some(close_code::NORMAL),
+        "once it stops pinging"
     );
 }

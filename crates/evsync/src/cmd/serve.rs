@@ -9,6 +9,7 @@ use crate::logging;
 use clap::Args;
 use evsync_server::{
     ConfigError, Server, ServerConfig, StartError, StorageConfig, auth_config, parse_bool,
+    parse_idle_socket_timeout,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -102,6 +103,14 @@ pub struct ServeArgs {
     )]
     debug: Option<String>,
 
+    /// Close a socket with 1000 after SECS without a frame from it (default:
+    /// never; `0` or empty: never). For clients with ping enabled, whose
+    /// abandoned sockets go quiet (the agent SDK leaks one per sync tick);
+    /// leave it off for `disablePing: true` clients: Effect's client never
+    /// reconnects after a close.
+    #[arg(long, env = "SYNC_IDLE_SOCKET_TIMEOUT", value_name = "SECS")]
+    idle_socket_timeout: Option<String>,
+
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -122,6 +131,10 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         args.allow_query_token.as_deref().unwrap_or(""),
     )?;
     let debug = parse_bool("SYNC_DEBUG (--debug)", args.debug.as_deref().unwrap_or(""))?;
+    let idle_socket_timeout = parse_idle_socket_timeout(
+        "SYNC_IDLE_SOCKET_TIMEOUT (--idle-socket-timeout)",
+        args.idle_socket_timeout.as_deref().unwrap_or(""),
+    )?;
     let auth = auth_config(
         args.auth_token.as_deref(),
         args.auth_tokens.as_deref(),
@@ -131,6 +144,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     let mut config = ServerConfig::new(listen, storage);
     config.auth = auth;
     config.debug = debug;
+    config.engine.idle_socket_timeout_ms = idle_socket_timeout;
     config.idle_grace = Duration::from_millis(args.idle_unload_ms);
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_secs);
     Ok(config)
@@ -184,6 +198,10 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let storage = config.storage.kind();
     let auth = config.auth.summary();
     let debug_mode = if config.debug { "on" } else { "off" };
+    let idle_sockets = match config.engine.idle_socket_timeout_ms {
+        Some(ms) => format!("{} s", ms / 1000),
+        None => "off".to_string(),
+    };
     // Handlers first: a signal sent as soon as the startup line is out must
     // already find them.
     let signals = match evsync_server::shutdown::Signals::install() {
@@ -209,7 +227,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let open_files = crate::limits::raise_open_files_limit()
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let startup = format!(
-        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}; open files: {open_files}",
+        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}; idle socket timeout: {idle_sockets}; open files: {open_files}",
         env!("CARGO_PKG_VERSION"),
     );
     // Scripts and supervisors wait for this line: print it even when
@@ -269,5 +287,20 @@ mod tests {
         assert!(err.to_string().starts_with("SYNC_STORAGE (--storage): "));
         let err = config(&parse(&["--listen", "nonsense"])).unwrap_err();
         assert!(err.to_string().starts_with("--listen: "));
+        let err = config(&parse(&["--idle-socket-timeout", "5m"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SYNC_IDLE_SOCKET_TIMEOUT (--idle-socket-timeout): ")
+        );
+    }
+
+    #[test]
+    fn the_idle_socket_timeout_is_off_unless_given() {
+        assert_eq!(
+            config(&parse(&[])).unwrap().engine.idle_socket_timeout_ms,
+            None
+        );
+        let c = config(&parse(&["--idle-socket-timeout", "90"])).unwrap();
+        assert_eq!(c.engine.idle_socket_timeout_ms, Some(90_000));
     }
 }
