@@ -2,7 +2,7 @@
 //! same meaning as the native server's settings (`evsync_core::settings`).
 
 use evsync_core::proto::v3::EngineConfig;
-use evsync_core::settings::parse_bool;
+use evsync_core::settings::{parse_bool, parse_idle_socket_timeout};
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 use worker::Env;
@@ -12,6 +12,10 @@ pub const DEBUG_VAR: &str = "SYNC_DEBUG";
 
 /// `SYNC_ALLOW_QUERY_TOKEN`: also accept `?token=`.
 pub const QUERY_TOKEN_VAR: &str = "SYNC_ALLOW_QUERY_TOKEN";
+
+/// `SYNC_IDLE_SOCKET_TIMEOUT`: close a socket after this many seconds
+/// without a frame from it (off by default; only for clients that ping).
+pub const IDLE_SOCKET_TIMEOUT_VAR: &str = "SYNC_IDLE_SOCKET_TIMEOUT";
 
 /// A variable or secret as text. `[vars]` may hold a TOML table (for
 /// `SYNC_AUTH_TOKENS`), which arrives as a JS object: it is returned as
@@ -41,19 +45,29 @@ pub fn flag(env: &Env, name: &str) -> Result<bool, String> {
     parse_bool(text(env, name).as_deref().unwrap_or("")).map_err(|err| format!("{name}: {err}"))
 }
 
-/// The engine's limits: the production defaults, which the test build
-/// (feature `selftest`) lets `SYNC_TEST_CHUNK_MAX_AGE_MS` shorten so that
-/// the end-to-end tests can watch an incomplete chunked message expire.
-pub fn engine_config(env: &Env) -> EngineConfig {
-    #[allow(unused_mut)]
-    let mut config = EngineConfig::default();
+/// `SYNC_IDLE_SOCKET_TIMEOUT` in milliseconds, parsed as the native
+/// server parses it; an error names the variable (callers fail closed).
+pub fn idle_socket_timeout(env: &Env) -> Result<Option<u64>, String> {
+    parse_idle_socket_timeout(text(env, IDLE_SOCKET_TIMEOUT_VAR).as_deref().unwrap_or(""))
+        .map_err(|err| format!("{IDLE_SOCKET_TIMEOUT_VAR}: {err}"))
+}
+
+/// The engine's limits: the production defaults plus
+/// `SYNC_IDLE_SOCKET_TIMEOUT`, which the test build (feature `selftest`)
+/// lets `SYNC_TEST_CHUNK_MAX_AGE_MS` shorten so that the end-to-end tests
+/// can watch an incomplete chunked message expire.
+pub fn engine_config(env: &Env) -> Result<EngineConfig, String> {
+    let mut config = EngineConfig {
+        idle_socket_timeout_ms: idle_socket_timeout(env)?,
+        ..EngineConfig::default()
+    };
     #[cfg(feature = "selftest")]
     if let Some(ms) = text(env, "SYNC_TEST_CHUNK_MAX_AGE_MS").and_then(|v| v.trim().parse().ok()) {
         config.chunks.max_incomplete_age_ms = ms;
     }
     #[cfg(not(feature = "selftest"))]
-    let _ = env;
-    config
+    let _ = &mut config;
+    Ok(config)
 }
 
 /// `SYNC_STORAGE`: which backend the Durable Object stores logs in.

@@ -12,11 +12,16 @@
 //!   an incomplete message expires on the object's alarm (`alarm`), set
 //!   after every drain from the engine's next deadline, even when no
 //!   further message arrives.
+//! - `SYNC_IDLE_SOCKET_TIMEOUT` closes quiet sockets (engine deadline, same
+//!   alarm); their last-heard times survive hibernation in `crate::idle`,
+//!   and an alarm on a hibernated object with the timeout on wakes the
+//!   engine so that the quiet sockets are closed.
 
 use crate::attachment;
 use crate::config;
 use crate::driver::{self, Driver, Live};
 use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::idle::{self, HeardLog};
 use crate::object_meta;
 use crate::storage::Backend;
 use bytes::Bytes;
@@ -40,6 +45,7 @@ pub struct SyncDurableObject {
     state: State,
     env: Env,
     driver: Driver,
+    heard: HeardLog,
 }
 
 impl DurableObject for SyncDurableObject {
@@ -48,6 +54,7 @@ impl DurableObject for SyncDurableObject {
             state,
             env,
             driver: Driver::default(),
+            heard: HeardLog::default(),
         }
     }
 
@@ -69,6 +76,17 @@ impl DurableObject for SyncDurableObject {
     /// is due, then drain, which sets the next alarm if one is needed.
     async fn alarm(&self) -> Result<Response> {
         self.driver.alarm.fired();
+        // With the idle timeout on, quiet sockets of a hibernated object
+        // are what the alarm is for: wake the engine to close them.
+        let idle_on = matches!(config::idle_socket_timeout(&self.env), Ok(Some(_)));
+        if idle_on
+            && !self.driver.is_live()
+            && !self.state.get_websockets().is_empty()
+            && let Err(reason) = self.ensure_live(None).await
+        {
+            worker::console_error!("evsync: storage unavailable: {reason}");
+            return Response::empty();
+        }
         // Not live: woken from hibernation, which took every incomplete
         // message with it; nothing to expire, no engine worth creating.
         let live = self
@@ -100,11 +118,13 @@ impl DurableObject for SyncDurableObject {
             let _ = ws.close(Some(code::INTERNAL_ERROR), Some(STATE_LOST));
             return Ok(());
         };
+        let sql = self.state.storage().sql();
         self.driver.with(|live| {
             let now = driver::now();
             live.engine.handle_timeout(now);
             live.engine.handle_frame(conn, frame, now);
             live.touched.insert(conn);
+            self.heard.heard(&sql, conn, now);
         });
         self.driver.pump(&self.state.storage()).await;
         Ok(())
@@ -153,7 +173,9 @@ impl SyncDurableObject {
             attachment::save(&sql, &pair.server, conn, &Vec::new())?;
             live.sockets.insert(conn, pair.server.clone());
             live.saved.insert(conn, Vec::new());
-            live.engine.handle_open(conn, driver::now());
+            let now = driver::now();
+            live.engine.handle_open(conn, now);
+            self.heard.heard(&sql, conn, now);
             if live.debug {
                 worker::console_log!(
                     "evsync: tenant {}: open conn {} ({} open)",
@@ -184,6 +206,7 @@ impl SyncDurableObject {
         };
         let storage = self.state.storage();
         attachment::forget_overflow(&storage.sql(), conn);
+        self.heard.forget(&storage.sql(), conn);
         let was_live = self
             .driver
             .with(|live| {
@@ -227,6 +250,7 @@ impl SyncDurableObject {
         let backend = Backend::open(&self.state, &self.env, &tenant).await?;
         let remote_id = backend.remote_id().await?;
         attachment::prepare(&sql)?;
+        idle::prepare(&sql)?;
         if self.driver.is_live() {
             // Another event created it while this one awaited storage.
             return Ok(());
@@ -239,7 +263,11 @@ impl SyncDurableObject {
         // The Worker refuses requests while SYNC_DEBUG is unusable; an
         // object woken by a socket message fails the same way (closed).
         let debug = config::flag(&self.env, config::DEBUG_VAR)?;
-        let mut engine = Engine::new(remote_id, config::engine_config(&self.env));
+        let engine_config = config::engine_config(&self.env)?;
+        self.heard
+            .timeout_ms
+            .set(engine_config.idle_socket_timeout_ms);
+        let mut engine = Engine::new(remote_id, engine_config);
         engine.set_debug(debug);
         let mut live = Live {
             tenant,
@@ -255,8 +283,9 @@ impl SyncDurableObject {
             match attachment::load(&sql, &ws) {
                 Some((conn, positions)) => {
                     live.next_conn = live.next_conn.max(conn.0 + 1);
+                    let heard_at = self.heard.restored_at(&sql, conn, driver::now());
                     live.engine
-                        .restore_connection(conn, positions.clone(), driver::now());
+                        .restore_connection(conn, positions.clone(), heard_at);
                     live.sockets.insert(conn, ws);
                     live.saved.insert(conn, positions);
                     live.touched.insert(conn);

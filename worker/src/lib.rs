@@ -34,8 +34,10 @@ mod config;
 mod driver;
 mod durable_object;
 mod http;
+mod idle;
 mod js;
 mod object_meta;
+mod refusals;
 mod routes;
 #[cfg(feature = "selftest")]
 mod selftest;

@@ -13,10 +13,14 @@
 //! The variables are read per request (the Worker has no start-up to
 //! refuse): one that cannot be used makes every request that names a
 //! tenant `500 Server misconfigured.`, with the reason in the log.
+//!
+//! Every refusal (including the object's `503` and the `502`) is logged
+//! once through `crate::refusals`, rate-limited, never with a token.
 
 use crate::auth;
 use crate::config;
 use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::refusals;
 use evsync_core::access::{AuthConfig, Credentials, HttpRequest, Protocol, Refusal, admit};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
@@ -28,7 +32,9 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
         match config::flag(&env, crate::selftest::ENABLE_VAR) {
             Ok(true) => return crate::selftest::route(backend, &env).await,
             Ok(false) => {}
-            Err(reason) => return refuse(Refusal::Misconfigured, Some(&reason)),
+            Err(reason) => {
+                return refuse(&req, url.path(), Refusal::Misconfigured, Some(&reason));
+            }
         }
     }
     let settings = settings(&env);
@@ -48,30 +54,52 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     };
     let admission = match admit(&request, settings.as_ref().ok()) {
         Ok(admission) => admission,
-        Err(refusal) => return refuse(refusal, settings.as_ref().err().map(String::as_str)),
+        Err(refusal) => {
+            let broken = settings.as_ref().err().map(String::as_str);
+            return refuse(&req, url.path(), refusal, broken);
+        }
     };
     // One arm per protocol, no wildcard: a new protocol must be given its
     // Durable Object session here before the Worker builds.
     match admission.protocol {
         Protocol::V3 => {}
     }
-    forward(&env, admission.tenant, admission.subprotocol.as_deref()).await
+    let response = forward(&env, admission.tenant, admission.subprotocol.as_deref()).await?;
+    match response.status_code() {
+        502 => refusals::log(headers, url.path(), 502, "durable object unavailable"),
+        503 => refusals::log(headers, url.path(), 503, "storage unavailable"),
+        _ => {}
+    }
+    Ok(response)
 }
 
 /// The variables a request depends on: the auth settings, and `SYNC_DEBUG`
-/// checked here too so that a value the object could not use is refused
-/// before any socket opens.
+/// and `SYNC_IDLE_SOCKET_TIMEOUT` checked here too so that a value the
+/// object could not use is refused before any socket opens.
 fn settings(env: &Env) -> std::result::Result<AuthConfig, String> {
     config::flag(env, config::DEBUG_VAR)?;
+    config::idle_socket_timeout(env)?;
     auth::from_env(env)
 }
 
-/// The original's answer to a refused request. A broken setting is logged
-/// (the reason names the variable, never a token) and answered `500`.
-fn refuse(refusal: Refusal, broken_setting: Option<&str>) -> Result<Response> {
+/// The original's answer to a refused request, logged (rate-limited). A
+/// broken setting is also logged (the reason names the variable, never a
+/// token) and answered `500`.
+fn refuse(
+    req: &Request,
+    path: &str,
+    refusal: Refusal,
+    broken_setting: Option<&str>,
+) -> Result<Response> {
     if let (Refusal::Misconfigured, Some(reason)) = (refusal, broken_setting) {
         worker::console_error!("evsync: {reason}");
     }
+    refusals::log(
+        req.headers(),
+        path,
+        refusal.status_and_body().0,
+        refusal.reason(),
+    );
     let (status, body) = refusal.status_and_body();
     let response = text(status, body)?;
     if let Some(challenge) = refusal.www_authenticate() {
