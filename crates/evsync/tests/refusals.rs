@@ -45,7 +45,8 @@ async fn refusals_are_logged_with_reason_and_without_tokens() {
     let wrong = format!("Bearer {GUESS}");
     let protocol = format!("sync-auth.{GUESS}");
     let right = format!("Bearer {TOKEN}");
-    let cases: Vec<(String, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         (
             "/event-log/acme".into(),
             upgrade_with(&[("Authorization", &wrong), ("User-Agent", AGENT)]),
