@@ -6,7 +6,8 @@
 //   node src/reference-server.mjs --memory         EventLogServer.layerStorageMemory, one per tenant
 //   [--port <n>] (default 0 = ephemeral; the server always binds 127.0.0.1)
 //
-// Route: /event-log/:tenant (WebSocket upgrade handled by EventLogServer.makeHandlerHttp).
+// Routes: /event-log/:tenant (WebSocket upgrade handled by EventLogServer.makeHandlerHttp);
+// /healthz answers {"status":"ok","connections":<open WebSocket connections>} like evsync's.
 // There is no auth: Effect's server has none.
 // On startup it prints exactly one line on stdout:
 //   reference listening on 127.0.0.1:<port>
@@ -43,6 +44,17 @@ if (!args.memory && !args.data) {
 if (args.data) mkdirSync(args.data, { recursive: true })
 
 const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+
+// Open upgraded (WebSocket) connections, for GET /healthz.
+let openUpgrades = 0
+const createCountingServer = (...args) => {
+  const server = createServer(...args)
+  server.on("upgrade", (_request, socket) => {
+    openUpgrades++
+    socket.once("close", () => openUpgrades--)
+  })
+  return server
+}
 
 // --trace: log every Storage call and every batch a subscription hands to the socket handler
 const trace = (tenant, layer) =>
@@ -103,6 +115,8 @@ const main = Effect.gen(function*() {
   }
 
   const router = HttpRouter.empty.pipe(
+    // like evsync's /healthz: the number of open WebSocket connections (counted on the node server)
+    HttpRouter.get("/healthz", Effect.sync(() => HttpServerResponse.unsafeJson({ status: "ok", connections: openUpgrades }))),
     HttpRouter.get(
       "/event-log/:tenant",
       Effect.gen(function*() {
@@ -124,7 +138,7 @@ const main = Effect.gen(function*() {
   return yield* Effect.never
 }).pipe(
   Effect.scoped,
-  Effect.provide(NodeHttpServer.layer(createServer, { host: "127.0.0.1", port: Number(args.port) })),
+  Effect.provide(NodeHttpServer.layer(createCountingServer, { host: "127.0.0.1", port: Number(args.port) })),
   Logger.withMinimumLogLevel(args.debug ? LogLevel.Debug : LogLevel.Warning)
 )
 

@@ -29,6 +29,7 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
 import WebSocket from "ws"
+import { sdkSyncService } from "./sdk-pattern.mjs"
 
 const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
 const TRACE = /^(1|true)$/i.test(process.env.INTEROP_TRACE ?? "")
@@ -152,6 +153,8 @@ const SMALL_FRAME = 65_536
  * @param {(error: Error) => void} [options.onAbort]
  * @param {boolean} [options.reconnectWorkaround]  apply the user-side workaround from
  *   docs/effect-client-notes.md (never used by the scenarios, which run the client as shipped)
+ * @param {number} [options.sdkSyncIntervalMs]  connect the way the agent SDK's SyncService does
+ *   (src/sdk-pattern.mjs): one Socket, a new connection loop every this many ms, none ever closed
  */
 export const startReplica = async (options) => {
   const name = options.name ?? `replica-${randomUUID().slice(0, 8)}`
@@ -177,7 +180,8 @@ export const startReplica = async (options) => {
     acks: [],
     ready: 0,
     writeFromRemoteCalls: 0,
-    emptyWriteFromRemoteCalls: 0
+    emptyWriteFromRemoteCalls: 0,
+    connects: 0
   }
   /** @type {{ level: string, message: string, cause: string }[]} */
   const logs = []
@@ -351,16 +355,26 @@ export const startReplica = async (options) => {
   // Same as EventLogRemote.layerWebSocket(url, { disablePing }), but with the socket options
   // (protocols, closeCodeIsError) that layerWebSocket does not expose.
   const remoteLayer = Layer.scopedDiscard(
-    Effect.gen(function*() {
-      const socket = yield* Socket.makeWebSocket(options.url, {
+    options.sdkSyncIntervalMs !== undefined
+      ? sdkSyncService({
+        url: options.url,
+        syncIntervalMs: options.sdkSyncIntervalMs,
+        disablePing: options.disablePing,
         protocols: options.protocols,
-        closeCodeIsError: options.reconnectWorkaround ? () => true : options.closeCodeIsError
+        onConnect: () => {
+          sockets.connects++
+        }
       })
-      yield* EventLogRemote.fromSocket({ disablePing: options.disablePing }).pipe(
-        options.reconnectWorkaround ? Effect.provideService(Socket.Socket, reconnectWorkaround(socket)) : fnIdentity,
-        Effect.provideService(Socket.Socket, socket)
-      )
-    })
+      : Effect.gen(function*() {
+        const socket = yield* Socket.makeWebSocket(options.url, {
+          protocols: options.protocols,
+          closeCodeIsError: options.reconnectWorkaround ? () => true : options.closeCodeIsError
+        })
+        yield* EventLogRemote.fromSocket({ disablePing: options.disablePing }).pipe(
+          options.reconnectWorkaround ? Effect.provideService(Socket.Socket, reconnectWorkaround(socket)) : fnIdentity,
+          Effect.provideService(Socket.Socket, socket)
+        )
+      })
   ).pipe(
     Layer.provide(EventLogEncryption.layerSubtle),
     Layer.provide(Layer.succeed(Socket.WebSocketConstructor, webSocketConstructor))
