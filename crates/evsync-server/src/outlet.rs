@@ -91,24 +91,26 @@ impl Outlet {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Actor side: hands `items` to the socket, in order. Returns the bytes
-    /// written and flushed now; the rest is left to the socket task, which
-    /// reports it when flushed.
-    pub fn send(&self, items: Vec<Outbound>) -> usize {
+    /// Actor side: hands `items` to the socket, in order, leaving `items`
+    /// empty (its buffer is reused). Returns the bytes written and flushed
+    /// now; the rest is left to the socket task, which reports it when
+    /// flushed.
+    pub fn send_all(&self, items: &mut Vec<Outbound>) -> usize {
         let mut state = self.lock();
         let state = &mut *state;
         if state.ended {
+            items.clear();
             return 0;
         }
         let blocked = !state.backlog.is_empty() || state.unflushed > 0;
         let Some(sink) = state.sink.as_mut().filter(|_| !blocked) else {
-            state.backlog.extend(items);
+            state.backlog.extend(items.drain(..));
             wake(&mut state.driver);
             return 0;
         };
         let mut cx = Context::from_waker(Waker::noop());
         let mut written = 0;
-        let mut items = items.into_iter();
+        let mut items = items.drain(..);
         for item in items.by_ref() {
             let Outbound::Frame(frame) = item else {
                 state.backlog.push_back(item);

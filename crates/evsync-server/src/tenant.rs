@@ -251,56 +251,65 @@ impl Actor {
     }
 
     /// Carries out everything the engine asked for, in order, and logs
-    /// its events. Frames are gathered per connection and written once the
-    /// engine has nothing more to say, connection after connection in the
-    /// order the engine first addressed them (a commit's subscribers in
-    /// subscription order), one write per connection (see `outlet`); what
-    /// was written at once is reported sent, which may let the engine send
-    /// more.
+    /// its events. Each run of consecutive frames for one connection is
+    /// written at once, in the engine's order (a commit's subscribers in
+    /// subscription order), by this task (see `outlet`); what was written
+    /// at once is reported sent, which may let the engine send more.
     fn drain(&mut self) {
+        let mut run: Vec<Outbound> = Vec::new();
+        let mut run_conn: Option<ConnId> = None;
         loop {
-            let mut bursts: Vec<(ConnId, Arc<Outlet>, Vec<Outbound>)> = Vec::new();
-            let mut burst_of: HashMap<ConnId, usize> = HashMap::new();
-            let mut burst = |conn: ConnId, outlet: &Arc<Outlet>, item: Outbound| {
-                let index = *burst_of.entry(conn).or_insert_with(|| {
-                    bursts.push((conn, outlet.clone(), Vec::new()));
-                    bursts.len() - 1
-                });
-                bursts[index].2.push(item);
-            };
-            while let Some(action) = self.engine.poll_action() {
-                match action {
-                    Action::Send { conn, frame } => match self.conns.get(&conn) {
-                        Some(outlet) => burst(conn, outlet, Outbound::Frame(frame)),
-                        // The socket task is gone; its Close is on the way.
-                        None => tracing::trace!(conn = conn.0, "frame for a closed socket dropped"),
-                    },
-                    Action::Close { conn, code, reason } => {
-                        if let Some(outlet) = self.conns.remove(&conn) {
-                            burst(conn, &outlet, Outbound::Close { code, reason });
-                        }
-                    }
-                    Action::Storage(req) => {
-                        if let Some(response) = self.store.submit(req) {
-                            self.engine.handle_storage_response(response);
-                        }
-                    }
+            let action = self.engine.poll_action();
+            let continues_run = matches!(
+                (&action, run_conn),
+                (Some(Action::Send { conn: next, .. }), Some(conn)) if *next == conn
+            );
+            if !continues_run && let Some(conn) = run_conn.take() {
+                self.write_run(conn, &mut run);
+                if action.is_none() {
+                    // Reporting it sent may have let the engine send more.
+                    continue;
                 }
             }
-            if bursts.is_empty() {
+            let Some(action) = action else {
                 break;
-            }
-            let written: Vec<(ConnId, usize)> = bursts
-                .into_iter()
-                .map(|(conn, outlet, items)| (conn, outlet.send(items)))
-                .filter(|&(_, bytes)| bytes > 0)
-                .collect();
-            for (conn, bytes) in written {
-                self.engine.handle_sent(conn, bytes);
+            };
+            match action {
+                Action::Send { conn, frame } => {
+                    if self.conns.contains_key(&conn) {
+                        run_conn = Some(conn);
+                        run.push(Outbound::Frame(frame));
+                    } else {
+                        // The socket task is gone; its Close is on the way.
+                        tracing::trace!(conn = conn.0, "frame for a closed socket dropped");
+                    }
+                }
+                Action::Close { conn, code, reason } => {
+                    if let Some(outlet) = self.conns.remove(&conn) {
+                        outlet.send_all(&mut vec![Outbound::Close { code, reason }]);
+                    }
+                }
+                Action::Storage(req) => {
+                    if let Some(response) = self.store.submit(req) {
+                        self.engine.handle_storage_response(response);
+                    }
+                }
             }
         }
         while let Some(event) = self.engine.poll_event() {
             self.log(event);
+        }
+    }
+
+    /// Writes one connection's run of frames; reports what left at once.
+    fn write_run(&mut self, conn: ConnId, run: &mut Vec<Outbound>) {
+        let Some(outlet) = self.conns.get(&conn) else {
+            run.clear();
+            return;
+        };
+        let written = outlet.send_all(run);
+        if written > 0 {
+            self.engine.handle_sent(conn, written);
         }
     }
 

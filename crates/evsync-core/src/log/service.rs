@@ -339,30 +339,45 @@ impl LogService {
             .live_coalesce_bytes
             .min(self.config.outbound_soft_limit);
         let hard_limit = self.config.outbound_hard_limit;
-        for conn in self.subs.subscribers(log) {
-            let queued = self.outbound.queued(conn);
-            let hold_back = queued > hold_back_over;
-            let Some(sub) = self.subs.get_mut(conn, log) else {
+        let Some(subscribers) = self.subs.of_log_mut(log) else {
+            return;
+        };
+        // Subscribers behind the commit's first entry (another writer's
+        // entries are missing) and those too slow to take it are handled
+        // after the pass, which needs the whole service.
+        let mut gaps = Vec::new();
+        let mut too_slow = Vec::new();
+        for &conn in subscribers.order.values() {
+            let Some(sub) = subscribers.subs.get_mut(&conn) else {
                 continue;
             };
             if sub.state != SubState::Live || sub.next_seq > last {
                 continue;
             }
             if sub.next_seq < first {
-                // A gap this service did not see commit (another writer's
-                // entries): read it.
-                self.catch_up(conn, log, false, sink);
+                gaps.push(conn);
                 continue;
             }
-            if hold_back {
+            let queued = self.outbound.queued(conn);
+            if queued > hold_back_over {
                 sub.state = SubState::Stalled;
                 continue;
             }
             let from = sub.next_seq;
             sub.next_seq = last + 1;
             let room = hard_limit.saturating_sub(queued);
-            let delivery = Delivery::committed(log, new, from, conn);
-            self.deliver(conn, delivery, room, sink);
+            match sink.deliver(conn, Delivery::committed(log, new, from, conn), room) {
+                Some(bytes) => {
+                    self.outbound.add(conn, bytes);
+                }
+                None => too_slow.push(conn),
+            }
+        }
+        for conn in gaps {
+            self.catch_up(conn, log, false, sink);
+        }
+        for conn in too_slow {
+            self.close_slow(conn, sink);
         }
     }
 
@@ -488,18 +503,6 @@ impl LogService {
         self.config
             .outbound_hard_limit
             .saturating_sub(self.outbound.queued(conn))
-    }
-
-    /// Hands one delivery to the sink and accounts for it.
-    fn deliver(
-        &mut self,
-        conn: ConnId,
-        delivery: Delivery<'_>,
-        room: usize,
-        sink: &mut impl LogSink,
-    ) -> bool {
-        let queued = sink.deliver(conn, delivery, room);
-        self.account(conn, queued, sink)
     }
 
     /// Counts what the sink queued, or closes a connection it could not

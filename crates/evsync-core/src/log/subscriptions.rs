@@ -31,17 +31,25 @@ pub(super) enum SubState {
     Stalled,
 }
 
-/// Every subscription, indexed both ways: by connection (what a connection
-/// holds) and by log (whom a commit goes to).
+/// The subscribers of one log: their subscriptions and the order they
+/// subscribed in. Effect's own server delivers a commit in that order, and
+/// clients depend on it: a replica that reconnects without closing its old
+/// socket (the agent SDK's SyncService) has two subscriptions, and the
+/// socket that gets an entry first decides whether the replica applies it.
+#[derive(Debug, Default)]
+pub(super) struct LogSubscribers {
+    pub order: BTreeMap<u64, ConnId>,
+    pub subs: ConnMap<Sub>,
+}
+
+/// Every subscription, indexed by log (whom a commit goes to: one lookup
+/// of the log's name per commit, then one of each subscriber's id) and by
+/// connection (what a connection holds).
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
-    by_conn: ConnMap<HashMap<String, Sub>>,
-    /// Subscribers of each log in the order they subscribed. Effect's own
-    /// server delivers a commit in that order, and clients depend on it: a
-    /// replica that reconnects without closing its old socket (the agent
-    /// SDK's SyncService) has two subscriptions, and the socket that gets
-    /// an entry first decides whether the replica applies it.
-    by_log: HashMap<String, BTreeMap<u64, ConnId>>,
+    by_log: HashMap<String, LogSubscribers>,
+    /// The logs each connection subscribes to (few, usually one).
+    by_conn: ConnMap<Vec<String>>,
     next_order: u64,
     /// Catch-up reads in flight: which subscription each one serves.
     reads: HashMap<RequestId, (ConnId, String)>,
@@ -50,7 +58,7 @@ pub(super) struct Subscriptions {
 impl Subscriptions {
     /// Logs `conn` subscribes to.
     pub fn count(&self, conn: ConnId) -> usize {
-        self.by_conn.get(&conn).map_or(0, HashMap::len)
+        self.by_conn.get(&conn).map_or(0, Vec::len)
     }
 
     pub fn has(&self, conn: ConnId, log: &str) -> bool {
@@ -58,11 +66,16 @@ impl Subscriptions {
     }
 
     pub fn get(&self, conn: ConnId, log: &str) -> Option<&Sub> {
-        self.by_conn.get(&conn)?.get(log)
+        self.by_log.get(log)?.subs.get(&conn)
     }
 
     pub fn get_mut(&mut self, conn: ConnId, log: &str) -> Option<&mut Sub> {
-        self.by_conn.get_mut(&conn)?.get_mut(log)
+        self.by_log.get_mut(log)?.subs.get_mut(&conn)
+    }
+
+    /// The subscribers of `log`, to serve a commit in one pass.
+    pub fn of_log_mut(&mut self, log: &str) -> Option<&mut LogSubscribers> {
+        self.by_log.get_mut(log)
     }
 
     /// Adds or replaces `conn`'s subscription to `log`, starting (stalled,
@@ -71,56 +84,57 @@ impl Subscriptions {
     pub fn insert(&mut self, conn: ConnId, log: &str, next_seq: Sequence) {
         let order = self.next_order;
         self.next_order += 1;
-        let old = self.by_conn.entry(conn).or_default().insert(
-            log.to_string(),
-            Sub {
-                next_seq,
-                state: SubState::Stalled,
-                order,
-                confirmed_through: None,
-            },
-        );
         let subscribers = self.by_log.entry(log.to_string()).or_default();
-        if let Some(old) = old {
-            subscribers.remove(&old.order);
+        let sub = Sub {
+            next_seq,
+            state: SubState::Stalled,
+            order,
+            confirmed_through: None,
+        };
+        match subscribers.subs.insert(conn, sub) {
+            Some(old) => {
+                subscribers.order.remove(&old.order);
+            }
+            None => self.by_conn.entry(conn).or_default().push(log.to_string()),
         }
-        subscribers.insert(order, conn);
+        subscribers.order.insert(order, conn);
     }
 
     pub fn remove(&mut self, conn: ConnId, log: &str) {
-        let removed = self
-            .by_conn
-            .get_mut(&conn)
-            .and_then(|subs| subs.remove(log));
-        if let Some(sub) = removed {
-            self.unlink(log, sub.order);
+        if self.unlink(conn, log)
+            && let Some(logs) = self.by_conn.get_mut(&conn)
+        {
+            logs.retain(|l| l != log);
         }
     }
 
     /// Forgets every subscription of `conn`.
     pub fn forget(&mut self, conn: ConnId) {
-        let Some(subs) = self.by_conn.remove(&conn) else {
-            return;
-        };
-        for (log, sub) in &subs {
-            self.unlink(log, sub.order);
+        for log in self.by_conn.remove(&conn).unwrap_or_default() {
+            self.unlink(conn, &log);
         }
     }
 
-    fn unlink(&mut self, log: &str, order: u64) {
-        if let Some(subscribers) = self.by_log.get_mut(log) {
-            subscribers.remove(&order);
-            if subscribers.is_empty() {
-                self.by_log.remove(log);
-            }
+    /// Removes `conn` from `log`'s subscribers; false if it was not one.
+    fn unlink(&mut self, conn: ConnId, log: &str) -> bool {
+        let Some(subscribers) = self.by_log.get_mut(log) else {
+            return false;
+        };
+        let Some(sub) = subscribers.subs.remove(&conn) else {
+            return false;
+        };
+        subscribers.order.remove(&sub.order);
+        if subscribers.subs.is_empty() {
+            self.by_log.remove(log);
         }
+        true
     }
 
     /// Subscribers of `log` in delivery order.
     pub fn subscribers(&self, log: &str) -> Vec<ConnId> {
         self.by_log
             .get(log)
-            .map(|subscribers| subscribers.values().copied().collect())
+            .map(|subscribers| subscribers.order.values().copied().collect())
             .unwrap_or_default()
     }
 
@@ -131,14 +145,9 @@ impl Subscriptions {
     /// `conn`'s logs with the next sequence each is owed, sorted.
     pub fn positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
         let mut positions: Vec<(String, Sequence)> = self
-            .by_conn
-            .get(&conn)
-            .map(|subs| {
-                subs.iter()
-                    .map(|(log, sub)| (log.clone(), sub.next_seq))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .logs_of(conn)
+            .filter_map(|log| Some((log.clone(), self.get(conn, log)?.next_seq)))
+            .collect();
         positions.sort();
         positions
     }
@@ -146,17 +155,19 @@ impl Subscriptions {
     /// `conn`'s stalled subscriptions, sorted by log.
     pub fn stalled(&self, conn: ConnId) -> Vec<String> {
         let mut stalled: Vec<String> = self
-            .by_conn
-            .get(&conn)
-            .map(|subs| {
-                subs.iter()
-                    .filter(|(_, sub)| sub.state == SubState::Stalled)
-                    .map(|(log, _)| log.clone())
-                    .collect()
+            .logs_of(conn)
+            .filter(|log| {
+                self.get(conn, log)
+                    .is_some_and(|sub| sub.state == SubState::Stalled)
             })
-            .unwrap_or_default();
+            .cloned()
+            .collect();
         stalled.sort();
         stalled
+    }
+
+    fn logs_of(&self, conn: ConnId) -> impl Iterator<Item = &String> {
+        self.by_conn.get(&conn).into_iter().flatten()
     }
 
     /// Records that read `id` serves `conn`'s subscription to `log`.
