@@ -10,7 +10,8 @@
 //   event at all (both replicas hold the same events);
 // - nothing is duplicated: each replica handled each of the other's events exactly once and none
 //   of its own, and a fresh replica reading the whole log gets every event exactly once;
-// - the number of open sockets (server side, GET /healthz "connections") is logged every 2 s,
+// - the number of open sockets (server side, GET /healthz "connections"; not on the Worker,
+//   which has no server-wide count) is logged every 2 s,
 //   with its min/max at the end (the SDK leaks one connection loop per tick).
 // The periodic reconnect and the pace of the writers are the behaviour under test (timers);
 // everything else waits for events.
@@ -30,7 +31,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { identityToString, makeIdentity } from "../src/replica.mjs"
 import { startReplicaProcess } from "../src/replica-process.mjs"
-import { assertHealthy, barrier, receivedIds, scenario, sleep, startServer, TARGETS, tenant } from "./lib/harness.mjs"
+import { assertHealthy, barrier, EVSYNC_KIND, receivedIds, scenario, sleep, startServer, TARGETS, tenant } from "./lib/harness.mjs"
 
 const DEFAULT_DURATION_S = 20
 const DURATION_S = (() => {
@@ -183,12 +184,14 @@ describe("S9 agent SDK SyncService pattern", () => {
             `${target} summary: writes ${written.A.length} (A) + ${written.B.length} (B) = ${all.length} events ` +
               `(${ids("A", "after").length + ids("B", "after").length} after the restart) in ${(writeEnd / 1000).toFixed(1)} s; ` +
               `converged ${((convergedAt - writeEnd) / 1000).toFixed(1)} s after the last write; ` +
-              `open sockets (server side, ${counted.length} samples): min ${Math.min(...counted)}, max ${Math.max(...counted)}; ` +
+              (counted.length > 0 ? `open sockets (server side, ${counted.length} samples): min ${Math.min(...counted)}, max ${Math.max(...counted)}; ` : "open sockets (server side): not available; ") +
               `client side A: ${a.sockets.connects} connects, ${a.sockets.constructed} sockets made, ${a.sockets.opened} opened, ${a.sockets.closed} closed, ` +
               `${pingFailures(a)} ping failures; B: ${b.sockets.connects} connects, ${b.sockets.constructed} made, ${b.sockets.opened} opened, ` +
               `${b.sockets.closed} closed, ${pingFailures(b)} ping failures; total ${(elapsed() / 1000).toFixed(1)} s`
           )
-          assert.ok(counted.length > 0, "no /healthz sample")
+          // The Worker has no server-wide connection count (each tenant is its own Durable
+          // Object); there the client-side counts above are the record.
+          if (EVSYNC_KIND !== "worker" || target !== "evsync") assert.ok(counted.length > 0, "no /healthz sample")
         } finally {
           if (sampler) clearInterval(sampler)
           // The SDK replicas' processes are killed (their runtime cannot be disposed: client bug #1);
