@@ -9,6 +9,7 @@
 // handler run to the parent and answers its requests over the IPC channel.
 import { fork } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { makeWaiters } from "./waiters.mjs"
 
 const self = fileURLToPath(import.meta.url)
 
@@ -58,18 +59,11 @@ export const startReplicaProcess = async (options) => {
   let last = { sockets: {}, logs: [], describe: "(no snapshot yet)" }
   let hello = false
   let exited
-  const waiters = new Set()
+  const waiters = makeWaiters()
   const pending = new Map()
   let nextReq = 0
-  const notify = () => {
-    for (const w of waiters) {
-      if (w.predicate()) {
-        waiters.delete(w)
-        clearTimeout(w.timer)
-        w.resolve()
-      }
-    }
-  }
+  const notify = () => waiters.notify()
+
   const started = new Promise((resolve, reject) => {
     child.on("message", (msg) => {
       if (msg.type === "started") resolve()
@@ -88,11 +82,7 @@ export const startReplicaProcess = async (options) => {
       exited = new Error(`${name}: replica process exited (code ${code}, signal ${signal})`)
       reject(exited)
       for (const p of pending.values()) p.reject(exited)
-      for (const w of waiters) {
-        clearTimeout(w.timer)
-        w.reject(exited)
-      }
-      waiters.clear()
+      waiters.rejectAll(exited)
     })
   })
   await started
@@ -118,18 +108,17 @@ export const startReplicaProcess = async (options) => {
     write: (note) => request({ op: "write", note }),
     /** Fetches the child's socket statistics and logs (then `sockets`, `logs`, `describe()`). */
     snapshot: () => request({ op: "snapshot" }),
-    waitFor: (predicate, { timeoutMs = 15_000, what = "condition" } = {}) =>
-      new Promise((resolve, reject) => {
-        if (predicate()) return resolve()
-        if (exited) return reject(exited)
-        const w = { predicate, resolve, reject, timer: undefined }
-        w.timer = setTimeout(async () => {
-          waiters.delete(w)
+    waitFor: (predicate, { timeoutMs = 15_000, what = "condition" } = {}) => {
+      if (!predicate() && exited) return Promise.reject(exited)
+      return waiters.waitFor(predicate, {
+        timeoutMs,
+        what,
+        onTimeout: async () => {
           await Promise.race([replica.snapshot(), new Promise((r) => setTimeout(r, 2_000))]).catch(() => {})
-          reject(new Error(`${name}: timed out after ${timeoutMs} ms waiting for ${what}; runs=${runs.length}; ${last.describe}`))
-        }, timeoutMs)
-        waiters.add(w)
-      }),
+          return new Error(`${name}: timed out after ${timeoutMs} ms waiting for ${what}; runs=${runs.length}; ${last.describe}`)
+        }
+      })
+    },
     waitForHello: (_count = 1, opts = {}) => replica.waitFor(() => hello, { what: "Hello", ...opts }),
     describe: () => last.describe,
     abort: () => {},

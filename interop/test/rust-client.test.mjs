@@ -15,6 +15,7 @@ import { createInterface } from "node:readline"
 import { describe } from "node:test"
 import { identityFromString, identityToString, makeIdentity } from "../src/replica.mjs"
 import { assertHealthy, barrier, EVSYNC_BIN, receivedIds, scenario, tenant, withServerPerTarget } from "./lib/harness.mjs"
+import { makeWaiters } from "../src/waiters.mjs"
 
 const sha = (s) => createHash("sha256").update(s).digest("hex")
 const WAIT_MS = 30_000
@@ -43,31 +44,20 @@ const startTail = async ({ server, tenantName, identity, from }) => {
   const lines = []
   let stderr = ""
   let exited = null
-  const waiters = new Set()
-  const notify = () => {
-    for (const w of waiters) {
-      if (w.predicate()) {
-        waiters.delete(w)
-        clearTimeout(w.timer)
-        w.resolve()
-      } else if (exited) {
-        waiters.delete(w)
-        clearTimeout(w.timer)
-        w.reject(new Error(`evsync tail exited (${JSON.stringify(exited)}) while waiting for ${w.what}; stderr: ${stderr}`))
-      }
-    }
-  }
-  const waitFor = (predicate, what) =>
-    new Promise((resolve, reject) => {
-      if (predicate()) return resolve()
-      const w = { predicate, resolve, reject, what }
-      w.timer = setTimeout(() => {
-        waiters.delete(w)
-        reject(new Error(`evsync tail: timed out after ${WAIT_MS} ms waiting for ${what}; lines=${lines.length} stderr: ${stderr}`))
-      }, WAIT_MS)
-      waiters.add(w)
-      notify()
+  const waiters = makeWaiters()
+  const notify = () =>
+    waiters.notify(
+      exited && ((what) => new Error(`evsync tail exited (${JSON.stringify(exited)}) while waiting for ${what}; stderr: ${stderr}`))
+    )
+  const waitFor = (predicate, what) => {
+    const waiting = waiters.waitFor(predicate, {
+      timeoutMs: WAIT_MS,
+      what,
+      onTimeout: () => new Error(`evsync tail: timed out after ${WAIT_MS} ms waiting for ${what}; lines=${lines.length} stderr: ${stderr}`)
     })
+    notify()
+    return waiting
+  }
   createInterface({ input: child.stdout }).on("line", (line) => {
     lines.push(JSON.parse(line))
     notify()

@@ -5,6 +5,7 @@
 import * as EventLogRemote from "@effect/experimental/EventLogRemote"
 import { randomUUID } from "node:crypto"
 import { WebSocketServer } from "ws"
+import { makeWaiters } from "../../src/waiters.mjs"
 
 const { Ack, Changes, ChunkedMessage, decodeRequest, encodeResponse, Hello, Pong } = EventLogRemote
 
@@ -21,16 +22,9 @@ export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } =
   /** @type {Map<string, { sequence: number, iv: Uint8Array, entryId: Uint8Array, encryptedEntry: Uint8Array }[]>} */
   const logs = new Map()
   const connections = []
-  const waiters = new Set()
-  const notify = () => {
-    for (const w of waiters) {
-      if (w.predicate()) {
-        waiters.delete(w)
-        clearTimeout(w.timer)
-        w.resolve()
-      }
-    }
-  }
+  const waiters = makeWaiters()
+  const notify = () => waiters.notify()
+
 
   const wss = new WebSocketServer({ host: "127.0.0.1", port: listenPort })
   await new Promise((resolve) => wss.once("listening", resolve))
@@ -126,14 +120,10 @@ export const startScriptedServer = async (hooks = {}, { port: listenPort = 0 } =
     connections,
     logs,
     waitFor: (predicate, { timeoutMs = 15_000, what = "condition" } = {}) =>
-      new Promise((resolve, reject) => {
-        if (predicate()) return resolve()
-        const w = { predicate, resolve }
-        w.timer = setTimeout(() => {
-          waiters.delete(w)
-          reject(new Error(`scripted server: timed out after ${timeoutMs} ms waiting for ${what}`))
-        }, timeoutMs)
-        waiters.add(w)
+      waiters.waitFor(predicate, {
+        timeoutMs,
+        what,
+        onTimeout: () => new Error(`scripted server: timed out after ${timeoutMs} ms waiting for ${what}`)
       }),
     stop: () =>
       new Promise((resolve) => {
