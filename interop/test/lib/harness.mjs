@@ -56,11 +56,17 @@ const knownFailures = JSON.parse(readFileSync(KNOWN_FAILURES_FILE, "utf8"))
  *   test fails and says to update the record. An entry marked `intermittent` (the failure
  *   depends on timing) may pass; it names the deterministic scenario that proves it (`provenBy`).
  * - `auth: true` scenarios are skipped for reference targets only (Effect's server has no auth).
+ * - `notOnWorker: "reason"` skips a scenario, loudly and with that reason, when evsync runs as the
+ *   Cloudflare Worker (INTEROP_EVSYNC_KIND=worker): only for a failure that is open and recorded.
  */
 export const scenario = (target, id, title, fn, options = {}) => {
   const testOptions = { timeout: options.timeout ?? 120_000 }
   if (options.auth && !supportsAuth(target)) {
     it(`${id}: ${title}`, { ...testOptions, skip: `${target}: Effect's reference server has no auth (auth scenarios run against evsync only)` }, () => {})
+    return
+  }
+  if (options.notOnWorker && target === "evsync" && EVSYNC_KIND === "worker") {
+    it(`${id}: ${title}`, { ...testOptions, skip: `on the Worker: ${options.notOnWorker}` }, () => {})
     return
   }
   const known = target === "evsync" ? undefined : knownFailures.targets?.[target]?.[id]
