@@ -49,48 +49,44 @@ impl LogCache {
     /// Entries just committed by this service, with the connection that
     /// wrote each: a contiguous ascending run that ends at the new head
     /// (storage assigned the sequences). Raises the head and caches them.
-    pub fn record_commit(
-        &mut self,
-        entries: &[RemoteEntry],
-        writers: &[ConnId],
-        max_entries: usize,
-        max_bytes: usize,
-    ) {
-        let Some(last) = entries.last() else {
+    pub fn record_commit(&mut self, run: &[Cached], max_entries: usize, max_bytes: usize) {
+        let Some(last) = run.last() else {
             return;
         };
-        if self.known_head.is_some_and(|h| h >= last.sequence) {
+        if self.known_head.is_some_and(|h| h >= last.entry.sequence) {
             return;
         }
         // `extend_tail` keeps the cached run only if these connect to it.
-        self.known_head = Some(last.sequence);
-        self.extend_tail(entries, Some(writers), max_entries, max_bytes);
+        self.known_head = Some(last.entry.sequence);
+        self.extend_tail(run, |c| (&c.entry, c.writer), max_entries, max_bytes);
     }
 
-    /// Caches entries (ascending, contiguous) that connect to the cached
-    /// tail; `writers`, when known, are their writing connections. While
-    /// the head is unknown the run is kept tentatively: an empty read right
-    /// after it proves it ends at the head.
-    pub fn extend_tail(
+    /// Caches a run (ascending, contiguous) that connects to the cached
+    /// tail; `parts` gives each item's entry and, when known, its writing
+    /// connection. While the head is unknown the run is kept tentatively:
+    /// an empty read right after it proves it ends at the head.
+    pub fn extend_tail<T>(
         &mut self,
-        entries: &[RemoteEntry],
-        writers: Option<&[ConnId]>,
+        run: &[T],
+        parts: impl Fn(&T) -> (&RemoteEntry, Option<ConnId>),
         max_entries: usize,
         max_bytes: usize,
     ) {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return;
         };
-        if self.known_head.is_some_and(|h| h != last.sequence) || max_entries == 0 {
+        let (first, last) = (parts(first).0.sequence, parts(last).0.sequence);
+        if self.known_head.is_some_and(|h| h != last) || max_entries == 0 {
             return;
         }
         match self.tail.back() {
-            Some(back) if back.entry.sequence >= last.sequence => return,
-            Some(back) if back.entry.sequence + 1 == first.sequence => {}
+            Some(back) if back.entry.sequence >= last => return,
+            Some(back) if back.entry.sequence + 1 == first => {}
             _ => self.clear_tail(),
         }
-        let skip = entries.len().saturating_sub(max_entries);
-        for (i, entry) in entries.iter().enumerate().skip(skip) {
+        let skip = run.len().saturating_sub(max_entries);
+        for item in &run[skip..] {
+            let (entry, writer) = parts(item);
             self.tail_bytes += entry_bytes(entry);
             // A copy, not a slice: a slice would pin the whole frame the
             // entry arrived in for as long as it stays cached.
@@ -101,7 +97,7 @@ impl LogCache {
                     entry_id: Bytes::copy_from_slice(&entry.entry_id),
                     encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
                 },
-                writer: writers.and_then(|w| w.get(i).copied()),
+                writer,
             });
         }
         while self.tail.len() > max_entries || (self.tail_bytes > max_bytes && self.tail.len() > 1)
@@ -170,6 +166,13 @@ mod tests {
         }
     }
 
+    fn c(sequence: Sequence) -> Cached {
+        Cached {
+            entry: e(sequence),
+            writer: Some(ConnId(1)),
+        }
+    }
+
     fn seqs(log: &LogCache, from: Sequence) -> Option<Vec<Sequence>> {
         log.tail_from(from)
             .map(|it| it.map(|c| c.entry.sequence).collect())
@@ -178,19 +181,18 @@ mod tests {
     #[test]
     fn tail_stays_contiguous_and_bounded() {
         let mut log = LogCache::default();
-        let w = [ConnId(1); 3];
-        log.record_commit(&[e(1), e(2), e(3)], &w, 4, 1000);
+        log.record_commit(&[c(1), c(2), c(3)], 4, 1000);
         assert_eq!(seqs(&log, 2), Some(vec![2, 3]));
         assert_eq!(seqs(&log, 4), Some(vec![]));
         assert_eq!(seqs(&log, 5), None);
-        log.record_commit(&[e(4), e(5)], &w[..2], 4, 1000);
+        log.record_commit(&[c(4), c(5)], 4, 1000);
         assert_eq!(seqs(&log, 1), None, "oldest entry evicted");
         assert_eq!(seqs(&log, 2), Some(vec![2, 3, 4, 5]));
         log.observe_head(9);
         assert_eq!(seqs(&log, 5), None, "a head beyond the tail empties it");
 
         let mut fresh = LogCache::default();
-        fresh.extend_tail(&[e(7), e(8)], None, 4, 1000);
+        fresh.extend_tail(&[e(7), e(8)], |e| (e, None), 4, 1000);
         assert_eq!(seqs(&fresh, 7), None, "head unknown: nothing served");
         fresh.observe_head(8);
         assert_eq!(
@@ -203,10 +205,9 @@ mod tests {
     #[test]
     fn a_commit_after_another_writers_entries_restarts_the_tail() {
         let mut log = LogCache::default();
-        let w = [ConnId(1); 2];
-        log.record_commit(&[e(1), e(2)], &w, 8, 1000);
+        log.record_commit(&[c(1), c(2)], 8, 1000);
         // Sequences 3 and 4 were committed by another writer, unseen here.
-        log.record_commit(&[e(5)], &w[..1], 8, 1000);
+        log.record_commit(&[c(5)], 8, 1000);
         assert_eq!(seqs(&log, 5), Some(vec![5]));
         assert_eq!(seqs(&log, 3), None, "the gap is never served from memory");
         assert_eq!(log.known_head, Some(5));

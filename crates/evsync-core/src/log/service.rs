@@ -325,12 +325,9 @@ impl LogService {
     /// turns one message per commit per subscriber into one per socket
     /// round trip.
     fn publish(&mut self, log: &str, new: &[Cached], sink: &mut impl LogSink) {
-        let entries: Vec<RemoteEntry> = new.iter().map(|c| c.entry.clone()).collect();
-        let writers: Vec<ConnId> = new.iter().filter_map(|c| c.writer).collect();
-        let (first, last) = (entries[0].sequence, entries[entries.len() - 1].sequence);
+        let (first, last) = (new[0].entry.sequence, new[new.len() - 1].entry.sequence);
         self.caches.entry(log).record_commit(
-            &entries,
-            &writers,
+            new,
             self.config.tail_cache_entries,
             self.config.tail_cache_bytes,
         );
@@ -465,7 +462,7 @@ impl LogService {
                 sub.confirmed_through = Some(last.sequence);
                 cache.extend_tail(
                     &entries,
-                    None,
+                    |e| (e, None),
                     self.config.tail_cache_entries,
                     self.config.tail_cache_bytes,
                 );
