@@ -10,6 +10,7 @@
 //! ```
 
 use bytes::Bytes;
+use evsync_core::access::Grant;
 use evsync_core::proto::v3::framer::FrameEncoder;
 use evsync_core::proto::v3::{Action, ConnId, Engine, EngineConfig};
 use evsync_core::storage::MemoryStorage;
@@ -54,7 +55,7 @@ fn main() {
         }
     };
     for c in 0..=subscribers {
-        engine.handle_open(ConnId(c), now);
+        engine.handle_open(ConnId(c), Grant::full(), now);
         if c > 0 {
             let subscribe = Request::RequestChanges {
                 public_key: PUBLIC_KEY.into(),

@@ -4,6 +4,7 @@
 mod support;
 
 use bytes::Bytes;
+use evsync_core::access::Grant;
 use evsync_core::codec::encode_request;
 use evsync_core::log::LogConfig;
 use evsync_core::proto::close::code as close_code;
@@ -476,7 +477,8 @@ fn a_restored_connection_keeps_its_idle_clock() {
     });
     h.now = Timestamp(5_000);
     let a = ConnId(9);
-    h.engine.restore_connection(a, Vec::new(), Timestamp(4_500));
+    h.engine
+        .restore_connection(a, Vec::new(), Grant::full(), Timestamp(4_500));
     assert_eq!(h.engine.last_heard(a), Some(Timestamp(4_500)));
     assert_eq!(h.engine.poll_timeout(), Some(Timestamp(5_500)));
     h.engine.handle_timeout(Timestamp(5_500));
@@ -738,7 +740,8 @@ fn a_restored_connection_resumes_its_subscriptions_without_hello() {
     );
     let mut h = Harness::new();
     h.store = store;
-    h.engine.restore_connection(a, positions, h.now);
+    h.engine
+        .restore_connection(a, positions, Grant::full(), h.now);
     h.pump();
     h.settle();
     let w = h.open(3);

@@ -8,6 +8,7 @@
 //! Ack must agree with what storage holds.
 
 use bytes::Bytes;
+use evsync_core::access::Grant;
 use evsync_core::chunk::ChunkLimits;
 use evsync_core::log::LogConfig;
 use evsync_core::proto::v3::framer::{FrameDecoder, FrameEncoder};
@@ -99,7 +100,9 @@ impl Model {
     fn open(&mut self, e: usize, conn: ConnId) {
         self.decoders
             .insert(conn, FrameDecoder::new(ChunkLimits::default()));
-        self.nodes[e].engine.handle_open(conn, Timestamp(0));
+        self.nodes[e]
+            .engine
+            .handle_open(conn, Grant::full(), Timestamp(0));
         self.pump(e);
     }
 

@@ -40,6 +40,7 @@ pub fn credentials<'a>(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use evsync_core::access::Grant;
 
     fn authorize(
         auth: &AuthConfig,
@@ -47,7 +48,12 @@ mod tests {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> AuthDecision {
-        auth.authorize(tenant, &credentials(headers, &protocols(headers), query))
+        let now = evsync_core::time::Timestamp(0);
+        auth.authorize(
+            tenant,
+            &credentials(headers, &protocols(headers), query),
+            now,
+        )
     }
 
     #[test]
@@ -62,18 +68,25 @@ mod tests {
         assert_eq!(
             authorize(&auth, "t", &headers, None),
             AuthDecision::Allow {
-                protocol: Some("sync-auth.s3cret".into())
+                protocol: Some("sync-auth.s3cret".into()),
+                grant: Grant::full(),
             }
         );
         let mut bearer = HeaderMap::new();
         bearer.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
         assert_eq!(
             authorize(&auth, "t", &bearer, None),
-            AuthDecision::Allow { protocol: None }
+            AuthDecision::Allow {
+                protocol: None,
+                grant: Grant::full()
+            }
         );
         assert_eq!(
             authorize(&auth, "t", &HeaderMap::new(), Some("token=s3cret")),
-            AuthDecision::Allow { protocol: None }
+            AuthDecision::Allow {
+                protocol: None,
+                grant: Grant::full()
+            }
         );
         assert_eq!(
             authorize(&auth, "t", &HeaderMap::new(), None),

@@ -1,6 +1,8 @@
 //! What a server is told at start, and the one-line errors for bad values.
 
+use evsync_core::access::AdminToken;
 pub use evsync_core::access::AuthConfig;
+use evsync_core::access::signed_token::TokenSecret;
 use evsync_core::proto::v3::EngineConfig;
 use std::fmt;
 use std::net::SocketAddr;
@@ -93,6 +95,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
+    /// SYNC_ADMIN_TOKEN: the admin API (`/admin/…`) is off without it.
+    pub admin_token: Option<AdminToken>,
     /// SYNC_DEBUG: log every request and every open/close at info level.
     pub debug: bool,
     /// Limits of each tenant's engine; `max_frame_bytes` also bounds the
@@ -119,6 +123,7 @@ impl ServerConfig {
             listen,
             storage,
             auth: AuthConfig::open(),
+            admin_token: None,
             debug: false,
             engine: EngineConfig::default(),
             idle_grace: Duration::from_secs(30),
@@ -139,6 +144,23 @@ pub fn auth_config(
 ) -> Result<AuthConfig, ConfigError> {
     AuthConfig::new(default_token, tenant_tokens_json, allow_query_token)
         .map_err(|problem| ConfigError::new(tokens_setting, problem))
+}
+
+/// Parses SYNC_TOKEN_SECRET: unset or empty is `None` (no signed tokens);
+/// shorter than 32 bytes is an error naming `setting` (never the value).
+pub fn token_secret(raw: Option<&str>, setting: &str) -> Result<Option<TokenSecret>, ConfigError> {
+    match raw.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => TokenSecret::new(raw)
+            .map(Some)
+            .map_err(|problem| ConfigError::new(setting, problem)),
+    }
+}
+
+/// Parses SYNC_ADMIN_TOKEN: unset or empty is `None` (admin API off);
+/// shorter than 16 bytes is an error naming `setting` (never the value).
+pub fn admin_token(raw: Option<&str>, setting: &str) -> Result<Option<AdminToken>, ConfigError> {
+    AdminToken::new(raw).map_err(|problem| ConfigError::new(setting, problem))
 }
 
 #[cfg(test)]
@@ -177,6 +199,23 @@ mod tests {
     fn errors_stay_on_one_line() {
         let err = ConfigError::new("A", "line one\nline two");
         assert_eq!(err.to_string(), "A: line one line two");
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_showing_them() {
+        let err = token_secret(Some("too-short"), "SYNC_TOKEN_SECRET").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SYNC_TOKEN_SECRET: must be at least 32 bytes")
+        );
+        assert!(!err.to_string().contains("too-short"));
+        assert!(token_secret(Some(""), "S").unwrap().is_none());
+        assert!(token_secret(Some(&"s".repeat(32)), "S").unwrap().is_some());
+        let err = admin_token(Some("tiny"), "SYNC_ADMIN_TOKEN").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SYNC_ADMIN_TOKEN: must be at least 16 bytes")
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 pub mod auth;
 pub mod config;
 mod connection;
@@ -39,7 +40,7 @@ pub mod shutdown;
 mod store;
 mod tenant;
 
-pub use config::{AuthConfig, auth_config};
+pub use config::{AuthConfig, admin_token, auth_config, token_secret};
 pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool, parse_idle_socket_timeout};
 
 use axum::serve::ListenerExt;

@@ -15,7 +15,9 @@
 
 use crate::outlet::Outlet;
 use crate::shared::{Shared, lock};
-use crate::tenant::{self, Membership, TenantMsg};
+use crate::store;
+use crate::tenant::{self, Membership, OpenRefused, TenantMsg};
+use evsync_core::access::Grant;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
@@ -52,6 +54,17 @@ pub(crate) enum ConnectError {
     ShuttingDown,
     /// The tenant's store could not be opened: `503` with this reason.
     Storage(String),
+    /// The signed token was minted before the tenant's revocation: `401`.
+    Revoked,
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Revoked {
+    /// The tenant's stored "not before" (Unix ms), now in force.
+    pub not_before: u64,
+    /// Connections it closed.
+    pub closed: usize,
 }
 
 /// A connection registered with its tenant's actor, not yet (or no longer)
@@ -104,15 +117,21 @@ impl Registry {
         self.loaded.subscribe()
     }
 
-    /// Registers a new connection with `tenant`'s actor, loading the tenant
-    /// if needed, and waits until its store is open and its `Hello` queued.
-    pub async fn connect(self: &Arc<Self>, tenant: &str) -> Result<Attached, ConnectError> {
+    /// Registers a new connection admitted with `grant` (expiry on the
+    /// engine's clock) with `tenant`'s actor, loading the tenant if needed,
+    /// and waits until its store is open and its `Hello` queued.
+    pub async fn connect(
+        self: &Arc<Self>,
+        tenant: &str,
+        grant: Grant,
+    ) -> Result<Attached, ConnectError> {
         let conn = self.shared.next_conn_id();
         let outlet = Outlet::new();
         let (ready_tx, ready_rx) = oneshot::channel();
         let msg = TenantMsg::Open {
             conn,
             outlet: outlet.clone(),
+            grant,
             ready: ready_tx,
         };
         let tx = {
@@ -148,9 +167,13 @@ impl Registry {
                 attached.remote_id = remote_id;
                 Ok(attached)
             }
-            Ok(Err(reason)) => {
+            Ok(Err(OpenRefused::Storage(reason))) => {
                 attached.closed_by_engine = true;
                 Err(ConnectError::Storage(reason))
+            }
+            Ok(Err(OpenRefused::Revoked)) => {
+                attached.closed_by_engine = true;
+                Err(ConnectError::Revoked)
             }
             Err(_) => {
                 attached.closed_by_engine = true;
@@ -159,6 +182,32 @@ impl Registry {
                 ))
             }
         }
+    }
+
+    /// Revokes `tenant`'s tokens as of `now_ms` (Unix ms): stores the new
+    /// "not before" first (so that a restart or a later load refuses old
+    /// tokens), then, if the tenant is loaded, has its actor close every
+    /// connection and refuse old tokens from then on.
+    pub async fn revoke(&self, tenant: &str, now_ms: u64) -> Result<Revoked, String> {
+        let not_before = store::revoke_tokens(&self.shared, tenant, now_ms).await?;
+        let (closed_tx, closed_rx) = oneshot::channel();
+        let msg = TenantMsg::Revoke {
+            not_before,
+            closed: closed_tx,
+        };
+        // Under the lock, as `connect` sends: an actor that loaded (and read
+        // the old value) before the write is still in the table and gets
+        // the message; one that loads after the write reads the new value.
+        let sent = lock(&self.state)
+            .tenants
+            .get(tenant)
+            .is_some_and(|slot| slot.tx.send(msg).is_ok());
+        let closed = if sent {
+            closed_rx.await.unwrap_or(0)
+        } else {
+            0
+        };
+        Ok(Revoked { not_before, closed })
     }
 
     fn spawn_actor(

@@ -15,6 +15,7 @@
 //! Every refusal is logged once (`crate::refusals`, rate-limited) with its
 //! reason, the tenant when valid, the peer's address and user agent.
 
+use crate::admin;
 use crate::auth;
 use crate::connection;
 use crate::health;
@@ -25,7 +26,9 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use evsync_core::access::{HttpRequest, Protocol, Refusal, RefusalLine, admit, refused_tenant};
+use evsync_core::access::{
+    DenyReason, HttpRequest, Protocol, Refusal, RefusalLine, admit, is_admin_path, refused_tenant,
+};
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +58,7 @@ fn refusal_response(refusal: Refusal) -> Response {
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
@@ -65,15 +68,17 @@ fn text(status: StatusCode, body: &'static str) -> Response {
 }
 
 /// Who asked, for the refusal log.
-struct Peer<'a> {
-    addr: SocketAddr,
-    headers: &'a HeaderMap,
-    path: &'a str,
+pub(crate) struct Peer<'a> {
+    pub addr: SocketAddr,
+    pub headers: &'a HeaderMap,
+    pub path: &'a str,
+    /// The tenant to name in the log, when not the sync path's.
+    pub tenant: Option<&'a str>,
 }
 
 impl Peer<'_> {
     /// Logs that this request was refused with `status` because `reason`.
-    fn refused(&self, registry: &Registry, status: u16, reason: &str) {
+    pub fn refused(&self, registry: &Registry, status: u16, reason: &str) {
         let shared = registry.shared();
         let remote = self.addr.to_string();
         shared.refusals.record(
@@ -81,7 +86,7 @@ impl Peer<'_> {
             RefusalLine {
                 status,
                 reason,
-                tenant: refused_tenant(self.path),
+                tenant: self.tenant.or_else(|| refused_tenant(self.path)),
                 remote: Some(&remote),
                 user_agent: auth::header_text(self.headers, header::USER_AGENT),
                 suppressed: 0,
@@ -102,6 +107,15 @@ async fn handle(
     if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
         return health::response(&registry);
     }
+    let peer = Peer {
+        addr,
+        headers: &headers,
+        path,
+        tenant: None,
+    };
+    if is_admin_path(path) {
+        return admin::handle(&registry, &method, &peer).await;
+    }
     let shared = registry.shared();
     let protocols = auth::protocols(&headers);
     let request = HttpRequest {
@@ -109,12 +123,8 @@ async fn handle(
         upgrade: auth::header_text(&headers, header::UPGRADE),
         credentials: auth::credentials(&headers, &protocols, uri.query()),
     };
-    let peer = Peer {
-        addr,
-        headers: &headers,
-        path,
-    };
-    let admission = match admit(&request, Some(&shared.config.auth)) {
+    let unix_now = shared.unix_now();
+    let admission = match admit(&request, Some(&shared.config.auth), unix_now) {
         Ok(admission) => admission,
         Err(refusal) => {
             peer.refused(&registry, refusal.status_and_body().0, refusal.reason());
@@ -138,8 +148,15 @@ async fn handle(
             return response;
         }
     };
-    let attached = match registry.connect(tenant).await {
+    // Expiries are Unix times; the engine's clock starts with the process.
+    let grant = admission.grant.rebased(unix_now, shared.now());
+    let attached = match registry.connect(tenant, grant).await {
         Ok(attached) => attached,
+        Err(ConnectError::Revoked) => {
+            let refusal = Refusal::Unauthorized(DenyReason::Revoked);
+            peer.refused(&registry, 401, refusal.reason());
+            return refusal_response(refusal);
+        }
         Err(ConnectError::ShuttingDown) => {
             peer.refused(&registry, 503, "server shutting down");
             return text(StatusCode::SERVICE_UNAVAILABLE, "Server is shutting down.");

@@ -57,6 +57,15 @@ impl Shared {
         Timestamp(self.started.elapsed().as_millis() as u64)
     }
 
+    /// Now, on the Unix clock (ms): the clock signed tokens' expiries and
+    /// revocations are stated on.
+    pub fn unix_now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(since_epoch.as_millis() as u64)
+    }
+
     /// The tokio instant of an engine timestamp.
     pub fn instant(&self, at: Timestamp) -> Instant {
         self.started + std::time::Duration::from_millis(at.0)

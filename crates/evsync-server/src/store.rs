@@ -56,6 +56,66 @@ impl Lane {
     }
 }
 
+/// What a tenant's store says when it opens.
+pub(crate) struct Opened {
+    pub remote_id: RemoteId,
+    /// Signed tokens minted before this (Unix ms) are refused.
+    pub tokens_not_before: Option<u64>,
+}
+
+impl Opened {
+    fn read(store: &mut impl Storage) -> Result<Self, StorageError> {
+        Ok(Opened {
+            remote_id: store.remote_id()?,
+            tokens_not_before: store.tokens_not_before()?,
+        })
+    }
+}
+
+/// `tenant`'s in-memory store (`SYNC_STORAGE=memory`), created on first use.
+fn memory_store(shared: &Shared, tenant: &str) -> Arc<Mutex<MemoryStorage>> {
+    lock(&shared.memory)
+        .entry(tenant.to_owned())
+        .or_insert_with(|| {
+            let mut bytes = [0u8; 16];
+            // Without randomness a memory tenant still works; its
+            // remoteId is then only unique per tenant name.
+            if getrandom::fill(&mut bytes).is_err() {
+                bytes[..tenant.len().min(16)]
+                    .copy_from_slice(&tenant.as_bytes()[..tenant.len().min(16)]);
+            }
+            Arc::new(Mutex::new(MemoryStorage::new(RemoteId::from_random_bytes(
+                bytes,
+            ))))
+        })
+        .clone()
+}
+
+/// Raises `tenant`'s tokens' "not before" to `at_ms` (Unix ms) in its
+/// store, durably, whether or not the tenant is loaded (a SQLite tenant
+/// gets a connection of its own for this one write, beside its lanes');
+/// returns the instant now stored.
+pub(crate) async fn revoke_tokens(
+    shared: &Shared,
+    tenant: &str,
+    at_ms: u64,
+) -> Result<u64, String> {
+    let Some(dir) = shared.tenants_dir() else {
+        let store = memory_store(shared, tenant);
+        return lock(&store)
+            .set_tokens_not_before(at_ms)
+            .map_err(|e| e.message);
+    };
+    let path = tenant_path(&dir, tenant);
+    tokio::task::spawn_blocking(move || {
+        let mut store = SqliteStorage::open(&path)?;
+        store.set_tokens_not_before(at_ms)
+    })
+    .await
+    .map_err(|e| format!("revoking failed: {e}"))?
+    .map_err(|e| e.message)
+}
+
 /// One tenant's store.
 pub(crate) enum TenantStore {
     Memory(Arc<Mutex<MemoryStorage>>),
@@ -105,43 +165,32 @@ fn failed(req: &StorageRequest, message: String) -> StorageResponse {
 }
 
 impl TenantStore {
-    /// Opens `tenant`'s store and reads (or creates) its remoteId. Finished
-    /// SQLite requests will be reported on `done`.
+    /// Opens `tenant`'s store and reads (or creates) its remoteId and reads
+    /// its tokens' "not before" (revocation). Finished SQLite requests will
+    /// be reported on `done`.
     pub async fn open(
         shared: &Shared,
         tenant: &str,
         done: mpsc::UnboundedSender<Done>,
-    ) -> Result<(TenantStore, RemoteId), String> {
+    ) -> Result<(TenantStore, Opened), String> {
         let Some(dir) = shared.tenants_dir() else {
-            let store = lock(&shared.memory)
-                .entry(tenant.to_owned())
-                .or_insert_with(|| {
-                    let mut bytes = [0u8; 16];
-                    // Without randomness a memory tenant still works; its
-                    // remoteId is then only unique per tenant name.
-                    if getrandom::fill(&mut bytes).is_err() {
-                        bytes[..tenant.len().min(16)]
-                            .copy_from_slice(&tenant.as_bytes()[..tenant.len().min(16)]);
-                    }
-                    Arc::new(Mutex::new(MemoryStorage::new(RemoteId::from_random_bytes(
-                        bytes,
-                    ))))
-                })
-                .clone();
-            let remote_id = lock(&store).remote_id().map_err(|e| e.message)?;
-            return Ok((TenantStore::Memory(store), remote_id));
+            let store = memory_store(shared, tenant);
+            let opened = {
+                let mut store = lock(&store);
+                Opened::read(&mut *store).map_err(|e| e.message)?
+            };
+            return Ok((TenantStore::Memory(store), opened));
         };
         let path = tenant_path(&dir, tenant);
         let open_path = path.clone();
-        let opened = tokio::task::spawn_blocking(move || {
+        let (store, opened) = tokio::task::spawn_blocking(move || {
             let mut store = SqliteStorage::open(&open_path)?;
-            let remote_id = store.remote_id()?;
-            Ok::<_, StorageError>((store, remote_id))
+            let opened = Opened::read(&mut store)?;
+            Ok::<_, StorageError>((store, opened))
         })
         .await
         .map_err(|e| format!("opening the tenant store failed: {e}"))?
         .map_err(|e| e.message)?;
-        let (store, remote_id) = opened;
         Ok((
             TenantStore::Sqlite(Box::new(SqliteLanes {
                 path,
@@ -149,7 +198,7 @@ impl TenantStore {
                 reader: Lane::new(LaneKind::Reader, None),
                 done,
             })),
-            remote_id,
+            opened,
         ))
     }
 

@@ -11,6 +11,7 @@ use crate::outlet::{Outbound, Outlet};
 use crate::shared::Shared;
 use crate::store::{Done, TenantStore};
 use bytes::Bytes;
+use evsync_core::access::Grant;
 use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
@@ -21,12 +22,14 @@ use tokio::time::{Instant, sleep_until};
 
 /// What connections and the registry tell a tenant.
 pub(crate) enum TenantMsg {
-    /// A connection attached. Its `Hello` goes to `outbound`; `ready`
-    /// answers once the store is open (or with the reason it is not).
+    /// A connection attached with `grant` (its expiry on the engine's
+    /// clock). Its `Hello` goes to `outbound`; `ready` answers once the
+    /// store is open (or with why the connection is refused).
     Open {
         conn: ConnId,
         outlet: Arc<Outlet>,
-        ready: oneshot::Sender<Result<RemoteId, String>>,
+        grant: Grant,
+        ready: oneshot::Sender<Result<RemoteId, OpenRefused>>,
     },
     /// One complete message from the socket (binary, or text as UTF-8).
     /// `permit` holds the frame's share of the connection's inbound
@@ -42,6 +45,21 @@ pub(crate) enum TenantMsg {
     Close { conn: ConnId },
     /// Graceful shutdown: finish the writes received, ack, close with 1001.
     Shutdown,
+    /// The tenant's tokens were revoked up to `not_before` (Unix ms, already
+    /// stored): close every connection; `closed` gets how many.
+    Revoke {
+        not_before: u64,
+        closed: oneshot::Sender<usize>,
+    },
+}
+
+/// Why a connection is not attached.
+#[derive(Debug)]
+pub(crate) enum OpenRefused {
+    /// The tenant's store could not be opened.
+    Storage(String),
+    /// Its signed token was minted before the tenant's revocation.
+    Revoked,
 }
 
 /// How an actor leaves the table of loaded tenants. The registry implements
@@ -72,7 +90,7 @@ pub(crate) async fn run(
     mut inbox: mpsc::UnboundedReceiver<TenantMsg>,
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let (store, remote_id) = match TenantStore::open(&shared, &tenant, done_tx).await {
+    let (store, opened) = match TenantStore::open(&shared, &tenant, done_tx).await {
         Ok(opened) => opened,
         Err(reason) => {
             tracing::error!(%tenant, %reason, "cannot load tenant");
@@ -80,6 +98,7 @@ pub(crate) async fn run(
             return;
         }
     };
+    let remote_id = opened.remote_id;
     let mut engine = Engine::new(remote_id, shared.config.engine.clone());
     engine.set_debug(shared.config.debug);
     tracing::debug!(%tenant, remote_id = %remote_id.to_uuid_string(), "tenant loaded");
@@ -90,6 +109,7 @@ pub(crate) async fn run(
         store,
         conns: Outlets::default(),
         shutting_down: registry.is_shutting_down(),
+        tokens_not_before: opened.tokens_not_before,
     };
     if actor.shutting_down {
         actor.engine.handle_shutdown();
@@ -153,7 +173,7 @@ fn fail_loading(
     loop {
         while let Ok(msg) = inbox.try_recv() {
             if let TenantMsg::Open { ready, .. } = msg {
-                let _ = ready.send(Err(reason.to_owned()));
+                let _ = ready.send(Err(OpenRefused::Storage(reason.to_owned())));
             }
         }
         if registry.try_unload(tenant, generation, inbox) {
@@ -169,6 +189,9 @@ struct Actor {
     store: TenantStore,
     conns: Outlets,
     shutting_down: bool,
+    /// Signed tokens minted before this (Unix ms) are refused: the stored
+    /// revocation, read at load and raised by `Revoke`.
+    tokens_not_before: Option<u64>,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -205,10 +228,15 @@ impl Actor {
             TenantMsg::Open {
                 conn,
                 outlet,
+                grant,
                 ready,
             } => {
+                if grant.is_revoked_by(self.tokens_not_before) {
+                    let _ = ready.send(Err(OpenRefused::Revoked));
+                    return;
+                }
                 self.conns.insert(conn, outlet);
-                self.engine.handle_open(conn, now);
+                self.engine.handle_open(conn, grant, now);
                 if self.shared.config.debug {
                     tracing::info!(
                         tenant = %self.tenant,
@@ -246,6 +274,13 @@ impl Actor {
                     self.shutting_down = true;
                     self.engine.handle_shutdown();
                 }
+            }
+            TenantMsg::Revoke { not_before, closed } => {
+                self.tokens_not_before = self.tokens_not_before.max(Some(not_before));
+                let open = self.engine.connection_count();
+                self.engine.handle_revoke();
+                tracing::info!(tenant = %self.tenant, closed = open, "tokens revoked");
+                let _ = closed.send(open);
             }
         }
     }

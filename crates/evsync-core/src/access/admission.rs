@@ -20,7 +20,9 @@
 //! `502`) depends on the adapter and stays there.
 
 use super::auth::{AuthConfig, AuthDecision, Credentials, DenyReason};
+use super::grant::Grant;
 use super::path::{PathError, parse_path};
+use crate::time::Timestamp;
 
 /// The sync protocol a path speaks. Today only Effect v3's EventLogRemote
 /// at `/event-log/<tenant>`; a sibling (Effect v4 at `/v4/event-log/…`)
@@ -56,6 +58,10 @@ pub struct Admission<'a> {
     /// client offered one (browsers drop a socket whose offered protocols
     /// were all ignored).
     pub subprotocol: Option<String>,
+    /// What the connection may do (expiry on the Unix clock). The adapter
+    /// still refuses it (`401`, [`DenyReason::Revoked`]) when
+    /// [`Grant::is_revoked_by`] the tenant's stored revocation.
+    pub grant: Grant,
 }
 
 /// Why a request is refused, each with the original worker's answer.
@@ -113,16 +119,18 @@ pub fn route(path: &str) -> Result<(Protocol, &str), PathError> {
     parse_path(path).map(|tenant| (Protocol::V3, tenant))
 }
 
-/// Decides `request` (see the module docs for the order of checks). `auth`
-/// is `None` when the adapter could not read its auth settings.
+/// Decides `request` (see the module docs for the order of checks) at `now`
+/// on the Unix clock (ms). `auth` is `None` when the adapter could not read
+/// its auth settings.
 pub fn admit<'a>(
     request: &HttpRequest<'a>,
     auth: Option<&AuthConfig>,
+    now: Timestamp,
 ) -> Result<Admission<'a>, Refusal> {
     let (protocol, tenant) = route(request.path).map_err(Refusal::Route)?;
     let auth = auth.ok_or(Refusal::Misconfigured)?;
-    let subprotocol = match auth.authorize(tenant, &request.credentials) {
-        AuthDecision::Allow { protocol } => protocol,
+    let (subprotocol, grant) = match auth.authorize(tenant, &request.credentials, now) {
+        AuthDecision::Allow { protocol, grant } => (protocol, grant),
         AuthDecision::Deny(why) => return Err(Refusal::Unauthorized(why)),
     };
     if !request.upgrade.is_some_and(is_websocket) {
@@ -132,6 +140,7 @@ pub fn admit<'a>(
         protocol,
         tenant,
         subprotocol,
+        grant,
     })
 }
 
@@ -172,19 +181,25 @@ mod tests {
             ..request("/event-log/acme/")
         };
         assert_eq!(
-            admit(&req, Some(&with_token("s3cret"))),
+            admit(&req, Some(&with_token("s3cret")), Timestamp(0)),
             Ok(Admission {
                 protocol: Protocol::V3,
                 tenant: "acme",
                 subprotocol: Some("sync-auth.s3cret".into()),
+                grant: Grant::full(),
             })
         );
         assert_eq!(
-            admit(&request("/event-log/acme"), Some(&AuthConfig::open())),
+            admit(
+                &request("/event-log/acme"),
+                Some(&AuthConfig::open()),
+                Timestamp(0)
+            ),
             Ok(Admission {
                 protocol: Protocol::V3,
                 tenant: "acme",
                 subprotocol: None,
+                grant: Grant::full(),
             })
         );
     }
@@ -203,7 +218,7 @@ mod tests {
                 upgrade: Some(ok),
                 ..request("/event-log/t")
             };
-            assert!(admit(&req, Some(&open)).is_ok(), "{ok:?}");
+            assert!(admit(&req, Some(&open), Timestamp(0)).is_ok(), "{ok:?}");
         }
         for refused in [
             None,
@@ -217,7 +232,7 @@ mod tests {
                 ..request("/event-log/t")
             };
             assert_eq!(
-                admit(&req, Some(&open)),
+                admit(&req, Some(&open), Timestamp(0)),
                 Err(Refusal::UpgradeRequired),
                 "{refused:?}"
             );
@@ -238,18 +253,25 @@ mod tests {
             ("/event-log/.bad", Refusal::Route(PathError::InvalidTenant)),
         ];
         for (path, refusal) in cases {
-            assert_eq!(admit(&everything_wrong(path), None), Err(refusal), "{path}");
-            assert_eq!(admit(&everything_wrong(path), Some(&locked)), Err(refusal));
+            assert_eq!(
+                admit(&everything_wrong(path), None, Timestamp(0)),
+                Err(refusal),
+                "{path}"
+            );
+            assert_eq!(
+                admit(&everything_wrong(path), Some(&locked), Timestamp(0)),
+                Err(refusal)
+            );
         }
         // A valid tenant: broken settings before credentials before upgrade.
         let req = everything_wrong("/event-log/t");
-        assert_eq!(admit(&req, None), Err(Refusal::Misconfigured));
+        assert_eq!(admit(&req, None, Timestamp(0)), Err(Refusal::Misconfigured));
         assert_eq!(
-            admit(&req, Some(&locked)),
+            admit(&req, Some(&locked), Timestamp(0)),
             Err(Refusal::Unauthorized(DenyReason::Missing))
         );
         assert_eq!(
-            admit(&req, Some(&AuthConfig::open())),
+            admit(&req, Some(&AuthConfig::open()), Timestamp(0)),
             Err(Refusal::UpgradeRequired)
         );
     }
@@ -300,9 +322,9 @@ mod tests {
             },
             ..request("/event-log/t")
         };
-        let refusal = admit(&wrong, Some(&locked)).unwrap_err();
+        let refusal = admit(&wrong, Some(&locked), Timestamp(0)).unwrap_err();
         assert_eq!(refusal.reason(), "wrong token");
-        let missing = admit(&request("/event-log/t"), Some(&locked)).unwrap_err();
+        let missing = admit(&request("/event-log/t"), Some(&locked), Timestamp(0)).unwrap_err();
         assert_eq!(missing.reason(), "missing token");
         assert_eq!(
             Refusal::Route(PathError::InvalidTenant).reason(),

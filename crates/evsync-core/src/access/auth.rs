@@ -1,16 +1,23 @@
-//! Who may open a tenant's socket: the original worker's token rules.
+//! Who may open a tenant's socket: the original worker's token rules, and
+//! signed tokens beside them.
 //!
-//! Expected token for a tenant: `SYNC_AUTH_TOKENS[tenant]` ??
-//! `SYNC_AUTH_TOKENS["*"]` ?? `SYNC_AUTH_TOKEN`; none means the tenant is
-//! open. Accepted credentials, any one of: `Authorization: Bearer <t>`, the
-//! first `sync-auth.<t>` entry of `Sec-WebSocket-Protocol`, and `?token=<t>`
-//! when `SYNC_ALLOW_QUERY_TOKEN` allows it. Tokens are compared in constant
-//! time and never logged or printed (`Debug` redacts them).
+//! Expected static token for a tenant: `SYNC_AUTH_TOKENS[tenant]` ??
+//! `SYNC_AUTH_TOKENS["*"]` ?? `SYNC_AUTH_TOKEN`. With `SYNC_TOKEN_SECRET`
+//! set, a signed token for the tenant ([`super::signed_token`]) opens it
+//! too, with the rights it carries ([`Grant`]). A tenant with neither a
+//! static token nor a token secret is open. Accepted credentials, any one
+//! of: `Authorization: Bearer <t>`, the first `sync-auth.<t>` entry of
+//! `Sec-WebSocket-Protocol`, and `?token=<t>` when `SYNC_ALLOW_QUERY_TOKEN`
+//! allows it. Tokens are compared in constant time and never logged or
+//! printed (`Debug` redacts them).
 //!
 //! Pure logic over header strings, shared by the native server and the
 //! Cloudflare Worker so that both enforce exactly the same rules.
 
+use super::grant::Grant;
 use super::path::is_valid_tenant;
+use super::signed_token::{self, TokenError, TokenSecret};
+use crate::time::Timestamp;
 use std::collections::BTreeMap;
 use std::fmt;
 use subtle::ConstantTimeEq;
@@ -28,6 +35,9 @@ pub struct AuthConfig {
     tenant_tokens: BTreeMap<String, String>,
     /// SYNC_ALLOW_QUERY_TOKEN: accept `?token=`.
     allow_query_token: bool,
+    /// SYNC_TOKEN_SECRET: accept signed tokens (and open no tenant
+    /// without a credential).
+    token_secret: Option<TokenSecret>,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -53,8 +63,13 @@ pub struct Credentials<'a> {
 pub enum AuthDecision {
     /// Let the request through. `protocol` is the first `sync-auth.<token>`
     /// subprotocol the client offered, if any; the `101` must select it or
-    /// browsers (and Node's `ws`) drop the socket.
-    Allow { protocol: Option<String> },
+    /// browsers (and Node's `ws`) drop the socket. `grant` is what the
+    /// connection may do (its expiry on the Unix clock `authorize` was
+    /// given).
+    Allow {
+        protocol: Option<String>,
+        grant: Grant,
+    },
     /// `401 Unauthorized`, with why (for the operator's log; the answer
     /// itself never says which).
     Deny(DenyReason),
@@ -72,6 +87,16 @@ pub enum DenyReason {
     QueryTokenNotAllowed,
     /// At least one credential was offered and none matched.
     Wrong,
+    /// A signed token that is not valid (malformed, bad signature, bad
+    /// payload).
+    SignedToken(TokenError),
+    /// A valid signed token for another tenant.
+    OtherTenant,
+    /// A valid signed token past its expiry.
+    Expired,
+    /// A valid signed token minted before the tenant's revocation (decided
+    /// by the adapter once the tenant's storage is open).
+    Revoked,
 }
 
 impl DenyReason {
@@ -83,6 +108,10 @@ impl DenyReason {
                 "token in ?token= but SYNC_ALLOW_QUERY_TOKEN is off"
             }
             DenyReason::Wrong => "wrong token",
+            DenyReason::SignedToken(err) => err.as_str(),
+            DenyReason::OtherTenant => "signed token for another tenant",
+            DenyReason::Expired => "token expired",
+            DenyReason::Revoked => "token revoked",
         }
     }
 }
@@ -114,12 +143,28 @@ impl AuthConfig {
             default_token,
             tenant_tokens,
             allow_query_token,
+            token_secret: None,
         })
+    }
+
+    /// Also accepts tokens signed with `secret` (SYNC_TOKEN_SECRET). Every
+    /// tenant then needs a credential: a signed token for it, or its
+    /// static token.
+    pub fn with_token_secret(mut self, secret: Option<TokenSecret>) -> Self {
+        self.token_secret = secret;
+        self
+    }
+
+    /// The key signed tokens are checked with, if any.
+    pub fn token_secret(&self) -> Option<&TokenSecret> {
+        self.token_secret.as_ref()
     }
 
     /// True when at least one tenant needs a token.
     pub fn is_enabled(&self) -> bool {
-        self.default_token.is_some() || !self.tenant_tokens.is_empty()
+        self.default_token.is_some()
+            || !self.tenant_tokens.is_empty()
+            || self.token_secret.is_some()
     }
 
     /// Whether `?token=` is accepted.
@@ -143,8 +188,14 @@ impl AuthConfig {
         if self.default_token.is_some() {
             parts.push("a shared token".into());
         }
+        if self.token_secret.is_some() {
+            parts.push("signed tokens".into());
+        }
         let mut out = format!("on ({})", parts.join(", "));
-        if !self.tenant_tokens.contains_key("*") && self.default_token.is_none() {
+        if !self.tenant_tokens.contains_key("*")
+            && self.default_token.is_none()
+            && self.token_secret.is_none()
+        {
             out.push_str("; tenants without a token are open");
         }
         if self.allow_query_token {
@@ -162,39 +213,68 @@ impl AuthConfig {
             .map(String::as_str)
     }
 
-    /// Checks a request for `tenant` by the credentials it offers.
-    pub fn authorize(&self, tenant: &str, credentials: &Credentials<'_>) -> AuthDecision {
+    /// Checks a request for `tenant` by the credentials it offers, at
+    /// `now` on the Unix clock (ms; signed tokens' expiries are Unix times).
+    pub fn authorize(
+        &self,
+        tenant: &str,
+        credentials: &Credentials<'_>,
+        now: Timestamp,
+    ) -> AuthDecision {
         // An allowed request that offered a `sync-auth.` subprotocol always
         // gets it selected, even when the tenant is open or another
         // credential matched: a WebSocket client (browsers, Node's `ws`)
         // drops a socket whose offered protocols were all ignored. The
         // original echoed it only when it carried the accepted token.
-        let Some(expected) = self.expected_token(tenant) else {
-            return AuthDecision::Allow {
-                protocol: auth_protocol(credentials.protocols),
-            };
-        };
+        let protocol = auth_protocol(credentials.protocols);
+        let expected = self.expected_token(tenant);
+        if expected.is_none() && self.token_secret.is_none() {
+            let grant = Grant::full();
+            return AuthDecision::Allow { protocol, grant };
+        }
         let bearer = credentials
             .authorization
             .and_then(|v| v.strip_prefix("Bearer "));
-        let protocol = auth_protocol(credentials.protocols);
         let offered_query = credentials.query.and_then(query_token);
-        let query_token = offered_query.as_ref().filter(|_| self.allow_query_token);
-        // Evaluate every credential (no short cut), each in constant time.
-        let bearer_ok = bearer.is_some_and(|t| same(t, expected));
-        let protocol_ok = protocol
+        let query_token = offered_query.as_deref().filter(|_| self.allow_query_token);
+        let protocol_entry = protocol.clone();
+        let from_protocol = protocol_entry
             .as_deref()
-            .is_some_and(|p| same(&p[PROTOCOL_PREFIX.len()..], expected));
-        let query_ok = query_token.is_some_and(|t| same(t, expected));
-        if bearer_ok | protocol_ok | query_ok {
-            return AuthDecision::Allow { protocol };
+            .map(|p| &p[PROTOCOL_PREFIX.len()..]);
+        let candidates = [bearer, from_protocol, query_token];
+        // Static tokens: evaluate every credential (no short cut), each in
+        // constant time.
+        let static_ok = expected.is_some_and(|expected| {
+            candidates
+                .iter()
+                .fold(false, |ok, c| ok | c.is_some_and(|t| same(t, expected)))
+        });
+        if static_ok {
+            let grant = Grant::full();
+            return AuthDecision::Allow { protocol, grant };
+        }
+        let mut signed_failure = None;
+        if let Some(secret) = &self.token_secret {
+            for token in candidates.into_iter().flatten() {
+                if !signed_token::is_signed_token(token) {
+                    continue;
+                }
+                match self.check_signed(secret, tenant, token, now) {
+                    Ok(grant) => return AuthDecision::Allow { protocol, grant },
+                    Err(why) => {
+                        signed_failure.get_or_insert(why);
+                    }
+                }
+            }
         }
         // Only whether something was offered decides the reason (the
         // comparisons above already ran in constant time); an Authorization
         // header of another scheme counts as offered, and wrong.
         let offered =
             credentials.authorization.is_some() || protocol.is_some() || query_token.is_some();
-        let reason = if offered {
+        let reason = if let Some(why) = signed_failure {
+            why
+        } else if offered {
             DenyReason::Wrong
         } else if offered_query.is_some() {
             DenyReason::QueryTokenNotAllowed
@@ -202,6 +282,24 @@ impl AuthConfig {
             DenyReason::Missing
         };
         AuthDecision::Deny(reason)
+    }
+
+    /// A signed token's grant, if it opens `tenant` at `now`.
+    fn check_signed(
+        &self,
+        secret: &TokenSecret,
+        tenant: &str,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Grant, DenyReason> {
+        let claims = signed_token::verify(secret, token).map_err(DenyReason::SignedToken)?;
+        if claims.tenant != tenant {
+            return Err(DenyReason::OtherTenant);
+        }
+        if claims.expires_at_ms.is_some_and(|exp| exp <= now.0) {
+            return Err(DenyReason::Expired);
+        }
+        Ok(Grant::from_claims(claims))
     }
 }
 
@@ -258,6 +356,8 @@ fn parse_tenant_tokens(raw: &str) -> Result<BTreeMap<String, String>, String> {
 mod tests {
     use super::*;
 
+    const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
     fn config(default: Option<&str>, json: Option<&str>, query: bool) -> AuthConfig {
         AuthConfig::new(default, json, query).unwrap()
     }
@@ -283,6 +383,7 @@ mod tests {
         let c = config(Some("s3cret"), None, false);
         let allow = |p: Option<&str>| AuthDecision::Allow {
             protocol: p.map(str::to_owned),
+            grant: Grant::full(),
         };
         let auth = bearer("s3cret");
         let with_header = |authorization| Credentials {
@@ -297,34 +398,41 @@ mod tests {
             query,
             ..Credentials::default()
         };
-        assert_eq!(c.authorize("t", &with_header(Some(&auth))), allow(None));
         assert_eq!(
-            c.authorize("t", &with_header(Some("bearer s3cret"))),
+            c.authorize("t", &with_header(Some(&auth)), NOW),
+            allow(None)
+        );
+        assert_eq!(
+            c.authorize("t", &with_header(Some("bearer s3cret")), NOW),
             AuthDecision::Deny(DenyReason::Wrong),
             "the scheme is case-sensitive, as in the original"
         );
         assert_eq!(
-            c.authorize("t", &with_protocols(&["x, sync-auth.s3cret ,y"])),
+            c.authorize("t", &with_protocols(&["x, sync-auth.s3cret ,y"]), NOW),
             allow(Some("sync-auth.s3cret"))
         );
         assert_eq!(
-            c.authorize("t", &with_protocols(&["x", "sync-auth.s3cret"])),
+            c.authorize("t", &with_protocols(&["x", "sync-auth.s3cret"]), NOW),
             allow(Some("sync-auth.s3cret")),
             "several header lines are one list"
         );
         assert_eq!(
-            c.authorize("t", &with_protocols(&["sync-auth.nope, sync-auth.s3cret"])),
+            c.authorize(
+                "t",
+                &with_protocols(&["sync-auth.nope, sync-auth.s3cret"]),
+                NOW
+            ),
             AuthDecision::Deny(DenyReason::Wrong),
             "only the first sync-auth entry counts"
         );
         assert_eq!(
-            c.authorize("t", &with_query(Some("token=s3cret"))),
+            c.authorize("t", &with_query(Some("token=s3cret")), NOW),
             AuthDecision::Deny(DenyReason::QueryTokenNotAllowed),
             "query tokens are off by default"
         );
         let q = config(Some("a b"), None, true);
         assert_eq!(
-            q.authorize("t", &with_query(Some("x=1&token=a+b&token=zz"))),
+            q.authorize("t", &with_query(Some("x=1&token=a+b&token=zz")), NOW),
             allow(None)
         );
     }
@@ -332,7 +440,7 @@ mod tests {
     #[test]
     fn a_denial_says_whether_anything_was_offered() {
         let c = config(Some("s3cret"), None, false);
-        let deny = |credentials: Credentials<'_>| c.authorize("t", &credentials);
+        let deny = |credentials: Credentials<'_>| c.authorize("t", &credentials, NOW);
         assert_eq!(
             deny(Credentials::default()),
             AuthDecision::Deny(DenyReason::Missing)
@@ -360,7 +468,8 @@ mod tests {
                 &Credentials {
                     query: Some("token=nope"),
                     ..Credentials::default()
-                }
+                },
+                NOW
             ),
             AuthDecision::Deny(DenyReason::Wrong)
         );
@@ -380,9 +489,10 @@ mod tests {
             ..Credentials::default()
         };
         assert_eq!(
-            config(None, None, false).authorize("t", &offered),
+            config(None, None, false).authorize("t", &offered, NOW),
             AuthDecision::Allow {
-                protocol: Some("sync-auth.anything".into())
+                protocol: Some("sync-auth.anything".into()),
+                grant: Grant::full(),
             },
             "an open tenant selects the offered protocol"
         );
@@ -392,9 +502,10 @@ mod tests {
             ..offered
         };
         assert_eq!(
-            config(Some("s3cret"), None, false).authorize("t", &both),
+            config(Some("s3cret"), None, false).authorize("t", &both, NOW),
             AuthDecision::Allow {
-                protocol: Some("sync-auth.anything".into())
+                protocol: Some("sync-auth.anything".into()),
+                grant: Grant::full(),
             },
             "the Bearer token matched; the offered protocol is still selected"
         );
@@ -423,5 +534,137 @@ mod tests {
         let s = format!("{} {:?}", c.summary(), c);
         assert!(!s.contains("s3cret") && !s.contains("hidden1"), "{s}");
         assert!(s.starts_with("on ("));
+    }
+
+    fn secret() -> TokenSecret {
+        TokenSecret::new(&"k".repeat(32)).unwrap()
+    }
+
+    fn signed(tenant: &str, exp: Option<u64>) -> String {
+        let claims = signed_token::TokenClaims {
+            tenant: tenant.into(),
+            read_only: true,
+            issued_at_ms: NOW.0 - 1,
+            expires_at_ms: exp,
+            public_key: Some("pk".into()),
+        };
+        signed_token::mint(&secret(), &claims)
+    }
+
+    fn bearer_request(header: &str) -> Credentials<'_> {
+        Credentials {
+            authorization: Some(header),
+            ..Credentials::default()
+        }
+    }
+
+    #[test]
+    fn signed_tokens_open_their_tenant_with_their_rights() {
+        let c = config(None, Some(r#"{"a":"static-a"}"#), true).with_token_secret(Some(secret()));
+        let token = signed("t", Some(NOW.0 + 60_000));
+        let header = bearer(&token);
+        let AuthDecision::Allow { grant, .. } = c.authorize("t", &bearer_request(&header), NOW)
+        else {
+            panic!("a signed token for t opens t");
+        };
+        assert!(grant.read_only);
+        assert_eq!(grant.public_key.as_deref(), Some("pk"));
+        assert_eq!(grant.expires_at, Some(Timestamp(NOW.0 + 60_000)));
+        assert_eq!(grant.issued_at_ms, Some(NOW.0 - 1));
+        // In the subprotocol and the query too.
+        let entry = format!("sync-auth.{token}");
+        let protocols = [entry.as_str()];
+        let in_protocol = Credentials {
+            protocols: &protocols,
+            ..Credentials::default()
+        };
+        assert!(matches!(
+            c.authorize("t", &in_protocol, NOW),
+            AuthDecision::Allow { protocol: Some(p), .. } if p == entry
+        ));
+        let query = format!("token={token}");
+        let in_query = Credentials {
+            query: Some(&query),
+            ..Credentials::default()
+        };
+        assert!(matches!(
+            c.authorize("t", &in_query, NOW),
+            AuthDecision::Allow { .. }
+        ));
+        // Static tokens keep working beside them, with every right.
+        let header = bearer("static-a");
+        assert_eq!(
+            c.authorize("a", &bearer_request(&header), NOW),
+            AuthDecision::Allow {
+                protocol: None,
+                grant: Grant::full()
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_secret_closes_open_tenants() {
+        let c = config(None, None, false).with_token_secret(Some(secret()));
+        assert!(c.is_enabled());
+        assert_eq!(
+            c.authorize("t", &Credentials::default(), NOW),
+            AuthDecision::Deny(DenyReason::Missing)
+        );
+        let header = bearer("some-static-guess");
+        assert_eq!(
+            c.authorize("t", &bearer_request(&header), NOW),
+            AuthDecision::Deny(DenyReason::Wrong)
+        );
+        assert!(c.summary().contains("signed tokens"));
+    }
+
+    #[test]
+    fn signed_token_refusals_say_why() {
+        let c = config(None, None, false).with_token_secret(Some(secret()));
+        let deny = |token: &str| {
+            let header = bearer(token);
+            c.authorize("t", &bearer_request(&header), NOW)
+        };
+        assert_eq!(
+            deny(&signed("other", None)),
+            AuthDecision::Deny(DenyReason::OtherTenant)
+        );
+        assert_eq!(
+            deny(&signed("t", Some(NOW.0))),
+            AuthDecision::Deny(DenyReason::Expired),
+            "expired at the instant"
+        );
+        let forged = signed_token::mint(
+            &TokenSecret::new(&"z".repeat(32)).unwrap(),
+            &signed_token::TokenClaims {
+                tenant: "t".into(),
+                read_only: false,
+                issued_at_ms: 0,
+                expires_at_ms: None,
+                public_key: None,
+            },
+        );
+        assert_eq!(
+            deny(&forged),
+            AuthDecision::Deny(DenyReason::SignedToken(TokenError::BadSignature))
+        );
+        assert_eq!(
+            deny("evs1.garbage"),
+            AuthDecision::Deny(DenyReason::SignedToken(TokenError::Malformed))
+        );
+        // Without a secret a signed token is just a wrong static token.
+        let no_secret = config(Some("s3cret"), None, false);
+        let header = bearer(&signed("t", None));
+        assert_eq!(
+            no_secret.authorize("t", &bearer_request(&header), NOW),
+            AuthDecision::Deny(DenyReason::Wrong)
+        );
+        for reason in [
+            DenyReason::OtherTenant,
+            DenyReason::Expired,
+            DenyReason::Revoked,
+        ] {
+            assert!(!reason.as_str().contains("evs1"));
+        }
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use evsync_core::access::Grant;
 use evsync_core::chunk::{ChunkLimits, Reassembler};
 use evsync_core::codec::{decode_response, encode_request};
 use evsync_core::proto::v3::{Action, ConnId, Engine, EngineConfig};
@@ -114,8 +115,13 @@ impl Harness {
     }
 
     pub fn open(&mut self, conn: u64) -> ConnId {
+        self.open_with(conn, Grant::full())
+    }
+
+    /// Opens a connection admitted with `grant` (expiry on `now`'s clock).
+    pub fn open_with(&mut self, conn: u64, grant: Grant) -> ConnId {
         let conn = ConnId(conn);
-        self.engine.handle_open(conn, self.now);
+        self.engine.handle_open(conn, grant, self.now);
         self.pump();
         conn
     }

@@ -8,8 +8,8 @@
 use crate::logging;
 use clap::Args;
 use evsync_server::{
-    ConfigError, Server, ServerConfig, StartError, StorageConfig, auth_config, parse_bool,
-    parse_idle_socket_timeout,
+    ConfigError, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
+    parse_bool, parse_idle_socket_timeout, token_secret,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -78,6 +78,28 @@ pub struct ServeArgs {
     )]
     auth_tokens: Option<String>,
 
+    /// Key for signed tenant tokens (`evsync token mint`; HMAC-SHA256, at
+    /// least 32 bytes). Set, it also closes open tenants: each then needs a
+    /// signed token for it, or its static token. Read-only, expiring and
+    /// publicKey-restricted tokens are signed tokens (docs/tokens.md).
+    #[arg(
+        long,
+        env = "SYNC_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+
+    /// Token of the admin API (`/admin/…`, e.g. `evsync admin revoke`; at
+    /// least 16 bytes). Unset: the admin API answers 403.
+    #[arg(
+        long,
+        env = "SYNC_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
     /// Also accept the token as ?token=<token> in the URL (`true`/`1`; off by
     /// default, since URLs end up in logs). Bearer headers and the
     /// `sync-auth.<token>` subprotocol are always accepted.
@@ -141,8 +163,17 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         allow_query,
         "SYNC_AUTH_TOKENS (--auth-tokens)",
     )?;
+    let secret = token_secret(
+        args.token_secret.as_deref(),
+        "SYNC_TOKEN_SECRET (--token-secret)",
+    )?;
+    let admin = admin_token(
+        args.admin_token.as_deref(),
+        "SYNC_ADMIN_TOKEN (--admin-token)",
+    )?;
     let mut config = ServerConfig::new(listen, storage);
-    config.auth = auth;
+    config.auth = auth.with_token_secret(secret);
+    config.admin_token = admin;
     config.debug = debug;
     config.engine.idle_socket_timeout_ms = idle_socket_timeout;
     config.idle_grace = Duration::from_millis(args.idle_unload_ms);
@@ -198,6 +229,11 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let storage = config.storage.kind();
     let auth = config.auth.summary();
     let debug_mode = if config.debug { "on" } else { "off" };
+    let admin_api = if config.admin_token.is_some() {
+        "on"
+    } else {
+        "off"
+    };
     let idle_sockets = match config.engine.idle_socket_timeout_ms {
         Some(ms) => format!("{} s", ms / 1000),
         None => "off".to_string(),
@@ -227,7 +263,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let open_files = crate::limits::raise_open_files_limit()
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let startup = format!(
-        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; debug: {debug_mode}; idle socket timeout: {idle_sockets}; open files: {open_files}",
+        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; admin API: {admin_api}; debug: {debug_mode}; idle socket timeout: {idle_sockets}; open files: {open_files}",
         env!("CARGO_PKG_VERSION"),
     );
     // Scripts and supervisors wait for this line: print it even when

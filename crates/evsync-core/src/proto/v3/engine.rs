@@ -18,6 +18,7 @@ use super::config::EngineConfig;
 use super::events::{Action, Event, RequestSummary};
 use super::framer::{FrameError, V3Message};
 use super::session::Sessions;
+use crate::access::{Forbidden, Grant};
 use crate::log::{ConnId, LogService, WriteToken};
 use crate::proto::close::code;
 use crate::storage::{AppendBatch, StorageResponse};
@@ -52,9 +53,10 @@ impl Engine {
         self.sessions.debug = on;
     }
 
-    /// A WebSocket was accepted: queues its `Hello`. Its idle clock (when
-    /// the idle-socket timeout is on) starts at `now`.
-    pub fn handle_open(&mut self, conn: ConnId, now: Timestamp) {
+    /// A WebSocket was accepted with `grant` (from admission; its expiry on
+    /// this engine's clock): queues its `Hello`. Its idle clock (when the
+    /// idle-socket timeout is on) starts at `now`.
+    pub fn handle_open(&mut self, conn: ConnId, grant: Grant, now: Timestamp) {
         if self.log.is_shutting_down() {
             self.sessions.actions.push_back(Action::Close {
                 conn,
@@ -63,7 +65,7 @@ impl Engine {
             });
             return;
         }
-        self.sessions.open(conn, now);
+        self.sessions.open(conn, grant, now);
         self.log.open(conn);
         let hello = Response::Hello {
             remote_id: self.remote_id,
@@ -78,14 +80,16 @@ impl Engine {
     /// sent after the positions were saved are sent again, which Effect
     /// clients tolerate (they dedup by entry id). `heard_at` is when its
     /// last frame is known to have arrived (its idle clock starts there; an
-    /// adapter that does not know passes the time of the restore).
+    /// adapter that does not know passes the time of the restore). `grant`
+    /// is the one it was opened with, as saved from [`Engine::grant`].
     pub fn restore_connection(
         &mut self,
         conn: ConnId,
         subscriptions: Vec<(String, Sequence)>,
+        grant: Grant,
         heard_at: Timestamp,
     ) {
-        self.sessions.open(conn, heard_at);
+        self.sessions.open(conn, grant, heard_at);
         self.log.open(conn);
         for (public_key, next_seq) in subscriptions {
             self.log
@@ -97,6 +101,12 @@ impl Engine {
     /// is owed, for saving in a socket attachment across hibernation.
     pub fn subscription_positions(&self, conn: ConnId) -> Vec<(String, Sequence)> {
         self.log.subscription_positions(conn)
+    }
+
+    /// What `conn` was opened with (a full grant when unrestricted or
+    /// unknown), for saving in a socket attachment across hibernation.
+    pub fn grant(&self, conn: ConnId) -> Grant {
+        self.sessions.grants.grant(conn)
     }
 
     /// One complete binary frame arrived on `conn` (a text frame is passed
@@ -175,9 +185,23 @@ impl Engine {
         self.sessions.idle.last_heard(conn)
     }
 
+    /// An operator revoked the tenant's tokens: every connection is closed
+    /// with [`code::POLICY_VIOLATION`] (static-token ones too: the operator
+    /// wants the tenant's sockets gone; those may reconnect). Refusing
+    /// tokens minted before the revocation is the adapter's part at
+    /// admission.
+    pub fn handle_revoke(&mut self) {
+        let mut conns: Vec<ConnId> = self.sessions.conns.keys().copied().collect();
+        conns.sort();
+        for conn in conns {
+            self.close(conn, code::POLICY_VIOLATION, "tokens revoked".into());
+        }
+    }
+
     /// Time passed: closes connections whose incomplete chunked messages
-    /// are older than the age limit, and (when the idle-socket timeout is
-    /// on) connections that sent no frame for that long, with 1000.
+    /// are older than the age limit, connections whose token expired, with
+    /// 1008, and (when the idle-socket timeout is on) connections that sent
+    /// no frame for that long, with 1000.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let mut expired: Vec<(ConnId, FrameError)> = self
             .sessions
@@ -191,6 +215,9 @@ impl Engine {
         expired.sort_by_key(|(conn, _)| *conn);
         for (conn, err) in expired {
             self.close(conn, code::PROTOCOL_ERROR, err.to_string());
+        }
+        for conn in self.sessions.grants.expired(now) {
+            self.close(conn, code::POLICY_VIOLATION, "token expired".into());
         }
         let idle = self.sessions.idle.expired(now);
         if let Some(timeout) = self.sessions.idle.timeout_ms() {
@@ -221,7 +248,8 @@ impl Engine {
             .filter_map(|conn| self.sessions.conns.get(conn)?.next_deadline())
             .min();
         let idle = self.sessions.idle.next_deadline();
-        chunks.into_iter().chain(idle).min()
+        let expiry = self.sessions.grants.next_expiry();
+        chunks.into_iter().chain(idle).chain(expiry).min()
     }
 
     /// The next thing to do, in order.
@@ -254,12 +282,18 @@ impl Engine {
                 encrypted_entries,
             } => {
                 if encrypted_entries.is_empty() {
-                    // Effect's client sends one right after Hello.
+                    // Effect's client sends one right after Hello (a
+                    // read-only replica too: it stores nothing, so any
+                    // token may have it acknowledged).
                     let ack = Response::Ack {
                         id,
                         sequence_numbers: Vec::new(),
                     };
                     self.send_response(conn, &ack);
+                    return;
+                }
+                if let Err(why) = self.sessions.grants.may_write(conn, &public_key) {
+                    self.forbid(conn, why);
                     return;
                 }
                 let batch = AppendBatch {
@@ -273,9 +307,14 @@ impl Engine {
             Request::RequestChanges {
                 public_key,
                 start_sequence,
-            } => self
-                .log
-                .subscribe(conn, &public_key, start_sequence, &mut self.sessions),
+            } => {
+                if let Err(why) = self.sessions.grants.may_read(conn, &public_key) {
+                    self.forbid(conn, why);
+                    return;
+                }
+                self.log
+                    .subscribe(conn, &public_key, start_sequence, &mut self.sessions)
+            }
             Request::StopChanges { public_key } => self.log.unsubscribe(conn, &public_key),
             Request::Ping { id } => self.send_response(conn, &Response::Pong { id }),
             // Reassembled before dispatch; a nested one was refused.
@@ -298,6 +337,12 @@ impl Engine {
         if self.sessions.close(conn, close_code, reason) {
             self.log.handle_close(conn, &mut self.sessions);
         }
+    }
+
+    /// Closes `conn` for asking more than its token allows; nothing of the
+    /// request is stored.
+    fn forbid(&mut self, conn: ConnId, why: Forbidden) {
+        self.close(conn, code::POLICY_VIOLATION, why.as_str().into());
     }
 
     fn record_request(&mut self, conn: ConnId, request: &Request) {

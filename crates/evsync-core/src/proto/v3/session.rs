@@ -9,6 +9,7 @@ use super::events::{Action, Event};
 use super::framer::{FrameDecoder, FrameEncoder};
 use super::idle::IdleClock;
 use super::memo::SharedFrames;
+use crate::access::{ConnGrants, Grant};
 use crate::log::{CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
 use crate::proto::close::{code, truncate_reason};
 use crate::storage::{StorageError, StorageRequest};
@@ -32,6 +33,8 @@ pub(super) struct Sessions {
     pub chunking: ConnSet,
     /// When each connection was last heard from, for the idle timeout.
     pub idle: IdleClock,
+    /// What each connection's token allows, and when it expires.
+    pub grants: ConnGrants,
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
     encoder: FrameEncoder,
@@ -48,6 +51,7 @@ impl Sessions {
             conns: ConnMap::default(),
             chunking: ConnSet::default(),
             idle,
+            grants: ConnGrants::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             encoder: FrameEncoder::default(),
@@ -55,17 +59,19 @@ impl Sessions {
         }
     }
 
-    /// Opens `conn`, its idle clock starting at `now`.
-    pub fn open(&mut self, conn: ConnId, now: Timestamp) {
+    /// Opens `conn` with `grant`, its idle clock starting at `now`.
+    pub fn open(&mut self, conn: ConnId, grant: Grant, now: Timestamp) {
         self.conns
             .insert(conn, FrameDecoder::new(self.config.chunks.clone()));
         self.idle.open(conn, now);
+        self.grants.open(conn, grant);
     }
 
     /// Forgets `conn`; false if it was not open.
     pub fn forget(&mut self, conn: ConnId) -> bool {
         self.chunking.remove(&conn);
         self.idle.forget(conn);
+        self.grants.forget(conn);
         self.conns.remove(&conn).is_some()
     }
 

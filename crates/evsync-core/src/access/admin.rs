@@ -1,0 +1,207 @@
+//! Who may use the admin API (`/admin/…`) and which operation a request
+//! names: one decision for the native server and the Worker, like
+//! [`super::admit`] for sync sockets.
+//!
+//! The admin API is off unless `SYNC_ADMIN_TOKEN` is set; then every admin
+//! request must carry `Authorization: Bearer <admin token>` (never a query
+//! parameter: URLs end up in logs). The admin token is separate from tenant
+//! tokens, compared in constant time and never logged.
+
+use super::path::is_valid_tenant;
+use std::fmt;
+use subtle::ConstantTimeEq;
+
+/// The shortest admin token accepted, in bytes: it opens every tenant.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// `SYNC_ADMIN_TOKEN`. `Debug` redacts it.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl AdminToken {
+    /// The token from the variable's raw value: unset or empty is `None`
+    /// (admin API off); shorter than [`MIN_ADMIN_TOKEN_BYTES`] is an error.
+    pub fn new(raw: Option<&str>) -> Result<Option<Self>, String> {
+        match raw.filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) if t.len() < MIN_ADMIN_TOKEN_BYTES => Err(format!(
+                "must be at least {MIN_ADMIN_TOKEN_BYTES} bytes (got {}); generate one with `openssl rand -base64 32`",
+                t.len()
+            )),
+            Some(t) => Ok(Some(AdminToken(t.to_owned()))),
+        }
+    }
+
+    /// The token itself, for a client that sends it (the CLI).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An admin operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRoute<'a> {
+    /// `POST /admin/tenants/<t>/revoke`: close every socket of the tenant
+    /// and refuse its signed tokens minted before now.
+    Revoke { tenant: &'a str },
+}
+
+/// Why an admin request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// No such admin path.
+    NotFound,
+    /// A known path with another method.
+    MethodNotAllowed { allow: &'static str },
+    /// The tenant in the path is not a valid tenant name.
+    InvalidTenant,
+    /// `SYNC_ADMIN_TOKEN` is not set: the admin API is off.
+    Off,
+    /// No `Authorization: Bearer`.
+    MissingToken,
+    /// A Bearer token that is not the admin token.
+    WrongToken,
+}
+
+impl AdminRefusal {
+    /// The HTTP status and plain-text body to answer with.
+    pub fn status_and_body(self) -> (u16, &'static str) {
+        match self {
+            AdminRefusal::NotFound => (404, "Not found"),
+            AdminRefusal::MethodNotAllowed { .. } => (405, "Method not allowed"),
+            AdminRefusal::InvalidTenant => (400, "Invalid tenant format."),
+            AdminRefusal::Off => (403, "Admin API is off: set SYNC_ADMIN_TOKEN."),
+            AdminRefusal::MissingToken | AdminRefusal::WrongToken => (401, "Unauthorized"),
+        }
+    }
+
+    /// Why, for the operator's log (never the token).
+    pub fn reason(self) -> &'static str {
+        match self {
+            AdminRefusal::NotFound => "not an admin path",
+            AdminRefusal::MethodNotAllowed { .. } => "method not allowed",
+            AdminRefusal::InvalidTenant => "bad tenant",
+            AdminRefusal::Off => "admin API off",
+            AdminRefusal::MissingToken => "missing admin token",
+            AdminRefusal::WrongToken => "wrong admin token",
+        }
+    }
+}
+
+/// True when `path` belongs to the admin API (the adapter sends it here
+/// rather than to the sync endpoint's checks).
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/admin" || path.starts_with("/admin/")
+}
+
+/// Decides an admin request: the route first (so that a typo is a 404
+/// whatever the token), then the token.
+pub fn admit_admin<'a>(
+    method: &str,
+    path: &'a str,
+    authorization: Option<&str>,
+    token: Option<&AdminToken>,
+) -> Result<AdminRoute<'a>, AdminRefusal> {
+    let route = admin_route(method, path)?;
+    let token = token.ok_or(AdminRefusal::Off)?;
+    let offered = authorization
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AdminRefusal::MissingToken)?;
+    if bool::from(offered.as_bytes().ct_eq(token.0.as_bytes())) {
+        Ok(route)
+    } else {
+        Err(AdminRefusal::WrongToken)
+    }
+}
+
+fn admin_route<'a>(method: &str, path: &'a str) -> Result<AdminRoute<'a>, AdminRefusal> {
+    let rest = path
+        .strip_prefix("/admin/tenants/")
+        .ok_or(AdminRefusal::NotFound)?;
+    let (tenant, action) = rest.split_once('/').ok_or(AdminRefusal::NotFound)?;
+    if action != "revoke" {
+        return Err(AdminRefusal::NotFound);
+    }
+    if !is_valid_tenant(tenant) {
+        return Err(AdminRefusal::InvalidTenant);
+    }
+    if method != "POST" {
+        return Err(AdminRefusal::MethodNotAllowed { allow: "POST" });
+    }
+    Ok(AdminRoute::Revoke { tenant })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> AdminToken {
+        AdminToken::new(Some("admin-token-0123456789"))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn revoke_needs_post_a_valid_tenant_and_the_admin_token() {
+        let t = token();
+        let ok = admit_admin(
+            "POST",
+            "/admin/tenants/acme/revoke",
+            Some("Bearer admin-token-0123456789"),
+            Some(&t),
+        );
+        assert_eq!(ok, Ok(AdminRoute::Revoke { tenant: "acme" }));
+        let cases = [
+            ("POST", "/admin/tenants/acme/nope", AdminRefusal::NotFound),
+            ("POST", "/admin/tenants/acme", AdminRefusal::NotFound),
+            (
+                "POST",
+                "/admin/tenants/.x/revoke",
+                AdminRefusal::InvalidTenant,
+            ),
+            (
+                "GET",
+                "/admin/tenants/acme/revoke",
+                AdminRefusal::MethodNotAllowed { allow: "POST" },
+            ),
+        ];
+        for (method, path, refusal) in cases {
+            let auth = Some("Bearer admin-token-0123456789");
+            assert_eq!(admit_admin(method, path, auth, Some(&t)), Err(refusal));
+        }
+        let path = "/admin/tenants/acme/revoke";
+        assert_eq!(
+            admit_admin("POST", path, None, Some(&t)),
+            Err(AdminRefusal::MissingToken)
+        );
+        assert_eq!(
+            admit_admin(
+                "POST",
+                path,
+                Some("Bearer admin-token-012345678X"),
+                Some(&t)
+            ),
+            Err(AdminRefusal::WrongToken)
+        );
+        assert_eq!(
+            admit_admin("POST", path, Some("Bearer x"), None),
+            Err(AdminRefusal::Off)
+        );
+        assert!(is_admin_path(path) && !is_admin_path("/administrator"));
+    }
+
+    #[test]
+    fn admin_tokens_are_long_and_redacted() {
+        assert!(AdminToken::new(Some("")).unwrap().is_none());
+        assert!(AdminToken::new(None).unwrap().is_none());
+        let err = AdminToken::new(Some("short")).unwrap_err();
+        assert!(err.contains("at least 16") && !err.contains("short"));
+        assert!(!format!("{:?}", token()).contains("0123"));
+    }
+}
