@@ -23,6 +23,11 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Benchmark a sync server (load generator; see BENCHMARKS.md).
     Bench(cmd::bench::BenchArgs),
+    /// Signed tenant tokens (read-only, expiring, one publicKey).
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
+    /// The admin API of a running server or Worker (SYNC_ADMIN_TOKEN).
+    Admin(cmd::admin::AdminArgs),
     #[command(flatten)]
     Client(cmd::client::ClientCommand),
 }
@@ -33,5 +38,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Client(command) => cmd::client::run(command),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Token(command) => cmd::token::run(command),
+        Command::Admin(args) => cmd::admin::run(args),
     }
 }

@@ -57,9 +57,20 @@ impl HttpResponse {
 /// Sends one HTTP/1.1 GET with `headers` and reads the response. For a 101
 /// only the head is read (the socket then speaks WebSocket).
 pub async fn http_get(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, "GET", target, headers).await
+}
+
+/// Sends one HTTP/1.1 request without a body (`method`, `headers`) and
+/// reads the response, as [`http_get`].
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     within("an HTTP response", async {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n");
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\n");
         for (k, v) in headers {
             request.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod bench;
 pub mod client;
 pub mod serve;
+pub mod token;
