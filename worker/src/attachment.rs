@@ -6,14 +6,18 @@
 //! subscriptions with the next sequence each one is owed (from
 //! `Engine::subscription_positions`), so that a woken object re-creates the
 //! engine's connections with `Engine::restore_connection` and resumes every
-//! subscription without a gap.
+//! subscription without a gap. It also carries what the socket's token
+//! allows (read-only, one publicKey, an expiry), so that a woken object
+//! keeps enforcing it and closes the socket when its token expires.
 //!
 //! Attachments are limited to 2,048 bytes. A socket whose subscriptions do
 //! not fit (hundreds of publicKeys, or very long ones) keeps them in the
 //! object's SQLite instead (`evsync_socket_subs`), and its attachment only
 //! says so.
 
+use evsync_core::access::Grant;
 use evsync_core::proto::v3::ConnId;
+use evsync_core::time::Timestamp;
 use evsync_core::wire::Sequence;
 use serde::{Deserialize, Serialize};
 use worker::{SqlStorage, State, WebSocket};
@@ -35,6 +39,39 @@ struct Attachment {
     /// True when the subscriptions are in `evsync_socket_subs`.
     #[serde(default)]
     o: bool,
+    /// Read-only token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    r: bool,
+    /// The one publicKey the token allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
+    /// When the token expires (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<u64>,
+}
+
+impl Attachment {
+    fn new(conn: ConnId, grant: &Grant, s: Positions, o: bool) -> Self {
+        Attachment {
+            c: conn.0,
+            s,
+            o,
+            r: grant.read_only,
+            k: grant.public_key.clone(),
+            e: grant.expires_at.map(|at| at.0),
+        }
+    }
+
+    fn grant(&self) -> Grant {
+        Grant {
+            read_only: self.r,
+            public_key: self.k.clone(),
+            expires_at: self.e.map(Timestamp),
+            // Revocation is checked at admission; an open socket's token
+            // is no longer compared with it (a revocation closes them all).
+            issued_at_ms: None,
+        }
+    }
 }
 
 /// The tag that names connection `conn` on its socket.
@@ -51,18 +88,16 @@ pub fn conn_id(state: &State, ws: &WebSocket) -> Option<ConnId> {
     from_tag.or_else(|| read(ws).map(|a| a.c)).map(ConnId)
 }
 
-/// Saves `positions` for `conn` on `ws` (or in SQLite when too large).
+/// Saves `conn`'s `grant` and `positions` on `ws` (the positions in SQLite
+/// when too large).
 pub fn save(
     sql: &SqlStorage,
     ws: &WebSocket,
     conn: ConnId,
+    grant: &Grant,
     positions: &Positions,
 ) -> Result<(), String> {
-    let inline = Attachment {
-        c: conn.0,
-        s: positions.clone(),
-        o: false,
-    };
+    let inline = Attachment::new(conn, grant, positions.clone(), false);
     let text = serde_json::to_string(&inline).map_err(|e| e.to_string())?;
     // A stale SQLite copy left by an earlier overflow is harmless: `load`
     // reads SQLite only when the attachment says so; `forget_overflow`
@@ -76,22 +111,19 @@ pub fn save(
             vec![(conn.0 as i64).into(), subs.into()],
         )
         .map_err(|e| e.to_string())?;
-        serde_json::to_string(&Attachment {
-            c: conn.0,
-            s: Vec::new(),
-            o: true,
-        })
-        .map_err(|e| e.to_string())?
+        serde_json::to_string(&Attachment::new(conn, grant, Vec::new(), true))
+            .map_err(|e| e.to_string())?
     };
     ws.serialize_attachment(text).map_err(|e| e.to_string())
 }
 
-/// The connection id and subscriptions saved on `ws`, if any.
-pub fn load(sql: &SqlStorage, ws: &WebSocket) -> Option<(ConnId, Positions)> {
+/// The connection id, grant and subscriptions saved on `ws`, if any.
+pub fn load(sql: &SqlStorage, ws: &WebSocket) -> Option<(ConnId, Grant, Positions)> {
     let attachment = read(ws)?;
     let conn = ConnId(attachment.c);
+    let grant = attachment.grant();
     if !attachment.o {
-        return Some((conn, attachment.s));
+        return Some((conn, grant, attachment.s));
     }
     #[derive(Deserialize)]
     struct Row {
@@ -106,7 +138,7 @@ pub fn load(sql: &SqlStorage, ws: &WebSocket) -> Option<(ConnId, Positions)> {
         .to_array()
         .ok()?;
     let positions = serde_json::from_str(&rows.first()?.subs).ok()?;
-    Some((conn, positions))
+    Some((conn, grant, positions))
 }
 
 /// Creates the overflow table (once per object start), so that saving

@@ -35,6 +35,10 @@ pub struct Live {
     /// The next connection id to hand out (above every restored one).
     pub next_conn: u64,
     pub debug: bool,
+    /// Signed tokens minted before this (Unix ms) are refused: the
+    /// tenant's stored revocation, read when the engine starts and raised
+    /// by a revocation (which runs in this object, the tenant's only one).
+    pub tokens_not_before: Option<u64>,
 }
 
 /// The engine's state, the single-pump guard and the timeout alarm.
@@ -166,7 +170,8 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
         if live.saved.get(&conn) == Some(&positions) {
             continue;
         }
-        match attachment::save(sql, ws, conn, &positions) {
+        let grant = live.engine.grant(conn);
+        match attachment::save(sql, ws, conn, &grant, &positions) {
             Ok(()) => {
                 live.saved.insert(conn, positions);
             }

@@ -14,13 +14,18 @@
 //!   further message arrives.
 //! - `SYNC_IDLE_SOCKET_TIMEOUT` closes quiet sockets (engine deadline, same
 //!   alarm); their last-heard times survive hibernation in `crate::idle`,
-//!   and an alarm on a hibernated object with the timeout on wakes the
-//!   engine so that the quiet sockets are closed.
+//!   and an alarm on a hibernated object wakes the engine so that the
+//!   quiet sockets and those whose token expired are closed.
+//! - Signed tokens: what a socket's token allows arrives from the Worker
+//!   (`GRANT_HEADER`) and is kept in its attachment; a token minted before
+//!   the tenant's revocation (stored with the tenant's data) is refused
+//!   with `401`, and `POST /revoke` (the admin API, via the Worker) stores
+//!   a new one and closes every socket.
 
 use crate::attachment;
 use crate::config;
 use crate::driver::{self, Driver, Live};
-use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, json, text};
 use crate::idle::{self, HeardLog};
 use crate::object_meta;
 use crate::storage::Backend;
@@ -63,6 +68,9 @@ impl DurableObject for SyncDurableObject {
         if url.path() == "/connect" {
             return self.accept_upgrade(&req).await;
         }
+        if url.path() == "/revoke" && req.method() == worker::Method::Post {
+            return self.revoke(&req).await;
+        }
         #[cfg(feature = "selftest")]
         if let Some(backend) = url.path().strip_prefix(crate::selftest::ROUTE_PREFIX)
             && config::flag(&self.env, crate::selftest::ENABLE_VAR) == Ok(true)
@@ -76,11 +84,12 @@ impl DurableObject for SyncDurableObject {
     /// is due, then drain, which sets the next alarm if one is needed.
     async fn alarm(&self) -> Result<Response> {
         self.driver.alarm.fired();
-        // With the idle timeout on, quiet sockets of a hibernated object
-        // are what the alarm is for: wake the engine to close them.
-        let idle_on = matches!(config::idle_socket_timeout(&self.env), Ok(Some(_)));
-        if idle_on
-            && !self.driver.is_live()
+        // Quiet sockets (idle timeout) and expired tokens of a hibernated
+        // object are what an alarm on it is for: wake the engine (which
+        // restores every socket with its grant and last-heard time) so
+        // that it closes them. An alarm is only set for a deadline, so
+        // this wakes the engine no more often than there is work.
+        if !self.driver.is_live()
             && !self.state.get_websockets().is_empty()
             && let Err(reason) = self.ensure_live(None).await
         {
@@ -151,16 +160,33 @@ impl DurableObject for SyncDurableObject {
 }
 
 impl SyncDurableObject {
-    /// Accepts a socket forwarded by the Worker: `101` with the socket, or
-    /// `503` with the reason when storage cannot start.
+    /// Accepts a socket forwarded by the Worker: `101` with the socket,
+    /// `401` when its token was revoked, or `503` with the reason when
+    /// storage cannot start.
     async fn accept_upgrade(&self, req: &Request) -> Result<Response> {
         let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
             return text(400, "Tenant is required.");
         };
         let protocol = req.headers().get(PROTOCOL_HEADER)?;
+        let grant = match GrantHeader::decode(req.headers().get(GRANT_HEADER)?.as_deref()) {
+            Ok(grant) => grant,
+            Err(reason) => {
+                worker::console_error!("evsync: tenant {tenant}: {reason}");
+                return text(400, "Bad request.");
+            }
+        };
         if let Err(reason) = self.ensure_live(Some(&tenant)).await {
             worker::console_error!("evsync: tenant {tenant}: storage unavailable: {reason}");
             return text(503, &reason);
+        }
+        let revoked = self
+            .driver
+            .with(|live| grant.is_revoked_by(live.tokens_not_before))
+            .unwrap_or(false);
+        if revoked {
+            let response = text(401, "Unauthorized")?;
+            response.headers().set("WWW-Authenticate", "Bearer")?;
+            return Ok(response);
         }
         let pair = WebSocketPair::new()?;
         let storage = self.state.storage();
@@ -170,11 +196,11 @@ impl SyncDurableObject {
             live.next_conn += 1;
             self.state
                 .accept_websocket_with_tags(&pair.server, &[&attachment::tag(conn)]);
-            attachment::save(&sql, &pair.server, conn, &Vec::new())?;
+            attachment::save(&sql, &pair.server, conn, &grant, &Vec::new())?;
             live.sockets.insert(conn, pair.server.clone());
             live.saved.insert(conn, Vec::new());
             let now = driver::now();
-            live.engine.handle_open(conn, now);
+            live.engine.handle_open(conn, grant, now);
             self.heard.heard(&sql, conn, now);
             if live.debug {
                 worker::console_log!(
@@ -197,6 +223,46 @@ impl SyncDurableObject {
                 .set("Sec-WebSocket-Protocol", &protocol)?;
         }
         Ok(response)
+    }
+
+    /// `POST /revoke` from the admin API: stores the tenant's new "not
+    /// before" (now), then closes every socket (hibernated ones are
+    /// restored first, so none is missed) and answers with what it did.
+    async fn revoke(&self, req: &Request) -> Result<Response> {
+        let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
+            return text(400, "Tenant is required.");
+        };
+        if let Err(reason) = self.ensure_live(Some(&tenant)).await {
+            worker::console_error!("evsync: tenant {tenant}: storage unavailable: {reason}");
+            return text(503, &reason);
+        }
+        let Some(backend) = self.driver.with(|live| live.backend.clone()) else {
+            return text(503, "the tenant's engine stopped");
+        };
+        let not_before = match backend.set_tokens_not_before(driver::now().0).await {
+            Ok(stored) => stored,
+            Err(reason) => {
+                worker::console_error!("evsync: tenant {tenant}: revoking failed: {reason}");
+                return text(503, &reason);
+            }
+        };
+        let closed = self
+            .driver
+            .with(|live| {
+                live.tokens_not_before = live.tokens_not_before.max(Some(not_before));
+                let open = live.engine.connection_count();
+                live.engine.handle_revoke();
+                open
+            })
+            .unwrap_or(0);
+        self.driver.pump(&self.state.storage()).await;
+        worker::console_log!("evsync: tenant {tenant}: tokens revoked, {closed} socket(s) closed");
+        let body = serde_json::json!({
+            "tenant": tenant,
+            "tokensNotBefore": not_before,
+            "closedConnections": closed,
+        });
+        json(200, &body.to_string())
     }
 
     /// A socket closed or failed: the engine forgets its connection.
@@ -249,6 +315,7 @@ impl SyncDurableObject {
         };
         let backend = Backend::open(&self.state, &self.env, &tenant).await?;
         let remote_id = backend.remote_id().await?;
+        let tokens_not_before = backend.tokens_not_before().await?;
         attachment::prepare(&sql)?;
         idle::prepare(&sql)?;
         if self.driver.is_live() {
@@ -278,14 +345,15 @@ impl SyncDurableObject {
             touched: BTreeSet::new(),
             next_conn: 0,
             debug,
+            tokens_not_before,
         };
         for ws in self.state.get_websockets() {
             match attachment::load(&sql, &ws) {
-                Some((conn, positions)) => {
+                Some((conn, grant, positions)) => {
                     live.next_conn = live.next_conn.max(conn.0 + 1);
                     let heard_at = self.heard.restored_at(&sql, conn, driver::now());
                     live.engine
-                        .restore_connection(conn, positions.clone(), heard_at);
+                        .restore_connection(conn, positions.clone(), grant, heard_at);
                     live.sockets.insert(conn, ws);
                     live.saved.insert(conn, positions);
                     live.touched.insert(conn);

@@ -16,12 +16,21 @@
 //!
 //! Every refusal (including the object's `503` and the `502`) is logged
 //! once through `crate::refusals`, rate-limited, never with a token.
+//!
+//! `/admin/…` is the admin API ([`evsync_core::access::admit_admin`], as
+//! on the native server): a revocation is run by the tenant's object,
+//! where its sockets and its storage are.
 
 use crate::auth;
 use crate::config;
-use crate::http::{PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::js;
 use crate::refusals;
-use evsync_core::access::{AuthConfig, Credentials, HttpRequest, Protocol, Refusal, admit};
+use evsync_core::access::{
+    AdminRefusal, AdminRoute, AuthConfig, Credentials, DenyReason, Grant, HttpRequest, Protocol,
+    Refusal, admit, admit_admin, is_admin_path,
+};
+use evsync_core::time::Timestamp;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// Serves one request to the Worker.
@@ -36,6 +45,9 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
                 return refuse(&req, url.path(), Refusal::Misconfigured, Some(&reason));
             }
         }
+    }
+    if is_admin_path(url.path()) {
+        return admin(&req, url.path(), &env).await;
     }
     let settings = settings(&env);
     let headers = req.headers();
@@ -52,7 +64,8 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
             query: url.query(),
         },
     };
-    let admission = match admit(&request, settings.as_ref().ok()) {
+    let now = Timestamp(js::now_ms());
+    let admission = match admit(&request, settings.as_ref().ok(), now) {
         Ok(admission) => admission,
         Err(refusal) => {
             let broken = settings.as_ref().err().map(String::as_str);
@@ -64,13 +77,63 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     match admission.protocol {
         Protocol::V3 => {}
     }
-    let response = forward(&env, admission.tenant, admission.subprotocol.as_deref()).await?;
+    let response = forward(
+        &env,
+        admission.tenant,
+        admission.subprotocol.as_deref(),
+        &admission.grant,
+    )
+    .await?;
     match response.status_code() {
+        401 => {
+            let reason = Refusal::Unauthorized(DenyReason::Revoked).reason();
+            refusals::log(headers, url.path(), 401, reason);
+        }
         502 => refusals::log(headers, url.path(), 502, "durable object unavailable"),
         503 => refusals::log(headers, url.path(), 503, "storage unavailable"),
         _ => {}
     }
     Ok(response)
+}
+
+/// Answers an admin request: refused here, or run by the tenant's object.
+async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
+    let authorization = req.headers().get("Authorization")?;
+    let token = match crate::auth::admin_token(env) {
+        Ok(token) => token,
+        Err(reason) => {
+            worker::console_error!("evsync: {reason}");
+            refusals::log(req.headers(), path, 500, "server misconfigured");
+            return text(500, "Server misconfigured.");
+        }
+    };
+    let method = req.method().to_string();
+    match admit_admin(&method, path, authorization.as_deref(), token.as_ref()) {
+        Err(refusal) => {
+            let (status, body) = refusal.status_and_body();
+            refusals::log(req.headers(), path, status, refusal.reason());
+            let response = text(status, body)?;
+            match refusal {
+                AdminRefusal::MissingToken | AdminRefusal::WrongToken => {
+                    response.headers().set("WWW-Authenticate", "Bearer")?;
+                }
+                AdminRefusal::MethodNotAllowed { allow } => {
+                    response.headers().set("Allow", allow)?;
+                }
+                _ => {}
+            }
+            Ok(response)
+        }
+        Ok(AdminRoute::Revoke { tenant }) => {
+            let response =
+                call_object(env, tenant, "/revoke", Method::Post, Headers::new()).await?;
+            worker::console_log!(
+                "evsync: admin: revoke tenant {tenant}: status {}",
+                response.status_code()
+            );
+            Ok(response)
+        }
+    }
 }
 
 /// The variables a request depends on: the auth settings, and `SYNC_DEBUG`
@@ -109,9 +172,35 @@ fn refuse(
 }
 
 /// Hands the upgrade to the tenant's Durable Object. Only what the object
-/// needs crosses over (never the credentials): the tenant and the
-/// subprotocol its `101` must select, in headers only this Worker sets.
-async fn forward(env: &Env, tenant: &str, protocol: Option<&str>) -> Result<Response> {
+/// needs crosses over (never the credentials): the tenant, the subprotocol
+/// its `101` must select and what the token allows, in headers only this
+/// Worker sets.
+async fn forward(
+    env: &Env,
+    tenant: &str,
+    protocol: Option<&str>,
+    grant: &Grant,
+) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("Upgrade", "websocket")?;
+    if let Some(protocol) = protocol {
+        headers.set(PROTOCOL_HEADER, protocol)?;
+    }
+    if !grant.is_full() || grant.issued_at_ms.is_some() {
+        headers.set(GRANT_HEADER, &GrantHeader::encode(grant))?;
+    }
+    call_object(env, tenant, "/connect", Method::Get, headers).await
+}
+
+/// Sends `method path` to `tenant`'s object with `headers` (plus the
+/// tenant's), or answers `502` when the object cannot be reached.
+async fn call_object(
+    env: &Env,
+    tenant: &str,
+    path: &str,
+    method: Method,
+    headers: Headers,
+) -> Result<Response> {
     let stub = env
         .durable_object(config::DO_BINDING)
         .and_then(|ns| ns.id_from_name(tenant)?.get_stub());
@@ -122,15 +211,10 @@ async fn forward(env: &Env, tenant: &str, protocol: Option<&str>) -> Result<Resp
             return text(502, "Sync durable object unavailable.");
         }
     };
-    let headers = Headers::new();
-    headers.set("Upgrade", "websocket")?;
     headers.set(TENANT_HEADER, tenant)?;
-    if let Some(protocol) = protocol {
-        headers.set(PROTOCOL_HEADER, protocol)?;
-    }
     let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init("https://evsync.internal/connect", &init)?;
+    init.with_method(method).with_headers(headers);
+    let req = Request::new_with_init(&format!("https://evsync.internal{path}"), &init)?;
     match stub.fetch_with_request(req).await {
         Ok(response) => Ok(response),
         Err(err) => {

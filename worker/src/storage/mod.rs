@@ -76,6 +76,28 @@ impl Backend {
         result.map_err(|e| e.message)
     }
 
+    /// The tenant's tokens' "not before" (Unix ms; signed tokens minted
+    /// before it are refused), if it was ever revoked.
+    pub async fn tokens_not_before(&self) -> Result<Option<u64>, String> {
+        let result = match self.clone() {
+            Backend::DurableObject(mut s) => AsyncStorage::tokens_not_before(&mut s).await,
+            Backend::D1(mut s) => s.tokens_not_before().await,
+        };
+        result.map_err(|e| e.message)
+    }
+
+    /// Raises the tenant's tokens' "not before" to `at_ms`, durably; the
+    /// instant now stored.
+    pub async fn set_tokens_not_before(&self, at_ms: u64) -> Result<u64, String> {
+        let result = match self.clone() {
+            Backend::DurableObject(mut s) => {
+                AsyncStorage::set_tokens_not_before(&mut s, at_ms).await
+            }
+            Backend::D1(mut s) => s.set_tokens_not_before(at_ms).await,
+        };
+        result.map_err(|e| e.message)
+    }
+
     /// Runs one engine storage request: synchronously on DO SQLite, so no
     /// other event interleaves; asynchronously on D1.
     pub async fn execute(&self, request: &StorageRequest) -> StorageResponse {
