@@ -163,3 +163,122 @@ async fn a_flood_of_refusals_writes_bounded_lines_that_count_every_one() {
         "the end of the flood is summed up"
     );
 }
+
+#[tokio::test]
+async fn signed_token_and_admin_refusals_say_why_and_never_show_a_secret() {
+    use common::http_request;
+    use evsync_core::access::signed_token::{TokenClaims, TokenSecret, mint};
+    const SECRET: &str = "signing-secret-signing-secret-0123";
+    const ADMIN: &str = "admin-token-0123456789";
+    let server = Serve::start(
+        &["--storage", "memory"],
+        &[
+            ("SYNC_TOKEN_SECRET", SECRET),
+            ("SYNC_ADMIN_TOKEN", ADMIN),
+            ("SYNC_DEBUG", "1"),
+        ],
+    )
+    .await;
+    let addr = server.addr;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let claims = TokenClaims {
+        tenant: "acme".into(),
+        read_only: false,
+        issued_at_ms: now,
+        expires_at_ms: None,
+        public_key: None,
+    };
+    let secret = TokenSecret::new(SECRET).unwrap();
+    let valid = mint(&secret, &claims);
+    let expired = mint(
+        &secret,
+        &TokenClaims {
+            expires_at_ms: Some(now - 1),
+            ..claims.clone()
+        },
+    );
+    let other = mint(
+        &secret,
+        &TokenClaims {
+            tenant: "beta".into(),
+            ..claims.clone()
+        },
+    );
+    let forged = mint(&TokenSecret::new(&"f".repeat(32)).unwrap(), &claims);
+    let tokens = [&valid, &expired, &other, &forged];
+    for (token, status) in [
+        (&expired, 401),
+        (&other, 401),
+        (&forged, 401),
+        (&valid, 101),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let r = http_get(
+            addr,
+            "/event-log/acme",
+            &upgrade_with(&[("Authorization", &bearer)]),
+        )
+        .await;
+        assert_eq!(r.status, status);
+    }
+    let wrong_admin = http_request(
+        addr,
+        "POST",
+        "/admin/tenants/acme/revoke",
+        &[
+            ("Authorization", "Bearer not-the-admin-token"),
+            ("Content-Length", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_admin.status, 401);
+    let bearer = format!("Bearer {ADMIN}");
+    let revoked = http_request(
+        addr,
+        "POST",
+        "/admin/tenants/acme/revoke",
+        &[("Authorization", &bearer), ("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let bearer = format!("Bearer {valid}");
+    let r = http_get(
+        addr,
+        "/event-log/acme",
+        &upgrade_with(&[("Authorization", &bearer)]),
+    )
+    .await;
+    assert_eq!(r.status, 401, "minted before the revocation");
+    let lines = stop_and_collect(server).await;
+    for reason in [
+        "token expired",
+        "signed token for another tenant",
+        "signed token with a bad signature",
+        "wrong admin token",
+        "token revoked",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("refused") && l.contains(reason)),
+            "{reason}:\n{lines:#?}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.contains("tokens revoked")));
+    for line in &lines {
+        assert!(
+            !line.contains(SECRET) && !line.contains(ADMIN),
+            "a secret: {line}"
+        );
+        for token in tokens {
+            let (payload, signature) = token.rsplit_once('.').unwrap();
+            assert!(
+                !line.contains(payload) && !line.contains(signature),
+                "a token in the log: {line}"
+            );
+        }
+    }
+}
