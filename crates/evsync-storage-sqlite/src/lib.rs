@@ -7,7 +7,8 @@
 //! lets one tenant be backed up, moved or deleted with `cp`/`rm`.
 //!
 //! All publicKeys of a tenant share one schema (see [`schema`]), so a tenant
-//! with ten thousand identities still has three tables.
+//! with ten thousand identities still has four tables (its remoteId, its
+//! logs, their entries, its settings).
 
 mod paths;
 pub mod schema;
@@ -16,7 +17,10 @@ pub use paths::{EXTENSION, tenant_file_name, tenant_path};
 
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
-use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
+use evsync_core::storage::{
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before,
+    decode_tokens_not_before, entry_bytes,
+};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
@@ -351,4 +355,38 @@ impl Storage for SqliteStorage {
         }
         Ok(out)
     }
+
+    fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        // Not cached: the server's other connection to this file may
+        // raise it.
+        read_tokens_not_before(&self.conn)
+    }
+
+    fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        let not_before_ms = check_tokens_not_before(not_before_ms)?;
+        // Raise and read back in one write transaction, so the value
+        // returned is the one committed (and fsynced, synchronous = FULL)
+        // even when another connection raises it at the same time.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite_error("begin"))?;
+        tx.prepare_cached(schema::RAISE_TOKENS_NOT_BEFORE)
+            .and_then(|mut stmt| stmt.execute([not_before_ms as i64]))
+            .map_err(sqlite_error("store tokens_not_before"))?;
+        let stored = read_tokens_not_before(&tx)?
+            .ok_or_else(|| StorageError::new("sqlite: tokens_not_before vanished after insert"))?;
+        tx.commit().map_err(sqlite_error("commit"))?;
+        Ok(stored)
+    }
+}
+
+fn read_tokens_not_before(conn: &Connection) -> Result<Option<u64>, StorageError> {
+    let stored: Option<i64> = conn
+        .prepare_cached(schema::SELECT_TOKENS_NOT_BEFORE)
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
+        .map_err(sqlite_error("read tokens_not_before"))?;
+    stored
+        .map(|ms| decode_tokens_not_before(ms as f64))
+        .transpose()
 }

@@ -9,8 +9,8 @@
 //! so a foreign SQLite database is refused rather than written into.
 
 pub use evsync_core::storage::schema::sqlite::{
-    APPLICATION_ID, INSERT_REMOTE_ID, MAX_LOG_ID, MAX_SEQUENCE, SCHEMA, SELECT_REMOTE_ID,
-    SEQUENCE_BITS, entry_key, key_sequence,
+    APPLICATION_ID, INSERT_REMOTE_ID, MAX_LOG_ID, MAX_SEQUENCE, RAISE_TOKENS_NOT_BEFORE, SCHEMA,
+    SELECT_REMOTE_ID, SELECT_TOKENS_NOT_BEFORE, SEQUENCE_BITS, entry_key, key_sequence,
 };
 use rusqlite::{Connection, TransactionBehavior};
 

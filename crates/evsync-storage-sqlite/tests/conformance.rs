@@ -1,6 +1,8 @@
 //! The shared storage conformance suite, plus SQLite-specific checks.
 
-use evsync_core::storage::conformance::{batch, block_on, run_all, run_persistence};
+use evsync_core::storage::conformance::{
+    REVOKED_AT, batch, block_on, entry_id, run_all, run_persistence,
+};
 use evsync_core::storage::{ReadLimit, Storage};
 use evsync_storage_sqlite::{SqliteStorage, schema};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,7 +77,7 @@ fn schema_version_is_recorded_and_newer_files_are_refused() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(tables, 3, "one schema for all publicKeys");
+    assert_eq!(tables, 4, "one schema for all publicKeys");
     conn.execute_batch(&format!(
         "PRAGMA user_version = {}",
         schema::SCHEMA_VERSION + 1
@@ -171,4 +173,125 @@ fn a_log_beyond_max_log_id_is_refused_not_wrapped() {
         store.read("one-too-many", 0, ALL).unwrap().is_empty(),
         "the refused log was not created"
     );
+}
+
+/// A tenant file as a build that knew only schema version 1 wrote it: its
+/// tables, its header fields, a remoteId and one log.
+fn write_version_1_file(path: &std::path::Path) -> [u8; 16] {
+    let remote_id = evsync_core::wire::RemoteId::from_random_bytes([0x5a; 16]).0;
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let v1 = &schema::SCHEMA.steps[0];
+    assert_eq!(v1.version, 1);
+    for sql in v1.statements {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {}; PRAGMA user_version = 1;",
+        schema::APPLICATION_ID
+    ))
+    .unwrap();
+    conn.execute(schema::INSERT_REMOTE_ID, [&remote_id[..]])
+        .unwrap();
+    conn.execute(
+        "INSERT INTO logs (id, public_key, head) VALUES (1, CAST('pk' AS BLOB), 2)",
+        [],
+    )
+    .unwrap();
+    for sequence in 1..=2u64 {
+        conn.execute(
+            "INSERT INTO entries (key, log_id, entry_id, iv, encrypted_entry)
+             VALUES (?1, 1, ?2, x'01', x'02')",
+            rusqlite::params![
+                schema::entry_key(1, sequence as i64),
+                &entry_id(sequence)[..]
+            ],
+        )
+        .unwrap();
+    }
+    remote_id
+}
+
+#[test]
+fn a_version_1_file_is_migrated_and_keeps_its_data() {
+    // This build writes a newer version than 1, so there is a step to run.
+    const { assert!(schema::SCHEMA_VERSION >= 2) };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    let remote_id = write_version_1_file(&path);
+
+    let mut store = SqliteStorage::open(&path).expect("a version 1 file opens");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION, "the file is migrated");
+    drop(conn);
+    assert_eq!(
+        store.remote_id().unwrap().0,
+        remote_id,
+        "the remoteId stays"
+    );
+    assert_eq!(
+        store
+            .read("pk", 0, ALL)
+            .unwrap()
+            .iter()
+            .map(|e| e.sequence)
+            .collect::<Vec<_>>(),
+        vec![1, 2],
+        "the entries stay"
+    );
+    assert_eq!(
+        store.tokens_not_before().unwrap(),
+        None,
+        "a migrated tenant's tokens were never revoked"
+    );
+    assert_eq!(store.set_tokens_not_before(REVOKED_AT).unwrap(), REVOKED_AT);
+    let out = store.append(&[batch("pk", 1, &[3])]).unwrap();
+    assert_eq!(out[0][0].sequence, 3, "sequences continue");
+    drop(store);
+
+    let mut reopened = SqliteStorage::open(&path).expect("the migrated file reopens");
+    assert_eq!(reopened.tokens_not_before().unwrap(), Some(REVOKED_AT));
+    assert_eq!(reopened.head("pk").unwrap(), 3);
+}
+
+#[test]
+fn two_connections_see_each_others_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut writer = SqliteStorage::open(&path).unwrap();
+    let mut reader = SqliteStorage::open(&path).unwrap();
+    assert_eq!(reader.tokens_not_before().unwrap(), None);
+    assert_eq!(
+        writer.set_tokens_not_before(REVOKED_AT).unwrap(),
+        REVOKED_AT
+    );
+    assert_eq!(
+        reader.tokens_not_before().unwrap(),
+        Some(REVOKED_AT),
+        "a revocation is visible to the other connection at once (not cached)"
+    );
+    assert_eq!(
+        reader.set_tokens_not_before(REVOKED_AT - 1).unwrap(),
+        REVOKED_AT,
+        "the other connection cannot lower it either"
+    );
+}
+
+#[test]
+fn a_negative_stored_instant_is_an_error_not_a_huge_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut store = SqliteStorage::open(&path).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // The column's CHECK refuses it; a hand-edited file can still hold it.
+    conn.execute_batch(
+        "PRAGMA ignore_check_constraints = ON;
+         INSERT INTO tenant_settings (id, tokens_not_before_ms) VALUES (1, -5);",
+    )
+    .unwrap();
+    drop(conn);
+    let err = store.tokens_not_before().unwrap_err();
+    assert!(err.message.contains("tokens_not_before"), "{err}");
 }

@@ -13,7 +13,9 @@
 //!   mode uses that object's own SQLite (wiped before each check); D1 mode
 //!   uses fresh tenants `selftest-<run>-<n>` in `SYNC_DB`, deleted
 //!   afterwards, and also checks that two tenants with the same publicKey
-//!   stay apart.
+//!   stay apart (logs, remoteIds, tokens-not-before instants). Both also
+//!   check the migration from schema version 1 (D1 without dropping the
+//!   shared tables: it re-records version 1 and migrates again).
 //! - `GET /__evsync/self-test/result/<run>` answers `RUNNING`, `PASS …`, or
 //!   `FAIL …` with the first failed assertion; callers poll it.
 //!
@@ -36,8 +38,10 @@ use crate::http::text;
 use crate::js;
 use crate::storage::d1::D1Storage;
 use crate::storage::do_sql::DoSqlStorage;
-use evsync_core::storage::conformance::{self, batch, entry_id};
-use evsync_core::storage::{AsyncStorage, ReadLimit};
+use evsync_core::storage::conformance::{self, REVOKED_AT, batch, entry_id};
+use evsync_core::storage::schema::{d1::SCHEMA as D1_SCHEMA, do_sql::SCHEMA as DO_SQL_SCHEMA};
+use evsync_core::storage::{AsyncStorage, ReadLimit, Storage};
+use evsync_core::wire::RemoteId;
 use std::cell::RefCell;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{Env, Response, Result, State};
@@ -117,8 +121,47 @@ async fn run_do(state: &State) -> std::result::Result<String, String> {
         async move { store }
     };
     conformance::run_persistence(reopen).await;
+    do_sql_migrates_from_version_1(&storage);
     DoSqlStorage::wipe(&storage).map_err(|e| e.message)?;
-    Ok("conformance run_all and run_persistence on Durable Object SQLite".into())
+    Ok(
+        "conformance run_all and run_persistence on Durable Object SQLite, migration from schema version 1"
+            .into(),
+    )
+}
+
+/// An object whose database a build that knew only schema version 1 wrote
+/// opens at the current version with its remoteId and entries, and its
+/// tokens never revoked.
+fn do_sql_migrates_from_version_1(storage: &worker::Storage) {
+    let remote_id = RemoteId::from_random_bytes([0x5a; 16]);
+    DoSqlStorage::create_version_1(storage, &remote_id).expect("writing a version 1 database");
+    let mut store = DoSqlStorage::open(storage).expect("a version 1 database opens");
+    assert_eq!(
+        store.schema_version().expect("schema version"),
+        DO_SQL_SCHEMA.version(),
+        "a version 1 database is migrated to the current version"
+    );
+    assert_eq!(
+        Storage::remote_id(&mut store).expect("remote_id"),
+        remote_id,
+        "migration keeps the remoteId"
+    );
+    assert_eq!(
+        Storage::tokens_not_before(&mut store).expect("tokens_not_before"),
+        None,
+        "a migrated tenant's tokens were never revoked"
+    );
+    assert_eq!(
+        Storage::set_tokens_not_before(&mut store, REVOKED_AT).expect("set_tokens_not_before"),
+        REVOKED_AT
+    );
+    let out = Storage::append(&mut store, &[batch("pk", 1, &[1])]).expect("append");
+    assert_eq!(out[0][0].sequence, 1, "the entries table still works");
+    let mut reopened = DoSqlStorage::open(storage).expect("the migrated database reopens");
+    assert_eq!(
+        Storage::tokens_not_before(&mut reopened).expect("tokens_not_before"),
+        Some(REVOKED_AT)
+    );
 }
 
 async fn run_d1(env: &Env) -> std::result::Result<String, String> {
@@ -151,6 +194,7 @@ async fn run_d1(env: &Env) -> std::result::Result<String, String> {
         open(format!("selftest-{nonce}-y")).await,
     )
     .await;
+    d1_migrates_from_version_1(open(format!("selftest-{nonce}-m")).await).await;
     let mut seen = tenants.borrow().clone();
     seen.sort();
     seen.dedup();
@@ -159,7 +203,7 @@ async fn run_d1(env: &Env) -> std::result::Result<String, String> {
         store.delete_tenant().await.map_err(|e| e.message)?;
     }
     Ok(format!(
-        "conformance run_all and run_persistence on D1, tenant isolation; {} scratch tenants removed",
+        "conformance run_all and run_persistence on D1, tenant isolation, migration from schema version 1; {} scratch tenants removed",
         seen.len()
     ))
 }
@@ -202,5 +246,53 @@ async fn tenant_isolation(mut a: D1Storage, mut b: D1Storage) {
         a.remote_id().await.expect("remote id a"),
         b.remote_id().await.expect("remote id b"),
         "each tenant has its own remoteId"
+    );
+    assert_eq!(
+        a.set_tokens_not_before(REVOKED_AT).await.expect("revoke a"),
+        REVOKED_AT
+    );
+    assert_eq!(
+        b.tokens_not_before().await.expect("tokens_not_before b"),
+        None,
+        "revoking tenant a's tokens leaves tenant b's"
+    );
+    assert_eq!(
+        b.set_tokens_not_before(REVOKED_AT - 1)
+            .await
+            .expect("revoke b"),
+        REVOKED_AT - 1,
+        "tenant b's instant is its own, not raised to tenant a's"
+    );
+    assert_eq!(
+        a.tokens_not_before().await.expect("tokens_not_before a"),
+        Some(REVOKED_AT),
+        "tenant a keeps its own instant"
+    );
+}
+
+/// The shared D1 database recorded at schema version 1 is brought up to
+/// date by the next migration, every step running again over existing
+/// tables, and a tenant's revocation survives it. (The tables stay: other
+/// tenants share them.)
+async fn d1_migrates_from_version_1(mut store: D1Storage) {
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT)
+            .await
+            .expect("set_tokens_not_before"),
+        REVOKED_AT
+    );
+    assert_eq!(
+        store
+            .remigrate_from(1)
+            .await
+            .expect("migration from version 1"),
+        D1_SCHEMA.version(),
+        "version 1 is migrated to the current version"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(REVOKED_AT),
+        "migration keeps a stored revocation"
     );
 }

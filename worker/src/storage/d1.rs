@@ -27,7 +27,10 @@ use super::plan::{self, Existing};
 use super::values::MAX_SAFE_INTEGER;
 use crate::js;
 use evsync_core::storage::schema::{d1 as layout, remote_id};
-use evsync_core::storage::{AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError};
+use evsync_core::storage::{
+    AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError, check_tokens_not_before,
+    decode_tokens_not_before,
+};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
 use serde::Deserialize;
@@ -61,6 +64,11 @@ struct HexRow {
 }
 
 #[derive(Deserialize)]
+struct MsRow {
+    ms: f64,
+}
+
+#[derive(Deserialize)]
 struct HeadRow {
     head: f64,
 }
@@ -91,9 +99,37 @@ impl D1Storage {
         let statements = vec![
             self.statement("DELETE FROM evsync_entries WHERE tenant = ?1", &[])?,
             self.statement("DELETE FROM evsync_tenants WHERE tenant = ?1", &[])?,
+            self.statement("DELETE FROM evsync_tenant_settings WHERE tenant = ?1", &[])?,
         ];
         self.db.batch(statements).await.map_err(d1_error)?;
         Ok(())
+    }
+
+    /// Records schema version `version` (lower than the current one) and
+    /// migrates again, as the first open in a new isolate would; returns
+    /// the version recorded afterwards. The self-test's check that a D1
+    /// database at an older version is brought up to date, and that every
+    /// step can run again over tables that exist (isolates of one deploy
+    /// migrate concurrently). Nothing is dropped: other tenants keep their
+    /// rows, and an isolate that opens meanwhile only migrates too.
+    #[cfg(feature = "selftest")]
+    pub async fn remigrate_from(&self, version: i64) -> Result<i64, StorageError> {
+        self.db
+            .prepare("UPDATE evsync_schema SET version = ?1 WHERE id = 1")
+            .bind(&[JsValue::from_f64(version as f64)])
+            .map_err(d1_error)?
+            .run()
+            .await
+            .map_err(d1_error)?;
+        self.migrate().await?;
+        let row = self
+            .db
+            .prepare(layout::SELECT_VERSION)
+            .first::<VersionRow>(None)
+            .await
+            .map_err(d1_error)?
+            .ok_or_else(|| StorageError::new("no schema version recorded"))?;
+        Ok(row.version as i64)
     }
 
     /// Runs the core's pending steps and records the new version in one
@@ -283,6 +319,42 @@ impl AsyncStorage for D1Storage {
         )?;
         let rows = statement.raw_js_value().await.map_err(d1_error)?;
         rows.into_iter().map(entry_from_row).collect()
+    }
+
+    async fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        self.statement(layout::SELECT_TOKENS_NOT_BEFORE, &[])?
+            .first::<MsRow>(None)
+            .await
+            .map_err(d1_error)?
+            .map(|row| decode_tokens_not_before(row.ms))
+            .transpose()
+    }
+
+    /// Raise and read back in one `batch()` (one transaction): the value
+    /// returned is the one committed, even when another isolate raises it
+    /// at the same time.
+    async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        // Exact as a JS number: checked to be at most 2^53 - 1.
+        let not_before_ms = check_tokens_not_before(not_before_ms)?;
+        let results = self
+            .db
+            .batch(vec![
+                self.statement(
+                    layout::RAISE_TOKENS_NOT_BEFORE,
+                    &[JsValue::from_f64(not_before_ms as f64)],
+                )?,
+                self.statement(layout::SELECT_TOKENS_NOT_BEFORE, &[])?,
+            ])
+            .await
+            .map_err(d1_error)?;
+        let row = results
+            .get(1)
+            .map(|r| r.results::<MsRow>())
+            .transpose()
+            .map_err(d1_error)?
+            .and_then(|rows| rows.into_iter().next())
+            .ok_or_else(|| StorageError::new("tokens_not_before was not stored"))?;
+        decode_tokens_not_before(row.ms)
     }
 }
 

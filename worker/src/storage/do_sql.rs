@@ -15,7 +15,10 @@ use super::plan::{self, Existing};
 use super::values::{blob, int, into_blob, param_blob, param_int};
 use crate::js;
 use evsync_core::storage::schema::{do_sql as layout, remote_id};
-use evsync_core::storage::{AppendBatch, Appended, ReadLimit, Storage, StorageError};
+use evsync_core::storage::{
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before,
+    decode_tokens_not_before,
+};
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
@@ -45,10 +48,43 @@ impl DoSqlStorage {
     #[cfg(feature = "selftest")]
     pub fn wipe(storage: &worker::Storage) -> Result<(), StorageError> {
         let sql = storage.sql();
-        for table in ["evsync_entries", "evsync_meta"] {
+        for table in ["evsync_entries", "evsync_tenant_settings", "evsync_meta"] {
             exec(&sql, &format!("DROP TABLE IF EXISTS {table}"), vec![])?;
         }
         Ok(())
+    }
+
+    /// Makes this object's database what a build that knew only schema
+    /// version 1 left: the self-test's starting point for the migration to
+    /// the current version. Wipes it first.
+    #[cfg(feature = "selftest")]
+    pub fn create_version_1(
+        storage: &worker::Storage,
+        remote_id: &RemoteId,
+    ) -> Result<(), StorageError> {
+        Self::wipe(storage)?;
+        let sql = storage.sql();
+        exec(&sql, layout::CREATE_META, vec![])?;
+        let v1 = &layout::SCHEMA.steps[0];
+        for statement in v1.statements {
+            exec(&sql, statement, vec![])?;
+        }
+        exec(&sql, layout::RECORD_VERSION, vec![param_int(1)])?;
+        exec(
+            &sql,
+            layout::INSERT_REMOTE_ID,
+            vec![param_blob(&remote_id.0)],
+        )
+    }
+
+    /// The schema version this database records (0: none).
+    #[cfg(feature = "selftest")]
+    pub fn schema_version(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .first_value(layout::SELECT_VERSION)?
+            .map(|v| int(&v))
+            .transpose()?
+            .unwrap_or(0))
     }
 
     /// Runs the core's pending steps and records the new version in one
@@ -207,6 +243,26 @@ impl Storage for DoSqlStorage {
             ],
         )?;
         rows.into_iter().map(entry_from_row).collect()
+    }
+
+    fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        self.first_value(layout::SELECT_TOKENS_NOT_BEFORE)?
+            .map(|value| decode_tokens_not_before(int(&value)? as f64))
+            .transpose()
+    }
+
+    /// Raises and reads back with no await in between, so nothing else in
+    /// this object interleaves; the write is durable before the object's
+    /// next output leaves it (the Durable Object output gate).
+    fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        let not_before_ms = check_tokens_not_before(not_before_ms)?;
+        exec(
+            &self.sql,
+            layout::RAISE_TOKENS_NOT_BEFORE,
+            vec![param_int(not_before_ms)],
+        )?;
+        self.tokens_not_before()?
+            .ok_or_else(|| StorageError::new("tokens_not_before was not stored"))
     }
 }
 

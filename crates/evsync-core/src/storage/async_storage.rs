@@ -20,6 +20,10 @@ pub trait AsyncStorage {
         from: Sequence,
         limit: ReadLimit,
     ) -> Result<Vec<RemoteEntry>, StorageError>;
+    /// See [`Storage::tokens_not_before`].
+    async fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError>;
+    /// See [`Storage::set_tokens_not_before`].
+    async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError>;
 }
 
 impl<S: Storage> AsyncStorage for S {
@@ -41,5 +45,13 @@ impl<S: Storage> AsyncStorage for S {
         limit: ReadLimit,
     ) -> Result<Vec<RemoteEntry>, StorageError> {
         Storage::read(self, public_key, from, limit)
+    }
+
+    async fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        Storage::tokens_not_before(self)
+    }
+
+    async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        Storage::set_tokens_not_before(self, not_before_ms)
     }
 }

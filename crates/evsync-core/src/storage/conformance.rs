@@ -6,7 +6,7 @@
 //! written against [`AsyncStorage`] so that synchronous and asynchronous
 //! backends share them; [`block_on`] runs them where no runtime exists.
 
-use super::{AppendBatch, Appended, AsyncStorage, ReadLimit};
+use super::{AppendBatch, Appended, AsyncStorage, MAX_TOKENS_NOT_BEFORE_MS, ReadLimit};
 use crate::wire::{EncryptedEntry, RemoteEntry};
 use bytes::Bytes;
 use std::future::Future;
@@ -90,6 +90,9 @@ where
     empty_appends(fresh().await).await;
     large_and_many_entries(fresh().await).await;
     unusual_public_keys(fresh().await).await;
+    tokens_not_before_never_moves_backwards(fresh().await).await;
+    tokens_not_before_is_kept_apart_from_logs(fresh().await).await;
+    tokens_not_before_range(fresh().await).await;
 }
 
 /// Checks that data and the remoteId survive reopening: `open` must return a
@@ -102,11 +105,23 @@ where
 {
     let (remote_id, first) = {
         let mut store = open().await;
+        assert_eq!(
+            store.tokens_not_before().await.expect("tokens_not_before"),
+            None,
+            "a fresh tenant's tokens were never revoked"
+        );
         let remote_id = store.remote_id().await.expect("remote_id");
         let first = store
             .append(&[batch("pk", 1, &[1, 2, 3])])
             .await
             .expect("append");
+        assert_eq!(
+            store
+                .set_tokens_not_before(REVOKED_AT)
+                .await
+                .expect("set_tokens_not_before"),
+            REVOKED_AT
+        );
         (remote_id, first)
     };
     assert_eq!(seqs(&first[0]), vec![1, 2, 3]);
@@ -115,6 +130,22 @@ where
         store.remote_id().await.expect("remote_id"),
         remote_id,
         "the remoteId must not change when the store is reopened"
+    );
+    assert_eq!(
+        store
+            .tokens_not_before()
+            .await
+            .expect("tokens_not_before after reopen"),
+        Some(REVOKED_AT),
+        "a revocation must survive reopening"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT - 1)
+            .await
+            .expect("set_tokens_not_before after reopen"),
+        REVOKED_AT,
+        "a reopened store still never lowers the stored instant"
     );
     assert_eq!(
         read_all(&mut store, "pk").await.len(),
@@ -140,6 +171,10 @@ where
         "dedup and sequences must continue across reopening"
     );
 }
+
+/// A realistic revocation instant (2026-01-01T00:00:00Z in ms): past 2^32,
+/// so a backend that narrows it to 32 bits fails.
+pub const REVOKED_AT: u64 = 1_767_225_600_000;
 
 async fn remote_id_is_stable<S: AsyncStorage>(mut store: S) {
     let a = store.remote_id().await.expect("remote_id");
@@ -386,4 +421,157 @@ async fn unusual_public_keys<S: AsyncStorage>(mut store: S) {
         assert_eq!(all.len(), 1, "{key:?} reads back its own entry");
         assert_eq!(all[0].entry_id, entry_id(i as u64));
     }
+}
+
+async fn tokens_not_before_never_moves_backwards<S: AsyncStorage>(mut store: S) {
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        None,
+        "a fresh tenant's tokens were never revoked"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        None,
+        "reading stores nothing"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT)
+            .await
+            .expect("set_tokens_not_before"),
+        REVOKED_AT,
+        "the first revocation is stored as given"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(REVOKED_AT),
+        "a revocation reads back exactly"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT - 60_000)
+            .await
+            .expect("set_tokens_not_before lower"),
+        REVOKED_AT,
+        "an earlier instant does not lower the stored one; the stored one is returned"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(REVOKED_AT),
+        "an earlier instant leaves the stored one"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(0)
+            .await
+            .expect("set_tokens_not_before 0"),
+        REVOKED_AT,
+        "0 does not clear a revocation"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT)
+            .await
+            .expect("set_tokens_not_before same"),
+        REVOKED_AT,
+        "the same instant again is a no-op"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(REVOKED_AT + 1)
+            .await
+            .expect("set_tokens_not_before higher"),
+        REVOKED_AT + 1,
+        "a later instant raises it, by as little as 1 ms"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(REVOKED_AT + 1)
+    );
+}
+
+async fn tokens_not_before_is_kept_apart_from_logs<S: AsyncStorage>(mut store: S) {
+    assert_eq!(
+        store
+            .set_tokens_not_before(0)
+            .await
+            .expect("set_tokens_not_before 0"),
+        0,
+        "0 (the epoch) is an instant like any other"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(0),
+        "a revocation at the epoch is not \"never revoked\""
+    );
+    let remote_id = store.remote_id().await.expect("remote_id");
+    store
+        .append(&[batch("pk", 1, &[1, 2])])
+        .await
+        .expect("append");
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(0),
+        "appending leaves the revocation"
+    );
+    store
+        .set_tokens_not_before(REVOKED_AT)
+        .await
+        .expect("set_tokens_not_before");
+    assert_eq!(
+        store.remote_id().await.expect("remote_id"),
+        remote_id,
+        "a revocation leaves the remoteId"
+    );
+    assert_eq!(
+        read_all(&mut store, "pk").await.len(),
+        2,
+        "a revocation leaves the logs"
+    );
+    let out = store.append(&[batch("pk", 1, &[3])]).await.expect("append");
+    assert_eq!(seqs(&out[0]), vec![3], "and their sequences");
+}
+
+async fn tokens_not_before_range<S: AsyncStorage>(mut store: S) {
+    assert_eq!(
+        store
+            .set_tokens_not_before(MAX_TOKENS_NOT_BEFORE_MS + 1)
+            .await
+            .map_err(|e| e.message.contains("tokens_not_before")),
+        Err(true),
+        "an instant past MAX_TOKENS_NOT_BEFORE_MS is refused with a reason"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        None,
+        "a refused instant stores nothing"
+    );
+    assert!(
+        store.set_tokens_not_before(u64::MAX).await.is_err(),
+        "u64::MAX is refused, not wrapped"
+    );
+    assert_eq!(
+        store
+            .set_tokens_not_before(MAX_TOKENS_NOT_BEFORE_MS)
+            .await
+            .expect("set_tokens_not_before max"),
+        MAX_TOKENS_NOT_BEFORE_MS,
+        "the largest storable instant is stored exactly"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(MAX_TOKENS_NOT_BEFORE_MS),
+        "and reads back exactly"
+    );
+    assert!(
+        store
+            .set_tokens_not_before(MAX_TOKENS_NOT_BEFORE_MS + 1)
+            .await
+            .is_err(),
+        "refused over a stored instant too"
+    );
+    assert_eq!(
+        store.tokens_not_before().await.expect("tokens_not_before"),
+        Some(MAX_TOKENS_NOT_BEFORE_MS)
+    );
 }

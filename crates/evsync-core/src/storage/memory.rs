@@ -1,7 +1,9 @@
 //! A store that lives in memory: the engine's test double and the server's
 //! `SYNC_STORAGE=memory` mode.
 
-use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError, entry_bytes};
+use super::{
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before, entry_bytes,
+};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -11,6 +13,7 @@ use std::collections::HashMap;
 pub struct MemoryStorage {
     remote_id: RemoteId,
     logs: HashMap<String, MemoryLog>,
+    tokens_not_before: Option<u64>,
     /// When set, the next call fails with this message (for failure tests).
     #[cfg(any(test, feature = "test-support"))]
     fail_next: Option<String>,
@@ -29,6 +32,7 @@ impl MemoryStorage {
         MemoryStorage {
             remote_id,
             logs: HashMap::new(),
+            tokens_not_before: None,
             #[cfg(any(test, feature = "test-support"))]
             fail_next: None,
         }
@@ -127,5 +131,56 @@ impl Storage for MemoryStorage {
             out.push(entry.clone());
         }
         Ok(out)
+    }
+
+    fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        self.check_failure()?;
+        Ok(self.tokens_not_before)
+    }
+
+    fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        self.check_failure()?;
+        let not_before_ms = check_tokens_not_before(not_before_ms)?;
+        let stored = self
+            .tokens_not_before
+            .map_or(not_before_ms, |s| s.max(not_before_ms));
+        self.tokens_not_before = Some(stored);
+        Ok(stored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::conformance::{block_on, run_all};
+
+    fn fresh() -> MemoryStorage {
+        MemoryStorage::new(RemoteId::from_random_bytes([7; 16]))
+    }
+
+    #[test]
+    fn conformance_suite() {
+        // Memory keeps nothing across a drop, so run_persistence does not
+        // apply; every other rule does.
+        block_on(run_all(|| async { fresh() }));
+    }
+
+    #[test]
+    fn a_failed_call_changes_nothing() {
+        let mut store = fresh();
+        store.set_tokens_not_before(1_000).unwrap();
+        store.fail_next_call("disk full");
+        assert_eq!(
+            store.set_tokens_not_before(2_000).unwrap_err().message,
+            "disk full"
+        );
+        assert_eq!(store.tokens_not_before().unwrap(), Some(1_000));
+        store.fail_next_call("disk full");
+        assert!(store.tokens_not_before().is_err());
+        assert_eq!(
+            store.tokens_not_before().unwrap(),
+            Some(1_000),
+            "one call only"
+        );
     }
 }

@@ -100,6 +100,58 @@ pub trait Storage {
         from: Sequence,
         limit: ReadLimit,
     ) -> Result<Vec<RemoteEntry>, StorageError>;
+
+    /// The tenant's "tokens not before" instant, in milliseconds since the
+    /// Unix epoch: a signed token issued before it is refused. `None` when
+    /// the tenant's tokens were never revoked (a fresh tenant).
+    ///
+    /// Revocation must outlive the process that ordered it and reach every
+    /// place the tenant is served (a restarted server, another Worker
+    /// isolate), so the instant is kept with the tenant's data rather than
+    /// in memory or configuration. Never cached by the store: another
+    /// connection to the same tenant may raise it at any time. Reading it
+    /// creates nothing.
+    fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError>;
+
+    /// Raises the tenant's "tokens not before" instant to `not_before_ms`
+    /// (milliseconds since the Unix epoch) and returns the instant now
+    /// stored: `max(stored, not_before_ms)`, durable when this returns `Ok`.
+    ///
+    /// It never moves backwards, so two revocations racing (two operators,
+    /// a retried request, clocks that disagree) cannot undo each other: the
+    /// later instant wins whatever the order of the writes. Undoing a
+    /// revocation is not a storage operation. A value above
+    /// [`MAX_TOKENS_NOT_BEFORE_MS`] is refused and changes nothing.
+    fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError>;
+}
+
+/// The largest "tokens not before" instant a store accepts, in milliseconds
+/// since the Unix epoch: 2^53 - 1 (the year 287396), the largest integer a
+/// JavaScript number holds exactly. D1 binds and returns numbers as JS
+/// numbers, so every backend refuses a larger value the same way
+/// ([`check_tokens_not_before`]) rather than one of them rounding it.
+pub const MAX_TOKENS_NOT_BEFORE_MS: u64 = (1 << 53) - 1;
+
+/// `not_before_ms` if a store accepts it (at most
+/// [`MAX_TOKENS_NOT_BEFORE_MS`]); the same refusal on every backend.
+pub fn check_tokens_not_before(not_before_ms: u64) -> Result<u64, StorageError> {
+    if not_before_ms > MAX_TOKENS_NOT_BEFORE_MS {
+        return Err(StorageError::new(format!(
+            "tokens_not_before {not_before_ms} ms is beyond the largest storable instant ({MAX_TOKENS_NOT_BEFORE_MS} ms)"
+        )));
+    }
+    Ok(not_before_ms)
+}
+
+/// A "tokens not before" instant read back from a SQL column (an integer,
+/// or a JS number on D1), checked to be one a store could have written.
+pub fn decode_tokens_not_before(stored: f64) -> Result<u64, StorageError> {
+    if stored.fract() != 0.0 || !(0.0..=MAX_TOKENS_NOT_BEFORE_MS as f64).contains(&stored) {
+        return Err(StorageError::new(format!(
+            "stored tokens_not_before {stored} is not an instant evsync writes"
+        )));
+    }
+    Ok(stored as u64)
 }
 
 /// Size of an entry as counted against [`ReadLimit::max_bytes`].

@@ -52,8 +52,35 @@ const V1: Migration = Migration {
     ],
 };
 
+/// Per tenant, its settings: the "tokens not before" instant in ms since
+/// the Unix epoch, see
+/// [`Storage::set_tokens_not_before`](crate::storage::Storage::set_tokens_not_before).
+/// No row until one is set. Keyed by tenant alone (not a column of
+/// `evsync_tenants`), so that revoking a tenant's tokens never creates its
+/// remoteId. `IF NOT EXISTS`: Workers of one deploy may migrate
+/// concurrently.
+const V2: Migration = Migration {
+    version: 2,
+    statements: &["CREATE TABLE IF NOT EXISTS evsync_tenant_settings (
+        tenant TEXT PRIMARY KEY,
+        tokens_not_before_ms INTEGER NOT NULL CHECK (tokens_not_before_ms >= 0)
+    )"],
+};
+
 /// D1's schema.
 pub const SCHEMA: Schema = Schema {
     name: "D1 storage",
-    steps: &[V1],
+    steps: &[V1, V2],
 };
+
+/// Raises tenant `?1`'s "tokens not before" instant to `?2` (ms), creating
+/// its row if needed and never lowering it: two racing revocations (two
+/// Worker isolates) keep the later.
+pub const RAISE_TOKENS_NOT_BEFORE: &str =
+    "INSERT INTO evsync_tenant_settings (tenant, tokens_not_before_ms) VALUES (?1, ?2)
+    ON CONFLICT (tenant) DO UPDATE SET tokens_not_before_ms = excluded.tokens_not_before_ms
+    WHERE excluded.tokens_not_before_ms > evsync_tenant_settings.tokens_not_before_ms";
+
+/// Tenant `?1`'s stored "tokens not before" instant as column `ms`, if any.
+pub const SELECT_TOKENS_NOT_BEFORE: &str =
+    "SELECT tokens_not_before_ms AS ms FROM evsync_tenant_settings WHERE tenant = ?1";

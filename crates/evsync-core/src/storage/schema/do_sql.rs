@@ -1,7 +1,8 @@
 //! A Durable Object's own SQLite (the Worker's default backend). One object
 //! per tenant, so no tenant column; the version and the remoteId live in
 //! `evsync_meta`, a key/value table created before anything else (it is
-//! where the version is read from, so it cannot be a step itself).
+//! where the version is read from, so it cannot be a step itself), the
+//! tenant's settings in `evsync_tenant_settings` (version 2).
 
 use super::{Migration, Schema};
 
@@ -40,8 +41,32 @@ const V1: Migration = Migration {
     )"],
 };
 
+/// The tenant's settings, one row (none until one is set): its "tokens not
+/// before" instant in ms since the Unix epoch, see
+/// [`Storage::set_tokens_not_before`](crate::storage::Storage::set_tokens_not_before).
+/// A typed table rather than another `evsync_meta` key, whose values are
+/// untyped blobs. `IF NOT EXISTS` like the other steps here.
+const V2: Migration = Migration {
+    version: 2,
+    statements: &["CREATE TABLE IF NOT EXISTS evsync_tenant_settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        tokens_not_before_ms INTEGER NOT NULL CHECK (tokens_not_before_ms >= 0)
+    )"],
+};
+
 /// Durable Object SQLite's schema.
 pub const SCHEMA: Schema = Schema {
     name: "Durable Object storage",
-    steps: &[V1],
+    steps: &[V1, V2],
 };
+
+/// Raises the "tokens not before" instant to `?1` (ms), creating the row if
+/// needed and never lowering it: two racing revocations keep the later.
+pub const RAISE_TOKENS_NOT_BEFORE: &str =
+    "INSERT INTO evsync_tenant_settings (id, tokens_not_before_ms) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET tokens_not_before_ms = excluded.tokens_not_before_ms
+    WHERE excluded.tokens_not_before_ms > evsync_tenant_settings.tokens_not_before_ms";
+
+/// The stored "tokens not before" instant (ms), if any.
+pub const SELECT_TOKENS_NOT_BEFORE: &str =
+    "SELECT tokens_not_before_ms FROM evsync_tenant_settings WHERE id = 1";

@@ -55,10 +55,23 @@ const V1: Migration = Migration {
     ],
 };
 
+/// The tenant's settings, one row (none until one is set): its "tokens not
+/// before" instant in ms since the Unix epoch, see
+/// [`Storage::set_tokens_not_before`](crate::storage::Storage::set_tokens_not_before).
+/// A table of its own rather than a column of `remote_id`, so that revoking
+/// tokens never creates the remoteId and reading it never needs one.
+const V2: Migration = Migration {
+    version: 2,
+    statements: &["CREATE TABLE tenant_settings (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            tokens_not_before_ms INTEGER NOT NULL CHECK (tokens_not_before_ms >= 0)
+        )"],
+};
+
 /// The tenant file's schema.
 pub const SCHEMA: Schema = Schema {
     name: "the tenant file",
-    steps: &[V1],
+    steps: &[V1, V2],
 };
 
 /// Stores the remoteId unless one is stored (`?1`: 16 bytes).
@@ -66,6 +79,17 @@ pub const INSERT_REMOTE_ID: &str = "INSERT OR IGNORE INTO remote_id (id, remote_
 
 /// The stored remoteId, if any.
 pub const SELECT_REMOTE_ID: &str = "SELECT remote_id FROM remote_id WHERE id = 1";
+
+/// Raises the "tokens not before" instant to `?1` (ms), creating the row if
+/// needed and never lowering it: two racing revocations keep the later.
+pub const RAISE_TOKENS_NOT_BEFORE: &str =
+    "INSERT INTO tenant_settings (id, tokens_not_before_ms) VALUES (1, ?1)
+    ON CONFLICT (id) DO UPDATE SET tokens_not_before_ms = excluded.tokens_not_before_ms
+    WHERE excluded.tokens_not_before_ms > tenant_settings.tokens_not_before_ms";
+
+/// The stored "tokens not before" instant (ms), if any.
+pub const SELECT_TOKENS_NOT_BEFORE: &str =
+    "SELECT tokens_not_before_ms FROM tenant_settings WHERE id = 1";
 
 /// Bits of `entries.key` that hold the sequence: a log holds up to 2^40 - 1
 /// (about 10^12) entries, and a tenant up to 2^23 - 1 (about 8 million)
