@@ -64,18 +64,18 @@ impl GrantHeader {
 
 /// A JSON response.
 pub fn json(status: u16, body: &str) -> Result<Response> {
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    Ok(Response::ok(body)?
-        .with_status(status)
-        .with_headers(headers))
+    with_type(status, body, "application/json")
 }
 
 /// A plain-text response, with the content type the original's
 /// `new Response(string)` carries.
 pub fn text(status: u16, body: &str) -> Result<Response> {
+    with_type(status, body, "text/plain;charset=UTF-8")
+}
+
+fn with_type(status: u16, body: &str, content_type: &str) -> Result<Response> {
     let headers = Headers::new();
-    headers.set("Content-Type", "text/plain;charset=UTF-8")?;
+    headers.set("Content-Type", content_type)?;
     Ok(Response::ok(body)?
         .with_status(status)
         .with_headers(headers))
