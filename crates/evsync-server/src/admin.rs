@@ -44,6 +44,9 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
             match refusal {
                 AdminRefusal::MissingToken | AdminRefusal::WrongToken => {
                     headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    shared
+                        .metrics
+                        .auth_failed(crate::metrics::admin_label(refusal));
                 }
                 AdminRefusal::MethodNotAllowed { allow } => {
                     headers.insert(header::ALLOW, HeaderValue::from_static(allow));

@@ -97,6 +97,14 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// SYNC_ADMIN_TOKEN: the admin API (`/admin/…`) is off without it.
     pub admin_token: Option<AdminToken>,
+    /// Serve `/metrics` only on this address (not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// SYNC_METRICS_PER_TENANT: metrics and dashboard rows labelled by
+    /// tenant (off: tenant names can be many and sensitive).
+    pub metrics_per_tenant: bool,
+    /// How long `/readyz` answers 503 ("draining") before a requested
+    /// shutdown starts, so load balancers stop sending new replicas first.
+    pub drain: Duration,
     /// SYNC_DEBUG: log every request and every open/close at info level.
     pub debug: bool,
     /// Limits of each tenant's engine; `max_frame_bytes` also bounds the
@@ -124,6 +132,9 @@ impl ServerConfig {
             storage,
             auth: AuthConfig::open(),
             admin_token: None,
+            metrics_listen: None,
+            metrics_per_tenant: false,
+            drain: Duration::ZERO,
             debug: false,
             engine: EngineConfig::default(),
             idle_grace: Duration::from_secs(30),

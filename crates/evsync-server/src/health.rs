@@ -1,11 +1,66 @@
-//! `GET /healthz`: a small JSON document for load balancers and operators.
-//! It says nothing about tenants beyond a count, and needs no token.
+//! Probes for load balancers, orchestrators and Prometheus, none with a
+//! token and none naming a tenant:
+//! - `GET /healthz`: the process is up (a small JSON document, as before);
+//! - `GET /readyz`: 200 `{"status":"ready"}` while the server can serve
+//!   (storage usable, not draining), else 503 with the reason, so that a
+//!   load balancer stops sending replicas before a shutdown closes them;
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 
 use crate::registry::Registry;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
+
+/// Whether the server can take new replicas now, or why not.
+pub(crate) fn readiness(registry: &Registry) -> Result<(), &'static str> {
+    let shared = registry.shared();
+    if registry.is_shutting_down() {
+        return Err("shutting down");
+    }
+    if shared.draining.load(Ordering::Relaxed) {
+        return Err("draining");
+    }
+    if let Some(dir) = shared.tenants_dir() {
+        // The directory can vanish or turn read-only (a full or remounted
+        // disk) under a running server: new tenants could not be created.
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() && !meta.permissions().readonly() => {}
+            _ => return Err("data directory not writable"),
+        }
+    }
+    Ok(())
+}
+
+/// `GET /readyz`.
+pub(crate) fn readyz(registry: &Registry) -> Response {
+    let (status, body) = match readiness(registry) {
+        Ok(()) => (StatusCode::OK, r#"{"status":"ready"}"#.to_string()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not_ready", "reason": reason}).to_string(),
+        ),
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub(crate) fn metrics(registry: &Registry) -> Response {
+    let shared = registry.shared();
+    let text = shared.metrics.render(
+        shared.connections.load(Ordering::Relaxed),
+        registry.loaded_tenants(),
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
 
 #[derive(Serialize)]
 struct Health {

@@ -29,8 +29,10 @@ mod admin;
 pub mod auth;
 pub mod config;
 mod connection;
+mod dashboard;
 pub mod datadir;
 mod health;
+mod metrics;
 mod outlet;
 mod refusals;
 mod registry;
@@ -168,8 +170,34 @@ impl Server {
             let registry = registry.clone();
             tokio::spawn(async move {
                 shutdown.await;
+                let drain = registry.shared().config.drain;
+                if !drain.is_zero() {
+                    // Readiness first: load balancers stop sending new
+                    // replicas while everything still works.
+                    registry
+                        .shared()
+                        .draining
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(?drain, "draining: /readyz answers 503 before the shutdown");
+                    tokio::time::sleep(drain).await;
+                }
                 registry.shutdown();
                 let _ = stop_tx.send(true);
+            });
+        }
+        if let Some(addr) = shared.config.metrics_listen {
+            let metrics_listener = TcpListener::bind(addr).await.map_err(|error| {
+                std::io::Error::new(error.kind(), format!("--metrics-listen {addr}: {error}"))
+            })?;
+            let app = routes::metrics_router(registry.clone());
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(metrics_listener, app).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                });
+                if let Err(err) = serve.await {
+                    tracing::error!(%err, "the metrics listener failed");
+                }
             });
         }
         let listener = listener.tap_io(|tcp| {

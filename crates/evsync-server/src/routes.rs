@@ -18,7 +18,9 @@
 use crate::admin;
 use crate::auth;
 use crate::connection;
+use crate::dashboard;
 use crate::health;
+use crate::metrics::deny_label;
 use crate::registry::{ConnectError, Registry};
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +39,21 @@ use std::sync::Arc;
 /// original's regex rather than axum's path syntax.
 pub(crate) fn router(registry: Arc<Registry>) -> Router {
     Router::new().fallback(handle).with_state(registry)
+}
+
+/// The router of a `--metrics-listen` address: `/metrics` only.
+pub(crate) fn metrics_router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .fallback(
+            |State(registry): State<Arc<Registry>>, method: Method, uri: Uri| async move {
+                if uri.path() == "/metrics" && (method == Method::GET || method == Method::HEAD) {
+                    health::metrics(&registry)
+                } else {
+                    text(StatusCode::NOT_FOUND, "Not found")
+                }
+            },
+        )
+        .with_state(registry)
 }
 
 /// Per-socket read buffer of the WebSocket codec.
@@ -104,8 +121,16 @@ async fn handle(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let path = uri.path();
-    if path == "/healthz" && (method == Method::GET || method == Method::HEAD) {
-        return health::response(&registry);
+    let shared = registry.shared();
+    if method == Method::GET || method == Method::HEAD {
+        match path {
+            "/healthz" => return health::response(&registry),
+            "/readyz" => return health::readyz(&registry),
+            "/metrics" if shared.config.metrics_listen.is_none() => {
+                return health::metrics(&registry);
+            }
+            _ => {}
+        }
     }
     let peer = Peer {
         addr,
@@ -113,10 +138,13 @@ async fn handle(
         path,
         tenant: None,
     };
+    if path == "/dashboard" || path.starts_with("/dashboard/") {
+        let loopback = shared.config.listen.ip().is_loopback();
+        return dashboard::handle(&registry, &peer, loopback);
+    }
     if is_admin_path(path) {
         return admin::handle(&registry, &method, &peer).await;
     }
-    let shared = registry.shared();
     let protocols = auth::protocols(&headers);
     let request = HttpRequest {
         path,
@@ -128,6 +156,9 @@ async fn handle(
         Ok(admission) => admission,
         Err(refusal) => {
             peer.refused(&registry, refusal.status_and_body().0, refusal.reason());
+            if let Refusal::Unauthorized(why) = refusal {
+                shared.metrics.auth_failed(deny_label(why));
+            }
             return refusal_response(refusal);
         }
     };
@@ -155,6 +186,7 @@ async fn handle(
         Err(ConnectError::Revoked) => {
             let refusal = Refusal::Unauthorized(DenyReason::Revoked);
             peer.refused(&registry, 401, refusal.reason());
+            shared.metrics.auth_failed(deny_label(DenyReason::Revoked));
             return refusal_response(refusal);
         }
         Err(ConnectError::ShuttingDown) => {

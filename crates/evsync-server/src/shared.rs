@@ -3,13 +3,15 @@
 //! none of them, so no import runs in a circle.
 
 use crate::config::{ServerConfig, StorageConfig};
+use crate::metrics::Metrics;
 use crate::refusals::RefusalLog;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::storage::MemoryStorage;
 use evsync_core::time::Timestamp;
-use std::collections::HashMap;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -31,10 +33,37 @@ pub(crate) struct Shared {
     pub memory: Mutex<HashMap<String, Arc<Mutex<MemoryStorage>>>>,
     /// Refused upgrades, logged at a bounded rate.
     pub refusals: RefusalLog,
+    /// Prometheus metrics (`/metrics`) and the dashboard's figures.
+    pub metrics: Metrics,
+    /// The last connections the server closed, newest last, for the
+    /// dashboard.
+    pub recent_closes: Mutex<VecDeque<CloseRecord>>,
+    /// Shutting down was asked for: `/readyz` answers 503 (load balancers
+    /// stop sending) while the server still serves, for the drain period.
+    pub draining: AtomicBool,
+}
+
+/// How many closes the dashboard shows.
+pub const RECENT_CLOSES: usize = 20;
+
+/// One connection the server closed, for the dashboard.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CloseRecord {
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// The metrics label of its kind.
+    pub reason: &'static str,
+    pub code: u16,
+    /// The close reason sent to the client.
+    pub detail: String,
+    /// Only with per-tenant stats on.
+    pub tenant: Option<String>,
 }
 
 impl Shared {
     pub fn new(config: ServerConfig) -> Self {
+        let config_per_tenant = config.metrics_per_tenant;
         Shared {
             config,
             started: Instant::now(),
@@ -44,6 +73,9 @@ impl Shared {
             sockets: TaskTracker::new(),
             memory: Mutex::new(HashMap::new()),
             refusals: RefusalLog::default(),
+            metrics: Metrics::new(config_per_tenant),
+            recent_closes: Mutex::new(VecDeque::new()),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -64,6 +96,15 @@ impl Shared {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         Timestamp(since_epoch.as_millis() as u64)
+    }
+
+    /// Records a connection the server closed, for the dashboard.
+    pub fn record_close(&self, record: CloseRecord) {
+        let mut closes = lock(&self.recent_closes);
+        if closes.len() == RECENT_CLOSES {
+            closes.pop_front();
+        }
+        closes.push_back(record);
     }
 
     /// The tokio instant of an engine timestamp.

@@ -35,6 +35,8 @@ pub(crate) struct Done {
     pub lane: LaneKind,
     pub store: Option<SqliteStorage>,
     pub response: StorageResponse,
+    /// From the start of the request's transaction to its end.
+    pub took: std::time::Duration,
 }
 
 pub(crate) struct Lane {
@@ -260,24 +262,27 @@ fn start_next(lane: &mut Lane, path: &std::path::Path, done: &mpsc::UnboundedSen
             Some(store) => store,
             None => match SqliteStorage::open(&path) {
                 Ok(store) => store,
-                Err(err) => return (None, failed(&req, err.message)),
+                Err(err) => return (None, failed(&req, err.message), std::time::Duration::ZERO),
             },
         };
+        let started = std::time::Instant::now();
         let response = req.execute(&mut store);
-        (Some(store), response)
+        (Some(store), response, started.elapsed())
     });
     tokio::spawn(async move {
-        let (store, response) = match task.await {
+        let (store, response, took) = match task.await {
             Ok(out) => out,
             Err(err) => (
                 None,
                 failed(&id_for_panic, format!("storage task failed: {err}")),
+                std::time::Duration::ZERO,
             ),
         };
         let _ = done.send(Done {
             lane: kind,
             store,
             response,
+            took,
         });
     });
 }

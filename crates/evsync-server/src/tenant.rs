@@ -8,11 +8,13 @@
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
 use crate::outlet::{Outbound, Outlet};
-use crate::shared::Shared;
-use crate::store::{Done, TenantStore};
+use crate::shared::{CloseRecord, Shared};
+use crate::store::{Done, LaneKind, TenantStore};
 use bytes::Bytes;
 use evsync_core::access::Grant;
+use evsync_core::proto::close::CloseKind;
 use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
+use evsync_core::storage::{StorageOp, StorageResponse};
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,6 +112,7 @@ pub(crate) async fn run(
         conns: Outlets::default(),
         shutting_down: registry.is_shutting_down(),
         tokens_not_before: opened.tokens_not_before,
+        commit_returned: None,
     };
     if actor.shutting_down {
         actor.engine.handle_shutdown();
@@ -136,6 +139,9 @@ pub(crate) async fn run(
             biased;
             Some(done) = done_rx.recv() => {
                 actor.store.complete(done.lane, done.store);
+                if done.lane == LaneKind::Writer {
+                    actor.committed(done.took, &done.response);
+                }
                 actor.engine.handle_storage_response(done.response);
             }
             msg = inbox.recv() => match msg {
@@ -156,6 +162,9 @@ pub(crate) async fn run(
     }
     // Closing a SQLite connection checkpoints its WAL (an fsync): do it on
     // a blocking thread, and before the registry counts the tenant gone.
+    if let Some(per_tenant) = shared.metrics.per_tenant() {
+        per_tenant.forget(&actor.tenant);
+    }
     let Actor { tenant, store, .. } = actor;
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     tracing::debug!(%tenant, "tenant unloaded");
@@ -192,6 +201,9 @@ struct Actor {
     /// Signed tokens minted before this (Unix ms) are refused: the stored
     /// revocation, read at load and raised by `Revoke`.
     tokens_not_before: Option<u64>,
+    /// When the last append's commit returned, until the drain that hands
+    /// its live deliveries to the sockets measures the delivery lag.
+    commit_returned: Option<Instant>,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -222,6 +234,36 @@ impl std::ops::DerefMut for Outlets {
 }
 
 impl Actor {
+    /// An append finished after `took`: its duration is observed, and a
+    /// commit starts the delivery-lag clock.
+    fn committed(&mut self, took: std::time::Duration, response: &StorageResponse) {
+        if let StorageResponse::Appended { result, .. } = response {
+            self.shared.metrics.observe_commit(took);
+            if result.is_ok() {
+                self.commit_returned = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Adds what the engine counted to the metrics; a commit whose live
+    /// deliveries this drain handed to the sockets gets its lag observed.
+    fn record_stats(&mut self) {
+        let stats = self.engine.take_stats();
+        let metrics = &self.shared.metrics;
+        metrics.record(&stats);
+        if let Some(at) = self.commit_returned.take()
+            && stats.log.live_deliveries > 0
+        {
+            metrics.observe_delivery_lag(at.elapsed());
+        }
+        if let Some(per_tenant) = metrics.per_tenant() {
+            if stats.log.entries_appended > 0 {
+                per_tenant.appended(&self.tenant, stats.log.entries_appended);
+            }
+            per_tenant.set_connections(&self.tenant, self.engine.connection_count());
+        }
+    }
+
     fn handle(&mut self, msg: TenantMsg) {
         let now = self.shared.now();
         match msg {
@@ -325,7 +367,14 @@ impl Actor {
                     }
                 }
                 Action::Storage(req) => {
+                    let append = matches!(req.op, StorageOp::Append(_));
+                    let started = Instant::now();
+                    // Memory storage answers at once; SQLite's answer
+                    // arrives as a `Done` with its own duration.
                     if let Some(response) = self.store.submit(req) {
+                        if append {
+                            self.committed(started.elapsed(), &response);
+                        }
                         self.engine.handle_storage_response(response);
                     }
                 }
@@ -334,6 +383,7 @@ impl Actor {
         while let Some(event) = self.engine.poll_event() {
             self.log(event);
         }
+        self.record_stats();
     }
 
     /// Writes one connection's run of frames; reports what left at once.
@@ -365,7 +415,15 @@ impl Actor {
                 "request"
             ),
             Event::Closing { conn, code, reason } => {
-                tracing::info!(tenant, conn = conn.0, code, %reason, "closing connection")
+                tracing::info!(tenant, conn = conn.0, code, %reason, "closing connection");
+                let per_tenant = self.shared.metrics.per_tenant().is_some();
+                self.shared.record_close(CloseRecord {
+                    at_ms: self.shared.unix_now().0,
+                    reason: CloseKind::of_code(code).label(),
+                    code,
+                    detail: reason,
+                    tenant: per_tenant.then(|| tenant.to_owned()),
+                });
             }
             Event::StorageFailed { message } => {
                 tracing::error!(tenant, %message, "storage failed")

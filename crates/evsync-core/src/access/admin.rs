@@ -100,6 +100,46 @@ pub fn is_admin_path(path: &str) -> bool {
     path == "/admin" || path.starts_with("/admin/")
 }
 
+/// Checks the admin credentials of a request to an operator page (the
+/// dashboard): `Authorization: Bearer <admin token>`, or HTTP Basic with
+/// any user name and the admin token as password, which a browser asks
+/// for once and then sends with every request of the page, `EventSource`
+/// streams included. `token` is `None` when no admin token is set: the
+/// page is then open only to a loopback listener (`loopback`), else
+/// [`AdminRefusal::Off`].
+pub fn admit_operator(
+    authorization: Option<&str>,
+    token: Option<&AdminToken>,
+    loopback: bool,
+) -> Result<(), AdminRefusal> {
+    let Some(token) = token else {
+        return if loopback {
+            Ok(())
+        } else {
+            Err(AdminRefusal::Off)
+        };
+    };
+    let authorization = authorization.ok_or(AdminRefusal::MissingToken)?;
+    let offered = if let Some(bearer) = authorization.strip_prefix("Bearer ") {
+        bearer.as_bytes().to_vec()
+    } else if let Some(basic) = authorization.strip_prefix("Basic ") {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .map_err(|_| AdminRefusal::WrongToken)?;
+        let colon = decoded.iter().position(|&b| b == b':');
+        let password = colon.map_or(&decoded[..0], |i| &decoded[i + 1..]);
+        password.to_vec()
+    } else {
+        return Err(AdminRefusal::WrongToken);
+    };
+    if bool::from(offered.ct_eq(token.0.as_bytes())) {
+        Ok(())
+    } else {
+        Err(AdminRefusal::WrongToken)
+    }
+}
+
 /// Decides an admin request: the route first (so that a typo is a 404
 /// whatever the token), then the token.
 pub fn admit_admin<'a>(
@@ -194,6 +234,40 @@ mod tests {
             Err(AdminRefusal::Off)
         );
         assert!(is_admin_path(path) && !is_admin_path("/administrator"));
+    }
+
+    #[test]
+    fn operator_pages_take_bearer_or_basic() {
+        use base64::Engine as _;
+        let t = token();
+        let basic = |user_pass: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_pass)
+            )
+        };
+        let ok = basic("anyone:admin-token-0123456789");
+        assert_eq!(admit_operator(Some(&ok), Some(&t), false), Ok(()));
+        let bearer = "Bearer admin-token-0123456789";
+        assert_eq!(admit_operator(Some(bearer), Some(&t), false), Ok(()));
+        for wrong in [
+            basic("admin-token-0123456789:"),
+            basic("no-colon"),
+            "Basic !!!".to_string(),
+            "Digest x".to_string(),
+        ] {
+            assert_eq!(
+                admit_operator(Some(&wrong), Some(&t), true),
+                Err(AdminRefusal::WrongToken),
+                "{wrong}"
+            );
+        }
+        assert_eq!(
+            admit_operator(None, Some(&t), true),
+            Err(AdminRefusal::MissingToken)
+        );
+        assert_eq!(admit_operator(None, None, true), Ok(()), "loopback");
+        assert_eq!(admit_operator(None, None, false), Err(AdminRefusal::Off));
     }
 
     #[test]

@@ -27,12 +27,14 @@ mod config;
 mod delivery;
 mod outbound;
 mod service;
+mod stats;
 mod subscriptions;
 mod writes;
 
 pub use config::LogConfig;
 pub use delivery::Delivery;
 pub use service::LogService;
+pub use stats::LogStats;
 
 use crate::storage::{StorageError, StorageRequest};
 use crate::wire::Sequence;

@@ -14,7 +14,7 @@ use super::cache::{Cached, Caches};
 use super::outbound::Outbound;
 use super::subscriptions::{SubState, Subscriptions};
 use super::writes::{PendingWrite, WritePipeline};
-use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, WriteToken};
+use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, LogStats, WriteToken};
 use crate::storage::{
     AppendBatch, Appended, ReadLimit, RequestId, StorageError, StorageOp, StorageRequest,
     StorageResponse,
@@ -31,6 +31,7 @@ pub struct LogService {
     writes: WritePipeline,
     shutting_down: bool,
     next_request: u64,
+    stats: LogStats,
 }
 
 impl LogService {
@@ -43,7 +44,13 @@ impl LogService {
             writes: WritePipeline::default(),
             shutting_down: false,
             next_request: 0,
+            stats: LogStats::default(),
         }
+    }
+
+    /// What this service did since the last call (see [`LogStats`]).
+    pub fn take_stats(&mut self) -> LogStats {
+        std::mem::take(&mut self.stats)
     }
 
     pub fn config(&self) -> &LogConfig {
@@ -260,6 +267,7 @@ impl LogService {
         err: StorageError,
         sink: &mut impl LogSink,
     ) {
+        self.stats.storage_errors += 1;
         sink.storage_failed(&err);
         for write in writes {
             self.writes.settle(&write);
@@ -276,6 +284,7 @@ impl LogService {
         outcomes: Vec<Vec<Appended>>,
         sink: &mut impl LogSink,
     ) {
+        self.stats.commits += 1;
         let mut committed: BTreeMap<String, Vec<Cached>> = BTreeMap::new();
         for (write, outcome) in writes.into_iter().zip(outcomes) {
             let new = committed.entry(write.batch.public_key.clone()).or_default();
@@ -308,6 +317,7 @@ impl LogService {
             if new.is_empty() {
                 continue;
             }
+            self.stats.entries_appended += new.len() as u64;
             new.sort_by_key(|c| c.entry.sequence);
             self.publish(&log, &new, sink);
         }
@@ -366,6 +376,7 @@ impl LogService {
             match sink.deliver(conn, Delivery::committed(log, new, from, conn), room) {
                 Some(bytes) => {
                     self.outbound.add(conn, bytes);
+                    self.stats.live_deliveries += 1;
                 }
                 None => too_slow.push(conn),
             }
@@ -413,6 +424,7 @@ impl LogService {
             }
         }
         let id = self.next_request_id();
+        self.stats.catchup_reads += 1;
         self.subs.start_read(id, conn, log);
         sink.storage(StorageRequest {
             id,
@@ -445,6 +457,7 @@ impl LogService {
         let entries = match result {
             Ok(entries) => entries,
             Err(err) => {
+                self.stats.storage_errors += 1;
                 let reason = CloseReason::ReadFailed {
                     message: err.message,
                 };

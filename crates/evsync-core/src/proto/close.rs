@@ -19,6 +19,69 @@ pub mod code {
     pub const INTERNAL_ERROR: u16 = 1011;
 }
 
+/// Why connections end, as a small fixed set for metrics labels (the close
+/// reasons themselves are free text and stay in the logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CloseKind {
+    /// The peer closed or the socket broke.
+    Peer,
+    /// Closed by the idle-socket timeout (1000).
+    Idle,
+    /// The server is shutting down (1001).
+    GoingAway,
+    /// Bad input (1002, 1007).
+    ProtocolError,
+    /// A frame or message over its limit (1009).
+    MessageTooBig,
+    /// A policy: limits, slow consumer, token scope, expiry, revocation (1008).
+    PolicyViolation,
+    /// Storage failed (1011).
+    InternalError,
+}
+
+impl CloseKind {
+    /// Every kind, in label order.
+    pub const ALL: [CloseKind; 7] = [
+        CloseKind::Peer,
+        CloseKind::Idle,
+        CloseKind::GoingAway,
+        CloseKind::ProtocolError,
+        CloseKind::MessageTooBig,
+        CloseKind::PolicyViolation,
+        CloseKind::InternalError,
+    ];
+
+    /// The kind of a close the server sends with `code`.
+    pub fn of_code(close_code: u16) -> CloseKind {
+        match close_code {
+            code::NORMAL => CloseKind::Idle,
+            code::GOING_AWAY => CloseKind::GoingAway,
+            code::MESSAGE_TOO_BIG => CloseKind::MessageTooBig,
+            code::POLICY_VIOLATION => CloseKind::PolicyViolation,
+            code::INTERNAL_ERROR => CloseKind::InternalError,
+            _ => CloseKind::ProtocolError,
+        }
+    }
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseKind::Peer => "peer",
+            CloseKind::Idle => "idle",
+            CloseKind::GoingAway => "going_away",
+            CloseKind::ProtocolError => "protocol_error",
+            CloseKind::MessageTooBig => "message_too_big",
+            CloseKind::PolicyViolation => "policy_violation",
+            CloseKind::InternalError => "internal_error",
+        }
+    }
+
+    /// Its index in [`CloseKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Most bytes of UTF-8 a close frame's reason may carry (125 bytes of
 /// payload minus the 2-byte code).
 pub const MAX_REASON_BYTES: usize = 123;
@@ -38,6 +101,15 @@ pub fn truncate_reason(mut reason: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_kinds_cover_every_code_we_send() {
+        assert_eq!(CloseKind::of_code(code::NORMAL), CloseKind::Idle);
+        assert_eq!(CloseKind::of_code(1007), CloseKind::ProtocolError);
+        for (i, kind) in CloseKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
 
     #[test]
     fn reasons_are_cut_on_a_char_boundary() {

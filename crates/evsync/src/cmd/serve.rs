@@ -5,7 +5,7 @@
 //! A setting that cannot be used stops startup with one line naming it and
 //! a non-zero exit: the server never starts more open than configured.
 
-use crate::logging;
+use crate::logging::{self, LogFormat};
 use clap::Args;
 use evsync_server::{
     ConfigError, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
@@ -133,6 +133,40 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNC_IDLE_SOCKET_TIMEOUT", value_name = "SECS")]
     idle_socket_timeout: Option<String>,
 
+    /// Log lines as `text` (human-readable, the default) or `json` (one
+    /// object per line: timestamp, level, target, message and fields).
+    #[arg(long, env = "SYNC_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<String>,
+
+    /// Serve `/metrics` (Prometheus) only on this address, e.g.
+    /// 127.0.0.1:9090, instead of on the main listener.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
+    /// Also export metrics labelled by tenant and show the busiest tenants
+    /// on the dashboard (`true`/`1`; off by default: tenant names can be
+    /// many, and sensitive).
+    #[arg(
+        long,
+        env = "SYNC_METRICS_PER_TENANT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    metrics_per_tenant: Option<String>,
+
+    /// Seconds `/readyz` answers 503 ("draining") after SIGTERM/SIGINT
+    /// before the graceful shutdown starts, so a load balancer stops
+    /// sending new replicas first (default 0).
+    #[arg(
+        long,
+        env = "SYNC_DRAIN_SECONDS",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    drain_secs: u64,
+
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -171,7 +205,19 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         args.admin_token.as_deref(),
         "SYNC_ADMIN_TOKEN (--admin-token)",
     )?;
+    let metrics_listen = args
+        .metrics_listen
+        .as_deref()
+        .map(|value| parse_addr("--metrics-listen", value))
+        .transpose()?;
+    let metrics_per_tenant = parse_bool(
+        "SYNC_METRICS_PER_TENANT (--metrics-per-tenant)",
+        args.metrics_per_tenant.as_deref().unwrap_or(""),
+    )?;
     let mut config = ServerConfig::new(listen, storage);
+    config.metrics_listen = metrics_listen;
+    config.metrics_per_tenant = metrics_per_tenant;
+    config.drain = Duration::from_secs(args.drain_secs);
     config.auth = auth.with_token_secret(secret);
     config.admin_token = admin;
     config.debug = debug;
@@ -182,7 +228,11 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
-    let err = |problem: String| ConfigError::new("--listen", problem);
+    parse_addr("--listen", value)
+}
+
+fn parse_addr(setting: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    let err = |problem: String| ConfigError::new(setting, problem);
     if let Ok(addr) = value.parse() {
         return Ok(addr);
     }
@@ -205,7 +255,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err, EXIT_CONFIG),
     };
-    logging::init();
+    let log_format = match LogFormat::parse(args.log_format.as_deref().unwrap_or("")) {
+        Ok(format) => format,
+        Err(problem) => {
+            return fail(
+                ConfigError::new("SYNC_LOG_FORMAT (--log-format)", problem),
+                EXIT_CONFIG,
+            );
+        }
+    };
+    logging::init_with(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -229,6 +288,10 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let storage = config.storage.kind();
     let auth = config.auth.summary();
     let debug_mode = if config.debug { "on" } else { "off" };
+    let metrics = match config.metrics_listen {
+        Some(at) => format!("http://{at}/metrics"),
+        None => "/metrics".to_string(),
+    };
     let admin_api = if config.admin_token.is_some() {
         "on"
     } else {
@@ -263,7 +326,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let open_files = crate::limits::raise_open_files_limit()
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());
     let startup = format!(
-        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; admin API: {admin_api}; debug: {debug_mode}; idle socket timeout: {idle_sockets}; open files: {open_files}",
+        "evsync {} listening on {addr} (ws://{addr}/event-log/<tenant>); data: {data}; storage: {storage}; auth: {auth}; admin API: {admin_api}; metrics: {metrics}; debug: {debug_mode}; idle socket timeout: {idle_sockets}; open files: {open_files}",
         env!("CARGO_PKG_VERSION"),
     );
     // Scripts and supervisors wait for this line: print it even when

@@ -20,7 +20,8 @@ use super::framer::{FrameError, V3Message};
 use super::session::Sessions;
 use crate::access::{Forbidden, Grant};
 use crate::log::{ConnId, LogService, WriteToken};
-use crate::proto::close::code;
+use crate::proto::close::{CloseKind, code};
+use crate::proto::stats::EngineStats;
 use crate::storage::{AppendBatch, StorageResponse};
 use crate::time::Timestamp;
 use crate::wire::{RemoteId, Request, Response, Sequence};
@@ -58,6 +59,7 @@ impl Engine {
     /// idle-socket timeout is on) starts at `now`.
     pub fn handle_open(&mut self, conn: ConnId, grant: Grant, now: Timestamp) {
         if self.log.is_shutting_down() {
+            self.sessions.stats.closed(CloseKind::GoingAway);
             self.sessions.actions.push_back(Action::Close {
                 conn,
                 code: code::GOING_AWAY,
@@ -116,6 +118,8 @@ impl Engine {
             return;
         }
         self.sessions.idle.heard(conn, now);
+        self.sessions.stats.frames_received += 1;
+        self.sessions.stats.bytes_received += frame.len() as u64;
         let max = self.sessions.config.max_frame_bytes;
         if frame.len() > max {
             let reason = format!("frame of {} bytes over the {max} byte limit", frame.len());
@@ -168,13 +172,16 @@ impl Engine {
 
     /// `bytes` of frames queued for `conn` were written to its socket.
     pub fn handle_sent(&mut self, conn: ConnId, bytes: usize) {
+        self.sessions.stats.bytes_sent += bytes as u64;
         self.log.handle_sent(conn, bytes, &mut self.sessions);
     }
 
     /// `conn` closed (by the peer or the adapter). Pending writes still
     /// commit; their Acks are dropped.
     pub fn handle_close(&mut self, conn: ConnId) {
-        self.sessions.forget(conn);
+        if self.sessions.forget(conn) {
+            self.sessions.stats.closed(CloseKind::Peer);
+        }
         self.log.handle_close(conn, &mut self.sessions);
     }
 
@@ -260,6 +267,13 @@ impl Engine {
     /// The next thing worth logging.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.sessions.events.pop_front()
+    }
+
+    /// What this engine did since the last call, for metrics.
+    pub fn take_stats(&mut self) -> EngineStats {
+        let mut stats = std::mem::take(&mut self.sessions.stats);
+        stats.log = self.log.take_stats();
+        stats
     }
 
     /// Open connections.

@@ -11,7 +11,8 @@ use super::idle::IdleClock;
 use super::memo::SharedFrames;
 use crate::access::{ConnGrants, Grant};
 use crate::log::{CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
-use crate::proto::close::{code, truncate_reason};
+use crate::proto::close::{CloseKind, code, truncate_reason};
+use crate::proto::stats::EngineStats;
 use crate::storage::{StorageError, StorageRequest};
 use crate::time::Timestamp;
 use crate::wire::{Request, Response, Sequence};
@@ -37,6 +38,8 @@ pub(super) struct Sessions {
     pub grants: ConnGrants,
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
+    /// The session layer's counters (the log part is filled at take).
+    pub stats: EngineStats,
     encoder: FrameEncoder,
     memo: SharedFrames,
 }
@@ -54,6 +57,7 @@ impl Sessions {
             grants: ConnGrants::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            stats: EngineStats::default(),
             encoder: FrameEncoder::default(),
             memo,
         }
@@ -92,6 +96,7 @@ impl Sessions {
         if !self.forget(conn) {
             return false;
         }
+        self.stats.closed(CloseKind::of_code(close_code));
         self.events.push_back(Event::Closing {
             conn,
             code: close_code,
@@ -165,6 +170,7 @@ impl LogSink for Sessions {
         if reason == CloseReason::ShuttingDown {
             // Not an incident: no Closing event.
             if self.forget(conn) {
+                self.stats.closed(CloseKind::GoingAway);
                 self.actions.push_back(Action::Close {
                     conn,
                     code: code::GOING_AWAY,
