@@ -101,6 +101,8 @@ impl ServerHandle {
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `--metrics-listen`: its listener and the address it bound.
+    metrics: Option<(TcpListener, SocketAddr)>,
     registry: Arc<Registry>,
     _lock: Option<datadir::DataDirLock>,
 }
@@ -129,10 +131,23 @@ impl Server {
             addr: config.listen,
             error,
         })?;
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let bound = TcpListener::bind(addr)
+                    .await
+                    .map_err(|error| StartError::Listen { addr, error })?;
+                let at = bound
+                    .local_addr()
+                    .map_err(|error| StartError::Listen { addr, error })?;
+                Some((bound, at))
+            }
+        };
         let registry = Registry::new(Arc::new(Shared::new(config)));
         Ok(Server {
             listener,
             local_addr,
+            metrics,
             registry,
             _lock: lock,
         })
@@ -141,6 +156,12 @@ impl Server {
     /// The address actually bound (the chosen port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on when `--metrics-listen` was
+    /// given (the chosen port when asked for port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, at)| *at)
     }
 
     /// A handle to observe the running server (it outlives `run`'s move).
@@ -161,6 +182,7 @@ impl Server {
         let Server {
             listener,
             registry,
+            metrics,
             _lock,
             ..
         } = self;
@@ -185,10 +207,7 @@ impl Server {
                 let _ = stop_tx.send(true);
             });
         }
-        if let Some(addr) = shared.config.metrics_listen {
-            let metrics_listener = TcpListener::bind(addr).await.map_err(|error| {
-                std::io::Error::new(error.kind(), format!("--metrics-listen {addr}: {error}"))
-            })?;
+        if let Some((metrics_listener, _)) = metrics {
             let app = routes::metrics_router(registry.clone());
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {

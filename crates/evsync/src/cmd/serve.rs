@@ -288,10 +288,6 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let storage = config.storage.kind();
     let auth = config.auth.summary();
     let debug_mode = if config.debug { "on" } else { "off" };
-    let metrics = match config.metrics_listen {
-        Some(at) => format!("http://{at}/metrics"),
-        None => "/metrics".to_string(),
-    };
     let admin_api = if config.admin_token.is_some() {
         "on"
     } else {
@@ -312,16 +308,26 @@ async fn serve(config: ServerConfig) -> ExitCode {
             );
         }
     };
+    let metrics_listen = config.metrics_listen;
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(err @ StartError::DataDir { .. }) => {
             return fail(ConfigError::new("--data", err.to_string()), EXIT_CONFIG);
         }
-        Err(err @ StartError::Listen { .. }) => {
-            return fail(ConfigError::new("--listen", err.to_string()), EXIT_CONFIG);
+        Err(err @ StartError::Listen { addr, .. }) => {
+            let setting = if Some(addr) == metrics_listen {
+                "--metrics-listen"
+            } else {
+                "--listen"
+            };
+            return fail(ConfigError::new(setting, err.to_string()), EXIT_CONFIG);
         }
     };
     let addr = server.local_addr();
+    let metrics = match server.metrics_addr() {
+        Some(at) => format!("http://{at}/metrics"),
+        None => format!("http://{addr}/metrics"),
+    };
     // Each socket and each loaded tenant's SQLite file is a descriptor.
     let open_files = crate::limits::raise_open_files_limit()
         .map_or_else(|| "unknown".to_string(), |n| n.to_string());

@@ -78,7 +78,12 @@ impl Serve {
     /// Starts the server with `args` after `serve --listen 127.0.0.1:0` and
     /// waits for its startup line.
     pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Serve {
-        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        Self::start_on("127.0.0.1:0", args, envs).await
+    }
+
+    /// [`Serve::start`] listening on `listen`.
+    pub async fn start_on(listen: &str, args: &[&str], envs: &[(&str, &str)]) -> Serve {
+        let mut all = vec!["serve", "--listen", listen];
         all.extend_from_slice(args);
         let mut child = command(&all, envs).spawn().expect("spawn evsync serve");
         let mut reader = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
