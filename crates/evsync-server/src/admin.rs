@@ -10,7 +10,7 @@
 
 use crate::auth;
 use crate::registry::Registry;
-use crate::routes::{Peer, text};
+use crate::respond::{Peer, text};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use evsync_core::access::{AdminRefusal, AdminRoute, admit_admin};

@@ -5,7 +5,7 @@
 //! token, `?token=` with query tokens off, a proxy that drops `Upgrade`)
 //! leaves no trace at all.
 
-use crate::shared::lock;
+use crate::lock::lock;
 use evsync_core::access::{LogLimiter, LogVerdict, RefusalLine, clip_header};
 use evsync_core::time::Timestamp;
 use std::sync::Mutex;

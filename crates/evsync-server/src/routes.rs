@@ -22,15 +22,14 @@ use crate::dashboard;
 use crate::health;
 use crate::metrics::deny_label;
 use crate::registry::{ConnectError, Registry};
+pub(crate) use crate::respond::{Peer, text};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use evsync_core::access::{
-    DenyReason, HttpRequest, Protocol, Refusal, RefusalLine, admit, is_admin_path, refused_tenant,
-};
+use evsync_core::access::{DenyReason, HttpRequest, Protocol, Refusal, admit, is_admin_path};
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,43 +72,6 @@ fn refusal_response(refusal: Refusal) -> Response {
         );
     }
     response
-}
-
-pub(crate) fn text(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain;charset=UTF-8")],
-        body,
-    )
-        .into_response()
-}
-
-/// Who asked, for the refusal log.
-pub(crate) struct Peer<'a> {
-    pub addr: SocketAddr,
-    pub headers: &'a HeaderMap,
-    pub path: &'a str,
-    /// The tenant to name in the log, when not the sync path's.
-    pub tenant: Option<&'a str>,
-}
-
-impl Peer<'_> {
-    /// Logs that this request was refused with `status` because `reason`.
-    pub fn refused(&self, registry: &Registry, status: u16, reason: &str) {
-        let shared = registry.shared();
-        let remote = self.addr.to_string();
-        shared.refusals.record(
-            shared.now(),
-            RefusalLine {
-                status,
-                reason,
-                tenant: self.tenant.or_else(|| refused_tenant(self.path)),
-                remote: Some(&remote),
-                user_agent: auth::header_text(self.headers, header::USER_AGENT),
-                suppressed: 0,
-            },
-        );
-    }
 }
 
 async fn handle(

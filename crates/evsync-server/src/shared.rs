@@ -3,6 +3,7 @@
 //! none of them, so no import runs in a circle.
 
 use crate::config::{ServerConfig, StorageConfig};
+pub(crate) use crate::lock::lock;
 use crate::metrics::Metrics;
 use crate::refusals::RefusalLog;
 use evsync_core::proto::v3::ConnId;
@@ -12,7 +13,7 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -119,12 +120,4 @@ impl Shared {
             StorageConfig::Memory => None,
         }
     }
-}
-
-/// Locks a std mutex, ignoring poisoning: every critical section here
-/// leaves the map consistent even if a panic interrupted it.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -12,7 +12,7 @@
 use crate::auth;
 use crate::metrics::Percentiles;
 use crate::registry::Registry;
-use crate::routes::{Peer, text};
+use crate::respond::{Peer, text};
 use crate::shared::{CloseRecord, lock};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
