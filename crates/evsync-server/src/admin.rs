@@ -7,6 +7,8 @@
 //!   now are refused" with the tenant's data, closes every open socket of
 //!   the tenant with 1008, answers
 //!   `{"tenant":…,"tokensNotBefore":<Unix ms>,"closedConnections":<n>}`.
+//! - `GET /admin/tenants/<t>/stats`: the Worker's per-object figures;
+//!   `501` here, where `/metrics` and `/dashboard` say more.
 
 use crate::auth;
 use crate::registry::Registry;
@@ -76,6 +78,10 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
                 }
             }
         }
+        Ok(AdminRoute::Stats { .. }) => text(
+            StatusCode::NOT_IMPLEMENTED,
+            "Not implemented on the native server (see /dashboard and /metrics)",
+        ),
     }
 }
 

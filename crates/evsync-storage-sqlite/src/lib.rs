@@ -18,7 +18,7 @@ pub use paths::{EXTENSION, tenant_file_name, tenant_path};
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before,
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
     decode_tokens_not_before, entry_bytes,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
@@ -378,6 +378,26 @@ impl Storage for SqliteStorage {
             .ok_or_else(|| StorageError::new("sqlite: tokens_not_before vanished after insert"))?;
         tx.commit().map_err(sqlite_error("commit"))?;
         Ok(stored)
+    }
+
+    /// One statement ([`schema::SELECT_STATS`]), so one snapshot. No last
+    /// write time: the file's modification time also moves on checkpoints
+    /// and when the last connection closes, and a time stored per commit
+    /// is not worth its write.
+    fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        let (logs, entries, bytes): (i64, i64, i64) = self
+            .conn
+            .prepare_cached(schema::SELECT_STATS)
+            .and_then(|mut stmt| {
+                stmt.query_row([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            })
+            .map_err(sqlite_error("stats"))?;
+        Ok(StoreStats {
+            logs: logs.max(0) as u64,
+            entries: entries.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+            last_write_ms: None,
+        })
     }
 }
 

@@ -50,6 +50,9 @@ pub enum AdminRoute<'a> {
     /// `POST /admin/tenants/<t>/revoke`: close every socket of the tenant
     /// and refuse its signed tokens minted before now.
     Revoke { tenant: &'a str },
+    /// `GET /admin/tenants/<t>/stats`: what the tenant holds and how many
+    /// sockets it has open (answered by the Worker's Durable Object).
+    Stats { tenant: &'a str },
 }
 
 /// Why an admin request is refused.
@@ -165,16 +168,21 @@ fn admin_route<'a>(method: &str, path: &'a str) -> Result<AdminRoute<'a>, AdminR
         .strip_prefix("/admin/tenants/")
         .ok_or(AdminRefusal::NotFound)?;
     let (tenant, action) = rest.split_once('/').ok_or(AdminRefusal::NotFound)?;
-    if action != "revoke" {
-        return Err(AdminRefusal::NotFound);
-    }
+    let allow = match action {
+        "revoke" => "POST",
+        "stats" => "GET",
+        _ => return Err(AdminRefusal::NotFound),
+    };
     if !is_valid_tenant(tenant) {
         return Err(AdminRefusal::InvalidTenant);
     }
-    if method != "POST" {
-        return Err(AdminRefusal::MethodNotAllowed { allow: "POST" });
+    if method != allow {
+        return Err(AdminRefusal::MethodNotAllowed { allow });
     }
-    Ok(AdminRoute::Revoke { tenant })
+    Ok(match action {
+        "revoke" => AdminRoute::Revoke { tenant },
+        _ => AdminRoute::Stats { tenant },
+    })
 }
 
 #[cfg(test)]
@@ -234,6 +242,48 @@ mod tests {
             Err(AdminRefusal::Off)
         );
         assert!(is_admin_path(path) && !is_admin_path("/administrator"));
+    }
+
+    #[test]
+    fn stats_needs_get_a_valid_tenant_and_the_admin_token() {
+        let t = token();
+        let auth = Some("Bearer admin-token-0123456789");
+        let path = "/admin/tenants/acme/stats";
+        assert_eq!(
+            admit_admin("GET", path, auth, Some(&t)),
+            Ok(AdminRoute::Stats { tenant: "acme" })
+        );
+        let cases = [
+            ("GET", "/admin/tenants/acme/stats/x", AdminRefusal::NotFound),
+            ("GET", "/admin/tenants/stats", AdminRefusal::NotFound),
+            (
+                "GET",
+                "/admin/tenants/.x/stats",
+                AdminRefusal::InvalidTenant,
+            ),
+            (
+                "POST",
+                path,
+                AdminRefusal::MethodNotAllowed { allow: "GET" },
+            ),
+        ];
+        for (method, path, refusal) in cases {
+            assert_eq!(admit_admin(method, path, auth, Some(&t)), Err(refusal));
+        }
+        assert_eq!(
+            admit_admin("GET", path, None, Some(&t)),
+            Err(AdminRefusal::MissingToken)
+        );
+        assert_eq!(
+            admit_admin("GET", path, Some("Bearer admin-token-012345678X"), Some(&t)),
+            Err(AdminRefusal::WrongToken)
+        );
+        assert_eq!(admit_admin("GET", path, auth, None), Err(AdminRefusal::Off));
+        assert_eq!(
+            admit_admin("POST", "/admin/tenants/.x/stats", None, None),
+            Err(AdminRefusal::InvalidTenant),
+            "the route is checked before the token"
+        );
     }
 
     #[test]

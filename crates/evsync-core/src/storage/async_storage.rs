@@ -1,6 +1,6 @@
 //! The asynchronous face of the storage contract.
 
-use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError};
+use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 
 /// A tenant's log store whose calls complete later (D1, Postgres). Same
@@ -24,6 +24,8 @@ pub trait AsyncStorage {
     async fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError>;
     /// See [`Storage::set_tokens_not_before`].
     async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError>;
+    /// See [`Storage::stats`].
+    async fn stats(&mut self) -> Result<StoreStats, StorageError>;
 }
 
 impl<S: Storage> AsyncStorage for S {
@@ -53,5 +55,9 @@ impl<S: Storage> AsyncStorage for S {
 
     async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
         Storage::set_tokens_not_before(self, not_before_ms)
+    }
+
+    async fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        Storage::stats(self)
     }
 }

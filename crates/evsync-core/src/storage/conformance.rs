@@ -6,7 +6,10 @@
 //! written against [`AsyncStorage`] so that synchronous and asynchronous
 //! backends share them; [`block_on`] runs them where no runtime exists.
 
-use super::{AppendBatch, Appended, AsyncStorage, MAX_TOKENS_NOT_BEFORE_MS, ReadLimit};
+use super::{
+    AppendBatch, Appended, AsyncStorage, MAX_TOKENS_NOT_BEFORE_MS, ReadLimit, StoreStats,
+    entry_bytes,
+};
 use crate::wire::{EncryptedEntry, RemoteEntry};
 use bytes::Bytes;
 use std::future::Future;
@@ -93,6 +96,7 @@ where
     tokens_not_before_never_moves_backwards(fresh().await).await;
     tokens_not_before_is_kept_apart_from_logs(fresh().await).await;
     tokens_not_before_range(fresh().await).await;
+    stats_count_what_is_stored(fresh().await).await;
 }
 
 /// Checks that data and the remoteId survive reopening: `open` must return a
@@ -151,6 +155,12 @@ where
         read_all(&mut store, "pk").await.len(),
         3,
         "stored entries must survive reopening"
+    );
+    let stats = store.stats().await.expect("stats after reopen");
+    assert_eq!(
+        (stats.logs, stats.entries),
+        (1, 3),
+        "stats count the entries stored before reopening"
     );
     let again = store
         .append(&[batch("pk", 2, &[3, 4])])
@@ -573,5 +583,84 @@ async fn tokens_not_before_range<S: AsyncStorage>(mut store: S) {
     assert_eq!(
         store.tokens_not_before().await.expect("tokens_not_before"),
         Some(MAX_TOKENS_NOT_BEFORE_MS)
+    );
+}
+
+/// Sum of [`entry_bytes`] over `entries`.
+fn total_bytes(entries: &[RemoteEntry]) -> u64 {
+    entries.iter().map(|e| entry_bytes(e) as u64).sum()
+}
+
+async fn stats_count_what_is_stored<S: AsyncStorage>(mut store: S) {
+    let empty = StoreStats {
+        logs: 0,
+        entries: 0,
+        bytes: 0,
+        last_write_ms: None,
+    };
+    assert_eq!(
+        store.stats().await.expect("stats of a fresh store"),
+        empty,
+        "a fresh store holds nothing and was never written"
+    );
+    store.remote_id().await.expect("remote_id");
+    store
+        .set_tokens_not_before(REVOKED_AT)
+        .await
+        .expect("set_tokens_not_before");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        (stats.logs, stats.entries, stats.bytes),
+        (0, 0, 0),
+        "the remoteId and a revocation are not entries"
+    );
+    store
+        .append(&[
+            batch("a", 1, &[1, 2]),
+            batch("b", 2, &[3]),
+            batch("c", 3, &[]),
+        ])
+        .await
+        .expect("append");
+    store
+        .append(&[batch("a", 4, &[2, 4])])
+        .await
+        .expect("append with a duplicate");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        stats.logs, 2,
+        "logs with entries: an empty batch makes no log"
+    );
+    assert_eq!(stats.entries, 4, "a duplicate is not counted twice");
+    let a = read_all(&mut store, "a").await;
+    let b = read_all(&mut store, "b").await;
+    assert_eq!(
+        stats.bytes,
+        total_bytes(&a) + total_bytes(&b),
+        "bytes are iv + entryId + encryptedEntry, as reads count them"
+    );
+    assert_eq!(
+        stats.bytes,
+        4 * (12 + 16 + "payload-n".len() as u64),
+        "bytes are the stored lengths"
+    );
+    let big = EncryptedEntry {
+        entry_id: entry_id(9),
+        encrypted_entry: Bytes::from(vec![0xcd; 100_000]),
+    };
+    store
+        .append(&[AppendBatch {
+            public_key: "b".into(),
+            iv: Bytes::from(vec![5u8; 12]),
+            entries: vec![big],
+        }])
+        .await
+        .expect("append of a 100 kB entry");
+    let after = store.stats().await.expect("stats");
+    assert_eq!((after.logs, after.entries), (2, 5));
+    assert_eq!(
+        after.bytes,
+        stats.bytes + 12 + 16 + 100_000,
+        "a large entry counts its whole length"
     );
 }

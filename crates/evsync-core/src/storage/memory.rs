@@ -2,7 +2,8 @@
 //! `SYNC_STORAGE=memory` mode.
 
 use super::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before, entry_bytes,
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
+    entry_bytes,
 };
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
@@ -146,6 +147,22 @@ impl Storage for MemoryStorage {
             .map_or(not_before_ms, |s| s.max(not_before_ms));
         self.tokens_not_before = Some(stored);
         Ok(stored)
+    }
+
+    /// Counted from the logs; no clock here, so no last write time.
+    fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        self.check_failure()?;
+        let mut stats = StoreStats::default();
+        for log in self.logs.values().filter(|log| !log.entries.is_empty()) {
+            stats.logs += 1;
+            stats.entries += log.entries.len() as u64;
+            stats.bytes += log
+                .entries
+                .iter()
+                .map(|entry| entry_bytes(entry) as u64)
+                .sum::<u64>();
+        }
+        Ok(stats)
     }
 }
 

@@ -50,6 +50,24 @@ pub struct ReadLimit {
     pub max_bytes: usize,
 }
 
+/// What a tenant's store holds, for operators (the Worker's
+/// `GET /admin/tenants/<t>/stats`): counted by the store itself, so the
+/// figures include what other writers stored.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct StoreStats {
+    /// Logs (publicKeys) with at least one entry.
+    pub logs: u64,
+    /// Entries stored, every log together.
+    pub entries: u64,
+    /// Sum of `iv + entryId + encryptedEntry` lengths over every entry (as
+    /// [`entry_bytes`] counts one), not the size on disk.
+    pub bytes: u64,
+    /// When the tenant's entries last changed (Unix ms), if the backend
+    /// knows it without extra work; `None` otherwise. No backend records a
+    /// time per commit for this: the figure is not worth a write.
+    pub last_write_ms: Option<u64>,
+}
+
 /// A storage failure. The engine answers it by closing the connections whose
 /// requests failed (their replicas retry), never by acknowledging.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -123,6 +141,12 @@ pub trait Storage {
     /// revocation is not a storage operation. A value above
     /// [`MAX_TOKENS_NOT_BEFORE_MS`] is refused and changes nothing.
     fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError>;
+
+    /// What the tenant's store holds ([`StoreStats`]): its logs with
+    /// entries, its entries and their bytes. For operators, not the hot
+    /// path: a SQL backend may scan every entry of the tenant (reading
+    /// lengths, not contents). Reading them creates nothing (no remoteId).
+    fn stats(&mut self) -> Result<StoreStats, StorageError>;
 }
 
 /// The largest "tokens not before" instant a store accepts, in milliseconds

@@ -84,3 +84,14 @@ pub const RAISE_TOKENS_NOT_BEFORE: &str =
 /// Tenant `?1`'s stored "tokens not before" instant as column `ms`, if any.
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms AS ms FROM evsync_tenant_settings WHERE tenant = ?1";
+
+/// What tenant `?1` holds
+/// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
+/// `logs` (publicKeys with entries), `entries`, `bytes` (iv + entryId +
+/// ciphertext lengths). Scans the tenant's rows of `evsync_entries` (its
+/// range of the primary key): every row counts as read.
+pub const SELECT_STATS: &str = "SELECT
+        count(DISTINCT public_key) AS logs,
+        count(*) AS entries,
+        coalesce(sum(length(iv) + length(entry_id) + length(encrypted_entry)), 0) AS bytes
+    FROM evsync_entries WHERE tenant = ?1";

@@ -70,3 +70,13 @@ pub const RAISE_TOKENS_NOT_BEFORE: &str =
 /// The stored "tokens not before" instant (ms), if any.
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM evsync_tenant_settings WHERE id = 1";
+
+/// What the object's store holds
+/// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
+/// `logs` (publicKeys with entries), `entries`, `bytes` (iv + entryId +
+/// ciphertext lengths). Scans `evsync_entries`: every row counts as read.
+pub const SELECT_STATS: &str = "SELECT
+        count(DISTINCT public_key) AS logs,
+        count(*) AS entries,
+        coalesce(sum(length(iv) + length(entry_id) + length(encrypted_entry)), 0) AS bytes
+    FROM evsync_entries";

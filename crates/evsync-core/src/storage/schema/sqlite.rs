@@ -91,6 +91,16 @@ pub const RAISE_TOKENS_NOT_BEFORE: &str =
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM tenant_settings WHERE id = 1";
 
+/// What the tenant file holds
+/// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
+/// `logs` (with entries), `entries`, `bytes` (iv + entryId + ciphertext
+/// lengths). Scans `entries`, reading each row's lengths, not its blobs.
+pub const SELECT_STATS: &str = "SELECT
+        (SELECT count(*) FROM logs WHERE head > 0) AS logs,
+        count(*) AS entries,
+        coalesce(sum(length(iv) + length(entry_id) + length(encrypted_entry)), 0) AS bytes
+    FROM entries";
+
 /// Bits of `entries.key` that hold the sequence: a log holds up to 2^40 - 1
 /// (about 10^12) entries, and a tenant up to 2^23 - 1 (about 8 million)
 /// logs, within SQLite's positive 64-bit rowids.
