@@ -210,6 +210,16 @@ impl Registry {
         Ok(Revoked { not_before, closed })
     }
 
+    /// Open connections of `tenant`: 0 when it is not loaded.
+    pub async fn connections_of(&self, tenant: &str) -> usize {
+        let (reply, answer) = oneshot::channel();
+        let sent = lock(&self.state)
+            .tenants
+            .get(tenant)
+            .is_some_and(|slot| slot.tx.send(TenantMsg::Count { reply }).is_ok());
+        if sent { answer.await.unwrap_or(0) } else { 0 }
+    }
+
     fn spawn_actor(
         self: &Arc<Self>,
         state: &mut State,

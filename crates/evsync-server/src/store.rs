@@ -13,7 +13,7 @@
 
 use crate::shared::{Shared, lock};
 use evsync_core::storage::{
-    MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse,
+    MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse, StoreStats,
 };
 use evsync_core::wire::RemoteId;
 use evsync_storage_sqlite::{SqliteStorage, tenant_path};
@@ -116,6 +116,44 @@ pub(crate) async fn revoke_tokens(
     .await
     .map_err(|e| format!("revoking failed: {e}"))?
     .map_err(|e| e.message)
+}
+
+/// What `GET /admin/tenants/<t>/stats` reports from a tenant's storage.
+pub(crate) struct TenantFigures {
+    pub remote_id: RemoteId,
+    pub stats: StoreStats,
+    pub tokens_not_before: Option<u64>,
+}
+
+/// `tenant`'s figures from its storage (its own connection for SQLite,
+/// beside its lanes'), or `None` when the tenant has no data: reading
+/// never creates a tenant.
+pub(crate) async fn tenant_figures(
+    shared: &Shared,
+    tenant: &str,
+) -> Result<Option<TenantFigures>, String> {
+    fn read(store: &mut impl Storage) -> Result<TenantFigures, StorageError> {
+        Ok(TenantFigures {
+            remote_id: store.remote_id()?,
+            stats: store.stats()?,
+            tokens_not_before: store.tokens_not_before()?,
+        })
+    }
+    let Some(dir) = shared.tenants_dir() else {
+        let Some(store) = lock(&shared.memory).get(tenant).cloned() else {
+            return Ok(None);
+        };
+        return read(&mut *lock(&store)).map(Some).map_err(|e| e.message);
+    };
+    let path = tenant_path(&dir, tenant);
+    if !path.exists() {
+        return Ok(None);
+    }
+    tokio::task::spawn_blocking(move || read(&mut SqliteStorage::open(&path)?))
+        .await
+        .map_err(|e| format!("reading the tenant's figures failed: {e}"))?
+        .map(Some)
+        .map_err(|e| e.message)
 }
 
 /// One tenant's store.

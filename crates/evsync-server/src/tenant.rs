@@ -47,6 +47,8 @@ pub(crate) enum TenantMsg {
     Close { conn: ConnId },
     /// Graceful shutdown: finish the writes received, ack, close with 1001.
     Shutdown,
+    /// How many connections are open (the admin API's figures).
+    Count { reply: oneshot::Sender<usize> },
     /// The tenant's tokens were revoked up to `not_before` (Unix ms, already
     /// stored): close every connection; `closed` gets how many.
     Revoke {
@@ -316,6 +318,9 @@ impl Actor {
                     self.shutting_down = true;
                     self.engine.handle_shutdown();
                 }
+            }
+            TenantMsg::Count { reply } => {
+                let _ = reply.send(self.engine.connection_count());
             }
             TenantMsg::Revoke { not_before, closed } => {
                 self.tokens_not_before = self.tokens_not_before.max(Some(not_before));

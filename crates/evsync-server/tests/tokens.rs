@@ -249,10 +249,58 @@ async fn the_admin_api_needs_its_token() {
     .await;
     assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
     server.shutdown().await;
-    // Without SYNC_ADMIN_TOKEN the admin API is off.
+    // Without SYNC_ADMIN_TOKEN the admin API is open on a loopback
+    // listener only.
     let server = start(memory_config()).await;
+    assert_eq!(revoke(&server, "acme", None).await.status, 200);
+    server.shutdown().await;
+    let mut config = memory_config();
+    config.listen = "0.0.0.0:0".parse().unwrap();
+    let mut server = start(config).await;
+    server.addr = format!("127.0.0.1:{}", server.addr.port()).parse().unwrap();
     let r = revoke(&server, "acme", Some(ADMIN)).await;
     assert_eq!(r.status, 403);
     assert_eq!(r.body, "Admin API is off: set SYNC_ADMIN_TOKEN.");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_stats_report_a_tenants_figures_without_creating_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(configured(sqlite_config(dir.path()))).await;
+    let bearer = format!("Bearer {ADMIN}");
+    let stats = |tenant: &'static str| {
+        let bearer = bearer.clone();
+        let addr = server.addr;
+        async move {
+            let path = format!("/admin/tenants/{tenant}/stats");
+            http_get(addr, &path, &[("Authorization", &bearer)]).await
+        }
+    };
+    assert_eq!(stats("nobody").await.status, 404);
+    assert!(
+        !dir.path().join("tenants/nobody.sqlite").exists(),
+        "not created"
+    );
+    let mut client = connect(&server, "acme", &token(&claims("acme"))).await;
+    client.write("pk-a", 1, &entries(1..=3)).await;
+    client.write("pk-b", 2, &entries(1..=2)).await;
+    let r = stats("acme").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let figures: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(figures["tenant"], "acme");
+    assert_eq!(figures["storage"], "sqlite");
+    assert_eq!(figures["connections"], 1);
+    assert_eq!(figures["logs"], 2);
+    assert_eq!(figures["entries"], 5);
+    assert!(figures["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(figures["remoteId"].as_str().unwrap().len(), 36);
+    let wrong = http_get(
+        server.addr,
+        "/admin/tenants/acme/stats",
+        &[("Authorization", "Bearer nope-nope-nope-nope")],
+    )
+    .await;
+    assert_eq!(wrong.status, 401);
     server.shutdown().await;
 }

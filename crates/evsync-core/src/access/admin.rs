@@ -151,8 +151,28 @@ pub fn admit_admin<'a>(
     authorization: Option<&str>,
     token: Option<&AdminToken>,
 ) -> Result<AdminRoute<'a>, AdminRefusal> {
+    admit_admin_on(method, path, authorization, token, false)
+}
+
+/// [`admit_admin`] on a listener that may be loopback-only: without an
+/// admin token the admin API is then open to this machine (as the
+/// dashboard is, [`admit_operator`]), and off elsewhere. With a token the
+/// token is needed everywhere.
+pub fn admit_admin_on<'a>(
+    method: &str,
+    path: &'a str,
+    authorization: Option<&str>,
+    token: Option<&AdminToken>,
+    loopback: bool,
+) -> Result<AdminRoute<'a>, AdminRefusal> {
     let route = admin_route(method, path)?;
-    let token = token.ok_or(AdminRefusal::Off)?;
+    let Some(token) = token else {
+        return if loopback {
+            Ok(route)
+        } else {
+            Err(AdminRefusal::Off)
+        };
+    };
     let offered = authorization
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(AdminRefusal::MissingToken)?;
@@ -283,6 +303,25 @@ mod tests {
             admit_admin("POST", "/admin/tenants/.x/stats", None, None),
             Err(AdminRefusal::InvalidTenant),
             "the route is checked before the token"
+        );
+    }
+
+    #[test]
+    fn without_a_token_the_admin_api_is_open_only_on_loopback() {
+        let path = "/admin/tenants/acme/revoke";
+        assert_eq!(
+            admit_admin_on("POST", path, None, None, true),
+            Ok(AdminRoute::Revoke { tenant: "acme" })
+        );
+        assert_eq!(
+            admit_admin_on("POST", path, None, None, false),
+            Err(AdminRefusal::Off)
+        );
+        let t = token();
+        assert_eq!(
+            admit_admin_on("POST", path, None, Some(&t), true),
+            Err(AdminRefusal::MissingToken),
+            "a token set is needed on loopback too"
         );
     }
 
