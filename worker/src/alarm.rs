@@ -45,7 +45,7 @@ impl Alarm {
         if let Err(err) = result {
             // Not retried until the deadline moves (retrying at once could
             // spin); expiry then falls back to the next message's check.
-            worker::console_error!("evsync: cannot set the timeout alarm: {err}");
+            crate::log::error!("cannot set the timeout alarm", error = err.to_string());
         }
         true
     }

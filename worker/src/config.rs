@@ -90,8 +90,9 @@ impl StorageChoice {
             Some(v) if v.eq_ignore_ascii_case("do") => StorageChoice::DurableObject,
             Some(v) if v.eq_ignore_ascii_case("d1") => StorageChoice::D1,
             Some(other) => {
-                worker::console_warn!(
-                    "evsync: SYNC_STORAGE={other:?} is neither \"do\" nor \"d1\"; choosing automatically"
+                crate::log::warning!(
+                    "SYNC_STORAGE is neither \"do\" nor \"d1\": choosing automatically",
+                    value = other
                 );
                 StorageChoice::Auto
             }

@@ -12,9 +12,10 @@
 use crate::alarm::Alarm;
 use crate::attachment::{self, Positions};
 use crate::js;
+use crate::log;
 use crate::storage::Backend;
 use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
-use evsync_core::storage::StorageOp;
+use evsync_core::storage::{StorageOp, StorageResponse};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -47,6 +48,11 @@ pub struct Driver {
     pub live: RefCell<Option<Live>>,
     pumping: Cell<bool>,
     pub alarm: Alarm,
+    /// When this object last committed a new entry (Unix ms), since it
+    /// was created (in memory only: storing it would cost a write per
+    /// commit). The tenant's only writer is this object, so it sees every
+    /// commit while it is awake.
+    pub last_write_ms: Cell<Option<u64>>,
 }
 
 enum Step {
@@ -106,6 +112,13 @@ impl Driver {
                         worker::Delay::from(Duration::ZERO).await;
                     }
                     let response = backend.execute(&request).await;
+                    if let StorageResponse::Appended {
+                        result: Ok(out), ..
+                    } = &response
+                        && out.iter().flatten().any(|a| a.inserted)
+                    {
+                        self.last_write_ms.set(Some(js::now_ms()));
+                    }
                     self.with(|live| live.engine.handle_storage_response(response));
                 }
             }
@@ -142,10 +155,12 @@ impl Driver {
             }
             Action::Close { conn, code, reason } => {
                 if live.debug {
-                    worker::console_log!(
-                        "evsync: tenant {}: closing conn {} ({code} {reason})",
-                        live.tenant,
-                        conn.0
+                    log::info!(
+                        "closing socket",
+                        tenant = live.tenant,
+                        conn = conn.0,
+                        code = code,
+                        reason = reason
                     );
                 }
                 live.saved.remove(&conn);
@@ -175,10 +190,11 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
             Ok(()) => {
                 live.saved.insert(conn, positions);
             }
-            Err(err) => worker::console_error!(
-                "evsync: tenant {}: cannot save conn {}'s subscriptions: {err}",
-                live.tenant,
-                conn.0
+            Err(err) => log::error!(
+                "cannot save the subscriptions",
+                tenant = live.tenant,
+                conn = conn.0,
+                error = err
             ),
         }
     }
@@ -189,25 +205,27 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
 fn log_events(live: &mut Live) {
     while let Some(event) = live.engine.poll_event() {
         match event {
-            Event::Request { conn, summary } => worker::console_log!(
-                "evsync: tenant {}: conn {} {} publicKey={:?} id={:?} entries={} start={:?} part={:?} peers={}",
-                live.tenant,
-                conn.0,
-                summary.tag,
-                summary.public_key,
-                summary.id,
-                summary.entries,
-                summary.start_sequence,
-                summary.part,
-                live.engine.connection_count()
+            Event::Request { conn, summary } => log::info!(
+                "request",
+                tenant = live.tenant,
+                conn = conn.0,
+                tag = summary.tag,
+                public_key = summary.public_key,
+                id = summary.id,
+                entries = summary.entries,
+                start_sequence = summary.start_sequence,
+                part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                peers = live.engine.connection_count()
             ),
-            Event::Closing { conn, code, reason } => worker::console_warn!(
-                "evsync: tenant {}: closing conn {} with {code}: {reason}",
-                live.tenant,
-                conn.0
+            Event::Closing { conn, code, reason } => log::warning!(
+                "closing connection",
+                tenant = live.tenant,
+                conn = conn.0,
+                code = code,
+                reason = reason
             ),
             Event::StorageFailed { message } => {
-                worker::console_error!("evsync: tenant {}: storage failed: {message}", live.tenant)
+                log::error!("storage failed", tenant = live.tenant, error = message)
             }
         }
     }

@@ -21,22 +21,47 @@
 //!   the tenant's revocation (stored with the tenant's data) is refused
 //!   with `401`, and `POST /revoke` (the admin API, via the Worker) stores
 //!   a new one and closes every socket.
+//! - `GET /stats` (the admin API, via the Worker): the tenant's figures as
+//!   JSON, read from storage and the open sockets without waking the
+//!   engine.
 
 use crate::attachment;
 use crate::config;
 use crate::driver::{self, Driver, Live};
 use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, json, text};
 use crate::idle::{self, HeardLog};
+use crate::log;
 use crate::object_meta;
 use crate::storage::Backend;
 use bytes::Bytes;
 use evsync_core::proto::close::{code, truncate_reason};
 use evsync_core::proto::v3::{ConnId, Engine};
+use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use worker::{
     DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair, durable_object,
 };
+
+/// The answer of `GET /admin/tenants/<t>/stats` (see `docs/cloudflare.md`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsAnswer<'a> {
+    tenant: &'a str,
+    storage: &'static str,
+    /// `None` for a tenant that never had a connection.
+    remote_id: Option<String>,
+    /// Open sockets, hibernated ones included.
+    connections: usize,
+    /// Open sockets the engine does not hold (the object is asleep).
+    hibernated_connections: usize,
+    logs: u64,
+    entries: u64,
+    bytes: u64,
+    /// The store's, else this object's last commit since it woke.
+    last_write_ms: Option<u64>,
+    tokens_not_before: Option<u64>,
+}
 
 /// Why a socket whose connection cannot be restored is closed.
 const STATE_LOST: &str = "connection state lost";
@@ -71,6 +96,9 @@ impl DurableObject for SyncDurableObject {
         if url.path() == "/revoke" && req.method() == worker::Method::Post {
             return self.revoke(&req).await;
         }
+        if url.path() == "/stats" && req.method() == worker::Method::Get {
+            return self.stats(&req).await;
+        }
         #[cfg(feature = "selftest")]
         if let Some(backend) = url.path().strip_prefix(crate::selftest::ROUTE_PREFIX)
             && config::flag(&self.env, crate::selftest::ENABLE_VAR) == Ok(true)
@@ -93,7 +121,7 @@ impl DurableObject for SyncDurableObject {
             && !self.state.get_websockets().is_empty()
             && let Err(reason) = self.ensure_live(None).await
         {
-            worker::console_error!("evsync: storage unavailable: {reason}");
+            log::error!("storage unavailable", reason = reason);
             return Response::empty();
         }
         // Not live: woken from hibernation, which took every incomplete
@@ -119,7 +147,7 @@ impl DurableObject for SyncDurableObject {
             WebSocketIncomingMessage::String(text) => Bytes::from(text.into_bytes()),
         };
         if let Err(reason) = self.ensure_live(None).await {
-            worker::console_error!("evsync: storage unavailable: {reason}");
+            log::error!("storage unavailable", reason = reason);
             let _ = ws.close(Some(code::INTERNAL_ERROR), Some(truncate_reason(reason)));
             return Ok(());
         }
@@ -171,12 +199,12 @@ impl SyncDurableObject {
         let grant = match GrantHeader::decode(req.headers().get(GRANT_HEADER)?.as_deref()) {
             Ok(grant) => grant,
             Err(reason) => {
-                worker::console_error!("evsync: tenant {tenant}: {reason}");
+                log::error!("bad forwarded request", tenant = tenant, reason = reason);
                 return text(400, "Bad request.");
             }
         };
         if let Err(reason) = self.ensure_live(Some(&tenant)).await {
-            worker::console_error!("evsync: tenant {tenant}: storage unavailable: {reason}");
+            log::error!("storage unavailable", tenant = tenant, reason = reason);
             return text(503, &reason);
         }
         let revoked = self
@@ -203,11 +231,11 @@ impl SyncDurableObject {
             live.engine.handle_open(conn, grant, now);
             self.heard.heard(&sql, conn, now);
             if live.debug {
-                worker::console_log!(
-                    "evsync: tenant {}: open conn {} ({} open)",
-                    live.tenant,
-                    conn.0,
-                    live.engine.connection_count()
+                log::info!(
+                    "open",
+                    tenant = live.tenant,
+                    conn = conn.0,
+                    peers = live.engine.connection_count()
                 );
             }
             Ok::<(), String>(())
@@ -233,7 +261,7 @@ impl SyncDurableObject {
             return text(400, "Tenant is required.");
         };
         if let Err(reason) = self.ensure_live(Some(&tenant)).await {
-            worker::console_error!("evsync: tenant {tenant}: storage unavailable: {reason}");
+            log::error!("storage unavailable", tenant = tenant, reason = reason);
             return text(503, &reason);
         }
         let Some(backend) = self.driver.with(|live| live.backend.clone()) else {
@@ -242,7 +270,7 @@ impl SyncDurableObject {
         let not_before = match backend.set_tokens_not_before(driver::now().0).await {
             Ok(stored) => stored,
             Err(reason) => {
-                worker::console_error!("evsync: tenant {tenant}: revoking failed: {reason}");
+                log::error!("admin: revoking failed", tenant = tenant, reason = reason);
                 return text(503, &reason);
             }
         };
@@ -256,13 +284,82 @@ impl SyncDurableObject {
             })
             .unwrap_or(0);
         self.driver.pump(&self.state.storage()).await;
-        worker::console_log!("evsync: tenant {tenant}: tokens revoked, {closed} socket(s) closed");
+        log::info!(
+            "admin: tokens revoked",
+            tenant = tenant,
+            tokens_not_before = not_before,
+            closed = closed
+        );
         let body = serde_json::json!({
             "tenant": tenant,
             "tokensNotBefore": not_before,
             "closedConnections": closed,
         });
         json(200, &body.to_string())
+    }
+
+    /// `GET /stats` from the admin API: what the tenant's store holds, how
+    /// many sockets are open, when this object last committed. Read
+    /// without waking the engine, so hibernated sockets stay hibernated
+    /// (and are counted as such), and without creating a remoteId for a
+    /// tenant that has none (`null`).
+    async fn stats(&self, req: &Request) -> Result<Response> {
+        let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
+            return text(400, "Tenant is required.");
+        };
+        let awake = self.driver.with(|live| {
+            let remote_id = live.engine.remote_id();
+            let open = live.engine.connection_count();
+            (live.backend.clone(), Some(remote_id), open)
+        });
+        let awake_at_start = awake.is_some();
+        let (backend, remote_id, in_engine) = match awake {
+            Some(awake) => awake,
+            None => {
+                let opened = match Backend::open(&self.state, &self.env, &tenant).await {
+                    Ok(backend) => backend.stored_remote_id().await.map(|id| (backend, id)),
+                    Err(reason) => Err(reason),
+                };
+                match opened {
+                    Ok((backend, remote_id)) => (backend, remote_id, 0),
+                    Err(reason) => {
+                        log::error!("storage unavailable", tenant = tenant, reason = reason);
+                        return text(503, &reason);
+                    }
+                }
+            }
+        };
+        // Asleep, every open socket is hibernated (restored by the next
+        // event); awake, the engine holds them all.
+        let hibernated = if awake_at_start {
+            0
+        } else {
+            self.state.get_websockets().len()
+        };
+        let figures = match backend.stats().await {
+            Ok(stats) => backend.tokens_not_before().await.map(|t| (stats, t)),
+            Err(reason) => Err(reason),
+        };
+        let (stats, tokens_not_before) = match figures {
+            Ok(figures) => figures,
+            Err(reason) => {
+                log::error!("admin: stats failed", tenant = tenant, reason = reason);
+                return text(503, &reason);
+            }
+        };
+        let body = StatsAnswer {
+            tenant: &tenant,
+            storage: backend.describe(),
+            remote_id: remote_id.map(|id| id.to_uuid_string()),
+            connections: in_engine + hibernated,
+            hibernated_connections: hibernated,
+            logs: stats.logs,
+            entries: stats.entries,
+            bytes: stats.bytes,
+            last_write_ms: stats.last_write_ms.or(self.driver.last_write_ms.get()),
+            tokens_not_before,
+        };
+        json(200, &serde_json::to_string(&body).unwrap_or_default())
     }
 
     /// A socket closed or failed: the engine forgets its connection.
@@ -281,11 +378,11 @@ impl SyncDurableObject {
                 live.touched.remove(&conn);
                 live.engine.handle_close(conn);
                 if live.debug {
-                    worker::console_log!(
-                        "evsync: tenant {}: closed conn {} ({} open)",
-                        live.tenant,
-                        conn.0,
-                        live.engine.connection_count()
+                    log::info!(
+                        "close",
+                        tenant = live.tenant,
+                        conn = conn.0,
+                        peers = live.engine.connection_count()
                     );
                 }
             })
@@ -322,10 +419,11 @@ impl SyncDurableObject {
             // Another event created it while this one awaited storage.
             return Ok(());
         }
-        worker::console_log!(
-            "evsync: tenant {tenant}: storage {}, remoteId {}",
-            backend.describe(),
-            remote_id.to_uuid_string()
+        log::info!(
+            "tenant loaded",
+            tenant = tenant,
+            storage = backend.describe(),
+            remote_id = remote_id.to_uuid_string()
         );
         // The Worker refuses requests while SYNC_DEBUG is unusable; an
         // object woken by a socket message fails the same way (closed).
@@ -365,9 +463,10 @@ impl SyncDurableObject {
         }
         let restored = live.sockets.len();
         if restored > 0 {
-            worker::console_log!(
-                "evsync: tenant {}: woke with {restored} open socket(s)",
-                live.tenant
+            log::info!(
+                "woke with open sockets",
+                tenant = live.tenant,
+                sockets = restored
             );
         }
         *self.driver.live.borrow_mut() = Some(live);

@@ -25,7 +25,9 @@
 //!   boolean spellings are `evsync_core`'s, shared with the native server);
 //! - `http`: the headers and plain-text answers the Worker and the object
 //!   share;
-//! - `js`: the few JavaScript calls the `worker` crate does not wrap.
+//! - `js`: the few JavaScript calls the `worker` crate does not wrap;
+//! - `log`: the log lines, JSON in the native server's `--log-format json`
+//!   shape.
 
 mod alarm;
 mod attachment;
@@ -36,6 +38,7 @@ mod durable_object;
 mod http;
 mod idle;
 mod js;
+mod log;
 mod object_meta;
 mod refusals;
 mod routes;

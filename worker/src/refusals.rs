@@ -1,13 +1,13 @@
 //! The Worker's log of refused upgrades: one line per refusal (status,
-//! reason, tenant when valid, `CF-Connecting-IP`, user agent; never a
-//! credential), rate-limited by core's [`LogLimiter`] exactly as the native
+//! reason, tenant when valid, `CF-Connecting-IP`, user agent as fields of
+//! an `upgrade refused` line, as the native server's; never a credential), rate-limited by core's [`LogLimiter`] exactly as the native
 //! server's, so that a replica that never connects leaves a trace and a
 //! flood does not bury the log. The limiter lives per isolate (Workers
 //! have no process-wide state); with no timer between requests, the count
 //! of lines held back is reported by the next line that gets through.
 
 use crate::js;
-use evsync_core::access::{LogLimiter, LogVerdict, RefusalLine, refused_tenant};
+use evsync_core::access::{LogLimiter, LogVerdict, clip_header, refused_tenant};
 use evsync_core::time::Timestamp;
 use std::cell::RefCell;
 use worker::Headers;
@@ -25,13 +25,14 @@ pub fn log(headers: &Headers, path: &str, status: u16, reason: &str) {
     };
     let remote = headers.get("CF-Connecting-IP").ok().flatten();
     let user_agent = headers.get("User-Agent").ok().flatten();
-    let line = RefusalLine {
-        status,
-        reason,
-        tenant: refused_tenant(path),
-        remote: remote.as_deref(),
-        user_agent: user_agent.as_deref(),
-        suppressed,
-    };
-    worker::console_warn!("evsync: {line}");
+    // The native server's fields (`RefusalLine`'s), client text clipped.
+    crate::log::warning!(
+        "upgrade refused",
+        status = status,
+        reason = reason,
+        tenant = refused_tenant(path),
+        remote = remote.as_deref().map(clip_header),
+        user_agent = user_agent.as_deref().map(clip_header),
+        suppressed = (suppressed > 0).then_some(suppressed)
+    );
 }

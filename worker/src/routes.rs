@@ -18,13 +18,15 @@
 //! once through `crate::refusals`, rate-limited, never with a token.
 //!
 //! `/admin/…` is the admin API ([`evsync_core::access::admit_admin`], as
-//! on the native server): a revocation is run by the tenant's object,
-//! where its sockets and its storage are.
+//! on the native server): a revocation, and the tenant's figures
+//! (`GET /admin/tenants/<t>/stats`), are run by the tenant's object, where
+//! its sockets and its storage are.
 
 use crate::auth;
 use crate::config;
 use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, text};
 use crate::js;
+use crate::log;
 use crate::refusals;
 use evsync_core::access::{
     AdminRefusal, AdminRoute, AuthConfig, Credentials, DenyReason, Grant, HttpRequest, Protocol,
@@ -102,7 +104,7 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
     let token = match crate::auth::admin_token(env) {
         Ok(token) => token,
         Err(reason) => {
-            worker::console_error!("evsync: {reason}");
+            log::error!("server misconfigured", reason = reason);
             refusals::log(req.headers(), path, 500, "server misconfigured");
             return text(500, "Server misconfigured.");
         }
@@ -127,9 +129,19 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
         Ok(AdminRoute::Revoke { tenant }) => {
             let response =
                 call_object(env, tenant, "/revoke", Method::Post, Headers::new()).await?;
-            worker::console_log!(
-                "evsync: admin: revoke tenant {tenant}: status {}",
-                response.status_code()
+            log::info!(
+                "admin: revoke",
+                tenant = tenant,
+                status = response.status_code()
+            );
+            Ok(response)
+        }
+        Ok(AdminRoute::Stats { tenant }) => {
+            let response = call_object(env, tenant, "/stats", Method::Get, Headers::new()).await?;
+            log::debug!(
+                "admin: stats",
+                tenant = tenant,
+                status = response.status_code()
             );
             Ok(response)
         }
@@ -155,7 +167,7 @@ fn refuse(
     broken_setting: Option<&str>,
 ) -> Result<Response> {
     if let (Refusal::Misconfigured, Some(reason)) = (refusal, broken_setting) {
-        worker::console_error!("evsync: {reason}");
+        log::error!("server misconfigured", reason = reason);
     }
     refusals::log(
         req.headers(),
@@ -207,7 +219,11 @@ async fn call_object(
     let stub = match stub {
         Ok(stub) => stub,
         Err(err) => {
-            worker::console_error!("evsync: durable object stub for {tenant}: {err}");
+            log::error!(
+                "durable object stub failed",
+                tenant = tenant,
+                error = err.to_string()
+            );
             return text(502, "Sync durable object unavailable.");
         }
     };
@@ -218,7 +234,11 @@ async fn call_object(
     match stub.fetch_with_request(req).await {
         Ok(response) => Ok(response),
         Err(err) => {
-            worker::console_error!("evsync: durable object for {tenant} failed: {err}");
+            log::error!(
+                "durable object request failed",
+                tenant = tenant,
+                error = err.to_string()
+            );
             text(502, "Sync durable object unavailable.")
         }
     }

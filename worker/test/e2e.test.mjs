@@ -5,6 +5,8 @@
 //   EVSYNC_RUN   unique id of this run (tenant names)
 //   EVSYNC_AUTH  JSON: { secretTenant, tenantToken, otherToken,
 //                        rejectedForOther: [..], queryAllowed }
+//   EVSYNC_ADMIN_TOKEN  the instance's SYNC_ADMIN_TOKEN
+//   EVSYNC_LOG   the instance's wrangler log (its lines are checked)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Peer, httpRequest, upgradeHeaders, entry, iv, CHUNK_SIZE } from "./peer.mjs";
@@ -17,6 +19,32 @@ const AUTH = JSON.parse(process.env.EVSYNC_AUTH);
 const tenant = (name) => `${name}-${MODE}-${RUN}`;
 const open = (name, opts = {}) => Peer.open(WS_BASE, tenant(name), { token: AUTH.otherToken, ...opts });
 const bytes = (u8) => Buffer.from(u8).toString("hex");
+const ADMIN = process.env.EVSYNC_ADMIN_TOKEN;
+const uuid = (u8) => bytes(u8).replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5");
+
+// The Worker's log lines (worker/src/log.rs): one JSON object each, in the
+// native server's `--log-format json` shape. wrangler dev wraps warnings
+// and errors in colour codes and a "▲ [WARNING]" prefix; the object is
+// taken from the line. Lines that are not the Worker's (wrangler's own)
+// have no `{"timestamp":`.
+const workerLogLines = async () => {
+  const { readFileSync } = await import("node:fs");
+  return readFileSync(process.env.EVSYNC_LOG, "utf8")
+    .replace(/\x1b\[[0-9;]*m/g, "")
+    .split("\n")
+    .filter((line) => line.includes('{"timestamp":'))
+    .map((line) => JSON.parse(line.slice(line.indexOf('{"timestamp":'))));
+};
+// Polls the log (written asynchronously) until a line satisfies `pred`.
+const logLine = async (pred, what) => {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found = (await workerLogLines()).find(pred);
+    if (found) return found;
+    assert.ok(Date.now() < deadline, `no log line ${what} within 15 s`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+};
 
 test(`[${MODE}] HTTP rules: paths and tenants`, async () => {
   const cases = [
@@ -130,6 +158,120 @@ test(`[${MODE}] protocol: Ack, dedup, backlog then live, StopChanges, Ping, isol
   for (const p of [writer, subscriber, bystander, late]) p.close();
 });
 
+// GET /admin/tenants/<t>/stats: the tenant's object answers with what its
+// store holds and its open sockets, behind the admin token (a tenant token,
+// even the d1 instance's "*" one, does not open it).
+test(`[${MODE}] admin stats: per-object figures behind the admin token`, async () => {
+  assert.ok(ADMIN, "EVSYNC_ADMIN_TOKEN (the instance's SYNC_ADMIN_TOKEN) is not set");
+  const admin = { Authorization: `Bearer ${ADMIN}` };
+  const stats = async (name) => {
+    const res = await httpRequest(BASE, `/admin/tenants/${tenant(name)}/stats`, admin);
+    assert.equal(res.status, 200, res.body);
+    assert.match(res.headers["content-type"], /^application\/json/);
+    return JSON.parse(res.body);
+  };
+  const path = `/admin/tenants/${tenant("stats")}/stats`;
+  for (const [headers, why] of [
+    [{}, "no token"],
+    [{ Authorization: `Bearer ${ADMIN}x` }, "a wrong admin token"],
+    [{ Authorization: `Bearer ${AUTH.otherToken}` }, "a tenant token"],
+    [{ Authorization: `Bearer ${AUTH.tenantToken}` }, "a tenant's own token"],
+  ]) {
+    const res = await httpRequest(BASE, path, headers);
+    assert.equal(res.status, 401, why);
+    assert.equal(res.body, "Unauthorized", why);
+    assert.equal(res.headers["www-authenticate"], "Bearer", why);
+  }
+  let res = await httpRequest(BASE, `/admin/tenants/-bad/stats`, admin);
+  assert.equal(res.status, 400);
+  const storage = MODE === "do" ? "Durable Object SQLite" : "D1 (SYNC_DB)";
+  assert.deepEqual(
+    await stats("stats"),
+    {
+      tenant: tenant("stats"),
+      storage,
+      remoteId: null,
+      connections: 0,
+      hibernatedConnections: 0,
+      logs: 0,
+      entries: 0,
+      bytes: 0,
+      lastWriteMs: null,
+      tokensNotBefore: null,
+    },
+    "a tenant never used: nothing stored, no remoteId created by asking",
+  );
+
+  const before = Date.now();
+  const writer = await open("stats");
+  const hello = await writer.expect("Hello");
+  const n = 7;
+  const entries = Array.from({ length: n }, () => entry(32));
+  assert.deepEqual(await writer.write(`st-${RUN}`, 1, entries.slice(0, 4)), [1, 2, 3, 4]);
+  assert.deepEqual(await writer.write(`st-${RUN}`, 2, entries.slice(2)), [3, 4, 5, 6, 7], "duplicates");
+  const figures = await stats("stats");
+  assert.equal(figures.storage, storage);
+  assert.equal(figures.remoteId, uuid(hello.remoteId), "the Hello's remoteId");
+  assert.ok(figures.connections >= 1, JSON.stringify(figures));
+  assert.equal(typeof figures.hibernatedConnections, "number");
+  assert.equal(figures.logs, 1);
+  assert.equal(figures.entries, n, "duplicates are not counted");
+  assert.equal(figures.bytes, n * (12 + 16 + 32), "iv + entryId + encryptedEntry");
+  assert.ok(
+    figures.lastWriteMs >= before - 5_000 && figures.lastWriteMs <= Date.now() + 5_000,
+    `lastWriteMs ${figures.lastWriteMs} is the time of the writes`,
+  );
+  assert.equal(figures.tokensNotBefore, null);
+
+  const other = await open("stats-other");
+  await other.expect("Hello");
+  assert.deepEqual(await other.write(`st-${RUN}`, 1, [entry(100), entry(100)]), [1, 2]);
+  const others = await stats("stats-other");
+  assert.deepEqual(
+    [others.logs, others.entries, others.bytes],
+    [1, 2, 2 * (12 + 16 + 100)],
+    "a second tenant's figures are its own",
+  );
+  assert.notEqual(others.remoteId, figures.remoteId);
+  assert.equal((await stats("stats")).entries, n, "and leave the first's");
+  writer.close();
+  other.close();
+});
+
+// Every line the Worker logs is a JSON object in the native server's shape,
+// with the information the old text lines carried as fields.
+test(`[${MODE}] log lines are JSON: timestamp, level, target, fields.message`, async () => {
+  assert.ok(process.env.EVSYNC_LOG, "EVSYNC_LOG (the wrangler log) is not set");
+  const loaded = await logLine(
+    (l) => l.fields.message === "tenant loaded" && l.fields.tenant === tenant("stats"),
+    `"tenant loaded" for ${tenant("stats")}`,
+  );
+  assert.equal(loaded.level, "INFO");
+  assert.equal(loaded.target, "evsync_worker::durable_object");
+  assert.equal(loaded.fields.storage, MODE === "do" ? "Durable Object SQLite" : "D1 (SYNC_DB)");
+  assert.match(loaded.fields.remote_id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-/);
+  const refused = await logLine(
+    (l) => l.fields.message === "upgrade refused" && l.fields.status === 401 && l.fields.reason === "wrong admin token",
+    "for the wrong admin token",
+  );
+  assert.equal(refused.level, "WARN");
+  assert.equal(refused.target, "evsync_worker::refusals");
+  const lines = await workerLogLines();
+  assert.ok(lines.length > 0);
+  for (const line of lines) {
+    assert.deepEqual(Object.keys(line), ["timestamp", "level", "target", "fields"], JSON.stringify(line));
+    assert.match(line.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/, "RFC 3339");
+    assert.ok(["DEBUG", "INFO", "WARN", "ERROR"].includes(line.level), line.level);
+    assert.match(line.target, /^evsync_worker::/);
+    assert.equal(typeof line.fields.message, "string");
+    assert.equal(Object.keys(line.fields)[0], "message");
+  }
+  const { readFileSync } = await import("node:fs");
+  const text = readFileSync(process.env.EVSYNC_LOG, "utf8").replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+  const old = text.filter((line) => !line.includes('{"timestamp":') && line.includes("evsync: "));
+  assert.deepEqual(old, [], "no line in the old text shape");
+});
+
 test(`[${MODE}] more than 33 entries in one WriteEntries are acked`, async () => {
   const pk = `many-${RUN}`;
   const peer = await open("many");
@@ -207,7 +349,8 @@ test(`[${MODE}] storage conformance suite inside workerd`, async () => {
 // write must still reach the subscriber live (its subscription restored from
 // the socket attachment), and Ping must still be answered. The idle time is
 // the point of the test; that the object really was evicted and woke is
-// checked in the wrangler log (EVSYNC_LOG) by the "woke with" line.
+// checked in the wrangler log (EVSYNC_LOG) by the "woke with open sockets"
+// line.
 test(`[${MODE}] subscriptions survive hibernation`, { timeout: 180_000 }, async () => {
   const idleMs = Number(process.env.EVSYNC_HIBERNATE_IDLE_MS ?? 30_000);
   const name = "hibernate";
@@ -236,8 +379,9 @@ test(`[${MODE}] subscriptions survive hibernation`, { timeout: 180_000 }, async 
   subscriber.close();
   late.close();
   if (process.env.EVSYNC_LOG) {
-    const { readFileSync } = await import("node:fs");
-    const woke = readFileSync(process.env.EVSYNC_LOG, "utf8").includes(`tenant ${tenant(name)}: woke with 1 open socket(s)`);
+    const woke = (await workerLogLines()).some(
+      (l) => l.fields.message === "woke with open sockets" && l.fields.tenant === tenant(name) && l.fields.sockets === 1,
+    );
     assert.ok(woke, `the object was not evicted within ${idleMs} ms of idleness (raise EVSYNC_HIBERNATE_IDLE_MS)`);
   }
 });

@@ -13,7 +13,7 @@
 //!   mode uses that object's own SQLite (wiped before each check); D1 mode
 //!   uses fresh tenants `selftest-<run>-<n>` in `SYNC_DB`, deleted
 //!   afterwards, and also checks that two tenants with the same publicKey
-//!   stay apart (logs, remoteIds, tokens-not-before instants). Both also
+//!   stay apart (logs, remoteIds, tokens-not-before instants, stats). Both also
 //!   check the migration from schema version 1 (D1 without dropping the
 //!   shared tables: it re-records version 1 and migrates again).
 //! - `GET /__evsync/self-test/result/<run>` answers `RUNNING`, `PASS …`, or
@@ -267,6 +267,34 @@ async fn tenant_isolation(mut a: D1Storage, mut b: D1Storage) {
         a.tokens_not_before().await.expect("tokens_not_before a"),
         Some(REVOKED_AT),
         "tenant a keeps its own instant"
+    );
+    b.append(&[batch("other", 2, &[7])])
+        .await
+        .expect("append b other");
+    let (stats_a, stats_b) = (
+        a.stats().await.expect("stats a"),
+        b.stats().await.expect("stats b"),
+    );
+    assert_eq!(
+        (stats_a.logs, stats_a.entries),
+        (1, 2),
+        "tenant a's figures count its own rows only"
+    );
+    assert_eq!(
+        (stats_b.logs, stats_b.entries),
+        (2, 3),
+        "tenant b's figures count its own rows only"
+    );
+    let bytes = |entries: &[evsync_core::wire::RemoteEntry]| -> u64 {
+        entries
+            .iter()
+            .map(|e| evsync_core::storage::entry_bytes(e) as u64)
+            .sum()
+    };
+    assert_eq!(
+        stats_a.bytes,
+        bytes(&a.read("pk", 0, ALL).await.expect("read a")),
+        "tenant a's bytes are its own entries'"
     );
 }
 

@@ -28,8 +28,8 @@ use super::values::MAX_SAFE_INTEGER;
 use crate::js;
 use evsync_core::storage::schema::{d1 as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError, check_tokens_not_before,
-    decode_tokens_not_before,
+    AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError, StoreStats,
+    check_tokens_not_before, decode_tokens_not_before,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
@@ -66,6 +66,13 @@ struct HexRow {
 #[derive(Deserialize)]
 struct MsRow {
     ms: f64,
+}
+
+#[derive(Deserialize)]
+struct StatsRow {
+    logs: f64,
+    entries: f64,
+    bytes: f64,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +179,17 @@ impl D1Storage {
             .await
             .map_err(|e| layout::SCHEMA.step_failed(last, e))?;
         Ok(())
+    }
+
+    /// The tenant's stored remoteId, if one was ever created; creates none
+    /// (the admin figures read it).
+    pub async fn stored_remote_id(&self) -> Result<Option<RemoteId>, StorageError> {
+        self.statement(layout::SELECT_REMOTE_ID, &[])?
+            .first::<HexRow>(None)
+            .await
+            .map_err(d1_error)?
+            .map(|row| remote_id::decode(&from_hex(&row.hex)?))
+            .transpose()
     }
 
     /// A statement whose `?1` is this tenant and whose `?2…` are `params`.
@@ -355,6 +373,23 @@ impl AsyncStorage for D1Storage {
             .and_then(|rows| rows.into_iter().next())
             .ok_or_else(|| StorageError::new("tokens_not_before was not stored"))?;
         decode_tokens_not_before(row.ms)
+    }
+
+    /// One scan of the tenant's rows ([`layout::SELECT_STATS`]). No last
+    /// write time: the object keeps that in memory (`Driver`).
+    async fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        let row = self
+            .statement(layout::SELECT_STATS, &[])?
+            .first::<StatsRow>(None)
+            .await
+            .map_err(d1_error)?
+            .ok_or_else(|| StorageError::new("D1 returned no stats row"))?;
+        Ok(StoreStats {
+            logs: row.logs as u64,
+            entries: row.entries as u64,
+            bytes: row.bytes as u64,
+            last_write_ms: None,
+        })
     }
 }
 

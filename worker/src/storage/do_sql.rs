@@ -16,7 +16,7 @@ use super::values::{blob, int, into_blob, param_blob, param_int};
 use crate::js;
 use evsync_core::storage::schema::{do_sql as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, check_tokens_not_before,
+    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
     decode_tokens_not_before,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
@@ -116,6 +116,14 @@ impl DoSqlStorage {
             .map_err(|e| e.message)
         })
         .map_err(StorageError::new)
+    }
+
+    /// The stored remoteId, if one was ever created; creates none (the
+    /// admin figures read it).
+    pub fn stored_remote_id(&self) -> Result<Option<RemoteId>, StorageError> {
+        self.first_value(layout::SELECT_REMOTE_ID)?
+            .map(|value| remote_id::decode(&blob(&value)?))
+            .transpose()
     }
 
     /// The first column of the first row of `sql`, if any row.
@@ -263,6 +271,22 @@ impl Storage for DoSqlStorage {
         )?;
         self.tokens_not_before()?
             .ok_or_else(|| StorageError::new("tokens_not_before was not stored"))
+    }
+
+    /// One scan of `evsync_entries` ([`layout::SELECT_STATS`]). No last
+    /// write time: the object keeps that in memory (`Driver`).
+    fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        let rows = query(&self.sql, layout::SELECT_STATS, vec![])?;
+        let Some([logs, entries, bytes]) = rows.first().map(Vec::as_slice) else {
+            return Err(StorageError::new("unexpected row shape"));
+        };
+        let count = |value: &SqlStorageValue| int(value).map(|n| n.max(0) as u64);
+        Ok(StoreStats {
+            logs: count(logs)?,
+            entries: count(entries)?,
+            bytes: count(bytes)?,
+            last_write_ms: None,
+        })
     }
 }
 

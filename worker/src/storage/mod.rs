@@ -18,7 +18,7 @@ mod values;
 use crate::config::{self, StorageChoice};
 use d1::D1Storage;
 use do_sql::DoSqlStorage;
-use evsync_core::storage::{AsyncStorage, StorageRequest, StorageResponse};
+use evsync_core::storage::{AsyncStorage, StorageRequest, StorageResponse, StoreStats};
 use evsync_core::wire::RemoteId;
 use worker::{Env, State};
 
@@ -94,6 +94,24 @@ impl Backend {
                 AsyncStorage::set_tokens_not_before(&mut s, at_ms).await
             }
             Backend::D1(mut s) => s.set_tokens_not_before(at_ms).await,
+        };
+        result.map_err(|e| e.message)
+    }
+
+    /// What the tenant's store holds (the admin figures).
+    pub async fn stats(&self) -> Result<StoreStats, String> {
+        let result = match self.clone() {
+            Backend::DurableObject(mut s) => AsyncStorage::stats(&mut s).await,
+            Backend::D1(mut s) => s.stats().await,
+        };
+        result.map_err(|e| e.message)
+    }
+
+    /// The tenant's remoteId if it has one, creating none.
+    pub async fn stored_remote_id(&self) -> Result<Option<RemoteId>, String> {
+        let result = match self {
+            Backend::DurableObject(s) => s.stored_remote_id(),
+            Backend::D1(s) => s.stored_remote_id().await,
         };
         result.map_err(|e| e.message)
     }
