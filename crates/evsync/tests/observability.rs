@@ -334,3 +334,30 @@ async fn the_dashboard_needs_the_admin_token_off_loopback() {
     );
     stop(server).await;
 }
+
+#[tokio::test]
+async fn evsync_admin_stats_prints_a_tenants_figures() {
+    let server = Serve::start(&["--storage", "memory"], &[("SYNC_ADMIN_TOKEN", ADMIN)]).await;
+    let mut client = Client::connect(server.addr, "acme").await;
+    client.hello().await;
+    client.write("pk", 1, &entries(1..=4)).await;
+    let url = format!("http://{}", server.addr);
+    let out = process::output(
+        &["admin", "--url", &url, "stats", "acme"],
+        &[("SYNC_ADMIN_TOKEN", ADMIN)],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(figures["entries"], 4);
+    assert_eq!(figures["connections"], 1);
+    let out = process::output(&["admin", "--url", &url, "stats", "acme"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "no token: refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    drop(client);
+    stop(server).await;
+}

@@ -44,24 +44,38 @@ enum AdminCommand {
         /// The tenant.
         tenant: String,
     },
+    /// Print a tenant's figures (connections, logs, entries, bytes) as JSON.
+    Stats {
+        /// The tenant.
+        tenant: String,
+    },
 }
 
 /// Runs `evsync admin …`.
 pub fn run(args: AdminArgs) -> ExitCode {
-    let Some(token) = args.token.as_deref().filter(|t| !t.is_empty()) else {
-        eprintln!("error: SYNC_ADMIN_TOKEN (--token): not set");
-        return ExitCode::from(EXIT_USAGE);
-    };
-    let AdminCommand::Revoke { tenant } = &args.command;
+    // Without a token only a server on loopback without SYNC_ADMIN_TOKEN
+    // answers (it then says 403 or 401, which is printed).
+    let token = args.token.as_deref().filter(|t| !t.is_empty());
+    let (AdminCommand::Revoke { tenant } | AdminCommand::Stats { tenant }) = &args.command;
     if !is_valid_tenant(tenant) {
         eprintln!("error: {tenant:?} is not a valid tenant name");
         return ExitCode::from(EXIT_USAGE);
     }
-    let url = format!(
-        "{}/admin/tenants/{tenant}/revoke",
-        args.url.trim_end_matches('/')
-    );
-    match post(&url, token) {
+    let base = format!("{}/admin/tenants/{tenant}", args.url.trim_end_matches('/'));
+    if let AdminCommand::Stats { .. } = &args.command {
+        return match request("GET", &format!("{base}/stats"), token) {
+            Ok(answer) => {
+                println!("{answer:#}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        };
+    }
+    let url = format!("{base}/revoke");
+    match request("POST", &url, token) {
         Ok(answer) => {
             let closed = answer["closedConnections"].as_u64().unwrap_or(0);
             let not_before = answer["tokensNotBefore"].as_u64().unwrap_or(0);
@@ -77,17 +91,27 @@ pub fn run(args: AdminArgs) -> ExitCode {
     }
 }
 
-/// POSTs to `url` with the admin token; the JSON answer, or why not.
-fn post(url: &str, token: &str) -> Result<serde_json::Value, String> {
+/// Sends `method url` with the admin token; the JSON answer, or why not.
+fn request(method: &str, url: &str, token: Option<&str>) -> Result<serde_json::Value, String> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .new_agent();
-    let mut response = agent
-        .post(url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .send_empty()
-        .map_err(|e| format!("{url}: {e}"))?;
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let sent = if method == "GET" {
+        let mut req = agent.get(url);
+        if let Some(bearer) = &bearer {
+            req = req.header("Authorization", bearer);
+        }
+        req.call()
+    } else {
+        let mut req = agent.post(url);
+        if let Some(bearer) = &bearer {
+            req = req.header("Authorization", bearer);
+        }
+        req.send_empty()
+    };
+    let mut response = sent.map_err(|e| format!("{url}: {e}"))?;
     let status = response.status();
     let body = response
         .body_mut()
