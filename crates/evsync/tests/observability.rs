@@ -36,20 +36,6 @@ async fn metrics_once(addr: std::net::SocketAddr, name: &str, value: f64) -> Str
     .await
 }
 
-async fn stop(server: Serve) -> Vec<String> {
-    server.signal("TERM");
-    let mut server = server;
-    let mut lines = Vec::new();
-    within("stderr to end", async {
-        while let Some(line) = server.lines.recv().await {
-            lines.push(line);
-        }
-    })
-    .await;
-    assert_eq!(server.exit_code().await, Some(0));
-    lines
-}
-
 #[tokio::test]
 async fn metrics_follow_real_traffic() {
     let server = Serve::start(&["--storage", "memory"], &[]).await;
@@ -114,7 +100,7 @@ async fn metrics_follow_real_traffic() {
         ),
         Some(1.0)
     );
-    stop(server).await;
+    server.stop_and_collect().await;
 }
 
 #[tokio::test]
@@ -168,7 +154,7 @@ async fn auth_failures_by_reason_and_per_tenant_opt_in() {
         Some(1.0)
     );
     assert!(!text.contains("right-token") && !text.contains("wrong-token"));
-    stop(server).await;
+    server.stop_and_collect().await;
 }
 
 #[tokio::test]
@@ -196,7 +182,7 @@ async fn a_metrics_listener_takes_metrics_off_the_main_one() {
         404,
         "metrics only"
     );
-    stop(server).await;
+    server.stop_and_collect().await;
 }
 
 #[tokio::test]
@@ -264,7 +250,7 @@ async fn json_logs_are_one_object_per_line_without_secrets() {
     client.hello().await;
     client.write("pk", 1, &entries(1..=1)).await;
     drop(client);
-    let lines = stop(server).await;
+    let lines = server.stop_and_collect().await;
     let mut refused = 0;
     for line in &lines {
         let value: serde_json::Value =
@@ -338,7 +324,7 @@ async fn the_dashboard_needs_the_admin_token_off_loopback() {
     }
     assert_eq!(stats["ready"], true);
     assert_eq!(stats["busiestTenants"], serde_json::Value::Null);
-    stop(server).await;
+    server.stop_and_collect().await;
     // No admin token and not loopback: off.
     let mut server = Serve::start_on("0.0.0.0:0", &["--storage", "memory"], &[]).await;
     let addr = format!("127.0.0.1:{}", server.addr.port()).parse().unwrap();
@@ -352,7 +338,7 @@ async fn the_dashboard_needs_the_admin_token_off_loopback() {
         http_get(server.addr, "/dashboard/stats", &[]).await.status,
         200
     );
-    stop(server).await;
+    server.stop_and_collect().await;
 }
 
 #[tokio::test]
@@ -379,5 +365,5 @@ async fn evsync_admin_stats_prints_a_tenants_figures() {
     assert_eq!(out.status.code(), Some(1), "no token: refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     drop(client);
-    stop(server).await;
+    server.stop_and_collect().await;
 }

@@ -8,26 +8,12 @@ mod common;
 mod process;
 
 use common::{UPGRADE, http_get, upgrade_with};
-use process::{Serve, within};
+use process::Serve;
 use std::time::Instant;
 
 const TOKEN: &str = "s3cret-server-token";
 const GUESS: &str = "guessed-client-token";
 const AGENT: &str = "refusal-test/1.0";
-
-/// Every refusal-related line the server writes until it exits.
-async fn stop_and_collect(mut server: Serve) -> Vec<String> {
-    server.signal("TERM");
-    let mut lines = Vec::new();
-    within("stderr to end", async {
-        while let Some(line) = server.lines.recv().await {
-            lines.push(line);
-        }
-    })
-    .await;
-    assert_eq!(server.exit_code().await, Some(0));
-    lines
-}
 
 /// The number after `name=` in `line`, if any.
 fn field(line: &str, name: &str) -> Option<u64> {
@@ -86,7 +72,7 @@ async fn refusals_are_logged_with_reason_and_without_tokens() {
             "{target}"
         );
     }
-    let lines = stop_and_collect(server).await;
+    let lines = server.stop_and_collect().await;
     let refused: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("upgrade refused"))
@@ -136,7 +122,7 @@ async fn a_flood_of_refusals_writes_bounded_lines_that_count_every_one() {
         );
     }
     let seconds = started.elapsed().as_secs();
-    let lines = stop_and_collect(server).await;
+    let lines = server.stop_and_collect().await;
     let logged: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("upgrade refused"))
@@ -252,7 +238,7 @@ async fn signed_token_and_admin_refusals_say_why_and_never_show_a_secret() {
     )
     .await;
     assert_eq!(r.status, 401, "minted before the revocation");
-    let lines = stop_and_collect(server).await;
+    let lines = server.stop_and_collect().await;
     for reason in [
         "token expired",
         "signed token for another tenant",

@@ -149,6 +149,21 @@ impl Serve {
         assert!(status.success());
     }
 
+    /// Sends SIGTERM, collects every stderr line until the server exits,
+    /// and checks that it exited 0.
+    pub async fn stop_and_collect(mut self) -> Vec<String> {
+        self.signal("TERM");
+        let mut lines = Vec::new();
+        within("stderr to end", async {
+            while let Some(line) = self.lines.recv().await {
+                lines.push(line);
+            }
+        })
+        .await;
+        assert_eq!(self.exit_code().await, Some(0));
+        lines
+    }
+
     /// Waits for the server to exit; its exit code.
     pub async fn exit_code(mut self) -> Option<i32> {
         within("evsync to exit", self.child.wait())
