@@ -88,6 +88,48 @@ pub fn parse_idle_socket_timeout(setting: &str, value: &str) -> Result<Option<u6
         .map_err(|problem| ConfigError::new(setting, problem))
 }
 
+/// How much one server takes on. Defaults sit far above what one tenant
+/// of the agent SDK needs (a socket per replica per sync tick) and below
+/// what exhausts a machine, so a flood is refused rather than served badly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// SYNC_MAX_CONNECTIONS: open sync sockets in total.
+    pub max_connections: usize,
+    /// SYNC_MAX_CONNECTIONS_PER_TENANT: open sync sockets of one tenant.
+    pub max_connections_per_tenant: usize,
+    /// SYNC_MAX_TENANTS: tenants loaded at once (each holds its storage
+    /// open; idle ones unload after `idle_grace`).
+    pub max_tenants: usize,
+    /// What `Retry-After` says on a refusal over a limit.
+    pub retry_after_secs: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 100_000,
+            max_connections_per_tenant: 10_000,
+            max_tenants: 100_000,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Parses a limit: a whole number ≥ 1; empty keeps `default`.
+pub fn parse_limit(setting: &str, value: &str, default: usize) -> Result<usize, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(default);
+    }
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("expected a whole number of at least 1, got {value:?}"),
+        )),
+    }
+}
+
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -105,6 +147,9 @@ pub struct ServerConfig {
     /// How long `/readyz` answers 503 ("draining") before a requested
     /// shutdown starts, so load balancers stop sending new replicas first.
     pub drain: Duration,
+    /// Limits on what one server takes on (issue 17): new sockets over
+    /// them are refused with `503` and `Retry-After`, never left hanging.
+    pub limits: Limits,
     /// SYNC_DEBUG: log every request and every open/close at info level.
     pub debug: bool,
     /// Limits of each tenant's engine; `max_frame_bytes` also bounds the
@@ -135,6 +180,7 @@ impl ServerConfig {
             metrics_listen: None,
             metrics_per_tenant: false,
             drain: Duration::ZERO,
+            limits: Limits::default(),
             debug: false,
             engine: EngineConfig::default(),
             idle_grace: Duration::from_secs(30),

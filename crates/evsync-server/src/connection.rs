@@ -105,8 +105,12 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
         }
         (None, None) => {}
     }
+    // Dropping `attached` tells the actor, unless the engine closed it, and
+    // frees its place under the connection limit: before the socket stops
+    // counting as open, so that a client that sees the count drop also
+    // finds the room.
+    drop(attached);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
-    // Dropping `attached` tells the actor, unless the engine closed it.
 }
 
 /// Sends our close frame, then waits (bounded) for the peer's answer so

@@ -45,7 +45,10 @@ mod store;
 mod tenant;
 
 pub use config::{AuthConfig, admin_token, auth_config, token_secret};
-pub use config::{ConfigError, ServerConfig, StorageConfig, parse_bool, parse_idle_socket_timeout};
+pub use config::{
+    ConfigError, Limits, ServerConfig, StorageConfig, parse_bool, parse_idle_socket_timeout,
+    parse_limit,
+};
 
 use axum::serve::ListenerExt;
 use registry::Registry;

@@ -49,6 +49,7 @@ pub(crate) struct Metrics {
     /// `evsync_connections_closed_total` by [`CloseKind::index`].
     closed: Vec<IntCounter>,
     auth_failures: IntCounterVec,
+    refused_over_limit: IntCounterVec,
     storage_errors: IntCounter,
     commit_duration: Histogram,
     delivery_lag: Histogram,
@@ -194,6 +195,12 @@ impl Metrics {
                 "Refused credentials (sync upgrades and admin requests), by reason.",
                 "reason",
             ),
+            refused_over_limit: counter_vec(
+                &r,
+                "evsync_connections_refused_total",
+                "New sockets refused over a limit (503 with Retry-After), by limit.",
+                "limit",
+            ),
             storage_errors: counter(
                 &r,
                 "evsync_storage_errors_total",
@@ -248,6 +255,11 @@ impl Metrics {
     /// A credential was refused for `reason`.
     pub fn auth_failed(&self, reason: &str) {
         self.auth_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// A new socket was refused over the limit labelled `limit`.
+    pub fn refused_over_limit(&self, limit: &str) {
+        self.refused_over_limit.with_label_values(&[limit]).inc();
     }
 
     /// The per-tenant families, when enabled.

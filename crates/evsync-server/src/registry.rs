@@ -21,6 +21,7 @@ use evsync_core::access::Grant;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -56,6 +57,36 @@ pub(crate) enum ConnectError {
     Storage(String),
     /// The signed token was minted before the tenant's revocation: `401`.
     Revoked,
+    /// Over one of the server's limits: `503` with `Retry-After`.
+    Limit(LimitHit),
+}
+
+/// Which limit a connection hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    Connections,
+    TenantConnections,
+    Tenants,
+}
+
+impl LimitHit {
+    /// The answer's body.
+    pub fn body(self) -> &'static str {
+        match self {
+            LimitHit::Connections => "Too many connections.",
+            LimitHit::TenantConnections => "Too many connections to this tenant.",
+            LimitHit::Tenants => "Too many tenants loaded.",
+        }
+    }
+
+    /// The refusal log's reason and the metrics label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            LimitHit::Connections => "connection limit",
+            LimitHit::TenantConnections => "tenant connection limit",
+            LimitHit::Tenants => "tenant limit",
+        }
+    }
 }
 
 /// What a revocation did.
@@ -86,6 +117,7 @@ pub(crate) struct Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
+        self.shared.attached.fetch_sub(1, Ordering::Relaxed);
         if !self.closed_by_engine {
             // The actor may be gone already (unloaded after the engine
             // closed us, or panicked); then there is nothing to tell.
@@ -125,6 +157,17 @@ impl Registry {
         tenant: &str,
         grant: Grant,
     ) -> Result<Attached, ConnectError> {
+        let limits = self.shared.config.limits;
+        // Reserved before anything else, released by `Attached::drop` (or
+        // below when refused before one exists).
+        if self.shared.attached.fetch_add(1, Ordering::Relaxed) >= limits.max_connections {
+            self.shared.attached.fetch_sub(1, Ordering::Relaxed);
+            return Err(ConnectError::Limit(LimitHit::Connections));
+        }
+        let refuse = |err| {
+            self.shared.attached.fetch_sub(1, Ordering::Relaxed);
+            Err(err)
+        };
         let conn = self.shared.next_conn_id();
         let outlet = Outlet::new();
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -137,7 +180,10 @@ impl Registry {
         let tx = {
             let mut state = lock(&self.state);
             if state.shutting_down {
-                return Err(ConnectError::ShuttingDown);
+                return refuse(ConnectError::ShuttingDown);
+            }
+            if !state.tenants.contains_key(tenant) && state.tenants.len() >= limits.max_tenants {
+                return refuse(ConnectError::Limit(LimitHit::Tenants));
             }
             // A dead channel means the actor panicked: its entry is
             // replaced by a fresh actor (spawn_actor overwrites it).
@@ -174,6 +220,10 @@ impl Registry {
             Ok(Err(OpenRefused::Revoked)) => {
                 attached.closed_by_engine = true;
                 Err(ConnectError::Revoked)
+            }
+            Ok(Err(OpenRefused::TenantFull)) => {
+                attached.closed_by_engine = true;
+                Err(ConnectError::Limit(LimitHit::TenantConnections))
             }
             Err(_) => {
                 attached.closed_by_engine = true;

@@ -21,7 +21,7 @@ use crate::connection;
 use crate::dashboard;
 use crate::health;
 use crate::metrics::deny_label;
-use crate::registry::{ConnectError, Registry};
+use crate::registry::{ConnectError, LimitHit, Registry};
 pub(crate) use crate::respond::{Peer, text};
 use axum::Router;
 use axum::body::Body;
@@ -72,6 +72,24 @@ fn refusal_response(refusal: Refusal) -> Response {
         );
     }
     response
+}
+
+/// The `503` of a socket refused over a limit: it says which, and when to
+/// try again.
+fn over_limit(hit: LimitHit, retry_after_secs: u32) -> Response {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, hit.body());
+    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+fn limit_label(hit: LimitHit) -> &'static str {
+    match hit {
+        LimitHit::Connections => "connections",
+        LimitHit::TenantConnections => "tenant_connections",
+        LimitHit::Tenants => "tenants",
+    }
 }
 
 async fn handle(
@@ -145,6 +163,11 @@ async fn handle(
     let grant = admission.grant.rebased(unix_now, shared.now());
     let attached = match registry.connect(tenant, grant).await {
         Ok(attached) => attached,
+        Err(ConnectError::Limit(hit)) => {
+            peer.refused(&registry, 503, hit.reason());
+            shared.metrics.refused_over_limit(limit_label(hit));
+            return over_limit(hit, shared.config.limits.retry_after_secs);
+        }
         Err(ConnectError::Revoked) => {
             let refusal = Refusal::Unauthorized(DenyReason::Revoked);
             peer.refused(&registry, 401, refusal.reason());

@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     /// Open WebSockets, for `/healthz`.
     pub connections: AtomicUsize,
+    /// Connections registered with a tenant (upgrading or open): what
+    /// `Limits::max_connections` bounds.
+    pub attached: AtomicUsize,
     /// Tenant actors; shutdown waits for them.
     pub actors: TaskTracker,
     /// WebSocket tasks; shutdown waits for their close frames to go out.
@@ -70,6 +73,7 @@ impl Shared {
             started: Instant::now(),
             next_conn: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
+            attached: AtomicUsize::new(0),
             actors: TaskTracker::new(),
             sockets: TaskTracker::new(),
             memory: Mutex::new(HashMap::new()),

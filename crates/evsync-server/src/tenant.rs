@@ -64,6 +64,8 @@ pub(crate) enum OpenRefused {
     Storage(String),
     /// Its signed token was minted before the tenant's revocation.
     Revoked,
+    /// The tenant has `Limits::max_connections_per_tenant` open.
+    TenantFull,
 }
 
 /// How an actor leaves the table of loaded tenants. The registry implements
@@ -277,6 +279,11 @@ impl Actor {
             } => {
                 if grant.is_revoked_by(self.tokens_not_before) {
                     let _ = ready.send(Err(OpenRefused::Revoked));
+                    return;
+                }
+                let max = self.shared.config.limits.max_connections_per_tenant;
+                if self.engine.connection_count() >= max {
+                    let _ = ready.send(Err(OpenRefused::TenantFull));
                     return;
                 }
                 self.conns.insert(conn, outlet);

@@ -8,8 +8,8 @@
 use crate::logging::{self, LogFormat};
 use clap::Args;
 use evsync_server::{
-    ConfigError, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
-    parse_bool, parse_idle_socket_timeout, token_secret,
+    ConfigError, Limits, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
+    parse_bool, parse_idle_socket_timeout, parse_limit, token_secret,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -167,6 +167,21 @@ pub struct ServeArgs {
     )]
     drain_secs: u64,
 
+    /// Open sync sockets in total; more are refused with 503 and
+    /// Retry-After (default 100000).
+    #[arg(long, env = "SYNC_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<String>,
+
+    /// Open sync sockets of one tenant; more are refused with 503 and
+    /// Retry-After (default 10000).
+    #[arg(long, env = "SYNC_MAX_CONNECTIONS_PER_TENANT", value_name = "N")]
+    max_connections_per_tenant: Option<String>,
+
+    /// Tenants loaded at once (idle ones unload); a connection that would
+    /// load one more is refused with 503 and Retry-After (default 100000).
+    #[arg(long, env = "SYNC_MAX_TENANTS", value_name = "N")]
+    max_tenants: Option<String>,
+
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -218,6 +233,25 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     config.metrics_listen = metrics_listen;
     config.metrics_per_tenant = metrics_per_tenant;
     config.drain = Duration::from_secs(args.drain_secs);
+    let defaults = Limits::default();
+    config.limits = Limits {
+        max_connections: parse_limit(
+            "SYNC_MAX_CONNECTIONS (--max-connections)",
+            args.max_connections.as_deref().unwrap_or(""),
+            defaults.max_connections,
+        )?,
+        max_connections_per_tenant: parse_limit(
+            "SYNC_MAX_CONNECTIONS_PER_TENANT (--max-connections-per-tenant)",
+            args.max_connections_per_tenant.as_deref().unwrap_or(""),
+            defaults.max_connections_per_tenant,
+        )?,
+        max_tenants: parse_limit(
+            "SYNC_MAX_TENANTS (--max-tenants)",
+            args.max_tenants.as_deref().unwrap_or(""),
+            defaults.max_tenants,
+        )?,
+        ..defaults
+    };
     config.auth = auth.with_token_secret(secret);
     config.admin_token = admin;
     config.debug = debug;
@@ -392,6 +426,13 @@ mod tests {
         assert!(err.to_string().starts_with("SYNC_STORAGE (--storage): "));
         let err = config(&parse(&["--listen", "nonsense"])).unwrap_err();
         assert!(err.to_string().starts_with("--listen: "));
+        let err = config(&parse(&["--max-connections", "0"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("SYNC_MAX_CONNECTIONS (--max-connections): ")
+        );
+        let c = config(&parse(&["--max-tenants", "7"])).unwrap();
+        assert_eq!(c.limits.max_tenants, 7);
         let err = config(&parse(&["--idle-socket-timeout", "5m"])).unwrap_err();
         assert!(
             err.to_string()
