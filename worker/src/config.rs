@@ -2,7 +2,9 @@
 //! same meaning as the native server's settings (`evsync_core::settings`).
 
 use evsync_core::proto::v3::EngineConfig;
-use evsync_core::settings::{parse_bool, parse_idle_socket_timeout};
+use evsync_core::settings::{
+    DEFAULT_MAX_CONNECTIONS_PER_TENANT, parse_bool, parse_idle_socket_timeout, parse_limit,
+};
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
 use worker::Env;
@@ -50,6 +52,21 @@ pub fn flag(env: &Env, name: &str) -> Result<bool, String> {
 pub fn idle_socket_timeout(env: &Env) -> Result<Option<u64>, String> {
     parse_idle_socket_timeout(text(env, IDLE_SOCKET_TIMEOUT_VAR).as_deref().unwrap_or(""))
         .map_err(|err| format!("{IDLE_SOCKET_TIMEOUT_VAR}: {err}"))
+}
+
+/// `SYNC_MAX_CONNECTIONS_PER_TENANT`: open sockets of one tenant (its
+/// Durable Object); more are refused with 503 and `Retry-After`.
+pub const MAX_CONNECTIONS_PER_TENANT_VAR: &str = "SYNC_MAX_CONNECTIONS_PER_TENANT";
+
+/// `SYNC_MAX_CONNECTIONS_PER_TENANT`, parsed as the native server parses
+/// it; an error names the variable (callers fail closed).
+pub fn max_connections_per_tenant(env: &Env) -> Result<usize, String> {
+    let value = text(env, MAX_CONNECTIONS_PER_TENANT_VAR);
+    parse_limit(
+        value.as_deref().unwrap_or(""),
+        DEFAULT_MAX_CONNECTIONS_PER_TENANT,
+    )
+    .map_err(|err| format!("{MAX_CONNECTIONS_PER_TENANT_VAR}: {err}"))
 }
 
 /// The engine's limits: the production defaults plus

@@ -28,7 +28,9 @@
 use crate::attachment;
 use crate::config;
 use crate::driver::{self, Driver, Live};
-use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, json, text};
+use crate::http::{
+    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, json, text,
+};
 use crate::idle::{self, HeardLog};
 use crate::log;
 use crate::object_meta;
@@ -214,6 +216,22 @@ impl SyncDurableObject {
         if revoked {
             let response = text(401, "Unauthorized")?;
             response.headers().set("WWW-Authenticate", "Bearer")?;
+            return Ok(response);
+        }
+        // The Worker refuses requests while the setting is unusable.
+        let max =
+            config::max_connections_per_tenant(&self.env).map_err(worker::Error::RustError)?;
+        let full = self
+            .driver
+            .with(|live| live.engine.connection_count() >= max)
+            .unwrap_or(false);
+        if full {
+            let response = text(503, "Too many connections to this tenant.")?;
+            let retry = evsync_core::settings::LIMIT_RETRY_AFTER_SECS.to_string();
+            response.headers().set("Retry-After", &retry)?;
+            response
+                .headers()
+                .set(REFUSAL_HEADER, "tenant connection limit")?;
             return Ok(response);
         }
         let pair = WebSocketPair::new()?;

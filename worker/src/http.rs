@@ -15,6 +15,10 @@ pub const TENANT_HEADER: &str = "x-evsync-tenant";
 /// subprotocol the `101` must select.
 pub const PROTOCOL_HEADER: &str = "x-evsync-protocol";
 
+/// Response header (set by the object only, on a refusal) naming why, for
+/// the Worker's refusal log line.
+pub const REFUSAL_HEADER: &str = "x-evsync-refusal";
+
 /// Request header (set by the Worker only) carrying what the socket's
 /// token allows, as [`GrantHeader`] JSON.
 pub const GRANT_HEADER: &str = "x-evsync-grant";

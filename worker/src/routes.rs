@@ -24,7 +24,9 @@
 
 use crate::auth;
 use crate::config;
-use crate::http::{GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, TENANT_HEADER, text};
+use crate::http::{
+    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, text,
+};
 use crate::js;
 use crate::log;
 use crate::refusals;
@@ -92,7 +94,11 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
             refusals::log(headers, url.path(), 401, reason);
         }
         502 => refusals::log(headers, url.path(), 502, "durable object unavailable"),
-        503 => refusals::log(headers, url.path(), 503, "storage unavailable"),
+        503 => {
+            let reason = response.headers().get(REFUSAL_HEADER)?;
+            let reason = reason.as_deref().unwrap_or("storage unavailable");
+            refusals::log(headers, url.path(), 503, reason);
+        }
         _ => {}
     }
     Ok(response)
@@ -154,6 +160,7 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
 fn settings(env: &Env) -> std::result::Result<AuthConfig, String> {
     config::flag(env, config::DEBUG_VAR)?;
     config::idle_socket_timeout(env)?;
+    config::max_connections_per_tenant(env)?;
     auth::from_env(env)
 }
 

@@ -104,6 +104,39 @@ test(`[${MODE}] subprotocol token is echoed in the 101`, async () => {
   );
 });
 
+test(`[${MODE}] a tenant over its socket limit refuses more with 503 and Retry-After`, async () => {
+  const limit = Number(process.env.EVSYNC_TENANT_LIMIT);
+  assert.ok(limit > 0, "EVSYNC_TENANT_LIMIT");
+  const peers = [];
+  for (let i = 0; i < limit; i++) {
+    const peer = await open("full");
+    await peer.expect("Hello");
+    peers.push(peer);
+  }
+  const res = await httpRequest(BASE, `/event-log/${tenant("full")}`, {
+    ...upgradeHeaders(),
+    Authorization: `Bearer ${AUTH.otherToken}`,
+  });
+  assert.equal(res.status, 503);
+  assert.equal(res.body, "Too many connections to this tenant.");
+  assert.equal(res.headers["retry-after"], "5");
+  const other = await open("not-full");
+  await other.expect("Hello");
+  // Room again once one closes.
+  peers.pop().close();
+  let again;
+  for (;;) {
+    try {
+      again = await open("full");
+      break;
+    } catch (err) {
+      if (err.status !== 503) throw err;
+    }
+  }
+  await again.expect("Hello");
+  for (const p of [...peers, other, again]) p.close();
+});
+
 test(`[${MODE}] Hello first, with a stable UUID v4 remoteId`, async () => {
   const a = await open("hello");
   const hello = await a.expect("Hello");

@@ -34,6 +34,30 @@ pub fn parse_bool(value: &str) -> Result<bool, NotABool> {
     }
 }
 
+/// The default of `SYNC_MAX_CONNECTIONS_PER_TENANT`, the same on the
+/// native server and the Worker.
+pub const DEFAULT_MAX_CONNECTIONS_PER_TENANT: usize = 10_000;
+
+/// What a socket refused over a limit is told to wait, in seconds
+/// (`Retry-After`).
+pub const LIMIT_RETRY_AFTER_SECS: u32 = 5;
+
+/// Parses a limit (`SYNC_MAX_CONNECTIONS`, …): a whole number of at least
+/// 1; empty (or only whitespace) keeps `default`. Zero is refused rather
+/// than read as "no limit" or "refuse everything".
+pub fn parse_limit(value: &str, default: usize) -> Result<usize, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(default);
+    }
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got {value:?}"
+        )),
+    }
+}
+
 /// Longest idle-socket timeout accepted: a day. Longer would hardly differ
 /// from off, and a typo of a few extra digits should be caught.
 pub const MAX_IDLE_SOCKET_TIMEOUT_SECS: u64 = 86_400;
@@ -58,6 +82,15 @@ pub fn parse_idle_socket_timeout(value: &str) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_are_whole_numbers_of_at_least_one() {
+        assert_eq!(parse_limit("", 7), Ok(7));
+        assert_eq!(parse_limit(" 12 ", 7), Ok(12));
+        for bad in ["0", "-1", "1.5", "many"] {
+            assert!(parse_limit(bad, 7).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn idle_socket_timeouts() {

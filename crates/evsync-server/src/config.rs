@@ -108,26 +108,18 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 100_000,
-            max_connections_per_tenant: 10_000,
+            max_connections_per_tenant: evsync_core::settings::DEFAULT_MAX_CONNECTIONS_PER_TENANT,
             max_tenants: 100_000,
-            retry_after_secs: 5,
+            retry_after_secs: evsync_core::settings::LIMIT_RETRY_AFTER_SECS,
         }
     }
 }
 
-/// Parses a limit: a whole number ≥ 1; empty keeps `default`.
+/// Parses a limit with [`evsync_core::settings::parse_limit`] (the Worker
+/// reads its own with the same function); an error names `setting`.
 pub fn parse_limit(setting: &str, value: &str, default: usize) -> Result<usize, ConfigError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Ok(default);
-    }
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(ConfigError::new(
-            setting,
-            format!("expected a whole number of at least 1, got {value:?}"),
-        )),
-    }
+    evsync_core::settings::parse_limit(value, default)
+        .map_err(|problem| ConfigError::new(setting, problem))
 }
 
 /// Everything [`crate::Server::bind`] needs.
