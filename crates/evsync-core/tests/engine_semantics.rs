@@ -649,6 +649,37 @@ fn a_consumer_that_never_reads_is_disconnected_at_the_hard_limit() {
 }
 
 #[test]
+fn too_many_subscriptions_on_one_socket_close_only_it() {
+    let config = EngineConfig {
+        log: LogConfig {
+            max_subscriptions_per_connection: 3,
+            ..LogConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let greedy = h.open(1);
+    let calm = h.open(2);
+    h.request_changes(calm, "pk-0", 0);
+    for n in 0..3 {
+        h.request_changes(greedy, &format!("pk-{n}"), 0);
+    }
+    h.settle();
+    assert!(!h.closed.contains_key(&greedy), "at the limit is allowed");
+    h.request_changes(greedy, "pk-3", 0);
+    h.settle();
+    let (code, reason) = h.closed[&greedy].clone();
+    assert_eq!(code, close_code::POLICY_VIOLATION);
+    assert!(reason.contains("subscriptions"), "{reason}");
+    // Its neighbour still gets its log live.
+    let writer = h.open(3);
+    h.write(writer, "pk-0", &[1]);
+    h.settle();
+    assert_eq!(h.changes(calm, "pk-0"), vec![1]);
+    assert!(!h.closed.contains_key(&calm));
+}
+
+#[test]
 fn a_write_flood_without_acks_is_bounded() {
     let config = EngineConfig {
         log: LogConfig {
