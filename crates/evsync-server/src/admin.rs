@@ -16,7 +16,7 @@
 
 use crate::auth;
 use crate::registry::Registry;
-use crate::respond::{Peer, text};
+use crate::respond::{Peer, json, text};
 use crate::store;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -88,11 +88,14 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
                         closed = revoked.closed,
                         "admin: tokens revoked"
                     );
-                    json(&RevokeAnswer {
-                        tenant,
-                        tokens_not_before: revoked.not_before,
-                        closed_connections: revoked.closed,
-                    })
+                    json(
+                        StatusCode::OK,
+                        &RevokeAnswer {
+                            tenant,
+                            tokens_not_before: revoked.not_before,
+                            closed_connections: revoked.closed,
+                        },
+                    )
                 }
                 Err(reason) => {
                     tracing::error!(tenant, %reason, "admin: revoking failed");
@@ -101,17 +104,20 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
             }
         }
         Ok(AdminRoute::Stats { tenant }) => match store::tenant_figures(shared, tenant).await {
-            Ok(Some(figures)) => json(&StatsAnswer {
-                tenant,
-                storage: shared.config.storage.kind(),
-                remote_id: figures.remote_id.to_uuid_string(),
-                connections: registry.connections_of(tenant).await,
-                logs: figures.stats.logs,
-                entries: figures.stats.entries,
-                bytes: figures.stats.bytes,
-                last_write_ms: figures.stats.last_write_ms,
-                tokens_not_before: figures.tokens_not_before,
-            }),
+            Ok(Some(figures)) => json(
+                StatusCode::OK,
+                &StatsAnswer {
+                    tenant,
+                    storage: shared.config.storage.kind(),
+                    remote_id: figures.remote_id.to_uuid_string(),
+                    connections: registry.connections_of(tenant).await,
+                    logs: figures.stats.logs,
+                    entries: figures.stats.entries,
+                    bytes: figures.stats.bytes,
+                    last_write_ms: figures.stats.last_write_ms,
+                    tokens_not_before: figures.tokens_not_before,
+                },
+            ),
             Ok(None) => text(StatusCode::NOT_FOUND, "No such tenant."),
             Err(reason) => {
                 tracing::error!(tenant, %reason, "admin: reading stats failed");
@@ -119,14 +125,4 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
             }
         },
     }
-}
-
-fn json(value: &impl Serialize) -> Response {
-    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
 }

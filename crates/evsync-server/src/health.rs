@@ -7,6 +7,7 @@
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 
 use crate::registry::Registry;
+use crate::respond::json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -34,14 +35,13 @@ pub(crate) fn readiness(registry: &Registry) -> Result<(), &'static str> {
 
 /// `GET /readyz`.
 pub(crate) fn readyz(registry: &Registry) -> Response {
-    let (status, body) = match readiness(registry) {
-        Ok(()) => (StatusCode::OK, r#"{"status":"ready"}"#.to_string()),
-        Err(reason) => (
+    match readiness(registry) {
+        Ok(()) => json(StatusCode::OK, &serde_json::json!({"status": "ready"})),
+        Err(reason) => json(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "not_ready", "reason": reason}).to_string(),
+            &serde_json::json!({"status": "not_ready", "reason": reason}),
         ),
-    };
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
 }
 
 /// `GET /metrics`, in the Prometheus text format.
@@ -86,11 +86,5 @@ pub(crate) fn response(registry: &Registry) -> Response {
         tenants: registry.loaded_tenants(),
         connections: shared.connections.load(Ordering::Relaxed),
     };
-    let body = serde_json::to_string(&health).unwrap_or_else(|_| "{}".into());
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    json(StatusCode::OK, &health)
 }

@@ -284,7 +284,7 @@ impl Metrics {
 
     /// The counters, for the dashboard.
     pub fn totals(&self) -> Totals {
-        let auth_failures = self.auth_failures.collect_total();
+        let auth_failures = sum_over_labels(&self.auth_failures);
         Totals {
             entries_appended: self.entries_appended.get(),
             bytes_received: self.bytes_received.get(),
@@ -379,20 +379,14 @@ fn add(counter: &IntCounter, n: u64) {
     }
 }
 
-trait CollectTotal {
-    fn collect_total(&self) -> u64;
-}
-
-impl CollectTotal for IntCounterVec {
-    /// The sum over every label value.
-    fn collect_total(&self) -> u64 {
-        use prometheus::core::Collector;
-        self.collect()
-            .iter()
-            .flat_map(|family| family.get_metric())
-            .map(|metric| metric.get_counter().get_value() as u64)
-            .sum()
-    }
+/// The sum of `vec` over every label value.
+fn sum_over_labels(vec: &IntCounterVec) -> u64 {
+    use prometheus::core::Collector;
+    vec.collect()
+        .iter()
+        .flat_map(|family| family.get_metric())
+        .map(|metric| metric.get_counter().get_value() as u64)
+        .sum()
 }
 
 /// p50/p90/p99 of `histogram`, interpolated linearly inside the bucket

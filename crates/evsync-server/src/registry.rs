@@ -79,7 +79,16 @@ impl LimitHit {
         }
     }
 
-    /// The refusal log's reason and the metrics label.
+    /// The metrics label (`evsync_connections_refused_total{limit}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitHit::Connections => "connections",
+            LimitHit::TenantConnections => "tenant_connections",
+            LimitHit::Tenants => "tenants",
+        }
+    }
+
+    /// The refusal log's reason.
     pub fn reason(self) -> &'static str {
         match self {
             LimitHit::Connections => "connection limit",

@@ -19,6 +19,20 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
+/// A JSON answer (never cached: every one is a fresh reading).
+pub(crate) fn json(status: StatusCode, value: &impl serde::Serialize) -> Response {
+    let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// Who asked, for the refusal log.
 pub(crate) struct Peer<'a> {
     pub addr: SocketAddr,

@@ -84,14 +84,6 @@ fn over_limit(hit: LimitHit, retry_after_secs: u32) -> Response {
     response
 }
 
-fn limit_label(hit: LimitHit) -> &'static str {
-    match hit {
-        LimitHit::Connections => "connections",
-        LimitHit::TenantConnections => "tenant_connections",
-        LimitHit::Tenants => "tenants",
-    }
-}
-
 async fn handle(
     State(registry): State<Arc<Registry>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
@@ -165,7 +157,7 @@ async fn handle(
         Ok(attached) => attached,
         Err(ConnectError::Limit(hit)) => {
             peer.refused(&registry, 503, hit.reason());
-            shared.metrics.refused_over_limit(limit_label(hit));
+            shared.metrics.refused_over_limit(hit.label());
             return over_limit(hit, shared.config.limits.retry_after_secs);
         }
         Err(ConnectError::Revoked) => {

@@ -230,17 +230,17 @@ impl AuthConfig {
         let expected = self.expected_token(tenant);
         if expected.is_none() && self.token_secret.is_none() {
             let grant = Grant::full();
-            return AuthDecision::Allow { protocol, grant };
+            return AuthDecision::Allow {
+                protocol: protocol.map(str::to_owned),
+                grant,
+            };
         }
         let bearer = credentials
             .authorization
             .and_then(|v| v.strip_prefix("Bearer "));
         let offered_query = credentials.query.and_then(query_token);
         let query_token = offered_query.as_deref().filter(|_| self.allow_query_token);
-        let protocol_entry = protocol.clone();
-        let from_protocol = protocol_entry
-            .as_deref()
-            .map(|p| &p[PROTOCOL_PREFIX.len()..]);
+        let from_protocol = protocol.map(|p| &p[PROTOCOL_PREFIX.len()..]);
         let candidates = [bearer, from_protocol, query_token];
         // Static tokens: evaluate every credential (no short cut), each in
         // constant time.
@@ -251,7 +251,10 @@ impl AuthConfig {
         });
         if static_ok {
             let grant = Grant::full();
-            return AuthDecision::Allow { protocol, grant };
+            return AuthDecision::Allow {
+                protocol: protocol.map(str::to_owned),
+                grant,
+            };
         }
         let mut signed_failure = None;
         if let Some(secret) = &self.token_secret {
@@ -260,7 +263,10 @@ impl AuthConfig {
                     continue;
                 }
                 match self.check_signed(secret, tenant, token, now) {
-                    Ok(grant) => return AuthDecision::Allow { protocol, grant },
+                    Ok(grant) => {
+                        let protocol = protocol.map(str::to_owned);
+                        return AuthDecision::Allow { protocol, grant };
+                    }
                     Err(why) => {
                         signed_failure.get_or_insert(why);
                     }
@@ -311,14 +317,13 @@ fn same(given: &str, expected: &str) -> bool {
 /// The first `sync-auth.…` entry of the `Sec-WebSocket-Protocol` list
 /// (all header lines, comma-separated, entries trimmed, empty ones
 /// skipped), as the original reads it.
-fn auth_protocol(protocols: &[&str]) -> Option<String> {
+fn auth_protocol<'a>(protocols: &[&'a str]) -> Option<&'a str> {
     protocols
         .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|e| !e.is_empty())
         .find(|e| e.starts_with(PROTOCOL_PREFIX))
-        .map(str::to_owned)
 }
 
 /// The first `token` parameter of a query string, form-decoded like

@@ -12,7 +12,7 @@
 use crate::auth;
 use crate::metrics::Percentiles;
 use crate::registry::Registry;
-use crate::respond::{Peer, text};
+use crate::respond::{Peer, json, text};
 use crate::shared::{CloseRecord, lock};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -134,22 +134,10 @@ pub(crate) fn handle(registry: &Arc<Registry>, peer: &Peer<'_>, loopback: bool) 
             PAGE,
         )
             .into_response(),
-        "/dashboard/stats" => json(&snapshot(registry)),
+        "/dashboard/stats" => json(StatusCode::OK, &snapshot(registry)),
         "/dashboard/events" => events(registry.clone()),
         _ => text(StatusCode::NOT_FOUND, "Not found"),
     }
-}
-
-fn json(snapshot: &Snapshot) -> Response {
-    let body = serde_json::to_string(snapshot).unwrap_or_else(|_| "{}".into());
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
 }
 
 /// A snapshot every [`EVERY`], until the client goes away or the server
