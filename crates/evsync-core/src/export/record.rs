@@ -1,0 +1,223 @@
+//! The lines of an export file and how each is written and parsed.
+
+use crate::wire::{RemoteEntry, RemoteId};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+/// The `format` field of every export's header.
+pub const FORMAT_NAME: &str = "evsync-export";
+/// The version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The first line: which tenant, under which remoteId.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ExportHeader {
+    /// The tenant's name where it was exported (an import may give it
+    /// another).
+    pub tenant: String,
+    /// Kept by the import: replicas' cursors are per remoteId.
+    pub remote_id: RemoteId,
+    /// The tenant's revocation instant (Unix ms), kept so that a move does
+    /// not bring revoked tokens back to life.
+    pub tokens_not_before: Option<u64>,
+}
+
+/// What the trailer states, checked by the reader.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ExportSummary {
+    /// Logs with at least one entry.
+    pub logs: u64,
+    pub entries: u64,
+}
+
+impl ExportHeader {
+    pub(super) fn to_line(&self) -> String {
+        let mut line = json!({
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "tenant": self.tenant,
+            "remoteId": self.remote_id.to_uuid_string(),
+            "tokensNotBefore": self.tokens_not_before,
+        })
+        .to_string();
+        line.push('\n');
+        line
+    }
+
+    pub(super) fn parse(line: &str) -> Result<Self, String> {
+        let value: Value =
+            serde_json::from_str(line).map_err(|e| format!("the header is not JSON: {e}"))?;
+        let object = value.as_object().ok_or("the header is not a JSON object")?;
+        match object.get("format").and_then(Value::as_str) {
+            Some(FORMAT_NAME) => {}
+            _ => {
+                return Err(format!(
+                    "not an evsync export (no \"format\":\"{FORMAT_NAME}\")"
+                ));
+            }
+        }
+        let version = object
+            .get("version")
+            .and_then(Value::as_u64)
+            .ok_or("the header has no version")?;
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "export format version {version} is not supported by this evsync (it reads version {FORMAT_VERSION})"
+            ));
+        }
+        only_keys(
+            object,
+            &["format", "version", "tenant", "remoteId", "tokensNotBefore"],
+            "header",
+        )?;
+        let tenant = object
+            .get("tenant")
+            .and_then(Value::as_str)
+            .ok_or("the header has no tenant")?
+            .to_owned();
+        let remote_id = object
+            .get("remoteId")
+            .and_then(Value::as_str)
+            .ok_or("the header has no remoteId")
+            .map_err(str::to_owned)
+            .and_then(parse_remote_id)?;
+        let tokens_not_before = match object.get("tokensNotBefore") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .ok_or("the header's tokensNotBefore is not an instant")?,
+            ),
+        };
+        Ok(ExportHeader {
+            tenant,
+            remote_id,
+            tokens_not_before,
+        })
+    }
+}
+
+/// One entry line.
+pub(super) fn entry_line(public_key: &str, entry: &RemoteEntry) -> String {
+    let mut line = json!({
+        "log": public_key,
+        "seq": entry.sequence,
+        "entryId": STANDARD.encode(&entry.entry_id),
+        "iv": STANDARD.encode(&entry.iv),
+        "data": STANDARD.encode(&entry.encrypted_entry),
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// The trailer line (`sha256` over every byte before it).
+pub(super) fn trailer_line(summary: ExportSummary, sha256_hex: &str) -> String {
+    let mut line = json!({
+        "end": { "logs": summary.logs, "entries": summary.entries, "sha256": sha256_hex }
+    })
+    .to_string();
+    line.push('\n');
+    line
+}
+
+/// A line after the header: an entry or the trailer.
+pub(super) enum BodyLine {
+    Entry {
+        public_key: String,
+        entry: RemoteEntry,
+    },
+    End {
+        summary: ExportSummary,
+        sha256_hex: String,
+    },
+}
+
+pub(super) fn parse_body_line(line: &str) -> Result<BodyLine, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let object = value.as_object().ok_or("not a JSON object")?;
+    if let Some(end) = object.get("end") {
+        only_keys(object, &["end"], "trailer")?;
+        let end = end
+            .as_object()
+            .ok_or("the trailer's end is not an object")?;
+        only_keys(end, &["logs", "entries", "sha256"], "trailer")?;
+        let count = |key: &str| {
+            end.get(key)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("the trailer has no {key} count"))
+        };
+        let sha256_hex = end
+            .get("sha256")
+            .and_then(Value::as_str)
+            .ok_or("the trailer has no sha256")?
+            .to_owned();
+        return Ok(BodyLine::End {
+            summary: ExportSummary {
+                logs: count("logs")?,
+                entries: count("entries")?,
+            },
+            sha256_hex,
+        });
+    }
+    only_keys(object, &["log", "seq", "entryId", "iv", "data"], "entry")?;
+    let public_key = object
+        .get("log")
+        .and_then(Value::as_str)
+        .ok_or("the entry has no log")?
+        .to_owned();
+    let sequence = object
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("the entry has no seq")?;
+    let bytes = |key: &str| -> Result<Bytes, String> {
+        let text = object
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("the entry has no {key}"))?;
+        STANDARD
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(|e| format!("the entry's {key} is not base64: {e}"))
+    };
+    Ok(BodyLine::Entry {
+        public_key,
+        entry: RemoteEntry {
+            sequence,
+            iv: bytes("iv")?,
+            entry_id: bytes("entryId")?,
+            encrypted_entry: bytes("data")?,
+        },
+    })
+}
+
+/// Refuses keys the format does not have: a file written by a newer
+/// evsync under the same version number would otherwise lose data quietly.
+fn only_keys(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), String> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(key) => Err(format!("the {what} has an unknown field \"{key}\"")),
+        None => Ok(()),
+    }
+}
+
+/// Parses a UUID in its canonical text form (`8-4-4-4-12` hex digits) as a
+/// remoteId.
+pub fn parse_remote_id(text: &str) -> Result<RemoteId, String> {
+    let bad = || format!("\"{text}\" is not a UUID");
+    let bytes = text.as_bytes();
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return Err(bad());
+    }
+    let hex: Vec<u8> = bytes.iter().copied().filter(|&b| b != b'-').collect();
+    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let digit = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        out[i] = digit(pair[0]) << 4 | digit(pair[1]);
+    }
+    Ok(RemoteId(out))
+}

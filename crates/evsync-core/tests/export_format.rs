@@ -1,0 +1,174 @@
+//! The export format: what the writer writes the reader reads back, in any
+//! slicing, and every kind of damage is refused with a clear error.
+
+use bytes::Bytes;
+use evsync_core::export::{ExportHeader, ExportReader, ExportWriter, ReadItem, parse_remote_id};
+use evsync_core::wire::{RemoteEntry, RemoteId};
+
+fn entry(sequence: u64, tag: u8) -> RemoteEntry {
+    RemoteEntry {
+        sequence,
+        iv: Bytes::from(vec![tag; 12]),
+        entry_id: Bytes::from(vec![tag; 16]),
+        encrypted_entry: Bytes::from(vec![tag ^ 0x5a; 40 + tag as usize]),
+    }
+}
+
+fn header() -> ExportHeader {
+    ExportHeader {
+        tenant: "acme".into(),
+        remote_id: RemoteId::from_random_bytes([7; 16]),
+        tokens_not_before: Some(1_700_000_000_000),
+    }
+}
+
+/// Two logs: `pk-a` with 3 entries, `pk-b` with 2.
+fn sample() -> (Vec<(String, RemoteEntry)>, String) {
+    let entries: Vec<(String, RemoteEntry)> = vec![
+        ("pk-a".into(), entry(1, 1)),
+        ("pk-a".into(), entry(2, 2)),
+        ("pk-a".into(), entry(3, 3)),
+        ("pk-b".into(), entry(1, 4)),
+        ("pk-b".into(), entry(2, 5)),
+    ];
+    let (mut writer, mut file) = ExportWriter::new(&header());
+    for (pk, e) in &entries {
+        file.push_str(&writer.entry(pk, e).unwrap());
+    }
+    file.push_str(&writer.finish());
+    (entries, file)
+}
+
+fn read_all(bytes: &[u8], slice: usize) -> Result<Vec<ReadItem>, String> {
+    let mut reader = ExportReader::new();
+    let mut items = Vec::new();
+    for part in bytes.chunks(slice.max(1)) {
+        reader.push(part);
+        while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+            items.push(item);
+        }
+    }
+    reader.finish().map_err(|e| e.to_string())?;
+    Ok(items)
+}
+
+#[test]
+fn round_trip_in_any_slicing() {
+    let (entries, file) = sample();
+    for slice in [1, 7, 64, file.len()] {
+        let items = read_all(file.as_bytes(), slice).unwrap();
+        assert_eq!(items.first(), Some(&ReadItem::Header(header())));
+        let read: Vec<(String, RemoteEntry)> = items
+            .iter()
+            .filter_map(|item| match item {
+                ReadItem::Entry { public_key, entry } => Some((public_key.clone(), entry.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(read, entries, "slice {slice}");
+        match items.last() {
+            Some(ReadItem::End(summary)) => {
+                assert_eq!((summary.logs, summary.entries), (2, 5));
+            }
+            other => panic!("no trailer: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_empty_tenant_exports_header_and_trailer() {
+    let (writer, mut file) = ExportWriter::new(&header());
+    file.push_str(&writer.finish());
+    let items = read_all(file.as_bytes(), 5).unwrap();
+    assert_eq!(items.len(), 2);
+}
+
+#[test]
+fn a_truncated_file_is_refused() {
+    let (_, file) = sample();
+    let lines: Vec<&str> = file.split_inclusive('\n').collect();
+    // without the trailer
+    let cut: String = lines[..lines.len() - 1].concat();
+    let err = read_all(cut.as_bytes(), 100).unwrap_err();
+    assert!(err.contains("without its trailer (truncated)"), "{err}");
+    // inside a line
+    let err = read_all(&file.as_bytes()[..file.len() - 10], 100).unwrap_err();
+    assert!(err.contains("truncated"), "{err}");
+    // nothing at all
+    let err = read_all(b"", 100).unwrap_err();
+    assert!(err.contains("empty"), "{err}");
+}
+
+#[test]
+fn a_damaged_byte_is_refused() {
+    let (_, file) = sample();
+    // one base64 character of an entry's data changed: still valid JSON and
+    // base64, so only the checksum catches it
+    let at = file.find("\"data\":\"").unwrap() + 9;
+    let mut bytes = file.clone().into_bytes();
+    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+    let err = read_all(&bytes, 100).unwrap_err();
+    assert!(err.contains("checksum mismatch"), "{err}");
+}
+
+#[test]
+fn a_gap_a_wrong_start_or_a_split_log_is_refused() {
+    let (mut writer, _) = ExportWriter::new(&header());
+    writer.entry("pk-a", &entry(1, 1)).unwrap();
+    let err = writer.entry("pk-a", &entry(3, 3)).unwrap_err();
+    assert!(err.contains("without a gap"), "{err}");
+    let err = writer.entry("pk-b", &entry(2, 3)).unwrap_err();
+    assert!(err.contains("starts at sequence 2"), "{err}");
+    writer.entry("pk-b", &entry(1, 3)).unwrap();
+    let err = writer.entry("pk-a", &entry(2, 3)).unwrap_err();
+    assert!(err.contains("appears again"), "{err}");
+
+    // the reader keeps the same rule against a hand-edited file
+    let (_, file) = sample();
+    let mut lines: Vec<&str> = file.split_inclusive('\n').collect();
+    lines.remove(2); // pk-a's sequence 2
+    let err = read_all(lines.concat().as_bytes(), 100).unwrap_err();
+    assert!(
+        err.starts_with("line 3:") && err.contains("sequence 3 after 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bytes_after_the_trailer_and_unknown_fields_are_refused() {
+    let (_, file) = sample();
+    let err = read_all(format!("{file}\n").as_bytes(), 100).unwrap_err();
+    assert!(err.contains("after the trailer"), "{err}");
+    let err = read_all(format!("{file}x").as_bytes(), 100).unwrap_err();
+    assert!(err.contains("after the trailer"), "{err}");
+
+    let edited = file.replacen("\"log\":", "\"extra\":true,\"log\":", 1);
+    let err = read_all(edited.as_bytes(), 100).unwrap_err();
+    assert!(err.contains("unknown field \"extra\""), "{err}");
+}
+
+#[test]
+fn another_format_or_version_is_refused() {
+    let err = read_all(b"{\"hello\":1}\n", 100).unwrap_err();
+    assert!(err.contains("not an evsync export"), "{err}");
+    let (_, file) = sample();
+    let newer = file.replacen("\"version\":1", "\"version\":2", 1);
+    let err = read_all(newer.as_bytes(), 100).unwrap_err();
+    assert!(err.contains("version 2 is not supported"), "{err}");
+    let err = read_all(b"\xff\xfe\n", 100).unwrap_err();
+    assert!(err.contains("not UTF-8"), "{err}");
+}
+
+#[test]
+fn remote_ids_parse_from_their_uuid_text() {
+    let id = RemoteId::from_random_bytes([0xab; 16]);
+    assert_eq!(parse_remote_id(&id.to_uuid_string()).unwrap(), id);
+    for bad in [
+        "",
+        "not-a-uuid",
+        "+bababab-abab-4bab-abab-abababababab",
+        "abababab_abab_4bab_abab_abababababab",
+    ] {
+        assert!(parse_remote_id(bad).is_err(), "{bad}");
+    }
+}
