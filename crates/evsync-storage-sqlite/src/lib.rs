@@ -18,8 +18,8 @@ pub use paths::{EXTENSION, tenant_file_name, tenant_path};
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
-    decode_tokens_not_before, entry_bytes,
+    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
+    check_tokens_not_before, decode_tokens_not_before, entry_bytes, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -398,6 +398,43 @@ impl Storage for SqliteStorage {
             bytes: bytes.max(0) as u64,
             last_write_ms: None,
         })
+    }
+
+    /// One statement over `logs`, whose `head` column is kept by every
+    /// append, so listing costs one row per log, not a scan of entries.
+    fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(schema::SELECT_LOG_HEADS)
+            .map_err(sqlite_error("prepare"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(sqlite_error("list logs"))?;
+        let mut heads = Vec::new();
+        for row in rows {
+            let (key, head) = row.map_err(sqlite_error("list logs"))?;
+            let public_key = String::from_utf8(key)
+                .map_err(|_| StorageError::new("sqlite: a stored publicKey is not UTF-8"))?;
+            heads.push(LogHead {
+                public_key,
+                head: head.max(0) as Sequence,
+            });
+        }
+        Ok(heads)
+    }
+
+    fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        self.conn
+            .execute(schema::INSERT_REMOTE_ID, [&remote_id.0[..]])
+            .map_err(sqlite_error("store remote_id"))?;
+        self.remote_id = None;
+        let held = self.remote_id()?;
+        if held != remote_id {
+            return Err(remote_id_taken(held, remote_id));
+        }
+        Ok(())
     }
 }
 

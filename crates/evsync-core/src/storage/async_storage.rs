@@ -1,6 +1,6 @@
 //! The asynchronous face of the storage contract.
 
-use super::{AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats};
+use super::{AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 
 /// A tenant's log store whose calls complete later (D1, Postgres). Same
@@ -26,6 +26,10 @@ pub trait AsyncStorage {
     async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError>;
     /// See [`Storage::stats`].
     async fn stats(&mut self) -> Result<StoreStats, StorageError>;
+    /// See [`Storage::logs`].
+    async fn logs(&mut self) -> Result<Vec<LogHead>, StorageError>;
+    /// See [`Storage::adopt_remote_id`].
+    async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError>;
 }
 
 impl<S: Storage> AsyncStorage for S {
@@ -59,5 +63,13 @@ impl<S: Storage> AsyncStorage for S {
 
     async fn stats(&mut self) -> Result<StoreStats, StorageError> {
         Storage::stats(self)
+    }
+
+    async fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        Storage::logs(self)
+    }
+
+    async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        Storage::adopt_remote_id(self, remote_id)
     }
 }

@@ -7,9 +7,10 @@
 //! backends share them; [`block_on`] runs them where no runtime exists.
 
 use super::{
-    AppendBatch, Appended, AsyncStorage, MAX_TOKENS_NOT_BEFORE_MS, ReadLimit, StoreStats,
+    AppendBatch, Appended, AsyncStorage, LogHead, MAX_TOKENS_NOT_BEFORE_MS, ReadLimit, StoreStats,
     entry_bytes,
 };
+use crate::wire::RemoteId;
 use crate::wire::{EncryptedEntry, RemoteEntry};
 use bytes::Bytes;
 use std::future::Future;
@@ -97,6 +98,9 @@ where
     tokens_not_before_is_kept_apart_from_logs(fresh().await).await;
     tokens_not_before_range(fresh().await).await;
     stats_count_what_is_stored(fresh().await).await;
+    logs_list_heads_in_key_order(fresh().await).await;
+    adopted_remote_id_is_kept(fresh().await).await;
+    adopting_refuses_another_remote_id(fresh().await).await;
 }
 
 /// Checks that data and the remoteId survive reopening: `open` must return a
@@ -662,5 +666,82 @@ async fn stats_count_what_is_stored<S: AsyncStorage>(mut store: S) {
         after.bytes,
         stats.bytes + 12 + 16 + 100_000,
         "a large entry counts its whole length"
+    );
+}
+
+/// `logs` lists every log with entries and its head, in publicKey byte
+/// order, and creates nothing (no remoteId) on a fresh store.
+async fn logs_list_heads_in_key_order<S: AsyncStorage>(mut store: S) {
+    assert_eq!(
+        store.logs().await.expect("logs"),
+        Vec::<LogHead>::new(),
+        "a fresh store has no logs"
+    );
+    assert_eq!(
+        store.stats().await.expect("stats"),
+        StoreStats::default(),
+        "listing logs created nothing"
+    );
+    store
+        .append(&[
+            batch("b", 1, &[1, 2, 3]),
+            batch("a", 2, &[4]),
+            batch("B", 3, &[5, 6]),
+        ])
+        .await
+        .expect("append");
+    // a duplicate does not move a head
+    store.append(&[batch("a", 4, &[4])]).await.expect("append");
+    let heads = store.logs().await.expect("logs");
+    let listed: Vec<(&str, u64)> = heads
+        .iter()
+        .map(|h| (h.public_key.as_str(), h.head))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![("B", 2), ("a", 1), ("b", 3)],
+        "logs: byte order, heads"
+    );
+}
+
+/// A store given a remoteId by `adopt_remote_id` answers with it from then
+/// on, and adopting the same one again is harmless.
+async fn adopted_remote_id_is_kept<S: AsyncStorage>(mut store: S) {
+    let wanted = RemoteId::from_random_bytes([0x42; 16]);
+    store
+        .adopt_remote_id(wanted)
+        .await
+        .expect("adopt on a fresh store");
+    assert_eq!(
+        store.remote_id().await.expect("remote_id"),
+        wanted,
+        "the adopted remoteId"
+    );
+    store
+        .adopt_remote_id(wanted)
+        .await
+        .expect("adopting the same remoteId again");
+    store.append(&[batch("pk", 1, &[1])]).await.expect("append");
+    assert_eq!(
+        store.remote_id().await.expect("remote_id"),
+        wanted,
+        "kept after an append"
+    );
+}
+
+/// A store that has a remoteId refuses another and keeps its own.
+async fn adopting_refuses_another_remote_id<S: AsyncStorage>(mut store: S) {
+    let held = store.remote_id().await.expect("remote_id");
+    let other = RemoteId::from_random_bytes([0x17; 16]);
+    assert_ne!(held, other);
+    let err = store
+        .adopt_remote_id(other)
+        .await
+        .expect_err("adopting another remoteId must be refused");
+    assert!(err.message.contains("already has remoteId"), "{err}");
+    assert_eq!(
+        store.remote_id().await.expect("remote_id"),
+        held,
+        "the remoteId did not change"
     );
 }

@@ -2,8 +2,8 @@
 //! `SYNC_STORAGE=memory` mode.
 
 use super::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
-    entry_bytes,
+    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
+    check_tokens_not_before, entry_bytes, remote_id_taken,
 };
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
@@ -13,6 +13,10 @@ use std::collections::HashMap;
 #[derive(Debug)]
 pub struct MemoryStorage {
     remote_id: RemoteId,
+    /// Set once the remoteId was handed out (or adopted): like a SQL
+    /// store's, it exists from then on and never changes. Before that,
+    /// [`Storage::adopt_remote_id`] may replace the one given to `new`.
+    remote_id_fixed: bool,
     logs: HashMap<String, MemoryLog>,
     tokens_not_before: Option<u64>,
     /// When set, the next call fails with this message (for failure tests).
@@ -28,10 +32,12 @@ struct MemoryLog {
 }
 
 impl MemoryStorage {
-    /// An empty store whose remoteId is `remote_id`.
+    /// An empty store whose remoteId will be `remote_id` (unless another
+    /// is adopted before it is first asked for).
     pub fn new(remote_id: RemoteId) -> Self {
         MemoryStorage {
             remote_id,
+            remote_id_fixed: false,
             logs: HashMap::new(),
             tokens_not_before: None,
             #[cfg(any(test, feature = "test-support"))]
@@ -71,6 +77,7 @@ impl MemoryStorage {
 impl Storage for MemoryStorage {
     fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
         self.check_failure()?;
+        self.remote_id_fixed = true;
         Ok(self.remote_id)
     }
 
@@ -163,6 +170,31 @@ impl Storage for MemoryStorage {
                 .sum::<u64>();
         }
         Ok(stats)
+    }
+
+    fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        self.check_failure()?;
+        let mut heads: Vec<LogHead> = self
+            .logs
+            .iter()
+            .filter(|(_, log)| !log.entries.is_empty())
+            .map(|(public_key, log)| LogHead {
+                public_key: public_key.clone(),
+                head: log.entries.len() as Sequence,
+            })
+            .collect();
+        heads.sort_by(|a, b| a.public_key.as_bytes().cmp(b.public_key.as_bytes()));
+        Ok(heads)
+    }
+
+    fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        self.check_failure()?;
+        if self.remote_id_fixed && self.remote_id != remote_id {
+            return Err(remote_id_taken(self.remote_id, remote_id));
+        }
+        self.remote_id = remote_id;
+        self.remote_id_fixed = true;
+        Ok(())
     }
 }
 

@@ -68,6 +68,15 @@ pub struct StoreStats {
     pub last_write_ms: Option<u64>,
 }
 
+/// One log of a tenant and its highest sequence, as [`Storage::logs`]
+/// lists them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct LogHead {
+    pub public_key: String,
+    /// The log's highest sequence (its entries are `1..=head`).
+    pub head: Sequence,
+}
+
 /// A storage failure. The engine answers it by closing the connections whose
 /// requests failed (their replicas retry), never by acknowledging.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -147,6 +156,28 @@ pub trait Storage {
     /// path: a SQL backend may scan every entry of the tenant (reading
     /// lengths, not contents). Reading them creates nothing (no remoteId).
     fn stats(&mut self) -> Result<StoreStats, StorageError>;
+
+    /// Every log with at least one entry and its head, ordered by
+    /// publicKey (byte order), in one snapshot. For exports: reading each
+    /// log up to the head listed here gives a cut that holds everything
+    /// acked before the listing. Creates nothing.
+    fn logs(&mut self) -> Result<Vec<LogHead>, StorageError>;
+
+    /// Gives a store without a remoteId the remoteId `remote_id` (an
+    /// import keeps the tenant's remoteId, because replicas keep their
+    /// cursors per remoteId). A store that already has this remoteId is
+    /// left as it is; one with another is refused and not changed.
+    fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError>;
+}
+
+/// The refusal of [`Storage::adopt_remote_id`] on a store that has another
+/// remoteId, the same words on every backend.
+pub fn remote_id_taken(held: RemoteId, wanted: RemoteId) -> StorageError {
+    StorageError::new(format!(
+        "the store already has remoteId {}, not {}",
+        held.to_uuid_string(),
+        wanted.to_uuid_string()
+    ))
 }
 
 /// The largest "tokens not before" instant a store accepts, in milliseconds

@@ -95,6 +95,11 @@ pub const SELECT_TOKENS_NOT_BEFORE: &str =
 /// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
 /// `logs` (with entries), `entries`, `bytes` (iv + entryId + ciphertext
 /// lengths). Scans `entries`, reading each row's lengths, not its blobs.
+/// Every log with entries and its head, in publicKey byte order (the
+/// `public_key` BLOBs compare with memcmp).
+pub const SELECT_LOG_HEADS: &str =
+    "SELECT public_key, head FROM logs WHERE head > 0 ORDER BY public_key";
+
 pub const SELECT_STATS: &str = "SELECT
         (SELECT count(*) FROM logs WHERE head > 0) AS logs,
         count(*) AS entries,
