@@ -172,3 +172,90 @@ fn remote_ids_parse_from_their_uuid_text() {
         assert!(parse_remote_id(bad).is_err(), "{bad}");
     }
 }
+
+mod transfer {
+    use super::*;
+    use evsync_core::export::{Importer, export_store};
+    use evsync_core::storage::conformance::{batch, block_on};
+    use evsync_core::storage::{MemoryStorage, ReadLimit, Storage};
+
+    const ALL: ReadLimit = ReadLimit {
+        max_entries: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+
+    fn export(store: &mut MemoryStorage) -> String {
+        let mut file = String::new();
+        block_on(export_store(store, "acme", |line| {
+            file.push_str(&line);
+            Ok(())
+        }))
+        .unwrap();
+        file
+    }
+
+    fn import(file: &str, into: &mut MemoryStorage) -> Result<(), String> {
+        let mut reader = ExportReader::new();
+        let mut importer = Importer::new();
+        reader.push(file.as_bytes());
+        while let Some(item) = reader.next_item().map_err(|e| e.to_string())? {
+            block_on(importer.apply(into, item))?;
+        }
+        reader.finish().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    #[test]
+    fn export_then_import_keeps_remote_id_sequences_and_bytes() {
+        let mut source = MemoryStorage::new(RemoteId::from_random_bytes([1; 16]));
+        // 2,500 entries in one log (more than one page), two small logs,
+        // several ivs, and a duplicate that must not show up twice
+        let many: Vec<u64> = (1..=2_500).collect();
+        source
+            .append(&[batch("big", 1, &many[..1_200]), batch("x", 2, &[1, 2])])
+            .unwrap();
+        source
+            .append(&[batch("big", 3, &many[1_200..]), batch("y", 4, &[7]), batch("x", 5, &[2, 3])])
+            .unwrap();
+        source.set_tokens_not_before(1_234).unwrap();
+        let file = export(&mut source);
+
+        let mut target = MemoryStorage::new(RemoteId::from_random_bytes([9; 16]));
+        import(&file, &mut target).unwrap();
+        assert_eq!(target.remote_id().unwrap(), source.remote_id().unwrap());
+        assert_eq!(target.tokens_not_before().unwrap(), Some(1_234));
+        assert_eq!(target.logs().unwrap(), source.logs().unwrap());
+        for log in ["big", "x", "y"] {
+            assert_eq!(target.read(log, 1, ALL).unwrap(), source.read(log, 1, ALL).unwrap(), "{log}");
+        }
+        assert_eq!(target.stats().unwrap(), source.stats().unwrap());
+        // and the copy exports to the same bytes
+        assert_eq!(export(&mut target), file);
+    }
+
+    #[test]
+    fn import_into_a_store_with_entries_is_refused() {
+        let mut source = MemoryStorage::new(RemoteId::from_random_bytes([1; 16]));
+        source.append(&[batch("a", 1, &[1])]).unwrap();
+        let file = export(&mut source);
+        let mut target = MemoryStorage::new(RemoteId::from_random_bytes([2; 16]));
+        target.append(&[batch("b", 1, &[5])]).unwrap();
+        let err = import(&file, &mut target).unwrap_err();
+        assert!(err.contains("already holds 1 logs"), "{err}");
+        assert_eq!(target.logs().unwrap().len(), 1, "nothing was imported");
+    }
+
+    #[test]
+    fn an_entry_twice_in_one_log_is_refused() {
+        // a hand-made file: the same entryId at sequences 1 and 2
+        let (mut writer, mut file) = ExportWriter::new(&header());
+        let mut twice = entry(2, 1);
+        twice.entry_id = entry(1, 1).entry_id;
+        file.push_str(&writer.entry("a", &entry(1, 1)).unwrap());
+        file.push_str(&writer.entry("a", &twice).unwrap());
+        file.push_str(&writer.finish());
+        let mut target = MemoryStorage::new(RemoteId::from_random_bytes([2; 16]));
+        let err = import(&file, &mut target).unwrap_err();
+        assert!(err.contains("appears twice"), "{err}");
+    }
+}

@@ -9,11 +9,12 @@
 //! entries. So the header carries the remoteId and every entry its
 //! sequence, and an import refuses anything that would change either.
 //!
-//! Layout (JSON Lines, UTF-8, one object per line, `\n` after each):
+//! Layout (JSON Lines, UTF-8, one object per line, `\n` after each; keys
+//! in any order, written sorted):
 //!
 //! ```text
-//! {"format":"evsync-export","version":1,"tenant":"acme","remoteId":"<uuid>","tokensNotBefore":null}
-//! {"log":"<publicKey>","seq":1,"entryId":"<b64>","iv":"<b64>","data":"<b64>"}
+//! {"format":"evsync-export","remoteId":"<uuid>","tenant":"acme","tokensNotBefore":null,"version":1}
+//! {"data":"<b64>","entryId":"<b64>","iv":"<b64>","log":"<publicKey>","seq":1}
 //! … every entry of every log: a log's entries together, sequences 1, 2, 3 …
 //! {"end":{"logs":2,"entries":345,"sha256":"<hex>"}}
 //! ```
@@ -30,8 +31,10 @@
 
 mod reader;
 mod record;
+mod transfer;
 mod writer;
 
 pub use reader::{ExportError, ExportReader, ReadItem};
 pub use record::{ExportHeader, ExportSummary, FORMAT_NAME, FORMAT_VERSION, parse_remote_id};
+pub use transfer::{Importer, TRANSFER_PAGE, export_store};
 pub use writer::ExportWriter;

@@ -80,3 +80,12 @@ pub const SELECT_STATS: &str = "SELECT
         count(*) AS entries,
         coalesce(sum(length(iv) + length(entry_id) + length(encrypted_entry)), 0) AS bytes
     FROM evsync_entries";
+
+/// Every log with entries and its head, as columns `public_key` and
+/// `head` ([`Storage::logs`](crate::storage::Storage::logs)), in publicKey
+/// byte order: `public_key` is TEXT, which SQLite compares with memcmp
+/// under the default BINARY collation, and that is byte order for UTF-8.
+/// One statement, so one snapshot. Walks the primary key's index
+/// (publicKey, sequence), not the blobs: every entry counts as a row read.
+pub const SELECT_LOG_HEADS: &str = "SELECT public_key, max(sequence) AS head
+    FROM evsync_entries GROUP BY public_key ORDER BY public_key";

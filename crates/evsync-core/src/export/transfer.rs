@@ -1,0 +1,228 @@
+//! Moving a tenant's store into and out of the export format, over any
+//! backend ([`AsyncStorage`]): the one export loop and the one import
+//! loop that the native server, the CLI and the Worker share.
+
+use super::reader::ReadItem;
+use super::record::{ExportHeader, ExportSummary};
+use super::writer::ExportWriter;
+use crate::storage::{AppendBatch, AsyncStorage, ReadLimit};
+use crate::wire::{EncryptedEntry, RemoteEntry, Sequence};
+
+/// What one export read and one import transaction take at most: big
+/// enough that a large tenant moves in few round trips (D1 bills per
+/// call), small enough that neither holds much in memory.
+pub const TRANSFER_PAGE: ReadLimit = ReadLimit {
+    max_entries: 1_000,
+    max_bytes: 4 * 1024 * 1024,
+};
+
+/// Writes `store` as an export of `tenant`, handing each line to `emit` as
+/// soon as it exists. The cut: every log up to the head [`AsyncStorage::logs`]
+/// listed when the export began, so everything acked before the export
+/// started is in it, and an append during the export is either wholly in
+/// a log's run or not at all. `emit`'s error stops the export.
+pub async fn export_store<S, E>(
+    store: &mut S,
+    tenant: &str,
+    mut emit: E,
+) -> Result<ExportSummary, String>
+where
+    S: AsyncStorage,
+    E: FnMut(String) -> Result<(), String>,
+{
+    let failed = |what: &str| {
+        let what = what.to_owned();
+        move |e: crate::storage::StorageError| format!("{what}: {e}")
+    };
+    let remote_id = store.remote_id().await.map_err(failed("reading the remoteId"))?;
+    let tokens_not_before = store
+        .tokens_not_before()
+        .await
+        .map_err(failed("reading the revocation instant"))?;
+    let logs = store.logs().await.map_err(failed("listing the logs"))?;
+    let (mut writer, header) = ExportWriter::new(&ExportHeader {
+        tenant: tenant.to_owned(),
+        remote_id,
+        tokens_not_before,
+    });
+    emit(header)?;
+    for log in &logs {
+        let mut next: Sequence = 1;
+        while next <= log.head {
+            let page = store
+                .read(&log.public_key, next, TRANSFER_PAGE)
+                .await
+                .map_err(failed("reading entries"))?;
+            let Some(last) = page.last().map(|e| e.sequence) else {
+                return Err(format!(
+                    "log {}: the store listed head {} but has no entry from {next} on",
+                    log.public_key, log.head
+                ));
+            };
+            for entry in page.iter().take_while(|e| e.sequence <= log.head) {
+                emit(writer.entry(&log.public_key, entry)?)?;
+            }
+            next = last + 1;
+        }
+    }
+    let summary = writer.summary();
+    emit(writer.finish())?;
+    Ok(summary)
+}
+
+/// Writes an export's items into a store, as a reader yields them. The
+/// store must be empty (a fresh staging store: an adapter commits the
+/// import by putting the staged store in the tenant's place only after
+/// [`ReadItem::End`], so a damaged file changes nothing).
+///
+/// Entries are appended with the storage contract's own `append`, which
+/// numbers a log's entries 1, 2, 3 …; the importer checks that each entry
+/// got the sequence the file gives it, so replicas' cursors stay valid.
+#[derive(Default)]
+pub struct Importer {
+    header: Option<ExportHeader>,
+    pending: Vec<AppendBatch>,
+    /// The file's sequence of each pending entry, in order.
+    expected: Vec<Sequence>,
+    pending_bytes: usize,
+    summary: ExportSummary,
+}
+
+impl Importer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The header, once read.
+    pub fn header(&self) -> Option<&ExportHeader> {
+        self.header.as_ref()
+    }
+
+    /// Applies the next item. After `Ok` for [`ReadItem::End`], everything
+    /// is in the store.
+    pub async fn apply<S: AsyncStorage>(
+        &mut self,
+        store: &mut S,
+        item: ReadItem,
+    ) -> Result<(), String> {
+        match item {
+            ReadItem::Header(header) => {
+                if self.header.is_some() {
+                    return Err("a second header".into());
+                }
+                let logs = store
+                    .logs()
+                    .await
+                    .map_err(|e| format!("listing the target's logs: {e}"))?;
+                if !logs.is_empty() {
+                    return Err(format!(
+                        "the target store already holds {} logs; import into an empty store",
+                        logs.len()
+                    ));
+                }
+                store
+                    .adopt_remote_id(header.remote_id)
+                    .await
+                    .map_err(|e| format!("keeping the remoteId: {e}"))?;
+                if let Some(at) = header.tokens_not_before {
+                    store
+                        .set_tokens_not_before(at)
+                        .await
+                        .map_err(|e| format!("keeping the revocation instant: {e}"))?;
+                }
+                self.header = Some(header);
+                Ok(())
+            }
+            ReadItem::Entry { public_key, entry } => {
+                if self.header.is_none() {
+                    return Err("an entry before the header".into());
+                }
+                self.push(public_key, entry);
+                if self.expected.len() >= TRANSFER_PAGE.max_entries
+                    || self.pending_bytes >= TRANSFER_PAGE.max_bytes
+                {
+                    self.flush(store).await?;
+                }
+                Ok(())
+            }
+            ReadItem::End(summary) => {
+                self.flush(store).await?;
+                if summary != self.summary {
+                    return Err(format!(
+                        "imported {} entries of {} logs, the file states {} of {}",
+                        self.summary.entries, self.summary.logs, summary.entries, summary.logs
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Entries imported so far.
+    pub fn summary(&self) -> ExportSummary {
+        self.summary
+    }
+
+    fn push(&mut self, public_key: String, entry: RemoteEntry) {
+        if entry.sequence == 1 {
+            self.summary.logs += 1;
+        }
+        self.summary.entries += 1;
+        self.pending_bytes += crate::storage::entry_bytes(&entry);
+        self.expected.push(entry.sequence);
+        let encrypted = EncryptedEntry {
+            entry_id: entry.entry_id,
+            encrypted_entry: entry.encrypted_entry,
+        };
+        // One batch per run of entries of one log with one iv (a batch
+        // stores its iv with each of its entries).
+        match self.pending.last_mut() {
+            Some(batch) if batch.public_key == public_key && batch.iv == entry.iv => {
+                batch.entries.push(encrypted);
+            }
+            _ => self.pending.push(AppendBatch {
+                public_key,
+                iv: entry.iv,
+                entries: vec![encrypted],
+            }),
+        }
+    }
+
+    async fn flush<S: AsyncStorage>(&mut self, store: &mut S) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let results = store
+            .append(&self.pending)
+            .await
+            .map_err(|e| format!("storing entries: {e}"))?;
+        let mut expected = self.expected.iter();
+        for (batch, outcome) in self.pending.iter().zip(&results) {
+            for (entry, appended) in batch.entries.iter().zip(outcome) {
+                let want = expected.next().copied().unwrap_or_default();
+                if !appended.inserted {
+                    return Err(format!(
+                        "log {}: entry {} appears twice (sequences {} and {want})",
+                        batch.public_key,
+                        hex_id(&entry.entry_id),
+                        appended.sequence
+                    ));
+                }
+                if appended.sequence != want {
+                    return Err(format!(
+                        "log {}: the store numbered an entry {} where the file has {want}",
+                        batch.public_key, appended.sequence
+                    ));
+                }
+            }
+        }
+        self.pending.clear();
+        self.expected.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+}
+
+fn hex_id(bytes: &[u8]) -> String {
+    super::writer::hex(bytes)
+}
