@@ -10,10 +10,11 @@
 //! with ten thousand identities still has four tables (its remoteId, its
 //! logs, their entries, its settings).
 
+pub mod files;
 mod paths;
 pub mod schema;
 
-pub use paths::{EXTENSION, tenant_file_name, tenant_path};
+pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path};
 
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;

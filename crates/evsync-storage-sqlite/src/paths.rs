@@ -29,6 +29,27 @@ pub fn tenant_file_name(tenant: &str) -> String {
     name
 }
 
+/// The tenant whose store file is named `file_name` (the inverse of
+/// [`tenant_file_name`]); `None` for any other file name.
+pub fn tenant_from_file_name(file_name: &str) -> Option<String> {
+    let stem = file_name.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+    let mut tenant = String::with_capacity(stem.len());
+    let mut chars = stem.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '+' => tenant.push(
+                chars
+                    .next()
+                    .filter(char::is_ascii_lowercase)?
+                    .to_ascii_uppercase(),
+            ),
+            c if c.is_ascii_uppercase() => return None,
+            c => tenant.push(c),
+        }
+    }
+    (tenant_file_name(&tenant) == file_name && !tenant.is_empty()).then_some(tenant)
+}
+
 /// The path of `tenant`'s store inside `tenants_dir`.
 pub fn tenant_path(tenants_dir: &Path, tenant: &str) -> PathBuf {
     tenants_dir.join(tenant_file_name(tenant))
@@ -48,5 +69,22 @@ mod tests {
             tenant_file_name("AB").to_lowercase(),
             tenant_file_name("ab").to_lowercase()
         );
+        for tenant in ["acme", "Acme", "a.B-c_9", "X"] {
+            assert_eq!(
+                tenant_from_file_name(&tenant_file_name(tenant)).as_deref(),
+                Some(tenant)
+            );
+        }
+        for other in [
+            "acme.sqlite-wal",
+            "acme.sqlite-shm",
+            "Acme.sqlite",
+            "+.sqlite",
+            ".sqlite",
+            "acme.db",
+            "+1.sqlite",
+        ] {
+            assert_eq!(tenant_from_file_name(other), None, "{other}");
+        }
     }
 }
