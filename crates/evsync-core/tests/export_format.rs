@@ -215,7 +215,11 @@ mod transfer {
             .append(&[batch("big", 1, &many[..1_200]), batch("x", 2, &[1, 2])])
             .unwrap();
         source
-            .append(&[batch("big", 3, &many[1_200..]), batch("y", 4, &[7]), batch("x", 5, &[2, 3])])
+            .append(&[
+                batch("big", 3, &many[1_200..]),
+                batch("y", 4, &[7]),
+                batch("x", 5, &[2, 3]),
+            ])
             .unwrap();
         source.set_tokens_not_before(1_234).unwrap();
         let file = export(&mut source);
@@ -226,7 +230,11 @@ mod transfer {
         assert_eq!(target.tokens_not_before().unwrap(), Some(1_234));
         assert_eq!(target.logs().unwrap(), source.logs().unwrap());
         for log in ["big", "x", "y"] {
-            assert_eq!(target.read(log, 1, ALL).unwrap(), source.read(log, 1, ALL).unwrap(), "{log}");
+            assert_eq!(
+                target.read(log, 1, ALL).unwrap(),
+                source.read(log, 1, ALL).unwrap(),
+                "{log}"
+            );
         }
         assert_eq!(target.stats().unwrap(), source.stats().unwrap());
         // and the copy exports to the same bytes

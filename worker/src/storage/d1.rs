@@ -28,8 +28,8 @@ use super::values::MAX_SAFE_INTEGER;
 use crate::js;
 use evsync_core::storage::schema::{d1 as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, AsyncStorage, ReadLimit, StorageError, StoreStats,
-    check_tokens_not_before, decode_tokens_not_before,
+    AppendBatch, Appended, AsyncStorage, LogHead, ReadLimit, StorageError, StoreStats,
+    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
@@ -77,6 +77,12 @@ struct StatsRow {
 
 #[derive(Deserialize)]
 struct HeadRow {
+    head: f64,
+}
+
+#[derive(Deserialize)]
+struct LogHeadRow {
+    public_key: String,
     head: f64,
 }
 
@@ -192,6 +198,28 @@ impl D1Storage {
             .transpose()
     }
 
+    /// Stores `candidate` as the tenant's remoteId unless one is stored,
+    /// and reads back whichever is, in one `batch()` (one round trip, one
+    /// transaction): when two isolates race, both answer with the first.
+    async fn store_remote_id(&self, candidate: &RemoteId) -> Result<RemoteId, StorageError> {
+        let results = self
+            .db
+            .batch(vec![
+                self.statement(layout::INSERT_REMOTE_ID, &[bytes_param(&candidate.0)])?,
+                self.statement(layout::SELECT_REMOTE_ID, &[])?,
+            ])
+            .await
+            .map_err(d1_error)?;
+        let row = results
+            .get(1)
+            .map(|r| r.results::<HexRow>())
+            .transpose()
+            .map_err(d1_error)?
+            .and_then(|rows| rows.into_iter().next())
+            .ok_or_else(|| StorageError::new("remoteId was not stored"))?;
+        remote_id::decode(&from_hex(&row.hex)?)
+    }
+
     /// A statement whose `?1` is this tenant and whose `?2…` are `params`.
     fn statement(
         &self,
@@ -262,23 +290,8 @@ impl AsyncStorage for D1Storage {
     /// The shared rule ([`remote_id`]): insert-or-ignore a fresh one, then
     /// read back whichever was stored first, in one round trip.
     async fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
-        let fresh = remote_id::create(js::random_bytes())?;
-        let results = self
-            .db
-            .batch(vec![
-                self.statement(layout::INSERT_REMOTE_ID, &[bytes_param(&fresh.0)])?,
-                self.statement(layout::SELECT_REMOTE_ID, &[])?,
-            ])
+        self.store_remote_id(&remote_id::create(js::random_bytes())?)
             .await
-            .map_err(d1_error)?;
-        let row = results
-            .get(1)
-            .map(|r| r.results::<HexRow>())
-            .transpose()
-            .map_err(d1_error)?
-            .and_then(|rows| rows.into_iter().next())
-            .ok_or_else(|| StorageError::new("remoteId was not stored"))?;
-        remote_id::decode(&from_hex(&row.hex)?)
     }
 
     async fn append(
@@ -390,6 +403,36 @@ impl AsyncStorage for D1Storage {
             bytes: row.bytes as u64,
             last_write_ms: None,
         })
+    }
+
+    /// One statement ([`layout::SELECT_LOG_HEADS`]), so one snapshot; the
+    /// database orders the keys by their bytes.
+    async fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        let rows = self
+            .statement(layout::SELECT_LOG_HEADS, &[])?
+            .all()
+            .await
+            .map_err(d1_error)?
+            .results::<LogHeadRow>()
+            .map_err(d1_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| LogHead {
+                public_key: row.public_key,
+                head: row.head as Sequence,
+            })
+            .collect())
+    }
+
+    /// The same insert-or-ignore and read back as [`AsyncStorage::remote_id`],
+    /// with the tenant's remoteId instead of a fresh one: whichever is
+    /// stored wins. Nothing is cached, so the read back is the stored one.
+    async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        let held = self.store_remote_id(&remote_id).await?;
+        if held != remote_id {
+            return Err(remote_id_taken(held, remote_id));
+        }
+        Ok(())
     }
 }
 

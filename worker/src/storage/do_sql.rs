@@ -12,12 +12,12 @@
 //! backends'; this file runs them, recording the version in `evsync_meta`.
 
 use super::plan::{self, Existing};
-use super::values::{blob, int, into_blob, param_blob, param_int};
+use super::values::{blob, int, into_blob, into_text, param_blob, param_int};
 use crate::js;
 use evsync_core::storage::schema::{do_sql as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, ReadLimit, Storage, StorageError, StoreStats, check_tokens_not_before,
-    decode_tokens_not_before,
+    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
+    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
@@ -126,6 +126,19 @@ impl DoSqlStorage {
             .transpose()
     }
 
+    /// Stores `candidate` as the remoteId unless one is stored, and reads
+    /// back whichever is (no await in between: nothing else in this object
+    /// interleaves).
+    fn store_remote_id(&self, candidate: &RemoteId) -> Result<RemoteId, StorageError> {
+        exec(
+            &self.sql,
+            layout::INSERT_REMOTE_ID,
+            vec![param_blob(&candidate.0)],
+        )?;
+        self.stored_remote_id()?
+            .ok_or_else(|| StorageError::new("remoteId was not stored"))
+    }
+
     /// The first column of the first row of `sql`, if any row.
     fn first_value(&self, sql: &str) -> Result<Option<SqlStorageValue>, StorageError> {
         let rows = query(&self.sql, sql, vec![])?;
@@ -202,19 +215,10 @@ impl Storage for DoSqlStorage {
     /// The shared rule ([`remote_id`]): insert-or-ignore a fresh one, then
     /// read back whichever was stored first.
     fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
-        if let Some(value) = self.first_value(layout::SELECT_REMOTE_ID)? {
-            return remote_id::decode(&blob(&value)?);
+        if let Some(stored) = self.stored_remote_id()? {
+            return Ok(stored);
         }
-        let fresh = remote_id::create(js::random_bytes())?;
-        exec(
-            &self.sql,
-            layout::INSERT_REMOTE_ID,
-            vec![param_blob(&fresh.0)],
-        )?;
-        match self.first_value(layout::SELECT_REMOTE_ID)? {
-            Some(value) => remote_id::decode(&blob(&value)?),
-            None => Err(StorageError::new("remoteId was not stored")),
-        }
+        self.store_remote_id(&remote_id::create(js::random_bytes())?)
     }
 
     fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
@@ -287,6 +291,34 @@ impl Storage for DoSqlStorage {
             bytes: count(bytes)?,
             last_write_ms: None,
         })
+    }
+
+    /// One statement ([`layout::SELECT_LOG_HEADS`]), so one snapshot; the
+    /// database orders the keys by their bytes.
+    fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        query(&self.sql, layout::SELECT_LOG_HEADS, vec![])?
+            .into_iter()
+            .map(|row| {
+                let Ok([public_key, head]) = <[SqlStorageValue; 2]>::try_from(row) else {
+                    return Err(StorageError::new("unexpected row shape"));
+                };
+                Ok(LogHead {
+                    public_key: into_text(public_key)?,
+                    head: int(&head)?.max(0) as Sequence,
+                })
+            })
+            .collect()
+    }
+
+    /// The same insert-or-ignore as [`Storage::remote_id`], with the
+    /// tenant's remoteId instead of a fresh one: whichever is stored wins.
+    /// Nothing is cached, so the read back is the stored one.
+    fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        let held = self.store_remote_id(&remote_id)?;
+        if held != remote_id {
+            return Err(remote_id_taken(held, remote_id));
+        }
+        Ok(())
     }
 }
 

@@ -33,6 +33,16 @@ pub fn into_blob(value: SqlStorageValue) -> Result<Vec<u8>, StorageError> {
     }
 }
 
+/// A text column (a publicKey), taking its string without a copy.
+pub fn into_text(value: SqlStorageValue) -> Result<String, StorageError> {
+    match value {
+        SqlStorageValue::String(text) => Ok(text),
+        other => Err(StorageError::new(format!(
+            "expected a text column, got {other:?}"
+        ))),
+    }
+}
+
 /// A sequence or count as a parameter. Values past 2^53 cannot occur as
 /// sequences; limits are clamped there (JS numbers are exact below it).
 pub fn param_int(value: u64) -> SqlStorageValue {

@@ -47,12 +47,23 @@ impl AdminToken {
 /// An admin operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdminRoute<'a> {
+    /// `GET /admin/tenants`: every tenant with data and its figures.
+    List,
+    /// `GET /admin/tenants/<t>` (also `…/<t>/stats`): what the tenant
+    /// holds and how many sockets it has open.
+    Stats { tenant: &'a str },
+    /// `DELETE /admin/tenants/<t>`: close the tenant's sockets and delete
+    /// its data; the next connection starts a new tenant (new remoteId).
+    Delete { tenant: &'a str },
+    /// `GET /admin/tenants/<t>/export`: the tenant in the export format
+    /// ([`crate::export`]), streamed.
+    Export { tenant: &'a str },
+    /// `POST /admin/tenants/<t>/import` (body: an export; `?replace=true`
+    /// to replace a tenant that has data).
+    Import { tenant: &'a str },
     /// `POST /admin/tenants/<t>/revoke`: close every socket of the tenant
     /// and refuse its signed tokens minted before now.
     Revoke { tenant: &'a str },
-    /// `GET /admin/tenants/<t>/stats`: what the tenant holds and how many
-    /// sockets it has open (answered by the Worker's Durable Object).
-    Stats { tenant: &'a str },
 }
 
 /// Why an admin request is refused.
@@ -184,24 +195,52 @@ pub fn admit_admin_on<'a>(
 }
 
 fn admin_route<'a>(method: &str, path: &'a str) -> Result<AdminRoute<'a>, AdminRefusal> {
+    if path == "/admin/tenants" || path == "/admin/tenants/" {
+        return only(method, "GET", AdminRoute::List);
+    }
     let rest = path
         .strip_prefix("/admin/tenants/")
         .ok_or(AdminRefusal::NotFound)?;
-    let (tenant, action) = rest.split_once('/').ok_or(AdminRefusal::NotFound)?;
-    let allow = match action {
-        "revoke" => "POST",
-        "stats" => "GET",
-        _ => return Err(AdminRefusal::NotFound),
-    };
+    let (tenant, action) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(action, "" | "stats" | "export" | "import" | "revoke") {
+        return Err(AdminRefusal::NotFound);
+    }
     if !is_valid_tenant(tenant) {
         return Err(AdminRefusal::InvalidTenant);
     }
-    if method != allow {
-        return Err(AdminRefusal::MethodNotAllowed { allow });
+    match action {
+        "" => match method {
+            "GET" => Ok(AdminRoute::Stats { tenant }),
+            "DELETE" => Ok(AdminRoute::Delete { tenant }),
+            _ => Err(AdminRefusal::MethodNotAllowed {
+                allow: "GET, DELETE",
+            }),
+        },
+        "stats" => only(method, "GET", AdminRoute::Stats { tenant }),
+        "export" => only(method, "GET", AdminRoute::Export { tenant }),
+        "import" => only(method, "POST", AdminRoute::Import { tenant }),
+        _ => only(method, "POST", AdminRoute::Revoke { tenant }),
     }
-    Ok(match action {
-        "revoke" => AdminRoute::Revoke { tenant },
-        _ => AdminRoute::Stats { tenant },
+}
+
+fn only<'a>(
+    method: &str,
+    allow: &'static str,
+    route: AdminRoute<'a>,
+) -> Result<AdminRoute<'a>, AdminRefusal> {
+    if method == allow {
+        Ok(route)
+    } else {
+        Err(AdminRefusal::MethodNotAllowed { allow })
+    }
+}
+
+/// Whether an admin request's query asks to replace a tenant that has data
+/// (`replace=true` or `replace=1`), for [`AdminRoute::Import`].
+pub fn wants_replace(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "replace" && matches!(v.as_ref(), "true" | "1"))
     })
 }
 
@@ -227,7 +266,13 @@ mod tests {
         assert_eq!(ok, Ok(AdminRoute::Revoke { tenant: "acme" }));
         let cases = [
             ("POST", "/admin/tenants/acme/nope", AdminRefusal::NotFound),
-            ("POST", "/admin/tenants/acme", AdminRefusal::NotFound),
+            (
+                "POST",
+                "/admin/tenants/acme",
+                AdminRefusal::MethodNotAllowed {
+                    allow: "GET, DELETE",
+                },
+            ),
             (
                 "POST",
                 "/admin/tenants/.x/revoke",
@@ -265,6 +310,76 @@ mod tests {
     }
 
     #[test]
+    fn tenant_operations_route_by_method_and_path() {
+        let t = token();
+        let auth = Some("Bearer admin-token-0123456789");
+        let routes = [
+            ("GET", "/admin/tenants", AdminRoute::List),
+            ("GET", "/admin/tenants/", AdminRoute::List),
+            (
+                "GET",
+                "/admin/tenants/acme",
+                AdminRoute::Stats { tenant: "acme" },
+            ),
+            (
+                "DELETE",
+                "/admin/tenants/acme",
+                AdminRoute::Delete { tenant: "acme" },
+            ),
+            (
+                "GET",
+                "/admin/tenants/acme/export",
+                AdminRoute::Export { tenant: "acme" },
+            ),
+            (
+                "POST",
+                "/admin/tenants/acme/import",
+                AdminRoute::Import { tenant: "acme" },
+            ),
+        ];
+        for (method, path, route) in routes {
+            assert_eq!(
+                admit_admin(method, path, auth, Some(&t)),
+                Ok(route),
+                "{method} {path}"
+            );
+            assert_eq!(
+                admit_admin(method, path, None, Some(&t)),
+                Err(AdminRefusal::MissingToken),
+                "{method} {path} without the token"
+            );
+        }
+        let refused = [
+            (
+                "POST",
+                "/admin/tenants",
+                AdminRefusal::MethodNotAllowed { allow: "GET" },
+            ),
+            (
+                "DELETE",
+                "/admin/tenants/acme/export",
+                AdminRefusal::MethodNotAllowed { allow: "GET" },
+            ),
+            (
+                "GET",
+                "/admin/tenants/acme/import",
+                AdminRefusal::MethodNotAllowed { allow: "POST" },
+            ),
+            ("DELETE", "/admin/tenants/.x", AdminRefusal::InvalidTenant),
+            ("GET", "/admin/tenants/acme/exports", AdminRefusal::NotFound),
+        ];
+        for (method, path, refusal) in refused {
+            assert_eq!(
+                admit_admin(method, path, auth, Some(&t)),
+                Err(refusal),
+                "{method} {path}"
+            );
+        }
+        assert!(wants_replace(Some("replace=true")) && wants_replace(Some("a=b&replace=1")));
+        assert!(!wants_replace(None) && !wants_replace(Some("replace=no")));
+    }
+
+    #[test]
     fn stats_needs_get_a_valid_tenant_and_the_admin_token() {
         let t = token();
         let auth = Some("Bearer admin-token-0123456789");
@@ -275,7 +390,6 @@ mod tests {
         );
         let cases = [
             ("GET", "/admin/tenants/acme/stats/x", AdminRefusal::NotFound),
-            ("GET", "/admin/tenants/stats", AdminRefusal::NotFound),
             (
                 "GET",
                 "/admin/tenants/.x/stats",

@@ -16,7 +16,7 @@ pub mod signed_token;
 
 pub use admin::{
     AdminRefusal, AdminRoute, AdminToken, MIN_ADMIN_TOKEN_BYTES, admit_admin, admit_admin_on,
-    admit_operator, is_admin_path,
+    admit_operator, is_admin_path, wants_replace,
 };
 pub use admission::{Admission, HttpRequest, Protocol, Refusal, admit, refused_tenant, route};
 pub use auth::{AuthConfig, AuthDecision, Credentials, DenyReason, PROTOCOL_PREFIX};

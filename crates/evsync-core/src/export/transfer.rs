@@ -34,7 +34,10 @@ where
         let what = what.to_owned();
         move |e: crate::storage::StorageError| format!("{what}: {e}")
     };
-    let remote_id = store.remote_id().await.map_err(failed("reading the remoteId"))?;
+    let remote_id = store
+        .remote_id()
+        .await
+        .map_err(failed("reading the remoteId"))?;
     let tokens_not_before = store
         .tokens_not_before()
         .await
