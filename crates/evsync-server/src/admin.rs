@@ -18,10 +18,14 @@ use crate::auth;
 use crate::registry::Registry;
 use crate::respond::{Peer, json, text};
 use crate::store;
+use crate::tenant_ops::{self, ImportError};
+use axum::body::Body;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use evsync_core::access::{AdminRefusal, AdminRoute, admit_admin_on};
+use evsync_core::access::{AdminRefusal, AdminRoute, admit_admin_on, wants_replace};
+use futures_util::StreamExt;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// `GET /admin/tenants/<t>/stats`, the Worker's shape (less what only a
 /// Durable Object has).
@@ -47,8 +51,36 @@ struct RevokeAnswer<'a> {
     closed_connections: usize,
 }
 
+#[derive(Serialize)]
+struct ListAnswer {
+    tenants: Vec<tenant_ops::Listing>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteAnswer<'a> {
+    tenant: &'a str,
+    deleted: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportAnswer<'a> {
+    tenant: &'a str,
+    remote_id: String,
+    logs: u64,
+    entries: u64,
+    replaced: bool,
+}
+
 /// Answers one admin request.
-pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>) -> Response {
+pub(crate) async fn handle(
+    registry: &Arc<Registry>,
+    method: &Method,
+    peer: &Peer<'_>,
+    query: Option<&str>,
+    body: Body,
+) -> Response {
     let shared = registry.shared();
     let authorization = auth::header_text(peer.headers, header::AUTHORIZATION);
     let route = admit_admin_on(
@@ -124,5 +156,104 @@ pub(crate) async fn handle(registry: &Registry, method: &Method, peer: &Peer<'_>
                 (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
             }
         },
+        Ok(AdminRoute::List) => match tenant_ops::list(registry).await {
+            Ok(tenants) => json(StatusCode::OK, &ListAnswer { tenants }),
+            Err(reason) => {
+                tracing::error!(%reason, "admin: listing tenants failed");
+                (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+            }
+        },
+        Ok(AdminRoute::Delete { tenant }) => match tenant_ops::delete(registry, tenant).await {
+            Ok(true) => {
+                tracing::info!(tenant, "admin: tenant deleted");
+                json(
+                    StatusCode::OK,
+                    &DeleteAnswer {
+                        tenant,
+                        deleted: true,
+                    },
+                )
+            }
+            Ok(false) => text(StatusCode::NOT_FOUND, "No such tenant."),
+            Err(reason) => {
+                tracing::error!(tenant, %reason, "admin: deleting failed");
+                (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+            }
+        },
+        Ok(AdminRoute::Export { tenant }) => match tenant_ops::export(shared, tenant) {
+            Some(mut lines) => {
+                let body =
+                    Body::from_stream(futures_util::stream::poll_fn(move |cx| lines.poll_recv(cx)));
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/x-ndjson")
+                    .header(
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{tenant}.evsync-export.jsonl\""),
+                    )
+                    .body(body)
+                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            }
+            None => text(StatusCode::NOT_FOUND, "No such tenant."),
+        },
+        Ok(AdminRoute::Import { tenant }) => {
+            let replace = wants_replace(query);
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let mut stream = body.into_data_stream();
+            let feed = async move {
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(chunk) => {
+                            if tx.send(chunk).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => return Err(format!("reading the request body: {e}")),
+                    }
+                }
+                Ok(())
+            };
+            let (fed, imported) =
+                tokio::join!(feed, tenant_ops::import(registry, tenant, replace, rx));
+            match (fed, imported) {
+                (_, Ok(done)) => {
+                    tracing::info!(
+                        tenant,
+                        remote_id = %done.header.remote_id.to_uuid_string(),
+                        logs = done.summary.logs,
+                        entries = done.summary.entries,
+                        replaced = done.replaced,
+                        "admin: tenant imported"
+                    );
+                    json(
+                        StatusCode::OK,
+                        &ImportAnswer {
+                            tenant,
+                            remote_id: done.header.remote_id.to_uuid_string(),
+                            logs: done.summary.logs,
+                            entries: done.summary.entries,
+                            replaced: done.replaced,
+                        },
+                    )
+                }
+                (Err(reason), Err(_)) => {
+                    tracing::warn!(tenant, %reason, "admin: import refused");
+                    (StatusCode::BAD_REQUEST, reason).into_response()
+                }
+                (Ok(()), Err(ImportError::HasData)) => text(
+                    StatusCode::CONFLICT,
+                    "The tenant has data; import with ?replace=true to replace it.",
+                ),
+                (Ok(()), Err(ImportError::BadFile(reason))) => {
+                    tracing::warn!(tenant, %reason, "admin: import refused, nothing changed");
+                    let body = format!("Import refused, nothing changed: {reason}");
+                    (StatusCode::BAD_REQUEST, body).into_response()
+                }
+                (Ok(()), Err(ImportError::Storage(reason))) => {
+                    tracing::error!(tenant, %reason, "admin: import failed, nothing changed");
+                    (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::tenant::{self, Membership, OpenRefused, TenantMsg};
 use evsync_core::access::Grant;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,6 +34,9 @@ struct Slot {
 #[derive(Default)]
 struct State {
     tenants: HashMap<String, Slot>,
+    /// Tenants an operator holds (deleting, importing): no connection
+    /// reaches them until the hold is released.
+    held: HashSet<String>,
     next_generation: u64,
     shutting_down: bool,
 }
@@ -59,6 +62,22 @@ pub(crate) enum ConnectError {
     Revoked,
     /// Over one of the server's limits: `503` with `Retry-After`.
     Limit(LimitHit),
+    /// An operator is deleting or replacing the tenant: `503` with
+    /// `Retry-After`.
+    Held,
+}
+
+/// A tenant held by an operator (see [`Registry::hold`]): released when
+/// dropped.
+pub(crate) struct TenantHold {
+    registry: Arc<Registry>,
+    tenant: String,
+}
+
+impl Drop for TenantHold {
+    fn drop(&mut self) {
+        lock(&self.registry.state).held.remove(&self.tenant);
+    }
 }
 
 /// Which limit a connection hit.
@@ -191,6 +210,9 @@ impl Registry {
             if state.shutting_down {
                 return refuse(ConnectError::ShuttingDown);
             }
+            if state.held.contains(tenant) {
+                return refuse(ConnectError::Held);
+            }
             if !state.tenants.contains_key(tenant) && state.tenants.len() >= limits.max_tenants {
                 return refuse(ConnectError::Limit(LimitHit::Tenants));
             }
@@ -267,6 +289,45 @@ impl Registry {
             0
         };
         Ok(Revoked { not_before, closed })
+    }
+
+    /// Takes `tenant` away from its connections so that an operator can
+    /// change its files: from now on connections to it are refused
+    /// ([`ConnectError::Held`]); if it is loaded, its sockets are closed
+    /// with `code` and `reason` and this waits until its store is closed.
+    /// Refused (`Err`) if another operation holds the tenant already.
+    pub async fn hold(
+        self: &Arc<Self>,
+        tenant: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<TenantHold, String> {
+        let (gone_tx, gone_rx) = oneshot::channel();
+        let sent = {
+            let mut state = lock(&self.state);
+            if !state.held.insert(tenant.to_owned()) {
+                return Err(format!("another operation on tenant {tenant} is under way"));
+            }
+            state.tenants.get(tenant).is_some_and(|slot| {
+                slot.tx
+                    .send(TenantMsg::Evict {
+                        code,
+                        reason: reason.to_owned(),
+                        gone: gone_tx,
+                    })
+                    .is_ok()
+            })
+        };
+        let hold = TenantHold {
+            registry: self.clone(),
+            tenant: tenant.to_owned(),
+        };
+        if sent {
+            // An actor that panicked drops the sender: its files are closed
+            // with its task either way.
+            let _ = gone_rx.await;
+        }
+        Ok(hold)
     }
 
     /// Open connections of `tenant`: 0 when it is not loaded.
@@ -377,5 +438,9 @@ impl Membership for Registry {
 
     fn is_shutting_down(&self) -> bool {
         Registry::is_shutting_down(self)
+    }
+
+    fn leave(&self, tenant: &str, generation: u64) {
+        self.forget(tenant, generation);
     }
 }

@@ -91,6 +91,7 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    body: Body,
 ) -> Response {
     let path = uri.path();
     let shared = registry.shared();
@@ -115,7 +116,7 @@ async fn handle(
         return dashboard::handle(&registry, &peer, loopback);
     }
     if is_admin_path(path) {
-        return admin::handle(&registry, &method, &peer).await;
+        return admin::handle(&registry, &method, &peer, uri.query(), body).await;
     }
     let protocols = auth::protocols(&headers);
     let request = HttpRequest {
@@ -165,6 +166,19 @@ async fn handle(
             peer.refused(&registry, 401, refusal.reason());
             shared.metrics.auth_failed(deny_label(DenyReason::Revoked));
             return refusal_response(refusal);
+        }
+        Err(ConnectError::Held) => {
+            peer.refused(&registry, 503, "tenant held by an operator");
+            let mut response = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Tenant is being changed by an operator.",
+            );
+            if let Ok(value) =
+                HeaderValue::from_str(&shared.config.limits.retry_after_secs.to_string())
+            {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
         }
         Err(ConnectError::ShuttingDown) => {
             peer.refused(&registry, 503, "server shutting down");

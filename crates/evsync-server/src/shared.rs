@@ -119,8 +119,13 @@ impl Shared {
 
     /// The tenants directory, for SQLite storage.
     pub fn tenants_dir(&self) -> Option<PathBuf> {
+        self.data_subdir("tenants")
+    }
+
+    /// `<data dir>/<name>` for SQLite storage (see `datadir`).
+    pub fn data_subdir(&self, name: &str) -> Option<PathBuf> {
         match &self.config.storage {
-            StorageConfig::Sqlite { data_dir } => Some(data_dir.join("tenants")),
+            StorageConfig::Sqlite { data_dir } => Some(data_dir.join(name)),
             StorageConfig::Memory => None,
         }
     }

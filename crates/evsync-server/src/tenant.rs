@@ -55,6 +55,15 @@ pub(crate) enum TenantMsg {
         not_before: u64,
         closed: oneshot::Sender<usize>,
     },
+    /// An operator takes the tenant away (delete, import over it): close
+    /// every connection with `code` and `reason`, wait for storage work in
+    /// flight, leave the registry and close the store; `gone` answers once
+    /// the store's files are closed.
+    Evict {
+        code: u16,
+        reason: String,
+        gone: oneshot::Sender<()>,
+    },
 }
 
 /// Why a connection is not attached.
@@ -85,6 +94,11 @@ pub(crate) trait Membership {
     /// Whether the server is shutting down (an actor checks when it starts,
     /// since it may have been spawned just before).
     fn is_shutting_down(&self) -> bool;
+
+    /// Removes the actor of `tenant` (loaded as `generation`) from the
+    /// table whatever its inbox holds: it is being evicted, and the
+    /// registry lets no connection reach the tenant meanwhile.
+    fn leave(&self, tenant: &str, generation: u64);
 }
 
 /// Runs the tenant until it unloads (idle) or finishes shutting down.
@@ -117,6 +131,7 @@ pub(crate) async fn run(
         shutting_down: registry.is_shutting_down(),
         tokens_not_before: opened.tokens_not_before,
         commit_returned: None,
+        evicted: None,
     };
     if actor.shutting_down {
         actor.engine.handle_shutdown();
@@ -125,6 +140,10 @@ pub(crate) async fn run(
     loop {
         actor.drain();
         let idle = actor.engine.is_idle() && actor.store.is_idle();
+        if actor.evicted.is_some() && actor.store.is_idle() {
+            registry.leave(&actor.tenant, generation);
+            break;
+        }
         if actor.shutting_down && idle {
             // Done: every write acknowledged, every socket closed. Leave
             // the registry only with an empty inbox (same rule as unload).
@@ -169,9 +188,17 @@ pub(crate) async fn run(
     if let Some(per_tenant) = shared.metrics.per_tenant() {
         per_tenant.forget(&actor.tenant);
     }
-    let Actor { tenant, store, .. } = actor;
+    let Actor {
+        tenant,
+        store,
+        evicted,
+        ..
+    } = actor;
     let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     tracing::debug!(%tenant, "tenant unloaded");
+    if let Some(gone) = evicted {
+        let _ = gone.send(());
+    }
 }
 
 /// The store did not open: answer every waiting connection with the reason
@@ -208,6 +235,8 @@ struct Actor {
     /// When the last append's commit returned, until the drain that hands
     /// its live deliveries to the sockets measures the delivery lag.
     commit_returned: Option<Instant>,
+    /// Set by `Evict`: answered once the store is closed.
+    evicted: Option<oneshot::Sender<()>>,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -335,6 +364,12 @@ impl Actor {
                 self.engine.handle_revoke();
                 tracing::info!(tenant = %self.tenant, closed = open, "tokens revoked");
                 let _ = closed.send(open);
+            }
+            TenantMsg::Evict { code, reason, gone } => {
+                let open = self.engine.connection_count();
+                self.engine.close_all(code, &reason);
+                tracing::info!(tenant = %self.tenant, closed = open, %reason, "tenant evicted");
+                self.evicted = Some(gone);
             }
         }
     }

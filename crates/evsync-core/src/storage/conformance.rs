@@ -14,27 +14,13 @@ use crate::wire::RemoteId;
 use crate::wire::{EncryptedEntry, RemoteEntry};
 use bytes::Bytes;
 use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 const ALL: ReadLimit = ReadLimit {
     max_entries: usize::MAX,
     max_bytes: usize::MAX,
 };
 
-/// Runs a future to completion on the current thread by polling it in a
-/// loop. Enough for the conformance suite over synchronous stores (whose
-/// futures are ready at once) and for tests; not a general executor.
-pub fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::yield_now();
-    }
-}
+pub use super::block_on;
 
 /// A 16-byte entry id derived from `n`, distinct for distinct `n`.
 pub fn entry_id(n: u64) -> Bytes {

@@ -213,3 +213,20 @@ pub fn decode_tokens_not_before(stored: f64) -> Result<u64, StorageError> {
 pub fn entry_bytes(entry: &RemoteEntry) -> usize {
     entry.iv.len() + entry.entry_id.len() + entry.encrypted_entry.len()
 }
+
+/// Runs a future to completion on the current thread by polling it in a
+/// loop (the storage contract's futures over a synchronous [`Storage`] are
+/// ready at once: exports and imports over SQLite, the conformance suite
+/// and tests use this). Not a general executor: a future that waits on I/O
+/// would spin here.
+pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
+    use core::task::{Context, Poll, Waker};
+    let mut future = core::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::yield_now();
+    }
+}

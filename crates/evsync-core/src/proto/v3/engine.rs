@@ -198,10 +198,17 @@ impl Engine {
     /// tokens minted before the revocation is the adapter's part at
     /// admission.
     pub fn handle_revoke(&mut self) {
+        self.close_all(code::POLICY_VIOLATION, "tokens revoked");
+    }
+
+    /// Closes every connection with `code` and `reason` (an operator
+    /// deleting or replacing the tenant). Writes in flight are not acked:
+    /// their replicas resend them wherever they reconnect.
+    pub fn close_all(&mut self, code: u16, reason: &str) {
         let mut conns: Vec<ConnId> = self.sessions.conns.keys().copied().collect();
         conns.sort();
         for conn in conns {
-            self.close(conn, code::POLICY_VIOLATION, "tokens revoked".into());
+            self.close(conn, code, reason.into());
         }
     }
 

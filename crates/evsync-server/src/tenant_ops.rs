@@ -1,0 +1,349 @@
+//! Operators' whole-tenant operations: list, delete, export, import.
+//!
+//! Each works on SQLite (a tenant is one file: see
+//! `evsync_storage_sqlite::files` for why a rename makes delete and import
+//! all-or-nothing) and on memory storage. A delete or an import first
+//! takes the tenant from its connections ([`Registry::hold`]): sockets
+//! closed, store closed, new connections refused until the files are in
+//! their final state.
+
+use crate::datadir::{STAGING_DIR, TRASH_DIR};
+use crate::registry::Registry;
+use crate::shared::{Shared, lock};
+use bytes::Bytes;
+use evsync_core::export::{
+    ExportHeader, ExportReader, ExportSummary, Importer, ReadItem, export_store,
+};
+use evsync_core::proto::close::code;
+use evsync_core::storage::block_on;
+use evsync_core::storage::{MemoryStorage, Storage, StoreStats};
+use evsync_storage_sqlite::{SqliteStorage, files, tenant_file_name, tenant_path};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// The close reasons operators' operations give the tenant's sockets.
+pub(crate) const DELETED: &str = "tenant deleted by an operator";
+pub(crate) const REPLACED: &str = "tenant replaced by an import";
+
+/// One tenant in `GET /admin/tenants`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Listing {
+    pub tenant: String,
+    pub remote_id: String,
+    /// The store's size on disk (file and WAL); 0 in memory.
+    pub bytes_on_disk: u64,
+    pub logs: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub last_write_ms: Option<u64>,
+    pub connections: usize,
+}
+
+fn figures(store: &mut impl Storage) -> Result<(String, StoreStats), String> {
+    let remote_id = store.remote_id().map_err(|e| e.message)?;
+    let stats = store.stats().map_err(|e| e.message)?;
+    Ok((remote_id.to_uuid_string(), stats))
+}
+
+/// Every tenant with a store, by name.
+pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
+    let shared = registry.shared().clone();
+    let mut listings = match shared.tenants_dir() {
+        Some(dir) => tokio::task::spawn_blocking(move || -> Result<Vec<Listing>, String> {
+            let mut out = Vec::new();
+            for tenant in files::list_tenants(&dir).map_err(|e| e.message)? {
+                let path = tenant_path(&dir, &tenant);
+                let (remote_id, stats) =
+                    figures(&mut SqliteStorage::open(&path).map_err(|e| e.message)?)?;
+                out.push(listing(
+                    tenant.clone(),
+                    remote_id,
+                    stats,
+                    files::disk_bytes(&dir, &tenant),
+                ));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| format!("listing tenants failed: {e}"))??,
+        None => {
+            let stores: Vec<(String, Arc<Mutex<MemoryStorage>>)> = lock(&shared.memory)
+                .iter()
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect();
+            let mut out = Vec::new();
+            for (tenant, store) in stores {
+                let (remote_id, stats) = figures(&mut *lock(&store))?;
+                out.push(listing(tenant, remote_id, stats, 0));
+            }
+            out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+            out
+        }
+    };
+    for l in &mut listings {
+        l.connections = registry.connections_of(&l.tenant).await;
+    }
+    Ok(listings)
+}
+
+fn listing(tenant: String, remote_id: String, stats: StoreStats, bytes_on_disk: u64) -> Listing {
+    Listing {
+        tenant,
+        remote_id,
+        bytes_on_disk,
+        logs: stats.logs,
+        entries: stats.entries,
+        bytes: stats.bytes,
+        last_write_ms: stats.last_write_ms,
+        connections: 0,
+    }
+}
+
+/// Deletes `tenant`'s data (its sockets closed with 1001 and
+/// [`DELETED`]); false when it had none. The next connection starts a new
+/// tenant with a new remoteId.
+pub(crate) async fn delete(registry: &Arc<Registry>, tenant: &str) -> Result<bool, String> {
+    let _hold = registry.hold(tenant, code::GOING_AWAY, DELETED).await?;
+    let shared = registry.shared();
+    match (shared.tenants_dir(), shared.data_subdir(TRASH_DIR)) {
+        (Some(dir), Some(trash)) => {
+            let tenant = tenant.to_owned();
+            tokio::task::spawn_blocking(move || files::remove_tenant(&dir, &trash, &tenant))
+                .await
+                .map_err(|e| format!("deleting failed: {e}"))?
+                .map_err(|e| e.message)
+        }
+        _ => Ok(lock(&shared.memory).remove(tenant).is_some()),
+    }
+}
+
+/// Whether `tenant` has a store (SQLite file or memory entry).
+pub(crate) fn exists(shared: &Shared, tenant: &str) -> bool {
+    match shared.tenants_dir() {
+        Some(dir) => tenant_path(&dir, tenant).exists(),
+        None => lock(&shared.memory).contains_key(tenant),
+    }
+}
+
+/// Streams `tenant` as an export: lines go out in chunks as the store
+/// yields them (never the whole tenant in memory). `None` when the tenant
+/// has no store. A failure midway ends the stream with an error, so the
+/// receiver holds a file without its trailer, which an import refuses.
+pub(crate) fn export(
+    shared: &Arc<Shared>,
+    tenant: &str,
+) -> Option<mpsc::Receiver<Result<Bytes, std::io::Error>>> {
+    if !exists(shared, tenant) {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let tenant = tenant.to_owned();
+    let dir = shared.tenants_dir();
+    let memory = lock(&shared.memory).get(&tenant).cloned();
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = String::new();
+        let send = |chunk: &mut String| -> Result<(), String> {
+            let bytes = Bytes::from(std::mem::take(chunk));
+            tx.blocking_send(Ok(bytes))
+                .map_err(|_| "the receiver went away".to_owned())
+        };
+        let emit = |line: String| -> Result<(), String> {
+            chunk.push_str(&line);
+            if chunk.len() >= 64 * 1024 {
+                send(&mut chunk)
+            } else {
+                Ok(())
+            }
+        };
+        let result = match (&dir, &memory) {
+            (Some(dir), _) => SqliteStorage::open(tenant_path(dir, &tenant))
+                .map_err(|e| e.message)
+                .and_then(|mut store| block_on(export_store(&mut store, &tenant, emit))),
+            (None, Some(store)) => block_on(export_store(&mut *lock(store), &tenant, emit)),
+            (None, None) => Err("the tenant was deleted".into()),
+        };
+        let result = result.and_then(|summary| send(&mut chunk).map(|()| summary));
+        match result {
+            Ok(summary) => tracing::info!(
+                tenant,
+                logs = summary.logs,
+                entries = summary.entries,
+                "admin: tenant exported"
+            ),
+            Err(reason) => {
+                tracing::error!(tenant, %reason, "admin: export failed");
+                let _ = tx.blocking_send(Err(std::io::Error::other(reason)));
+            }
+        }
+    });
+    Some(rx)
+}
+
+/// Why an import was refused.
+#[derive(Debug)]
+pub(crate) enum ImportError {
+    /// The tenant has data and `replace` was not asked for: `409`.
+    HasData,
+    /// The file is damaged, truncated or not an export: `400`.
+    BadFile(String),
+    /// Storage failed: `503`.
+    Storage(String),
+}
+
+/// What an import stored.
+pub(crate) struct Imported {
+    pub header: ExportHeader,
+    pub summary: ExportSummary,
+    pub replaced: bool,
+}
+
+/// Imports an export (its bytes arrive on `chunks`) as `tenant`: staged
+/// first, and put in the tenant's place only once the whole file was read
+/// and checked, so a bad file changes nothing. Refused with
+/// [`ImportError::HasData`] if the tenant has data, unless `replace`.
+pub(crate) async fn import(
+    registry: &Arc<Registry>,
+    tenant: &str,
+    replace: bool,
+    chunks: mpsc::Receiver<Bytes>,
+) -> Result<Imported, ImportError> {
+    let shared = registry.shared().clone();
+    if !replace && exists(&shared, tenant) {
+        return Err(ImportError::HasData);
+    }
+    match (shared.tenants_dir(), shared.data_subdir(STAGING_DIR)) {
+        (Some(dir), Some(staging)) => {
+            let staged = staging.join(files::unique_name(&tenant_file_name(tenant)));
+            let path = staged.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut store =
+                    SqliteStorage::open(&path).map_err(|e| ImportError::Storage(e.message))?;
+                let read = read_into(&mut store, chunks);
+                drop(store);
+                read.and_then(|done| {
+                    files::seal(&path)
+                        .map(|()| done)
+                        .map_err(|e| ImportError::Storage(e.message))
+                })
+            })
+            .await
+            .map_err(|e| ImportError::Storage(format!("import failed: {e}")))
+            .and_then(|r| r);
+            let (header, summary) = match read {
+                Ok(done) => done,
+                Err(err) => {
+                    remove_staged(&staged);
+                    return Err(err);
+                }
+            };
+            let installed = install(registry, &dir, &staged, tenant, replace).await;
+            if installed.is_err() {
+                remove_staged(&staged);
+            }
+            installed.map(|replaced| Imported {
+                header,
+                summary,
+                replaced,
+            })
+        }
+        _ => {
+            let mut store = MemoryStorage::new(evsync_core::wire::RemoteId([0; 16]));
+            let chunks_read = tokio::task::spawn_blocking(move || {
+                read_into(&mut store, chunks).map(|done| (store, done))
+            })
+            .await
+            .map_err(|e| ImportError::Storage(format!("import failed: {e}")))??;
+            let (store, (header, summary)) = chunks_read;
+            let _hold = registry
+                .hold(tenant, code::GOING_AWAY, REPLACED)
+                .await
+                .map_err(ImportError::Storage)?;
+            let mut memory = lock(&shared.memory);
+            let replaced = memory.contains_key(tenant);
+            if replaced && !replace {
+                return Err(ImportError::HasData);
+            }
+            memory.insert(tenant.to_owned(), Arc::new(Mutex::new(store)));
+            Ok(Imported {
+                header,
+                summary,
+                replaced,
+            })
+        }
+    }
+}
+
+/// Puts the sealed `staged` store in `tenant`'s place, the tenant held.
+async fn install(
+    registry: &Arc<Registry>,
+    dir: &std::path::Path,
+    staged: &std::path::Path,
+    tenant: &str,
+    replace: bool,
+) -> Result<bool, ImportError> {
+    let _hold = registry
+        .hold(tenant, code::GOING_AWAY, REPLACED)
+        .await
+        .map_err(ImportError::Storage)?;
+    let shared = registry.shared();
+    let trash = shared
+        .data_subdir(TRASH_DIR)
+        .ok_or_else(|| ImportError::Storage("no trash directory".into()))?;
+    let (dir, staged, tenant) = (dir.to_path_buf(), staged.to_path_buf(), tenant.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let present = tenant_path(&dir, &tenant).exists();
+        if present && !replace {
+            return Err(ImportError::HasData);
+        }
+        if present {
+            files::remove_tenant(&dir, &trash, &tenant)
+                .map_err(|e| ImportError::Storage(e.message))?;
+        }
+        files::install_tenant(&staged, &dir, &tenant)
+            .map_err(|e| ImportError::Storage(e.message))?;
+        Ok(present)
+    })
+    .await
+    .map_err(|e| ImportError::Storage(format!("import failed: {e}")))?
+}
+
+/// Reads an export from `chunks` into the empty `store`; the header and
+/// summary once the trailer was read and checked.
+fn read_into(
+    store: &mut impl Storage,
+    mut chunks: mpsc::Receiver<Bytes>,
+) -> Result<(ExportHeader, ExportSummary), ImportError> {
+    let mut reader = ExportReader::new();
+    let mut importer = Importer::new();
+    let mut ended = None;
+    while let Some(chunk) = chunks.blocking_recv() {
+        reader.push(&chunk);
+        while let Some(item) = reader
+            .next_item()
+            .map_err(|e| ImportError::BadFile(e.to_string()))?
+        {
+            if let ReadItem::End(summary) = item {
+                ended = Some(summary);
+            }
+            block_on(importer.apply(store, item)).map_err(ImportError::BadFile)?;
+        }
+    }
+    reader
+        .finish()
+        .map_err(|e| ImportError::BadFile(e.to_string()))?;
+    let header = importer
+        .header()
+        .cloned()
+        .ok_or_else(|| ImportError::BadFile("no header".into()))?;
+    let summary = ended.ok_or_else(|| ImportError::BadFile("no trailer".into()))?;
+    Ok((header, summary))
+}
+
+fn remove_staged(staged: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(PathBuf::from(format!("{}{suffix}", staged.display())));
+    }
+}
