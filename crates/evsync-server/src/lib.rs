@@ -43,7 +43,7 @@ mod shared;
 pub mod shutdown;
 mod store;
 mod tenant;
-mod tenant_ops;
+pub mod tenant_ops;
 
 pub use config::{AuthConfig, admin_token, auth_config, token_secret};
 pub use config::{

@@ -19,7 +19,7 @@ use evsync_core::storage::block_on;
 use evsync_core::storage::{MemoryStorage, Storage, StoreStats};
 use evsync_storage_sqlite::{SqliteStorage, files, tenant_file_name, tenant_path};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -184,7 +184,7 @@ pub(crate) fn export(
 
 /// Why an import was refused.
 #[derive(Debug)]
-pub(crate) enum ImportError {
+pub enum ImportError {
     /// The tenant has data and `replace` was not asked for: `409`.
     HasData,
     /// The file is damaged, truncated or not an export: `400`.
@@ -216,28 +216,17 @@ pub(crate) async fn import(
     }
     match (shared.tenants_dir(), shared.data_subdir(STAGING_DIR)) {
         (Some(dir), Some(staging)) => {
-            let staged = staging.join(files::unique_name(&tenant_file_name(tenant)));
-            let path = staged.clone();
+            let tenant_name = tenant.to_owned();
             let read = tokio::task::spawn_blocking(move || {
-                let mut store =
-                    SqliteStorage::open(&path).map_err(|e| ImportError::Storage(e.message))?;
-                let read = read_into(&mut store, chunks);
-                drop(store);
-                read.and_then(|done| {
-                    files::seal(&path)
-                        .map(|()| done)
-                        .map_err(|e| ImportError::Storage(e.message))
-                })
+                let mut chunks = chunks;
+                stage_import(&staging, &tenant_name, || Ok(chunks.blocking_recv()))
             })
             .await
             .map_err(|e| ImportError::Storage(format!("import failed: {e}")))
             .and_then(|r| r);
-            let (header, summary) = match read {
+            let (staged, header, summary) = match read {
                 Ok(done) => done,
-                Err(err) => {
-                    remove_staged(&staged);
-                    return Err(err);
-                }
+                Err(err) => return Err(err),
             };
             let installed = install(registry, &dir, &staged, tenant, replace).await;
             if installed.is_err() {
@@ -252,7 +241,8 @@ pub(crate) async fn import(
         _ => {
             let mut store = MemoryStorage::new(evsync_core::wire::RemoteId([0; 16]));
             let chunks_read = tokio::task::spawn_blocking(move || {
-                read_into(&mut store, chunks).map(|done| (store, done))
+                let mut chunks = chunks;
+                read_into(&mut store, || Ok(chunks.blocking_recv())).map(|done| (store, done))
             })
             .await
             .map_err(|e| ImportError::Storage(format!("import failed: {e}")))??;
@@ -293,33 +283,89 @@ async fn install(
         .data_subdir(TRASH_DIR)
         .ok_or_else(|| ImportError::Storage("no trash directory".into()))?;
     let (dir, staged, tenant) = (dir.to_path_buf(), staged.to_path_buf(), tenant.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let present = tenant_path(&dir, &tenant).exists();
-        if present && !replace {
-            return Err(ImportError::HasData);
+    tokio::task::spawn_blocking(move || install_staged(&dir, &trash, &staged, &tenant, replace))
+        .await
+        .map_err(|e| ImportError::Storage(format!("import failed: {e}")))?
+}
+
+/// Builds `tenant`'s new store in `staging_dir` from an export whose bytes
+/// `next_chunk` yields, sealed and ready for [`install_staged`]; removed
+/// again when the file is refused. Blocking (SQLite).
+pub fn stage_import(
+    staging_dir: &Path,
+    tenant: &str,
+    next_chunk: impl FnMut() -> Result<Option<Bytes>, String>,
+) -> Result<(PathBuf, ExportHeader, ExportSummary), ImportError> {
+    let staged = staging_dir.join(files::unique_name(&tenant_file_name(tenant)));
+    let done = SqliteStorage::open(&staged)
+        .map_err(|e| ImportError::Storage(e.message))
+        .and_then(|mut store| read_into(&mut store, next_chunk))
+        .and_then(|done| {
+            files::seal(&staged)
+                .map(|()| done)
+                .map_err(|e| ImportError::Storage(e.message))
+        });
+    match done {
+        Ok((header, summary)) => Ok((staged, header, summary)),
+        Err(err) => {
+            remove_staged(&staged);
+            Err(err)
         }
-        if present {
-            files::remove_tenant(&dir, &trash, &tenant)
-                .map_err(|e| ImportError::Storage(e.message))?;
-        }
-        files::install_tenant(&staged, &dir, &tenant)
+    }
+}
+
+/// Puts the staged store in `tenant`'s place (one rename), first moving
+/// its present store to `trash_dir` if `replace` (refused with
+/// [`ImportError::HasData`] otherwise); true if a store was replaced. The
+/// tenant must not be open (held, or the server stopped). Blocking.
+pub fn install_staged(
+    tenants_dir: &Path,
+    trash_dir: &Path,
+    staged: &Path,
+    tenant: &str,
+    replace: bool,
+) -> Result<bool, ImportError> {
+    let present = tenant_path(tenants_dir, tenant).exists();
+    if present && !replace {
+        return Err(ImportError::HasData);
+    }
+    if present {
+        files::remove_tenant(tenants_dir, trash_dir, tenant)
             .map_err(|e| ImportError::Storage(e.message))?;
-        Ok(present)
-    })
-    .await
-    .map_err(|e| ImportError::Storage(format!("import failed: {e}")))?
+    }
+    files::install_tenant(staged, tenants_dir, tenant)
+        .map_err(|e| ImportError::Storage(e.message))?;
+    Ok(present)
+}
+
+/// Writes `tenant`'s store in `tenants_dir` as an export to `out`
+/// (blocking); `Ok(None)` when the tenant has no store.
+pub fn export_file(
+    tenants_dir: &Path,
+    tenant: &str,
+    out: &mut impl std::io::Write,
+) -> Result<Option<ExportSummary>, String> {
+    let path = tenant_path(tenants_dir, tenant);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut store = SqliteStorage::open(&path).map_err(|e| e.message)?;
+    block_on(export_store(&mut store, tenant, |line| {
+        out.write_all(line.as_bytes()).map_err(|e| e.to_string())
+    }))
+    .map(Some)
 }
 
 /// Reads an export from `chunks` into the empty `store`; the header and
 /// summary once the trailer was read and checked.
 fn read_into(
     store: &mut impl Storage,
-    mut chunks: mpsc::Receiver<Bytes>,
+    mut next_chunk: impl FnMut() -> Result<Option<Bytes>, String>,
 ) -> Result<(ExportHeader, ExportSummary), ImportError> {
     let mut reader = ExportReader::new();
     let mut importer = Importer::new();
     let mut ended = None;
-    while let Some(chunk) = chunks.blocking_recv() {
+    while let Some(chunk) = next_chunk().map_err(ImportError::BadFile)? {
         reader.push(&chunk);
         while let Some(item) = reader
             .next_item()
@@ -342,8 +388,20 @@ fn read_into(
     Ok((header, summary))
 }
 
-fn remove_staged(staged: &std::path::Path) {
+fn remove_staged(staged: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = std::fs::remove_file(PathBuf::from(format!("{}{suffix}", staged.display())));
+    }
+}
+
+impl std::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportError::HasData => {
+                f.write_str("the tenant has data (use --replace to replace it)")
+            }
+            ImportError::BadFile(reason) => write!(f, "import refused, nothing changed: {reason}"),
+            ImportError::Storage(reason) => write!(f, "import failed, nothing changed: {reason}"),
+        }
     }
 }

@@ -28,6 +28,13 @@ enum Command {
     Token(cmd::token::TokenCommand),
     /// The admin API of a running server or Worker (SYNC_ADMIN_TOKEN).
     Admin(cmd::admin::AdminArgs),
+    /// Save a tenant of a data directory as an export file.
+    Export(cmd::offline::ExportArgs),
+    /// Load an export file as a tenant of a stopped server's data directory.
+    Import(cmd::offline::ImportArgs),
+    /// Copy every tenant of a data directory, consistently, while the
+    /// server runs.
+    Backup(cmd::offline::BackupArgs),
     #[command(flatten)]
     Client(cmd::client::ClientCommand),
 }
@@ -38,6 +45,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Client(command) => cmd::client::run(command),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Export(args) => cmd::offline::export(args),
+        Command::Import(args) => cmd::offline::import(args),
+        Command::Backup(args) => cmd::offline::backup(args),
         Command::Token(command) => cmd::token::run(command),
         Command::Admin(args) => cmd::admin::run(args),
     }

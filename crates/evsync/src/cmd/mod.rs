@@ -3,5 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod offline;
+mod progress;
 pub mod serve;
 pub mod token;
