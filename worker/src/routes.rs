@@ -151,6 +151,21 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
             );
             Ok(response)
         }
+        // Not built for the Worker yet: listing needs an index of the
+        // tenants' objects, and export/import/delete a streamed transfer
+        // into and out of one object. Said plainly rather than 404.
+        Ok(
+            AdminRoute::List
+            | AdminRoute::Delete { .. }
+            | AdminRoute::Export { .. }
+            | AdminRoute::Import { .. },
+        ) => {
+            refusals::log(req.headers(), path, 501, "admin operation not on the Worker");
+            text(
+                501,
+                "Not available on the Worker yet: listing, deleting, exporting and importing tenants run on the native server (evsync serve).",
+            )
+        }
     }
 }
 
