@@ -33,6 +33,8 @@ if (process.env.CI === "true" && !TARGETS.includes("evsync")) {
 }
 
 export const EVSYNC_BIN = process.env.EVSYNC_BIN ?? join(REPO_DIR, "target/debug/evsync")
+/** The native evsync binary, also when EVSYNC_BIN is the Worker's scripts/worker-serve. */
+export const EVSYNC_NATIVE_BIN = process.env.EVSYNC_REAL_BIN ?? join(REPO_DIR, "target/debug/evsync")
 // What runs behind the evsync target: "native" (`evsync serve`) or "worker" (the Rust Worker in
 // workerd through scripts/worker-serve, set by scripts/worker-test). Only process-level behaviour
 // differs: a Worker has no graceful shutdown of its own, workerd just drops the sockets.
@@ -139,7 +141,9 @@ export const tenant = (label = "t") => `${label}-${randomUUID().slice(0, 8)}`
 /**
  * Starts a target server. Returns a handle whose `url(tenant)` is the client URL.
  * @param {string} target "evsync" | "reference" | "reference-memory"
- * @param {{ dataDir?: string, env?: Record<string,string>, port?: number }} [options]
+ * @param {{ dataDir?: string, env?: Record<string,string>, port?: number, bin?: string }} [options]
+ *   `bin`: the evsync command to run for target "evsync" (default EVSYNC_BIN), e.g. the native
+ *   binary when EVSYNC_BIN is the Worker's scripts/worker-serve
  */
 export const startServer = async (target, options = {}) => {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), `evsync-interop-${target}-`))
@@ -148,10 +152,10 @@ export const startServer = async (target, options = {}) => {
   let command
   let args
   if (target === "evsync") {
-    if (!existsSync(EVSYNC_BIN)) {
-      throw new Error(`evsync binary not found at ${EVSYNC_BIN}: build it with \`cargo build -p evsync\` (interop/run.sh does)`)
+    command = options.bin ?? EVSYNC_BIN
+    if (!existsSync(command)) {
+      throw new Error(`evsync binary not found at ${command}: build it with \`cargo build -p evsync\` (interop/run.sh does)`)
     }
-    command = EVSYNC_BIN
     args = ["serve", "--listen", `127.0.0.1:${port}`, "--data", dataDir]
   } else if (target === "reference") {
     command = process.execPath

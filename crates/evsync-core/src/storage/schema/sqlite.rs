@@ -91,15 +91,15 @@ pub const RAISE_TOKENS_NOT_BEFORE: &str =
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM tenant_settings WHERE id = 1";
 
-/// What the tenant file holds
-/// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
-/// `logs` (with entries), `entries`, `bytes` (iv + entryId + ciphertext
-/// lengths). Scans `entries`, reading each row's lengths, not its blobs.
 /// Every log with entries and its head, in publicKey byte order (the
 /// `public_key` BLOBs compare with memcmp).
 pub const SELECT_LOG_HEADS: &str =
     "SELECT public_key, head FROM logs WHERE head > 0 ORDER BY public_key";
 
+/// What the tenant file holds
+/// ([`Storage::stats`](crate::storage::Storage::stats)), as one row:
+/// `logs` (with entries), `entries`, `bytes` (iv + entryId + ciphertext
+/// lengths). Scans `entries`, reading each row's lengths, not its blobs.
 pub const SELECT_STATS: &str = "SELECT
         (SELECT count(*) FROM logs WHERE head > 0) AS logs,
         count(*) AS entries,
