@@ -132,42 +132,21 @@ async fn delete_export_and_import_through_the_admin_api_keep_cursors_valid() {
         failed(&admin(&server, &["import", "acme", "--in", file.to_str().unwrap()]).await);
     assert!(refused.contains("409"), "{refused}");
 
-    // a damaged file is refused and changes nothing
-    let damaged = dir.path().join("damaged.jsonl");
+    // a damaged or a truncated file is refused and changes nothing
     let at = text.find("\"data\":\"").unwrap() + 9;
-    let mut bytes = text.clone().into_bytes();
-    bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
-    std::fs::write(&damaged, bytes).unwrap();
-    let refused = failed(
-        &admin(
-            &server,
-            &[
-                "import",
-                "acme",
-                "--in",
-                damaged.to_str().unwrap(),
-                "--replace",
-            ],
-        )
-        .await,
-    );
-    assert!(refused.contains("checksum mismatch"), "{refused}");
-    let truncated = dir.path().join("truncated.jsonl");
-    std::fs::write(&truncated, &text.as_bytes()[..text.len() / 2]).unwrap();
-    let refused = failed(
-        &admin(
-            &server,
-            &[
-                "import",
-                "acme",
-                "--in",
-                truncated.to_str().unwrap(),
-                "--replace",
-            ],
-        )
-        .await,
-    );
-    assert!(refused.contains("truncated"), "{refused}");
+    let mut damaged = text.clone().into_bytes();
+    damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+    let truncated = text.as_bytes()[..text.len() / 2].to_vec();
+    for (name, bytes, reason) in [
+        ("damaged", damaged, "checksum mismatch"),
+        ("truncated", truncated, "truncated"),
+    ] {
+        let bad = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&bad, bytes).unwrap();
+        let args = ["import", "acme", "--in", bad.to_str().unwrap(), "--replace"];
+        let refused = failed(&admin(&server, &args).await);
+        assert!(refused.contains(reason), "{name}: {refused}");
+    }
     assert_eq!(
         catch_up(&server, "acme", 1, 0).await.0,
         fresh,
