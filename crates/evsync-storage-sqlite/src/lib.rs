@@ -10,6 +10,7 @@
 //! with ten thousand identities still has four tables (its remoteId, its
 //! logs, their entries, its settings).
 
+pub mod effect_sql;
 pub mod files;
 mod paths;
 pub mod schema;
