@@ -18,6 +18,7 @@
 
 pub mod catchup;
 pub mod common;
+pub mod crash;
 pub mod fanout;
 pub mod idle;
 pub mod raw;

@@ -28,6 +28,9 @@ enum Command {
     Token(cmd::token::TokenCommand),
     /// The admin API of a running server or Worker (SYNC_ADMIN_TOKEN).
     Admin(cmd::admin::AdminArgs),
+    /// SIGKILL the server again and again under write load, resend what was
+    /// not acknowledged, then check every acknowledged entry.
+    CrashTest(cmd::crash::CrashArgs),
     /// Save a tenant of a data directory as an export file.
     Export(cmd::offline::ExportArgs),
     /// Load an export file as a tenant of a stopped server's data directory.
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Client(command) => cmd::client::run(command),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::CrashTest(args) => cmd::crash::run(args),
         Command::Export(args) => cmd::offline::export(args),
         Command::Import(args) => cmd::offline::import(args),
         Command::Backup(args) => cmd::offline::backup(args),

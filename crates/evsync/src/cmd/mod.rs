@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bench;
 pub mod client;
+pub mod crash;
 pub mod offline;
 mod progress;
 pub mod serve;
