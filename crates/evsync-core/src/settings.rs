@@ -58,6 +58,12 @@ pub fn parse_limit(value: &str, default: usize) -> Result<usize, String> {
     }
 }
 
+/// How long a connection may take to send its HTTP request headers (the
+/// WebSocket handshake) before the native server closes it: long enough
+/// for a replica on a slow mobile link, short enough that a slowloris
+/// attacker holds each socket only briefly.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
 /// Longest idle-socket timeout accepted: a day. Longer would hardly differ
 /// from off, and a typo of a few extra digits should be caught.
 pub const MAX_IDLE_SOCKET_TIMEOUT_SECS: u64 = 86_400;

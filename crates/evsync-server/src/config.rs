@@ -102,6 +102,9 @@ pub struct Limits {
     pub max_tenants: usize,
     /// What `Retry-After` says on a refusal over a limit.
     pub retry_after_secs: u32,
+    /// SYNC_HANDSHAKE_TIMEOUT: a connection must send its HTTP request
+    /// headers within this; one that does not (slowloris) is closed.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -111,6 +114,9 @@ impl Default for Limits {
             max_connections_per_tenant: evsync_core::settings::DEFAULT_MAX_CONNECTIONS_PER_TENANT,
             max_tenants: 100_000,
             retry_after_secs: evsync_core::settings::LIMIT_RETRY_AFTER_SECS,
+            handshake_timeout: Duration::from_secs(
+                evsync_core::settings::DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            ),
         }
     }
 }

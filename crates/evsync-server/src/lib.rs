@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
 mod admin;
 pub mod auth;
 pub mod config;
@@ -51,7 +52,6 @@ pub use config::{
     parse_limit,
 };
 
-use axum::serve::ListenerExt;
 use registry::Registry;
 use shared::Shared;
 use std::future::Future;
@@ -225,18 +225,19 @@ impl Server {
                 }
             });
         }
-        let listener = listener.tap_io(|tcp| {
-            // Acks and Pongs are small: send them at once.
-            let _ = tcp.set_nodelay(true);
+        // Our own accept loop (accept.rs): a handshake timeout, and the
+        // peer's address (`ConnectInfo`) for the refusal log.
+        let serve = accept::serve(
+            listener,
+            routes::router(registry.clone()),
+            shared.clone(),
+            shared.config.limits.handshake_timeout,
+            stop_rx.clone(),
+        );
+        let mut serve = tokio::spawn(async move {
+            serve.await;
+            Ok::<(), std::io::Error>(())
         });
-        let mut graceful = stop_rx.clone();
-        // With the peer's address (`ConnectInfo`), for the refusal log.
-        let app =
-            routes::router(registry.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = graceful.wait_for(|stop| *stop).await;
-        });
-        let mut serve = tokio::spawn(async move { serve.await });
         let summaries = tokio::spawn({
             let shared = shared.clone();
             async move {

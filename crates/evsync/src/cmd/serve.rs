@@ -182,6 +182,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNC_MAX_TENANTS", value_name = "N")]
     max_tenants: Option<String>,
 
+    /// Seconds a connection may take to send its HTTP request headers (the
+    /// WebSocket handshake); slower ones are closed and logged (default 10).
+    #[arg(long, env = "SYNC_HANDSHAKE_TIMEOUT", value_name = "SECS")]
+    handshake_timeout: Option<String>,
+
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -250,6 +255,11 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
             args.max_tenants.as_deref().unwrap_or(""),
             defaults.max_tenants,
         )?,
+        handshake_timeout: Duration::from_secs(parse_limit(
+            "SYNC_HANDSHAKE_TIMEOUT (--handshake-timeout)",
+            args.handshake_timeout.as_deref().unwrap_or(""),
+            defaults.handshake_timeout.as_secs() as usize,
+        )? as u64),
         ..defaults
     };
     config.auth = auth.with_token_secret(secret);
