@@ -36,6 +36,8 @@ pub struct LogConfig {
     /// Logs whose head and tail are remembered; past this, logs without a
     /// subscriber are forgotten (they are re-read from storage when needed).
     pub max_cached_logs: usize,
+    /// The tenant's write rate limit (see [`super::quota`]); `None`: none.
+    pub write_rate: Option<super::WriteRate>,
 }
 
 impl Default for LogConfig {
@@ -53,6 +55,7 @@ impl Default for LogConfig {
             tail_cache_entries: 1024,
             tail_cache_bytes: 256 * 1024,
             max_cached_logs: 4096,
+            write_rate: None,
         }
     }
 }

@@ -26,6 +26,7 @@ mod cache;
 mod config;
 mod delivery;
 mod outbound;
+mod quota;
 mod service;
 mod stats;
 mod subscriptions;
@@ -33,6 +34,7 @@ mod writes;
 
 pub use config::LogConfig;
 pub use delivery::Delivery;
+pub use quota::WriteRate;
 pub use service::LogService;
 pub use stats::LogStats;
 

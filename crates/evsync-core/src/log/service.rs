@@ -12,6 +12,7 @@
 
 use super::cache::{Cached, Caches};
 use super::outbound::Outbound;
+use super::quota::WriteQuota;
 use super::subscriptions::{SubState, Subscriptions};
 use super::writes::{PendingWrite, WritePipeline};
 use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, LogStats, WriteToken};
@@ -19,6 +20,7 @@ use crate::storage::{
     AppendBatch, Appended, ReadLimit, RequestId, StorageError, StorageOp, StorageRequest,
     StorageResponse,
 };
+use crate::time::Timestamp;
 use crate::wire::{RemoteEntry, Sequence};
 use std::collections::BTreeMap;
 
@@ -29,6 +31,10 @@ pub struct LogService {
     subs: Subscriptions,
     caches: Caches,
     writes: WritePipeline,
+    /// The tenant's write rate limit, when configured.
+    quota: Option<WriteQuota>,
+    /// The latest time the caller passed in ([`LogService::set_now`]).
+    now: Timestamp,
     shutting_down: bool,
     next_request: u64,
     stats: LogStats,
@@ -37,6 +43,8 @@ pub struct LogService {
 impl LogService {
     pub fn new(config: LogConfig) -> Self {
         LogService {
+            quota: config.write_rate.map(WriteQuota::new),
+            now: Timestamp(0),
             config,
             outbound: Outbound::default(),
             subs: Subscriptions::default(),
@@ -55,6 +63,35 @@ impl LogService {
 
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// The time, as the caller's clock reads it; the write rate limit
+    /// refills by it. Call before each `handle_*` that may write.
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = Timestamp(self.now.0.max(now.0));
+    }
+
+    /// Time passed: appends held back by the write rate limit may start.
+    pub fn handle_timeout(&mut self, now: Timestamp, sink: &mut impl LogSink) {
+        self.set_now(now);
+        self.maybe_start_append(sink);
+    }
+
+    /// When [`LogService::handle_timeout`] has work: writes are waiting
+    /// for the write rate limit.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        if self.writes.is_idle() {
+            return None;
+        }
+        self.quota.as_ref()?.ready_at()
+    }
+
+    /// Whole seconds until the tenant's writes are no longer held back by
+    /// its write rate limit, or `None` when they are not (adapters refuse
+    /// new connections meanwhile: `429` with `Retry-After`).
+    pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
+        self.set_now(now);
+        self.quota.as_mut()?.retry_after_secs(self.now)
     }
 
     // ------------------------------------------------------------ connections
@@ -181,12 +218,7 @@ impl LogService {
         if !self.outbound.is_open(conn) {
             return;
         }
-        let bytes = batch.iv.len()
-            + batch
-                .entries
-                .iter()
-                .map(|e| e.entry_id.len() + e.encrypted_entry.len())
-                .sum::<usize>();
+        let bytes = batch_bytes(&batch);
         let write = PendingWrite {
             conn,
             token,
@@ -210,6 +242,12 @@ impl LogService {
     }
 
     fn maybe_start_append(&mut self, sink: &mut impl LogSink) {
+        if let Some(quota) = &mut self.quota
+            && !self.writes.is_idle()
+            && !quota.ready(self.now)
+        {
+            return; // `next_deadline` says when
+        }
         let mut id = None;
         let next = &mut self.next_request;
         let group = self.writes.next_group(
@@ -223,6 +261,9 @@ impl LogService {
             },
         );
         if let (Some(batches), Some(id)) = (group, id) {
+            if let Some(quota) = &mut self.quota {
+                quota.charge(batches.iter().map(batch_bytes).sum());
+            }
             sink.storage(StorageRequest {
                 id,
                 op: StorageOp::Append(batches),
@@ -561,4 +602,15 @@ impl LogService {
             sink.close(conn, CloseReason::ShuttingDown);
         }
     }
+}
+
+/// The bytes of a batch as writes are counted (unacked bytes, the write
+/// rate limit): its iv and its entries' ids and ciphertexts.
+fn batch_bytes(batch: &AppendBatch) -> usize {
+    batch.iv.len()
+        + batch
+            .entries
+            .iter()
+            .map(|e| e.entry_id.len() + e.encrypted_entry.len())
+            .sum::<usize>()
 }

@@ -118,6 +118,7 @@ impl Engine {
             return;
         }
         self.sessions.idle.heard(conn, now);
+        self.log.set_now(now);
         self.sessions.stats.frames_received += 1;
         self.sessions.stats.bytes_received += frame.len() as u64;
         let max = self.sessions.config.max_frame_bytes;
@@ -215,7 +216,8 @@ impl Engine {
     /// Time passed: closes connections whose incomplete chunked messages
     /// are older than the age limit, connections whose token expired, with
     /// 1008, and (when the idle-socket timeout is on) connections that sent
-    /// no frame for that long, with 1000.
+    /// no frame for that long, with 1000; starts appends the write rate
+    /// limit held back.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let mut expired: Vec<(ConnId, FrameError)> = self
             .sessions
@@ -233,6 +235,7 @@ impl Engine {
         for conn in self.sessions.grants.expired(now) {
             self.close(conn, code::POLICY_VIOLATION, "token expired".into());
         }
+        self.log.handle_timeout(now, &mut self.sessions);
         let idle = self.sessions.idle.expired(now);
         if let Some(timeout) = self.sessions.idle.timeout_ms() {
             for conn in idle {
@@ -263,7 +266,21 @@ impl Engine {
             .min();
         let idle = self.sessions.idle.next_deadline();
         let expiry = self.sessions.grants.next_expiry();
-        chunks.into_iter().chain(idle).chain(expiry).min()
+        let throttled = self.log.next_deadline();
+        chunks
+            .into_iter()
+            .chain(idle)
+            .chain(expiry)
+            .chain(throttled)
+            .min()
+    }
+
+    /// Whole seconds until the tenant's writes are no longer held back by
+    /// its write rate limit (`LogConfig::write_rate`), or `None` when they
+    /// are not. Adapters refuse new connections meanwhile with `429` and
+    /// this as `Retry-After`.
+    pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
+        self.log.write_retry_after_secs(now)
     }
 
     /// The next thing to do, in order.
