@@ -65,8 +65,8 @@ fn writes_over_the_rate_wait_for_the_bucket_and_are_all_acked() {
     assert!(h.ack(conn, 2).is_some());
     assert_eq!(
         h.engine.write_retry_after_secs(h.now),
-        Some(1),
-        "behind: new connections wait"
+        None,
+        "256 ms behind: under a second, new connections are still welcome"
     );
 
     // the third waits until the debt is paid: 256 ms at 1,000 B/s
@@ -84,6 +84,18 @@ fn writes_over_the_rate_wait_for_the_bucket_and_are_all_acked() {
     h.settle();
     assert!(h.ack(conn, 3).is_some());
     assert!(h.closed.is_empty(), "nobody was disconnected");
+
+    // a big write puts the tenant over 2 s behind: new connections wait
+    write(&mut h, conn, 4, 2_100);
+    h.now = h
+        .engine
+        .poll_timeout()
+        .expect("it waits for the 128 bytes of debt write 3 left");
+    h.engine.handle_timeout(h.now);
+    h.pump();
+    h.settle();
+    assert!(h.ack(conn, 4).is_some());
+    assert_eq!(h.engine.write_retry_after_secs(h.now), Some(3));
 }
 
 #[test]

@@ -65,6 +65,9 @@ pub(crate) enum ConnectError {
     /// An operator is deleting or replacing the tenant: `503` with
     /// `Retry-After`.
     Held,
+    /// The tenant's writes are behind its write rate limit: `429` with
+    /// `Retry-After` of this many seconds.
+    Throttled(u64),
 }
 
 /// A tenant held by an operator (see [`Registry::hold`]): released when
@@ -251,6 +254,10 @@ impl Registry {
             Ok(Err(OpenRefused::Revoked)) => {
                 attached.closed_by_engine = true;
                 Err(ConnectError::Revoked)
+            }
+            Ok(Err(OpenRefused::Throttled { retry_after_secs })) => {
+                attached.closed_by_engine = true;
+                Err(ConnectError::Throttled(retry_after_secs))
             }
             Ok(Err(OpenRefused::TenantFull)) => {
                 attached.closed_by_engine = true;

@@ -167,6 +167,18 @@ async fn handle(
             shared.metrics.auth_failed(deny_label(DenyReason::Revoked));
             return refusal_response(refusal);
         }
+        Err(ConnectError::Throttled(retry_after_secs)) => {
+            peer.refused(&registry, 429, "tenant write rate limit");
+            shared.metrics.refused_over_limit("tenant_write_rate");
+            let mut response = text(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many writes to this tenant; retry later.",
+            );
+            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
+        }
         Err(ConnectError::Held) => {
             peer.refused(&registry, 503, "tenant held by an operator");
             let mut response = text(

@@ -75,6 +75,9 @@ pub(crate) enum OpenRefused {
     Revoked,
     /// The tenant has `Limits::max_connections_per_tenant` open.
     TenantFull,
+    /// The tenant's writes are behind its write rate limit: retry after
+    /// this many seconds.
+    Throttled { retry_after_secs: u64 },
 }
 
 /// How an actor leaves the table of loaded tenants. The registry implements
@@ -313,6 +316,10 @@ impl Actor {
                 let max = self.shared.config.limits.max_connections_per_tenant;
                 if self.engine.connection_count() >= max {
                     let _ = ready.send(Err(OpenRefused::TenantFull));
+                    return;
+                }
+                if let Some(retry_after_secs) = self.engine.write_retry_after_secs(now) {
+                    let _ = ready.send(Err(OpenRefused::Throttled { retry_after_secs }));
                     return;
                 }
                 self.conns.insert(conn, outlet);

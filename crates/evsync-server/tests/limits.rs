@@ -106,3 +106,50 @@ async fn tenants_over_the_loaded_limit_wait_for_an_unload() {
     b.hello().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_tenant_over_its_write_rate_is_slowed_and_refuses_new_sockets_with_429() {
+    let mut config = memory_config();
+    config.engine.log.write_rate = Some(evsync_core::log::WriteRate {
+        bytes_per_sec: 1_000,
+        burst_bytes: 1_000,
+    });
+    let server = start(config).await;
+    let mut writer = Client::connect(server.addr, "busy").await;
+    writer.hello().await;
+    // 3 × ~1 KB at 1 KB/s: the second and third wait for the bucket, and
+    // the third leaves the tenant about a second behind
+    for id in 1..=3 {
+        let acked = writer
+            .write("pk", id, &[common::entry(id as u64, 1_000)])
+            .await;
+        assert_eq!(acked, vec![id as u64]);
+    }
+    // while it is behind, a new socket to that tenant waits: 429
+    let r = http_get(server.addr, "/event-log/busy", UPGRADE).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body, "Too many writes to this tenant; retry later.");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert_eq!(
+        retry, 2,
+        "Retry-After: the ~1.04 s the debt takes, rounded up"
+    );
+    // other tenants are not limited by it
+    let mut other = Client::connect(server.addr, "quiet").await;
+    other.hello().await;
+    // the writer is slowed, not refused: its next write is acked once the
+    // debt is paid (about a second at 1 KB/s)
+    let started = std::time::Instant::now();
+    assert_eq!(
+        writer.write("pk", 4, &[common::entry(4, 10)]).await,
+        vec![4]
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "held back by the rate: acked after {:?}",
+        started.elapsed()
+    );
+    // and once it has caught up, new sockets are welcome again
+    let mut late = Client::connect(server.addr, "busy").await;
+    late.hello().await;
+}

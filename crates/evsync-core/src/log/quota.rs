@@ -7,9 +7,9 @@
 //! its Acks down, which Effect's client already waits for; nothing is lost
 //! and nobody is disconnected. A writer that floods anyway is closed by
 //! [`LogConfig::max_unacked_write_bytes`](super::LogConfig), as before.
-//! While the tenant is behind (in debt), new connections are refused with
-//! `429` and a `Retry-After` of the time the debt takes to pay off (the
-//! adapter asks [`WriteQuota::retry_after_secs`]).
+//! While the tenant is a second or more behind, new connections are
+//! refused with `429` and a `Retry-After` of the time the debt takes to pay
+//! off (the adapter asks [`WriteQuota::retry_after_secs`]).
 
 use crate::time::Timestamp;
 
@@ -72,12 +72,14 @@ impl WriteQuota {
         Some(Timestamp(at.0.saturating_add(wait_ms as u64)))
     }
 
-    /// Whole seconds until the debt is paid (at least 1), or `None` when
-    /// the tenant is not behind.
+    /// Whole seconds until the debt is paid, or `None` when the tenant is
+    /// less than a second behind: a tenant writing at about its rate is in
+    /// small debt most of the time, and that alone must not turn replicas
+    /// away.
     pub fn retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
         self.refill(now);
-        let ready_at = self.ready_at()?;
-        Some(ready_at.0.saturating_sub(now.0).div_ceil(1000).max(1))
+        let wait_ms = self.ready_at()?.0.saturating_sub(now.0);
+        (wait_ms >= 1000).then(|| wait_ms.div_ceil(1000))
     }
 }
 
@@ -99,6 +101,11 @@ mod tests {
         assert_eq!(q.ready_at(), Some(Timestamp(3000)));
         assert_eq!(q.retry_after_secs(Timestamp(500)), Some(3));
         assert!(!q.ready(Timestamp(2999)));
+        assert_eq!(
+            q.retry_after_secs(Timestamp(2001)),
+            None,
+            "under a second behind"
+        );
         assert!(q.ready(Timestamp(3000)));
         assert_eq!(q.retry_after_secs(Timestamp(3000)), None);
         // never above the burst

@@ -7,6 +7,7 @@
 
 use crate::logging::{self, LogFormat};
 use clap::Args;
+use evsync_core::log::WriteRate;
 use evsync_server::{
     ConfigError, Limits, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
     parse_bool, parse_idle_socket_timeout, parse_limit, token_secret,
@@ -182,6 +183,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNC_MAX_TENANTS", value_name = "N")]
     max_tenants: Option<String>,
 
+    /// Bytes per second one tenant may write on average (entry ids, ivs and
+    /// ciphertexts); appends over it wait (slower Acks, nothing refused),
+    /// and while the tenant is behind, new connections get 429 with
+    /// Retry-After. Default: no limit.
+    #[arg(long, env = "SYNC_TENANT_WRITE_RATE", value_name = "BYTES_PER_SEC")]
+    tenant_write_rate: Option<String>,
+
+    /// Bytes one tenant may write at once before the rate applies
+    /// (default: ten seconds' worth of SYNC_TENANT_WRITE_RATE).
+    #[arg(long, env = "SYNC_TENANT_WRITE_BURST", value_name = "BYTES")]
+    tenant_write_burst: Option<String>,
+
     /// Seconds a connection may take to send its HTTP request headers (the
     /// WebSocket handshake); slower ones are closed and logged (default 10).
     #[arg(long, env = "SYNC_HANDSHAKE_TIMEOUT", value_name = "SECS")]
@@ -266,9 +279,38 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     config.admin_token = admin;
     config.debug = debug;
     config.engine.idle_socket_timeout_ms = idle_socket_timeout;
+    config.engine.log.write_rate = write_rate(
+        args.tenant_write_rate.as_deref().unwrap_or(""),
+        args.tenant_write_burst.as_deref().unwrap_or(""),
+    )?;
     config.idle_grace = Duration::from_millis(args.idle_unload_ms);
     config.shutdown_timeout = Duration::from_secs(args.shutdown_timeout_secs);
     Ok(config)
+}
+
+/// SYNC_TENANT_WRITE_RATE and SYNC_TENANT_WRITE_BURST: no rate, or a rate
+/// with a burst of ten seconds' worth unless given.
+fn write_rate(rate: &str, burst: &str) -> Result<Option<WriteRate>, ConfigError> {
+    if rate.trim().is_empty() {
+        if !burst.trim().is_empty() {
+            return Err(ConfigError::new(
+                "SYNC_TENANT_WRITE_BURST (--tenant-write-burst)",
+                "needs SYNC_TENANT_WRITE_RATE too".to_owned(),
+            ));
+        }
+        return Ok(None);
+    }
+    let bytes_per_sec =
+        parse_limit("SYNC_TENANT_WRITE_RATE (--tenant-write-rate)", rate, 1)? as u64;
+    let burst_bytes = parse_limit(
+        "SYNC_TENANT_WRITE_BURST (--tenant-write-burst)",
+        burst,
+        bytes_per_sec.saturating_mul(10) as usize,
+    )? as u64;
+    Ok(Some(WriteRate {
+        bytes_per_sec,
+        burst_bytes,
+    }))
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {
