@@ -33,7 +33,8 @@ enum Command {
     CrashTest(cmd::crash::CrashArgs),
     /// Save a tenant of a data directory as an export file.
     Export(cmd::offline::ExportArgs),
-    /// Load an export file as a tenant of a stopped server's data directory.
+    /// Load an export file (or a database of Effect's SqlEventLogServer) as
+    /// a tenant of a stopped server's data directory.
     Import(cmd::offline::ImportArgs),
     /// Copy every tenant of a data directory, consistently, while the
     /// server runs.
