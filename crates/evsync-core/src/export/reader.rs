@@ -1,10 +1,9 @@
 //! Reads an export incrementally and refuses a damaged one.
 
-use super::record::{BodyLine, ExportHeader, ExportSummary, parse_body_line};
+use super::record::{BodyLine, ExportHeader, ExportSummary, LogOrder, parse_body_line};
 use super::writer::hex;
-use crate::wire::{RemoteEntry, Sequence};
+use crate::wire::RemoteEntry;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 
 /// The longest line the reader accepts: an entry of the largest message a
 /// server takes, in base64, with room to spare. A longer line means a
@@ -40,46 +39,6 @@ pub enum ReadItem {
     },
     /// The trailer, checked: counts and checksum match what was read.
     End(ExportSummary),
-}
-
-/// The order rule both sides keep: a log's entries come together, its
-/// sequences run 1, 2, 3 … without a gap, and no log comes back later.
-#[derive(Default)]
-pub(super) struct LogOrder {
-    current: Option<(String, Sequence)>,
-    finished: HashSet<String>,
-}
-
-impl LogOrder {
-    /// Accepts the next entry; true when it starts a new log.
-    pub(super) fn accept(&mut self, public_key: &str, sequence: Sequence) -> Result<bool, String> {
-        if let Some((log, last)) = &mut self.current
-            && log == public_key
-        {
-            if sequence != *last + 1 {
-                return Err(format!(
-                    "log {public_key}: sequence {sequence} after {last} (sequences must run without a gap)"
-                ));
-            }
-            *last = sequence;
-            return Ok(false);
-        }
-        if self.finished.contains(public_key) {
-            return Err(format!(
-                "log {public_key} appears again after other logs (a log's entries must be together)"
-            ));
-        }
-        if sequence != 1 {
-            return Err(format!(
-                "log {public_key} starts at sequence {sequence}, not 1"
-            ));
-        }
-        if let Some((log, _)) = self.current.take() {
-            self.finished.insert(log);
-        }
-        self.current = Some((public_key.to_owned(), 1));
-        Ok(true)
-    }
 }
 
 /// Reads an export from bytes pushed in any slicing ([`ExportReader::push`])

@@ -1,10 +1,11 @@
 //! The lines of an export file and how each is written and parsed.
 
-use crate::wire::{RemoteEntry, RemoteId};
+use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
+use std::collections::HashSet;
 
 /// The `format` field of every export's header.
 pub const FORMAT_NAME: &str = "evsync-export";
@@ -220,4 +221,44 @@ pub fn parse_remote_id(text: &str) -> Result<RemoteId, String> {
         out[i] = digit(pair[0]) << 4 | digit(pair[1]);
     }
     Ok(RemoteId(out))
+}
+
+/// The order rule both sides keep: a log's entries come together, its
+/// sequences run 1, 2, 3 … without a gap, and no log comes back later.
+#[derive(Default)]
+pub(super) struct LogOrder {
+    current: Option<(String, Sequence)>,
+    finished: HashSet<String>,
+}
+
+impl LogOrder {
+    /// Accepts the next entry; true when it starts a new log.
+    pub(super) fn accept(&mut self, public_key: &str, sequence: Sequence) -> Result<bool, String> {
+        if let Some((log, last)) = &mut self.current
+            && log == public_key
+        {
+            if sequence != *last + 1 {
+                return Err(format!(
+                    "log {public_key}: sequence {sequence} after {last} (sequences must run without a gap)"
+                ));
+            }
+            *last = sequence;
+            return Ok(false);
+        }
+        if self.finished.contains(public_key) {
+            return Err(format!(
+                "log {public_key} appears again after other logs (a log's entries must be together)"
+            ));
+        }
+        if sequence != 1 {
+            return Err(format!(
+                "log {public_key} starts at sequence {sequence}, not 1"
+            ));
+        }
+        if let Some((log, _)) = self.current.take() {
+            self.finished.insert(log);
+        }
+        self.current = Some((public_key.to_owned(), 1));
+        Ok(true)
+    }
 }

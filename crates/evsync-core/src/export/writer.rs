@@ -1,7 +1,6 @@
 //! Writes an export, line by line, as the entries come out of storage.
 
-use super::reader::LogOrder;
-use super::record::{ExportHeader, ExportSummary, entry_line, trailer_line};
+use super::record::{ExportHeader, ExportSummary, LogOrder, entry_line, trailer_line};
 use crate::wire::RemoteEntry;
 use sha2::{Digest, Sha256};
 
