@@ -51,6 +51,9 @@ struct World {
     closed: HashSet<ConnId>,
     now: u64,
     next_id: i64,
+    /// After `handle_shutdown` the engine ignores frames: the model must
+    /// not expect them to take effect.
+    shutting_down: bool,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -79,6 +82,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     log.tail_cache_entries = u.int_in_range(0..=8)?;
     log.max_subscriptions_per_connection = u.int_in_range(1..=3)?;
     log.max_unacked_write_bytes = u.int_in_range(256..=65536)?;
+    if std::env::var_os("EVSYNC_FUZZ_TRACE").is_some() {
+        eprintln!("{log:?}");
+    }
     let config = EngineConfig { log, ..EngineConfig::default() };
     let remote_id = RemoteId::from_random_bytes([3; 16]);
     let mut w = World {
@@ -90,10 +96,17 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
         closed: HashSet::new(),
         now: 0,
         next_id: 0,
+        shutting_down: false,
     };
     let mut next_conn = 0u64;
+    let trace = std::env::var_os("EVSYNC_FUZZ_TRACE").is_some();
+
     while !u.is_empty() {
-        match u.int_in_range(0..=11)? {
+        let op = u.int_in_range(0..=11)?;
+        if trace {
+            eprintln!("op {op} (now {}, pending {}, answers {})", w.now, w.pending.len(), w.answers.len());
+        }
+        match op {
             0 if w.conns.len() < 4 => {
                 next_conn += 1;
                 let conn = ConnId(next_conn);
@@ -124,7 +137,9 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                     w.next_id += 1;
                     let id = w.next_id;
                     let ids = entries.iter().map(|e| e.entry_id.clone()).collect();
-                    w.conns.get_mut(&conn).unwrap().writes.insert(id, (log.to_owned(), ids));
+                    if !w.shutting_down {
+                        w.conns.get_mut(&conn).unwrap().writes.insert(id, (log.to_owned(), ids));
+                    }
                     let request = Request::WriteEntries {
                         public_key: log.into(),
                         id,
@@ -138,14 +153,18 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
                 if let Some(conn) = pick(u, &w)? {
                     let log = *u.choose(&KEYS)?;
                     let start: u64 = u.int_in_range(0..=6)?;
-                    w.conns.get_mut(&conn).unwrap().owed.insert(log.to_owned(), start.max(1));
+                    if !w.shutting_down {
+                        w.conns.get_mut(&conn).unwrap().owed.insert(log.to_owned(), start.max(1));
+                    }
                     frame(&mut w, conn, &Request::RequestChanges { public_key: log.into(), start_sequence: start });
                 }
             }
             5 => {
                 if let Some(conn) = pick(u, &w)? {
                     let log = *u.choose(&KEYS)?;
-                    w.conns.get_mut(&conn).unwrap().owed.remove(log);
+                    if !w.shutting_down {
+                        w.conns.get_mut(&conn).unwrap().owed.remove(log);
+                    }
                     frame(&mut w, conn, &Request::StopChanges { public_key: log.into() });
                 }
             }
@@ -193,6 +212,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
             }
             11 => {
                 if u.ratio(1, 16)? {
+                    w.shutting_down = true;
                     w.engine.handle_shutdown();
                 } else {
                     w.now += u.int_in_range(0..=120_000)?;
@@ -216,6 +236,9 @@ fn pick(u: &mut Unstructured<'_>, w: &World) -> Result<Option<ConnId>> {
 }
 
 fn frame(w: &mut World, conn: ConnId, request: &Request) {
+    if std::env::var_os("EVSYNC_FUZZ_TRACE").is_some() {
+        eprintln!("  {conn:?} sends {request:?}");
+    }
     w.engine.handle_frame(conn, Bytes::from(encode_request(request)), Timestamp(w.now));
 }
 
@@ -264,6 +287,9 @@ fn pump(w: &mut World) {
 }
 
 fn check(w: &mut World, conn: ConnId, response: Response) {
+    if std::env::var_os("EVSYNC_FUZZ_TRACE").is_some() {
+        eprintln!("  {conn:?} gets {response:?}");
+    }
     let store = &mut w.store;
     let c = w.conns.get_mut(&conn).unwrap();
     match response {
