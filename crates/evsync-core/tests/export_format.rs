@@ -175,7 +175,7 @@ fn remote_ids_parse_from_their_uuid_text() {
 
 mod transfer {
     use super::*;
-    use evsync_core::export::{Importer, export_store};
+    use evsync_core::export::{Exporter, Importer, export_store};
     use evsync_core::storage::conformance::{batch, block_on};
     use evsync_core::storage::{MemoryStorage, ReadLimit, Storage};
 
@@ -239,6 +239,34 @@ mod transfer {
         assert_eq!(target.stats().unwrap(), source.stats().unwrap());
         // and the copy exports to the same bytes
         assert_eq!(export(&mut target), file);
+    }
+
+    #[test]
+    fn the_exporter_gives_a_page_at_a_time_and_keeps_its_cut() {
+        let mut store = MemoryStorage::new(RemoteId::from_random_bytes([3; 16]));
+        let many: Vec<u64> = (1..=2_500).collect();
+        store.append(&[batch("big", 1, &many)]).unwrap();
+        let (mut exporter, mut file) = block_on(Exporter::start(&mut store, "acme")).unwrap();
+        let mut calls = 0u64;
+        while let Some(lines) = block_on(exporter.next_lines(&mut store)).unwrap() {
+            calls += 1;
+            assert!(lines.len() <= 1_000, "one page at most");
+            for line in lines {
+                file.push_str(&line);
+            }
+            // writes between pages are after the cut: not in this export
+            store
+                .append(&[batch("big", 2, &[10_000 + calls]), batch("late", 3, &[1])])
+                .unwrap();
+        }
+        assert_eq!(calls, 4, "three pages of entries, then the trailer");
+        assert!(block_on(exporter.next_lines(&mut store)).unwrap().is_none());
+        assert_eq!(exporter.summary().entries, 2_500);
+        assert_eq!(exporter.summary().logs, 1);
+        let mut target = MemoryStorage::new(RemoteId::from_random_bytes([4; 16]));
+        import(&file, &mut target).unwrap();
+        assert_eq!(target.logs().unwrap().len(), 1);
+        assert_eq!(target.logs().unwrap()[0].head, 2_500);
     }
 
     #[test]

@@ -36,5 +36,5 @@ mod writer;
 
 pub use reader::{ExportError, ExportReader, ReadItem};
 pub use record::{ExportHeader, ExportSummary, FORMAT_NAME, FORMAT_VERSION, parse_remote_id};
-pub use transfer::{Importer, TRANSFER_PAGE, export_store};
+pub use transfer::{Exporter, Importer, TRANSFER_PAGE, export_store};
 pub use writer::ExportWriter;

@@ -5,7 +5,7 @@
 use super::reader::ReadItem;
 use super::record::{ExportHeader, ExportSummary};
 use super::writer::ExportWriter;
-use crate::storage::{AppendBatch, AsyncStorage, ReadLimit};
+use crate::storage::{AppendBatch, AsyncStorage, LogHead, ReadLimit};
 use crate::wire::{EncryptedEntry, RemoteEntry, Sequence};
 
 /// What one export read and one import transaction take at most: big
@@ -17,10 +17,8 @@ pub const TRANSFER_PAGE: ReadLimit = ReadLimit {
 };
 
 /// Writes `store` as an export of `tenant`, handing each line to `emit` as
-/// soon as it exists. The cut: every log up to the head [`AsyncStorage::logs`]
-/// listed when the export began, so everything acked before the export
-/// started is in it, and an append during the export is either wholly in
-/// a log's run or not at all. `emit`'s error stops the export.
+/// soon as it exists: [`Exporter`] driven to the end. `emit`'s error stops
+/// the export.
 pub async fn export_store<S, E>(
     store: &mut S,
     tenant: &str,
@@ -30,47 +28,116 @@ where
     S: AsyncStorage,
     E: FnMut(String) -> Result<(), String>,
 {
-    let failed = |what: &str| {
-        let what = what.to_owned();
-        move |e: crate::storage::StorageError| format!("{what}: {e}")
-    };
-    let remote_id = store
-        .remote_id()
-        .await
-        .map_err(failed("reading the remoteId"))?;
-    let tokens_not_before = store
-        .tokens_not_before()
-        .await
-        .map_err(failed("reading the revocation instant"))?;
-    let logs = store.logs().await.map_err(failed("listing the logs"))?;
-    let (mut writer, header) = ExportWriter::new(&ExportHeader {
-        tenant: tenant.to_owned(),
-        remote_id,
-        tokens_not_before,
-    });
+    let (mut exporter, header) = Exporter::start(store, tenant).await?;
     emit(header)?;
-    for log in &logs {
-        let mut next: Sequence = 1;
-        while next <= log.head {
+    while let Some(lines) = exporter.next_lines(store).await? {
+        for line in lines {
+            emit(line)?;
+        }
+    }
+    Ok(exporter.summary())
+}
+
+/// An export taken a page at a time, for a consumer that asks for the
+/// next bytes when it has room for them (an HTTP body that the client
+/// reads at its own pace: the Worker's export), so that no more than one
+/// page ([`TRANSFER_PAGE`]) is ever held.
+///
+/// The cut: every log up to the head [`AsyncStorage::logs`] listed when
+/// the export began, so everything acked before the export started is in
+/// it, and an append during the export is either wholly in a log's run or
+/// not at all. The store must stay the same tenant's store between calls
+/// (a caller that may delete or replace the tenant meanwhile must stop).
+pub struct Exporter {
+    writer: Option<ExportWriter>,
+    logs: Vec<LogHead>,
+    /// Index in `logs` of the log being read.
+    log: usize,
+    /// Its next sequence to read.
+    next: Sequence,
+    summary: ExportSummary,
+}
+
+impl Exporter {
+    /// Reads the tenant's remoteId, revocation instant and log heads;
+    /// returns the exporter and the header line.
+    pub async fn start<S: AsyncStorage>(
+        store: &mut S,
+        tenant: &str,
+    ) -> Result<(Self, String), String> {
+        let remote_id = store
+            .remote_id()
+            .await
+            .map_err(failed("reading the remoteId"))?;
+        let tokens_not_before = store
+            .tokens_not_before()
+            .await
+            .map_err(failed("reading the revocation instant"))?;
+        let logs = store.logs().await.map_err(failed("listing the logs"))?;
+        let (writer, header) = ExportWriter::new(&ExportHeader {
+            tenant: tenant.to_owned(),
+            remote_id,
+            tokens_not_before,
+        });
+        let exporter = Exporter {
+            writer: Some(writer),
+            logs,
+            log: 0,
+            next: 1,
+            summary: ExportSummary::default(),
+        };
+        Ok((exporter, header))
+    }
+
+    /// The next lines: one page of entries read from `store`, then the
+    /// trailer alone; `None` once the trailer was given.
+    pub async fn next_lines<S: AsyncStorage>(
+        &mut self,
+        store: &mut S,
+    ) -> Result<Option<Vec<String>>, String> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(None);
+        };
+        while let Some(log) = self.logs.get(self.log) {
+            if self.next > log.head {
+                self.log += 1;
+                self.next = 1;
+                continue;
+            }
             let page = store
-                .read(&log.public_key, next, TRANSFER_PAGE)
+                .read(&log.public_key, self.next, TRANSFER_PAGE)
                 .await
                 .map_err(failed("reading entries"))?;
             let Some(last) = page.last().map(|e| e.sequence) else {
                 return Err(format!(
-                    "log {}: the store listed head {} but has no entry from {next} on",
-                    log.public_key, log.head
+                    "log {}: the store listed head {} but has no entry from {} on",
+                    log.public_key, log.head, self.next
                 ));
             };
+            let mut lines = Vec::with_capacity(page.len());
             for entry in page.iter().take_while(|e| e.sequence <= log.head) {
-                emit(writer.entry(&log.public_key, entry)?)?;
+                lines.push(writer.entry(&log.public_key, entry)?);
             }
-            next = last + 1;
+            self.next = last + 1;
+            self.summary = writer.summary();
+            return Ok(Some(lines));
         }
+        let Some(writer) = self.writer.take() else {
+            return Ok(None);
+        };
+        self.summary = writer.summary();
+        Ok(Some(vec![writer.finish()]))
     }
-    let summary = writer.summary();
-    emit(writer.finish())?;
-    Ok(summary)
+
+    /// Logs and entries given so far (all of them once done).
+    pub fn summary(&self) -> ExportSummary {
+        self.summary
+    }
+}
+
+fn failed(what: &str) -> impl Fn(crate::storage::StorageError) -> String {
+    let what = what.to_owned();
+    move |e| format!("{what}: {e}")
 }
 
 /// Writes an export's items into a store, as a reader yields them. The
