@@ -20,6 +20,7 @@ pub mod catchup;
 pub mod common;
 pub mod crash;
 pub mod fanout;
+pub mod hostile;
 pub mod idle;
 pub mod raw;
 pub mod report;

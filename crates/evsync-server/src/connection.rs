@@ -90,7 +90,15 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
             }
         }
         (None, Some(ReadEnd::TooBig(reason))) => {
-            tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "closing");
+            // Logged like the engine's closes: a peer closed for what it
+            // sent is worth a line, with the code and the reason.
+            tracing::info!(
+                tenant = %attached.tenant,
+                conn = attached.conn.0,
+                code = close_code::MESSAGE_TOO_BIG,
+                %reason,
+                "closing connection"
+            );
             if let Some(mut sink) = sink {
                 let frame = CloseFrame {
                     code: close_code::MESSAGE_TOO_BIG,

@@ -17,6 +17,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the sync server (WebSocket endpoint /event-log/<tenant>).
@@ -31,6 +33,10 @@ enum Command {
     /// SIGKILL the server again and again under write load, resend what was
     /// not acknowledged, then check every acknowledged entry.
     CrashTest(cmd::crash::CrashArgs),
+    /// Every hostile peer at once (chunk floods, oversized frames, garbage,
+    /// ping floods, never-readers, slowloris, connect/close loops, idle
+    /// sockets) while a normal client measures its latency; RSS bound.
+    Hostile(cmd::hostile::HostileArgs),
     /// Save a tenant of a data directory as an export file.
     Export(cmd::offline::ExportArgs),
     /// Load an export file (or a database of Effect's SqlEventLogServer) as
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
         Command::Client(command) => cmd::client::run(command),
         Command::Bench(args) => cmd::bench::run(args),
         Command::CrashTest(args) => cmd::crash::run(args),
+        Command::Hostile(args) => cmd::hostile::run(args),
         Command::Export(args) => cmd::offline::export(args),
         Command::Import(args) => cmd::offline::import(args),
         Command::Backup(args) => cmd::offline::backup(args),
