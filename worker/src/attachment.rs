@@ -160,6 +160,21 @@ pub fn forget_overflow(sql: &SqlStorage, conn: ConnId) {
     );
 }
 
+/// What a retired socket's attachment holds (not an [`Attachment`], so
+/// [`load`] finds nothing on it).
+const RETIRED: &str = "retired";
+
+/// Marks `ws` as closed by an operator's delete or import: an engine that
+/// starts while its close is still under way does not restore it.
+pub fn retire(ws: &WebSocket) {
+    let _ = ws.serialize_attachment(RETIRED);
+}
+
+/// True when `ws` was [`retire`]d.
+pub fn is_retired(ws: &WebSocket) -> bool {
+    matches!(ws.deserialize_attachment::<String>(), Ok(Some(text)) if text == RETIRED)
+}
+
 fn read(ws: &WebSocket) -> Option<Attachment> {
     let text: String = ws.deserialize_attachment().ok()??;
     serde_json::from_str(&text).ok()

@@ -53,7 +53,12 @@ pub struct Driver {
     /// commit). The tenant's only writer is this object, so it sees every
     /// commit while it is awake.
     pub last_write_ms: Cell<Option<u64>>,
+    /// Raised by [`Driver::stop`]: which engine a storage answer is for.
+    generation: Cell<u64>,
 }
+
+/// How many 10 ms ticks [`Driver::settle`] waits at most (30 s).
+const SETTLE_TICKS: u32 = 3_000;
 
 enum Step {
     Done,
@@ -70,6 +75,29 @@ impl Driver {
     /// Runs `f` on the live state, if any.
     pub fn with<R>(&self, f: impl FnOnce(&mut Live) -> R) -> Option<R> {
         self.live.borrow_mut().as_mut().map(f)
+    }
+
+    /// Stops the engine (an operator deletes or replaces the tenant): its
+    /// state is dropped, so no new storage work starts, and the answer to
+    /// work it started is dropped too; the next event that needs an engine
+    /// creates one on what is then stored.
+    pub fn stop(&self) {
+        self.live.borrow_mut().take();
+        self.generation.set(self.generation.get() + 1);
+        self.last_write_ms.set(None);
+    }
+
+    /// Waits until no pump runs, so that storage work already started (a
+    /// D1 append awaiting its batch) has finished before an operator's
+    /// change; at most [`SETTLE_TICKS`] ticks of 10 ms.
+    pub async fn settle(&self) -> Result<(), String> {
+        for _ in 0..SETTLE_TICKS {
+            if !self.pumping.get() {
+                return Ok(());
+            }
+            worker::Delay::from(Duration::from_millis(10)).await;
+        }
+        Err("the tenant's storage work in flight did not finish within 30 s".into())
     }
 
     /// Drains the engine's actions, saves positions and syncs the alarm
@@ -99,6 +127,11 @@ impl Driver {
                 Step::Done => break,
                 Step::Continue => {}
                 Step::Storage(backend, request) => {
+                    // The engine that asked may be stopped while this
+                    // awaits (an operator's delete or import): its answer
+                    // must not reach the next engine, whose request ids
+                    // start over.
+                    let generation = self.generation.get();
                     if matches!(request.op, StorageOp::Read { .. }) {
                         // Let messages that already arrived run first (one
                         // timer tick). DO SQL answers synchronously, so
@@ -110,8 +143,14 @@ impl Driver {
                         // its next write (docs/effect-client-notes.md #3),
                         // so the Ack should come as early as it can.
                         worker::Delay::from(Duration::ZERO).await;
+                        if self.generation.get() != generation {
+                            continue;
+                        }
                     }
                     let response = backend.execute(&request).await;
+                    if self.generation.get() != generation {
+                        continue;
+                    }
                     if let StorageResponse::Appended {
                         result: Ok(out), ..
                     } = &response

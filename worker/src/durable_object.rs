@@ -24,6 +24,12 @@
 //! - `GET /stats` (the admin API, via the Worker): the tenant's figures as
 //!   JSON, read from storage and the open sockets without waking the
 //!   engine.
+//! - `DELETE /delete`, `GET /export`, `POST /import` (the admin API, via
+//!   the Worker): `crate::tenant_ops`. While one of them holds the tenant
+//!   (D1), connections are refused (`503`, `Retry-After`) and no engine
+//!   starts; the sockets it closed are marked in their attachments, so that
+//!   an engine started while their close is under way does not restore
+//!   them, and frames from sockets the engine does not hold are dropped.
 
 use crate::attachment;
 use crate::config;
@@ -35,11 +41,13 @@ use crate::idle::{self, HeardLog};
 use crate::log;
 use crate::object_meta;
 use crate::storage::Backend;
+use crate::tenant_ops::{self, Ops};
 use bytes::Bytes;
 use evsync_core::proto::close::{code, truncate_reason};
 use evsync_core::proto::v3::{ConnId, Engine};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
 use worker::{
     DurableObject, Env, Request, Response, Result, State, WebSocket, WebSocketIncomingMessage,
     WebSocketPair, durable_object,
@@ -68,6 +76,10 @@ struct StatsAnswer<'a> {
 /// Why a socket whose connection cannot be restored is closed.
 const STATE_LOST: &str = "connection state lost";
 
+/// Why no engine starts while an operator's delete or import holds the
+/// tenant.
+const HELD: &str = "the tenant is being changed by an operator";
+
 /// The Durable Object class bound as `SYNC_DO`. The attribute is bare
 /// because it takes one handler kind at most and this class needs two:
 /// hibernatable WebSockets and the timeout alarm (bare binds every kind;
@@ -78,6 +90,7 @@ pub struct SyncDurableObject {
     env: Env,
     driver: Driver,
     heard: HeardLog,
+    ops: Rc<Ops>,
 }
 
 impl DurableObject for SyncDurableObject {
@@ -87,10 +100,11 @@ impl DurableObject for SyncDurableObject {
             env,
             driver: Driver::default(),
             heard: HeardLog::default(),
+            ops: Rc::default(),
         }
     }
 
-    async fn fetch(&self, req: Request) -> Result<Response> {
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
         if url.path() == "/connect" {
             return self.accept_upgrade(&req).await;
@@ -100,6 +114,21 @@ impl DurableObject for SyncDurableObject {
         }
         if url.path() == "/stats" && req.method() == worker::Method::Get {
             return self.stats(&req).await;
+        }
+        if matches!(url.path(), "/delete" | "/export" | "/import") {
+            let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
+                return text(400, "Tenant is required.");
+            };
+            let ops = self.operations();
+            return match (url.path(), req.method()) {
+                ("/delete", worker::Method::Delete) => ops.delete(&tenant).await,
+                ("/export", worker::Method::Get) => ops.export(&tenant).await,
+                ("/import", worker::Method::Post) => {
+                    let replace = evsync_core::access::wants_replace(url.query());
+                    ops.import(&mut req, &tenant, replace).await
+                }
+                _ => text(405, "Method not allowed"),
+            };
         }
         #[cfg(feature = "selftest")]
         if let Some(backend) = url.path().strip_prefix(crate::selftest::ROUTE_PREFIX)
@@ -114,6 +143,11 @@ impl DurableObject for SyncDurableObject {
     /// is due, then drain, which sets the next alarm if one is needed.
     async fn alarm(&self) -> Result<Response> {
         self.driver.alarm.fired();
+        if self.ops.held() {
+            // An operator's delete or import stopped the engine; the next
+            // connection starts a new one.
+            return Response::empty();
+        }
         // Quiet sockets (idle timeout) and expired tokens of a hibernated
         // object are what an alarm on it is for: wake the engine (which
         // restores every socket with its grant and last-heard time) so
@@ -123,7 +157,9 @@ impl DurableObject for SyncDurableObject {
             && !self.state.get_websockets().is_empty()
             && let Err(reason) = self.ensure_live(None).await
         {
-            log::error!("storage unavailable", reason = reason);
+            if reason != HELD {
+                log::error!("storage unavailable", reason = reason);
+            }
             return Response::empty();
         }
         // Not live: woken from hibernation, which took every incomplete
@@ -148,7 +184,14 @@ impl DurableObject for SyncDurableObject {
             WebSocketIncomingMessage::Binary(bytes) => Bytes::from(bytes),
             WebSocketIncomingMessage::String(text) => Bytes::from(text.into_bytes()),
         };
+        if self.ops.held() {
+            // Every socket was closed by the hold: this one is closing.
+            return Ok(());
+        }
         if let Err(reason) = self.ensure_live(None).await {
+            if reason == HELD {
+                return Ok(());
+            }
             log::error!("storage unavailable", reason = reason);
             let _ = ws.close(Some(code::INTERNAL_ERROR), Some(truncate_reason(reason)));
             return Ok(());
@@ -159,6 +202,11 @@ impl DurableObject for SyncDurableObject {
         };
         let sql = self.state.storage().sql();
         self.driver.with(|live| {
+            if !live.sockets.contains_key(&conn) {
+                // A socket the engine closed, or one an operator's delete
+                // or import closed: its frames go nowhere.
+                return;
+            }
             let now = driver::now();
             live.engine.handle_timeout(now);
             live.engine.handle_frame(conn, frame, now);
@@ -190,6 +238,16 @@ impl DurableObject for SyncDurableObject {
 }
 
 impl SyncDurableObject {
+    /// What `crate::tenant_ops` works with.
+    fn operations(&self) -> tenant_ops::Object<'_> {
+        tenant_ops::Object {
+            state: &self.state,
+            env: &self.env,
+            driver: &self.driver,
+            ops: &self.ops,
+        }
+    }
+
     /// Accepts a socket forwarded by the Worker: `101` with the socket,
     /// `401` when its token was revoked, or `503` with the reason when
     /// storage cannot start.
@@ -205,7 +263,13 @@ impl SyncDurableObject {
                 return text(400, "Bad request.");
             }
         };
+        if self.ops.held() {
+            return tenant_ops::held_response();
+        }
         if let Err(reason) = self.ensure_live(Some(&tenant)).await {
+            if reason == HELD {
+                return tenant_ops::held_response();
+            }
             log::error!("storage unavailable", tenant = tenant, reason = reason);
             return text(503, &reason);
         }
@@ -418,6 +482,10 @@ impl SyncDurableObject {
         if self.driver.is_live() {
             return Ok(());
         }
+        if self.ops.held() {
+            return Err(HELD.into());
+        }
+        let epoch = self.ops.epoch();
         let storage = self.state.storage();
         let sql = storage.sql();
         let tenant = match tenant {
@@ -436,6 +504,11 @@ impl SyncDurableObject {
         if self.driver.is_live() {
             // Another event created it while this one awaited storage.
             return Ok(());
+        }
+        if self.ops.held() || self.ops.epoch() != epoch {
+            // An operator's delete or import began meanwhile: what was
+            // read may be gone.
+            return Err(HELD.into());
         }
         log::info!(
             "tenant loaded",
@@ -464,6 +537,14 @@ impl SyncDurableObject {
             tokens_not_before,
         };
         for ws in self.state.get_websockets() {
+            if attachment::is_retired(&ws) {
+                // Closed by an operator's delete or import, its close still
+                // under way: not restored, and its id not reused.
+                if let Some(conn) = attachment::conn_id(&self.state, &ws) {
+                    live.next_conn = live.next_conn.max(conn.0 + 1);
+                }
+                continue;
+            }
             match attachment::load(&sql, &ws) {
                 Some((conn, grant, positions)) => {
                     live.next_conn = live.next_conn.max(conn.0 + 1);

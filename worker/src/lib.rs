@@ -16,6 +16,8 @@
 //!   conformance suite, run inside workerd on request;
 //! - `durable_object`: the `SyncDurableObject` class (hibernatable
 //!   sockets, the timeout alarm);
+//! - `tenant_ops`: operators' delete, export and import of the object's
+//!   tenant (the admin API);
 //! - `driver`: runs the engine's actions (send, close, storage);
 //! - `alarm`: the Durable Object alarm set from the engine's next deadline;
 //! - `attachment`: what a socket carries across hibernation;
@@ -45,6 +47,7 @@ mod routes;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod storage;
+mod tenant_ops;
 
 pub use durable_object::SyncDurableObject;
 

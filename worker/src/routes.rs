@@ -18,23 +18,28 @@
 //! once through `crate::refusals`, rate-limited, never with a token.
 //!
 //! `/admin/…` is the admin API ([`evsync_core::access::admit_admin`], as
-//! on the native server): a revocation, and the tenant's figures
-//! (`GET /admin/tenants/<t>/stats`), are run by the tenant's object, where
-//! its sockets and its storage are.
+//! on the native server): a revocation, the tenant's figures
+//! (`GET /admin/tenants/<t>/stats`), its delete, export and import are run
+//! by the tenant's object, where its sockets and its storage are
+//! (`crate::tenant_ops`); the export's and the import's bodies pass through
+//! as streams. The list of tenants is read from D1 here, and is not
+//! available with Durable Object SQLite (`501`).
 
 use crate::auth;
 use crate::config;
 use crate::http::{
-    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, text,
+    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, json, text,
 };
 use crate::js;
 use crate::log;
 use crate::refusals;
+use crate::tenant_ops;
 use evsync_core::access::{
     AdminRefusal, AdminRoute, AuthConfig, Credentials, DenyReason, Grant, HttpRequest, Protocol,
-    Refusal, admit, admit_admin, is_admin_path,
+    Refusal, admit, admit_admin, is_admin_path, wants_replace,
 };
 use evsync_core::time::Timestamp;
+use wasm_bindgen::JsValue;
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// Serves one request to the Worker.
@@ -116,6 +121,8 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
         }
     };
     let method = req.method().to_string();
+    let url = req.url()?;
+    let query = url.query();
     match admit_admin(&method, path, authorization.as_deref(), token.as_ref()) {
         Err(refusal) => {
             let (status, body) = refusal.status_and_body();
@@ -151,22 +158,111 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
             );
             Ok(response)
         }
-        // Not built for the Worker yet: listing needs an index of the
-        // tenants' objects, and export/import/delete a streamed transfer
-        // into and out of one object. Said plainly rather than 404.
-        Ok(
-            AdminRoute::List
-            | AdminRoute::Delete { .. }
-            | AdminRoute::Export { .. }
-            | AdminRoute::Import { .. },
-        ) => {
-            refusals::log(req.headers(), path, 501, "admin operation not on the Worker");
-            text(
-                501,
-                "Not available on the Worker yet: listing, deleting, exporting and importing tenants run on the native server (evsync serve).",
-            )
+        Ok(AdminRoute::Delete { tenant }) => {
+            let response =
+                call_object(env, tenant, "/delete", Method::Delete, Headers::new()).await?;
+            log::info!(
+                "admin: delete",
+                tenant = tenant,
+                status = response.status_code()
+            );
+            Ok(response)
         }
+        Ok(AdminRoute::Export { tenant }) => {
+            // The object's body streams through as the client reads it.
+            let response = call_object(env, tenant, "/export", Method::Get, Headers::new()).await?;
+            log::info!(
+                "admin: export",
+                tenant = tenant,
+                status = response.status_code()
+            );
+            Ok(response)
+        }
+        Ok(AdminRoute::Import { tenant }) => {
+            let path = if wants_replace(query) {
+                "/import?replace=true"
+            } else {
+                "/import"
+            };
+            // A file declared too large for DO SQLite is refused unread
+            // (the object counts what it reads too, for uploads of unknown
+            // length).
+            let declared = req
+                .headers()
+                .get("Content-Length")?
+                .and_then(|n| n.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > tenant_ops::MAX_BUFFERED_IMPORT_BYTES)
+                && matches!(crate::storage::chosen_d1(env), Ok(None))
+            {
+                let reason = tenant_ops::too_large();
+                log::warning!(
+                    "admin: import refused, nothing changed",
+                    tenant = tenant,
+                    reason = reason
+                );
+                return text(413, &format!("Import refused, nothing changed: {reason}"));
+            }
+            // The body goes to the object as a stream, not read here.
+            let headers = Headers::new();
+            let body = req.inner().body().map(JsValue::from);
+            let response = call_object_with(env, tenant, path, Method::Post, headers, body).await?;
+            log::info!(
+                "admin: import",
+                tenant = tenant,
+                status = response.status_code()
+            );
+            Ok(response)
+        }
+        Ok(AdminRoute::List) => list(req, path, env).await,
     }
+}
+
+/// `GET /admin/tenants`. On D1 the tenants are rows: one query gives each
+/// tenant with a remoteId and its figures; connections and the last write
+/// live in each tenant's object and are `null` here (`GET
+/// /admin/tenants/<t>` asks the object). On Durable Object SQLite there is
+/// nothing to list them from (objects are found by name, never
+/// enumerated): `501` with the reason.
+async fn list(req: &Request, path: &str, env: &Env) -> Result<Response> {
+    let db = match crate::storage::chosen_d1(env) {
+        Ok(Some(db)) => db,
+        Ok(None) => {
+            refusals::log(req.headers(), path, 501, "tenant list not on DO SQLite");
+            return text(
+                501,
+                "Listing tenants needs D1 storage: with Durable Object SQLite every tenant is its own object, found by name, and Cloudflare offers no way to enumerate them by name. Keep the list of your tenants where you create them; GET /admin/tenants/<t> shows one.",
+            );
+        }
+        Err(reason) => {
+            log::error!("admin: listing tenants failed", reason = reason);
+            return text(503, &reason);
+        }
+    };
+    let rows = match crate::storage::d1::list_tenants(db).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            log::error!("admin: listing tenants failed", reason = e.message);
+            return text(503, &e.message);
+        }
+    };
+    let mut tenants = Vec::with_capacity(rows.len());
+    for row in rows {
+        let remote_id = crate::storage::d1::remote_id_from_hex(&row.hex)
+            .map(|id| id.to_uuid_string())
+            .unwrap_or_default();
+        tenants.push(serde_json::json!({
+            "tenant": row.tenant,
+            "remoteId": remote_id,
+            "bytesOnDisk": null,
+            "logs": row.logs as u64,
+            "entries": row.entries as u64,
+            "bytes": row.bytes as u64,
+            "lastWriteMs": null,
+            "connections": null,
+        }));
+    }
+    log::debug!("admin: list", tenants = tenants.len());
+    json(200, &serde_json::json!({ "tenants": tenants }).to_string())
 }
 
 /// The variables a request depends on: the auth settings, and `SYNC_DEBUG`
@@ -235,6 +331,18 @@ async fn call_object(
     method: Method,
     headers: Headers,
 ) -> Result<Response> {
+    call_object_with(env, tenant, path, method, headers, None).await
+}
+
+/// [`call_object`] with a request body (a stream, handed on unread).
+async fn call_object_with(
+    env: &Env,
+    tenant: &str,
+    path: &str,
+    method: Method,
+    headers: Headers,
+    body: Option<JsValue>,
+) -> Result<Response> {
     let stub = env
         .durable_object(config::DO_BINDING)
         .and_then(|ns| ns.id_from_name(tenant)?.get_stub());
@@ -251,7 +359,9 @@ async fn call_object(
     };
     headers.set(TENANT_HEADER, tenant)?;
     let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers);
+    init.with_method(method)
+        .with_headers(headers)
+        .with_body(body);
     let req = Request::new_with_init(&format!("https://evsync.internal{path}"), &init)?;
     match stub.fetch_with_request(req).await {
         Ok(response) => Ok(response),

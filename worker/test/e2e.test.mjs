@@ -271,6 +271,191 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
   other.close();
 });
 
+// The admin API's tenant operations (worker/src/tenant_ops.rs), run by the
+// tenant's object with the native server's statuses and answers.
+const adminCall = async (method, path, body) => {
+  const res = await fetch(new URL(path, BASE), {
+    method,
+    headers: { Authorization: `Bearer ${ADMIN}` },
+    body,
+    signal: AbortSignal.timeout(120_000),
+  });
+  return { status: res.status, headers: res.headers, body: await res.text() };
+};
+const seqs = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+// Resolves with the socket's close code and reason (bounded).
+const closedWith = (peer) =>
+  new Promise((resolve, reject) => {
+    if (peer.closed) return resolve(peer.closed);
+    const timer = setTimeout(() => reject(new Error("socket not closed within 30 s")), 30_000);
+    peer.ws.once("close", (code, reason) => {
+      clearTimeout(timer);
+      resolve({ code, reason: reason.toString() });
+    });
+  });
+const figures = async (name) => {
+  const res = await adminCall("GET", `/admin/tenants/${tenant(name)}/stats`);
+  assert.equal(res.status, 200, res.body);
+  return JSON.parse(res.body);
+};
+
+test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files change nothing`, async () => {
+  const [src, dst] = [tenant("move-src"), tenant("move-dst")];
+  let res = await adminCall("GET", `/admin/tenants/${src}/export`);
+  assert.equal(res.status, 404, "a tenant never used has nothing to export");
+  assert.equal(res.body, "No such tenant.");
+
+  const writer = await open("move-src");
+  const hello = await writer.expect("Hello");
+  const pk = `mv-${RUN}`;
+  // more than one page (1,000 entries) of the export, two ivs, a duplicate
+  const entries = Array.from({ length: 1_200 }, () => entry(40));
+  assert.deepEqual(await writer.write(pk, 1, entries.slice(0, 600)), seqs(1, 600));
+  assert.deepEqual(await writer.write(pk, 2, entries.slice(599)), seqs(600, 1_200), "a duplicate keeps its sequence");
+  assert.deepEqual(await writer.write(`${pk}-b`, 3, [entry(10)]), [1]);
+  writer.close();
+
+  const exported = await adminCall("GET", `/admin/tenants/${src}/export`);
+  assert.equal(exported.status, 200, exported.body);
+  assert.match(exported.headers.get("content-type"), /^application\/x-ndjson/);
+  const lines = exported.body.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(lines[0], { format: "evsync-export", remoteId: uuid(hello.remoteId), tenant: src, tokensNotBefore: null, version: 1 });
+  assert.equal(lines.length, 1 + 1_201 + 1, "header, every entry once, trailer");
+  assert.deepEqual(lines.slice(1, 1_201).map((l) => l.seq), seqs(1, 1_200));
+  assert.equal(lines[600].entryId, Buffer.from(entries[599].entryId).toString("base64"));
+  assert.deepEqual({ ...lines.at(-1).end, sha256: "" }, { entries: 1_201, logs: 2, sha256: "" });
+
+  res = await adminCall("POST", `/admin/tenants/${dst}/import`, exported.body);
+  assert.equal(res.status, 200, res.body);
+  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, replaced: false });
+
+  // the new tenant is the old one: remoteId, sequences, bytes
+  const reader = await open("move-dst");
+  assert.equal(bytes((await reader.expect("Hello")).remoteId), bytes(hello.remoteId), "the same remoteId");
+  reader.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 1_150 });
+  const tail = await reader.changes(pk, 51);
+  assert.deepEqual(tail.map((e) => e.sequence), seqs(1_150, 1_200), "a replica's cursor stays valid");
+  assert.equal(bytes(tail[50].encryptedEntry), bytes(entries[1_199].encryptedEntry));
+  assert.deepEqual(await reader.write(pk, 4, [entries[0], entry()]), [1, 1_201], "dedup and the next sequence");
+
+  // refused: no replace, a truncated file, a damaged one, a file that
+  // fails only while being written (an entry twice); the tenant and its
+  // open socket are untouched
+  res = await adminCall("POST", `/admin/tenants/${dst}/import`, exported.body);
+  assert.equal(res.status, 409);
+  assert.equal(res.body, "The tenant has data; import with ?replace=true to replace it.");
+  const truncated = exported.body.slice(0, exported.body.lastIndexOf("{\"end\""));
+  const damaged = exported.body.replace(/"data":"(.)/, (_, c) => `"data":"${c === "A" ? "B" : "A"}`);
+  const { createHash } = await import("node:crypto");
+  const header = exported.body.slice(0, exported.body.indexOf("\n") + 1);
+  const twice = [1, 2].map((seq) => `${JSON.stringify({ ...lines[1], seq })}\n`).join("");
+  const sha = createHash("sha256").update(header + twice).digest("hex");
+  const duplicate = `${header}${twice}${JSON.stringify({ end: { entries: 2, logs: 1, sha256: sha } })}\n`;
+  for (const [file, why] of [
+    [truncated, /truncated/],
+    [damaged, /checksum mismatch/],
+    [duplicate, /appears twice/],
+    ["not an export\n", /not JSON|not an evsync export/],
+    ["", /empty/],
+  ]) {
+    res = await adminCall("POST", `/admin/tenants/${dst}/import?replace=true`, file);
+    assert.equal(res.status, 400, res.body);
+    assert.match(res.body, /^Import refused, nothing changed: /);
+    assert.match(res.body, why);
+  }
+  const kept = await figures("move-dst");
+  assert.deepEqual([kept.remoteId, kept.logs, kept.entries], [uuid(hello.remoteId), 2, 1_202], "nothing changed");
+  await reader.ping(31); // and its socket stays open
+
+  // replaced: the sockets close with 1001 and the reason, the tenant is the file
+  const watcher = await open("move-dst");
+  await watcher.expect("Hello");
+  // (a socket that never sent a frame closes only after ~10 s in workerd)
+  await watcher.ping(41);
+  res = await adminCall("POST", `/admin/tenants/${dst}/import?replace=true`, exported.body);
+  assert.equal(res.status, 200, res.body);
+  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, replaced: true });
+  assert.deepEqual(await closedWith(watcher), { code: 1001, reason: "tenant replaced by an import" });
+  const after = await figures("move-dst");
+  assert.deepEqual([after.remoteId, after.logs, after.entries], [uuid(hello.remoteId), 2, 1_201]);
+  const again = await open("move-dst");
+  assert.equal(bytes((await again.expect("Hello")).remoteId), bytes(hello.remoteId));
+  assert.deepEqual(await again.write(pk, 1, [entry()]), [1_201], "the file's head, not the replaced data's");
+  again.close();
+  reader.close();
+  await logLine((l) => l.fields.message === "admin: tenant imported" && l.fields.tenant === dst, "for the import");
+});
+
+test(`[${MODE}] admin delete: sockets closed with 1001, the next connection starts a new tenant`, async () => {
+  const name = "delete";
+  const path = `/admin/tenants/${tenant(name)}`;
+  let res = await adminCall("DELETE", path);
+  assert.equal(res.status, 404);
+  assert.equal(res.body, "No such tenant.");
+  const pk = `del-${RUN}`;
+  const writer = await open(name);
+  const hello = await writer.expect("Hello");
+  assert.deepEqual(await writer.write(pk, 1, [entry(), entry()]), [1, 2]);
+  const subscriber = await open(name);
+  await subscriber.expect("Hello");
+  subscriber.send({ _tag: "RequestChanges", publicKey: pk, startSequence: 0 });
+  await subscriber.changes(pk, 2);
+  res = await adminCall("DELETE", path);
+  assert.equal(res.status, 200, res.body);
+  assert.deepEqual(JSON.parse(res.body), { tenant: tenant(name), deleted: true });
+  for (const peer of [writer, subscriber]) {
+    assert.deepEqual(await closedWith(peer), { code: 1001, reason: "tenant deleted by an operator" });
+  }
+  const gone = await figures(name);
+  assert.deepEqual([gone.remoteId, gone.logs, gone.entries, gone.connections], [null, 0, 0, 0]);
+  assert.equal((await adminCall("DELETE", path)).status, 404, "deleted once");
+  assert.equal((await adminCall("GET", `${path}/export`)).status, 404);
+  const next = await open(name);
+  const fresh = await next.expect("Hello");
+  assert.notEqual(bytes(fresh.remoteId), bytes(hello.remoteId), "a new remoteId");
+  assert.deepEqual(await next.write(pk, 1, [entry()]), [1], "an empty log");
+  next.close();
+  await logLine((l) => l.fields.message === "admin: tenant deleted" && l.fields.tenant === tenant(name), "for the delete");
+});
+
+test(`[${MODE}] admin list: every tenant from D1; 501 on Durable Object SQLite`, async () => {
+  const writer = await open("listed");
+  const hello = await writer.expect("Hello");
+  assert.deepEqual(await writer.write(`ls-${RUN}`, 1, [entry(), entry(), entry()]), [1, 2, 3]);
+  writer.close();
+  const res = await adminCall("GET", "/admin/tenants");
+  if (MODE === "do") {
+    assert.equal(res.status, 501);
+    assert.match(res.body, /needs D1 storage/);
+    return;
+  }
+  assert.equal(res.status, 200, res.body);
+  const { tenants } = JSON.parse(res.body);
+  assert.deepEqual(
+    tenants.find((t) => t.tenant === tenant("listed")),
+    {
+      tenant: tenant("listed"),
+      remoteId: uuid(hello.remoteId),
+      bytesOnDisk: null,
+      logs: 1,
+      entries: 3,
+      bytes: 3 * (12 + 16 + 32),
+      lastWriteMs: null,
+      connections: null,
+    },
+  );
+  assert.ok(tenants.every((t) => /^[A-Za-z0-9]/.test(t.tenant)), "no import's staging key");
+  const names = tenants.map((t) => t.tenant);
+  assert.deepEqual(names, [...names].sort(), "by name");
+});
+
+test(`[${MODE}] admin import: a file larger than DO SQLite holds is refused with 413`, { skip: MODE !== "do" && "D1 imports stream" }, async () => {
+  const res = await adminCall("POST", `/admin/tenants/${tenant("too-large")}/import`, "x".repeat(33 * 1024 * 1024));
+  assert.equal(res.status, 413, res.body);
+  assert.match(res.body, /^Import refused, nothing changed: the file is larger than 32 MiB/);
+  assert.equal((await adminCall("GET", `/admin/tenants/${tenant("too-large")}/export`)).status, 404, "nothing created");
+});
+
 // Every line the Worker logs is a JSON object in the native server's shape,
 // with the information the old text lines carried as fields.
 test(`[${MODE}] log lines are JSON: timestamp, level, target, fields.message`, async () => {

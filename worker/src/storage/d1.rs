@@ -7,9 +7,11 @@
 //! every statement filters on it). One fixed set of tables rather than a
 //! table set per tenant because D1 schema changes are slow and serialised,
 //! a database has a bounded number of tables, and a fixed schema migrates
-//! with one statement list; deleting a tenant is one `DELETE … WHERE
-//! tenant = ?`. The tenant's Durable Object is its only writer, so sequences
-//! are computed from the head it reads; should a second writer ever race it,
+//! with one statement list; deleting a tenant is one `batch()` of
+//! `DELETE … WHERE tenant = ?`, and an import stages its rows under another
+//! key and renames them in one `batch()` (`crate::tenant_ops`). The
+//! tenant's Durable Object is its only writer, so sequences are computed
+//! from the head it reads; should a second writer ever race it,
 //! the primary key and unique index make the losing transaction fail (and
 //! its replica retry) rather than corrupt the log.
 //!
@@ -51,6 +53,63 @@ thread_local! {
 pub struct D1Storage {
     db: Rc<D1Database>,
     tenant: String,
+}
+
+/// Every table with rows of a tenant, keyed by its `tenant` column.
+const TENANT_TABLES: [&str; 3] = ["evsync_entries", "evsync_tenants", "evsync_tenant_settings"];
+
+/// Where an import into `tenant` stages its rows until the whole file was
+/// read and checked. `~` is not allowed in tenant names, so no tenant has
+/// this key; it is listed by nobody and emptied before each import (the
+/// tenant's object runs one import at a time).
+pub fn staging_key(tenant: &str) -> String {
+    format!("~import~{tenant}")
+}
+
+/// One tenant in the admin API's list, as the database has it.
+#[derive(Deserialize)]
+pub struct TenantRow {
+    pub tenant: String,
+    /// The remoteId as hex (uppercase, 32 digits).
+    pub hex: String,
+    pub logs: f64,
+    pub entries: f64,
+    pub bytes: f64,
+}
+
+/// Every tenant with a remoteId, by name, with its figures
+/// (`GET /admin/tenants` in D1 mode). One statement: one scan of
+/// `evsync_entries` (every entry of every tenant counts as a row read) and
+/// of `evsync_tenants`. Staging keys of imports under way are left out.
+pub async fn list_tenants(db: D1Database) -> Result<Vec<TenantRow>, StorageError> {
+    let store = D1Storage::open(db, "").await?;
+    let rows = store
+        .db
+        .prepare(
+            "SELECT t.tenant AS tenant, hex(t.remote_id) AS hex,
+                coalesce(s.logs, 0) AS logs, coalesce(s.entries, 0) AS entries,
+                coalesce(s.bytes, 0) AS bytes
+            FROM evsync_tenants t LEFT JOIN (
+                SELECT tenant, count(DISTINCT public_key) AS logs, count(*) AS entries,
+                    sum(length(iv) + length(entry_id) + length(encrypted_entry)) AS bytes
+                FROM evsync_entries GROUP BY tenant
+            ) s ON s.tenant = t.tenant
+            ORDER BY t.tenant",
+        )
+        .all()
+        .await
+        .map_err(d1_error)?
+        .results::<TenantRow>()
+        .map_err(d1_error)?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| evsync_core::access::is_valid_tenant(&row.tenant))
+        .collect())
+}
+
+/// A remoteId as [`list_tenants`] gives it.
+pub fn remote_id_from_hex(hex: &str) -> Result<RemoteId, StorageError> {
+    remote_id::decode(&from_hex(hex)?)
 }
 
 #[derive(Deserialize)]
@@ -106,14 +165,45 @@ impl D1Storage {
         Ok(store)
     }
 
-    /// Deletes every row of this tenant (the self-test's clean-up).
-    #[cfg(feature = "selftest")]
+    /// The store of another key in the same database: an import's staging
+    /// key ([`staging_key`]).
+    pub fn for_key(&self, key: &str) -> D1Storage {
+        D1Storage {
+            db: Rc::clone(&self.db),
+            tenant: key.to_string(),
+        }
+    }
+
+    /// Deletes every row of this tenant (entries, remoteId, settings) in one
+    /// `batch()`: one transaction, so all of them or none. The admin API's
+    /// delete, an import's clean-up of its staging key, the self-test's
+    /// clean-up.
     pub async fn delete_tenant(&self) -> Result<(), StorageError> {
-        let statements = vec![
-            self.statement("DELETE FROM evsync_entries WHERE tenant = ?1", &[])?,
-            self.statement("DELETE FROM evsync_tenants WHERE tenant = ?1", &[])?,
-            self.statement("DELETE FROM evsync_tenant_settings WHERE tenant = ?1", &[])?,
-        ];
+        let statements = TENANT_TABLES
+            .iter()
+            .map(|table| self.statement(&format!("DELETE FROM {table} WHERE tenant = ?1"), &[]))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.db.batch(statements).await.map_err(d1_error)?;
+        Ok(())
+    }
+
+    /// Puts `staged`'s rows (an import, complete and checked) in this
+    /// tenant's place in one `batch()`, one transaction: this tenant's rows
+    /// are deleted and the staged rows renamed to it, so the tenant is
+    /// either wholly replaced or, on failure, untouched. Rows written for
+    /// the tenant while the import was staged are replaced with the rest.
+    pub async fn replace_with(&self, staged: &D1Storage) -> Result<(), StorageError> {
+        let mut statements = Vec::with_capacity(2 * TENANT_TABLES.len());
+        for table in TENANT_TABLES {
+            statements
+                .push(self.statement(&format!("DELETE FROM {table} WHERE tenant = ?1"), &[])?);
+        }
+        for table in TENANT_TABLES {
+            statements.push(self.statement(
+                &format!("UPDATE {table} SET tenant = ?1 WHERE tenant = ?2"),
+                &[JsValue::from_str(&staged.tenant)],
+            )?);
+        }
         self.db.batch(statements).await.map_err(d1_error)?;
         Ok(())
     }

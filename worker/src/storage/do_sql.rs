@@ -5,7 +5,9 @@
 //! object), so the engine's storage requests run with
 //! [`StorageRequest::execute`](evsync_core::storage::StorageRequest::execute)
 //! and no other event can interleave with an append. Appends run inside
-//! `transactionSync`, so a batch is stored whole or not at all.
+//! `transactionSync`, so a batch is stored whole or not at all; so do an
+//! operator's delete and an import's replacement of the whole tenant
+//! ([`DoSqlStorage::delete_tenant`], [`DoSqlStorage::replace_with`]).
 //!
 //! The tables and their versions are declared in the core
 //! ([`evsync_core::storage::schema::do_sql`]) next to the other SQL
@@ -30,6 +32,9 @@ pub struct DoSqlStorage {
     /// `ctx.storage`, for `transactionSync`.
     storage: JsValue,
     sql: SqlStorage,
+    /// True inside [`DoSqlStorage::replace_with`]: appends join its
+    /// transaction instead of opening their own.
+    in_transaction: bool,
 }
 
 impl DoSqlStorage {
@@ -39,6 +44,7 @@ impl DoSqlStorage {
         let store = DoSqlStorage {
             storage: AsRef::<JsValue>::as_ref(storage.as_raw()).clone(),
             sql: storage.sql(),
+            in_transaction: false,
         };
         store.migrate()?;
         Ok(store)
@@ -52,6 +58,52 @@ impl DoSqlStorage {
             exec(&sql, &format!("DROP TABLE IF EXISTS {table}"), vec![])?;
         }
         Ok(())
+    }
+
+    /// Whether the tenant has anything stored: a remoteId or a revocation
+    /// (see `Backend::has_data`). Synchronous.
+    pub fn has_data(&self) -> Result<bool, StorageError> {
+        Ok(self.stored_remote_id()?.is_some()
+            || Storage::tokens_not_before(&mut self.clone())?.is_some())
+    }
+
+    /// Deletes the tenant's data (entries, remoteId, settings) in one
+    /// transaction: all of it or, on failure, none. The schema stays; the
+    /// next connection creates a new remoteId.
+    pub fn delete_tenant(&self) -> Result<(), StorageError> {
+        let store = self.clone();
+        js::transaction_sync(&self.storage, move || store.clear().map_err(|e| e.message))
+            .map_err(StorageError::new)
+    }
+
+    /// Replaces the tenant's data with what `fill` stores, in one
+    /// transaction: the data is deleted, then `fill` runs on the emptied
+    /// store (its appends join this transaction); an `Err` from `fill`
+    /// rolls everything back, so the tenant is either wholly replaced or
+    /// untouched. Synchronous, like every DO SQL call: no other event of
+    /// the object runs meanwhile.
+    pub fn replace_with<T: 'static>(
+        &self,
+        fill: impl FnOnce(&mut DoSqlStorage) -> Result<T, String> + 'static,
+    ) -> Result<T, String> {
+        let mut store = self.clone();
+        store.in_transaction = true;
+        js::transaction_sync(&self.storage, move || {
+            store.clear().map_err(|e| e.message)?;
+            fill(&mut store)
+        })
+    }
+
+    /// The statements of [`Self::delete_tenant`], run by the caller's
+    /// transaction.
+    fn clear(&self) -> Result<(), StorageError> {
+        exec(&self.sql, "DELETE FROM evsync_entries", vec![])?;
+        exec(
+            &self.sql,
+            "DELETE FROM evsync_meta WHERE key = 'remote_id'",
+            vec![],
+        )?;
+        exec(&self.sql, "DELETE FROM evsync_tenant_settings", vec![])
     }
 
     /// Makes this object's database what a build that knew only schema
@@ -224,6 +276,9 @@ impl Storage for DoSqlStorage {
     fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
         if batches.iter().all(|b| b.entries.is_empty()) {
             return Ok(batches.iter().map(|_| Vec::new()).collect());
+        }
+        if self.in_transaction {
+            return self.append_in_transaction(batches);
         }
         // The callback goes to JS, so it owns what it uses: handle clones
         // and the batches (their byte buffers are shared, not copied).

@@ -18,9 +18,34 @@ mod values;
 use crate::config::{self, StorageChoice};
 use d1::D1Storage;
 use do_sql::DoSqlStorage;
-use evsync_core::storage::{AsyncStorage, StorageRequest, StorageResponse, StoreStats};
+use evsync_core::storage::{
+    AppendBatch, Appended, AsyncStorage, LogHead, ReadLimit, StorageError, StorageRequest,
+    StorageResponse, StoreStats,
+};
 use evsync_core::wire::RemoteId;
-use worker::{Env, State};
+use evsync_core::wire::{RemoteEntry, Sequence};
+use worker::{D1Database, Env, State};
+
+/// The storage choice, as the original makes it: `SYNC_STORAGE` `"do"` or
+/// `"d1"` forces one (`"d1"` without a `SYNC_DB` binding is an error);
+/// unset means D1 when `SYNC_DB` is bound, else DO SQLite. `Some` is the D1
+/// database to use, `None` Durable Object SQLite.
+pub fn chosen_d1(env: &Env) -> Result<Option<D1Database>, String> {
+    let choice = StorageChoice::from_env(env);
+    let d1 = env.d1(config::D1_BINDING).ok();
+    let use_d1 = match choice {
+        StorageChoice::DurableObject => false,
+        StorageChoice::D1 if d1.is_none() => {
+            return Err(format!(
+                "SYNC_STORAGE is \"d1\" but no D1 database is bound as {}.",
+                config::D1_BINDING
+            ));
+        }
+        StorageChoice::D1 => true,
+        StorageChoice::Auto => d1.is_some(),
+    };
+    Ok(d1.filter(|_| use_d1))
+}
 
 /// The backend a Durable Object runs its engine's storage requests on.
 #[derive(Clone)]
@@ -30,25 +55,10 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Chooses and opens the backend as the original does: `SYNC_STORAGE`
-    /// `"do"` or `"d1"` forces one (`"d1"` without a `SYNC_DB` binding is an
-    /// error); unset means D1 when `SYNC_DB` is bound, else DO SQLite.
-    /// The error is the reason the object answers `503` with.
+    /// Chooses ([`chosen_d1`]) and opens the backend. The error is the
+    /// reason the object answers `503` with.
     pub async fn open(state: &State, env: &Env, tenant: &str) -> Result<Backend, String> {
-        let choice = StorageChoice::from_env(env);
-        let d1 = env.d1(config::D1_BINDING).ok();
-        let use_d1 = match choice {
-            StorageChoice::DurableObject => false,
-            StorageChoice::D1 if d1.is_none() => {
-                return Err(format!(
-                    "SYNC_STORAGE is \"d1\" but no D1 database is bound as {}.",
-                    config::D1_BINDING
-                ));
-            }
-            StorageChoice::D1 => true,
-            StorageChoice::Auto => d1.is_some(),
-        };
-        match d1.filter(|_| use_d1) {
+        match chosen_d1(env)? {
             Some(db) => D1Storage::open(db, tenant)
                 .await
                 .map(Backend::D1)
@@ -116,12 +126,93 @@ impl Backend {
         result.map_err(|e| e.message)
     }
 
+    /// Whether the tenant has anything stored: a remoteId (every tenant
+    /// that had a connection or an import has one) or a revocation. Creates
+    /// nothing.
+    pub async fn has_data(&self) -> Result<bool, String> {
+        match self {
+            Backend::DurableObject(s) => s.has_data().map_err(|e| e.message),
+            Backend::D1(_) => Ok(self.stored_remote_id().await?.is_some()
+                || self.tokens_not_before().await?.is_some()),
+        }
+    }
+
     /// Runs one engine storage request: synchronously on DO SQLite, so no
     /// other event interleaves; asynchronously on D1.
     pub async fn execute(&self, request: &StorageRequest) -> StorageResponse {
         match self.clone() {
             Backend::DurableObject(mut s) => request.execute(&mut s),
             Backend::D1(mut s) => request.execute_async(&mut s).await,
+        }
+    }
+}
+
+/// Either backend through the storage contract, for the code that works on
+/// any store (the export and import loops of `evsync_core::export`).
+impl AsyncStorage for Backend {
+    async fn remote_id(&mut self) -> Result<RemoteId, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::remote_id(s).await,
+            Backend::D1(s) => s.remote_id().await,
+        }
+    }
+
+    async fn append(
+        &mut self,
+        batches: &[AppendBatch],
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::append(s, batches).await,
+            Backend::D1(s) => s.append(batches).await,
+        }
+    }
+
+    async fn read(
+        &mut self,
+        public_key: &str,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<RemoteEntry>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::read(s, public_key, from, limit).await,
+            Backend::D1(s) => s.read(public_key, from, limit).await,
+        }
+    }
+
+    async fn tokens_not_before(&mut self) -> Result<Option<u64>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::tokens_not_before(s).await,
+            Backend::D1(s) => s.tokens_not_before().await,
+        }
+    }
+
+    async fn set_tokens_not_before(&mut self, not_before_ms: u64) -> Result<u64, StorageError> {
+        match self {
+            Backend::DurableObject(s) => {
+                AsyncStorage::set_tokens_not_before(s, not_before_ms).await
+            }
+            Backend::D1(s) => s.set_tokens_not_before(not_before_ms).await,
+        }
+    }
+
+    async fn stats(&mut self) -> Result<StoreStats, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::stats(s).await,
+            Backend::D1(s) => s.stats().await,
+        }
+    }
+
+    async fn logs(&mut self) -> Result<Vec<LogHead>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::logs(s).await,
+            Backend::D1(s) => s.logs().await,
+        }
+    }
+
+    async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::adopt_remote_id(s, remote_id).await,
+            Backend::D1(s) => s.adopt_remote_id(remote_id).await,
         }
     }
 }
