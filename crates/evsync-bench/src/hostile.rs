@@ -42,7 +42,8 @@
 
 use crate::common::{
     Incoming, Payloads, Result, WsSink, WsStream, connect_hello, connect_hello_with, err,
-    fill_random, frames_for, ms, next_response, now_ns, percentile, round1, rss_kib, send_frames,
+    fill_random, frames_for, ms, next_response, now_ns, percentile, proc_cpu_secs, round1, rss_kib,
+    self_cpu_secs, send_frames,
 };
 use bytes::Bytes;
 use clap::Args;
@@ -966,6 +967,43 @@ async fn open_idle(url: String) -> Result<(WsSink, WsStream)> {
 
 // ---------------------------------------------------------------- the run
 
+/// (server CPU seconds, this process's CPU seconds, machine's busy seconds)
+fn cpu_now(pid: u32) -> (f64, f64, f64) {
+    (
+        proc_cpu_secs(pid).unwrap_or(0.0),
+        self_cpu_secs(),
+        machine_busy_secs().unwrap_or(0.0),
+    )
+}
+
+/// Busy CPU seconds of the whole machine (all processes), from /proc/stat.
+fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …: busy = all − idle − iowait
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    // SAFETY: sysconf has no memory effects.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((total - idle) / tck.max(1.0))
+}
+
+fn cpu_pct(from: (f64, f64, f64), to: (f64, f64, f64), wall_ns: u64) -> Value {
+    let wall = (wall_ns as f64 / 1e9).max(1e-9);
+    let pct = |a: f64, b: f64| round1((b - a) / wall * 100.0);
+    json!({
+        "server": pct(from.0, to.0),
+        "load_generator": pct(from.1, to.1),
+        "whole_machine": pct(from.2, to.2),
+    })
+}
+
 fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!(
         "evsync-hostile-{}-{}",
@@ -1065,8 +1103,10 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
     // phase 1: the baseline, alone
     tokio::time::sleep(Duration::from_secs(1)).await;
     let b0 = now_ns();
+    let cpu_b0 = cpu_now(pid);
     tokio::time::sleep(secs).await;
     let b1 = now_ns();
+    let cpu_base = cpu_pct(cpu_b0, cpu_now(pid), b1 - b0);
     let rss_base = rss_kib(pid).unwrap_or(0);
 
     // phase 2: idle sockets, then every attacker at once
@@ -1137,8 +1177,10 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
     // let the slowloris storm reach its steady state (first closes)
     tokio::time::sleep(Duration::from_secs(args.handshake_timeout + 1)).await;
     let a0 = now_ns();
+    let cpu_a0 = cpu_now(pid);
     tokio::time::sleep(secs).await;
     let a1 = now_ns();
+    let cpu_attack = cpu_pct(cpu_a0, cpu_now(pid), a1 - a0);
     ctx.stop.store(true, Ordering::SeqCst);
     let attack_end = Instant::now();
     for t in attackers {
@@ -1321,6 +1363,11 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             "attack": {"ack": ack_attack, "delivery": del_attack},
             "ack_p99_ratio": ack_ratio,
             "delivery_p99_ratio": del_ratio,
+        },
+        "cpu_pct": {
+            "note": "100 = one core busy; the machine has 2 (nproc)",
+            "baseline": cpu_base,
+            "attack": cpu_attack,
         },
         "rss_kib": {
             "after_baseline": rss_base,
