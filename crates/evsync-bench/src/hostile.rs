@@ -344,6 +344,8 @@ struct Normal {
     /// (send time, write → delivery ns) per delivered stamped entry.
     deliveries: Vec<(u64, u64)>,
     written: u64,
+    /// The writer wrote its last entry and has every Ack (or failed).
+    writer_done: bool,
     history_delivered: u64,
     last_sequence: u64,
     errors: Vec<String>,
@@ -382,6 +384,7 @@ async fn subscriber(url: String, normal: Arc<Mutex<Normal>>, stop: Arc<AtomicBoo
             start_sequence: 0,
         };
         send_frames(&mut sink, frames_for(&sub, &mut 0)).await?;
+        let mut stopped_at: Option<Instant> = None;
         loop {
             let next = tokio::time::timeout(
                 Duration::from_millis(200),
@@ -390,7 +393,15 @@ async fn subscriber(url: String, normal: Arc<Mutex<Normal>>, stop: Arc<AtomicBoo
             .await;
             let resp = match next {
                 Err(_) if stop.load(Ordering::SeqCst) => {
-                    return Ok::<(), crate::common::BoxError>(());
+                    // done once the writer is, and everything it wrote is here
+                    let n = lock(&normal);
+                    let stopped = *stopped_at.get_or_insert_with(Instant::now);
+                    if (n.writer_done && n.deliveries.len() as u64 >= n.written)
+                        || stopped.elapsed() > Duration::from_secs(30)
+                    {
+                        return Ok::<(), crate::common::BoxError>(());
+                    }
+                    continue;
                 }
                 Err(_) => continue,
                 Ok(resp) => resp?,
@@ -485,8 +496,10 @@ async fn writer(url: String, rate: u64, normal: Arc<Mutex<Normal>>, stop: Arc<At
         }
     }
     .await;
+    let mut n = lock(&normal);
+    n.writer_done = true;
     if let Err(e) = result {
-        lock(&normal).errors.push(format!("writer: {e}"));
+        n.errors.push(format!("writer: {e}"));
     }
 }
 
