@@ -135,6 +135,6 @@ describe("S12 switching from Effect's SqlEventLogServer", () => {
         rmSync(dir, { recursive: true, force: true })
       }
     },
-    { notOnWorker: "the offline import runs on a native data directory; the Worker cannot import tenants yet (admin answers 501)" }
+    { notOnWorker: "evsync import --effect-sqlite writes into a native data directory (to reach the Worker, import natively, then move the tenant with evsync admin export/import as S11 does)" }
   )
 })
