@@ -24,6 +24,10 @@
 //! - `GET /stats` (the admin API, via the Worker): the tenant's figures as
 //!   JSON, read from storage and the open sockets without waking the
 //!   engine.
+//! - DO SQLite: the first engine start of the object's lifetime puts the
+//!   tenant in the tenant index (`crate::tenant_index`, in the
+//!   background); the index object itself is one of this class, serving
+//!   `/index/…`.
 //! - `DELETE /delete`, `GET /export`, `POST /import` (the admin API, via
 //!   the Worker): `crate::tenant_ops`. While one of them holds the tenant
 //!   (D1), connections are refused (`503`, `Retry-After`) and no engine
@@ -41,6 +45,7 @@ use crate::idle::{self, HeardLog};
 use crate::log;
 use crate::object_meta;
 use crate::storage::Backend;
+use crate::tenant_index;
 use crate::tenant_ops::{self, Ops};
 use bytes::Bytes;
 use evsync_core::proto::close::{code, truncate_reason};
@@ -114,6 +119,13 @@ impl DurableObject for SyncDurableObject {
         }
         if url.path() == "/stats" && req.method() == worker::Method::Get {
             return self.stats(&req).await;
+        }
+        if matches!(
+            url.path(),
+            tenant_index::REGISTER | tenant_index::DEREGISTER | tenant_index::LIST
+        ) {
+            // Sent only to the index object (tenant_index::INDEX_NAME).
+            return tenant_index::serve(&self.state, &req, url.path());
         }
         if matches!(url.path(), "/delete" | "/export" | "/import") {
             let Some(tenant) = req.headers().get(TENANT_HEADER)? else {
@@ -516,6 +528,14 @@ impl SyncDurableObject {
             storage = backend.describe(),
             remote_id = remote_id.to_uuid_string()
         );
+        // DO SQLite: the tenant (its store now has a remoteId) is put in
+        // the tenant index once per object lifetime, in the background.
+        if matches!(backend, Backend::DurableObject(_)) && self.ops.needs_indexing() {
+            let env = self.env.clone();
+            let name = tenant.clone();
+            self.state
+                .wait_until(async move { tenant_index::register(&env, &name).await });
+        }
         // The Worker refuses requests while SYNC_DEBUG is unusable; an
         // object woken by a socket message fails the same way (closed).
         let debug = config::flag(&self.env, config::DEBUG_VAR)?;

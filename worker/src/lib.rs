@@ -18,6 +18,8 @@
 //!   sockets, the timeout alarm);
 //! - `tenant_ops`: operators' delete, export and import of the object's
 //!   tenant (the admin API);
+//! - `tenant_index`: the names of the tenants in DO SQLite mode, kept by
+//!   one object of the class for the admin list;
 //! - `driver`: runs the engine's actions (send, close, storage);
 //! - `alarm`: the Durable Object alarm set from the engine's next deadline;
 //! - `attachment`: what a socket carries across hibernation;
@@ -47,6 +49,7 @@ mod routes;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod storage;
+mod tenant_index;
 mod tenant_ops;
 
 pub use durable_object::SyncDurableObject;

@@ -22,8 +22,9 @@
 //! (`GET /admin/tenants/<t>/stats`), its delete, export and import are run
 //! by the tenant's object, where its sockets and its storage are
 //! (`crate::tenant_ops`); the export's and the import's bodies pass through
-//! as streams. The list of tenants is read from D1 here, and is not
-//! available with Durable Object SQLite (`501`).
+//! as streams. The list of tenants is read from D1 here, or, with Durable
+//! Object SQLite, from the tenant index (`crate::tenant_index`) with each
+//! tenant's figures from its object.
 
 use crate::auth;
 use crate::config;
@@ -213,26 +214,20 @@ async fn admin(req: &Request, path: &str, env: &Env) -> Result<Response> {
             );
             Ok(response)
         }
-        Ok(AdminRoute::List) => list(req, path, env).await,
+        Ok(AdminRoute::List) => list(env).await,
     }
 }
 
 /// `GET /admin/tenants`. On D1 the tenants are rows: one query gives each
 /// tenant with a remoteId and its figures; connections and the last write
 /// live in each tenant's object and are `null` here (`GET
-/// /admin/tenants/<t>` asks the object). On Durable Object SQLite there is
-/// nothing to list them from (objects are found by name, never
-/// enumerated): `501` with the reason.
-async fn list(req: &Request, path: &str, env: &Env) -> Result<Response> {
+/// /admin/tenants/<t>` asks the object). On Durable Object SQLite (objects
+/// are found by name, never enumerated) the names come from the tenant
+/// index ([`list_indexed`]).
+async fn list(env: &Env) -> Result<Response> {
     let db = match crate::storage::chosen_d1(env) {
         Ok(Some(db)) => db,
-        Ok(None) => {
-            refusals::log(req.headers(), path, 501, "tenant list not on DO SQLite");
-            return text(
-                501,
-                "Listing tenants needs D1 storage: with Durable Object SQLite every tenant is its own object, found by name, and Cloudflare offers no way to enumerate them by name. Keep the list of your tenants where you create them; GET /admin/tenants/<t> shows one.",
-            );
-        }
+        Ok(None) => return list_indexed(env).await,
         Err(reason) => {
             log::error!("admin: listing tenants failed", reason = reason);
             return text(503, &reason);
@@ -263,6 +258,80 @@ async fn list(req: &Request, path: &str, env: &Env) -> Result<Response> {
     }
     log::debug!("admin: list", tenants = tenants.len());
     json(200, &serde_json::json!({ "tenants": tenants }).to_string())
+}
+
+/// How many tenants' objects the DO SQLite list asks at once.
+const LIST_CONCURRENCY: usize = 16;
+
+/// `GET /admin/tenants` on Durable Object SQLite: the names from the
+/// tenant index (`crate::tenant_index`), each tenant's figures from its
+/// object (its `/stats` answer), by name; tenants whose object has no data
+/// any more (no remoteId) are left out. Tenants whose object has not run
+/// since the index was deployed are not in it.
+async fn list_indexed(env: &Env) -> Result<Response> {
+    let names = match crate::tenant_index::tenants(env).await {
+        Ok(indexed) => indexed,
+        Err(reason) => {
+            log::error!("admin: listing tenants failed", reason = reason);
+            return text(503, &reason);
+        }
+    };
+    let mut tenants = Vec::with_capacity(names.len());
+    for batch in names.chunks(LIST_CONCURRENCY) {
+        let answers = futures_util::future::join_all(
+            batch
+                .iter()
+                .map(|indexed| indexed_figures(env, &indexed.tenant)),
+        )
+        .await;
+        for answer in answers {
+            match answer {
+                Ok(Some(row)) => tenants.push(row),
+                Ok(None) => {}
+                Err(reason) => {
+                    log::error!("admin: listing tenants failed", reason = reason);
+                    return text(503, &reason);
+                }
+            }
+        }
+    }
+    tenants.sort_by(|a, b| a["tenant"].as_str().cmp(&b["tenant"].as_str()));
+    log::debug!("admin: list", tenants = tenants.len());
+    json(200, &serde_json::json!({ "tenants": tenants }).to_string())
+}
+
+/// One listed tenant in the native list's shape, from its object's `/stats`
+/// answer; `None` when it has no data (no remoteId).
+async fn indexed_figures(
+    env: &Env,
+    tenant: &str,
+) -> std::result::Result<Option<serde_json::Value>, String> {
+    let failed = |e: worker::Error| format!("tenant {tenant}: {e}");
+    let mut response = call_object(env, tenant, "/stats", Method::Get, Headers::new())
+        .await
+        .map_err(failed)?;
+    let body = response.text().await.map_err(failed)?;
+    if response.status_code() != 200 {
+        return Err(format!(
+            "tenant {tenant}: {} {body}",
+            response.status_code()
+        ));
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| format!("tenant {tenant}: {e}"))?;
+    if stats["remoteId"].is_null() {
+        return Ok(None);
+    }
+    Ok(Some(serde_json::json!({
+        "tenant": tenant,
+        "remoteId": stats["remoteId"],
+        "bytesOnDisk": null,
+        "logs": stats["logs"],
+        "entries": stats["entries"],
+        "bytes": stats["bytes"],
+        "lastWriteMs": stats["lastWriteMs"],
+        "connections": stats["connections"],
+    })))
 }
 
 /// The variables a request depends on: the auth settings, and `SYNC_DEBUG`

@@ -16,7 +16,9 @@
 //!   `batch()`, so the tenant is first *held*: sockets closed, engine
 //!   stopped, its D1 work in flight allowed to finish, connections refused
 //!   with `503` and `Retry-After`; then the batch.
-//! - **Delete**: one `transactionSync` on DO SQLite, one `batch()` on D1.
+//! - **Delete**: one `transactionSync` on DO SQLite, one `batch()` on D1;
+//!   on DO SQLite the tenant then leaves the tenant index
+//!   (`crate::tenant_index`), and an import puts it there.
 //! - **Import**: the tenant changes only once the whole file was read and
 //!   its trailer (counts, SHA-256) checked, and then in one transaction;
 //!   a bad file changes nothing. DO SQLite calls are synchronous, so a
@@ -40,6 +42,7 @@ use crate::log;
 use crate::storage::Backend;
 use crate::storage::d1::{self, D1Storage};
 use crate::storage::do_sql::DoSqlStorage;
+use crate::tenant_index;
 use evsync_core::export::{ExportHeader, ExportReader, ExportSummary, Exporter, Importer};
 use evsync_core::proto::close::code;
 use evsync_core::storage::block_on;
@@ -73,6 +76,8 @@ pub struct Ops {
     /// Raised whenever the data changes under the sockets: an export or an
     /// engine start that saw another value stops.
     epoch: Cell<u64>,
+    /// The tenant was put in the tenant index (DO SQLite) by this object.
+    indexed: Cell<bool>,
 }
 
 impl Ops {
@@ -85,6 +90,12 @@ impl Ops {
     /// replaced.
     pub fn epoch(&self) -> u64 {
         self.epoch.get()
+    }
+
+    /// True once per object lifetime (and again after a delete): the
+    /// tenant is to be put in the tenant index.
+    pub fn needs_indexing(&self) -> bool {
+        !self.indexed.replace(true)
     }
 
     fn begin(&self) -> Option<Busy<'_>> {
@@ -214,6 +225,11 @@ impl Object<'_> {
             Ok(closed) => closed,
             Err(reason) => return storage_failed(tenant, "admin: deleting failed", &reason),
         };
+        if matches!(backend, Backend::DurableObject(_)) {
+            // The next engine start registers it again.
+            self.ops.indexed.set(false);
+            tenant_index::deregister(self.env, tenant).await;
+        }
         log::info!("admin: tenant deleted", tenant = tenant, closed = closed);
         let body = serde_json::json!({ "tenant": tenant, "deleted": true });
         json(200, &body.to_string())
@@ -299,7 +315,7 @@ impl Object<'_> {
             return Err(ImportError::HasData);
         }
         match &backend {
-            Backend::DurableObject(store) => self.import_do(store, body, replace).await,
+            Backend::DurableObject(store) => self.import_do(store, body, tenant, replace).await,
             Backend::D1(store) => self.import_d1(store, body, tenant, replace).await,
         }
     }
@@ -311,6 +327,7 @@ impl Object<'_> {
         &self,
         store: &DoSqlStorage,
         body: Option<&mut ByteStream>,
+        tenant: &str,
         replace: bool,
     ) -> std::result::Result<Imported, ImportError> {
         let chunks = read_body(body, MAX_BUFFERED_IMPORT_BYTES).await?;
@@ -325,6 +342,9 @@ impl Object<'_> {
             .replace_with(move |store| load(store, &chunks))
             .map_err(ImportError::BadFile)?;
         self.close_all(REPLACED);
+        // A tenant created by the import is listed (failures are logged).
+        self.ops.indexed.set(true);
+        tenant_index::register(self.env, tenant).await;
         Ok(Imported {
             header,
             summary,
