@@ -4,7 +4,7 @@
 // on the same Socket without ending its previous connection loop, ping on. Two such replicas
 // (same identity; src/sdk-pattern.mjs's journal handles an entry once however many sockets
 // deliver it, as the SDK's own journal does) write for INTEROP_SDK_DURATION_S seconds (default 20; never
-// shorter under CI=true); halfway the server is killed with SIGKILL and started again on the
+// shorter under CI=true); a quarter in, the server is killed with SIGKILL and started again on the
 // same data directory and port. Then:
 // - every event a replica wrote after the restart has arrived at the other, and so has every
 //   event at all (both replicas hold the same events);
@@ -27,6 +27,11 @@
 // Even at 20 s a busy machine (CI, 2026-12-02) slows that client enough that one local write takes
 // over 10 s: such a write is reported (diagnostic + summary) and waited for; only one that does not
 // return within 60 s fails the run. interop/run.sh runs this file after the others, by itself.
+// The kill comes a quarter into the run, not halfway: every connection loop the SDK leaked
+// before it ends at the kill and spins until the client reconnects, so an earlier kill means
+// fewer spinners; with ~13 of them (a kill halfway) a busy machine's replica process sometimes
+// livelocked for 20 s, its snapshot unanswered (2026-12-02, against evsync and, recorded as
+// intermittent, against Effect's server). Three quarters of the run then follow the restart.
 import assert from "node:assert/strict"
 import { describe } from "node:test"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -50,7 +55,7 @@ const DURATION_S = (() => {
 const SYNC_INTERVAL_MS = 1_000 // the SDK's syncInterval
 const WRITE_EVERY_MS = 250 // per replica
 const SAMPLE_EVERY_MS = 2_000 // /healthz
-const CONVERGE_TIMEOUT_MS = 30_000 // generous: a starving client (below) uploads late
+const CONVERGE_TIMEOUT_MS = 45_000 // generous: a starving client (below) uploads late
 const SLOW_WRITE_MS = 10_000 // a local write slower than this is reported
 const STUCK_WRITE_MS = 60_000 // and one slower than this fails the run
 
@@ -68,7 +73,7 @@ const settlesWithin = (promise, ms) => {
 describe("S9 agent SDK SyncService pattern", () => {
   for (const target of TARGETS) {
     describe(target, () => {
-      scenario(target, "S9-sdk-sync-service", `reconnect every ${SYNC_INTERVAL_MS} ms without closing, ping on, two writers for ${DURATION_S} s, SIGKILL + restart halfway`, async ({ replica, replicas, t }) => {
+      scenario(target, "S9-sdk-sync-service", `reconnect every ${SYNC_INTERVAL_MS} ms without closing, ping on, two writers for ${DURATION_S} s, SIGKILL + restart a quarter in`, async ({ replica, replicas, t }) => {
         const dataDir = mkdtempSync(join(tmpdir(), `evsync-interop-s9-${target}-`))
         let server
         let sampler
@@ -110,7 +115,7 @@ describe("S9 agent SDK SyncService pattern", () => {
           // what the SDK reports as "connected": a Hello
           await Promise.all([a.waitForHello(1), b.waitForHello(1)])
 
-          // two writers, for DURATION_S; SIGKILL + restart halfway
+          // two writers, for DURATION_S; SIGKILL + restart a quarter in (see the header)
           /** @type {Record<string, { id: string, phase: string }[]>} */
           const written = { A: [], B: [] }
           let slowWrites = 0
@@ -139,14 +144,14 @@ describe("S9 agent SDK SyncService pattern", () => {
             }
           }
           const writers = Promise.all([writer(a), writer(b)])
-          await sleep((DURATION_S * 1000) / 2) // run time is the behaviour under test
+          await sleep((DURATION_S * 1000) / 4) // run time is the behaviour under test
           phase = "down"
           const exit = await server.stop({ signal: "SIGKILL" })
           t.diagnostic(`${target} killed at t=${(elapsed() / 1000).toFixed(1)}s: ${JSON.stringify(exit)}`)
           server = await startServer(target, { dataDir, port })
           phase = "after"
           t.diagnostic(`${target} restarted at t=${(elapsed() / 1000).toFixed(1)}s`)
-          await sleep((DURATION_S * 1000) / 2)
+          await sleep((DURATION_S * 1000) * 3 / 4)
           writing = false
           await writers
           const writeEnd = elapsed()
