@@ -47,7 +47,11 @@ impl Default for LogConfig {
             outbound_hard_limit: 64 * 1024 * 1024,
             live_coalesce_bytes: 0,
             read_max_entries: 4096,
-            read_max_bytes: 2 * 1024 * 1024,
+            // As large as one Changes message (`max_changes_message_bytes`):
+            // a catch-up page is then one message, which Effect's client
+            // handles in one piece; two messages of ~1.5 MB each can be
+            // decrypted and handled in either order by it (interop S3).
+            read_max_bytes: 4 * 1024 * 1024,
             append_max_entries: 10_000,
             append_max_bytes: 4 * 1024 * 1024,
             max_subscriptions_per_connection: 1024,
