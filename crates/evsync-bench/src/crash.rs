@@ -12,6 +12,7 @@
 use crate::common::{
     Payloads, Result, WsSink, WsStream, connect_hello, err, frames_for, next_response, send_frames,
 };
+use crate::server_process::{evsync_bin, free_port, scratch_dir, serve_command, spawn_listening};
 use bytes::Bytes;
 use clap::Args;
 use evsync_core::storage::{ReadLimit, Storage};
@@ -20,12 +21,10 @@ use evsync_storage_sqlite::{SqliteStorage, tenant_path};
 use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::Mutex;
 
 /// `evsync crash-test …`
@@ -82,41 +81,8 @@ struct Server {
 
 impl Server {
     async fn start(&mut self) -> Result<()> {
-        let mut child = Command::new(&self.bin)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--data",
-            ])
-            .arg(&self.data)
-            // the checks read the SQLite file: nothing from the caller's
-            // environment may change where or how the server stores
-            .env_remove("SYNC_STORAGE")
-            .env_remove("SYNC_DATA")
-            .env_remove("SYNC_AUTH_TOKEN")
-            .env_remove("SYNC_AUTH_TOKENS")
-            .env_remove("SYNC_TOKEN_SECRET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let stderr = child.stderr.take().ok_or_else(|| err("no stderr"))?;
-        let mut lines = BufReader::new(stderr).lines();
-        let listening = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
-                if line.contains("listening on ") {
-                    return Ok::<bool, std::io::Error>(true);
-                }
-            }
-            Ok(false)
-        })
-        .await
-        .map_err(|_| err("the server did not start within 30 s"))??;
-        if !listening {
-            return Err(err("the server exited before listening (port taken?)"));
-        }
+        let mut cmd = serve_command(&self.bin, self.port, &self.data);
+        let (child, mut lines) = spawn_listening(&mut cmd, |_| {}).await?;
         // keep draining its stderr
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.child = Some(child);
@@ -145,22 +111,13 @@ impl Server {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Runs the crash test; prints a JSON summary line; `Ok(true)` if every
 /// check passed.
 pub async fn run(args: CrashArgs) -> Result<bool> {
-    let bin = match &args.bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?,
-    };
+    let bin = evsync_bin(args.bin.as_deref())?;
     let temp = match &args.data {
         Some(_) => None,
-        None => Some(tempdir()?),
+        None => Some(scratch_dir("crash-test")?),
     };
     let data = args
         .data
@@ -315,16 +272,6 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
         let _ = std::fs::remove_dir_all(temp);
     }
     Ok(passed)
-}
-
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "evsync-crash-test-{}-{}",
-        std::process::id(),
-        crate::common::now_ns()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// One writer: writes batches to its log with `in_flight` unacknowledged

@@ -45,6 +45,7 @@ use crate::common::{
     fill_random, frames_for, ms, next_response, now_ns, percentile, proc_cpu_secs, round1, rss_kib,
     self_cpu_secs, send_frames,
 };
+use crate::server_process::{evsync_bin, free_port, scratch_dir, serve_command, spawn_listening};
 use bytes::Bytes;
 use clap::Args;
 use evsync_core::codec::encode_request;
@@ -53,13 +54,12 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -166,61 +166,32 @@ struct Server {
 }
 
 async fn start_server(args: &HostileArgs, data: &std::path::Path) -> Result<(Server, LogTask)> {
-    let bin = match &args.bin {
-        Some(bin) => bin.clone(),
-        None => std::env::current_exe()?,
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(data)
-        .args([
-            "--storage",
-            &args.storage,
-            "--handshake-timeout",
-            &args.handshake_timeout.to_string(),
-            "--log-format",
-            "json",
-        ]);
-    // nothing from the caller's environment may change the limits, the
-    // log level or the log lines counted here
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SYNC_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
-    let pid = child.id().ok_or_else(|| err("the server has no pid"))?;
-    let stderr = child.stderr.take().ok_or_else(|| err("no stderr"))?;
-    let mut lines = BufReader::new(stderr).lines();
+    let bin = evsync_bin(args.bin.as_deref())?;
+    let port = free_port()?;
+    let mut cmd = serve_command(&bin, port, data);
+    cmd.args([
+        "--storage",
+        &args.storage,
+        "--handshake-timeout",
+        &args.handshake_timeout.to_string(),
+        "--log-format",
+        "json",
+    ])
+    // nothing from the caller's environment may change the log level or
+    // the log lines counted here (serve_command already drops SYNC_*)
+    .env("RUST_LOG", "info");
     let mut file = match &args.server_log {
         Some(path) => Some(std::fs::File::create(path)?),
         None => None,
     };
-    let listening = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(f) = &mut file {
-                use std::io::Write;
-                let _ = writeln!(f, "{line}");
-            }
-            if line.contains("listening on ") {
-                return Ok::<bool, std::io::Error>(true);
-            }
+    let (child, mut lines) = spawn_listening(&mut cmd, |line| {
+        if let Some(f) = &mut file {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
         }
-        Ok(false)
     })
-    .await
-    .map_err(|_| err("the server did not start within 30 s"))??;
-    if !listening {
-        return Err(err("the server exited before listening"));
-    }
+    .await?;
+    let pid = child.id().ok_or_else(|| err("the server has no pid"))?;
     let tally = Arc::new(Mutex::new(LogTally::default()));
     let reader = {
         let tally = tally.clone();
@@ -1017,16 +988,6 @@ fn cpu_pct(from: (f64, f64, f64), to: (f64, f64, f64), wall_ns: u64) -> Value {
     })
 }
 
-fn tempdir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "evsync-hostile-{}-{}",
-        std::process::id(),
-        now_ns()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 /// Runs the suite; prints the JSON summary on stdout and a human line on
 /// stderr; `Ok(true)` if every check passed. `open_files` is this
 /// process's open-files limit (raised by the binary).
@@ -1049,7 +1010,7 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             args.idle, args.slowloris
         )));
     }
-    let data = tempdir()?;
+    let data = scratch_dir("hostile")?;
     let started = Instant::now();
     let (mut server, logs) = start_server(&args, &data).await?;
     let pid = server.pid;

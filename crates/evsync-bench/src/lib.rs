@@ -24,6 +24,7 @@ pub mod hostile;
 pub mod idle;
 pub mod raw;
 pub mod report;
+pub mod server_process;
 pub mod write;
 
 use clap::{Args, Subcommand};
