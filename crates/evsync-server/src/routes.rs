@@ -21,7 +21,7 @@ use crate::connection;
 use crate::dashboard;
 use crate::health;
 use crate::metrics::deny_label;
-use crate::registry::{ConnectError, LimitHit, Registry};
+use crate::registry::{ConnectError, Registry};
 pub(crate) use crate::respond::{Peer, text};
 use axum::Router;
 use axum::body::Body;
@@ -74,13 +74,14 @@ fn refusal_response(refusal: Refusal) -> Response {
     response
 }
 
-/// The `503` of a socket refused over a limit: it says which, and when to
-/// try again.
-fn over_limit(hit: LimitHit, retry_after_secs: u32) -> Response {
-    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, hit.body());
-    if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
+/// A refusal the client should retry: `status` with `body` and
+/// `Retry-After: retry_after_secs` (over a limit, a held tenant, a tenant
+/// behind its write rate).
+fn retry_later(status: StatusCode, body: &'static str, retry_after_secs: u64) -> Response {
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
 }
 
@@ -159,7 +160,11 @@ async fn handle(
         Err(ConnectError::Limit(hit)) => {
             peer.refused(&registry, 503, hit.reason());
             shared.metrics.refused_over_limit(hit.label());
-            return over_limit(hit, shared.config.limits.retry_after_secs);
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                hit.body(),
+                shared.config.limits.retry_after_secs.into(),
+            );
         }
         Err(ConnectError::Revoked) => {
             let refusal = Refusal::Unauthorized(DenyReason::Revoked);
@@ -170,27 +175,19 @@ async fn handle(
         Err(ConnectError::Throttled(retry_after_secs)) => {
             peer.refused(&registry, 429, "tenant write rate limit");
             shared.metrics.refused_over_limit("tenant_write_rate");
-            let mut response = text(
+            return retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many writes to this tenant; retry later.",
+                retry_after_secs,
             );
-            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
         }
         Err(ConnectError::Held) => {
             peer.refused(&registry, 503, "tenant held by an operator");
-            let mut response = text(
+            return retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Tenant is being changed by an operator.",
+                shared.config.limits.retry_after_secs.into(),
             );
-            if let Ok(value) =
-                HeaderValue::from_str(&shared.config.limits.retry_after_secs.to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            return response;
         }
         Err(ConnectError::ShuttingDown) => {
             peer.refused(&registry, 503, "server shutting down");
