@@ -389,3 +389,64 @@ async fn a_read_transfers_its_budget_not_its_entry_limit() {
         "over budget, the first entry alone"
     );
 }
+
+#[tokio::test]
+async fn pooled_connections_are_named_for_operators() {
+    let pg = TestPostgres::shared();
+    let url = pg.fresh_database();
+    let dbname = url.rsplit('/').next().unwrap().to_string();
+    let db = PgDatabase::new(&PgConfig::parse(&url, 2).unwrap()).unwrap();
+    // The pool's connections carry startup options of ours (the
+    // idle-in-transaction bound); that they connect at all shows the
+    // server takes them.
+    db.migrate().await.unwrap();
+    db.ping().await.unwrap();
+    let names = pg.psql(
+        &pg.url(),
+        &format!(
+            "SELECT string_agg(DISTINCT application_name, ',') FROM pg_stat_activity \
+             WHERE datname = '{dbname}'"
+        ),
+    );
+    assert_eq!(
+        names.trim(),
+        "evsync",
+        "what pg_stat_activity shows an operator"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_append_stores_none_of_its_batches() {
+    let pg = TestPostgres::shared();
+    let url = pg.fresh_database();
+    let db = PgDatabase::new(&PgConfig::parse(&url, 2).unwrap()).unwrap();
+    db.migrate().await.unwrap();
+    let mut store = db.tenant("acme");
+    store.append(&[batch("a", 1, &[1])]).await.unwrap();
+    // Rewind log a's head behind the store's back, so the append's insert
+    // hits the (log, sequence) key after log b's row was created and its
+    // entry queued in the same transaction.
+    pg.psql(
+        &url,
+        "UPDATE evsync_logs SET head = 0 WHERE public_key = convert_to('a', 'UTF8')",
+    );
+    let err = store
+        .append(&[batch("b", 1, &[5]), batch("a", 1, &[2])])
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("postgres"), "{err}");
+    assert!(
+        !err.message.contains("ERROR 23505: ") || err.message.contains("insert"),
+        "{err}"
+    );
+    assert_eq!(
+        store.read("b", 0, ALL).await.unwrap(),
+        vec![],
+        "a failed append stores nothing, not even its other batches"
+    );
+    assert_eq!(
+        pg.psql(&url, "SELECT count(*) FROM evsync_logs").trim(),
+        "1",
+        "nor log b's head row"
+    );
+}
