@@ -213,11 +213,18 @@ impl PgDatabase {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        let mut removed = 0;
-        removed += tx
-            .execute(schema::DELETE_ENTRIES, &[&ids])
+        let delete_entries = tx
+            .prepare_cached(schema::DELETE_ENTRIES)
             .await
-            .map_err(pg_error("delete entries"))?;
+            .map_err(pg_error("prepare"))?;
+        let (tx_ref, statement) = (&tx, &delete_entries);
+        let deleted = futures_util::future::try_join_all(
+            ids.iter()
+                .map(|id| async move { tx_ref.execute(statement, &[id]).await }),
+        )
+        .await
+        .map_err(pg_error("delete entries"))?;
+        let mut removed: u64 = deleted.iter().sum();
         for sql in [
             schema::DELETE_LOGS,
             schema::DELETE_REMOTE_ID,

@@ -120,8 +120,21 @@ pub const LOCK_LOGS: &str = "INSERT INTO evsync_logs AS l (tenant, public_key)
 /// The entries of log `$1` whose entryId's SHA-256 is in `$2`, as
 /// `entry_id, sequence`: the dedup check of an append, made while the
 /// log's row is locked, so no other writer can add one meanwhile.
-pub const FIND_ENTRIES: &str = "SELECT entry_id, sequence FROM evsync_entries
-    WHERE log_id = $1 AND sha256(entry_id) = ANY($2::bytea[])";
+///
+/// One probe of the unique index per digest, whatever the statistics say:
+/// the LATERAL subquery (kept apart by its LIMIT) is run once per digest
+/// with both index columns bound, which the planner costs at one row. A
+/// plain `sha256(entry_id) = ANY($2)` let it scan the whole log and hash
+/// every entry when its estimate of a log's size was off (no statistics
+/// yet, or a big log among many small ones): milliseconds per append that
+/// grew with the log.
+pub const FIND_ENTRIES: &str = "SELECT e.entry_id, e.sequence
+    FROM unnest($2::bytea[]) AS h(hash)
+    CROSS JOIN LATERAL (
+        SELECT entry_id, sequence FROM evsync_entries
+        WHERE log_id = $1 AND sha256(entry_id) = h.hash
+        LIMIT 1
+    ) AS e";
 
 /// Inserts entries given as parallel arrays: log ids, sequences, entryIds,
 /// ivs, ciphertexts. One statement for every entry of an append.
@@ -137,16 +150,19 @@ pub const SET_HEADS: &str = "UPDATE evsync_logs AS l SET head = u.head
 /// PostgreSQL delivers them at COMMIT, and only if it commits.
 pub const NOTIFY: &str = "SELECT pg_notify('evsync_log', p) FROM unnest($1::text[]) AS p";
 
-/// Entries of tenant `$1`'s log `$2` with `sequence >= $3`, at most `$4`,
-/// while their running size (iv + entryId + ciphertext) stays within `$5`
-/// bytes, the first one always.
+/// Entries of tenant `$1`'s log `$2` with `$3 <= sequence < $4`, at most
+/// `$5`, while their running size (iv + entryId + ciphertext) stays within
+/// `$6` bytes, the first one always.
+///
+/// `$4` is `$3` plus the entry limit: a log's sequences are gapless, so the
+/// range holds exactly the entries the limit allows, and however the
+/// planner reads it (an ordered index scan, or a bitmap scan and a sort
+/// when its statistics are off) it never visits more.
 ///
 /// The running sum is taken over `octet_length`, which for an out-of-line
 /// value reads the TOAST pointer, so entries past the budget are never
 /// fetched from TOAST nor sent: a read of 1,000 entries of 1.5 MB each with
-/// a 4 MiB budget moves about 4 MiB, not 1.5 GB. The window runs over the
-/// primary key's order and the LIMIT stops it, so at most `$4` index
-/// entries are visited.
+/// a 4 MiB budget moves about 4 MiB, not 1.5 GB.
 pub const READ: &str = "SELECT sequence, iv, entry_id, encrypted_entry FROM (
         SELECT e.sequence, e.iv, e.entry_id, e.encrypted_entry,
             row_number() OVER w AS n,
@@ -155,12 +171,12 @@ pub const READ: &str = "SELECT sequence, iv, entry_id, encrypted_entry FROM (
         FROM evsync_entries AS e
         WHERE e.log_id = (SELECT id FROM evsync_logs
                 WHERE tenant = $1 AND sha256(public_key) = sha256($2) AND public_key = $2)
-            AND e.sequence >= $3
+            AND e.sequence >= $3 AND e.sequence < $4
         WINDOW w AS (ORDER BY e.sequence ROWS UNBOUNDED PRECEDING)
         ORDER BY e.sequence
-        LIMIT $4
+        LIMIT $5
     ) AS s
-    WHERE n = 1 OR running <= $5
+    WHERE n = 1 OR running <= $6
     ORDER BY sequence";
 
 /// Raises tenant `$1`'s "tokens not before" instant to `$2` (ms), never
@@ -177,14 +193,21 @@ pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM evsync_tenant_settings WHERE tenant = $1";
 
 /// What tenant `$1` holds, as one row (one snapshot): logs with entries,
-/// entries, and the sum of iv + entryId + ciphertext lengths. Scans the
-/// tenant's entries through their logs, reading lengths, not values.
+/// entries, and the sum of iv + entryId + ciphertext lengths. Reads the
+/// tenant's entries log by log (a LATERAL subquery per log, so through the
+/// primary key, never a scan of every tenant's entries), lengths, not
+/// values.
 pub const SELECT_STATS: &str = "SELECT
-        (SELECT count(*) FROM evsync_logs WHERE tenant = $1 AND head > 0) AS logs,
-        count(e.*) AS entries,
-        coalesce(sum(octet_length(e.iv) + octet_length(e.entry_id)
-            + octet_length(e.encrypted_entry)), 0)::bigint AS bytes
-    FROM evsync_logs AS l JOIN evsync_entries AS e ON e.log_id = l.id
+        count(*) FILTER (WHERE l.head > 0) AS logs,
+        coalesce(sum(s.entries), 0)::bigint AS entries,
+        coalesce(sum(s.bytes), 0)::bigint AS bytes
+    FROM evsync_logs AS l
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS entries,
+            sum(octet_length(e.iv) + octet_length(e.entry_id)
+                + octet_length(e.encrypted_entry)) AS bytes
+        FROM evsync_entries AS e WHERE e.log_id = l.id
+    ) AS s
     WHERE l.tenant = $1";
 
 /// Every log of tenant `$1` with entries and its head, in publicKey byte
@@ -217,8 +240,9 @@ pub const SELECT_HEADS: &str = "SELECT tenant, public_key, head FROM evsync_logs
 pub const LOCK_TENANT_LOGS: &str =
     "SELECT id FROM evsync_logs WHERE tenant = $1 ORDER BY public_key FOR UPDATE";
 
-/// Deletes the entries of the logs `$1` (ids).
-pub const DELETE_ENTRIES: &str = "DELETE FROM evsync_entries WHERE log_id = ANY($1::bigint[])";
+/// Deletes the entries of log `$1` (one statement per log, each a range of
+/// the primary key).
+pub const DELETE_ENTRIES: &str = "DELETE FROM evsync_entries WHERE log_id = $1";
 
 /// Deletes tenant `$1`'s logs, remoteId and settings.
 pub const DELETE_LOGS: &str = "DELETE FROM evsync_logs WHERE tenant = $1";

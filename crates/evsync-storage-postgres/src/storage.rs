@@ -342,7 +342,11 @@ impl AsyncStorage for PgStorage {
         let Ok(from) = i64::try_from(from) else {
             return Ok(Vec::new()); // beyond any stored sequence
         };
+        // Sequences start at 1: reading from 0 is reading from 1, and the
+        // range [from, until) holds at most `max_entries` of them.
+        let from = from.max(1);
         let max_entries = i64::try_from(limit.max_entries).unwrap_or(i64::MAX);
+        let until = from.saturating_add(max_entries);
         let max_bytes = i64::try_from(limit.max_bytes).unwrap_or(i64::MAX);
         let client = self.db.client().await?;
         let stmt = client
@@ -356,6 +360,7 @@ impl AsyncStorage for PgStorage {
                     &&*self.tenant,
                     &public_key.as_bytes(),
                     &from,
+                    &until,
                     &max_entries,
                     &max_bytes,
                 ],

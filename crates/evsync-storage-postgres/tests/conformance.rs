@@ -450,3 +450,53 @@ async fn a_failed_append_stores_none_of_its_batches() {
         "nor log b's head row"
     );
 }
+
+/// The plans of the two hot statements stay bounded by the request, not by
+/// the log, even before the table has statistics (a fresh deployment) —
+/// the case in which a plain `= ANY(digests)` once had the planner hash
+/// every entry of the log on each append.
+#[tokio::test]
+async fn dedup_and_read_plans_probe_the_index_without_statistics() {
+    let pg = TestPostgres::shared();
+    let url = pg.fresh_database();
+    let db = PgDatabase::new(&PgConfig::parse(&url, 2).unwrap()).unwrap();
+    db.migrate().await.unwrap();
+    let mut store = db.tenant("acme");
+    for round in 0..5u64 {
+        let ns: Vec<u64> = (round * 1000..(round + 1) * 1000).collect();
+        store.append(&[batch("pk", 1, &ns)]).await.unwrap();
+    }
+    let digests = (0..100)
+        .map(|n| format!("sha256(int8send({n}::bigint))"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for mode in ["force_generic_plan", "force_custom_plan"] {
+        let plan = pg.psql(
+            &url,
+            &format!(
+                "SET plan_cache_mode = {mode};
+                 PREPARE find(bigint, bytea[]) AS {};
+                 EXPLAIN EXECUTE find(1, ARRAY[{digests}]);",
+                schema::FIND_ENTRIES
+            ),
+        );
+        assert!(
+            plan.contains("Index Scan using evsync_entries_by_entry_id")
+                && plan.contains("sha256(entry_id) = h.hash"),
+            "{mode}: one unique-index probe per digest:\n{plan}"
+        );
+        let plan = pg.psql(
+            &url,
+            &format!(
+                "SET plan_cache_mode = {mode};
+                 PREPARE read(text, bytea, bigint, bigint, bigint, bigint) AS {};
+                 EXPLAIN EXECUTE read('acme', 'pk', 100, 200, 100, 1000000);",
+                schema::READ
+            ),
+        );
+        assert!(
+            plan.contains("sequence >=") && plan.contains("sequence <"),
+            "{mode}: the read is a range of at most its entry limit:\n{plan}"
+        );
+    }
+}
