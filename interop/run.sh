@@ -76,6 +76,17 @@ else
   export EVSYNC_BIN="$bin"
 fi
 
+# --- a throwaway PostgreSQL for S13 (two evsync nodes on one database) ------------------------------
+if [[ ",$targets," == *",evsync,"* ]] && [ "${INTEROP_EVSYNC_KIND:-native}" = native ] &&
+  [ -z "${INTEROP_POSTGRES_URL:-}" ]; then
+  pg_out="$("$repo/scripts/pg-temp" start)" ||
+    fail "cannot start a PostgreSQL for S13 (scripts/pg-temp; scripts/test installs Debian's postgresql)"
+  pg_dir="$(echo "$pg_out" | head -n 1)"
+  INTEROP_POSTGRES_URL="$(echo "$pg_out" | tail -n 1)"
+  export INTEROP_POSTGRES_URL
+  trap '"$repo/scripts/pg-temp" stop "$pg_dir"' EXIT
+fi
+
 # --- the suite ---------------------------------------------------------------------------------
 # Files listed in ALONE run after the others, one at a time: S9 reproduces the agent SDK's
 # client, whose leaked connection loops spin on the CPU after a disconnect (docs/effect-client-notes.md,

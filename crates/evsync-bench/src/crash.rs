@@ -5,6 +5,12 @@
 //! entry at the sequence its Ack gave, no gap, no duplicate, nothing that
 //! was written missing.
 //!
+//! With `--postgres-url` and `--nodes N`, N nodes share one PostgreSQL
+//! database: each kill takes one node, a writer whose node is gone resumes
+//! on the next one, and a follower on every node subscribes to every log
+//! and must see each entry exactly once, in sequence order, whatever node
+//! it was written on (live delivery across nodes, through the kills).
+//!
 //! Why a command and not only a test: the 100-kill run takes minutes and
 //! is worth running against a new build or another machine's disks; the
 //! test command runs a short version (crates/evsync/tests/crash.rs).
@@ -15,8 +21,9 @@ use crate::common::{
 use crate::server_process::{evsync_bin, free_port, scratch_dir, serve_command, spawn_listening};
 use bytes::Bytes;
 use clap::Args;
-use evsync_core::storage::{ReadLimit, Storage};
-use evsync_core::wire::{EncryptedEntry, Request, Response};
+use evsync_core::storage::{AsyncStorage, ReadLimit};
+use evsync_core::wire::{EncryptedEntry, RemoteEntry, Request, Response};
+use evsync_storage_postgres::{PgConfig, PgDatabase};
 use evsync_storage_sqlite::{SqliteStorage, tenant_path};
 use serde_json::json;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -56,6 +63,15 @@ pub struct CrashArgs {
     /// passing run).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Run the nodes on this PostgreSQL database (`--storage postgres`)
+    /// instead of SQLite; the checks read it. Its tenant `crash-test` must
+    /// be empty.
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// Nodes sharing the database (more than one needs --postgres-url);
+    /// each kill takes the next node in turn.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
 }
 
 const TENANT: &str = "crash-test";
@@ -71,17 +87,36 @@ struct Books {
     resent_batches: u64,
 }
 
-/// The server process, restarted on the same port and data directory.
+/// One follower's books: what it received of one log from one node.
+#[derive(Default)]
+struct Followed {
+    /// The highest sequence received, each one after the one before.
+    last: u64,
+    /// Entry ids received, to find one received twice.
+    ids: HashSet<Bytes>,
+    problems: Vec<String>,
+}
+
+/// One server process (a node), restarted on the same port and data
+/// directory.
 struct Server {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
+    /// `--postgres-url`, given to the node in its environment (never on
+    /// its command line, where other users could read the password).
+    postgres_url: Option<String>,
     child: Option<Child>,
 }
 
 impl Server {
     async fn start(&mut self) -> Result<()> {
         let mut cmd = serve_command(&self.bin, self.port, &self.data);
+        if let Some(url) = &self.postgres_url {
+            cmd.env("SYNC_STORAGE", "postgres")
+                .env("SYNC_POSTGRES_URL", url)
+                .env("SYNC_POSTGRES_RECHECK_MS", "500");
+        }
         let (child, mut lines) = spawn_listening(&mut cmd, |_| {}).await?;
         // keep draining its stderr
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -124,14 +159,36 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
         .clone()
         .or_else(|| temp.clone())
         .ok_or_else(|| err("no data directory"))?;
-    let mut server = Server {
-        bin,
-        data: data.clone(),
-        port: free_port()?,
-        child: None,
-    };
-    server.start().await?;
-    let url = format!("ws://127.0.0.1:{}/event-log/{TENANT}", server.port);
+    if args.nodes == 0 || (args.nodes > 1 && args.postgres_url.is_none()) {
+        return Err(err(
+            "--nodes: at least 1, and more than 1 needs --postgres-url (nodes share a database)",
+        ));
+    }
+    let mut servers = Vec::new();
+    for node in 0..args.nodes {
+        let node_data = data.join(format!("node-{node}"));
+        std::fs::create_dir_all(&node_data)?;
+        let mut server = Server {
+            bin: bin.clone(),
+            // One node keeps the layout of before: <data>/tenants/.
+            data: if args.nodes == 1 {
+                data.clone()
+            } else {
+                node_data
+            },
+            port: free_port()?,
+            postgres_url: args.postgres_url.clone(),
+            child: None,
+        };
+        server.start().await?;
+        servers.push(server);
+    }
+    let urls: Arc<Vec<String>> = Arc::new(
+        servers
+            .iter()
+            .map(|s| format!("ws://127.0.0.1:{}/event-log/{TENANT}", s.port))
+            .collect(),
+    );
     let started = Instant::now();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -139,8 +196,8 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
     let books: Vec<Arc<Mutex<Books>>> = (0..args.writers).map(|_| Arc::default()).collect();
     let mut tasks = Vec::new();
     for (i, book) in books.iter().enumerate() {
-        let (url, stop, connects, book, args) = (
-            url.clone(),
+        let (urls, stop, connects, book, args) = (
+            urls.clone(),
             stop.clone(),
             connects.clone(),
             book.clone(),
@@ -148,7 +205,8 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
         );
         tasks.push(tokio::spawn(async move {
             writer(
-                &url,
+                &urls,
+                i % urls.len(),
                 &format!("crash-log-{i}"),
                 &args,
                 &book,
@@ -158,15 +216,31 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
             .await
         }));
     }
+    // With several nodes, every node follows every log.
+    let heads: Arc<Mutex<Option<HashMap<String, u64>>>> = Arc::default();
+    let mut followers = Vec::new();
+    if args.nodes > 1 {
+        for url in urls.iter() {
+            for i in 0..args.writers {
+                let (url, log, heads) = (url.clone(), format!("crash-log-{i}"), heads.clone());
+                let books: Arc<Mutex<Followed>> = Arc::default();
+                let task_books = books.clone();
+                let task =
+                    tokio::spawn(async move { follower(&url, &log, &task_books, &heads).await });
+                followers.push((books, task));
+            }
+        }
+    }
 
     // the kills
     let mut seed = crate::common::now_ns() | 1;
-    for _ in 0..args.kills {
+    for kill in 0..args.kills {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let pause = args.run_ms + seed % (args.run_ms + 1);
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        let server = &mut servers[kill as usize % args.nodes];
         server.kill().await?;
         server.start().await?;
     }
@@ -176,12 +250,46 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
     for task in tasks {
         task.await.map_err(|e| err(format!("writer task: {e}")))??;
     }
-    server.stop().await?;
     let load_secs = started.elapsed().as_secs_f64();
 
-    // the checks, on the stored file
+    // the checks, on the stored logs
     let mut problems: Vec<String> = Vec::new();
-    let mut store = SqliteStorage::open(tenant_path(&data.join("tenants"), TENANT))?;
+    let mut store = match &args.postgres_url {
+        None => Stored::Sqlite(SqliteStorage::open(tenant_path(
+            &data.join("tenants"),
+            TENANT,
+        ))?),
+        Some(url) => Stored::Postgres(PgDatabase::new(&PgConfig::parse(url, 2)?)?.tenant(TENANT)),
+    };
+    let mut stored_logs = HashMap::new();
+    for i in 0..args.writers {
+        let log = format!("crash-log-{i}");
+        let stored = store.read_all(&log).await?;
+        stored_logs.insert(log, stored);
+    }
+    // the followers must reach every log's head (then they stop)
+    *heads.lock().await = Some(
+        stored_logs
+            .iter()
+            .map(|(log, stored)| (log.clone(), stored.len() as u64))
+            .collect(),
+    );
+    let mut deliveries = 0u64;
+    for (followed, task) in followers {
+        match tokio::time::timeout(Duration::from_secs(60), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => problems.push(format!("a follower failed: {e}")),
+            Ok(Err(e)) => problems.push(format!("a follower task failed: {e}")),
+            Err(_) => problems
+                .push("a follower did not receive its log up to the head within 60 s".to_owned()),
+        }
+        let followed = followed.lock().await;
+        deliveries += followed.ids.len() as u64;
+        problems.extend(followed.problems.iter().cloned());
+    }
+    for server in &mut servers {
+        server.stop().await?;
+    }
     let (mut written, mut acked, mut stored_total, mut resent) = (0u64, 0u64, 0u64, 0u64);
     for (i, book) in books.iter().enumerate() {
         let book = book.lock().await;
@@ -195,14 +303,7 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
                 book.pending.len()
             ));
         }
-        let stored = store.read(
-            &log,
-            1,
-            ReadLimit {
-                max_entries: usize::MAX,
-                max_bytes: usize::MAX,
-            },
-        )?;
+        let stored = &stored_logs[&log];
         stored_total += stored.len() as u64;
         let mut ids = HashSet::new();
         for (k, entry) in stored.iter().enumerate() {
@@ -245,8 +346,11 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
     let passed = problems.is_empty();
     let summary = json!({
         "scenario": "crash-test",
+        "storage": if args.postgres_url.is_some() { "postgres" } else { "sqlite" },
+        "nodes": args.nodes,
         "kills": args.kills,
         "writers": args.writers,
+        "follower_deliveries": deliveries,
         "entries_written": written,
         "entries_acked": acked,
         "entries_stored": stored_total,
@@ -258,8 +362,9 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
     });
     println!("{summary}");
     eprintln!(
-        "crash-test: {} SIGKILLs under load from {} writers; {written} entries written, {acked} acknowledged, {stored_total} stored, {resent} batches resent after a kill; {}",
+        "crash-test: {} SIGKILLs of {} node(s) under load from {} writers; {written} entries written, {acked} acknowledged, {stored_total} stored, {resent} batches resent after a kill, {deliveries} entries followed on other nodes; {}",
         args.kills,
+        args.nodes,
         args.writers,
         if passed {
             "every acknowledged entry at its sequence, no gap, no duplicate, none lost: PASS"
@@ -275,11 +380,13 @@ pub async fn run(args: CrashArgs) -> Result<bool> {
 }
 
 /// One writer: writes batches to its log with `in_flight` unacknowledged
-/// at most; when the connection breaks (a kill), it connects again and
-/// first resends every unacknowledged batch, as Effect's client does. After
-/// `stop`, it writes nothing new and returns once everything is acked.
+/// at most; when the connection breaks (a kill), it connects again (to
+/// the next node, when there are several) and first resends every
+/// unacknowledged batch, as Effect's client does. After `stop`, it writes
+/// nothing new and returns once everything is acked.
 async fn writer(
-    url: &str,
+    urls: &[String],
+    mut node: usize,
     log: &str,
     args: &CrashArgs,
     book: &Mutex<Books>,
@@ -301,13 +408,123 @@ async fn writer(
                 )));
             }
         }
-        let Ok((sink, stream, incoming)) = connect_hello(url).await else {
+        let Ok((sink, stream, incoming)) = connect_hello(&urls[node]).await else {
+            node = (node + 1) % urls.len();
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
         connects.fetch_add(1, Ordering::Relaxed);
         // the connection ends with an error when the server is killed
         let _ = session(sink, stream, incoming, log, args, book, stop, &mut payloads).await;
+        node = (node + 1) % urls.len();
+    }
+}
+
+/// The stored logs the checks read: the SQLite file, or the database.
+enum Stored {
+    Sqlite(SqliteStorage),
+    Postgres(evsync_storage_postgres::PgStorage),
+}
+
+impl Stored {
+    async fn read_all(&mut self, log: &str) -> Result<Vec<RemoteEntry>> {
+        const ALL: ReadLimit = ReadLimit {
+            max_entries: usize::MAX,
+            max_bytes: usize::MAX,
+        };
+        Ok(match self {
+            Stored::Sqlite(store) => AsyncStorage::read(store, log, 1, ALL).await?,
+            Stored::Postgres(store) => AsyncStorage::read(store, log, 1, ALL).await?,
+        })
+    }
+}
+
+/// Follows `log` on one node from the start: subscribes, and after a
+/// broken connection (its node killed) subscribes again from the next
+/// sequence it needs. Every entry must come exactly once, in sequence
+/// order. Returns once `heads` (set after the writers finished) says its
+/// log is complete and it has all of it.
+async fn follower(
+    url: &str,
+    log: &str,
+    books: &Mutex<Followed>,
+    heads: &Mutex<Option<HashMap<String, u64>>>,
+) -> Result<()> {
+    loop {
+        let done = |books: &Followed, heads: &Option<HashMap<String, u64>>| {
+            heads
+                .as_ref()
+                .is_some_and(|h| h.get(log).copied().unwrap_or(0) <= books.last)
+        };
+        if done(&*books.lock().await, &*heads.lock().await) {
+            return Ok(());
+        }
+        let Ok((mut sink, mut stream, mut incoming)) = connect_hello(url).await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let from = books.lock().await.last + 1;
+        let request = Request::RequestChanges {
+            public_key: log.to_owned(),
+            start_sequence: from,
+        };
+        if send_frames(&mut sink, frames_for(&request, &mut 0))
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        loop {
+            // Wake now and then to see whether the head is known and met.
+            let next = tokio::time::timeout(
+                Duration::from_millis(200),
+                next_response(&mut stream, &mut incoming),
+            )
+            .await;
+            let response = match next {
+                Err(_) => {
+                    if done(&*books.lock().await, &*heads.lock().await) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Ok(Err(_)) => break, // the node went away: subscribe again
+                Ok(Ok(response)) => response,
+            };
+            let Response::Changes {
+                public_key,
+                entries,
+            } = response
+            else {
+                continue;
+            };
+            if public_key != log {
+                continue;
+            }
+            let mut b = books.lock().await;
+            for entry in entries {
+                if entry.sequence != b.last + 1 {
+                    let problem = format!(
+                        "{log} on {url}: received sequence {} after {} ({})",
+                        entry.sequence,
+                        b.last,
+                        if entry.sequence <= b.last {
+                            "twice"
+                        } else {
+                            "gap"
+                        }
+                    );
+                    b.problems.push(problem);
+                    return Ok(());
+                }
+                b.last = entry.sequence;
+                if !b.ids.insert(entry.entry_id.clone()) {
+                    let problem = format!("{log} on {url}: one entry id received twice");
+                    b.problems.push(problem);
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 

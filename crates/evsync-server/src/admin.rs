@@ -156,6 +156,12 @@ pub(crate) async fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
             }
         },
+        Ok(AdminRoute::Delete { .. } | AdminRoute::Import { .. })
+            if tenant_ops::unsupported(shared).is_some() =>
+        {
+            let reason = tenant_ops::unsupported(shared).unwrap_or_default();
+            text(StatusCode::NOT_IMPLEMENTED, reason)
+        }
         Ok(AdminRoute::List) => match tenant_ops::list(registry).await {
             Ok(tenants) => json(StatusCode::OK, &ListAnswer { tenants }),
             Err(reason) => {
@@ -180,8 +186,12 @@ pub(crate) async fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
             }
         },
-        Ok(AdminRoute::Export { tenant }) => match tenant_ops::export(shared, tenant) {
-            Some(mut lines) => {
+        Ok(AdminRoute::Export { tenant }) => match tenant_ops::export(shared, tenant).await {
+            Err(reason) => {
+                tracing::error!(tenant, %reason, "admin: export failed");
+                (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+            }
+            Ok(Some(mut lines)) => {
                 let body =
                     Body::from_stream(futures_util::stream::poll_fn(move |cx| lines.poll_recv(cx)));
                 Response::builder()
@@ -194,7 +204,7 @@ pub(crate) async fn handle(
                     .body(body)
                     .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
             }
-            None => text(StatusCode::NOT_FOUND, "No such tenant."),
+            Ok(None) => text(StatusCode::NOT_FOUND, "No such tenant."),
         },
         Ok(AdminRoute::Import { tenant }) => {
             let replace = wants_replace(query);

@@ -44,6 +44,44 @@ pub enum StorageConfig {
     Sqlite { data_dir: PathBuf },
     /// In process memory: lost at exit. For tests and trials.
     Memory,
+    /// One PostgreSQL database shared by every node (`evsync serve` on
+    /// several machines): any node serves any tenant.
+    Postgres(PostgresSettings),
+}
+
+/// `--storage postgres`: where the database is and how a node follows the
+/// other nodes' commits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// SYNC_POSTGRES_URL. Holds the password: never logged (see `Debug`);
+    /// logs use `PgConfig::redacted`.
+    pub url: String,
+    /// SYNC_POSTGRES_POOL_SIZE: pooled connections of this node.
+    pub pool_size: usize,
+    /// SYNC_POSTGRES_RECHECK_MS: how often a node reads the heads of the
+    /// logs it serves, whatever notifications said, so that a lost
+    /// notification delays a delivery by at most this.
+    pub recheck: Duration,
+}
+
+/// The URL's password must not reach a log through `{:?}` of a config.
+impl fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("recheck", &self.recheck)
+            .finish()
+    }
+}
+
+impl PostgresSettings {
+    /// Default pool size: enough for a node's writer and reader lanes of
+    /// many tenants at once without exhausting the database's default 100
+    /// connections with a few nodes.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+    /// Default re-check period.
+    pub const DEFAULT_RECHECK: Duration = Duration::from_secs(2);
 }
 
 impl StorageConfig {
@@ -51,22 +89,36 @@ impl StorageConfig {
     /// `memory` are ours; the original worker's `do` (Durable Object SQLite)
     /// and `d1` are accepted as `sqlite`, so that a worker's config runs
     /// unchanged — each tenant still gets its own file, unlike D1 mode.
-    pub fn parse(setting: &str, value: &str, data_dir: PathBuf) -> Result<Self, ConfigError> {
+    /// `postgres` takes `postgres`, the settings read from SYNC_POSTGRES_*
+    /// (`None` when SYNC_POSTGRES_URL is not set).
+    pub fn parse(
+        setting: &str,
+        value: &str,
+        data_dir: PathBuf,
+        postgres: Option<PostgresSettings>,
+    ) -> Result<Self, ConfigError> {
         match value.trim() {
             "" | "sqlite" | "do" | "d1" => Ok(StorageConfig::Sqlite { data_dir }),
             "memory" => Ok(StorageConfig::Memory),
+            "postgres" | "postgresql" => postgres.map(StorageConfig::Postgres).ok_or_else(|| {
+                ConfigError::new(
+                    setting,
+                    "postgres storage needs SYNC_POSTGRES_URL (--postgres-url)",
+                )
+            }),
             other => Err(ConfigError::new(
                 setting,
-                format!("unknown storage {other:?} (expected sqlite or memory)"),
+                format!("unknown storage {other:?} (expected sqlite, memory or postgres)"),
             )),
         }
     }
 
-    /// `sqlite` or `memory`, for logs and the health endpoint.
+    /// `sqlite`, `memory` or `postgres`, for logs and the health endpoint.
     pub fn kind(&self) -> &'static str {
         match self {
             StorageConfig::Sqlite { .. } => "sqlite",
             StorageConfig::Memory => "memory",
+            StorageConfig::Postgres(_) => "postgres",
         }
     }
 }
@@ -239,15 +291,27 @@ mod tests {
     fn storage_kinds() {
         let dir = PathBuf::from("d");
         assert_eq!(
-            StorageConfig::parse("S", "memory", dir.clone()),
+            StorageConfig::parse("S", "memory", dir.clone(), None),
             Ok(StorageConfig::Memory)
         );
         assert_eq!(
-            StorageConfig::parse("S", "do", dir.clone()).unwrap().kind(),
+            StorageConfig::parse("S", "do", dir.clone(), None)
+                .unwrap()
+                .kind(),
             "sqlite"
         );
-        let err = StorageConfig::parse("SYNC_STORAGE", "redis", dir).unwrap_err();
+        let err = StorageConfig::parse("SYNC_STORAGE", "redis", dir.clone(), None).unwrap_err();
         assert!(err.to_string().starts_with("SYNC_STORAGE: unknown storage"));
+        let err = StorageConfig::parse("SYNC_STORAGE", "postgres", dir.clone(), None).unwrap_err();
+        assert!(err.to_string().contains("needs SYNC_POSTGRES_URL"));
+        let settings = PostgresSettings {
+            url: "postgres://evsync:hunter2@db:5432/evsync".into(),
+            pool_size: 4,
+            recheck: Duration::from_secs(1),
+        };
+        let parsed = StorageConfig::parse("S", "postgres", dir, Some(settings)).unwrap();
+        assert_eq!(parsed.kind(), "postgres");
+        assert!(!format!("{parsed:?}").contains("hunter2"));
     }
 
     #[test]

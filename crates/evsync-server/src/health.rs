@@ -22,6 +22,9 @@ pub(crate) fn readiness(registry: &Registry) -> Result<(), &'static str> {
     if shared.draining.load(Ordering::Relaxed) {
         return Err("draining");
     }
+    if shared.postgres.is_some() && !shared.database_ok.load(Ordering::Relaxed) {
+        return Err("database unreachable");
+    }
     if let Some(dir) = shared.tenants_dir() {
         // The directory can vanish or turn read-only (a full or remounted
         // disk) under a running server: new tenants could not be created.
@@ -71,6 +74,18 @@ struct Health {
     tenants: usize,
     /// Open WebSockets.
     connections: usize,
+    /// `--storage postgres` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<DatabaseHealth>,
+}
+
+#[derive(Serialize)]
+struct DatabaseHealth {
+    /// PostgreSQL answered the last check (at most `recheck` ago).
+    reachable: bool,
+    /// This node hears other nodes' commits as they happen (when false,
+    /// it still sees them at each re-check).
+    listening: bool,
 }
 
 pub(crate) fn response(registry: &Registry) -> Response {
@@ -78,6 +93,8 @@ pub(crate) fn response(registry: &Registry) -> Response {
     let health = Health {
         status: if registry.is_shutting_down() {
             "shutting_down"
+        } else if shared.postgres.is_some() && !shared.database_ok.load(Ordering::Relaxed) {
+            "database_unreachable"
         } else {
             "ok"
         },
@@ -85,6 +102,10 @@ pub(crate) fn response(registry: &Registry) -> Response {
         storage: shared.config.storage.kind(),
         tenants: registry.loaded_tenants(),
         connections: shared.connections.load(Ordering::Relaxed),
+        database: shared.postgres.as_ref().map(|_| DatabaseHealth {
+            reachable: shared.database_ok.load(Ordering::Relaxed),
+            listening: shared.database_listening.load(Ordering::Relaxed),
+        }),
     };
     json(StatusCode::OK, &health)
 }

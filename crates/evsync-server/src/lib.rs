@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 mod connection;
 mod dashboard;
+mod database;
 pub mod datadir;
 mod health;
 mod lock;
@@ -48,9 +49,12 @@ pub mod tenant_ops;
 
 pub use config::{AuthConfig, admin_token, auth_config, token_secret};
 pub use config::{
-    ConfigError, Limits, ServerConfig, StorageConfig, parse_bool, parse_idle_socket_timeout,
-    parse_limit,
+    ConfigError, Limits, PostgresSettings, ServerConfig, StorageConfig, parse_bool,
+    parse_idle_socket_timeout, parse_limit,
 };
+/// Parsing and redacting `SYNC_POSTGRES_URL` (for the CLI's checks and
+/// startup line).
+pub use evsync_storage_postgres::PgConfig;
 
 use registry::Registry;
 use shared::Shared;
@@ -58,6 +62,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -66,6 +71,9 @@ use tokio::sync::watch;
 pub enum StartError {
     /// The data directory cannot be created, written or locked.
     DataDir { path: PathBuf, problem: String },
+    /// `SYNC_POSTGRES_URL` cannot be used (the problem never holds the
+    /// password).
+    Database { problem: String },
     /// The listen address cannot be bound (in use, not local, no rights).
     Listen {
         addr: SocketAddr,
@@ -77,6 +85,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::DataDir { problem, .. } => f.write_str(problem),
+            StartError::Database { problem } => write!(f, "SYNC_POSTGRES_URL: {problem}"),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
         }
     }
@@ -110,6 +119,9 @@ pub struct Server {
     /// `--metrics-listen`: its listener and the address it bound.
     metrics: Option<(TcpListener, SocketAddr)>,
     registry: Arc<Registry>,
+    /// `--storage postgres`: the database, its settings and the re-check
+    /// period, for the task `run` starts (`database`).
+    postgres: Option<(evsync_storage_postgres::PgDatabase, PgConfig, Duration)>,
     _lock: Option<datadir::DataDirLock>,
 }
 
@@ -124,7 +136,19 @@ impl Server {
                     problem,
                 },
             )?),
-            StorageConfig::Memory => None,
+            StorageConfig::Memory | StorageConfig::Postgres(_) => None,
+        };
+        // No I/O yet: the pool connects on first use, and `run` waits for
+        // the database (a node may start before it).
+        let postgres = match &config.storage {
+            StorageConfig::Postgres(pg) => {
+                let pg_config = PgConfig::parse(&pg.url, pg.pool_size)
+                    .map_err(|problem| StartError::Database { problem })?;
+                let db = evsync_storage_postgres::PgDatabase::new(&pg_config)
+                    .map_err(|problem| StartError::Database { problem })?;
+                Some((db, pg_config, pg.recheck))
+            }
+            _ => None,
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -149,12 +173,14 @@ impl Server {
                 Some((bound, at))
             }
         };
-        let registry = Registry::new(Arc::new(Shared::new(config)));
+        let db = postgres.as_ref().map(|(db, _, _)| db.clone());
+        let registry = Registry::new(Arc::new(Shared::new(config, db)));
         Ok(Server {
             listener,
             local_addr,
             metrics,
             registry,
+            postgres,
             _lock: lock,
         })
     }
@@ -189,11 +215,21 @@ impl Server {
             listener,
             registry,
             metrics,
+            postgres,
             _lock,
             ..
         } = self;
         let shared = registry.shared().clone();
         let (stop_tx, mut stop_rx) = watch::channel(false);
+        let database = postgres.map(|(db, config, recheck)| {
+            tokio::spawn(database::run(
+                registry.clone(),
+                db,
+                config,
+                recheck,
+                stop_rx.clone(),
+            ))
+        });
         {
             let registry = registry.clone();
             tokio::spawn(async move {
@@ -286,6 +322,9 @@ impl Server {
             );
         }
         summaries.abort();
+        if let Some(database) = database {
+            database.abort();
+        }
         shared.refusals.summarize();
         tracing::info!("shutdown complete");
         Ok(())

@@ -337,6 +337,25 @@ impl Registry {
         Ok(hold)
     }
 
+    /// The names of the loaded tenants (in no order).
+    pub fn loaded_tenant_names(&self) -> Vec<String> {
+        lock(&self.state).tenants.keys().cloned().collect()
+    }
+
+    /// Tells `tenant`, if it is loaded, that another writer committed to
+    /// `public_key`'s log up to `head`; true if it was told. A tenant that
+    /// is not loaded has no subscriber to wake.
+    pub fn log_advanced(&self, tenant: &str, public_key: &str, head: u64) -> bool {
+        lock(&self.state).tenants.get(tenant).is_some_and(|slot| {
+            slot.tx
+                .send(TenantMsg::LogAdvanced {
+                    public_key: public_key.to_owned(),
+                    head,
+                })
+                .is_ok()
+        })
+    }
+
     /// Open connections of `tenant`: 0 when it is not loaded.
     pub async fn connections_of(&self, tenant: &str) -> usize {
         let (reply, answer) = oneshot::channel();

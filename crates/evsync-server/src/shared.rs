@@ -9,6 +9,7 @@ use crate::refusals::RefusalLog;
 use evsync_core::proto::v3::ConnId;
 use evsync_core::storage::MemoryStorage;
 use evsync_core::time::Timestamp;
+use evsync_storage_postgres::PgDatabase;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -45,6 +46,23 @@ pub(crate) struct Shared {
     /// Shutting down was asked for: `/readyz` answers 503 (load balancers
     /// stop sending) while the server still serves, for the drain period.
     pub draining: AtomicBool,
+    /// `--storage postgres`: the database every node shares.
+    pub postgres: Option<PgDatabase>,
+    /// PostgreSQL answered the last check (migrated at start, then the
+    /// re-check every `recheck`): `/readyz` answers 503 while it does not.
+    pub database_ok: AtomicBool,
+    /// This node listens for other nodes' commits (`/healthz`).
+    pub database_listening: AtomicBool,
+}
+
+/// Where tenants' data lives, as the parts that open stores see it.
+pub(crate) enum Backend<'a> {
+    /// One SQLite file per tenant in this directory.
+    Sqlite(PathBuf),
+    /// `Shared::memory`.
+    Memory,
+    /// Rows of one database shared with other nodes.
+    Postgres(&'a PgDatabase),
 }
 
 /// How many closes the dashboard shows.
@@ -66,7 +84,8 @@ pub(crate) struct CloseRecord {
 }
 
 impl Shared {
-    pub fn new(config: ServerConfig) -> Self {
+    /// `postgres` is the migrated database for `--storage postgres`.
+    pub fn new(config: ServerConfig, postgres: Option<PgDatabase>) -> Self {
         let config_per_tenant = config.metrics_per_tenant;
         Shared {
             config,
@@ -81,6 +100,9 @@ impl Shared {
             metrics: Metrics::new(config_per_tenant),
             recent_closes: Mutex::new(VecDeque::new()),
             draining: AtomicBool::new(false),
+            postgres,
+            database_ok: AtomicBool::new(false),
+            database_listening: AtomicBool::new(false),
         }
     }
 
@@ -117,6 +139,15 @@ impl Shared {
         self.started + std::time::Duration::from_millis(at.0)
     }
 
+    /// Where tenants' data lives.
+    pub fn backend(&self) -> Backend<'_> {
+        match (&self.postgres, self.tenants_dir()) {
+            (Some(db), _) => Backend::Postgres(db),
+            (None, Some(dir)) => Backend::Sqlite(dir),
+            (None, None) => Backend::Memory,
+        }
+    }
+
     /// The tenants directory, for SQLite storage.
     pub fn tenants_dir(&self) -> Option<PathBuf> {
         self.data_subdir("tenants")
@@ -126,7 +157,7 @@ impl Shared {
     pub fn data_subdir(&self, name: &str) -> Option<PathBuf> {
         match &self.config.storage {
             StorageConfig::Sqlite { data_dir } => Some(data_dir.join(name)),
-            StorageConfig::Memory => None,
+            StorageConfig::Memory | StorageConfig::Postgres(_) => None,
         }
     }
 }

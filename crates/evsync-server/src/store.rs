@@ -9,13 +9,18 @@
 //! engine is built to accept a read that did or did not see an append in
 //! flight). The engine itself keeps at most one append in flight.
 //!
+//! PostgreSQL keeps the same two lanes, each request a task on a pooled
+//! connection (the pool, not the lane, owns connections).
+//!
 //! Memory storage answers at once, on the actor's thread.
 
-use crate::shared::{Shared, lock};
+use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
-    MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse, StoreStats,
+    AsyncStorage, MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse,
+    StoreStats,
 };
 use evsync_core::wire::RemoteId;
+use evsync_storage_postgres::PgStorage;
 use evsync_storage_sqlite::{SqliteStorage, tenant_path};
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -29,8 +34,9 @@ pub(crate) enum LaneKind {
     Reader,
 }
 
-/// A finished blocking request: the lane's connection comes back with it
-/// (`None` if the request panicked; the lane then reopens on next use).
+/// A finished request. A SQLite lane's connection comes back with it
+/// (`None` if the request panicked, or on PostgreSQL; a SQLite lane then
+/// reopens on next use).
 pub(crate) struct Done {
     pub lane: LaneKind,
     pub store: Option<SqliteStorage>,
@@ -66,10 +72,10 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
-    fn read(store: &mut impl Storage) -> Result<Self, StorageError> {
+    async fn read(store: &mut impl AsyncStorage) -> Result<Self, StorageError> {
         Ok(Opened {
-            remote_id: store.remote_id()?,
-            tokens_not_before: store.tokens_not_before()?,
+            remote_id: store.remote_id().await?,
+            tokens_not_before: store.tokens_not_before().await?,
         })
     }
 }
@@ -102,16 +108,23 @@ pub(crate) async fn revoke_tokens(
     tenant: &str,
     at_ms: u64,
 ) -> Result<u64, String> {
-    let Some(dir) = shared.tenants_dir() else {
-        let store = memory_store(shared, tenant);
-        return lock(&store)
-            .set_tokens_not_before(at_ms)
-            .map_err(|e| e.message);
+    let dir = match shared.backend() {
+        Backend::Sqlite(dir) => dir,
+        Backend::Memory => {
+            let store = memory_store(shared, tenant);
+            return Storage::set_tokens_not_before(&mut *lock(&store), at_ms)
+                .map_err(|e| e.message);
+        }
+        Backend::Postgres(db) => {
+            return AsyncStorage::set_tokens_not_before(&mut db.tenant(tenant), at_ms)
+                .await
+                .map_err(|e| e.message);
+        }
     };
     let path = tenant_path(&dir, tenant);
     tokio::task::spawn_blocking(move || {
         let mut store = SqliteStorage::open(&path)?;
-        store.set_tokens_not_before(at_ms)
+        Storage::set_tokens_not_before(&mut store, at_ms)
     })
     .await
     .map_err(|e| format!("revoking failed: {e}"))?
@@ -132,34 +145,110 @@ pub(crate) async fn tenant_figures(
     shared: &Shared,
     tenant: &str,
 ) -> Result<Option<TenantFigures>, String> {
-    fn read(store: &mut impl Storage) -> Result<TenantFigures, StorageError> {
+    async fn read(store: &mut impl AsyncStorage) -> Result<TenantFigures, StorageError> {
         Ok(TenantFigures {
-            remote_id: store.remote_id()?,
-            stats: store.stats()?,
-            tokens_not_before: store.tokens_not_before()?,
+            remote_id: store.remote_id().await?,
+            stats: store.stats().await?,
+            tokens_not_before: store.tokens_not_before().await?,
         })
     }
-    let Some(dir) = shared.tenants_dir() else {
-        let Some(store) = lock(&shared.memory).get(tenant).cloned() else {
-            return Ok(None);
-        };
-        return read(&mut *lock(&store)).map(Some).map_err(|e| e.message);
+    let dir = match shared.backend() {
+        Backend::Sqlite(dir) => dir,
+        Backend::Memory => {
+            let Some(store) = lock(&shared.memory).get(tenant).cloned() else {
+                return Ok(None);
+            };
+            let mut store = lock(&store);
+            return evsync_core::storage::block_on(read(&mut *store))
+                .map(Some)
+                .map_err(|e| e.message);
+        }
+        Backend::Postgres(db) => {
+            if !db.tenant_exists(tenant).await.map_err(|e| e.message)? {
+                return Ok(None);
+            }
+            return read(&mut db.tenant(tenant))
+                .await
+                .map(Some)
+                .map_err(|e| e.message);
+        }
     };
     let path = tenant_path(&dir, tenant);
     if !path.exists() {
         return Ok(None);
     }
-    tokio::task::spawn_blocking(move || read(&mut SqliteStorage::open(&path)?))
-        .await
-        .map_err(|e| format!("reading the tenant's figures failed: {e}"))?
-        .map(Some)
-        .map_err(|e| e.message)
+    tokio::task::spawn_blocking(move || {
+        evsync_core::storage::block_on(read(&mut SqliteStorage::open(&path)?))
+    })
+    .await
+    .map_err(|e| format!("reading the tenant's figures failed: {e}"))?
+    .map(Some)
+    .map_err(|e| e.message)
 }
 
 /// One tenant's store.
 pub(crate) enum TenantStore {
     Memory(Arc<Mutex<MemoryStorage>>),
     Sqlite(Box<SqliteLanes>),
+    Postgres(Box<PgLanes>),
+}
+
+/// The two lanes of a PostgreSQL tenant: the same order and bounds as
+/// SQLite's, each request a task on a pooled connection.
+pub(crate) struct PgLanes {
+    store: PgStorage,
+    writer: PgLane,
+    reader: PgLane,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+#[derive(Default)]
+struct PgLane {
+    busy: bool,
+    queue: VecDeque<StorageRequest>,
+}
+
+impl PgLanes {
+    fn lane(&mut self, kind: LaneKind) -> &mut PgLane {
+        match kind {
+            LaneKind::Writer => &mut self.writer,
+            LaneKind::Reader => &mut self.reader,
+        }
+    }
+
+    /// Starts lane `kind`'s next queued request unless one is running.
+    fn start_next(&mut self, kind: LaneKind) {
+        let mut store = self.store.clone();
+        let done = self.done.clone();
+        let lane = self.lane(kind);
+        if lane.busy {
+            return;
+        }
+        let Some(req) = lane.queue.pop_front() else {
+            return;
+        };
+        lane.busy = true;
+        let id_for_panic = req.clone_shell();
+        let task = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let response = req.execute_async(&mut store).await;
+            (response, started.elapsed())
+        });
+        // A panicking request still answers (with an error), or its lane
+        // would stay busy for ever.
+        tokio::spawn(async move {
+            let (response, took) = task.await.unwrap_or_else(|err| {
+                let message = format!("storage task failed: {err}");
+                (failed(&id_for_panic, message), std::time::Duration::ZERO)
+            });
+            let _ = done.send(Done {
+                lane: kind,
+                store: None,
+                response,
+                took,
+            });
+        });
+    }
 }
 
 /// The two lanes of a SQLite tenant and where their results go.
@@ -213,19 +302,34 @@ impl TenantStore {
         tenant: &str,
         done: mpsc::UnboundedSender<Done>,
     ) -> Result<(TenantStore, Opened), String> {
-        let Some(dir) = shared.tenants_dir() else {
-            let store = memory_store(shared, tenant);
-            let opened = {
-                let mut store = lock(&store);
-                Opened::read(&mut *store).map_err(|e| e.message)?
-            };
-            return Ok((TenantStore::Memory(store), opened));
+        let dir = match shared.backend() {
+            Backend::Sqlite(dir) => dir,
+            Backend::Memory => {
+                let store = memory_store(shared, tenant);
+                let opened = {
+                    let mut store = lock(&store);
+                    evsync_core::storage::block_on(Opened::read(&mut *store))
+                        .map_err(|e| e.message)?
+                };
+                return Ok((TenantStore::Memory(store), opened));
+            }
+            Backend::Postgres(db) => {
+                let mut store = db.tenant(tenant);
+                let opened = Opened::read(&mut store).await.map_err(|e| e.message)?;
+                let lanes = PgLanes {
+                    store,
+                    writer: PgLane::default(),
+                    reader: PgLane::default(),
+                    done,
+                };
+                return Ok((TenantStore::Postgres(Box::new(lanes)), opened));
+            }
         };
         let path = tenant_path(&dir, tenant);
         let open_path = path.clone();
         let (store, opened) = tokio::task::spawn_blocking(move || {
             let mut store = SqliteStorage::open(&open_path)?;
-            let opened = Opened::read(&mut store)?;
+            let opened = evsync_core::storage::block_on(Opened::read(&mut store))?;
             Ok::<_, StorageError>((store, opened))
         })
         .await
@@ -245,13 +349,18 @@ impl TenantStore {
     /// Starts `req`. Returns the response at once for memory storage; for
     /// SQLite the response arrives later as a [`Done`].
     pub fn submit(&mut self, req: StorageRequest) -> Option<StorageResponse> {
+        let kind = match req.op {
+            StorageOp::Append(_) => LaneKind::Writer,
+            StorageOp::Read { .. } => LaneKind::Reader,
+        };
         match self {
             TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
             TenantStore::Sqlite(lanes) => {
-                let kind = match req.op {
-                    StorageOp::Append(_) => LaneKind::Writer,
-                    StorageOp::Read { .. } => LaneKind::Reader,
-                };
+                lanes.lane(kind).queue.push_back(req);
+                lanes.start_next(kind);
+                None
+            }
+            TenantStore::Postgres(lanes) => {
                 lanes.lane(kind).queue.push_back(req);
                 lanes.start_next(kind);
                 None
@@ -262,11 +371,18 @@ impl TenantStore {
     /// Takes back a lane's connection after a request finished and starts
     /// the lane's next request.
     pub fn complete(&mut self, kind: LaneKind, store: Option<SqliteStorage>) {
-        if let TenantStore::Sqlite(lanes) = self {
-            let lane = lanes.lane(kind);
-            lane.busy = false;
-            lane.store = store;
-            lanes.start_next(kind);
+        match self {
+            TenantStore::Memory(_) => {}
+            TenantStore::Sqlite(lanes) => {
+                let lane = lanes.lane(kind);
+                lane.busy = false;
+                lane.store = store;
+                lanes.start_next(kind);
+            }
+            TenantStore::Postgres(lanes) => {
+                lanes.lane(kind).busy = false;
+                lanes.start_next(kind);
+            }
         }
     }
 
@@ -276,6 +392,10 @@ impl TenantStore {
             TenantStore::Memory(_) => true,
             TenantStore::Sqlite(lanes) => {
                 let SqliteLanes { writer, reader, .. } = &**lanes;
+                !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
+            }
+            TenantStore::Postgres(lanes) => {
+                let PgLanes { writer, reader, .. } = &**lanes;
                 !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
             }
         }

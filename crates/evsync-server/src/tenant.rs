@@ -55,6 +55,9 @@ pub(crate) enum TenantMsg {
         not_before: u64,
         closed: oneshot::Sender<usize>,
     },
+    /// Another writer (a node sharing the PostgreSQL database) committed
+    /// to `public_key`'s log up to `head`.
+    LogAdvanced { public_key: String, head: u64 },
     /// An operator takes the tenant away (delete, import over it): close
     /// every connection with `code` and `reason`, wait for storage work in
     /// flight, leave the registry and close the store; `gone` answers once
@@ -361,6 +364,9 @@ impl Actor {
                     self.shutting_down = true;
                     self.engine.handle_shutdown();
                 }
+            }
+            TenantMsg::LogAdvanced { public_key, head } => {
+                self.engine.handle_log_advanced(&public_key, head);
             }
             TenantMsg::Count { reply } => {
                 let _ = reply.send(self.engine.connection_count());

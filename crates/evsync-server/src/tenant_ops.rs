@@ -2,21 +2,23 @@
 //!
 //! Each works on SQLite (a tenant is one file: see
 //! `evsync_storage_sqlite::files` for why a rename makes delete and import
-//! all-or-nothing) and on memory storage. A delete or an import first
+//! all-or-nothing) and on memory storage; list and export also on
+//! PostgreSQL (delete and import there would have to take the tenant from
+//! every node's sockets first: refused, see [`unsupported`]). A delete or an import first
 //! takes the tenant from its connections ([`Registry::hold`]): sockets
 //! closed, store closed, new connections refused until the files are in
 //! their final state.
 
 use crate::datadir::{STAGING_DIR, TRASH_DIR};
 use crate::registry::Registry;
-use crate::shared::{Shared, lock};
+use crate::shared::{Backend, Shared, lock};
 use bytes::Bytes;
 use evsync_core::export::{
-    ExportHeader, ExportReader, ExportSummary, Importer, ReadItem, export_store,
+    ExportHeader, ExportReader, ExportSummary, Exporter, Importer, ReadItem, export_store,
 };
 use evsync_core::proto::close::code;
 use evsync_core::storage::block_on;
-use evsync_core::storage::{MemoryStorage, Storage, StoreStats};
+use evsync_core::storage::{AsyncStorage, MemoryStorage, Storage, StoreStats};
 use evsync_storage_sqlite::{SqliteStorage, files, tenant_file_name, tenant_path};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -42,41 +44,65 @@ pub(crate) struct Listing {
     pub connections: usize,
 }
 
-fn figures(store: &mut impl Storage) -> Result<(String, StoreStats), String> {
-    let remote_id = store.remote_id().map_err(|e| e.message)?;
-    let stats = store.stats().map_err(|e| e.message)?;
+async fn figures(store: &mut impl AsyncStorage) -> Result<(String, StoreStats), String> {
+    let remote_id = store.remote_id().await.map_err(|e| e.message)?;
+    let stats = store.stats().await.map_err(|e| e.message)?;
     Ok((remote_id.to_uuid_string(), stats))
+}
+
+/// Why an operation is refused on this server's storage, if it is:
+/// deleting or replacing a tenant of a shared PostgreSQL database would
+/// have to close its sockets on every node first, which nodes cannot ask
+/// of each other yet.
+pub(crate) fn unsupported(shared: &Shared) -> Option<&'static str> {
+    match shared.backend() {
+        Backend::Postgres(_) => Some(
+            "Deleting and importing tenants is not available with postgres storage yet \
+             (other nodes may be serving the tenant); export and list are.",
+        ),
+        Backend::Sqlite(_) | Backend::Memory => None,
+    }
 }
 
 /// Every tenant with a store, by name.
 pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
     let shared = registry.shared().clone();
-    let mut listings = match shared.tenants_dir() {
-        Some(dir) => tokio::task::spawn_blocking(move || -> Result<Vec<Listing>, String> {
+    let mut listings = match shared.backend() {
+        Backend::Postgres(db) => {
             let mut out = Vec::new();
-            for tenant in files::list_tenants(&dir).map_err(|e| e.message)? {
-                let path = tenant_path(&dir, &tenant);
-                let (remote_id, stats) =
-                    figures(&mut SqliteStorage::open(&path).map_err(|e| e.message)?)?;
-                out.push(listing(
-                    tenant.clone(),
-                    remote_id,
-                    stats,
-                    files::disk_bytes(&dir, &tenant),
-                ));
+            for tenant in db.tenants().await.map_err(|e| e.message)? {
+                let (remote_id, stats) = figures(&mut db.tenant(&tenant)).await?;
+                out.push(listing(tenant, remote_id, stats, 0));
             }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| format!("listing tenants failed: {e}"))??,
-        None => {
+            out
+        }
+        Backend::Sqlite(dir) => {
+            tokio::task::spawn_blocking(move || -> Result<Vec<Listing>, String> {
+                let mut out = Vec::new();
+                for tenant in files::list_tenants(&dir).map_err(|e| e.message)? {
+                    let path = tenant_path(&dir, &tenant);
+                    let mut store = SqliteStorage::open(&path).map_err(|e| e.message)?;
+                    let (remote_id, stats) = block_on(figures(&mut store))?;
+                    out.push(listing(
+                        tenant.clone(),
+                        remote_id,
+                        stats,
+                        files::disk_bytes(&dir, &tenant),
+                    ));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| format!("listing tenants failed: {e}"))??
+        }
+        Backend::Memory => {
             let stores: Vec<(String, Arc<Mutex<MemoryStorage>>)> = lock(&shared.memory)
                 .iter()
                 .map(|(t, s)| (t.clone(), s.clone()))
                 .collect();
             let mut out = Vec::new();
             for (tenant, store) in stores {
-                let (remote_id, stats) = figures(&mut *lock(&store))?;
+                let (remote_id, stats) = block_on(figures(&mut *lock(&store)))?;
                 out.push(listing(tenant, remote_id, stats, 0));
             }
             out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
@@ -128,16 +154,62 @@ pub(crate) fn exists(shared: &Shared, tenant: &str) -> bool {
     }
 }
 
+/// [`export`] from PostgreSQL: a page per message, read when the channel
+/// has room (the client's pace), as the Worker's export does.
+async fn export_postgres(
+    db: &evsync_storage_postgres::PgDatabase,
+    tenant: &str,
+) -> Result<Option<mpsc::Receiver<Result<Bytes, std::io::Error>>>, String> {
+    if !db.tenant_exists(tenant).await.map_err(|e| e.message)? {
+        return Ok(None);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let mut store = db.tenant(tenant);
+    let tenant = tenant.to_owned();
+    tokio::spawn(async move {
+        let result = async {
+            let (mut exporter, header) = Exporter::start(&mut store, &tenant).await?;
+            let mut page = header;
+            loop {
+                if tx.send(Ok(Bytes::from(page))).await.is_err() {
+                    return Err("the receiver went away".to_owned());
+                }
+                match exporter.next_lines(&mut store).await? {
+                    Some(lines) => page = lines.concat(),
+                    None => return Ok(exporter.summary()),
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(summary) => tracing::info!(
+                tenant,
+                logs = summary.logs,
+                entries = summary.entries,
+                "admin: tenant exported"
+            ),
+            Err(reason) => {
+                tracing::error!(tenant, %reason, "admin: export failed");
+                let _ = tx.send(Err(std::io::Error::other(reason))).await;
+            }
+        }
+    });
+    Ok(Some(rx))
+}
+
 /// Streams `tenant` as an export: lines go out in chunks as the store
 /// yields them (never the whole tenant in memory). `None` when the tenant
 /// has no store. A failure midway ends the stream with an error, so the
 /// receiver holds a file without its trailer, which an import refuses.
-pub(crate) fn export(
+pub(crate) async fn export(
     shared: &Arc<Shared>,
     tenant: &str,
-) -> Option<mpsc::Receiver<Result<Bytes, std::io::Error>>> {
+) -> Result<Option<mpsc::Receiver<Result<Bytes, std::io::Error>>>, String> {
+    if let Backend::Postgres(db) = shared.backend() {
+        return export_postgres(db, tenant).await;
+    }
     if !exists(shared, tenant) {
-        return None;
+        return Ok(None);
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let tenant = tenant.to_owned();
@@ -179,7 +251,7 @@ pub(crate) fn export(
             }
         }
     });
-    Some(rx)
+    Ok(Some(rx))
 }
 
 /// Why an import was refused.

@@ -9,8 +9,9 @@ use crate::logging::{self, LogFormat};
 use clap::Args;
 use evsync_core::log::WriteRate;
 use evsync_server::{
-    ConfigError, Limits, Server, ServerConfig, StartError, StorageConfig, admin_token, auth_config,
-    parse_bool, parse_idle_socket_timeout, parse_limit, token_secret,
+    ConfigError, Limits, PgConfig, PostgresSettings, Server, ServerConfig, StartError,
+    StorageConfig, admin_token, auth_config, parse_bool, parse_idle_socket_timeout, parse_limit,
+    token_secret,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -46,8 +47,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", default_value = "./evsync-data")]
     data: PathBuf,
 
-    /// Storage: `sqlite` (durable, one file per tenant) or `memory` (lost at
-    /// exit; for tests). The original worker's `do` and `d1` mean `sqlite`.
+    /// Storage: `sqlite` (durable, one file per tenant), `postgres` (one
+    /// database shared by several nodes; needs --postgres-url) or `memory`
+    /// (lost at exit; for tests). The original worker's `do` and `d1` mean
+    /// `sqlite`.
     #[arg(
         long,
         env = "SYNC_STORAGE",
@@ -55,6 +58,28 @@ pub struct ServeArgs {
         default_value = "sqlite"
     )]
     storage: String,
+
+    /// PostgreSQL connection URL for --storage postgres, e.g.
+    /// postgres://evsync:PASSWORD@db:5432/evsync. Holds a password: prefer
+    /// the environment variable; it is never logged (logs show the URL
+    /// without its password).
+    #[arg(
+        long,
+        env = "SYNC_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    postgres_url: Option<String>,
+
+    /// Pooled PostgreSQL connections of this node (default 16).
+    #[arg(long, env = "SYNC_POSTGRES_POOL_SIZE", value_name = "N")]
+    postgres_pool_size: Option<String>,
+
+    /// Milliseconds between two reads of the heads of the logs this node
+    /// serves, whatever notifications said (default 2000): a notification
+    /// lost with the listening connection delays a delivery by at most this.
+    #[arg(long, env = "SYNC_POSTGRES_RECHECK_MS", value_name = "MS")]
+    postgres_recheck_ms: Option<String>,
 
     /// Token every tenant must present unless SYNC_AUTH_TOKENS has one for
     /// it. Unset or empty: tenants without a token are open. Prefer the
@@ -210,11 +235,40 @@ pub struct ServeArgs {
     shutdown_timeout_secs: u64,
 }
 
+/// SYNC_POSTGRES_*: `None` without a URL. The URL is checked here, so a
+/// typo is a one-line error at start (never showing the password).
+fn postgres_settings(args: &ServeArgs) -> Result<Option<PostgresSettings>, ConfigError> {
+    let Some(url) = args.postgres_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let pool_size = parse_limit(
+        "SYNC_POSTGRES_POOL_SIZE (--postgres-pool-size)",
+        args.postgres_pool_size.as_deref().unwrap_or(""),
+        PostgresSettings::DEFAULT_POOL_SIZE,
+    )?;
+    let recheck_ms = parse_limit(
+        "SYNC_POSTGRES_RECHECK_MS (--postgres-recheck-ms)",
+        args.postgres_recheck_ms.as_deref().unwrap_or(""),
+        PostgresSettings::DEFAULT_RECHECK.as_millis() as usize,
+    )?;
+    PgConfig::parse(url, pool_size)
+        .map_err(|problem| ConfigError::new("SYNC_POSTGRES_URL (--postgres-url)", problem))?;
+    Ok(Some(PostgresSettings {
+        url: url.to_owned(),
+        pool_size,
+        recheck: Duration::from_millis(recheck_ms as u64),
+    }))
+}
+
 /// Turns the arguments into a server config, or the one-line error.
 fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     let listen = parse_listen(&args.listen)?;
-    let storage =
-        StorageConfig::parse("SYNC_STORAGE (--storage)", &args.storage, args.data.clone())?;
+    let storage = StorageConfig::parse(
+        "SYNC_STORAGE (--storage)",
+        &args.storage,
+        args.data.clone(),
+        postgres_settings(args)?,
+    )?;
     let allow_query = parse_bool(
         "SYNC_ALLOW_QUERY_TOKEN (--allow-query-token)",
         args.allow_query_token.as_deref().unwrap_or(""),
@@ -370,6 +424,9 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let data = match &config.storage {
         StorageConfig::Sqlite { data_dir } => data_dir.display().to_string(),
         StorageConfig::Memory => "none (memory storage is lost at exit)".to_string(),
+        StorageConfig::Postgres(pg) => PgConfig::parse(&pg.url, pg.pool_size)
+            .map(|c| c.redacted())
+            .unwrap_or_default(),
     };
     let storage = config.storage.kind();
     let auth = config.auth.summary();
@@ -399,6 +456,10 @@ async fn serve(config: ServerConfig) -> ExitCode {
         Ok(server) => server,
         Err(err @ StartError::DataDir { .. }) => {
             return fail(ConfigError::new("--data", err.to_string()), EXIT_CONFIG);
+        }
+        Err(StartError::Database { problem }) => {
+            let setting = "SYNC_POSTGRES_URL (--postgres-url)";
+            return fail(ConfigError::new(setting, problem), EXIT_CONFIG);
         }
         Err(err @ StartError::Listen { addr, .. }) => {
             let setting = if Some(addr) == metrics_listen {

@@ -1,0 +1,312 @@
+//! Several `evsync serve` nodes on one PostgreSQL (issue 12), each a real
+//! process on a loopback port, the database a real PostgreSQL the test
+//! starts in a temporary directory: live delivery across nodes, a
+//! listening connection killed from the database side, a lost
+//! notification, a database restart, a node started before its database,
+//! and SIGKILLs of nodes under write load (`evsync crash-test --nodes 2`).
+
+#[path = "../../evsync-server/tests/common/mod.rs"]
+mod common;
+mod process;
+
+use common::{Client, entries, http_get, sequences, write_request};
+use evsync_core::wire::Response;
+use evsync_storage_postgres::testing::TestPostgres;
+use process::{Serve, WAIT, within};
+use std::time::Duration;
+
+/// A node on `url`, re-checking log heads every `recheck_ms`.
+async fn node(url: &str, recheck_ms: &str) -> Serve {
+    Serve::start(
+        &[],
+        &[
+            ("SYNC_STORAGE", "postgres"),
+            ("SYNC_POSTGRES_URL", url),
+            ("SYNC_POSTGRES_RECHECK_MS", recheck_ms),
+        ],
+    )
+    .await
+}
+
+/// Waits until `/readyz` answers `status` (a node's view of its database
+/// changes on its own schedule: at most one re-check period late).
+async fn readyz_becomes(node: &Serve, status: u16) -> String {
+    within(&format!("/readyz to answer {status}"), async {
+        loop {
+            let response = http_get(node.addr, "/readyz", &[]).await;
+            if response.status == status {
+                return response.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+/// Appends one entry to `tenant`'s log `public_key` with plain SQL and no
+/// NOTIFY, as a writer whose notification was lost: the next sequence
+/// from the log's head row, taken under its row lock as evsync's appends
+/// take it (the schema of `evsync_storage_postgres::schema`).
+fn append_without_notify(url: &str, tenant: &str, public_key: &str, entry_id: &str) {
+    let sql = format!(
+        "WITH l AS (
+            UPDATE evsync_logs SET head = head + 1
+            WHERE tenant = '{tenant}' AND public_key = convert_to('{public_key}', 'UTF8')
+            RETURNING id, head)
+        INSERT INTO evsync_entries (log_id, sequence, entry_id, iv, encrypted_entry)
+        SELECT id, head, convert_to('{entry_id}', 'UTF8'), '\\x000000000000000000000000', '\\x00' FROM l"
+    );
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-c", &sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("INSERT 0 1"),
+        "psql: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Recheck periods long enough that only notifications (or the re-check
+/// after the listener reconnects) can deliver within a test's wait.
+const NO_RECHECK: &str = "600000";
+
+#[tokio::test]
+async fn entries_written_on_one_node_reach_subscribers_on_another_live() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, NO_RECHECK).await;
+    let two = node(&url, NO_RECHECK).await;
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+
+    let (mut reader, remote_one) = Client::connect_hello(one.addr, "live").await;
+    reader.request_changes("log", 0).await;
+    let (mut writer, remote_two) = Client::connect_hello(two.addr, "live").await;
+    assert_eq!(
+        remote_one, remote_two,
+        "one remoteId per tenant on every node"
+    );
+    assert_eq!(writer.write("log", 1, &entries(1..=3)).await, vec![1, 2, 3]);
+    let got = within("entries from the other node", reader.changes("log", 3)).await;
+    assert_eq!(sequences(&got), vec![1, 2, 3]);
+
+    // Both ways, and two writers on two nodes into one log: gapless.
+    let (mine, theirs) = (entries(4..=6), entries(7..=9));
+    let (a, b) = tokio::join!(
+        reader.write("log", 2, &mine),
+        writer.write("log", 2, &theirs)
+    );
+    let mut all: Vec<u64> = a.into_iter().chain(b).collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (4..=9).collect::<Vec<_>>(),
+        "sequences 4..=9, each once"
+    );
+}
+
+#[tokio::test]
+async fn a_listening_connection_killed_by_the_database_loses_nothing() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let mut one = node(&url, NO_RECHECK).await;
+    let two = node(&url, NO_RECHECK).await;
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+    one.line_with(&["listening for other nodes' commits"]).await;
+
+    let (mut reader, _) = Client::connect_hello(one.addr, "killed").await;
+    reader.request_changes("log", 0).await;
+    let (mut writer, _) = Client::connect_hello(two.addr, "killed").await;
+    writer.write("log", 1, &entries(1..=2)).await;
+    within("the first entries", reader.changes("log", 2)).await;
+
+    // The database ends both nodes' listening connections; the next
+    // commit may land before node 1 listens again (its notification is
+    // then lost): the re-check after reconnecting must deliver it.
+    let terminated = pg.terminate("evsync-listen");
+    assert!(
+        terminated >= 2,
+        "both nodes' listeners were terminated: {terminated}"
+    );
+    writer.write("log", 2, &entries(3..=5)).await;
+    let got = within(
+        "entries committed around the kill",
+        reader.changes("log", 3),
+    )
+    .await;
+    assert_eq!(sequences(&got), vec![3, 4, 5]);
+    one.line_with(&["listening for other nodes' commits again"])
+        .await;
+}
+
+#[tokio::test]
+async fn a_lost_notification_is_made_up_by_the_recheck() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, "300").await;
+    readyz_becomes(&one, 200).await;
+    let (mut reader, _) = Client::connect_hello(one.addr, "lost").await;
+    reader.request_changes("log", 0).await;
+    let (mut writer, _) = Client::connect_hello(one.addr, "lost").await;
+    writer.write("log", 1, &entries(1..=1)).await;
+    within("the first entry", reader.changes("log", 1)).await;
+    // Another writer commits without any notification (as if it were
+    // lost): only the periodic re-check of log heads can find it.
+    append_without_notify(&url, "lost", "log", "written-behind-the-nodes-back");
+    let got = within("the silently committed entry", reader.changes("log", 1)).await;
+    assert_eq!(sequences(&got), vec![2]);
+    assert_eq!(&got[0].entry_id[..], b"written-behind-the-nodes-back");
+}
+
+#[tokio::test]
+async fn a_database_restart_refuses_then_recovers_without_restarting_nodes() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, "200").await;
+    let two = node(&url, "200").await;
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+    let (mut writer, _) = Client::connect_hello(one.addr, "restart").await;
+    assert_eq!(writer.write("log", 1, &entries(1..=2)).await, vec![1, 2]);
+
+    pg.stop();
+    let body = readyz_becomes(&one, 503).await;
+    assert!(body.contains("database unreachable"), "{body}");
+    let health = http_get(two.addr, "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    readyz_becomes(&two, 503).await;
+    assert_eq!(health["storage"], "postgres");
+    // A write while the database is down is never acknowledged: the
+    // writer is closed with 1011 and its replica resends later.
+    writer.send(&write_request("log", 2, &entries(3..=4))).await;
+    match within("the writer's close", writer.recv_or_close()).await {
+        Err(closed) => assert_eq!(closed.code, Some(1011), "{closed:?}"),
+        Ok(Response::Ack { .. }) => panic!("an Ack for a write the database never stored"),
+        Ok(other) => panic!("expected a close, got {other:?}"),
+    }
+    let refused = Client::try_connect(two.addr, "restart-new", &[]).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(
+                response.status(),
+                503,
+                "a tenant cannot load while the database is down"
+            )
+        }
+        Err(other) => panic!("expected a 503, got {other}"),
+        Ok(_) => panic!("a connection while the database is down was accepted"),
+    }
+
+    pg.start_again();
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+    let (mut reader, _) = within(
+        "a connection after the restart",
+        Client::connect_hello(two.addr, "restart"),
+    )
+    .await;
+    reader.request_changes("log", 0).await;
+    let stored = within("the stored log", reader.changes("log", 2)).await;
+    assert_eq!(
+        sequences(&stored),
+        vec![1, 2],
+        "only what was acked is stored"
+    );
+    let (mut writer, _) = Client::connect_hello(one.addr, "restart").await;
+    assert_eq!(writer.write("log", 1, &entries(3..=4)).await, vec![3, 4]);
+    let live = within("live entries after the restart", reader.changes("log", 2)).await;
+    assert_eq!(sequences(&live), vec![3, 4]);
+}
+
+#[tokio::test]
+async fn a_node_started_before_its_database_waits_and_never_logs_the_password() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    // Trust auth accepts any password: one in the URL must never be logged.
+    let with_password = url.replacen("postgres@", "postgres:hunter2-secret@", 1);
+    assert_ne!(with_password, url);
+    pg.stop();
+    let mut one = node(&with_password, "200").await;
+    assert!(!one.startup.contains("hunter2"), "{}", one.startup);
+    let waiting = one.line_with(&["waiting for PostgreSQL"]).await;
+    assert!(!waiting.contains("hunter2"), "{waiting}");
+    readyz_becomes(&one, 503).await;
+    pg.start_again();
+    one.line_with(&["PostgreSQL ready"]).await;
+    readyz_becomes(&one, 200).await;
+    let (mut writer, _) = Client::connect_hello(one.addr, "late-db").await;
+    assert_eq!(writer.write("log", 1, &entries(1..=1)).await, vec![1]);
+    drop(writer);
+    let lines = one.stop_and_collect().await;
+    assert!(
+        lines.iter().all(|line| !line.contains("hunter2")),
+        "the password reached the log"
+    );
+}
+
+/// `evsync crash-test` against two nodes, the run's JSON summary.
+async fn crash_test(url: &str, kills: &str) -> serde_json::Value {
+    let out = tokio::time::timeout(
+        WAIT * 8,
+        process::command(
+            &[
+                "crash-test",
+                "--postgres-url",
+                url,
+                "--nodes",
+                "2",
+                "--kills",
+                kills,
+                "--writers",
+                "3",
+                "--run-ms",
+                "300",
+            ],
+            &[],
+        )
+        .output(),
+    )
+    .await
+    .expect("crash-test within 4 minutes")
+    .expect("run crash-test");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "crash-test failed: {stderr}");
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+#[tokio::test]
+async fn nodes_killed_under_write_load_lose_nothing_and_followers_see_every_entry_once() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let summary = crash_test(&url, "6").await;
+    assert_eq!(summary["passed"], true, "{summary}");
+    assert_eq!(summary["nodes"], 2);
+    let acked = summary["entries_acked"].as_u64().unwrap();
+    assert!(acked > 0 && summary["entries_stored"].as_u64() == Some(acked));
+    // Every entry followed on both nodes (2 nodes × every stored entry).
+    assert_eq!(summary["follower_deliveries"].as_u64(), Some(2 * acked));
+    assert!(summary["batches_resent"].as_u64().unwrap() > 0, "{summary}");
+}
+
+#[tokio::test]
+async fn a_database_restart_under_write_load_loses_nothing() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let run = {
+        let url = url.clone();
+        tokio::spawn(async move { crash_test(&url, "4").await })
+    };
+    // Fault injection at a point inside the load (not synchronisation):
+    // the run lasts about 4 × 450 ms plus restarts.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.start_again();
+    let summary = run.await.expect("crash-test task");
+    assert_eq!(summary["passed"], true, "{summary}");
+    let acked = summary["entries_acked"].as_u64().unwrap();
+    assert_eq!(summary["follower_deliveries"].as_u64(), Some(2 * acked));
+}
