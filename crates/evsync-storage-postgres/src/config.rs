@@ -23,12 +23,15 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// sent into a partition fails after this instead of hanging.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Server-side bound on a transaction left open by a client that stopped
-/// talking (a node partitioned away in the middle of an append): the
-/// database ends that session after this, releasing the log's row lock so
-/// the other nodes' appends to the log go on. Our own transactions never
-/// sit idle: every statement follows the previous one at once.
-const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
+/// Run on each new pooled connection: a server-side bound on a
+/// transaction left open by a client that stopped talking (a node
+/// partitioned away in the middle of an append). The database ends that
+/// session after this, releasing the log's row lock so the other nodes'
+/// appends to the log go on. Our own transactions never sit idle: every
+/// statement follows the previous one at once. A `SET` rather than a
+/// startup `options` parameter, which connection poolers such as PgBouncer
+/// refuse unless configured to ignore it.
+pub(crate) const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '30s'";
 
 /// `application_name` of pooled connections, as `pg_stat_activity` shows
 /// them to an operator.
@@ -102,16 +105,6 @@ impl PgConfig {
         if pg.get_tcp_user_timeout().is_none() {
             pg.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
-        let options = match pg.get_options() {
-            Some(given) if given.contains("idle_in_transaction_session_timeout") => {
-                given.to_string()
-            }
-            Some(given) => format!(
-                "{given} -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}"
-            ),
-            None => format!("-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}"),
-        };
-        pg.options(options);
         pg.application_name(APPLICATION_NAME);
         Ok(PgConfig { pg, pool_size })
     }
@@ -226,12 +219,10 @@ mod tests {
         assert_eq!(config.pg.get_application_name(), Some(APPLICATION_NAME));
         assert_eq!(config.pg.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
         assert_eq!(config.pg.get_keepalives_idle(), KEEPALIVE_IDLE);
-        assert!(
-            config
-                .pg
-                .get_options()
-                .unwrap()
-                .contains("idle_in_transaction_session_timeout")
+        assert_eq!(
+            config.pg.get_options(),
+            None,
+            "nothing a pooler could refuse"
         );
         let listen = config.with_application_name(LISTEN_APPLICATION_NAME);
         assert_eq!(listen.get_application_name(), Some(LISTEN_APPLICATION_NAME));

@@ -31,7 +31,9 @@ pub mod testing;
 pub use config::PgConfig;
 pub use storage::PgStorage;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use evsync_core::storage::StorageError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +95,14 @@ impl PgDatabase {
             .wait_timeout(Some(POOL_WAIT_TIMEOUT))
             .create_timeout(Some(config::CONNECT_TIMEOUT + Duration::from_secs(1)))
             .recycle_timeout(Some(RECYCLE_TIMEOUT))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(config::SESSION_SETUP)
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| format!("cannot build the PostgreSQL pool: {e}"))?;
         Ok(PgDatabase {
@@ -239,6 +249,23 @@ impl PgDatabase {
         Ok(removed > 0)
     }
 
+    /// The value of a setting (`SHOW`) in a pooled session: what the
+    /// tests check the pool's sessions with. Test machinery.
+    #[cfg(feature = "test-support")]
+    pub async fn show(&self, setting: &str) -> Result<String, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .simple_query(&format!("SHOW {setting}"))
+            .await
+            .map_err(pg_error("show"))?;
+        rows.iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .ok_or_else(|| StorageError::new(format!("postgres: SHOW {setting}: no value")))
+    }
+
     /// A pooled connection, or why there is none (no password in it).
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, StorageError> {
         self.pool.get().await.map_err(|e| {
@@ -249,6 +276,9 @@ impl PgDatabase {
                     self.pool.status().max_size
                 ),
                 PoolError::Backend(e) => PgError(&e).to_string(),
+                PoolError::PostCreateHook(HookError::Backend(e)) => {
+                    format!("setting up the session: {}", PgError(&e))
+                }
                 PoolError::Closed => "the pool is closed".into(),
                 other => other.to_string(),
             };

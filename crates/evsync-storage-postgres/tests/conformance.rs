@@ -391,14 +391,11 @@ async fn a_read_transfers_its_budget_not_its_entry_limit() {
 }
 
 #[tokio::test]
-async fn pooled_connections_are_named_for_operators() {
+async fn pooled_sessions_are_named_and_bound_idle_transactions() {
     let pg = TestPostgres::shared();
     let url = pg.fresh_database();
     let dbname = url.rsplit('/').next().unwrap().to_string();
     let db = PgDatabase::new(&PgConfig::parse(&url, 2).unwrap()).unwrap();
-    // The pool's connections carry startup options of ours (the
-    // idle-in-transaction bound); that they connect at all shows the
-    // server takes them.
     db.migrate().await.unwrap();
     db.ping().await.unwrap();
     let names = pg.psql(
@@ -412,6 +409,14 @@ async fn pooled_connections_are_named_for_operators() {
         names.trim(),
         "evsync",
         "what pg_stat_activity shows an operator"
+    );
+    // A node partitioned away mid-append must not hold a log's row lock
+    // for long: every pooled session bounds its idleness in a transaction.
+    assert_eq!(
+        db.show("idle_in_transaction_session_timeout")
+            .await
+            .unwrap(),
+        "30s"
     );
 }
 
