@@ -208,7 +208,9 @@ impl PgDatabase {
     /// Removes every row of `tenant` (entries, logs, remoteId, settings) in
     /// one transaction; true if there was any. Its logs are locked first in
     /// the order appends lock them, so a deletion racing an append waits
-    /// for it instead of deadlocking.
+    /// for it instead of deadlocking. A log created by an append that
+    /// commits while the deletion runs is not seen by it and stays; nothing
+    /// is announced (other nodes learn of it when they next read).
     pub async fn delete_tenant(&self, tenant: &str) -> Result<bool, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error("begin"))?;

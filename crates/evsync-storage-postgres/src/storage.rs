@@ -53,8 +53,10 @@ struct Notice<'a> {
 struct LogWork<'a> {
     id: i64,
     public_key: &'a str,
-    /// The head as locked; the new head is `head + new.len()`.
+    /// The head as locked, which other writers cannot move until COMMIT.
     head: i64,
+    /// The last sequence assigned so far (`head` until one is).
+    next: i64,
     stored: HashMap<Bytes, i64>,
     assigned: HashMap<&'a [u8], i64>,
 }
@@ -157,8 +159,7 @@ impl AsyncStorage for PgStorage {
         if batches.iter().all(|b| b.entries.is_empty()) {
             return Ok(batches.iter().map(|_| Vec::new()).collect());
         }
-        // The logs written, in byte order (the lock order), and the
-        // entryIds each batch brings.
+        // The logs written, in byte order: the lock order.
         let mut keys: Vec<&str> = batches
             .iter()
             .filter(|b| !b.entries.is_empty())
@@ -183,21 +184,20 @@ impl AsyncStorage for PgStorage {
             .query(&lock, &[&&*self.tenant, &key_bytes])
             .await
             .map_err(pg_error("lock logs"))?;
+        let by_bytes: HashMap<&[u8], &str> = keys.iter().map(|k| (k.as_bytes(), *k)).collect();
         let mut logs: HashMap<&str, LogWork<'_>> = HashMap::with_capacity(keys.len());
         for row in &locked {
-            let stored_key: &[u8] = row.get(1);
-            let public_key = *keys
-                .iter()
-                .find(|k| k.as_bytes() == stored_key)
-                .ok_or_else(|| {
-                    StorageError::new("postgres: locked a log that was not asked for")
-                })?;
+            let public_key = *by_bytes.get(row.get::<_, &[u8]>(1)).ok_or_else(|| {
+                StorageError::new("postgres: locked a log that was not asked for")
+            })?;
+            let head: i64 = row.get(2);
             logs.insert(
                 public_key,
                 LogWork {
                     id: row.get(0),
                     public_key,
-                    head: row.get(2),
+                    head,
+                    next: head,
                     stored: HashMap::new(),
                     assigned: HashMap::new(),
                 },
@@ -249,7 +249,6 @@ impl AsyncStorage for PgStorage {
         let mut new_ivs: Vec<&[u8]> = Vec::new();
         let mut new_payloads: Vec<&[u8]> = Vec::new();
         let mut results = Vec::with_capacity(batches.len());
-        let mut next: HashMap<&str, i64> = logs.iter().map(|(k, l)| (*k, l.head)).collect();
         for batch in batches {
             let mut outcome = Vec::with_capacity(batch.entries.len());
             for entry in &batch.entries {
@@ -267,9 +266,8 @@ impl AsyncStorage for PgStorage {
                         inserted: false,
                     }),
                     None => {
-                        let head = next.get_mut(batch.public_key.as_str()).expect("known log");
-                        *head += 1;
-                        let sequence = *head;
+                        log.next += 1;
+                        let sequence = log.next;
                         log.assigned.insert(&entry.entry_id[..], sequence);
                         new_log_ids.push(log.id);
                         new_sequences.push(sequence);
@@ -292,7 +290,7 @@ impl AsyncStorage for PgStorage {
             let mut notices = Vec::new();
             for key in &keys {
                 let log = &logs[key];
-                let head = next[key];
+                let head = log.next;
                 if head == log.head {
                     continue;
                 }
