@@ -254,13 +254,14 @@ fn find_bin() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             if has_both(&dir) {
-                // Debian links some into /usr/bin through a wrapper; the
-                // real directory has psql beside them too.
+                // A link on PATH (as /usr/local/bin/initdb to Debian's
+                // /usr/lib/postgresql/15/bin) leads to the directory that
+                // has psql of the same version beside them.
                 let real = std::fs::canonicalize(dir.join("initdb"))
                     .ok()
                     .and_then(|p| p.parent().map(Path::to_path_buf))
-                    .unwrap_or(dir);
-                return Some(real);
+                    .filter(|real| has_both(real));
+                return Some(real.unwrap_or(dir));
             }
         }
     }
