@@ -48,6 +48,7 @@ pub(crate) async fn run(
         registry,
         db,
         told: HashMap::new(),
+        told_revoked: HashMap::new(),
     };
     let mut tick = tokio::time::interval(recheck.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -64,6 +65,9 @@ pub(crate) async fn run(
         match event {
             Some(ListenEvent::Advanced(advanced)) => {
                 follower.tell(&advanced.tenant, &advanced.public_key, advanced.head);
+            }
+            Some(ListenEvent::Revoked { tenant, not_before }) => {
+                follower.tell_revoked(&tenant, not_before);
             }
             Some(ListenEvent::Listening) => {
                 if listening_before {
@@ -129,6 +133,8 @@ struct Follower {
     /// what rose since. Safe to forget (a tenant loaded afresh reads its
     /// subscribers' entries from storage anyway); pruned to loaded tenants.
     told: HashMap<(String, String), u64>,
+    /// The last revocation instant told per tenant, likewise.
+    told_revoked: HashMap<String, u64>,
 }
 
 impl Follower {
@@ -141,6 +147,23 @@ impl Follower {
         }
         if self.registry.log_advanced(tenant, public_key, head) {
             self.told.insert(key, head);
+        }
+    }
+
+    /// Tells `tenant`'s actor that its tokens were revoked up to
+    /// `not_before` (ordered on any node, already stored), unless it was
+    /// told that already. The actor closes its sockets only if that raises
+    /// the instant it holds.
+    fn tell_revoked(&mut self, tenant: &str, not_before: u64) {
+        if self
+            .told_revoked
+            .get(tenant)
+            .is_some_and(|&told| told >= not_before)
+        {
+            return;
+        }
+        if self.registry.revoked_elsewhere(tenant, not_before) {
+            self.told_revoked.insert(tenant.to_owned(), not_before);
         }
     }
 
@@ -158,16 +181,28 @@ impl Follower {
         let tenants = self.registry.loaded_tenant_names();
         let loaded: HashSet<&String> = tenants.iter().collect();
         self.told.retain(|(tenant, _), _| loaded.contains(tenant));
+        self.told_revoked
+            .retain(|tenant, _| loaded.contains(tenant));
         let ok = if tenants.is_empty() {
-            self.db.ping().await.map(|()| Vec::new())
+            self.db.ping().await.map(|()| (Vec::new(), Vec::new()))
         } else {
-            self.db.heads(&tenants).await
+            match self.db.heads(&tenants).await {
+                Ok(heads) => self
+                    .db
+                    .revocations(&tenants)
+                    .await
+                    .map(|revoked| (heads, revoked)),
+                Err(err) => Err(err),
+            }
         };
         let shared = self.registry.shared();
         match ok {
-            Ok(heads) => {
+            Ok((heads, revoked)) => {
                 if !shared.database_ok.swap(true, Ordering::Relaxed) {
                     tracing::info!("PostgreSQL answers again");
+                }
+                for (tenant, not_before) in revoked {
+                    self.tell_revoked(&tenant, not_before);
                 }
                 for TenantLogHead {
                     tenant,

@@ -356,6 +356,18 @@ impl Registry {
         })
     }
 
+    /// Tells `tenant`, if it is loaded, that its tokens were revoked up to
+    /// `not_before` (Unix ms) by another node; true if it was told. Its
+    /// actor closes its sockets if that is later than what it holds.
+    pub fn revoked_elsewhere(&self, tenant: &str, not_before: u64) -> bool {
+        let (closed, _) = oneshot::channel();
+        lock(&self.state).tenants.get(tenant).is_some_and(|slot| {
+            slot.tx
+                .send(TenantMsg::Revoke { not_before, closed })
+                .is_ok()
+        })
+    }
+
     /// Open connections of `tenant`: 0 when it is not loaded.
     pub async fn connections_of(&self, tenant: &str) -> usize {
         let (reply, answer) = oneshot::channel();

@@ -372,7 +372,13 @@ impl Actor {
                 let _ = reply.send(self.engine.connection_count());
             }
             TenantMsg::Revoke { not_before, closed } => {
-                self.tokens_not_before = self.tokens_not_before.max(Some(not_before));
+                // An instant this actor holds already changes nothing (a
+                // node re-checking revocations it was told of before).
+                if Some(not_before) <= self.tokens_not_before {
+                    let _ = closed.send(0);
+                    return;
+                }
+                self.tokens_not_before = Some(not_before);
                 let open = self.engine.connection_count();
                 self.engine.handle_revoke();
                 tracing::info!(tenant = %self.tenant, closed = open, "tokens revoked");

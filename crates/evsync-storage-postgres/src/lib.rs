@@ -205,6 +205,35 @@ impl PgDatabase {
             .collect()
     }
 
+    /// The stored "tokens not before" instants (Unix ms) of those of
+    /// `tenants` whose tokens were ever revoked, in one query: nodes
+    /// re-check them with the heads, so a revocation ordered on another
+    /// node closes this node's sockets even if its notification was lost.
+    pub async fn revocations(
+        &self,
+        tenants: &[String],
+    ) -> Result<Vec<(String, u64)>, StorageError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(schema::SELECT_REVOCATIONS)
+            .await
+            .map_err(pg_error("prepare"))?;
+        let rows = client
+            .query(&stmt, &[&tenants])
+            .await
+            .map_err(pg_error("read revocations"))?;
+        rows.iter()
+            .map(|row| {
+                let at =
+                    evsync_core::storage::decode_tokens_not_before(row.get::<_, i64>(1) as f64)?;
+                Ok((row.get(0), at))
+            })
+            .collect()
+    }
+
     /// Removes every row of `tenant` (entries, logs, remoteId, settings) in
     /// one transaction; true if there was any. Its logs are locked first in
     /// the order appends lock them, so a deletion racing an append waits

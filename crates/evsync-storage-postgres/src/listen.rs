@@ -45,17 +45,21 @@ pub enum ListenEvent {
     Listening,
     /// A commit raised a log's head.
     Advanced(Advanced),
+    /// A tenant's tokens were revoked (by an operator on some node) up to
+    /// `not_before` (Unix ms, already stored).
+    Revoked { tenant: String, not_before: u64 },
     /// The listening connection failed or could not be opened (the message
     /// has no password); it is retried.
     Lost(String),
 }
 
-/// The JSON an append sends: `{"t": tenant, "k": publicKey, "h": head}`.
+/// The JSON on the channel: an append's `{"t": tenant, "k": publicKey,
+/// "h": head}` or a revocation's `{"t": tenant, "r": instant}`.
 #[derive(serde::Deserialize)]
-struct Notice {
-    t: String,
-    k: String,
-    h: u64,
+#[serde(untagged)]
+enum Notice {
+    Advanced { t: String, k: String, h: u64 },
+    Revoked { t: String, r: u64 },
 }
 
 /// Runs until `events` is closed: opens a dedicated (non-pooled)
@@ -140,16 +144,19 @@ fn forward(
         Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CHANNEL => {
             // A payload in another shape (another program on the channel)
             // is not ours to act on.
-            if let Ok(notice) = serde_json::from_str::<Notice>(n.payload()) {
-                let advanced = Advanced {
-                    tenant: notice.t,
-                    public_key: notice.k,
-                    head: notice.h,
-                };
-                events
-                    .send(ListenEvent::Advanced(advanced))
-                    .map_err(|_| None)?;
-            }
+            let event = match serde_json::from_str::<Notice>(n.payload()) {
+                Ok(Notice::Advanced { t, k, h }) => ListenEvent::Advanced(Advanced {
+                    tenant: t,
+                    public_key: k,
+                    head: h,
+                }),
+                Ok(Notice::Revoked { t, r }) => ListenEvent::Revoked {
+                    tenant: t,
+                    not_before: r,
+                },
+                Err(_) => return Ok(()),
+            };
+            events.send(event).map_err(|_| None)?;
             Ok(())
         }
         Some(Ok(_)) => Ok(()), // notices, other channels

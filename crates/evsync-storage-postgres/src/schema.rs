@@ -188,6 +188,14 @@ pub const RAISE_TOKENS_NOT_BEFORE: &str =
         SET tokens_not_before_ms = greatest(s.tokens_not_before_ms, excluded.tokens_not_before_ms)
     RETURNING tokens_not_before_ms";
 
+/// The stored "tokens not before" instants (ms) of the tenants in `$1`.
+pub const SELECT_REVOCATIONS: &str = "SELECT tenant, tokens_not_before_ms FROM evsync_tenant_settings WHERE tenant = ANY($1::text[])";
+
+/// Tells every node that tenant `$1`'s tokens were revoked up to `$2` (ms):
+/// `{"t": tenant, "r": instant}` on the channel appends notify.
+pub const NOTIFY_REVOKED: &str =
+    "SELECT pg_notify('evsync_log', json_build_object('t', $1::text, 'r', $2::bigint)::text)";
+
 /// Tenant `$1`'s stored "tokens not before" instant (ms), if any.
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM evsync_tenant_settings WHERE tenant = $1";

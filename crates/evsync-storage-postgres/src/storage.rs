@@ -406,7 +406,15 @@ impl AsyncStorage for PgStorage {
             .query_one(&stmt, &[&&*self.tenant, &not_before_ms])
             .await
             .map_err(pg_error("store tokens_not_before"))?;
-        decode_tokens_not_before(row.get::<_, i64>(0) as f64)
+        let stored = row.get::<_, i64>(0);
+        // Stored (committed) first, then every node told, so a node that
+        // hears it reads the new instant. Best effort: the instant is in
+        // force for new connections either way, and nodes re-read the
+        // revocations of their loaded tenants at every re-check.
+        if let Ok(notify) = client.prepare_cached(schema::NOTIFY_REVOKED).await {
+            let _ = client.execute(&notify, &[&&*self.tenant, &stored]).await;
+        }
+        decode_tokens_not_before(stored as f64)
     }
 
     /// One statement ([`schema::SELECT_STATS`]), so one snapshot. No last

@@ -9,7 +9,7 @@
 mod common;
 mod process;
 
-use common::{Client, entries, http_get, sequences, write_request};
+use common::{Client, entries, http_get, http_request, sequences, write_request};
 use evsync_core::wire::Response;
 use evsync_storage_postgres::testing::TestPostgres;
 use process::{Serve, WAIT, within};
@@ -245,6 +245,67 @@ async fn a_node_started_before_its_database_waits_and_never_logs_the_password() 
         lines.iter().all(|line| !line.contains("hunter2")),
         "the password reached the log"
     );
+}
+
+/// Runs `sql` on the database at `url` with psql.
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_node_closes_the_tenants_sockets_on_every_node() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    // No periodic re-check: only the revocation's notification can reach
+    // node 2 in time.
+    let one = node(&url, NO_RECHECK).await;
+    let two = node(&url, NO_RECHECK).await;
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+    let (mut elsewhere, _) = Client::connect_hello(two.addr, "revoked").await;
+    let (mut here, _) = Client::connect_hello(one.addr, "revoked").await;
+    // The admin API is open on a loopback listener without SYNC_ADMIN_TOKEN.
+    let answer = http_request(
+        one.addr,
+        "POST",
+        "/admin/tenants/revoked/revoke",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for client in [&mut here, &mut elsewhere] {
+        let closed = within("the revoked socket's close", client.closed()).await;
+        assert_eq!(
+            (closed.code, closed.reason.as_str()),
+            (Some(1008), "tokens revoked")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_whose_notification_was_lost_is_found_by_the_recheck() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, "300").await;
+    readyz_becomes(&one, 200).await;
+    let (mut client, _) = Client::connect_hello(one.addr, "quiet").await;
+    // Stored by "another node" with no notification at all.
+    psql(
+        &url,
+        "INSERT INTO evsync_tenant_settings (tenant, tokens_not_before_ms)
+         VALUES ('quiet', (extract(epoch from now()) * 1000)::bigint)",
+    );
+    let closed = within("the revoked socket's close", client.closed()).await;
+    assert_eq!(closed.code, Some(1008), "{closed:?}");
 }
 
 /// `evsync crash-test` against two nodes, the run's JSON summary.
