@@ -34,6 +34,7 @@ mod dashboard;
 mod database;
 pub mod datadir;
 mod health;
+mod lanes;
 mod lock;
 mod metrics;
 mod outlet;

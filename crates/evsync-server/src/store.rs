@@ -1,68 +1,20 @@
-//! A loaded tenant's storage, as its actor drives it.
-//!
-//! SQLite work blocks (an append waits for an fsync), so it runs on tokio's
-//! blocking threads, never on the actor's. Two lanes keep it ordered and
-//! bounded: appends go to the writer connection, reads to a second
-//! connection opened on first use. Each lane runs one request at a time, in
-//! order; the lanes run concurrently, so a catch-up read never waits behind
-//! a commit (SQLite WAL gives the reader a consistent snapshot, and the
-//! engine is built to accept a read that did or did not see an append in
-//! flight). The engine itself keeps at most one append in flight.
-//!
-//! PostgreSQL keeps the same two lanes, each request a task on a pooled
-//! connection (the pool, not the lane, owns connections).
+//! A loaded tenant's storage, as its actor drives it: which backend, the
+//! requests queued on its two lanes (`lanes`), and the reads and writes
+//! operators make outside the lanes (revocation, figures).
 //!
 //! Memory storage answers at once, on the actor's thread.
 
+use crate::lanes::{self, Done, LaneKind, Lanes};
 use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
-    AsyncStorage, MemoryStorage, Storage, StorageError, StorageOp, StorageRequest, StorageResponse,
-    StoreStats,
+    AsyncStorage, MemoryStorage, Storage, StorageError, StorageRequest, StorageResponse, StoreStats,
 };
 use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::PgStorage;
 use evsync_storage_sqlite::{SqliteStorage, tenant_path};
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
-
-/// Which SQLite connection a request runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LaneKind {
-    Writer,
-    Reader,
-}
-
-/// A finished request. A SQLite lane's connection comes back with it
-/// (`None` if the request panicked, or on PostgreSQL; a SQLite lane then
-/// reopens on next use).
-pub(crate) struct Done {
-    pub lane: LaneKind,
-    pub store: Option<SqliteStorage>,
-    pub response: StorageResponse,
-    /// From the start of the request's transaction to its end.
-    pub took: std::time::Duration,
-}
-
-pub(crate) struct Lane {
-    kind: LaneKind,
-    /// `None` while a request holds it, or before first use (reader).
-    store: Option<SqliteStorage>,
-    busy: bool,
-    queue: VecDeque<StorageRequest>,
-}
-
-impl Lane {
-    fn new(kind: LaneKind, store: Option<SqliteStorage>) -> Self {
-        Lane {
-            kind,
-            store,
-            busy: false,
-            queue: VecDeque::new(),
-        }
-    }
-}
 
 /// What a tenant's store says when it opens.
 pub(crate) struct Opened {
@@ -193,103 +145,36 @@ pub(crate) enum TenantStore {
     Postgres(Box<PgLanes>),
 }
 
-/// The two lanes of a PostgreSQL tenant: the same order and bounds as
+/// The lanes of a PostgreSQL tenant: the same order and bounds as
 /// SQLite's, each request a task on a pooled connection.
 pub(crate) struct PgLanes {
     store: PgStorage,
-    writer: PgLane,
-    reader: PgLane,
+    lanes: Lanes<()>,
     done: mpsc::UnboundedSender<Done>,
 }
 
-#[derive(Default)]
-struct PgLane {
-    busy: bool,
-    queue: VecDeque<StorageRequest>,
-}
-
 impl PgLanes {
-    fn lane(&mut self, kind: LaneKind) -> &mut PgLane {
-        match kind {
-            LaneKind::Writer => &mut self.writer,
-            LaneKind::Reader => &mut self.reader,
-        }
-    }
-
-    /// Starts lane `kind`'s next queued request unless one is running.
     fn start_next(&mut self, kind: LaneKind) {
-        let mut store = self.store.clone();
-        let done = self.done.clone();
-        let lane = self.lane(kind);
-        if lane.busy {
-            return;
+        if let Some((req, ())) = self.lanes.take_next(kind) {
+            lanes::start_postgres(kind, req, self.store.clone(), self.done.clone());
         }
-        let Some(req) = lane.queue.pop_front() else {
-            return;
-        };
-        lane.busy = true;
-        let id_for_panic = req.clone_shell();
-        let task = tokio::spawn(async move {
-            let started = std::time::Instant::now();
-            let response = req.execute_async(&mut store).await;
-            (response, started.elapsed())
-        });
-        // A panicking request still answers (with an error), or its lane
-        // would stay busy for ever.
-        tokio::spawn(async move {
-            let (response, took) = task.await.unwrap_or_else(|err| {
-                let message = format!("storage task failed: {err}");
-                (failed(&id_for_panic, message), std::time::Duration::ZERO)
-            });
-            let _ = done.send(Done {
-                lane: kind,
-                store: None,
-                response,
-                took,
-            });
-        });
     }
 }
 
-/// The two lanes of a SQLite tenant and where their results go.
+/// The lanes of a SQLite tenant, each with its own connection (the
+/// reader's opened on first use), and where their results go.
 pub(crate) struct SqliteLanes {
     path: PathBuf,
-    writer: Lane,
-    reader: Lane,
+    lanes: Lanes<Option<SqliteStorage>>,
     done: mpsc::UnboundedSender<Done>,
 }
 
 impl SqliteLanes {
-    fn lane(&mut self, kind: LaneKind) -> &mut Lane {
-        match kind {
-            LaneKind::Writer => &mut self.writer,
-            LaneKind::Reader => &mut self.reader,
-        }
-    }
-
-    /// Starts lane `kind`'s next queued request unless one is running.
     fn start_next(&mut self, kind: LaneKind) {
-        // Field by field: the lane is borrowed mutably, path and done not.
-        let lane = match kind {
-            LaneKind::Writer => &mut self.writer,
-            LaneKind::Reader => &mut self.reader,
-        };
-        start_next(lane, &self.path, &self.done);
-    }
-}
-
-/// An error answer to `req`, for a request that could not run.
-fn failed(req: &StorageRequest, message: String) -> StorageResponse {
-    let err = StorageError::new(message);
-    match req.op {
-        StorageOp::Append(_) => StorageResponse::Appended {
-            id: req.id,
-            result: Err(err),
-        },
-        StorageOp::Read { .. } => StorageResponse::Read {
-            id: req.id,
-            result: Err(err),
-        },
+        if let Some((req, conn)) = self.lanes.take_next(kind) {
+            let conn = conn.take();
+            lanes::start_sqlite(kind, req, conn, self.path.clone(), self.done.clone());
+        }
     }
 }
 
@@ -318,8 +203,7 @@ impl TenantStore {
                 let opened = Opened::read(&mut store).await.map_err(|e| e.message)?;
                 let lanes = PgLanes {
                     store,
-                    writer: PgLane::default(),
-                    reader: PgLane::default(),
+                    lanes: Lanes::new((), ()),
                     done,
                 };
                 return Ok((TenantStore::Postgres(Box::new(lanes)), opened));
@@ -338,8 +222,7 @@ impl TenantStore {
         Ok((
             TenantStore::Sqlite(Box::new(SqliteLanes {
                 path,
-                writer: Lane::new(LaneKind::Writer, Some(store)),
-                reader: Lane::new(LaneKind::Reader, None),
+                lanes: Lanes::new(Some(store), None),
                 done,
             })),
             opened,
@@ -349,19 +232,15 @@ impl TenantStore {
     /// Starts `req`. Returns the response at once for memory storage; for
     /// SQLite the response arrives later as a [`Done`].
     pub fn submit(&mut self, req: StorageRequest) -> Option<StorageResponse> {
-        let kind = match req.op {
-            StorageOp::Append(_) => LaneKind::Writer,
-            StorageOp::Read { .. } => LaneKind::Reader,
-        };
         match self {
             TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
             TenantStore::Sqlite(lanes) => {
-                lanes.lane(kind).queue.push_back(req);
+                let kind = lanes.lanes.push(req);
                 lanes.start_next(kind);
                 None
             }
             TenantStore::Postgres(lanes) => {
-                lanes.lane(kind).queue.push_back(req);
+                let kind = lanes.lanes.push(req);
                 lanes.start_next(kind);
                 None
             }
@@ -374,13 +253,11 @@ impl TenantStore {
         match self {
             TenantStore::Memory(_) => {}
             TenantStore::Sqlite(lanes) => {
-                let lane = lanes.lane(kind);
-                lane.busy = false;
-                lane.store = store;
+                *lanes.lanes.finished(kind) = store;
                 lanes.start_next(kind);
             }
             TenantStore::Postgres(lanes) => {
-                lanes.lane(kind).busy = false;
+                lanes.lanes.finished(kind);
                 lanes.start_next(kind);
             }
         }
@@ -390,83 +267,8 @@ impl TenantStore {
     pub fn is_idle(&self) -> bool {
         match self {
             TenantStore::Memory(_) => true,
-            TenantStore::Sqlite(lanes) => {
-                let SqliteLanes { writer, reader, .. } = &**lanes;
-                !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
-            }
-            TenantStore::Postgres(lanes) => {
-                let PgLanes { writer, reader, .. } = &**lanes;
-                !writer.busy && !reader.busy && writer.queue.is_empty() && reader.queue.is_empty()
-            }
-        }
-    }
-}
-
-fn start_next(lane: &mut Lane, path: &std::path::Path, done: &mpsc::UnboundedSender<Done>) {
-    if lane.busy {
-        return;
-    }
-    let Some(req) = lane.queue.pop_front() else {
-        return;
-    };
-    lane.busy = true;
-    let kind = lane.kind;
-    let store = lane.store.take();
-    let path = path.to_path_buf();
-    let done = done.clone();
-    let id_for_panic = req.clone_shell();
-    let task = tokio::task::spawn_blocking(move || {
-        let mut store = match store {
-            Some(store) => store,
-            None => match SqliteStorage::open(&path) {
-                Ok(store) => store,
-                Err(err) => return (None, failed(&req, err.message), std::time::Duration::ZERO),
-            },
-        };
-        let started = std::time::Instant::now();
-        let response = req.execute(&mut store);
-        (Some(store), response, started.elapsed())
-    });
-    tokio::spawn(async move {
-        let (store, response, took) = match task.await {
-            Ok(out) => out,
-            Err(err) => (
-                None,
-                failed(&id_for_panic, format!("storage task failed: {err}")),
-                std::time::Duration::ZERO,
-            ),
-        };
-        let _ = done.send(Done {
-            lane: kind,
-            store,
-            response,
-            took,
-        });
-    });
-}
-
-/// A copy of a request without its payload: enough to answer it with an
-/// error if the blocking task dies.
-trait CloneShell {
-    fn clone_shell(&self) -> StorageRequest;
-}
-
-impl CloneShell for StorageRequest {
-    fn clone_shell(&self) -> StorageRequest {
-        StorageRequest {
-            id: self.id,
-            op: match &self.op {
-                StorageOp::Append(_) => StorageOp::Append(Vec::new()),
-                StorageOp::Read {
-                    public_key,
-                    from,
-                    limit,
-                } => StorageOp::Read {
-                    public_key: public_key.clone(),
-                    from: *from,
-                    limit: *limit,
-                },
-            },
+            TenantStore::Sqlite(lanes) => lanes.lanes.is_idle(),
+            TenantStore::Postgres(lanes) => lanes.lanes.is_idle(),
         }
     }
 }

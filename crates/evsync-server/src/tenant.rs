@@ -7,9 +7,10 @@
 //! wakes the engine at `poll_timeout`, and unloads itself after
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
+use crate::lanes::{Done, LaneKind};
 use crate::outlet::{Outbound, Outlet};
 use crate::shared::{CloseRecord, Shared};
-use crate::store::{Done, LaneKind, TenantStore};
+use crate::store::TenantStore;
 use bytes::Bytes;
 use evsync_core::access::Grant;
 use evsync_core::proto::close::CloseKind;

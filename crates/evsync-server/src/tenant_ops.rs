@@ -154,6 +154,26 @@ pub(crate) fn exists(shared: &Shared, tenant: &str) -> bool {
     }
 }
 
+/// Logs how `tenant`'s export ended; on failure, the error that ends the
+/// stream (the receiver then holds a file without its trailer).
+fn exported(tenant: &str, result: Result<ExportSummary, String>) -> Option<std::io::Error> {
+    match result {
+        Ok(summary) => {
+            tracing::info!(
+                tenant,
+                logs = summary.logs,
+                entries = summary.entries,
+                "admin: tenant exported"
+            );
+            None
+        }
+        Err(reason) => {
+            tracing::error!(tenant, %reason, "admin: export failed");
+            Some(std::io::Error::other(reason))
+        }
+    }
+}
+
 /// [`export`] from PostgreSQL: a page per message, read when the channel
 /// has room (the client's pace), as the Worker's export does.
 async fn export_postgres(
@@ -181,17 +201,8 @@ async fn export_postgres(
             }
         }
         .await;
-        match result {
-            Ok(summary) => tracing::info!(
-                tenant,
-                logs = summary.logs,
-                entries = summary.entries,
-                "admin: tenant exported"
-            ),
-            Err(reason) => {
-                tracing::error!(tenant, %reason, "admin: export failed");
-                let _ = tx.send(Err(std::io::Error::other(reason))).await;
-            }
+        if let Some(failure) = exported(&tenant, result) {
+            let _ = tx.send(Err(failure)).await;
         }
     });
     Ok(Some(rx))
@@ -238,17 +249,8 @@ pub(crate) async fn export(
             (None, None) => Err("the tenant was deleted".into()),
         };
         let result = result.and_then(|summary| send(&mut chunk).map(|()| summary));
-        match result {
-            Ok(summary) => tracing::info!(
-                tenant,
-                logs = summary.logs,
-                entries = summary.entries,
-                "admin: tenant exported"
-            ),
-            Err(reason) => {
-                tracing::error!(tenant, %reason, "admin: export failed");
-                let _ = tx.blocking_send(Err(std::io::Error::other(reason)));
-            }
+        if let Some(failure) = exported(&tenant, result) {
+            let _ = tx.blocking_send(Err(failure));
         }
     });
     Ok(Some(rx))

@@ -68,6 +68,14 @@ fn append_without_notify(url: &str, tenant: &str, public_key: &str, entry_id: &s
     );
 }
 
+/// Two nodes on `url`, both ready (the database migrated).
+async fn two_nodes(url: &str, recheck_ms: &str) -> (Serve, Serve) {
+    let (one, two) = tokio::join!(node(url, recheck_ms), node(url, recheck_ms));
+    readyz_becomes(&one, 200).await;
+    readyz_becomes(&two, 200).await;
+    (one, two)
+}
+
 /// Recheck periods long enough that only notifications (or the re-check
 /// after the listener reconnects) can deliver within a test's wait.
 const NO_RECHECK: &str = "600000";
@@ -76,10 +84,7 @@ const NO_RECHECK: &str = "600000";
 async fn entries_written_on_one_node_reach_subscribers_on_another_live() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
-    let one = node(&url, NO_RECHECK).await;
-    let two = node(&url, NO_RECHECK).await;
-    readyz_becomes(&one, 200).await;
-    readyz_becomes(&two, 200).await;
+    let (one, two) = two_nodes(&url, NO_RECHECK).await;
 
     let (mut reader, remote_one) = Client::connect_hello(one.addr, "live").await;
     reader.request_changes("log", 0).await;
@@ -111,10 +116,7 @@ async fn entries_written_on_one_node_reach_subscribers_on_another_live() {
 async fn a_listening_connection_killed_by_the_database_loses_nothing() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
-    let mut one = node(&url, NO_RECHECK).await;
-    let two = node(&url, NO_RECHECK).await;
-    readyz_becomes(&one, 200).await;
-    readyz_becomes(&two, 200).await;
+    let (mut one, two) = two_nodes(&url, NO_RECHECK).await;
     one.line_with(&["listening for other nodes' commits"]).await;
 
     let (mut reader, _) = Client::connect_hello(one.addr, "killed").await;
@@ -165,10 +167,7 @@ async fn a_lost_notification_is_made_up_by_the_recheck() {
 async fn a_database_restart_refuses_then_recovers_without_restarting_nodes() {
     let pg = TestPostgres::start();
     let url = pg.fresh_database();
-    let one = node(&url, "200").await;
-    let two = node(&url, "200").await;
-    readyz_becomes(&one, 200).await;
-    readyz_becomes(&two, 200).await;
+    let (one, two) = two_nodes(&url, "200").await;
     let (mut writer, _) = Client::connect_hello(one.addr, "restart").await;
     assert_eq!(writer.write("log", 1, &entries(1..=2)).await, vec![1, 2]);
 
@@ -267,10 +266,7 @@ async fn a_revocation_on_one_node_closes_the_tenants_sockets_on_every_node() {
     let url = pg.fresh_database();
     // No periodic re-check: only the revocation's notification can reach
     // node 2 in time.
-    let one = node(&url, NO_RECHECK).await;
-    let two = node(&url, NO_RECHECK).await;
-    readyz_becomes(&one, 200).await;
-    readyz_becomes(&two, 200).await;
+    let (one, two) = two_nodes(&url, NO_RECHECK).await;
     let (mut elsewhere, _) = Client::connect_hello(two.addr, "revoked").await;
     let (mut here, _) = Client::connect_hello(one.addr, "revoked").await;
     // The admin API is open on a loopback listener without SYNC_ADMIN_TOKEN.
