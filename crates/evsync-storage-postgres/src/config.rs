@@ -30,8 +30,11 @@ const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// appends to the log go on. Our own transactions never sit idle: every
 /// statement follows the previous one at once. A `SET` rather than a
 /// startup `options` parameter, which connection poolers such as PgBouncer
-/// refuse unless configured to ignore it.
-pub(crate) const SESSION_SETUP: &str = "SET idle_in_transaction_session_timeout = '30s'";
+/// refuse unless configured to ignore it. `client_min_messages`: the
+/// migrations' `CREATE … IF NOT EXISTS` would otherwise send a NOTICE
+/// ("already exists, skipping") that reaches the node's log at every start.
+pub(crate) const SESSION_SETUP: &str =
+    "SET idle_in_transaction_session_timeout = '30s'; SET client_min_messages = warning";
 
 /// `application_name` of pooled connections, as `pg_stat_activity` shows
 /// them to an operator.
