@@ -7,3 +7,4 @@
 pub mod close;
 pub mod stats;
 pub mod v3;
+pub mod v4;
