@@ -34,3 +34,6 @@ pub use write::{
     AckPartial, BatchPartial, CHUNK_SIZE, ChunkedMessage, EncryptedBatch, Entry, EntryPartial,
     WriteAck, WriteEntries, WriteEntriesUnencrypted, WriteSinglePayload,
 };
+
+#[cfg(test)]
+mod tests;
