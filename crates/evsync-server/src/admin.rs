@@ -156,9 +156,7 @@ pub(crate) async fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
             }
         },
-        Ok(AdminRoute::Delete { .. } | AdminRoute::Import { .. })
-            if tenant_ops::unsupported(shared).is_some() =>
-        {
+        Ok(AdminRoute::Import { .. }) if tenant_ops::unsupported(shared).is_some() => {
             let reason = tenant_ops::unsupported(shared).unwrap_or_default();
             text(StatusCode::NOT_IMPLEMENTED, reason)
         }

@@ -13,6 +13,9 @@
 //! loses it (unlike pub/sub fan-out, where a missed message is gone).
 
 use crate::registry::Registry;
+use crate::tenant_ops::DELETED;
+use evsync_core::storage::StorageError;
+use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::listen::{self, ListenEvent};
 use evsync_storage_postgres::{PgConfig, PgDatabase, TenantLogHead};
 use std::collections::{HashMap, HashSet};
@@ -69,6 +72,7 @@ pub(crate) async fn run(
             Some(ListenEvent::Revoked { tenant, not_before }) => {
                 follower.tell_revoked(&tenant, not_before);
             }
+            Some(ListenEvent::Dropped { tenant }) => follower.tell_dropped(&tenant),
             Some(ListenEvent::Listening) => {
                 if listening_before {
                     tracing::info!(
@@ -125,6 +129,14 @@ async fn migrate(registry: &Registry, db: &PgDatabase, config: &PgConfig) -> boo
     }
 }
 
+/// What a re-check reads of the loaded tenants: their stored remoteIds,
+/// the heads of their logs, their revocation instants.
+type TenantsRead = (
+    Vec<(String, RemoteId)>,
+    Vec<TenantLogHead>,
+    Vec<(String, u64)>,
+);
+
 /// Tells tenant actors of heads other nodes reached.
 struct Follower {
     registry: Arc<Registry>,
@@ -167,11 +179,27 @@ impl Follower {
         }
     }
 
+    /// Tells `tenant`'s actor that it was deleted or replaced through
+    /// another node; what was told of it is forgotten.
+    fn tell_dropped(&mut self, tenant: &str) {
+        self.registry.dropped_elsewhere(tenant, DELETED);
+        self.told.retain(|(t, _), _| t != tenant);
+        self.told_revoked.remove(tenant);
+    }
+
     fn set_listening(&self, listening: bool) {
         let shared = self.registry.shared();
         shared
             .database_listening
             .store(listening, Ordering::Relaxed);
+    }
+
+    /// Reads what a re-check needs of `tenants`.
+    async fn read_tenants(&self, tenants: &[String]) -> Result<TenantsRead, StorageError> {
+        let remote_ids = self.db.remote_ids(tenants).await?;
+        let heads = self.db.heads(tenants).await?;
+        let revoked = self.db.revocations(tenants).await?;
+        Ok((remote_ids, heads, revoked))
     }
 
     /// Reads the heads of every log of the loaded tenants and tells each
@@ -183,23 +211,26 @@ impl Follower {
         self.told.retain(|(tenant, _), _| loaded.contains(tenant));
         self.told_revoked
             .retain(|tenant, _| loaded.contains(tenant));
+        // Before the read: an actor that loaded later ignores what it says.
+        let read_at = tokio::time::Instant::now();
         let ok = if tenants.is_empty() {
-            self.db.ping().await.map(|()| (Vec::new(), Vec::new()))
+            self.db.ping().await.map(|()| Default::default())
         } else {
-            match self.db.heads(&tenants).await {
-                Ok(heads) => self
-                    .db
-                    .revocations(&tenants)
-                    .await
-                    .map(|revoked| (heads, revoked)),
-                Err(err) => Err(err),
-            }
+            self.read_tenants(&tenants).await
         };
+
         let shared = self.registry.shared();
         match ok {
-            Ok((heads, revoked)) => {
+            Ok((remote_ids, heads, revoked)) => {
                 if !shared.database_ok.swap(true, Ordering::Relaxed) {
                     tracing::info!("PostgreSQL answers again");
+                }
+                // First: an actor whose tenant was deleted or replaced
+                // drops itself before anything else is told to it.
+                let stored: HashMap<String, RemoteId> = remote_ids.into_iter().collect();
+                for tenant in &tenants {
+                    self.registry
+                        .check_remote_id(tenant, stored.get(tenant).copied(), read_at);
                 }
                 for (tenant, not_before) in revoked {
                     self.tell_revoked(&tenant, not_before);

@@ -368,6 +368,31 @@ impl Registry {
         })
     }
 
+    /// Tells `tenant`, if it is loaded, that it was deleted or replaced
+    /// through another node: its sockets are closed with 1001 and `reason`
+    /// and the next connection loads it afresh.
+    pub fn dropped_elsewhere(&self, tenant: &str, reason: &str) {
+        if let Some(slot) = lock(&self.state).tenants.get(tenant) {
+            let _ = slot.tx.send(TenantMsg::Drop {
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Tells `tenant`, if it is loaded, the remoteId its store held at a
+    /// read begun at `read_at` (`None`: none): its actor drops itself if
+    /// that is not the one it serves.
+    pub fn check_remote_id(
+        &self,
+        tenant: &str,
+        stored: Option<RemoteId>,
+        read_at: tokio::time::Instant,
+    ) {
+        if let Some(slot) = lock(&self.state).tenants.get(tenant) {
+            let _ = slot.tx.send(TenantMsg::CheckRemoteId { stored, read_at });
+        }
+    }
+
     /// Open connections of `tenant`: 0 when it is not loaded.
     pub async fn connections_of(&self, tenant: &str) -> usize {
         let (reply, answer) = oneshot::channel();

@@ -13,7 +13,7 @@ use crate::shared::{CloseRecord, Shared};
 use crate::store::TenantStore;
 use bytes::Bytes;
 use evsync_core::access::Grant;
-use evsync_core::proto::close::CloseKind;
+use evsync_core::proto::close::{CloseKind, code};
 use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
 use evsync_core::storage::{StorageOp, StorageResponse};
 use evsync_core::wire::RemoteId;
@@ -59,6 +59,19 @@ pub(crate) enum TenantMsg {
     /// Another writer (a node sharing the PostgreSQL database) committed
     /// to `public_key`'s log up to `head`.
     LogAdvanced { public_key: String, head: u64 },
+    /// The tenant was deleted or replaced through another node (a shared
+    /// database): close every connection, refuse new ones, leave the
+    /// registry (the next connection loads the tenant afresh) and end.
+    Drop { reason: String },
+    /// A node's re-check, begun at `read_at`, read the tenant's stored
+    /// remoteId (`None`: none stored): if it is not the one this actor
+    /// serves, the tenant was deleted or replaced elsewhere and a
+    /// notification was lost: as `Drop`. A read begun before this actor
+    /// had loaded (and stored its remoteId) proves nothing and is ignored.
+    CheckRemoteId {
+        stored: Option<RemoteId>,
+        read_at: Instant,
+    },
     /// An operator takes the tenant away (delete, import over it): close
     /// every connection with `code` and `reason`, wait for storage work in
     /// flight, leave the registry and close the store; `gone` answers once
@@ -139,7 +152,10 @@ pub(crate) async fn run(
         tokens_not_before: opened.tokens_not_before,
         commit_returned: None,
         evicted: None,
+        dropped: false,
+        loaded_at: Instant::now(),
     };
+    let mut left = false;
     if actor.shutting_down {
         actor.engine.handle_shutdown();
     }
@@ -147,8 +163,16 @@ pub(crate) async fn run(
     loop {
         actor.drain();
         let idle = actor.engine.is_idle() && actor.store.is_idle();
-        if actor.evicted.is_some() && actor.store.is_idle() {
+        if actor.dropped && !left {
+            // At once, so that the next connection loads the tenant afresh
+            // rather than reaching this actor.
             registry.leave(&actor.tenant, generation);
+            left = true;
+        }
+        if (actor.evicted.is_some() || left) && actor.store.is_idle() {
+            if !left {
+                registry.leave(&actor.tenant, generation);
+            }
             break;
         }
         if actor.shutting_down && idle {
@@ -244,6 +268,10 @@ struct Actor {
     commit_returned: Option<Instant>,
     /// Set by `Evict`: answered once the store is closed.
     evicted: Option<oneshot::Sender<()>>,
+    /// Set by `Drop`: the actor leaves the registry and ends once idle.
+    dropped: bool,
+    /// When the store had opened (its remoteId read or created).
+    loaded_at: Instant,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -313,6 +341,11 @@ impl Actor {
                 grant,
                 ready,
             } => {
+                if self.dropped {
+                    let reason = "the tenant was deleted or replaced; retry".to_owned();
+                    let _ = ready.send(Err(OpenRefused::Storage(reason)));
+                    return;
+                }
                 if grant.is_revoked_by(self.tokens_not_before) {
                     let _ = ready.send(Err(OpenRefused::Revoked));
                     return;
@@ -385,6 +418,12 @@ impl Actor {
                 tracing::info!(tenant = %self.tenant, closed = open, "tokens revoked");
                 let _ = closed.send(open);
             }
+            TenantMsg::CheckRemoteId { stored, read_at } => {
+                if read_at > self.loaded_at && stored != Some(self.engine.remote_id()) {
+                    self.drop_tenant("tenant deleted or replaced by an operator".to_owned());
+                }
+            }
+            TenantMsg::Drop { reason } => self.drop_tenant(reason),
             TenantMsg::Evict { code, reason, gone } => {
                 let open = self.engine.connection_count();
                 self.engine.close_all(code, &reason);
@@ -392,6 +431,18 @@ impl Actor {
                 self.evicted = Some(gone);
             }
         }
+    }
+
+    /// The tenant was deleted or replaced elsewhere: close its sockets with
+    /// 1001 and `reason`; the run loop leaves the registry and ends.
+    fn drop_tenant(&mut self, reason: String) {
+        if self.dropped {
+            return;
+        }
+        let open = self.engine.connection_count();
+        self.engine.close_all(code::GOING_AWAY, &reason);
+        tracing::info!(tenant = %self.tenant, closed = open, %reason, "tenant dropped: deleted or replaced through another node");
+        self.dropped = true;
     }
 
     /// Carries out everything the engine asked for, in order, and logs

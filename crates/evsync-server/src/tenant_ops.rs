@@ -2,9 +2,10 @@
 //!
 //! Each works on SQLite (a tenant is one file: see
 //! `evsync_storage_sqlite::files` for why a rename makes delete and import
-//! all-or-nothing) and on memory storage; list and export also on
-//! PostgreSQL (delete and import there would have to take the tenant from
-//! every node's sockets first: refused, see [`unsupported`]). A delete or an import first
+//! all-or-nothing) and on memory storage; list, export and delete also on
+//! PostgreSQL, where a delete reaches every node serving the tenant
+//! (import there is not written yet: refused, see [`unsupported`]). A
+//! delete or an import first
 //! takes the tenant from its connections ([`Registry::hold`]): sockets
 //! closed, store closed, new connections refused until the files are in
 //! their final state.
@@ -50,15 +51,13 @@ async fn figures(store: &mut impl AsyncStorage) -> Result<(String, StoreStats), 
     Ok((remote_id.to_uuid_string(), stats))
 }
 
-/// Why an operation is refused on this server's storage, if it is:
-/// deleting or replacing a tenant of a shared PostgreSQL database would
-/// have to close its sockets on every node first, which nodes cannot ask
-/// of each other yet.
+/// Why an import is refused on this server's storage, if it is: replacing
+/// a tenant of a shared PostgreSQL database is not written yet (listing,
+/// stats, export, revocation and deletion work there).
 pub(crate) fn unsupported(shared: &Shared) -> Option<&'static str> {
     match shared.backend() {
         Backend::Postgres(_) => Some(
-            "Deleting and importing tenants is not available with postgres storage yet \
-             (other nodes may be serving the tenant); export and list are.",
+            "Importing tenants is not available with postgres storage yet; export, list and delete are.",
         ),
         Backend::Sqlite(_) | Backend::Memory => None,
     }
@@ -134,6 +133,11 @@ fn listing(tenant: String, remote_id: String, stats: StoreStats, bytes_on_disk: 
 pub(crate) async fn delete(registry: &Arc<Registry>, tenant: &str) -> Result<bool, String> {
     let _hold = registry.hold(tenant, code::GOING_AWAY, DELETED).await?;
     let shared = registry.shared();
+    if let Backend::Postgres(db) = shared.backend() {
+        // The deleting transaction notifies every node, which drops the
+        // tenant (nodes also find it gone at their next re-check).
+        return db.delete_tenant(tenant).await.map_err(|e| e.message);
+    }
     match (shared.tenants_dir(), shared.data_subdir(TRASH_DIR)) {
         (Some(dir), Some(trash)) => {
             let tenant = tenant.to_owned();

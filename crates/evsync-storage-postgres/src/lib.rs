@@ -35,6 +35,7 @@ use deadpool_postgres::{
     Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use evsync_core::storage::StorageError;
+use evsync_core::wire::RemoteId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -276,8 +277,45 @@ impl PgDatabase {
                 .await
                 .map_err(pg_error("delete tenant"))?;
         }
+        if removed > 0 {
+            // Delivered at COMMIT: every node closes the tenant's sockets.
+            tx.execute(schema::NOTIFY_DROPPED, &[&tenant])
+                .await
+                .map_err(pg_error("notify"))?;
+        }
         tx.commit().await.map_err(pg_error("commit"))?;
         Ok(removed > 0)
+    }
+
+    /// The remoteIds of those of `tenants` that have one, in one query:
+    /// nodes re-check them with the heads, so a tenant deleted (or
+    /// replaced) through another node is dropped here even if its
+    /// notification was lost.
+    pub async fn remote_ids(
+        &self,
+        tenants: &[String],
+    ) -> Result<Vec<(String, RemoteId)>, StorageError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(schema::SELECT_REMOTE_IDS)
+            .await
+            .map_err(pg_error("prepare"))?;
+        let rows = client
+            .query(&stmt, &[&tenants])
+            .await
+            .map_err(pg_error("read remoteIds"))?;
+        rows.iter()
+            .map(|row| {
+                let bytes: &[u8] = row.get(1);
+                let id: [u8; 16] = bytes.try_into().map_err(|_| {
+                    StorageError::new(format!("stored remoteId of {} bytes", bytes.len()))
+                })?;
+                Ok((row.get(0), RemoteId(id)))
+            })
+            .collect()
     }
 
     /// The value of a setting (`SHOW`) in a pooled session: what the

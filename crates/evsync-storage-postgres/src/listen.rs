@@ -48,18 +48,35 @@ pub enum ListenEvent {
     /// A tenant's tokens were revoked (by an operator on some node) up to
     /// `not_before` (Unix ms, already stored).
     Revoked { tenant: String, not_before: u64 },
+    /// A tenant was deleted or replaced (by an operator on some node,
+    /// committed): nodes drop what they hold of it.
+    Dropped { tenant: String },
     /// The listening connection failed or could not be opened (the message
     /// has no password); it is retried.
     Lost(String),
 }
 
 /// The JSON on the channel: an append's `{"t": tenant, "k": publicKey,
-/// "h": head}` or a revocation's `{"t": tenant, "r": instant}`.
+/// "h": head}`, a revocation's `{"t": tenant, "r": instant}` or a
+/// deletion's `{"t": tenant, "d": true}`.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Notice {
-    Advanced { t: String, k: String, h: u64 },
-    Revoked { t: String, r: u64 },
+    Advanced {
+        t: String,
+        k: String,
+        h: u64,
+    },
+    Revoked {
+        t: String,
+        r: u64,
+    },
+    Dropped {
+        t: String,
+        /// Only tells this variant from the others.
+        #[serde(rename = "d")]
+        _dropped: bool,
+    },
 }
 
 /// Runs until `events` is closed: opens a dedicated (non-pooled)
@@ -154,6 +171,7 @@ fn forward(
                     tenant: t,
                     not_before: r,
                 },
+                Ok(Notice::Dropped { t, .. }) => ListenEvent::Dropped { tenant: t },
                 Err(_) => return Ok(()),
             };
             events.send(event).map_err(|_| None)?;

@@ -196,6 +196,16 @@ pub const SELECT_REVOCATIONS: &str = "SELECT tenant, tokens_not_before_ms FROM e
 pub const NOTIFY_REVOKED: &str =
     "SELECT pg_notify('evsync_log', json_build_object('t', $1::text, 'r', $2::bigint)::text)";
 
+/// Tells every node that tenant `$1` was deleted (or replaced):
+/// `{"t": tenant, "d": true}`, sent inside the deleting transaction, so
+/// delivered only once it committed.
+pub const NOTIFY_DROPPED: &str =
+    "SELECT pg_notify('evsync_log', json_build_object('t', $1::text, 'd', true)::text)";
+
+/// The remoteIds of those tenants in `$1` that have one.
+pub const SELECT_REMOTE_IDS: &str =
+    "SELECT tenant, remote_id FROM evsync_tenants WHERE tenant = ANY($1::text[])";
+
 /// Tenant `$1`'s stored "tokens not before" instant (ms), if any.
 pub const SELECT_TOKENS_NOT_BEFORE: &str =
     "SELECT tokens_not_before_ms FROM evsync_tenant_settings WHERE tenant = $1";

@@ -314,6 +314,54 @@ async fn a_revocation_whose_notification_was_lost_is_found_by_the_recheck() {
     assert_eq!(closed.code, Some(1008), "{closed:?}");
 }
 
+#[tokio::test]
+async fn a_tenant_deleted_through_one_node_is_dropped_by_every_node() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    // No periodic re-check: only the deletion's notification can reach
+    // node 2 in time.
+    let (one, two) = two_nodes(&url, NO_RECHECK).await;
+    let (mut here, before) = Client::connect_hello(one.addr, "gone").await;
+    let (mut elsewhere, _) = Client::connect_hello(two.addr, "gone").await;
+    assert_eq!(here.write("log", 1, &entries(1..=3)).await, vec![1, 2, 3]);
+    let answer = http_request(one.addr, "DELETE", "/admin/tenants/gone", &[]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for client in [&mut here, &mut elsewhere] {
+        let closed = within("the deleted tenant's close", client.closed()).await;
+        assert_eq!(
+            (closed.code, closed.reason.as_str()),
+            (Some(1001), "tenant deleted by an operator")
+        );
+    }
+    // Node 2 loads the tenant afresh: a new remoteId, an empty log.
+    let (mut again, after) = within(
+        "a connection after the delete",
+        Client::connect_hello(two.addr, "gone"),
+    )
+    .await;
+    assert_ne!(
+        before, after,
+        "a deleted tenant starts again with a new remoteId"
+    );
+    assert_eq!(again.write("log", 1, &entries(7..=7)).await, vec![1]);
+}
+
+#[tokio::test]
+async fn a_deletion_whose_notification_was_lost_is_found_by_the_recheck() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, "300").await;
+    readyz_becomes(&one, 200).await;
+    let (mut client, _) = Client::connect_hello(one.addr, "quietly-gone").await;
+    // Deleted by "another node" with no notification at all.
+    psql(
+        &url,
+        "DELETE FROM evsync_tenants WHERE tenant = 'quietly-gone'",
+    );
+    let closed = within("the dropped tenant's close", client.closed()).await;
+    assert_eq!(closed.code, Some(1001), "{closed:?}");
+}
+
 /// `evsync crash-test` against two nodes, the run's JSON summary.
 async fn crash_test(url: &str, kills: &str) -> serde_json::Value {
     let out = tokio::time::timeout(
