@@ -156,10 +156,6 @@ pub(crate) async fn handle(
                 (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
             }
         },
-        Ok(AdminRoute::Import { .. }) if tenant_ops::unsupported(shared).is_some() => {
-            let reason = tenant_ops::unsupported(shared).unwrap_or_default();
-            text(StatusCode::NOT_IMPLEMENTED, reason)
-        }
         Ok(AdminRoute::List) => match tenant_ops::list(registry).await {
             Ok(tenants) => json(StatusCode::OK, &ListAnswer { tenants }),
             Err(reason) => {

@@ -2,10 +2,10 @@
 //!
 //! Each works on SQLite (a tenant is one file: see
 //! `evsync_storage_sqlite::files` for why a rename makes delete and import
-//! all-or-nothing) and on memory storage; list, export and delete also on
-//! PostgreSQL, where a delete reaches every node serving the tenant
-//! (import there is not written yet: refused, see [`unsupported`]). A
-//! delete or an import first
+//! all-or-nothing), on memory storage, and on PostgreSQL, where an import
+//! is staged under a name no tenant can have and put in place with one
+//! transaction, and a delete or an import reaches every node serving the
+//! tenant. A delete or an import first
 //! takes the tenant from its connections ([`Registry::hold`]): sockets
 //! closed, store closed, new connections refused until the files are in
 //! their final state.
@@ -49,18 +49,6 @@ async fn figures(store: &mut impl AsyncStorage) -> Result<(String, StoreStats), 
     let remote_id = store.remote_id().await.map_err(|e| e.message)?;
     let stats = store.stats().await.map_err(|e| e.message)?;
     Ok((remote_id.to_uuid_string(), stats))
-}
-
-/// Why an import is refused on this server's storage, if it is: replacing
-/// a tenant of a shared PostgreSQL database is not written yet (listing,
-/// stats, export, revocation and deletion work there).
-pub(crate) fn unsupported(shared: &Shared) -> Option<&'static str> {
-    match shared.backend() {
-        Backend::Postgres(_) => Some(
-            "Importing tenants is not available with postgres storage yet; export, list and delete are.",
-        ),
-        Backend::Sqlite(_) | Backend::Memory => None,
-    }
 }
 
 /// Every tenant with a store, by name.
@@ -289,6 +277,9 @@ pub(crate) async fn import(
     chunks: mpsc::Receiver<Bytes>,
 ) -> Result<Imported, ImportError> {
     let shared = registry.shared().clone();
+    if let Backend::Postgres(db) = shared.backend() {
+        return import_postgres(registry, db, tenant, replace, chunks).await;
+    }
     if !replace && exists(&shared, tenant) {
         return Err(ImportError::HasData);
     }
@@ -340,6 +331,69 @@ pub(crate) async fn import(
                 summary,
                 replaced,
             })
+        }
+    }
+}
+
+/// [`import`] into PostgreSQL: the export is read into a staging tenant
+/// (`~import~<tenant>~<random>`, a name no tenant can have, left out of
+/// listings), then put in `tenant`'s place in one transaction while the
+/// tenant is held here; other nodes are told by that transaction. A bad
+/// file or a failure removes the staging rows and changes nothing.
+async fn import_postgres(
+    registry: &Arc<Registry>,
+    db: &evsync_storage_postgres::PgDatabase,
+    tenant: &str,
+    replace: bool,
+    mut chunks: mpsc::Receiver<Bytes>,
+) -> Result<Imported, ImportError> {
+    let storage = |e: evsync_core::storage::StorageError| ImportError::Storage(e.message);
+    if !replace && db.tenant_exists(tenant).await.map_err(storage)? {
+        return Err(ImportError::HasData);
+    }
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(|e| ImportError::Storage(e.to_string()))?;
+    let staged = format!(
+        "~import~{tenant}~{}",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let mut store = db.tenant(&staged);
+    let read = async {
+        let mut intake = Intake::default();
+        while let Some(chunk) = chunks.recv().await {
+            intake.feed(&mut store, &chunk).await?;
+        }
+        intake.finish()
+    }
+    .await;
+    let installed = match read {
+        Ok(done) => {
+            let hold = registry.hold(tenant, code::GOING_AWAY, REPLACED).await;
+            match hold {
+                Ok(_hold) => match db.install_tenant(&staged, tenant, replace).await {
+                    Ok(Some(replaced)) => Ok((done, replaced)),
+                    Ok(None) => Err(ImportError::HasData),
+                    Err(e) => Err(storage(e)),
+                },
+                Err(reason) => Err(ImportError::Storage(reason)),
+            }
+        }
+        Err(err) => Err(err),
+    };
+    match installed {
+        Ok(((header, summary), replaced)) => Ok(Imported {
+            header,
+            summary,
+            replaced,
+        }),
+        Err(err) => {
+            if let Err(e) = db.delete_tenant(&staged).await {
+                tracing::error!(staged, reason = %e.message, "admin: removing a refused import's staging rows failed");
+            }
+            Err(err)
         }
     }
 }
@@ -435,35 +489,66 @@ pub fn export_file(
 }
 
 /// Reads an export from `chunks` into the empty `store`; the header and
-/// summary once the trailer was read and checked.
+/// summary once the trailer was read and checked. Blocking.
 fn read_into(
     store: &mut impl Storage,
     mut next_chunk: impl FnMut() -> Result<Option<Bytes>, String>,
 ) -> Result<(ExportHeader, ExportSummary), ImportError> {
-    let mut reader = ExportReader::new();
-    let mut importer = Importer::new();
-    let mut ended = None;
+    let mut intake = Intake::default();
     while let Some(chunk) = next_chunk().map_err(ImportError::BadFile)? {
-        reader.push(&chunk);
-        while let Some(item) = reader
+        block_on(intake.feed(store, &chunk))?;
+    }
+    intake.finish()
+}
+
+/// An export being read into a store, chunk by chunk, whatever brings the
+/// chunks (a blocking reader for SQLite, a channel for PostgreSQL).
+#[derive(Default)]
+struct Intake {
+    reader: ExportReader,
+    importer: Importer,
+    ended: Option<ExportSummary>,
+}
+
+impl Intake {
+    /// Applies every whole line of `chunk` (and what earlier chunks left).
+    async fn feed(
+        &mut self,
+        store: &mut impl AsyncStorage,
+        chunk: &[u8],
+    ) -> Result<(), ImportError> {
+        self.reader.push(chunk);
+        while let Some(item) = self
+            .reader
             .next_item()
             .map_err(|e| ImportError::BadFile(e.to_string()))?
         {
             if let ReadItem::End(summary) = item {
-                ended = Some(summary);
+                self.ended = Some(summary);
             }
-            block_on(importer.apply(store, item)).map_err(ImportError::BadFile)?;
+            self.importer
+                .apply(store, item)
+                .await
+                .map_err(ImportError::BadFile)?;
         }
+        Ok(())
     }
-    reader
-        .finish()
-        .map_err(|e| ImportError::BadFile(e.to_string()))?;
-    let header = importer
-        .header()
-        .cloned()
-        .ok_or_else(|| ImportError::BadFile("no header".into()))?;
-    let summary = ended.ok_or_else(|| ImportError::BadFile("no trailer".into()))?;
-    Ok((header, summary))
+
+    /// The header and summary, once the trailer was read and checked.
+    fn finish(self) -> Result<(ExportHeader, ExportSummary), ImportError> {
+        self.reader
+            .finish()
+            .map_err(|e| ImportError::BadFile(e.to_string()))?;
+        let header = self
+            .importer
+            .header()
+            .cloned()
+            .ok_or_else(|| ImportError::BadFile("no header".into()))?;
+        let summary = self
+            .ended
+            .ok_or_else(|| ImportError::BadFile("no trailer".into()))?;
+        Ok((header, summary))
+    }
 }
 
 fn remove_staged(staged: &Path) {

@@ -239,52 +239,55 @@ impl PgDatabase {
     /// one transaction; true if there was any. Its logs are locked first in
     /// the order appends lock them, so a deletion racing an append waits
     /// for it instead of deadlocking. A log created by an append that
-    /// commits while the deletion runs is not seen by it and stays; nothing
-    /// is announced (other nodes learn of it when they next read).
+    /// commits while the deletion runs is not seen by it and stays. Every
+    /// node is told at COMMIT (`{"t": tenant, "d": true}`), and finds out
+    /// at its next re-check anyway (the remoteId is gone).
     pub async fn delete_tenant(&self, tenant: &str) -> Result<bool, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_error("begin"))?;
-        let lock = tx
-            .prepare_cached(schema::LOCK_TENANT_LOGS)
-            .await
-            .map_err(pg_error("prepare"))?;
-        let ids: Vec<i64> = tx
-            .query(&lock, &[&tenant])
-            .await
-            .map_err(pg_error("lock logs"))?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let delete_entries = tx
-            .prepare_cached(schema::DELETE_ENTRIES)
-            .await
-            .map_err(pg_error("prepare"))?;
-        let (tx_ref, statement) = (&tx, &delete_entries);
-        let deleted = futures_util::future::try_join_all(
-            ids.iter()
-                .map(|id| async move { tx_ref.execute(statement, &[id]).await }),
-        )
-        .await
-        .map_err(pg_error("delete entries"))?;
-        let mut removed: u64 = deleted.iter().sum();
-        for sql in [
-            schema::DELETE_LOGS,
-            schema::DELETE_REMOTE_ID,
-            schema::DELETE_SETTINGS,
-        ] {
-            removed += tx
-                .execute(sql, &[&tenant])
-                .await
-                .map_err(pg_error("delete tenant"))?;
-        }
-        if removed > 0 {
+        let removed = delete_rows(&tx, tenant).await?;
+        if removed {
             // Delivered at COMMIT: every node closes the tenant's sockets.
             tx.execute(schema::NOTIFY_DROPPED, &[&tenant])
                 .await
                 .map_err(pg_error("notify"))?;
         }
         tx.commit().await.map_err(pg_error("commit"))?;
-        Ok(removed > 0)
+        Ok(removed)
+    }
+
+    /// Puts the tenant an import built under the name `staged` in
+    /// `tenant`'s place, in one transaction: `tenant`'s rows (if any) are
+    /// deleted first when `replace`, and every node is told, as for a
+    /// deletion. `Ok(None)` when `tenant` has rows and `replace` is false
+    /// (nothing changed); else whether rows were replaced.
+    pub async fn install_tenant(
+        &self,
+        staged: &str,
+        tenant: &str,
+        replace: bool,
+    ) -> Result<Option<bool>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error("begin"))?;
+        let exists: bool = tx
+            .query_one(schema::TENANT_EXISTS, &[&tenant])
+            .await
+            .map_err(pg_error("find the tenant"))?
+            .get(0);
+        if exists && !replace {
+            return Ok(None);
+        }
+        let replaced = delete_rows(&tx, tenant).await?;
+        for sql in schema::RENAME_TENANT {
+            tx.execute(sql, &[&staged, &tenant])
+                .await
+                .map_err(pg_error("install the import"))?;
+        }
+        tx.execute(schema::NOTIFY_DROPPED, &[&tenant])
+            .await
+            .map_err(pg_error("notify"))?;
+        tx.commit().await.map_err(pg_error("commit"))?;
+        Ok(Some(replaced))
     }
 
     /// The remoteIds of those of `tenants` that have one, in one query:
@@ -393,4 +396,47 @@ impl std::fmt::Display for PgError<'_> {
 /// Maps a tokio-postgres error to a [`StorageError`] naming what was done.
 pub(crate) fn pg_error(context: &str) -> impl FnOnce(tokio_postgres::Error) -> StorageError + '_ {
     move |e| StorageError::new(format!("postgres: {context}: {}", PgError(&e)))
+}
+
+/// Deletes every row of `tenant` in `tx` (its logs locked first in the
+/// order appends lock them, so a deletion racing an append waits for it
+/// instead of deadlocking); true if there was any.
+async fn delete_rows(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: &str,
+) -> Result<bool, StorageError> {
+    let lock = tx
+        .prepare_cached(schema::LOCK_TENANT_LOGS)
+        .await
+        .map_err(pg_error("prepare"))?;
+    let ids: Vec<i64> = tx
+        .query(&lock, &[&tenant])
+        .await
+        .map_err(pg_error("lock logs"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let delete_entries = tx
+        .prepare_cached(schema::DELETE_ENTRIES)
+        .await
+        .map_err(pg_error("prepare"))?;
+    let statement = &delete_entries;
+    let deleted = futures_util::future::try_join_all(
+        ids.iter()
+            .map(|id| async move { tx.execute(statement, &[id]).await }),
+    )
+    .await
+    .map_err(pg_error("delete entries"))?;
+    let mut removed: u64 = deleted.iter().sum();
+    for sql in [
+        schema::DELETE_LOGS,
+        schema::DELETE_REMOTE_ID,
+        schema::DELETE_SETTINGS,
+    ] {
+        removed += tx
+            .execute(sql, &[&tenant])
+            .await
+            .map_err(pg_error("delete tenant"))?;
+    }
+    Ok(removed > 0)
 }

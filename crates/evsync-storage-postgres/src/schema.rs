@@ -236,10 +236,11 @@ pub const SELECT_LOG_HEADS: &str = "SELECT public_key, head FROM evsync_logs
 /// Every tenant with a row: a remoteId, a log with entries, or settings (a
 /// revocation made before the tenant was ever used is kept like data, as
 /// a SQLite tenant file would be created for it). Byte order.
-pub const SELECT_TENANTS: &str = "SELECT tenant FROM evsync_tenants
-    UNION SELECT tenant FROM evsync_logs WHERE head > 0
-    UNION SELECT tenant FROM evsync_tenant_settings
-    ORDER BY 1";
+pub const SELECT_TENANTS: &str = "SELECT t FROM (
+        SELECT tenant AS t FROM evsync_tenants
+        UNION SELECT tenant FROM evsync_logs WHERE head > 0
+        UNION SELECT tenant FROM evsync_tenant_settings
+    ) AS all_tenants WHERE t NOT LIKE '~%' ORDER BY 1";
 
 /// Whether tenant `$1` has a row ([`SELECT_TENANTS`]'s rule).
 pub const TENANT_EXISTS: &str = "SELECT
@@ -266,6 +267,14 @@ pub const DELETE_ENTRIES: &str = "DELETE FROM evsync_entries WHERE log_id = $1";
 pub const DELETE_LOGS: &str = "DELETE FROM evsync_logs WHERE tenant = $1";
 pub const DELETE_REMOTE_ID: &str = "DELETE FROM evsync_tenants WHERE tenant = $1";
 pub const DELETE_SETTINGS: &str = "DELETE FROM evsync_tenant_settings WHERE tenant = $1";
+
+/// Moves every row of tenant `$1` (an import's staging name) to tenant
+/// `$2`, which has none; entries follow their logs' ids.
+pub const RENAME_TENANT: [&str; 3] = [
+    "UPDATE evsync_tenants SET tenant = $2 WHERE tenant = $1",
+    "UPDATE evsync_logs SET tenant = $2 WHERE tenant = $1",
+    "UPDATE evsync_tenant_settings SET tenant = $2 WHERE tenant = $1",
+];
 
 /// Brings the database up to [`SCHEMA_VERSION`] and returns the version in
 /// place: in one transaction, under [`MIGRATION_LOCK`], the version is read,

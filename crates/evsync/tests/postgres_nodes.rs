@@ -362,6 +362,91 @@ async fn a_deletion_whose_notification_was_lost_is_found_by_the_recheck() {
     assert_eq!(closed.code, Some(1001), "{closed:?}");
 }
 
+/// `evsync admin --url http://ADDR ARGS` (the admin API is open on a
+/// loopback listener without SYNC_ADMIN_TOKEN).
+async fn admin(node: &Serve, args: &[&str]) -> std::process::Output {
+    let url = format!("http://{}", node.addr);
+    let mut all = vec!["admin", "--url", url.as_str()];
+    all.extend_from_slice(args);
+    process::output(&all, &[]).await
+}
+
+#[tokio::test]
+async fn a_tenant_exported_from_one_node_is_imported_through_another_with_its_cursors() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let (one, two) = two_nodes(&url, NO_RECHECK).await;
+    let (mut writer, original) = Client::connect_hello(one.addr, "acme").await;
+    assert_eq!(
+        writer.write("pk-a", 1, &entries(1..=5)).await,
+        vec![1, 2, 3, 4, 5]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.jsonl");
+    let file = file.to_str().unwrap();
+    let out = admin(&one, &["export", "acme", "--out", file]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Imported as another tenant through node 2: the same remoteId and
+    // sequences, read through node 1.
+    let out = admin(&two, &["import", "copy", "--in", file]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut reader, copied) = Client::connect_hello(one.addr, "copy").await;
+    assert_eq!(copied, original, "an import keeps the remoteId");
+    reader.request_changes("pk-a", 0).await;
+    let got = within("the imported log", reader.changes("pk-a", 5)).await;
+    assert_eq!(sequences(&got), vec![1, 2, 3, 4, 5]);
+
+    // Over data only with --replace; the other node's sockets are closed.
+    let out = admin(&two, &["import", "copy", "--in", file]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"));
+    let out = admin(&two, &["import", "copy", "--in", file, "--replace"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let closed = within("the replaced tenant's close", reader.closed()).await;
+    assert_eq!(closed.code, Some(1001), "{closed:?}");
+
+    // A damaged file is refused and leaves nothing behind.
+    let text = std::fs::read_to_string(file).unwrap();
+    let truncated = dir.path().join("truncated.jsonl");
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    let out = admin(
+        &two,
+        &["import", "other", "--in", truncated.to_str().unwrap()],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("400"));
+    let staged = psql(
+        &url,
+        "SELECT count(*) FROM evsync_logs WHERE tenant LIKE '~%'",
+    );
+    assert!(
+        staged.contains(" 0\n") || staged.contains("     0"),
+        "staging rows left: {staged}"
+    );
+    let listed = admin(&one, &["tenants"]).await;
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let names: Vec<&str> = listed["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["acme", "copy"]);
+}
+
 /// `evsync crash-test` against two nodes, the run's JSON summary.
 async fn crash_test(url: &str, kills: &str) -> serde_json::Value {
     let out = tokio::time::timeout(
