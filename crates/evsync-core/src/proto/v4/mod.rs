@@ -8,6 +8,7 @@
 //! | [`envelope`] | the RPC envelope in fingerprint mode: [`FromClient`] (Request/Ack/Interrupt/Ping/Eof), [`FromServer`] (Exit/Chunk/Pong/Defect) |
 //! | [`messages`] | the eventlog payloads, results, errors and exits that fill the envelope's holes |
 //! | [`error`] | [`DecodeError`] |
+//! | [`auth`] | session auth: a connection's challenge, the signed payload, the Ed25519 check |
 //!
 //! A connection's bytes go through a [`FrameSplitter`]; each frame decodes
 //! as a [`FromClient`]; a request's `payload` (and later the exit or chunk
@@ -15,6 +16,7 @@
 //! [`decode`] as the RPC's schema, e.g. `decode::<ChangesPayload>(&payload)`.
 //! Decoding never panics, on any input.
 
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod messages;
