@@ -4,6 +4,7 @@ use evsync_core::access::AdminToken;
 pub use evsync_core::access::AuthConfig;
 use evsync_core::access::signed_token::TokenSecret;
 use evsync_core::proto::v3::EngineConfig;
+use evsync_storage_postgres::PgConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,7 +39,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// Where tenants keep their logs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum StorageConfig {
     /// One SQLite file per tenant under `<data_dir>/tenants/`.
     Sqlite { data_dir: PathBuf },
@@ -51,28 +52,15 @@ pub enum StorageConfig {
 
 /// `--storage postgres`: where the database is and how a node follows the
 /// other nodes' commits.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct PostgresSettings {
-    /// SYNC_POSTGRES_URL. Holds the password: never logged (see `Debug`);
-    /// logs use `PgConfig::redacted`.
-    pub url: String,
-    /// SYNC_POSTGRES_POOL_SIZE: pooled connections of this node.
-    pub pool_size: usize,
+    /// SYNC_POSTGRES_URL and SYNC_POSTGRES_POOL_SIZE, parsed once at start.
+    /// It holds the password; its `Debug` and `redacted` never show it.
+    pub config: PgConfig,
     /// SYNC_POSTGRES_RECHECK_MS: how often a node reads the heads of the
     /// logs it serves, whatever notifications said, so that a lost
     /// notification delays a delivery by at most this.
     pub recheck: Duration,
-}
-
-/// The URL's password must not reach a log through `{:?}` of a config.
-impl fmt::Debug for PostgresSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresSettings")
-            .field("url", &"<redacted>")
-            .field("pool_size", &self.pool_size)
-            .field("recheck", &self.recheck)
-            .finish()
-    }
 }
 
 impl PostgresSettings {
@@ -290,10 +278,10 @@ mod tests {
     #[test]
     fn storage_kinds() {
         let dir = PathBuf::from("d");
-        assert_eq!(
+        assert!(matches!(
             StorageConfig::parse("S", "memory", dir.clone(), None),
             Ok(StorageConfig::Memory)
-        );
+        ));
         assert_eq!(
             StorageConfig::parse("S", "do", dir.clone(), None)
                 .unwrap()
@@ -305,8 +293,7 @@ mod tests {
         let err = StorageConfig::parse("SYNC_STORAGE", "postgres", dir.clone(), None).unwrap_err();
         assert!(err.to_string().contains("needs SYNC_POSTGRES_URL"));
         let settings = PostgresSettings {
-            url: "postgres://evsync:hunter2@db:5432/evsync".into(),
-            pool_size: 4,
+            config: PgConfig::parse("postgres://evsync:hunter2@db:5432/evsync", 4).unwrap(),
             recheck: Duration::from_secs(1),
         };
         let parsed = StorageConfig::parse("S", "postgres", dir, Some(settings)).unwrap();

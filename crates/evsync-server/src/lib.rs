@@ -143,11 +143,9 @@ impl Server {
         // the database (a node may start before it).
         let postgres = match &config.storage {
             StorageConfig::Postgres(pg) => {
-                let pg_config = PgConfig::parse(&pg.url, pg.pool_size)
+                let db = evsync_storage_postgres::PgDatabase::new(&pg.config)
                     .map_err(|problem| StartError::Database { problem })?;
-                let db = evsync_storage_postgres::PgDatabase::new(&pg_config)
-                    .map_err(|problem| StartError::Database { problem })?;
-                Some((db, pg_config, pg.recheck))
+                Some((db, pg.config.clone(), pg.recheck))
             }
             _ => None,
         };

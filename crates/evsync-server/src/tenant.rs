@@ -121,6 +121,10 @@ pub(crate) trait Membership {
     fn leave(&self, tenant: &str, generation: u64);
 }
 
+/// The log message of a tenant left because another node deleted or
+/// replaced it.
+const DROPPED: &str = "tenant dropped: deleted or replaced through another node";
+
 /// Runs the tenant until it unloads (idle) or finishes shutting down.
 pub(crate) async fn run(
     registry: Arc<impl Membership>,
@@ -152,7 +156,7 @@ pub(crate) async fn run(
         tokens_not_before: opened.tokens_not_before,
         commit_returned: None,
         evicted: None,
-        dropped: false,
+        leaving: false,
         loaded_at: Instant::now(),
     };
     let mut left = false;
@@ -163,16 +167,14 @@ pub(crate) async fn run(
     loop {
         actor.drain();
         let idle = actor.engine.is_idle() && actor.store.is_idle();
-        if actor.dropped && !left {
-            // At once, so that the next connection loads the tenant afresh
-            // rather than reaching this actor.
+        if actor.leaving && !left {
+            // At once: the next connection loads the tenant afresh (after
+            // an operator's hold is released) instead of reaching this
+            // actor, which ends once its storage work has finished.
             registry.leave(&actor.tenant, generation);
             left = true;
         }
-        if (actor.evicted.is_some() || left) && actor.store.is_idle() {
-            if !left {
-                registry.leave(&actor.tenant, generation);
-            }
+        if left && actor.store.is_idle() {
             break;
         }
         if actor.shutting_down && idle {
@@ -268,8 +270,9 @@ struct Actor {
     commit_returned: Option<Instant>,
     /// Set by `Evict`: answered once the store is closed.
     evicted: Option<oneshot::Sender<()>>,
-    /// Set by `Drop`: the actor leaves the registry and ends once idle.
-    dropped: bool,
+    /// Set by `Evict`, `Drop` or a failed `CheckRemoteId`: the actor
+    /// leaves the registry at once and ends once its storage is idle.
+    leaving: bool,
     /// When the store had opened (its remoteId read or created).
     loaded_at: Instant,
 }
@@ -341,7 +344,7 @@ impl Actor {
                 grant,
                 ready,
             } => {
-                if self.dropped {
+                if self.leaving {
                     let reason = "the tenant was deleted or replaced; retry".to_owned();
                     let _ = ready.send(Err(OpenRefused::Storage(reason)));
                     return;
@@ -420,29 +423,30 @@ impl Actor {
             }
             TenantMsg::CheckRemoteId { stored, read_at } => {
                 if read_at > self.loaded_at && stored != Some(self.engine.remote_id()) {
-                    self.drop_tenant("tenant deleted or replaced by an operator".to_owned());
+                    let reason = "tenant deleted or replaced by an operator".to_owned();
+                    self.leave(code::GOING_AWAY, reason, DROPPED);
                 }
             }
-            TenantMsg::Drop { reason } => self.drop_tenant(reason),
+            TenantMsg::Drop { reason } => self.leave(code::GOING_AWAY, reason, DROPPED),
             TenantMsg::Evict { code, reason, gone } => {
-                let open = self.engine.connection_count();
-                self.engine.close_all(code, &reason);
-                tracing::info!(tenant = %self.tenant, closed = open, %reason, "tenant evicted");
+                self.leave(code, reason, "tenant evicted");
                 self.evicted = Some(gone);
             }
         }
     }
 
-    /// The tenant was deleted or replaced elsewhere: close its sockets with
-    /// 1001 and `reason`; the run loop leaves the registry and ends.
-    fn drop_tenant(&mut self, reason: String) {
-        if self.dropped {
+    /// The tenant is taken away (by an operator here, or deleted or
+    /// replaced through another node): close its sockets with `code` and
+    /// `reason`, refuse new ones; the run loop leaves the registry and ends
+    /// once storage work in flight has finished.
+    fn leave(&mut self, code: u16, reason: String, what: &'static str) {
+        if self.leaving {
             return;
         }
         let open = self.engine.connection_count();
-        self.engine.close_all(code::GOING_AWAY, &reason);
-        tracing::info!(tenant = %self.tenant, closed = open, %reason, "tenant dropped: deleted or replaced through another node");
-        self.dropped = true;
+        self.engine.close_all(code, &reason);
+        tracing::info!(tenant = %self.tenant, closed = open, %reason, "{what}");
+        self.leaving = true;
     }
 
     /// Carries out everything the engine asked for, in order, and logs

@@ -184,10 +184,12 @@ async fn a_database_restart_refuses_then_recovers_without_restarting_nodes() {
     pg.stop();
     let body = readyz_becomes(&one, 503).await;
     assert!(body.contains("database unreachable"), "{body}");
+    readyz_becomes(&two, 503).await;
     let health = http_get(two.addr, "/healthz", &[]).await;
     let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
-    readyz_becomes(&two, 503).await;
     assert_eq!(health["storage"], "postgres");
+    assert_eq!(health["status"], "database_unreachable", "{health}");
+    assert_eq!(health["database"]["reachable"], false, "{health}");
     // A write while the database is down is never acknowledged: the
     // writer is closed with 1011 and its replica resends later.
     writer.send(&write_request("log", 2, &entries(3..=4))).await;
@@ -212,6 +214,10 @@ async fn a_database_restart_refuses_then_recovers_without_restarting_nodes() {
     pg.start_again();
     readyz_becomes(&one, 200).await;
     readyz_becomes(&two, 200).await;
+    let health = http_get(two.addr, "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"]["reachable"], true, "{health}");
     let (mut reader, _) = within(
         "a connection after the restart",
         Client::connect_hello(two.addr, "restart"),

@@ -251,11 +251,10 @@ fn postgres_settings(args: &ServeArgs) -> Result<Option<PostgresSettings>, Confi
         args.postgres_recheck_ms.as_deref().unwrap_or(""),
         PostgresSettings::DEFAULT_RECHECK.as_millis() as usize,
     )?;
-    PgConfig::parse(url, pool_size)
+    let config = PgConfig::parse(url, pool_size)
         .map_err(|problem| ConfigError::new("SYNC_POSTGRES_URL (--postgres-url)", problem))?;
     Ok(Some(PostgresSettings {
-        url: url.to_owned(),
-        pool_size,
+        config,
         recheck: Duration::from_millis(recheck_ms as u64),
     }))
 }
@@ -424,9 +423,7 @@ async fn serve(config: ServerConfig) -> ExitCode {
     let data = match &config.storage {
         StorageConfig::Sqlite { data_dir } => data_dir.display().to_string(),
         StorageConfig::Memory => "none (memory storage is lost at exit)".to_string(),
-        StorageConfig::Postgres(pg) => PgConfig::parse(&pg.url, pg.pool_size)
-            .map(|c| c.redacted())
-            .unwrap_or_default(),
+        StorageConfig::Postgres(pg) => pg.config.redacted(),
     };
     let storage = config.storage.kind();
     let auth = config.auth.summary();
