@@ -47,7 +47,7 @@ pub enum StorageConfig {
     Memory,
     /// One PostgreSQL database shared by every node (`evsync serve` on
     /// several machines): any node serves any tenant.
-    Postgres(PostgresSettings),
+    Postgres(Box<PostgresSettings>),
 }
 
 /// `--storage postgres`: where the database is and how a node follows the
@@ -88,12 +88,14 @@ impl StorageConfig {
         match value.trim() {
             "" | "sqlite" | "do" | "d1" => Ok(StorageConfig::Sqlite { data_dir }),
             "memory" => Ok(StorageConfig::Memory),
-            "postgres" | "postgresql" => postgres.map(StorageConfig::Postgres).ok_or_else(|| {
-                ConfigError::new(
-                    setting,
-                    "postgres storage needs SYNC_POSTGRES_URL (--postgres-url)",
-                )
-            }),
+            "postgres" | "postgresql" => postgres
+                .map(|pg| StorageConfig::Postgres(Box::new(pg)))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        setting,
+                        "postgres storage needs SYNC_POSTGRES_URL (--postgres-url)",
+                    )
+                }),
             other => Err(ConfigError::new(
                 setting,
                 format!("unknown storage {other:?} (expected sqlite, memory or postgres)"),
