@@ -9,31 +9,31 @@
 //! trusted only while it ends exactly at the known head.
 
 use super::ConnId;
-use crate::storage::entry_bytes;
-use crate::wire::{RemoteEntry, Sequence};
-use bytes::Bytes;
+use super::kind::{Cached, LogKind};
+use crate::wire::Sequence;
 use std::collections::{HashMap, VecDeque};
 
-/// A cached entry and, when this service committed it, the connection that
-/// wrote it (so that a connection's own writes can be left out of what it
-/// is sent).
-#[derive(Debug)]
-pub struct Cached {
-    pub entry: RemoteEntry,
-    pub writer: Option<ConnId>,
-}
-
 /// One log's cached state. Losing it is harmless: it only saves reads.
-#[derive(Debug, Default)]
-pub(super) struct LogCache {
+#[derive(Debug)]
+pub(super) struct LogCache<K: LogKind> {
     /// The highest sequence known to be committed.
     pub known_head: Option<Sequence>,
-    /// The newest entries, contiguous and ending at `known_head`.
-    tail: VecDeque<Cached>,
+    /// The newest records, contiguous and ending at `known_head`.
+    tail: VecDeque<Cached<K::Record>>,
     tail_bytes: usize,
 }
 
-impl LogCache {
+impl<K: LogKind> Default for LogCache<K> {
+    fn default() -> Self {
+        LogCache {
+            known_head: None,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+        }
+    }
+}
+
+impl<K: LogKind> LogCache<K> {
     /// Raises the known head to `head` (learned from a read or from another
     /// writer). A tail that no longer ends at the head is dropped.
     pub fn observe_head(&mut self, head: Sequence) {
@@ -41,7 +41,7 @@ impl LogCache {
             return;
         }
         self.known_head = Some(head);
-        if self.tail.back().is_some_and(|c| c.entry.sequence != head) {
+        if self.tail.back().is_some_and(|c| K::last(&c.entry) != head) {
             self.clear_tail();
         }
     }
@@ -49,15 +49,21 @@ impl LogCache {
     /// Entries just committed by this service, with the connection that
     /// wrote each: a contiguous ascending run that ends at the new head
     /// (storage assigned the sequences). Raises the head and caches them.
-    pub fn record_commit(&mut self, run: &[Cached], max_entries: usize, max_bytes: usize) {
+    pub fn record_commit(
+        &mut self,
+        run: &[Cached<K::Record>],
+        max_entries: usize,
+        max_bytes: usize,
+    ) {
         let Some(last) = run.last() else {
             return;
         };
-        if self.known_head.is_some_and(|h| h >= last.entry.sequence) {
+        let last = K::last(&last.entry);
+        if self.known_head.is_some_and(|h| h >= last) {
             return;
         }
         // `extend_tail` keeps the cached run only if these connect to it.
-        self.known_head = Some(last.entry.sequence);
+        self.known_head = Some(last);
         self.extend_tail(run, |c| (&c.entry, c.writer), max_entries, max_bytes);
     }
 
@@ -68,60 +74,55 @@ impl LogCache {
     pub fn extend_tail<T>(
         &mut self,
         run: &[T],
-        parts: impl Fn(&T) -> (&RemoteEntry, Option<ConnId>),
+        parts: impl Fn(&T) -> (&K::Record, Option<ConnId>),
         max_entries: usize,
         max_bytes: usize,
     ) {
         let (Some(first), Some(last)) = (run.first(), run.last()) else {
             return;
         };
-        let (first, last) = (parts(first).0.sequence, parts(last).0.sequence);
+        let (first, last) = (K::first(parts(first).0), K::last(parts(last).0));
         if self.known_head.is_some_and(|h| h != last) || max_entries == 0 {
             return;
         }
-        match self.tail.back() {
-            Some(back) if back.entry.sequence >= last => return,
-            Some(back) if back.entry.sequence + 1 == first => {}
+        match self.tail.back().map(|back| K::last(&back.entry)) {
+            Some(back) if back >= last => return,
+            Some(back) if back + 1 == first => {}
             _ => self.clear_tail(),
         }
         let skip = run.len().saturating_sub(max_entries);
         for item in &run[skip..] {
             let (entry, writer) = parts(item);
-            self.tail_bytes += entry_bytes(entry);
-            // A copy, not a slice: a slice would pin the whole frame the
-            // entry arrived in for as long as it stays cached.
+            self.tail_bytes += K::record_bytes(entry);
             self.tail.push_back(Cached {
-                entry: RemoteEntry {
-                    sequence: entry.sequence,
-                    iv: Bytes::copy_from_slice(&entry.iv),
-                    entry_id: Bytes::copy_from_slice(&entry.entry_id),
-                    encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
-                },
+                entry: K::detach(entry),
                 writer,
             });
         }
         while self.tail.len() > max_entries || (self.tail_bytes > max_bytes && self.tail.len() > 1)
         {
             let dropped = self.tail.pop_front().expect("non-empty");
-            self.tail_bytes -= entry_bytes(&dropped.entry);
+            self.tail_bytes -= K::record_bytes(&dropped.entry);
         }
         if self.tail_bytes > max_bytes {
             self.clear_tail();
         }
     }
 
-    /// The cached entries from `from` to the known head, if the cache holds
-    /// them all (`from` within the cache, or just past the head).
+    /// The cached records from the one holding `from` to the known head, if
+    /// the cache holds them all (`from` within the cache, or just past the
+    /// head).
     pub fn tail_from(
         &self,
         from: Sequence,
-    ) -> Option<std::collections::vec_deque::Iter<'_, Cached>> {
+    ) -> Option<std::collections::vec_deque::Iter<'_, Cached<K::Record>>> {
         let head = self.known_head?;
-        let front = self.tail.front()?.entry.sequence;
-        if self.tail.back()?.entry.sequence != head || from < front || from > head + 1 {
+        let front = K::first(&self.tail.front()?.entry);
+        if K::last(&self.tail.back()?.entry) != head || from < front || from > head + 1 {
             return None;
         }
-        Some(self.tail.range((from - front) as usize..))
+        let start = self.tail.partition_point(|c| K::last(&c.entry) < from);
+        Some(self.tail.range(start..))
     }
 
     fn clear_tail(&mut self) {
@@ -131,13 +132,21 @@ impl LogCache {
 }
 
 /// The cached state of every log this service has seen, bounded in count.
-#[derive(Debug, Default)]
-pub(super) struct Caches {
-    logs: HashMap<String, LogCache>,
+#[derive(Debug)]
+pub(super) struct Caches<K: LogKind> {
+    logs: HashMap<String, LogCache<K>>,
 }
 
-impl Caches {
-    pub fn entry(&mut self, log: &str) -> &mut LogCache {
+impl<K: LogKind> Default for Caches<K> {
+    fn default() -> Self {
+        Caches {
+            logs: HashMap::new(),
+        }
+    }
+}
+
+impl<K: LogKind> Caches<K> {
+    pub fn entry(&mut self, log: &str) -> &mut LogCache<K> {
         if !self.logs.contains_key(log) {
             self.logs.insert(log.to_string(), LogCache::default());
         }
@@ -156,6 +165,12 @@ impl Caches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::kind::EntryLog;
+    use crate::wire::RemoteEntry;
+    use bytes::Bytes;
+
+    type LogCache = super::LogCache<EntryLog>;
+    type Cached = super::Cached<RemoteEntry>;
 
     fn e(sequence: Sequence) -> RemoteEntry {
         RemoteEntry {
@@ -211,5 +226,93 @@ mod tests {
         assert_eq!(seqs(&log, 5), Some(vec![5]));
         assert_eq!(seqs(&log, 3), None, "the gap is never served from memory");
         assert_eq!(log.known_head, Some(5));
+    }
+
+    /// Records spanning several sequences (Effect v4's batches): a cursor
+    /// inside a record is served that record whole, and only a run that
+    /// starts right after the cached tail extends it.
+    mod spans {
+        use super::super::LogCache;
+        use crate::log::kind::{Cached, KindResponse, LogKind};
+        use crate::storage::{ReadLimit, StorageOp, StorageResponse};
+        use crate::wire::Sequence;
+
+        #[derive(Debug)]
+        enum Spans {}
+
+        impl LogKind for Spans {
+            type Record = (Sequence, Sequence);
+            type Write = ();
+            type Outcome = ();
+            fn first(r: &(Sequence, Sequence)) -> Sequence {
+                r.0
+            }
+            fn last(r: &(Sequence, Sequence)) -> Sequence {
+                r.1
+            }
+            fn record_bytes(_: &(Sequence, Sequence)) -> usize {
+                10
+            }
+            fn detach(r: &(Sequence, Sequence)) -> (Sequence, Sequence) {
+                *r
+            }
+            fn write_log(_: &()) -> String {
+                unreachable!()
+            }
+            fn write_bytes(_: &()) -> usize {
+                unreachable!()
+            }
+            fn write_entries(_: &()) -> usize {
+                unreachable!()
+            }
+            fn outcome_fits(_: &(), _: &()) -> bool {
+                unreachable!()
+            }
+            fn stored(_: &(), _: &(), _: &mut Vec<(Sequence, Sequence)>) {
+                unreachable!()
+            }
+            fn ack_sequences(_: &()) -> Vec<Sequence> {
+                unreachable!()
+            }
+            fn append_op(_: Vec<()>) -> StorageOp {
+                unreachable!()
+            }
+            fn read_op(_: &str, _: Sequence, _: ReadLimit) -> StorageOp {
+                unreachable!()
+            }
+            fn response(_: StorageResponse) -> Option<KindResponse<Self>> {
+                unreachable!()
+            }
+        }
+
+        fn c(first: Sequence, last: Sequence) -> Cached<(Sequence, Sequence)> {
+            Cached {
+                entry: (first, last),
+                writer: None,
+            }
+        }
+
+        fn served(log: &LogCache<Spans>, from: Sequence) -> Option<Vec<(Sequence, Sequence)>> {
+            log.tail_from(from).map(|it| it.map(|c| c.entry).collect())
+        }
+
+        #[test]
+        fn a_cursor_inside_a_record_gets_the_record_whole() {
+            let mut log = LogCache::<Spans>::default();
+            log.record_commit(&[c(1, 3), c(4, 4), c(5, 9)], 8, 1000);
+            assert_eq!(log.known_head, Some(9));
+            assert_eq!(served(&log, 1), Some(vec![(1, 3), (4, 4), (5, 9)]));
+            assert_eq!(served(&log, 2), Some(vec![(1, 3), (4, 4), (5, 9)]));
+            assert_eq!(served(&log, 4), Some(vec![(4, 4), (5, 9)]));
+            assert_eq!(served(&log, 7), Some(vec![(5, 9)]));
+            assert_eq!(served(&log, 10), Some(vec![]));
+            assert_eq!(served(&log, 11), None);
+            log.record_commit(&[c(10, 12)], 8, 1000);
+            assert_eq!(served(&log, 8), Some(vec![(5, 9), (10, 12)]));
+            // Sequences 13..=15 committed elsewhere: the tail restarts.
+            log.record_commit(&[c(16, 17)], 8, 1000);
+            assert_eq!(served(&log, 12), None);
+            assert_eq!(served(&log, 16), Some(vec![(16, 17)]));
+        }
     }
 }

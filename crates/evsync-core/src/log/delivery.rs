@@ -3,12 +3,12 @@
 //! cache, a commit), so that nothing is copied before it is encoded.
 
 use super::ConnId;
-use super::cache::Cached;
-use crate::wire::{RemoteEntry, Sequence};
+use super::kind::{Cached, EntryLog, LogKind};
+use crate::wire::Sequence;
 
-/// Entries of one log for one subscriber, in sequence order.
-#[derive(Clone)]
-pub struct Delivery<'a> {
+/// Records of one log for one subscriber, in sequence order. `K` is the
+/// log's data model (v3 entries by default).
+pub struct Delivery<'a, K: LogKind = EntryLog> {
     /// The log (for v3: the publicKey).
     pub log: &'a str,
     /// The first and last sequence of the run the entries are taken from.
@@ -18,30 +18,62 @@ pub struct Delivery<'a> {
     /// `last`, none left out: equal deliveries then carry equal entries, so
     /// a protocol layer may encode them once for many subscribers.
     pub complete: bool,
-    source: Source<'a>,
+    source: Source<'a, K>,
 }
 
-#[derive(Clone)]
-enum Source<'a> {
-    Slice(&'a [RemoteEntry]),
+impl<K: LogKind> Clone for Delivery<'_, K> {
+    fn clone(&self) -> Self {
+        Delivery {
+            log: self.log,
+            first: self.first,
+            last: self.last,
+            complete: self.complete,
+            source: self.source.clone(),
+        }
+    }
+}
+
+enum Source<'a, K: LogKind> {
+    Slice(&'a [K::Record]),
     Cached {
-        entries: std::collections::vec_deque::Iter<'a, Cached>,
+        entries: std::collections::vec_deque::Iter<'a, Cached<K::Record>>,
         exclude: Option<ConnId>,
     },
     Committed {
-        entries: &'a [Cached],
+        entries: &'a [Cached<K::Record>],
         from: Sequence,
         exclude: ConnId,
     },
 }
 
-impl<'a> Delivery<'a> {
+impl<K: LogKind> Clone for Source<'_, K> {
+    fn clone(&self) -> Self {
+        match self {
+            Source::Slice(s) => Source::Slice(s),
+            Source::Cached { entries, exclude } => Source::Cached {
+                entries: entries.clone(),
+                exclude: *exclude,
+            },
+            Source::Committed {
+                entries,
+                from,
+                exclude,
+            } => Source::Committed {
+                entries,
+                from: *from,
+                exclude: *exclude,
+            },
+        }
+    }
+}
+
+impl<'a, K: LogKind> Delivery<'a, K> {
     /// A complete run read from storage.
-    pub(super) fn read(log: &'a str, entries: &'a [RemoteEntry]) -> Self {
+    pub(super) fn read(log: &'a str, entries: &'a [K::Record]) -> Self {
         Delivery {
             log,
-            first: entries.first().map_or(0, |e| e.sequence),
-            last: entries.last().map_or(0, |e| e.sequence),
+            first: entries.first().map_or(0, K::first),
+            last: entries.last().map_or(0, K::last),
             complete: true,
             source: Source::Slice(entries),
         }
@@ -53,7 +85,7 @@ impl<'a> Delivery<'a> {
         log: &'a str,
         from: Sequence,
         last: Sequence,
-        entries: std::collections::vec_deque::Iter<'a, Cached>,
+        entries: std::collections::vec_deque::Iter<'a, Cached<K::Record>>,
         exclude: Option<ConnId>,
     ) -> Self {
         let complete = exclude.is_none_or(|x| !entries.clone().any(|c| c.writer == Some(x)));
@@ -70,14 +102,14 @@ impl<'a> Delivery<'a> {
     /// what `exclude` wrote.
     pub(super) fn committed(
         log: &'a str,
-        entries: &'a [Cached],
+        entries: &'a [Cached<K::Record>],
         from: Sequence,
         exclude: ConnId,
     ) -> Self {
-        let last = entries.last().map_or(0, |c| c.entry.sequence);
+        let last = entries.last().map_or(0, |c| K::last(&c.entry));
         let complete = !entries
             .iter()
-            .any(|c| c.entry.sequence >= from && c.writer == Some(exclude));
+            .any(|c| K::last(&c.entry) >= from && c.writer == Some(exclude));
         Delivery {
             log,
             first: from,
@@ -91,8 +123,8 @@ impl<'a> Delivery<'a> {
         }
     }
 
-    /// The entries, in sequence order.
-    pub fn entries(&self) -> impl Iterator<Item = &'a RemoteEntry> + Clone + 'a {
+    /// The records, in sequence order.
+    pub fn entries(&self) -> impl Iterator<Item = &'a K::Record> + Clone + 'a {
         let (slice, cached, committed) = match self.source.clone() {
             Source::Slice(entries) => (Some(entries.iter()), None, None),
             Source::Cached { entries, exclude } => (
@@ -114,7 +146,7 @@ impl<'a> Delivery<'a> {
                 Some(
                     entries
                         .iter()
-                        .filter(move |c| c.entry.sequence >= from && c.writer != Some(exclude))
+                        .filter(move |c| K::last(&c.entry) >= from && c.writer != Some(exclude))
                         .map(|c| &c.entry),
                 ),
             ),

@@ -25,6 +25,7 @@
 mod cache;
 mod config;
 mod delivery;
+mod kind;
 mod outbound;
 mod quota;
 mod service;
@@ -34,6 +35,7 @@ mod writes;
 
 pub use config::LogConfig;
 pub use delivery::Delivery;
+pub use kind::{Cached, EntryLog, KindResponse, LogKind};
 pub use quota::WriteRate;
 pub use service::LogService;
 pub use stats::LogStats;
@@ -123,17 +125,18 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Where the log service's outputs go: implemented by a protocol layer.
+/// Where the log service's outputs go: implemented by a protocol layer for
+/// the data model `K` it runs the service with.
 ///
 /// `room` is how many more bytes the connection may have queued before it
 /// counts as a consumer too slow to keep: a protocol layer that would need
 /// more queues nothing and returns `None` (the service then closes it).
-pub trait LogSink {
+pub trait LogSink<K: LogKind = EntryLog> {
     /// Run this against the tenant's storage; feed the answer back with
     /// [`LogService::handle_storage_response`].
     fn storage(&mut self, request: StorageRequest);
-    /// Send these entries to subscriber `conn`. Returns the bytes queued.
-    fn deliver(&mut self, conn: ConnId, delivery: Delivery<'_>, room: usize) -> Option<usize>;
+    /// Send these records to subscriber `conn`. Returns the bytes queued.
+    fn deliver(&mut self, conn: ConnId, delivery: Delivery<'_, K>, room: usize) -> Option<usize>;
     /// `conn`'s write `token` is committed; `sequences` has one sequence
     /// per entry, in request order (an entry already stored reports its
     /// original sequence). Returns the bytes queued.

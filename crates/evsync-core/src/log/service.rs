@@ -10,27 +10,26 @@
 //! the known head (and read next) or delivered when its commit or its
 //! notification arrives — never skipped, never sent twice.
 
-use super::cache::{Cached, Caches};
+use super::cache::Caches;
+use super::kind::{Cached, EntryLog, KindResponse, LogKind};
 use super::outbound::Outbound;
 use super::quota::WriteQuota;
 use super::subscriptions::{SubState, Subscriptions};
 use super::writes::{PendingWrite, WritePipeline};
 use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, LogStats, WriteToken};
-use crate::storage::{
-    AppendBatch, Appended, ReadLimit, RequestId, StorageError, StorageOp, StorageRequest,
-    StorageResponse,
-};
+use crate::storage::{ReadLimit, RequestId, StorageError, StorageRequest, StorageResponse};
 use crate::time::Timestamp;
-use crate::wire::{RemoteEntry, Sequence};
+use crate::wire::Sequence;
 use std::collections::BTreeMap;
 
-/// The log service of one tenant. See the module docs of [`crate::log`].
-pub struct LogService {
+/// The log service of one tenant for the data model `K` (v3 entries by
+/// default). See the module docs of [`crate::log`].
+pub struct LogService<K: LogKind = EntryLog> {
     config: LogConfig,
     outbound: Outbound,
     subs: Subscriptions,
-    caches: Caches,
-    writes: WritePipeline,
+    caches: Caches<K>,
+    writes: WritePipeline<K::Write>,
     /// The tenant's write rate limit, when configured.
     quota: Option<WriteQuota>,
     /// The latest time the caller passed in ([`LogService::set_now`]).
@@ -40,7 +39,7 @@ pub struct LogService {
     stats: LogStats,
 }
 
-impl LogService {
+impl<K: LogKind> LogService<K> {
     pub fn new(config: LogConfig) -> Self {
         LogService {
             quota: config.write_rate.map(WriteQuota::new),
@@ -72,7 +71,7 @@ impl LogService {
     }
 
     /// Time passed: appends held back by the write rate limit may start.
-    pub fn handle_timeout(&mut self, now: Timestamp, sink: &mut impl LogSink) {
+    pub fn handle_timeout(&mut self, now: Timestamp, sink: &mut impl LogSink<K>) {
         self.set_now(now);
         self.maybe_start_append(sink);
     }
@@ -123,7 +122,7 @@ impl LogService {
     /// The protocol layer wants to queue `bytes` of its own on `conn`
     /// (replies that are not deliveries or commits). False if that would
     /// pass the hard limit: the connection is then closed instead.
-    pub fn reserve(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink) -> bool {
+    pub fn reserve(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink<K>) -> bool {
         if !self.outbound.is_open(conn) {
             return false;
         }
@@ -136,7 +135,7 @@ impl LogService {
     }
 
     /// `bytes` queued on `conn` were written to its socket.
-    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink) {
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink<K>) {
         let Some(queued) = self.outbound.sent(conn, bytes) else {
             return;
         };
@@ -149,14 +148,14 @@ impl LogService {
 
     /// `conn` is gone (closed by its peer, or by the protocol layer).
     /// Pending writes still commit; their results are dropped.
-    pub fn handle_close(&mut self, conn: ConnId, sink: &mut impl LogSink) {
+    pub fn handle_close(&mut self, conn: ConnId, sink: &mut impl LogSink<K>) {
         self.forget(conn);
         self.maybe_finish_shutdown(sink);
     }
 
     /// Graceful shutdown: once the writes already received are committed,
     /// every connection is closed with [`CloseReason::ShuttingDown`].
-    pub fn handle_shutdown(&mut self, sink: &mut impl LogSink) {
+    pub fn handle_shutdown(&mut self, sink: &mut impl LogSink<K>) {
         self.shutting_down = true;
         self.maybe_finish_shutdown(sink);
     }
@@ -166,7 +165,13 @@ impl LogService {
     /// `conn` subscribes to `log` from sequence `start` (a repeated call
     /// replaces the subscription; a read in flight for the old one is then
     /// ignored).
-    pub fn subscribe(&mut self, conn: ConnId, log: &str, start: Sequence, sink: &mut impl LogSink) {
+    pub fn subscribe(
+        &mut self,
+        conn: ConnId,
+        log: &str,
+        start: Sequence,
+        sink: &mut impl LogSink<K>,
+    ) {
         if !self.outbound.is_open(conn) {
             return;
         }
@@ -191,7 +196,7 @@ impl LogService {
 
     /// Another writer (engine, process, node) committed to `log` up to
     /// `head`. Live subscribers behind it read what they miss.
-    pub fn handle_log_advanced(&mut self, log: &str, head: Sequence, sink: &mut impl LogSink) {
+    pub fn handle_log_advanced(&mut self, log: &str, head: Sequence, sink: &mut impl LogSink<K>) {
         self.caches.entry(log).observe_head(head);
         for conn in self.subs.subscribers(log) {
             let behind = self
@@ -212,18 +217,18 @@ impl LogService {
         &mut self,
         conn: ConnId,
         token: WriteToken,
-        batch: AppendBatch,
-        sink: &mut impl LogSink,
+        batch: K::Write,
+        sink: &mut impl LogSink<K>,
     ) {
         if !self.outbound.is_open(conn) {
             return;
         }
-        let bytes = batch_bytes(&batch);
         let write = PendingWrite {
             conn,
             token,
+            bytes: K::write_bytes(&batch),
+            entries: K::write_entries(&batch),
             batch,
-            bytes,
         };
         let limit = self.config.max_unacked_write_bytes;
         if !self.writes.push(write, limit) {
@@ -234,14 +239,19 @@ impl LogService {
     }
 
     /// Storage answered a request from [`LogSink::storage`].
-    pub fn handle_storage_response(&mut self, response: StorageResponse, sink: &mut impl LogSink) {
-        match response {
-            StorageResponse::Appended { id, result } => self.on_appended(id, result, sink),
-            StorageResponse::Read { id, result } => self.on_read(id, result, sink),
+    pub fn handle_storage_response(
+        &mut self,
+        response: StorageResponse,
+        sink: &mut impl LogSink<K>,
+    ) {
+        match K::response(response) {
+            Some(KindResponse::Appended { id, result }) => self.on_appended(id, result, sink),
+            Some(KindResponse::Read { id, result }) => self.on_read(id, result, sink),
+            None => {} // not a request of this service's kind
         }
     }
 
-    fn maybe_start_append(&mut self, sink: &mut impl LogSink) {
+    fn maybe_start_append(&mut self, sink: &mut impl LogSink<K>) {
         if let Some(quota) = &mut self.quota
             && !self.writes.is_idle()
             && !quota.ready(self.now)
@@ -262,11 +272,11 @@ impl LogService {
         );
         if let (Some(batches), Some(id)) = (group, id) {
             if let Some(quota) = &mut self.quota {
-                quota.charge(batches.iter().map(batch_bytes).sum());
+                quota.charge(batches.iter().map(K::write_bytes).sum());
             }
             sink.storage(StorageRequest {
                 id,
-                op: StorageOp::Append(batches),
+                op: K::append_op(batches),
             });
         }
     }
@@ -274,8 +284,8 @@ impl LogService {
     fn on_appended(
         &mut self,
         id: RequestId,
-        result: Result<Vec<Vec<Appended>>, StorageError>,
-        sink: &mut impl LogSink,
+        result: Result<Vec<K::Outcome>, StorageError>,
+        sink: &mut impl LogSink<K>,
     ) {
         let Some(writes) = self.writes.take_in_flight(id) else {
             return;
@@ -285,7 +295,7 @@ impl LogService {
                 && outcomes
                     .iter()
                     .zip(&writes)
-                    .all(|(o, w)| o.len() == w.batch.entries.len());
+                    .all(|(o, w)| K::outcome_fits(&w.batch, o));
             if shaped {
                 Ok(outcomes)
             } else {
@@ -304,9 +314,9 @@ impl LogService {
 
     fn commit_failed(
         &mut self,
-        writes: Vec<PendingWrite>,
+        writes: Vec<PendingWrite<K::Write>>,
         err: StorageError,
-        sink: &mut impl LogSink,
+        sink: &mut impl LogSink<K>,
     ) {
         self.stats.storage_errors += 1;
         sink.storage_failed(&err);
@@ -321,30 +331,25 @@ impl LogService {
 
     fn commit_succeeded(
         &mut self,
-        writes: Vec<PendingWrite>,
-        outcomes: Vec<Vec<Appended>>,
-        sink: &mut impl LogSink,
+        writes: Vec<PendingWrite<K::Write>>,
+        outcomes: Vec<K::Outcome>,
+        sink: &mut impl LogSink<K>,
     ) {
         self.stats.commits += 1;
-        let mut committed: BTreeMap<String, Vec<Cached>> = BTreeMap::new();
+        let mut committed: BTreeMap<String, Vec<Cached<K::Record>>> = BTreeMap::new();
+        let mut stored = Vec::new();
         for (write, outcome) in writes.into_iter().zip(outcomes) {
-            let new = committed.entry(write.batch.public_key.clone()).or_default();
-            for (entry, appended) in write.batch.entries.iter().zip(&outcome) {
-                if appended.inserted {
-                    new.push(Cached {
-                        entry: RemoteEntry {
-                            sequence: appended.sequence,
-                            iv: write.batch.iv.clone(),
-                            entry_id: entry.entry_id.clone(),
-                            encrypted_entry: entry.encrypted_entry.clone(),
-                        },
-                        writer: Some(write.conn),
-                    });
-                }
+            K::stored(&write.batch, &outcome, &mut stored);
+            if !stored.is_empty() {
+                let new = committed.entry(K::write_log(&write.batch)).or_default();
+                new.extend(stored.drain(..).map(|entry| Cached {
+                    entry,
+                    writer: Some(write.conn),
+                }));
             }
             self.writes.settle(&write);
             if self.outbound.is_open(write.conn) {
-                let sequences: Vec<Sequence> = outcome.iter().map(|a| a.sequence).collect();
+                let sequences = K::ack_sequences(&outcome);
                 let room = self.room(write.conn);
                 match sink.committed(write.conn, write.token, &sequences, room) {
                     Some(bytes) => {
@@ -358,8 +363,11 @@ impl LogService {
             if new.is_empty() {
                 continue;
             }
-            self.stats.entries_appended += new.len() as u64;
-            new.sort_by_key(|c| c.entry.sequence);
+            self.stats.entries_appended += new
+                .iter()
+                .map(|c| K::last(&c.entry) + 1 - K::first(&c.entry))
+                .sum::<u64>();
+            new.sort_by_key(|c| K::first(&c.entry));
             self.publish(&log, &new, sink);
         }
         let subs = &self.subs;
@@ -375,8 +383,8 @@ impl LogService {
     /// meanwhile in one delivery (from the tail cache). Under load this
     /// turns one message per commit per subscriber into one per socket
     /// round trip.
-    fn publish(&mut self, log: &str, new: &[Cached], sink: &mut impl LogSink) {
-        let (first, last) = (new[0].entry.sequence, new[new.len() - 1].entry.sequence);
+    fn publish(&mut self, log: &str, new: &[Cached<K::Record>], sink: &mut impl LogSink<K>) {
+        let (first, last) = (K::first(&new[0].entry), K::last(&new[new.len() - 1].entry));
         self.caches.entry(log).record_commit(
             new,
             self.config.tail_cache_entries,
@@ -438,7 +446,7 @@ impl LogService {
     /// `resuming` is set when a live subscription that was held back
     /// catches up: entries its own connection wrote are then left out when
     /// served from the tail cache, as they are from live deliveries.
-    fn catch_up(&mut self, conn: ConnId, log: &str, resuming: bool, sink: &mut impl LogSink) {
+    fn catch_up(&mut self, conn: ConnId, log: &str, resuming: bool, sink: &mut impl LogSink<K>) {
         let queued = self.outbound.queued(conn);
         let room = self.room(conn);
         let Some(sub) = self.subs.get_mut(conn, log) else {
@@ -467,24 +475,21 @@ impl LogService {
         let id = self.next_request_id();
         self.stats.catchup_reads += 1;
         self.subs.start_read(id, conn, log);
+        let limit = ReadLimit {
+            max_entries: self.config.read_max_entries,
+            max_bytes: self.config.read_max_bytes,
+        };
         sink.storage(StorageRequest {
             id,
-            op: StorageOp::Read {
-                public_key: log.to_string(),
-                from,
-                limit: ReadLimit {
-                    max_entries: self.config.read_max_entries,
-                    max_bytes: self.config.read_max_bytes,
-                },
-            },
+            op: K::read_op(log, from, limit),
         });
     }
 
     fn on_read(
         &mut self,
         id: RequestId,
-        result: Result<Vec<RemoteEntry>, StorageError>,
-        sink: &mut impl LogSink,
+        result: Result<Vec<K::Record>, StorageError>,
+        sink: &mut impl LogSink<K>,
     ) {
         let Some((conn, log)) = self.subs.finish_read(id) else {
             return;
@@ -507,13 +512,12 @@ impl LogService {
             }
         };
         let from = sub.next_seq;
-        let entries: Vec<RemoteEntry> =
-            entries.into_iter().filter(|e| e.sequence >= from).collect();
+        let entries: Vec<K::Record> = entries.into_iter().filter(|e| K::last(e) >= from).collect();
         let cache = self.caches.entry(&log);
         match entries.last() {
             Some(last) => {
-                sub.next_seq = last.sequence + 1;
-                sub.confirmed_through = Some(last.sequence);
+                sub.next_seq = K::last(last) + 1;
+                sub.confirmed_through = Some(K::last(last));
                 cache.extend_tail(
                     &entries,
                     |e| (e, None),
@@ -558,7 +562,7 @@ impl LogService {
 
     /// Counts what the sink queued, or closes a connection it could not
     /// queue for. False if the connection was closed.
-    fn account(&mut self, conn: ConnId, queued: Option<usize>, sink: &mut impl LogSink) -> bool {
+    fn account(&mut self, conn: ConnId, queued: Option<usize>, sink: &mut impl LogSink<K>) -> bool {
         match queued {
             Some(bytes) => self.outbound.add(conn, bytes).is_some(),
             None => {
@@ -568,13 +572,13 @@ impl LogService {
         }
     }
 
-    fn close_slow(&mut self, conn: ConnId, sink: &mut impl LogSink) {
+    fn close_slow(&mut self, conn: ConnId, sink: &mut impl LogSink<K>) {
         let limit = self.config.outbound_hard_limit;
         self.close(conn, CloseReason::SlowConsumer { limit }, sink);
     }
 
     /// Closes `conn` from the service's side: forgets it, tells the sink.
-    fn close(&mut self, conn: ConnId, reason: CloseReason, sink: &mut impl LogSink) {
+    fn close(&mut self, conn: ConnId, reason: CloseReason, sink: &mut impl LogSink<K>) {
         if !self.forget(conn) {
             return;
         }
@@ -593,7 +597,7 @@ impl LogService {
     }
 
     /// During shutdown, once no write is pending, closes every connection.
-    fn maybe_finish_shutdown(&mut self, sink: &mut impl LogSink) {
+    fn maybe_finish_shutdown(&mut self, sink: &mut impl LogSink<K>) {
         if !self.shutting_down || !self.writes.is_idle() {
             return;
         }
@@ -602,15 +606,4 @@ impl LogService {
             sink.close(conn, CloseReason::ShuttingDown);
         }
     }
-}
-
-/// The bytes of a batch as writes are counted (unacked bytes, the write
-/// rate limit): its iv and its entries' ids and ciphertexts.
-fn batch_bytes(batch: &AppendBatch) -> usize {
-    batch.iv.len()
-        + batch
-            .entries
-            .iter()
-            .map(|e| e.entry_id.len() + e.encrypted_entry.len())
-            .sum::<usize>()
 }

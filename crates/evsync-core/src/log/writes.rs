@@ -4,28 +4,41 @@
 //! bytes of writes waiting for their commit.
 
 use super::{ConnId, ConnMap, WriteToken};
-use crate::storage::{AppendBatch, RequestId};
+use crate::storage::RequestId;
 use std::collections::VecDeque;
 
-/// One write waiting for, or riding in, an append.
+/// One write (`W`: the log kind's write) waiting for, or riding in, an
+/// append.
 #[derive(Debug)]
-pub(super) struct PendingWrite {
+pub(super) struct PendingWrite<W> {
     pub conn: ConnId,
     pub token: WriteToken,
-    pub batch: AppendBatch,
+    pub batch: W,
     pub bytes: usize,
+    /// Entries in the write (an append carries a bounded number).
+    pub entries: usize,
 }
 
 /// Writes waiting for the next append, the append in flight, and what each
 /// connection has waiting.
-#[derive(Debug, Default)]
-pub(super) struct WritePipeline {
-    queue: VecDeque<PendingWrite>,
-    in_flight: Option<(RequestId, Vec<PendingWrite>)>,
+#[derive(Debug)]
+pub(super) struct WritePipeline<W> {
+    queue: VecDeque<PendingWrite<W>>,
+    in_flight: Option<(RequestId, Vec<PendingWrite<W>>)>,
     unacked: ConnMap<usize>,
 }
 
-impl WritePipeline {
+impl<W> Default for WritePipeline<W> {
+    fn default() -> Self {
+        WritePipeline {
+            queue: VecDeque::new(),
+            in_flight: None,
+            unacked: ConnMap::default(),
+        }
+    }
+}
+
+impl<W: Clone> WritePipeline<W> {
     /// True when nothing is queued or being committed.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_none()
@@ -33,7 +46,7 @@ impl WritePipeline {
 
     /// Queues a write, unless it would take its connection past
     /// `max_unacked` bytes awaiting commit (then it is refused: `false`).
-    pub fn push(&mut self, write: PendingWrite, max_unacked: usize) -> bool {
+    pub fn push(&mut self, write: PendingWrite<W>, max_unacked: usize) -> bool {
         let unacked = self.unacked.entry(write.conn).or_default();
         *unacked += write.bytes;
         if *unacked > max_unacked {
@@ -57,14 +70,14 @@ impl WritePipeline {
         max_entries: usize,
         max_bytes: usize,
         id: impl FnOnce() -> RequestId,
-    ) -> Option<Vec<AppendBatch>> {
+    ) -> Option<Vec<W>> {
         if self.in_flight.is_some() || self.queue.is_empty() {
             return None;
         }
         let mut taken = Vec::new();
         let (mut entries, mut bytes) = (0usize, 0usize);
         while let Some(next) = self.queue.front() {
-            let n = next.batch.entries.len();
+            let n = next.entries;
             if !taken.is_empty() && (entries + n > max_entries || bytes + next.bytes > max_bytes) {
                 break;
             }
@@ -78,7 +91,7 @@ impl WritePipeline {
     }
 
     /// The writes append `id` carried, if it is the one in flight.
-    pub fn take_in_flight(&mut self, id: RequestId) -> Option<Vec<PendingWrite>> {
+    pub fn take_in_flight(&mut self, id: RequestId) -> Option<Vec<PendingWrite<W>>> {
         match self.in_flight.take() {
             Some((in_flight, writes)) if in_flight == id => Some(writes),
             other => {
@@ -90,7 +103,7 @@ impl WritePipeline {
 
     /// `write` committed (or failed): it no longer counts against its
     /// connection's unacked bytes. False if the connection is gone.
-    pub fn settle(&mut self, write: &PendingWrite) -> bool {
+    pub fn settle(&mut self, write: &PendingWrite<W>) -> bool {
         match self.unacked.get_mut(&write.conn) {
             Some(unacked) => {
                 *unacked = unacked.saturating_sub(write.bytes);
