@@ -36,8 +36,10 @@ impl LaneKind {
     /// The lane of `op`.
     pub fn of(op: &StorageOp) -> LaneKind {
         match op {
-            StorageOp::Append(_) => LaneKind::Writer,
-            StorageOp::Read { .. } => LaneKind::Reader,
+            StorageOp::Append(_)
+            | StorageOp::AppendBatches(_)
+            | StorageOp::BindSigningKey { .. } => LaneKind::Writer,
+            StorageOp::Read { .. } | StorageOp::ReadBatches { .. } => LaneKind::Reader,
         }
     }
 }
@@ -197,6 +199,18 @@ fn failed(req: &StorageRequest, message: String) -> StorageResponse {
             id: req.id,
             result: Err(err),
         },
+        StorageOp::AppendBatches(_) => StorageResponse::BatchesAppended {
+            id: req.id,
+            result: Err(err),
+        },
+        StorageOp::ReadBatches { .. } => StorageResponse::BatchesRead {
+            id: req.id,
+            result: Err(err),
+        },
+        StorageOp::BindSigningKey { .. } => StorageResponse::SigningKeyBound {
+            id: req.id,
+            result: Err(err),
+        },
     }
 }
 
@@ -212,6 +226,7 @@ impl CloneShell for StorageRequest {
             id: self.id,
             op: match &self.op {
                 StorageOp::Append(_) => StorageOp::Append(Vec::new()),
+                StorageOp::AppendBatches(_) => StorageOp::AppendBatches(Vec::new()),
                 StorageOp::Read {
                     public_key,
                     from,
@@ -221,6 +236,9 @@ impl CloneShell for StorageRequest {
                     from: *from,
                     limit: *limit,
                 },
+                op @ (StorageOp::ReadBatches { .. } | StorageOp::BindSigningKey { .. }) => {
+                    op.clone()
+                }
             },
         }
     }

@@ -17,11 +17,15 @@ pub mod schema;
 
 pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path};
 
+/// v4 batches are not stored on this backend yet (issue 13).
+const NOT_YET: &str = "sqlite: Effect v4 batches are not stored on this backend yet";
+
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
-    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
-    check_tokens_not_before, decode_tokens_not_before, entry_bytes, remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
+    StoreKey, StoreStats, StoredBatch, check_tokens_not_before, decode_tokens_not_before,
+    entry_bytes, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -437,6 +441,30 @@ impl Storage for SqliteStorage {
             return Err(remote_id_taken(held, remote_id));
         }
         Ok(())
+    }
+
+    fn append_batches(
+        &mut self,
+        _writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        Err(StorageError::new(NOT_YET))
+    }
+
+    fn read_batches(
+        &mut self,
+        _store: &StoreKey,
+        _from: Sequence,
+        _limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        Err(StorageError::new(NOT_YET))
+    }
+
+    fn bind_signing_key(
+        &mut self,
+        _public_key: &str,
+        _signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        Err(StorageError::new(NOT_YET))
     }
 }
 

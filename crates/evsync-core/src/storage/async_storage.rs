@@ -1,6 +1,9 @@
 //! The asynchronous face of the storage contract.
 
-use super::{AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats};
+use super::{
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
+    StoreKey, StoreStats, StoredBatch,
+};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 
 /// A tenant's log store whose calls complete later (D1, Postgres). Same
@@ -30,6 +33,24 @@ pub trait AsyncStorage {
     async fn logs(&mut self) -> Result<Vec<LogHead>, StorageError>;
     /// See [`Storage::adopt_remote_id`].
     async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError>;
+    /// See [`Storage::append_batches`].
+    async fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError>;
+    /// See [`Storage::read_batches`].
+    async fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError>;
+    /// See [`Storage::bind_signing_key`].
+    async fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError>;
 }
 
 impl<S: Storage> AsyncStorage for S {
@@ -71,5 +92,29 @@ impl<S: Storage> AsyncStorage for S {
 
     async fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError> {
         Storage::adopt_remote_id(self, remote_id)
+    }
+
+    async fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        Storage::append_batches(self, writes)
+    }
+
+    async fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        Storage::read_batches(self, store, from, limit)
+    }
+
+    async fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        Storage::bind_signing_key(self, public_key, signing_key)
     }
 }

@@ -15,6 +15,9 @@ use crate::wire::{EncryptedEntry, RemoteEntry};
 use bytes::Bytes;
 use std::future::Future;
 
+mod batches;
+pub use batches::{batch_write, store};
+
 const ALL: ReadLimit = ReadLimit {
     max_entries: usize::MAX,
     max_bytes: usize::MAX,
@@ -87,6 +90,7 @@ where
     logs_list_heads_in_key_order(fresh().await).await;
     adopted_remote_id_is_kept(fresh().await).await;
     adopting_refuses_another_remote_id(fresh().await).await;
+    batches::run_all(&mut fresh).await;
 }
 
 /// Checks that data and the remoteId survive reopening: `open` must return a
@@ -116,6 +120,7 @@ where
                 .expect("set_tokens_not_before"),
             REVOKED_AT
         );
+        batches::persistence_first(&mut store).await;
         (remote_id, first)
     };
     assert_eq!(seqs(&first[0]), vec![1, 2, 3]);
@@ -170,6 +175,7 @@ where
         ],
         "dedup and sequences must continue across reopening"
     );
+    batches::persistence_second(&mut store).await;
 }
 
 /// A realistic revocation instant (2026-01-01T00:00:00Z in ms): past 2^32,

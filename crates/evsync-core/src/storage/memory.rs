@@ -2,8 +2,9 @@
 //! `SYNC_STORAGE=memory` mode.
 
 use super::{
-    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
-    check_tokens_not_before, entry_bytes, remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
+    StoreKey, StoreStats, StoredBatch, batch_bytes, check_tokens_not_before, check_writes,
+    entry_bytes, remote_id_taken,
 };
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
@@ -19,9 +20,23 @@ pub struct MemoryStorage {
     remote_id_fixed: bool,
     logs: HashMap<String, MemoryLog>,
     tokens_not_before: Option<u64>,
+    /// Effect v4's batch stores, apart from the v3 `logs`.
+    stores: HashMap<StoreKey, MemoryStore>,
+    /// Effect v4 session auth: publicKey → the first signing key offered.
+    signing_keys: HashMap<String, [u8; 32]>,
     /// When set, the next call fails with this message (for failure tests).
     #[cfg(any(test, feature = "test-support"))]
     fail_next: Option<String>,
+}
+
+/// One v4 store: its batches in sequence order, and where each entry id
+/// was first stored.
+#[derive(Debug, Default)]
+struct MemoryStore {
+    batches: Vec<StoredBatch>,
+    /// The last sequence taken (0 when empty).
+    head: Sequence,
+    by_entry_id: HashMap<Bytes, Sequence>,
 }
 
 #[derive(Debug, Default)]
@@ -40,6 +55,8 @@ impl MemoryStorage {
             remote_id_fixed: false,
             logs: HashMap::new(),
             tokens_not_before: None,
+            stores: HashMap::new(),
+            signing_keys: HashMap::new(),
             #[cfg(any(test, feature = "test-support"))]
             fail_next: None,
         }
@@ -195,6 +212,104 @@ impl Storage for MemoryStorage {
         self.remote_id = remote_id;
         self.remote_id_fixed = true;
         Ok(())
+    }
+
+    /// Nothing fails once the writes are checked, so applying them one by
+    /// one is all-or-nothing.
+    fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        self.check_failure()?;
+        check_writes(writes)?;
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            // Known ids are looked up without creating the store, so a
+            // skipped write leaves nothing behind.
+            let known: Option<Vec<Sequence>> = match self.stores.get(&write.store) {
+                Some(store) => write
+                    .entry_ids
+                    .iter()
+                    .map(|id| store.by_entry_id.get(id).copied())
+                    .collect(),
+                None if write.entry_ids.is_empty() => Some(Vec::new()),
+                None => None,
+            };
+            if let Some(sequences) = known {
+                results.push(BatchAppended {
+                    stored_at: None,
+                    sequences,
+                });
+                continue;
+            }
+            let store = self.stores.entry(write.store.clone()).or_default();
+            let first = store.head + 1;
+            store.head += write.entry_ids.len() as Sequence;
+            // Copies, as `append` does: the request's bytes are slices of
+            // a whole received frame.
+            let entry_ids: Vec<Bytes> = write
+                .entry_ids
+                .iter()
+                .map(|id| Bytes::copy_from_slice(id))
+                .collect();
+            for (i, id) in entry_ids.iter().enumerate() {
+                store
+                    .by_entry_id
+                    .entry(id.clone())
+                    .or_insert(first + i as Sequence);
+            }
+            store.batches.push(StoredBatch {
+                sequence: first,
+                iv: Bytes::copy_from_slice(&write.iv),
+                entry_ids,
+                encrypted_batch: Bytes::copy_from_slice(&write.encrypted_batch),
+            });
+            results.push(BatchAppended {
+                stored_at: Some(first),
+                sequences: (0..write.entry_ids.len() as Sequence)
+                    .map(|i| first + i)
+                    .collect(),
+            });
+        }
+        Ok(results)
+    }
+
+    fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        self.check_failure()?;
+        let Some(store) = self.stores.get(store) else {
+            return Ok(Vec::new());
+        };
+        let start = store.batches.partition_point(|batch| batch.last() < from);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for batch in &store.batches[start..] {
+            let size = batch_bytes(batch);
+            if out.len() >= limit.max_entries
+                || (!out.is_empty() && bytes.saturating_add(size) > limit.max_bytes)
+            {
+                break;
+            }
+            bytes += size;
+            out.push(batch.clone());
+        }
+        Ok(out)
+    }
+
+    fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        self.check_failure()?;
+        Ok(*self
+            .signing_keys
+            .entry(public_key.to_string())
+            .or_insert(*signing_key))
     }
 }
 

@@ -9,6 +9,7 @@
 //! synchronous store (SQLite, DO SQL) and an asynchronous one (D1, Postgres).
 
 mod async_storage;
+mod batches;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod memory;
@@ -16,6 +17,10 @@ mod request;
 pub mod schema;
 
 pub use async_storage::AsyncStorage;
+pub use batches::{
+    BatchAppended, BatchWrite, ENTRY_ID_LEN, StoreKey, StoredBatch, batch_bytes, check_writes,
+    join_entry_ids, split_entry_ids,
+};
 pub use memory::MemoryStorage;
 pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
 
@@ -53,6 +58,11 @@ pub struct ReadLimit {
 /// What a tenant's store holds, for operators (the Worker's
 /// `GET /admin/tenants/<t>/stats`): counted by the store itself, so the
 /// figures include what other writers stored.
+///
+/// v3 logs only: Effect v4's batch stores ([`Storage::append_batches`])
+/// are not counted. The figures keep the meaning they had before v4
+/// existed (operators' dashboards and alerts compare them over time), and
+/// a v4 store's unit is a batch, not an entry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct StoreStats {
     /// Logs (publicKeys) with at least one entry.
@@ -168,6 +178,51 @@ pub trait Storage {
     /// cursors per remoteId). A store that already has this remoteId is
     /// left as it is; one with another is refused and not changed.
     fn adopt_remote_id(&mut self, remote_id: RemoteId) -> Result<(), StorageError>;
+
+    /// Stores Effect v4 batches, every write in ONE transaction: all are
+    /// durable when this returns `Ok`, none is on `Err`. A write whose
+    /// entry ids are not [`ENTRY_ID_LEN`] bytes is refused
+    /// ([`check_writes`]) and the call stores nothing.
+    ///
+    /// Per store ([`StoreKey`]), sequences start at 1 (the `firstSequence`
+    /// Effect's SQL server announces) and increase in commit order without
+    /// gaps; a batch of `n` entries takes `n` of them. A batch whose entry
+    /// ids are all already stored in its store (before this call or
+    /// earlier in it; vacuously, one with no ids) is skipped: Effect's
+    /// client re-sends its unacked batches after a lost ack, and the
+    /// replay must not be stored twice. Any other batch is stored whole,
+    /// and its ids seen for the first time record their sequence; an id
+    /// already known keeps its first one (what a later skipped batch is
+    /// acked with). Entry ids are per store. v3 logs never see these
+    /// stores nor their sequences. Empty `writes`: `Ok(vec![])`, no
+    /// transaction. One [`BatchAppended`] per write, in request order.
+    fn append_batches(&mut self, writes: &[BatchWrite])
+    -> Result<Vec<BatchAppended>, StorageError>;
+
+    /// The batches of `store` whose LAST sequence is `>= from`, in sequence
+    /// order, within `limit` (`max_entries` counts batches, `max_bytes`
+    /// counts [`batch_bytes`]; at least one batch when one is available).
+    /// A `from` inside a batch returns that batch: the replica drops the
+    /// entries it has. Creates nothing; an unknown store reads as empty.
+    fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError>;
+
+    /// The Ed25519 key that signs Effect v4 session auth for `public_key`
+    /// in this tenant: the first key ever offered is stored (durable when
+    /// this returns) and returned; later calls return the stored key
+    /// whatever they offer (Effect's `getOrCreateSessionAuthBinding`: the
+    /// first client to present a publicKey owns it). Kept with the
+    /// tenant's data, like [`Storage::tokens_not_before`], so it outlives
+    /// restarts and reaches every place the tenant is served.
+    fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError>;
 }
 
 /// The refusal of [`Storage::adopt_remote_id`] on a store that has another

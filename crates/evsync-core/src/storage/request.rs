@@ -1,6 +1,9 @@
 //! Storage work the engine asks for, and the answers it takes back.
 
-use super::{AppendBatch, Appended, AsyncStorage, ReadLimit, Storage, StorageError};
+use super::{
+    AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, ReadLimit, Storage,
+    StorageError, StoreKey, StoredBatch,
+};
 use crate::wire::{RemoteEntry, Sequence};
 
 /// Matches a [`StorageResponse`] to the [`StorageRequest`] it answers.
@@ -19,6 +22,21 @@ pub enum StorageOp {
         public_key: String,
         from: Sequence,
         limit: ReadLimit,
+    },
+    /// Store Effect v4 batches in one transaction (see
+    /// [`Storage::append_batches`]).
+    AppendBatches(Vec<BatchWrite>),
+    /// Read a range of one v4 store (see [`Storage::read_batches`]).
+    ReadBatches {
+        store: StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    },
+    /// Get or create a publicKey's session-auth signing key (see
+    /// [`Storage::bind_signing_key`]).
+    BindSigningKey {
+        public_key: String,
+        signing_key: [u8; 32],
     },
 }
 
@@ -41,6 +59,18 @@ pub enum StorageResponse {
         id: RequestId,
         result: Result<Vec<RemoteEntry>, StorageError>,
     },
+    BatchesAppended {
+        id: RequestId,
+        result: Result<Vec<BatchAppended>, StorageError>,
+    },
+    BatchesRead {
+        id: RequestId,
+        result: Result<Vec<StoredBatch>, StorageError>,
+    },
+    SigningKeyBound {
+        id: RequestId,
+        result: Result<[u8; 32], StorageError>,
+    },
 }
 
 impl StorageRequest {
@@ -58,6 +88,21 @@ impl StorageRequest {
             } => StorageResponse::Read {
                 id: self.id,
                 result: Storage::read(storage, public_key, *from, *limit),
+            },
+            StorageOp::AppendBatches(writes) => StorageResponse::BatchesAppended {
+                id: self.id,
+                result: Storage::append_batches(storage, writes),
+            },
+            StorageOp::ReadBatches { store, from, limit } => StorageResponse::BatchesRead {
+                id: self.id,
+                result: Storage::read_batches(storage, store, *from, *limit),
+            },
+            StorageOp::BindSigningKey {
+                public_key,
+                signing_key,
+            } => StorageResponse::SigningKeyBound {
+                id: self.id,
+                result: Storage::bind_signing_key(storage, public_key, signing_key),
             },
         }
     }
@@ -79,6 +124,21 @@ impl StorageRequest {
             } => StorageResponse::Read {
                 id: self.id,
                 result: AsyncStorage::read(storage, public_key, *from, *limit).await,
+            },
+            StorageOp::AppendBatches(writes) => StorageResponse::BatchesAppended {
+                id: self.id,
+                result: AsyncStorage::append_batches(storage, writes).await,
+            },
+            StorageOp::ReadBatches { store, from, limit } => StorageResponse::BatchesRead {
+                id: self.id,
+                result: AsyncStorage::read_batches(storage, store, *from, *limit).await,
+            },
+            StorageOp::BindSigningKey {
+                public_key,
+                signing_key,
+            } => StorageResponse::SigningKeyBound {
+                id: self.id,
+                result: AsyncStorage::bind_signing_key(storage, public_key, signing_key).await,
             },
         }
     }

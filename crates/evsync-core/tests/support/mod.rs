@@ -186,8 +186,9 @@ impl Harness {
     pub fn execute_at(&mut self, index: usize) {
         let request = self.pending.remove(index).expect("no such pending request");
         match request.op {
-            StorageOp::Append(_) => self.appends_run += 1,
-            StorageOp::Read { .. } => self.reads_run += 1,
+            StorageOp::Append(_) | StorageOp::AppendBatches(_) => self.appends_run += 1,
+            StorageOp::Read { .. } | StorageOp::ReadBatches { .. } => self.reads_run += 1,
+            StorageOp::BindSigningKey { .. } => {}
         }
         let response = request.execute(&mut self.store);
         self.executed.push_back(response);
