@@ -6,8 +6,9 @@
 //! sequences it covers. Two data models use them:
 //! - [`EntryLog`]: Effect v3's logs, one record per entry and one sequence
 //!   per record, named by publicKey;
-//! - a batch log (Effect v4): one record per encrypted batch, owning one
-//!   sequence per entry id it carries, named by (publicKey, storeId).
+//! - [`BatchLog`]: Effect v4's stores, one record per encrypted batch,
+//!   owning one sequence per entry id it carries, named by (publicKey,
+//!   storeId) ([`batch_log_name`]).
 //!
 //! A record covers `first(r) ..= last(r)`; the records of a log are
 //! contiguous (the next one starts at `last + 1`). A read from sequence `s`
@@ -17,7 +18,8 @@
 
 use super::ConnId;
 use crate::storage::{
-    AppendBatch, Appended, ReadLimit, RequestId, StorageError, StorageOp, StorageResponse,
+    AppendBatch, Appended, BatchAppended, BatchWrite, ReadLimit, RequestId, StorageError,
+    StorageOp, StorageResponse, StoreKey, StoredBatch,
 };
 use crate::wire::{RemoteEntry, Sequence};
 use bytes::Bytes;
@@ -163,7 +165,122 @@ impl LogKind for EntryLog {
         match response {
             StorageResponse::Appended { id, result } => Some(KindResponse::Appended { id, result }),
             StorageResponse::Read { id, result } => Some(KindResponse::Read { id, result }),
-            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+/// Effect v4's stores: a record is one encrypted batch owning one sequence
+/// per entry id; a log is a store named by [`batch_log_name`]; a write is
+/// one batch (a `WriteEntries` of several batches is several writes, which
+/// group commit stores in one transaction when they arrive together).
+#[derive(Debug)]
+pub enum BatchLog {}
+
+/// The log name of a v4 store: the publicKey's length, `:`, the publicKey,
+/// then the storeId, so that no two (publicKey, storeId) pairs share a
+/// name whatever characters they hold.
+pub fn batch_log_name(store: &StoreKey) -> String {
+    format!(
+        "{}:{}{}",
+        store.public_key.len(),
+        store.public_key,
+        store.store_id
+    )
+}
+
+/// The store a [`batch_log_name`] names; `None` for any other string.
+pub fn parse_batch_log_name(name: &str) -> Option<StoreKey> {
+    let (len, rest) = name.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    if !rest.is_char_boundary(len.min(rest.len())) || len > rest.len() {
+        return None;
+    }
+    let (public_key, store_id) = rest.split_at(len);
+    Some(StoreKey::new(public_key, store_id))
+}
+
+impl LogKind for BatchLog {
+    type Record = StoredBatch;
+    type Write = BatchWrite;
+    type Outcome = BatchAppended;
+
+    fn first(record: &StoredBatch) -> Sequence {
+        record.sequence
+    }
+
+    fn last(record: &StoredBatch) -> Sequence {
+        record.last()
+    }
+
+    fn record_bytes(record: &StoredBatch) -> usize {
+        crate::storage::batch_bytes(record)
+    }
+
+    fn detach(record: &StoredBatch) -> StoredBatch {
+        StoredBatch {
+            sequence: record.sequence,
+            iv: Bytes::copy_from_slice(&record.iv),
+            entry_ids: record
+                .entry_ids
+                .iter()
+                .map(|id| Bytes::copy_from_slice(id))
+                .collect(),
+            encrypted_batch: Bytes::copy_from_slice(&record.encrypted_batch),
+        }
+    }
+
+    fn write_log(write: &BatchWrite) -> String {
+        batch_log_name(&write.store)
+    }
+
+    fn write_bytes(write: &BatchWrite) -> usize {
+        write.iv.len()
+            + write.entry_ids.iter().map(Bytes::len).sum::<usize>()
+            + write.encrypted_batch.len()
+    }
+
+    fn write_entries(write: &BatchWrite) -> usize {
+        write.entry_ids.len()
+    }
+
+    fn outcome_fits(write: &BatchWrite, outcome: &BatchAppended) -> bool {
+        outcome.sequences.len() == write.entry_ids.len()
+    }
+
+    fn stored(write: &BatchWrite, outcome: &BatchAppended, into: &mut Vec<StoredBatch>) {
+        if let Some(sequence) = outcome.stored_at {
+            into.push(StoredBatch {
+                sequence,
+                iv: write.iv.clone(),
+                entry_ids: write.entry_ids.clone(),
+                encrypted_batch: write.encrypted_batch.clone(),
+            });
+        }
+    }
+
+    fn ack_sequences(outcome: &BatchAppended) -> Vec<Sequence> {
+        outcome.sequences.clone()
+    }
+
+    fn append_op(writes: Vec<BatchWrite>) -> StorageOp {
+        StorageOp::AppendBatches(writes)
+    }
+
+    fn read_op(log: &str, from: Sequence, limit: ReadLimit) -> StorageOp {
+        // Only names made by `batch_log_name` reach here (the v4 layer
+        // names its subscriptions and writes); anything else reads an
+        // empty store rather than another store.
+        let store = parse_batch_log_name(log).unwrap_or_else(|| StoreKey::new(log, "\0invalid"));
+        StorageOp::ReadBatches { store, from, limit }
+    }
+
+    fn response(response: StorageResponse) -> Option<KindResponse<Self>> {
+        match response {
+            StorageResponse::BatchesAppended { id, result } => {
+                Some(KindResponse::Appended { id, result })
+            }
+            StorageResponse::BatchesRead { id, result } => Some(KindResponse::Read { id, result }),
             _ => None,
         }
     }
@@ -175,4 +292,30 @@ impl LogKind for EntryLog {
 pub struct Cached<R> {
     pub entry: R,
     pub writer: Option<ConnId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_log_names_are_unambiguous_and_parse_back() {
+        let pairs = [
+            ("pk", "default"),
+            ("pk:", "x"),
+            ("p", "k:x"),
+            ("", ""),
+            ("é", "ü"),
+        ];
+        let mut names = std::collections::HashSet::new();
+        for (pk, store) in pairs {
+            let key = StoreKey::new(pk, store);
+            let name = batch_log_name(&key);
+            assert!(names.insert(name.clone()), "{name} named twice");
+            assert_eq!(parse_batch_log_name(&name), Some(key));
+        }
+        assert_eq!(parse_batch_log_name("pk"), None);
+        assert_eq!(parse_batch_log_name("9:pk"), None);
+        assert_eq!(parse_batch_log_name("1:é"), None, "not a char boundary");
+    }
 }

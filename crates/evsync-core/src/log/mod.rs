@@ -35,7 +35,9 @@ mod writes;
 
 pub use config::LogConfig;
 pub use delivery::Delivery;
-pub use kind::{Cached, EntryLog, KindResponse, LogKind};
+pub use kind::{
+    BatchLog, Cached, EntryLog, KindResponse, LogKind, batch_log_name, parse_batch_log_name,
+};
 pub use quota::WriteRate;
 pub use service::LogService;
 pub use stats::LogStats;

@@ -98,6 +98,19 @@ pub fn truncate_reason(mut reason: String) -> String {
     reason
 }
 
+/// The close code for each reason the log service closes a connection for,
+/// the same in every protocol.
+pub fn code_for(reason: &crate::log::CloseReason) -> u16 {
+    use crate::log::CloseReason;
+    match reason {
+        CloseReason::SlowConsumer { .. }
+        | CloseReason::TooManyUnackedWrites { .. }
+        | CloseReason::TooManySubscriptions { .. } => code::POLICY_VIOLATION,
+        CloseReason::WriteFailed { .. } | CloseReason::ReadFailed { .. } => code::INTERNAL_ERROR,
+        CloseReason::ShuttingDown => code::GOING_AWAY,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

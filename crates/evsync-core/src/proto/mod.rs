@@ -1,9 +1,10 @@
 //! Protocol layers over the log service, side by side: each owns its codec,
 //! framing and session rules and speaks to the protocol-neutral
 //! [`crate::log`] service in entries, subscriptions and commits. What is
-//! common to every protocol (close codes and reasons, engine statistics)
-//! lives here.
+//! common to every protocol lives here: what an engine asks its adapter to
+//! do ([`action::Action`]), close codes and reasons, engine statistics.
 
+pub mod action;
 pub mod close;
 pub mod stats;
 pub mod v3;

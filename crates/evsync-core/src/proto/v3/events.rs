@@ -1,29 +1,9 @@
-//! What the v3 engine asks its adapter to do ([`Action`]) and what it
-//! reports for logs ([`Event`]).
+//! What the v3 engine reports for logs ([`Event`]); what it asks its
+//! adapter to do is the protocol-neutral [`Action`].
 
 use crate::log::ConnId;
-use crate::storage::StorageRequest;
+pub use crate::proto::action::Action;
 use crate::wire::Request;
-use bytes::Bytes;
-
-/// Something the adapter must do, in the order polled.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Action {
-    /// Send one binary WebSocket frame on `conn`. The adapter reports it
-    /// with [`super::Engine::handle_sent`] once written (or at once if it
-    /// cannot tell).
-    Send { conn: ConnId, frame: Bytes },
-    /// Close `conn` with this code and reason, after the frames already
-    /// queued for it. The engine has already forgotten the connection.
-    Close {
-        conn: ConnId,
-        code: u16,
-        reason: String,
-    },
-    /// Run this against the tenant's storage and feed the answer back with
-    /// [`super::Engine::handle_storage_response`].
-    Storage(StorageRequest),
-}
 
 /// What a decoded request was, for debug logs (SYNC_DEBUG).
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -11,7 +11,7 @@ use super::idle::IdleClock;
 use super::memo::SharedFrames;
 use crate::access::{ConnGrants, Grant};
 use crate::log::{CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
-use crate::proto::close::{CloseKind, code, truncate_reason};
+use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
 use crate::proto::stats::EngineStats;
 use crate::storage::{StorageError, StorageRequest};
 use crate::time::Timestamp;
@@ -121,17 +121,6 @@ impl Sessions {
     }
 }
 
-/// The close code of each reason the log service closes for.
-fn close_code_of(reason: &CloseReason) -> u16 {
-    match reason {
-        CloseReason::SlowConsumer { .. }
-        | CloseReason::TooManyUnackedWrites { .. }
-        | CloseReason::TooManySubscriptions { .. } => code::POLICY_VIOLATION,
-        CloseReason::WriteFailed { .. } | CloseReason::ReadFailed { .. } => code::INTERNAL_ERROR,
-        CloseReason::ShuttingDown => code::GOING_AWAY,
-    }
-}
-
 impl LogSink for Sessions {
     fn storage(&mut self, request: StorageRequest) {
         self.actions.push_back(Action::Storage(request));
@@ -179,7 +168,7 @@ impl LogSink for Sessions {
             }
             return;
         }
-        Sessions::close(self, conn, close_code_of(&reason), reason.to_string());
+        Sessions::close(self, conn, code_for(&reason), reason.to_string());
     }
 
     fn storage_failed(&mut self, error: &StorageError) {

@@ -1,6 +1,6 @@
 //! Effect v4's eventlog protocol (`effect@4.1.0`, `effect/eventlog`):
-//! Effect RPC over SchemaBinary, one WebSocket per client. This is the codec
-//! only, without I/O; the session rules will sit beside it.
+//! Effect RPC over SchemaBinary, one WebSocket per client: the codec and the
+//! session layer over the log service, without I/O.
 //!
 //! | module | job |
 //! |---|---|
@@ -9,6 +9,7 @@
 //! | [`messages`] | the eventlog payloads, results, errors and exits that fill the envelope's holes |
 //! | [`error`] | [`DecodeError`] |
 //! | [`auth`] | session auth: a connection's challenge, the signed payload, the Ed25519 check |
+//! | [`Engine`] (`engine`, `session`, `replies`, `config`) | the session layer of one tenant over a log service of batches |
 //!
 //! A connection's bytes go through a [`FrameSplitter`]; each frame decodes
 //! as a [`FromClient`]; a request's `payload` (and later the exit or chunk
@@ -17,17 +18,24 @@
 //! Decoding never panics, on any input.
 
 pub mod auth;
+mod config;
+mod engine;
 pub mod envelope;
 pub mod error;
 pub mod messages;
+mod replies;
 pub mod schema_binary;
+mod session;
 
 use bytes::Bytes;
 
+pub use config::SessionConfig;
+pub use engine::{Engine, Randomness};
 pub use envelope::{FromClient, FromServer, PING_FRAME, PONG_FRAME, Request, RequestId};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use messages::*;
 pub use schema_binary::{DEFAULT_MAX_FRAME_SIZE, Defect, Exit, FrameSplitter, Reason, Text, Value};
+pub use session::Event;
 
 /// Decodes a whole default-mode frame (length prefix included) holding a `T`.
 pub fn decode<T: Value>(frame: &Bytes) -> Result<T, DecodeError> {

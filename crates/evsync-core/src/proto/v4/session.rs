@@ -1,0 +1,312 @@
+//! The v4 sessions of one tenant: each connection's frame splitter, session
+//! auth state, chunk reassembly and Changes streams; the write RPCs waiting
+//! for their commits; and the encoding of what the log service hands over
+//! ([`LogSink`]): deliveries become stream Chunks (one unacknowledged Chunk
+//! per stream at a time, as Effect's server sends them), commits become the
+//! write RPC's acks once every batch of it is committed.
+
+use super::auth::Challenge;
+use super::config::SessionConfig;
+use super::replies::{changes_values, chunk_frame, exit_frame};
+use super::{FrameSplitter, RequestId, WriteAck, WriteExit};
+use crate::access::{ConnGrants, Grant};
+use crate::chunk::Reassembler;
+use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, Delivery, LogSink, WriteToken};
+use crate::proto::action::Action;
+use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
+use crate::proto::stats::EngineStats;
+use crate::storage::{StorageError, StorageRequest};
+use crate::wire::Sequence;
+use bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// What the v4 engine reports for logs.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// `conn` is being closed by the engine; `reason` says why.
+    Closing {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
+    /// A storage request failed.
+    StorageFailed { message: String },
+}
+
+/// One open Changes stream of a connection.
+#[derive(Debug)]
+pub(super) struct Stream {
+    /// The `EventLog.Changes` request it answers.
+    pub request_id: RequestId,
+    /// A Chunk was sent and the client has not acknowledged it yet.
+    pub awaiting_ack: bool,
+    /// Chunk frames waiting for the acknowledgement of the one before.
+    pub pending: VecDeque<Bytes>,
+    /// The id of the next `Chunked` value (unique within the stream).
+    pub next_chunk_id: i64,
+}
+
+/// One connection's session.
+pub(super) struct Conn {
+    pub splitter: FrameSplitter,
+    pub challenge: Challenge,
+    /// The publicKeys authenticated on this connection.
+    pub identities: HashSet<String>,
+    pub chunks: Reassembler,
+    /// Changes streams by log name (one per store).
+    pub streams: HashMap<String, Stream>,
+    /// The log name of each stream, by request id (for Ack and Interrupt).
+    pub stream_logs: HashMap<RequestId, String>,
+    /// Write RPCs awaiting their commit.
+    pub writes: HashSet<u64>,
+}
+
+/// A write RPC whose batches are being committed.
+#[derive(Debug)]
+pub(super) struct WriteRpc {
+    pub conn: ConnId,
+    pub request_id: RequestId,
+    /// Each batch's entry ids, in request order.
+    pub entry_ids: Vec<Vec<Bytes>>,
+    /// Each batch's ack sequences, once committed.
+    pub acks: Vec<Option<Vec<Sequence>>>,
+    /// The write tokens of its batches.
+    pub tokens: Vec<i64>,
+}
+
+pub(super) struct Sessions {
+    pub config: SessionConfig,
+    pub conns: ConnMap<Conn>,
+    pub grants: ConnGrants,
+    /// Connections holding incomplete chunked writes (the only ones with a
+    /// deadline).
+    pub chunking: HashSet<ConnId>,
+    pub write_rpcs: HashMap<u64, WriteRpc>,
+    /// Which write RPC, and which batch of it, each write token is.
+    pub tokens: HashMap<i64, (u64, usize)>,
+    pub next_rpc: u64,
+    pub next_token: i64,
+    pub actions: VecDeque<Action>,
+    pub events: VecDeque<Event>,
+    pub stats: EngineStats,
+}
+
+impl Sessions {
+    pub fn new(config: SessionConfig) -> Self {
+        Sessions {
+            config,
+            conns: ConnMap::default(),
+            grants: ConnGrants::default(),
+            chunking: HashSet::new(),
+            write_rpcs: HashMap::new(),
+            tokens: HashMap::new(),
+            next_rpc: 0,
+            next_token: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn open(&mut self, conn: ConnId, grant: Grant) {
+        self.conns.insert(
+            conn,
+            Conn {
+                splitter: FrameSplitter::new(self.config.max_frame_bytes),
+                challenge: Challenge::default(),
+                identities: HashSet::new(),
+                chunks: Reassembler::new(self.config.chunks.clone()),
+                streams: HashMap::new(),
+                stream_logs: HashMap::new(),
+                writes: HashSet::new(),
+            },
+        );
+        self.grants.open(conn, grant);
+    }
+
+    /// Forgets `conn` and its write RPCs; false if it was not open.
+    pub fn forget(&mut self, conn: ConnId) -> bool {
+        self.chunking.remove(&conn);
+        self.grants.forget(conn);
+        let Some(state) = self.conns.remove(&conn) else {
+            return false;
+        };
+        for rpc in state.writes {
+            if let Some(rpc) = self.write_rpcs.remove(&rpc) {
+                for token in rpc.tokens {
+                    self.tokens.remove(&token);
+                }
+            }
+        }
+        true
+    }
+
+    /// A new write RPC of `conn` for batches with these entry ids; returns
+    /// the token of each batch.
+    pub fn start_write(
+        &mut self,
+        conn: ConnId,
+        request_id: RequestId,
+        entry_ids: Vec<Vec<Bytes>>,
+    ) -> Vec<WriteToken> {
+        let rpc = self.next_rpc;
+        self.next_rpc += 1;
+        let tokens: Vec<i64> = (0..entry_ids.len())
+            .map(|i| {
+                let token = self.next_token;
+                self.next_token += 1;
+                self.tokens.insert(token, (rpc, i));
+                token
+            })
+            .collect();
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.writes.insert(rpc);
+        }
+        self.write_rpcs.insert(
+            rpc,
+            WriteRpc {
+                conn,
+                request_id,
+                acks: vec![None; entry_ids.len()],
+                entry_ids,
+                tokens: tokens.clone(),
+            },
+        );
+        tokens.into_iter().map(WriteToken).collect()
+    }
+
+    /// Queues frames already accounted for.
+    pub fn push_frame(&mut self, conn: ConnId, frame: Bytes) {
+        self.actions.push_back(Action::Send { conn, frame });
+    }
+
+    /// Sends the next Chunk of `conn`'s stream on `log` if the client has
+    /// acknowledged the one before.
+    pub fn pump(&mut self, conn: ConnId, log: &str) {
+        let Some(stream) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.streams.get_mut(log))
+        else {
+            return;
+        };
+        if stream.awaiting_ack {
+            return;
+        }
+        if let Some(frame) = stream.pending.pop_front() {
+            stream.awaiting_ack = true;
+            self.actions.push_back(Action::Send { conn, frame });
+        }
+    }
+
+    /// Closes `conn` from the v4 side: forgets it, logs why, tells the
+    /// adapter. False if it was not open.
+    pub fn close(&mut self, conn: ConnId, close_code: u16, reason: String) -> bool {
+        if !self.forget(conn) {
+            return false;
+        }
+        self.stats.closed(CloseKind::of_code(close_code));
+        self.events.push_back(Event::Closing {
+            conn,
+            code: close_code,
+            reason: reason.clone(),
+        });
+        self.actions.push_back(Action::Close {
+            conn,
+            code: close_code,
+            reason: truncate_reason(reason),
+        });
+        true
+    }
+}
+
+impl LogSink<BatchLog> for Sessions {
+    fn storage(&mut self, request: StorageRequest) {
+        self.actions.push_back(Action::Storage(request));
+    }
+
+    fn deliver(
+        &mut self,
+        conn: ConnId,
+        delivery: Delivery<'_, BatchLog>,
+        room: usize,
+    ) -> Option<usize> {
+        let max = self.config.changes_value_bytes;
+        let stream = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.streams.get_mut(delivery.log))?;
+        let values = changes_values(delivery.entries(), max, &mut stream.next_chunk_id);
+        let frames: Vec<Bytes> = values
+            .into_iter()
+            .map(|value| chunk_frame(&stream.request_id, &vec![value]))
+            .collect();
+        let size: usize = frames.iter().map(Bytes::len).sum();
+        if size > room {
+            return None;
+        }
+        stream.pending.extend(frames);
+        self.pump(conn, delivery.log);
+        Some(size)
+    }
+
+    fn committed(
+        &mut self,
+        conn: ConnId,
+        token: WriteToken,
+        sequences: &[Sequence],
+        room: usize,
+    ) -> Option<usize> {
+        let Some((rpc_no, index)) = self.tokens.remove(&token.0) else {
+            return Some(0);
+        };
+        let rpc = self.write_rpcs.get_mut(&rpc_no)?;
+        rpc.acks[index] = Some(sequences.to_vec());
+        if rpc.acks.iter().any(Option::is_none) {
+            return Some(0);
+        }
+        let rpc = self.write_rpcs.remove(&rpc_no).expect("present");
+        if let Some(state) = self.conns.get_mut(&rpc.conn) {
+            state.writes.remove(&rpc_no);
+        }
+        let acks: Vec<WriteAck> = rpc
+            .entry_ids
+            .into_iter()
+            .zip(rpc.acks)
+            .flat_map(|(ids, seqs)| {
+                ids.into_iter()
+                    .zip(seqs.unwrap_or_default())
+                    .map(|(entry_id, sequence)| WriteAck { sequence, entry_id })
+            })
+            .collect();
+        let frame = exit_frame(&rpc.request_id, &WriteExit::Success(acks));
+        let size = frame.len();
+        if size > room {
+            return None;
+        }
+        self.push_frame(conn, frame);
+        Some(size)
+    }
+
+    fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if reason == CloseReason::ShuttingDown {
+            // Not an incident: no Closing event.
+            if self.forget(conn) {
+                self.stats.closed(CloseKind::GoingAway);
+                self.actions.push_back(Action::Close {
+                    conn,
+                    code: code::GOING_AWAY,
+                    reason: reason.to_string(),
+                });
+            }
+            return;
+        }
+        Sessions::close(self, conn, code_for(&reason), reason.to_string());
+    }
+
+    fn storage_failed(&mut self, error: &StorageError) {
+        self.events.push_back(Event::StorageFailed {
+            message: error.message.clone(),
+        });
+    }
+}
