@@ -7,18 +7,17 @@
 //! lets one tenant be backed up, moved or deleted with `cp`/`rm`.
 //!
 //! All publicKeys of a tenant share one schema (see [`schema`]), so a tenant
-//! with ten thousand identities still has four tables (its remoteId, its
-//! logs, their entries, its settings).
+//! with ten thousand identities still has four tables for v3 (its remoteId,
+//! its logs, their entries, its settings) and four for Effect v4 (its
+//! stores, their batches, their entry ids, its signing keys).
 
+mod batches;
 pub mod effect_sql;
 pub mod files;
 mod paths;
 pub mod schema;
 
 pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path};
-
-/// v4 batches are not stored on this backend yet (issue 13).
-const NOT_YET: &str = "sqlite: Effect v4 batches are not stored on this backend yet";
 
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
@@ -38,8 +37,9 @@ use std::time::Duration;
 /// failing. Commits are short, so this is only reached by a wedged peer.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Prepared statements kept per connection; the hot path uses eight.
-const STATEMENT_CACHE: usize = 16;
+/// Prepared statements kept per connection: v3's hot path uses eight, v4's
+/// (batches) nine more, and the rest a few.
+const STATEMENT_CACHE: usize = 32;
 
 /// One tenant's store: a connection to its SQLite file.
 ///
@@ -445,26 +445,28 @@ impl Storage for SqliteStorage {
 
     fn append_batches(
         &mut self,
-        _writes: &[BatchWrite],
+        writes: &[BatchWrite],
     ) -> Result<Vec<BatchAppended>, StorageError> {
-        Err(StorageError::new(NOT_YET))
+        batches::append(&mut self.conn, writes)
     }
 
     fn read_batches(
         &mut self,
-        _store: &StoreKey,
-        _from: Sequence,
-        _limit: ReadLimit,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
     ) -> Result<Vec<StoredBatch>, StorageError> {
-        Err(StorageError::new(NOT_YET))
+        batches::read(&self.conn, store, from, limit)
     }
 
+    /// Not cached, as `tokens_not_before` is not: the server's other
+    /// connection to this file may bind it.
     fn bind_signing_key(
         &mut self,
-        _public_key: &str,
-        _signing_key: &[u8; 32],
+        public_key: &str,
+        signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
-        Err(StorageError::new(NOT_YET))
+        batches::bind(&mut self.conn, public_key, signing_key)
     }
 }
 

@@ -11,7 +11,7 @@
 pub use evsync_core::storage::schema::sqlite::{
     APPLICATION_ID, INSERT_REMOTE_ID, MAX_LOG_ID, MAX_SEQUENCE, RAISE_TOKENS_NOT_BEFORE, SCHEMA,
     SELECT_LOG_HEADS, SELECT_REMOTE_ID, SELECT_STATS, SELECT_TOKENS_NOT_BEFORE, SEQUENCE_BITS,
-    entry_key, key_sequence,
+    batch_key, entry_key, key_sequence,
 };
 use rusqlite::{Connection, TransactionBehavior};
 

@@ -1,7 +1,7 @@
 //! The shared storage conformance suite, plus SQLite-specific checks.
 
 use evsync_core::storage::conformance::{
-    REVOKED_AT, batch, block_on, entry_id, run_all, run_persistence,
+    REVOKED_AT, batch, batch_write, block_on, entry_id, run_all, run_persistence, store,
 };
 use evsync_core::storage::{ReadLimit, Storage};
 use evsync_storage_sqlite::{SqliteStorage, schema};
@@ -77,7 +77,10 @@ fn schema_version_is_recorded_and_newer_files_are_refused() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(tables, 4, "one schema for all publicKeys");
+    assert_eq!(
+        tables, 8,
+        "one schema for all publicKeys: four tables for v3, four for v4"
+    );
     conn.execute_batch(&format!(
         "PRAGMA user_version = {}",
         schema::SCHEMA_VERSION + 1
@@ -294,4 +297,99 @@ fn a_negative_stored_instant_is_an_error_not_a_huge_one() {
     drop(conn);
     let err = store.tokens_not_before().unwrap_err();
     assert!(err.message.contains("tokens_not_before"), "{err}");
+}
+
+/// A tenant file as a build that knew schema version 2 wrote it (v3 logs
+/// and a revocation, no v4 tables): it opens migrated, keeps its data, and
+/// stores v4 batches beside its logs.
+#[test]
+fn a_version_2_file_is_migrated_and_stores_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.sqlite");
+    let remote_id = write_version_1_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let v2 = &schema::SCHEMA.steps[1];
+    assert_eq!(v2.version, 2);
+    for sql in v2.statements {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch("PRAGMA user_version = 2;").unwrap();
+    conn.execute(schema::RAISE_TOKENS_NOT_BEFORE, [REVOKED_AT as i64])
+        .unwrap();
+    drop(conn);
+
+    let mut store_ = SqliteStorage::open(&path).expect("a version 2 file opens");
+    assert_eq!(
+        store_.remote_id().unwrap().0,
+        remote_id,
+        "the remoteId stays"
+    );
+    assert_eq!(store_.tokens_not_before().unwrap(), Some(REVOKED_AT));
+    assert_eq!(store_.head("pk").unwrap(), 2, "the v3 log stays");
+    let key = store("pk", "default");
+    let out = store_
+        .append_batches(&[batch_write(&key, 1, &[1, 2])])
+        .unwrap();
+    assert_eq!(out[0].stored_at, Some(1), "a v4 store starts at 1");
+    assert_eq!(store_.bind_signing_key("pk", &[3; 32]).unwrap(), [3; 32]);
+    drop(store_);
+
+    let mut reopened = SqliteStorage::open(&path).unwrap();
+    assert_eq!(reopened.read_batches(&key, 0, ALL).unwrap().len(), 1);
+    assert_eq!(reopened.bind_signing_key("pk", &[4; 32]).unwrap(), [3; 32]);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+}
+
+#[test]
+fn two_connections_share_batches_and_signing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut writer = SqliteStorage::open(&path).unwrap();
+    let mut reader = SqliteStorage::open(&path).unwrap();
+    let key = store("pk", "default");
+    writer
+        .append_batches(&[batch_write(&key, 1, &[1, 2])])
+        .unwrap();
+    assert_eq!(
+        reader.read_batches(&key, 0, ALL).unwrap().len(),
+        1,
+        "a committed batch is visible to another connection"
+    );
+    assert_eq!(reader.bind_signing_key("pk", &[1; 32]).unwrap(), [1; 32]);
+    assert_eq!(
+        writer.bind_signing_key("pk", &[2; 32]).unwrap(),
+        [1; 32],
+        "a binding made on one connection holds on the other"
+    );
+    let out = reader
+        .append_batches(&[batch_write(&key, 2, &[2, 3])])
+        .unwrap();
+    assert_eq!(out[0].stored_at, Some(3), "heads are read, not cached");
+}
+
+#[test]
+fn a_failed_batch_append_rolls_back_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sqlite");
+    let mut store_ = SqliteStorage::open(&path).unwrap();
+    let a = store("pk", "a");
+    store_.append_batches(&[batch_write(&a, 1, &[1])]).unwrap();
+    // Rewind store a's head behind the back of the store, so the second
+    // write's batch hits the primary key after the first was written.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE v4_stores SET head = 0", []).unwrap();
+    drop(conn);
+    let b = store("pk", "b");
+    let err = store_
+        .append_batches(&[batch_write(&b, 1, &[5]), batch_write(&a, 1, &[2])])
+        .unwrap_err();
+    assert!(err.message.contains("sqlite"), "{err}");
+    assert!(
+        store_.read_batches(&b, 0, ALL).unwrap().is_empty(),
+        "a failed append stores nothing, not even its other writes"
+    );
 }

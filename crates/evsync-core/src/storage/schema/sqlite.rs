@@ -68,11 +68,73 @@ const V2: Migration = Migration {
         )"],
 };
 
+/// Effect v4's batch stores ([`Storage::append_batches`]), beside and
+/// apart from the v3 logs.
+///
+/// - `v4_stores`: one row per (publicKey, storeId), both BLOBs of UTF-8
+///   bytes (any string, byte order), with `head`, the last sequence taken,
+///   so an append needs no `MAX()` scan.
+/// - `v4_batches`: a rowid table whose rowid `key` packs the store and the
+///   batch's LAST sequence ([`batch_key`], the packing of `entries.key`).
+///   A read ("every batch whose last sequence is >= from") is then one
+///   forward range scan of the table b-tree, with no index to probe per
+///   row, and an append writes at the right edge of its store's range. A
+///   rowid table rather than `WITHOUT ROWID` for the reason v1 gives:
+///   batches are large (up to ~256 KiB and beyond) and would overflow
+///   b-tree cells. `sequence` is the batch's first; the ids are
+///   concatenated, 16 bytes each, as Effect's SQL storage keeps them.
+///   `encrypted_batch` is the last column, so reading the others never
+///   walks its overflow pages.
+/// - `v4_entry_ids`: where each id of a store was first stored, the dedup
+///   check. `WITHOUT ROWID`: its rows are small and only ever found by
+///   their key.
+/// - `v4_signing_keys`: the session-auth binding publicKey → Ed25519
+///   public key ([`Storage::bind_signing_key`]).
+///
+/// [`Storage::append_batches`]: crate::storage::Storage::append_batches
+/// [`Storage::bind_signing_key`]: crate::storage::Storage::bind_signing_key
+const V3: Migration = Migration {
+    version: 3,
+    statements: &[
+        "CREATE TABLE v4_stores (
+            id INTEGER PRIMARY KEY,
+            public_key BLOB NOT NULL,
+            store_id BLOB NOT NULL,
+            head INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (public_key, store_id)
+        )",
+        "CREATE TABLE v4_batches (
+            key INTEGER PRIMARY KEY,
+            sequence INTEGER NOT NULL,
+            iv BLOB NOT NULL,
+            entry_ids BLOB NOT NULL,
+            encrypted_batch BLOB NOT NULL
+        )",
+        "CREATE TABLE v4_entry_ids (
+            store INTEGER NOT NULL,
+            entry_id BLOB NOT NULL,
+            sequence INTEGER NOT NULL,
+            PRIMARY KEY (store, entry_id)
+        ) WITHOUT ROWID",
+        "CREATE TABLE v4_signing_keys (
+            public_key BLOB PRIMARY KEY,
+            signing_key BLOB NOT NULL CHECK (length(signing_key) = 32)
+        ) WITHOUT ROWID",
+    ],
+};
+
 /// The tenant file's schema.
 pub const SCHEMA: Schema = Schema {
     name: "the tenant file",
-    steps: &[V1, V2],
+    steps: &[V1, V2, V3],
 };
+
+/// The `v4_batches.key` of the batch of store `store` that ends at
+/// `last_sequence`: the packing of [`entry_key`], so the same bounds hold
+/// (`1..=MAX_LOG_ID` stores, sequences up to [`MAX_SEQUENCE`]).
+pub fn batch_key(store: i64, last_sequence: i64) -> i64 {
+    entry_key(store, last_sequence)
+}
 
 /// Stores the remoteId unless one is stored (`?1`: 16 bytes).
 pub const INSERT_REMOTE_ID: &str = "INSERT OR IGNORE INTO remote_id (id, remote_id) VALUES (1, ?1)";

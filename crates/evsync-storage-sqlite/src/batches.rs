@@ -1,0 +1,298 @@
+//! Effect v4's batch stores in the tenant file: the tables of schema
+//! version 3 ([`evsync_core::storage::schema::sqlite`] says why they are
+//! laid out so), written and read the way the v3 entries are: one IMMEDIATE
+//! transaction per append, cached prepared statements, reads that stop
+//! stepping at their budgets.
+
+use crate::{schema, sqlite_error};
+use bytes::Bytes;
+use evsync_core::storage::{
+    BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, batch_bytes,
+    check_writes, join_entry_ids, split_entry_ids,
+};
+use evsync_core::wire::Sequence;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashMap;
+
+const FIND_STORE: &str = "SELECT id, head FROM v4_stores WHERE public_key = ?1 AND store_id = ?2";
+const INSERT_STORE: &str = "INSERT INTO v4_stores (public_key, store_id, head) VALUES (?1, ?2, 0)";
+const FIND_ENTRY_ID: &str = "SELECT sequence FROM v4_entry_ids WHERE store = ?1 AND entry_id = ?2";
+const INSERT_ENTRY_ID: &str =
+    "INSERT INTO v4_entry_ids (store, entry_id, sequence) VALUES (?1, ?2, ?3)";
+const INSERT_BATCH: &str = "INSERT INTO v4_batches (key, sequence, iv, entry_ids, encrypted_batch)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+const SET_HEAD: &str = "UPDATE v4_stores SET head = ?2 WHERE id = ?1";
+const READ: &str = "SELECT sequence, iv, entry_ids, encrypted_batch FROM v4_batches
+    WHERE key >= ?1 AND key <= ?2 ORDER BY key LIMIT ?3";
+const FIND_SIGNING_KEY: &str = "SELECT signing_key FROM v4_signing_keys WHERE public_key = ?1";
+const INSERT_SIGNING_KEY: &str =
+    "INSERT OR IGNORE INTO v4_signing_keys (public_key, signing_key) VALUES (?1, ?2)";
+
+/// One store while an append runs.
+struct Cursor {
+    id: i64,
+    /// The last sequence taken.
+    head: i64,
+    /// Created by this call: it holds no id yet, so none is looked up.
+    created: bool,
+    dirty: bool,
+}
+
+/// [`Storage::append_batches`](evsync_core::storage::Storage::append_batches)
+/// on the tenant file.
+pub(crate) fn append(
+    conn: &mut Connection,
+    writes: &[BatchWrite],
+) -> Result<Vec<BatchAppended>, StorageError> {
+    check_writes(writes)?;
+    if writes.iter().all(|w| w.entry_ids.is_empty()) {
+        // Nothing to store (an empty batch is skipped): no transaction.
+        return Ok(writes.iter().map(|_| skipped(Vec::new())).collect());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error("begin"))?;
+    let mut results = Vec::with_capacity(writes.len());
+    {
+        let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
+        let mut find_store = prepare(FIND_STORE)?;
+        let mut insert_store = prepare(INSERT_STORE)?;
+        let mut find_id = prepare(FIND_ENTRY_ID)?;
+        let mut insert_id = prepare(INSERT_ENTRY_ID)?;
+        let mut insert_batch = prepare(INSERT_BATCH)?;
+        let mut stores: HashMap<&StoreKey, Cursor> = HashMap::new();
+        // Ids stored by this call, per store id: found without a query.
+        let mut stored_now: HashMap<(i64, &[u8]), i64> = HashMap::new();
+        for write in writes {
+            if write.entry_ids.is_empty() {
+                results.push(skipped(Vec::new()));
+                continue;
+            }
+            if !stores.contains_key(&write.store) {
+                let key = (
+                    write.store.public_key.as_bytes(),
+                    write.store.store_id.as_bytes(),
+                );
+                let found: Option<(i64, i64)> = find_store
+                    .query_row(params![key.0, key.1], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+                    .map_err(sqlite_error("find store"))?;
+                let cursor = match found {
+                    Some((id, head)) => Cursor {
+                        id,
+                        head,
+                        created: false,
+                        dirty: false,
+                    },
+                    None => {
+                        insert_store
+                            .execute(params![key.0, key.1])
+                            .map_err(sqlite_error("create store"))?;
+                        let id = tx.last_insert_rowid();
+                        if id > schema::MAX_LOG_ID {
+                            // Its keys would wrap into other stores'
+                            // ranges; dropping `tx` undoes the call.
+                            return Err(StorageError::new(format!(
+                                "sqlite: too many v4 stores in this tenant (at most {})",
+                                schema::MAX_LOG_ID
+                            )));
+                        }
+                        Cursor {
+                            id,
+                            head: 0,
+                            created: true,
+                            dirty: false,
+                        }
+                    }
+                };
+                stores.insert(&write.store, cursor);
+            }
+            let cursor = stores.get_mut(&write.store).expect("inserted above");
+            let mut known = Vec::with_capacity(write.entry_ids.len());
+            for id in &write.entry_ids {
+                let sequence = match stored_now.get(&(cursor.id, &id[..])) {
+                    Some(&sequence) => Some(sequence),
+                    None if cursor.created => None,
+                    None => find_id
+                        .query_row(params![cursor.id, &id[..]], |row| row.get(0))
+                        .optional()
+                        .map_err(sqlite_error("find entry id"))?,
+                };
+                known.push(sequence);
+            }
+            if known.iter().all(Option::is_some) {
+                let sequences = known
+                    .into_iter()
+                    .map(|s| decode_sequence(s.expect("all known")))
+                    .collect::<Result<_, _>>()?;
+                results.push(skipped(sequences));
+                continue;
+            }
+            let n = write.entry_ids.len() as i64;
+            let first = cursor.head + 1;
+            let last = cursor.head + n;
+            if last > schema::MAX_SEQUENCE {
+                return Err(StorageError::new(format!(
+                    "sqlite: v4 store full ({} sequences)",
+                    schema::MAX_SEQUENCE
+                )));
+            }
+            insert_batch
+                .execute(params![
+                    schema::batch_key(cursor.id, last),
+                    first,
+                    &write.iv[..],
+                    join_entry_ids(&write.entry_ids),
+                    &write.encrypted_batch[..],
+                ])
+                .map_err(sqlite_error("insert batch"))?;
+            for (i, (id, was_known)) in write.entry_ids.iter().zip(&known).enumerate() {
+                // An id repeated within this batch was unknown at both
+                // places; only its first occurrence is recorded.
+                if was_known.is_some() || stored_now.contains_key(&(cursor.id, &id[..])) {
+                    continue;
+                }
+                let sequence = first + i as i64;
+                insert_id
+                    .execute(params![cursor.id, &id[..], sequence])
+                    .map_err(sqlite_error("insert entry id"))?;
+                stored_now.insert((cursor.id, &id[..]), sequence);
+            }
+            cursor.head = last;
+            cursor.dirty = true;
+            results.push(BatchAppended {
+                stored_at: Some(first as Sequence),
+                sequences: (first..=last).map(|s| s as Sequence).collect(),
+            });
+        }
+        let mut set_head = prepare(SET_HEAD)?;
+        for cursor in stores.values().filter(|c| c.dirty) {
+            set_head
+                .execute(params![cursor.id, cursor.head])
+                .map_err(sqlite_error("update store head"))?;
+        }
+    }
+    tx.commit().map_err(sqlite_error("commit"))?;
+    Ok(results)
+}
+
+/// [`Storage::read_batches`](evsync_core::storage::Storage::read_batches)
+/// on the tenant file: one range scan of `v4_batches` by (store, last
+/// sequence), stepping stopped at the budgets.
+pub(crate) fn read(
+    conn: &Connection,
+    store: &StoreKey,
+    from: Sequence,
+    limit: ReadLimit,
+) -> Result<Vec<StoredBatch>, StorageError> {
+    if limit.max_entries == 0 {
+        return Ok(Vec::new());
+    }
+    let from = match i64::try_from(from) {
+        Ok(from) if from <= schema::MAX_SEQUENCE => from,
+        _ => return Ok(Vec::new()), // beyond any stored sequence
+    };
+    let id: Option<i64> = conn
+        .prepare_cached(FIND_STORE)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![store.public_key.as_bytes(), store.store_id.as_bytes()],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .map_err(sqlite_error("find store"))?;
+    let Some(id) = id else {
+        return Ok(Vec::new()); // an unknown store reads as empty
+    };
+    let max_entries = i64::try_from(limit.max_entries).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(READ).map_err(sqlite_error("prepare"))?;
+    let mut rows = stmt
+        .query(params![
+            schema::batch_key(id, from),
+            schema::batch_key(id, schema::MAX_SEQUENCE),
+            max_entries
+        ])
+        .map_err(sqlite_error("read batches"))?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next().map_err(sqlite_error("read batches"))? {
+        let blob = |i: usize| -> Result<&[u8], StorageError> {
+            row.get_ref(i)
+                .map_err(sqlite_error("read column"))?
+                .as_blob()
+                .map_err(|e| StorageError::new(format!("sqlite: column {i}: {e}")))
+        };
+        let batch = StoredBatch {
+            sequence: decode_sequence(row.get(0).map_err(sqlite_error("read sequence"))?)?,
+            iv: Bytes::copy_from_slice(blob(1)?),
+            entry_ids: split_entry_ids(blob(2)?)?,
+            encrypted_batch: Bytes::copy_from_slice(blob(3)?),
+        };
+        let size = batch_bytes(&batch);
+        if !out.is_empty() && bytes.saturating_add(size) > limit.max_bytes {
+            break;
+        }
+        bytes += size;
+        out.push(batch);
+    }
+    Ok(out)
+}
+
+/// [`Storage::bind_signing_key`](evsync_core::storage::Storage::bind_signing_key)
+/// on the tenant file. A bound key is read without a write (the usual
+/// case: every authentication after the first); binding inserts-or-ignores
+/// and reads back in one write transaction, so two connections binding at
+/// once both get the key committed first.
+pub(crate) fn bind(
+    conn: &mut Connection,
+    public_key: &str,
+    signing_key: &[u8; 32],
+) -> Result<[u8; 32], StorageError> {
+    if let Some(bound) = find_signing_key(conn, public_key)? {
+        return Ok(bound);
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error("begin"))?;
+    tx.prepare_cached(INSERT_SIGNING_KEY)
+        .and_then(|mut stmt| stmt.execute(params![public_key.as_bytes(), &signing_key[..]]))
+        .map_err(sqlite_error("store signing key"))?;
+    let bound = find_signing_key(&tx, public_key)?
+        .ok_or_else(|| StorageError::new("sqlite: signing key vanished after insert"))?;
+    tx.commit().map_err(sqlite_error("commit"))?;
+    Ok(bound)
+}
+
+fn find_signing_key(conn: &Connection, public_key: &str) -> Result<Option<[u8; 32]>, StorageError> {
+    let stored: Option<Vec<u8>> = conn
+        .prepare_cached(FIND_SIGNING_KEY)
+        .and_then(|mut stmt| {
+            stmt.query_row([public_key.as_bytes()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(sqlite_error("read signing key"))?;
+    stored
+        .map(|bytes| {
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                StorageError::new(format!(
+                    "sqlite: a stored signing key of {} bytes",
+                    bytes.len()
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn skipped(sequences: Vec<Sequence>) -> BatchAppended {
+    BatchAppended {
+        stored_at: None,
+        sequences,
+    }
+}
+
+/// A stored sequence, which is never negative.
+fn decode_sequence(stored: i64) -> Result<Sequence, StorageError> {
+    u64::try_from(stored)
+        .map_err(|_| StorageError::new(format!("sqlite: stored sequence {stored} is negative")))
+}
