@@ -86,6 +86,20 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     // Durable Object session here before the Worker builds.
     match admission.protocol {
         Protocol::V3 => {}
+        // Not served by the Worker yet (the native server serves it):
+        // a clear refusal rather than a socket that never answers.
+        Protocol::V4 => {
+            refusals::log(
+                headers,
+                url.path(),
+                501,
+                "Effect v4 not served by this Worker yet",
+            );
+            return Response::error(
+                "Effect v4 (/v4/event-log) is not served by this Worker yet.",
+                501,
+            );
+        }
     }
     let response = forward(
         &env,

@@ -17,7 +17,7 @@ use crate::outlet::Outlet;
 use crate::shared::{Shared, lock};
 use crate::store;
 use crate::tenant::{self, Membership, OpenRefused, TenantMsg};
-use evsync_core::access::Grant;
+use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
 use std::collections::{HashMap, HashSet};
@@ -186,6 +186,7 @@ impl Registry {
     pub async fn connect(
         self: &Arc<Self>,
         tenant: &str,
+        protocol: Protocol,
         grant: Grant,
     ) -> Result<Attached, ConnectError> {
         let limits = self.shared.config.limits;
@@ -204,6 +205,7 @@ impl Registry {
         let (ready_tx, ready_rx) = oneshot::channel();
         let msg = TenantMsg::Open {
             conn,
+            protocol,
             outlet: outlet.clone(),
             grant,
             ready: ready_tx,

@@ -29,7 +29,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use evsync_core::access::{DenyReason, HttpRequest, Protocol, Refusal, admit, is_admin_path};
+use evsync_core::access::{DenyReason, HttpRequest, Refusal, admit, is_admin_path};
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,11 +137,10 @@ async fn handle(
         }
     };
     let tenant = admission.tenant;
-    // One arm per protocol, no wildcard: a new protocol must be given its
-    // session layer here before the server builds.
-    match admission.protocol {
-        Protocol::V3 => {}
-    }
+    // Both protocols are served by the tenant actor's engines
+    // (`TenantEngines`), which match on it: a new protocol fails their
+    // build until it has a session layer.
+    let protocol = admission.protocol;
     // `Upgrade: websocket` but not a valid handshake (no key, wrong
     // version, not GET): axum's own 4xx says what is missing.
     let mut ws = match ws {
@@ -155,7 +154,7 @@ async fn handle(
     };
     // Expiries are Unix times; the engine's clock starts with the process.
     let grant = admission.grant.rebased(unix_now, shared.now());
-    let attached = match registry.connect(tenant, grant).await {
+    let attached = match registry.connect(tenant, protocol, grant).await {
         Ok(attached) => attached,
         Err(ConnectError::Limit(hit)) => {
             peer.refused(&registry, 503, hit.reason());

@@ -1,5 +1,5 @@
-//! The actor of one loaded tenant: it owns the tenant's [`Engine`] and
-//! store, and is the only task that touches them.
+//! The actor of one loaded tenant: it owns the tenant's engines (v3 and v4,
+//! [`TenantEngines`]) and store, and is the only task that touches them.
 //!
 //! Connections send it their frames; after every input it drains the
 //! engine's actions (frames and closes to the connections' outbound
@@ -12,9 +12,11 @@ use crate::outlet::{Outbound, Outlet};
 use crate::shared::{CloseRecord, Shared};
 use crate::store::TenantStore;
 use bytes::Bytes;
-use evsync_core::access::Grant;
+use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::close::{CloseKind, code};
-use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
+use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
+use evsync_core::proto::v3::{Action, ConnId, Event};
+use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse};
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
@@ -25,11 +27,12 @@ use tokio::time::{Instant, sleep_until};
 
 /// What connections and the registry tell a tenant.
 pub(crate) enum TenantMsg {
-    /// A connection attached with `grant` (its expiry on the engine's
-    /// clock). Its `Hello` goes to `outbound`; `ready` answers once the
-    /// store is open (or with why the connection is refused).
+    /// A connection of `protocol` attached with `grant` (its expiry on the
+    /// engine's clock). A v3 `Hello` goes to `outbound`; `ready` answers
+    /// once the store is open (or with why the connection is refused).
     Open {
         conn: ConnId,
+        protocol: Protocol,
         outlet: Arc<Outlet>,
         grant: Grant,
         ready: oneshot::Sender<Result<RemoteId, OpenRefused>>,
@@ -143,8 +146,13 @@ pub(crate) async fn run(
         }
     };
     let remote_id = opened.remote_id;
-    let mut engine = Engine::new(remote_id, shared.config.engine.clone());
-    engine.set_debug(shared.config.debug);
+    let mut engine = TenantEngines::new(
+        remote_id,
+        shared.config.engine.clone(),
+        v4_config(&shared),
+        Box::new(challenge_bytes),
+    );
+    engine.v3().set_debug(shared.config.debug);
     tracing::debug!(%tenant, remote_id = %remote_id.to_uuid_string(), "tenant loaded");
     let mut actor = Actor {
         shared: shared.clone(),
@@ -255,10 +263,28 @@ fn fail_loading(
     }
 }
 
+/// The v4 session layer's limits: the log service's and the chunk limits
+/// are the ones configured for v3.
+fn v4_config(shared: &Shared) -> v4::SessionConfig {
+    v4::SessionConfig {
+        log: shared.config.engine.log.clone(),
+        chunks: shared.config.engine.chunks.clone(),
+        ..v4::SessionConfig::default()
+    }
+}
+
+/// 32 bytes from the operating system's CSPRNG, for v4 challenges. A
+/// failing CSPRNG is not something to serve through.
+fn challenge_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    bytes
+}
+
 struct Actor {
     shared: Arc<Shared>,
     tenant: String,
-    engine: Engine,
+    engine: TenantEngines,
     store: TenantStore,
     conns: Outlets,
     shutting_down: bool,
@@ -308,11 +334,14 @@ impl Actor {
     /// An append finished after `took`: its duration is observed, and a
     /// commit starts the delivery-lag clock.
     fn committed(&mut self, took: std::time::Duration, response: &StorageResponse) {
-        if let StorageResponse::Appended { result, .. } = response {
-            self.shared.metrics.observe_commit(took);
-            if result.is_ok() {
-                self.commit_returned = Some(Instant::now());
-            }
+        let ok = match response {
+            StorageResponse::Appended { result, .. } => result.is_ok(),
+            StorageResponse::BatchesAppended { result, .. } => result.is_ok(),
+            _ => return,
+        };
+        self.shared.metrics.observe_commit(took);
+        if ok {
+            self.commit_returned = Some(Instant::now());
         }
     }
 
@@ -340,6 +369,7 @@ impl Actor {
         match msg {
             TenantMsg::Open {
                 conn,
+                protocol,
                 outlet,
                 grant,
                 ready,
@@ -363,7 +393,7 @@ impl Actor {
                     return;
                 }
                 self.conns.insert(conn, outlet);
-                self.engine.handle_open(conn, grant, now);
+                self.engine.handle_open(conn, protocol, grant, now);
                 if self.shared.config.debug {
                     tracing::info!(
                         tenant = %self.tenant,
@@ -379,7 +409,7 @@ impl Actor {
                 frame,
                 permit,
             } => {
-                self.engine.handle_frame(conn, frame, now);
+                self.engine.handle_message(conn, frame, now);
                 drop(permit);
             }
             TenantMsg::Sent { conn, bytes } => self.engine.handle_sent(conn, bytes),
@@ -489,7 +519,8 @@ impl Actor {
                     }
                 }
                 Action::Storage(req) => {
-                    let append = matches!(req.op, StorageOp::Append(_));
+                    let append =
+                        matches!(req.op, StorageOp::Append(_) | StorageOp::AppendBatches(_));
                     let started = Instant::now();
                     // Memory storage answers at once; SQLite's answer
                     // arrives as a `Done` with its own duration.
@@ -520,8 +551,17 @@ impl Actor {
         }
     }
 
-    fn log(&self, event: Event) {
+    fn log(&self, event: TenantEvent) {
         let tenant = self.tenant.as_str();
+        let event = match event {
+            TenantEvent::V3(event) => event,
+            TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
+                Event::Closing { conn, code, reason }
+            }
+            TenantEvent::V4(v4::Event::StorageFailed { message }) => {
+                Event::StorageFailed { message }
+            }
+        };
         match event {
             Event::Request { conn, summary } => tracing::info!(
                 tenant,

@@ -24,15 +24,18 @@ use super::grant::Grant;
 use super::path::{PathError, parse_path};
 use crate::time::Timestamp;
 
-/// The sync protocol a path speaks. Today only Effect v3's EventLogRemote
-/// at `/event-log/<tenant>`; a sibling (Effect v4 at `/v4/event-log/…`)
-/// becomes one more variant. Deliberately not `#[non_exhaustive]`: each
-/// adapter matches on it, and a new protocol should fail their build until
-/// they serve it, not fall into a wildcard arm.
+/// The sync protocol a path speaks: Effect v3's EventLogRemote at
+/// `/event-log/<tenant>`, Effect v4's eventlog at `/v4/event-log/<tenant>`
+/// (the two cannot share a path: a v3 server speaks first, a v4 client
+/// chokes on it). Deliberately not `#[non_exhaustive]`: each adapter
+/// matches on it, and a new protocol should fail their build until they
+/// serve it, not fall into a wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// Effect v3 `EventLogRemote` (msgpack over WebSocket).
     V3,
+    /// Effect v4 `effect/eventlog` (Effect RPC in SchemaBinary).
+    V4,
 }
 
 /// What [`admit`] looks at, as raw strings the adapter read from its
@@ -114,9 +117,15 @@ pub fn refused_tenant(path: &str) -> Option<&str> {
     route(path).ok().map(|(_, tenant)| tenant)
 }
 
-/// Which protocol `path` speaks and the tenant it names (checks 1–3).
+/// Which protocol `path` speaks and the tenant it names (checks 1–3): the
+/// v4 endpoint is the v3 one under `/v4`, with the same tenant rules.
 pub fn route(path: &str) -> Result<(Protocol, &str), PathError> {
-    parse_path(path).map(|tenant| (Protocol::V3, tenant))
+    match path.strip_prefix("/v4") {
+        Some(rest) if rest.starts_with("/event-log") => {
+            parse_path(rest).map(|tenant| (Protocol::V4, tenant))
+        }
+        _ => parse_path(path).map(|tenant| (Protocol::V3, tenant)),
+    }
 }
 
 /// Decides `request` (see the module docs for the order of checks) at `now`
@@ -337,6 +346,12 @@ mod tests {
     #[test]
     fn only_the_v3_path_is_routed_today() {
         assert_eq!(route("/event-log/t"), Ok((Protocol::V3, "t")));
-        assert_eq!(route("/v4/event-log/t"), Err(PathError::NotFound));
+        assert_eq!(route("/v4/event-log/t"), Ok((Protocol::V4, "t")));
+        assert_eq!(route("/v4/event-log/t/"), Ok((Protocol::V4, "t")));
+        assert_eq!(route("/v4/event-log"), Err(PathError::TenantRequired));
+        assert_eq!(route("/v4/event-log/.x"), Err(PathError::InvalidTenant));
+        assert_eq!(route("/v4"), Err(PathError::NotFound));
+        assert_eq!(route("/v4/x/event-log/t"), Err(PathError::NotFound));
+        assert_eq!(route("/v5/event-log/t"), Err(PathError::NotFound));
     }
 }

@@ -41,6 +41,13 @@ pub struct LogService<K: LogKind = EntryLog> {
 
 impl<K: LogKind> LogService<K> {
     pub fn new(config: LogConfig) -> Self {
+        Self::with_request_ids_from(config, 0)
+    }
+
+    /// A service whose storage requests are numbered from `first`: two
+    /// services of one tenant (v3 and v4) share an adapter's storage, which
+    /// hands each answer back by its id.
+    pub fn with_request_ids_from(config: LogConfig, first: u64) -> Self {
         LogService {
             quota: config.write_rate.map(WriteQuota::new),
             now: Timestamp(0),
@@ -50,7 +57,7 @@ impl<K: LogKind> LogService<K> {
             caches: Caches::default(),
             writes: WritePipeline::default(),
             shutting_down: false,
-            next_request: 0,
+            next_request: first,
             stats: LogStats::default(),
         }
     }

@@ -7,5 +7,6 @@
 pub mod action;
 pub mod close;
 pub mod stats;
+pub mod tenant;
 pub mod v3;
 pub mod v4;

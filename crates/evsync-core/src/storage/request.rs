@@ -73,6 +73,19 @@ pub enum StorageResponse {
     },
 }
 
+impl StorageResponse {
+    /// The request this answers.
+    pub fn id(&self) -> RequestId {
+        match self {
+            StorageResponse::Appended { id, .. }
+            | StorageResponse::Read { id, .. }
+            | StorageResponse::BatchesAppended { id, .. }
+            | StorageResponse::BatchesRead { id, .. }
+            | StorageResponse::SigningKeyBound { id, .. } => *id,
+        }
+    }
+}
+
 impl StorageRequest {
     /// Runs this request against a synchronous store.
     pub fn execute<S: Storage + ?Sized>(&self, storage: &mut S) -> StorageResponse {

@@ -43,9 +43,19 @@ use crate::wire::{RemoteId, Sequence};
 use bytes::Bytes;
 use std::collections::HashMap;
 
+/// The v4 log service numbers its storage requests from here, apart from
+/// the v3 engine's (from 0) of the same tenant: an adapter running both
+/// hands each answer back by its id ([`is_v4_request`]).
+pub const V4_REQUEST_IDS: u64 = 1 << 62;
+
 /// Storage requests of the session layer itself (signing-key bindings) are
-/// numbered from here; the log service numbers its own from 0.
+/// numbered from here.
 const SESSION_REQUEST_IDS: u64 = 1 << 63;
+
+/// Whether a storage request id is one a v4 engine made.
+pub fn is_v4_request(id: StorageRequestId) -> bool {
+    id.0 >= V4_REQUEST_IDS
+}
 
 /// Where the random bytes of challenges come from (the adapter's CSPRNG;
 /// a fixed sequence in tests).
@@ -79,7 +89,7 @@ impl Engine {
     pub fn new(remote_id: RemoteId, config: SessionConfig, random: Randomness) -> Self {
         Engine {
             remote_id,
-            log: LogService::new(config.log.clone()),
+            log: LogService::with_request_ids_from(config.log.clone(), V4_REQUEST_IDS),
             sessions: Sessions::new(config),
             random,
             bindings: HashMap::new(),

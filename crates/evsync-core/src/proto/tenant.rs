@@ -1,0 +1,196 @@
+//! Both protocol engines of one tenant behind one face, for adapters that
+//! serve v3 and v4 from one process (the native server, a Durable Object).
+//!
+//! The tenant's v3 logs and v4 stores are separate data, each under its own
+//! log service; the adapter runs one storage, one set of sockets and one
+//! action loop for both. [`TenantEngines`] routes each input to the engine
+//! of its connection's protocol, storage answers by request id (the v4
+//! engine numbers its requests apart, [`v4::is_v4_request`]) and drains the
+//! actions of both.
+
+use super::action::Action;
+use super::stats::EngineStats;
+use super::{v3, v4};
+use crate::access::{Grant, Protocol};
+use crate::log::{ConnId, ConnSet};
+use crate::storage::{StorageResponse, StoreKey};
+use crate::time::Timestamp;
+use crate::wire::{RemoteId, Sequence};
+use bytes::Bytes;
+
+/// Something worth logging, from either engine.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum TenantEvent {
+    V3(v3::Event),
+    V4(v4::Event),
+}
+
+/// The v3 and v4 engines of one tenant.
+pub struct TenantEngines {
+    v3: v3::Engine,
+    v4: v4::Engine,
+    /// Connections speaking v4 (every other one speaks v3).
+    v4_conns: ConnSet,
+}
+
+impl TenantEngines {
+    /// The engines of a tenant whose data carries `remote_id`; `random`
+    /// makes v4 session-auth challenges.
+    pub fn new(
+        remote_id: RemoteId,
+        v3_config: v3::EngineConfig,
+        v4_config: v4::SessionConfig,
+        random: v4::Randomness,
+    ) -> Self {
+        TenantEngines {
+            v3: v3::Engine::new(remote_id, v3_config),
+            v4: v4::Engine::new(remote_id, v4_config, random),
+            v4_conns: ConnSet::default(),
+        }
+    }
+
+    /// The v3 engine (hibernation state, v3-only settings).
+    pub fn v3(&mut self) -> &mut v3::Engine {
+        &mut self.v3
+    }
+
+    /// The remoteId both protocols announce.
+    pub fn remote_id(&self) -> RemoteId {
+        self.v3.remote_id()
+    }
+
+    /// The protocol `conn` speaks.
+    pub fn protocol_of(&self, conn: ConnId) -> Protocol {
+        if self.v4_conns.contains(&conn) {
+            Protocol::V4
+        } else {
+            Protocol::V3
+        }
+    }
+
+    /// A socket of `protocol` was accepted with `grant`.
+    pub fn handle_open(&mut self, conn: ConnId, protocol: Protocol, grant: Grant, now: Timestamp) {
+        match protocol {
+            Protocol::V3 => self.v3.handle_open(conn, grant, now),
+            Protocol::V4 => {
+                self.v4_conns.insert(conn);
+                self.v4.handle_open(conn, grant);
+            }
+        }
+    }
+
+    /// One WebSocket message arrived on `conn`.
+    pub fn handle_message(&mut self, conn: ConnId, data: Bytes, now: Timestamp) {
+        match self.protocol_of(conn) {
+            Protocol::V3 => self.v3.handle_frame(conn, data, now),
+            Protocol::V4 => self.v4.handle_message(conn, data, now),
+        }
+    }
+
+    /// Storage answered a request of either engine.
+    pub fn handle_storage_response(&mut self, response: StorageResponse) {
+        if v4::is_v4_request(response.id()) {
+            self.v4.handle_storage_response(response);
+        } else {
+            self.v3.handle_storage_response(response);
+        }
+    }
+
+    /// `bytes` queued for `conn` were written to its socket.
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize) {
+        match self.protocol_of(conn) {
+            Protocol::V3 => self.v3.handle_sent(conn, bytes),
+            Protocol::V4 => self.v4.handle_sent(conn, bytes),
+        }
+    }
+
+    /// `conn` closed.
+    pub fn handle_close(&mut self, conn: ConnId) {
+        if self.v4_conns.remove(&conn) {
+            self.v4.handle_close(conn);
+        } else {
+            self.v3.handle_close(conn);
+        }
+    }
+
+    /// Another writer committed to v3 log `public_key` up to `head`.
+    pub fn handle_log_advanced(&mut self, public_key: &str, head: Sequence) {
+        self.v3.handle_log_advanced(public_key, head);
+    }
+
+    /// Another writer committed to v4 store `store` up to `head`.
+    pub fn handle_store_advanced(&mut self, store: &StoreKey, head: Sequence) {
+        self.v4.handle_log_advanced(store, head);
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.v3.handle_timeout(now);
+        self.v4.handle_timeout(now);
+    }
+
+    /// Graceful shutdown of both.
+    pub fn handle_shutdown(&mut self) {
+        self.v3.handle_shutdown();
+        self.v4.handle_shutdown();
+    }
+
+    /// Tokens revoked: every connection closes with 1008.
+    pub fn handle_revoke(&mut self) {
+        self.v3.handle_revoke();
+        self.v4
+            .close_all(super::close::code::POLICY_VIOLATION, "tokens revoked");
+    }
+
+    /// Closes every connection with `code` and `reason`.
+    pub fn close_all(&mut self, code: u16, reason: &str) {
+        self.v3.close_all(code, reason);
+        self.v4.close_all(code, reason);
+    }
+
+    /// The earliest time `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.v3
+            .poll_timeout()
+            .into_iter()
+            .chain(self.v4.poll_timeout())
+            .min()
+    }
+
+    /// The next thing to do: v3's actions, then v4's (each engine's in its
+    /// own order; the two never share a connection).
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.v3.poll_action().or_else(|| self.v4.poll_action())
+    }
+
+    /// The next thing worth logging.
+    pub fn poll_event(&mut self) -> Option<TenantEvent> {
+        self.v3
+            .poll_event()
+            .map(TenantEvent::V3)
+            .or_else(|| self.v4.poll_event().map(TenantEvent::V4))
+    }
+
+    /// What both engines did since the last call.
+    pub fn take_stats(&mut self) -> EngineStats {
+        let mut stats = self.v3.take_stats();
+        stats.add(&self.v4.take_stats());
+        stats
+    }
+
+    /// Open connections, both protocols.
+    pub fn connection_count(&self) -> usize {
+        self.v3.connection_count() + self.v4.connection_count()
+    }
+
+    /// True when neither engine has a connection or storage work.
+    pub fn is_idle(&self) -> bool {
+        self.v3.is_idle() && self.v4.is_idle()
+    }
+
+    /// Seconds until the tenant's writes are no longer held back by its
+    /// write rate limit (v3's log service carries it), if they are.
+    pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
+        self.v3.write_retry_after_secs(now)
+    }
+}
