@@ -235,7 +235,8 @@ impl PgDatabase {
             .collect()
     }
 
-    /// Removes every row of `tenant` (entries, logs, remoteId, settings) in
+    /// Removes every row of `tenant` (entries, logs, remoteId, settings, v4
+    /// stores, batches and signing keys) in
     /// one transaction; true if there was any. Its logs are locked first in
     /// the order appends lock them, so a deletion racing an append waits
     /// for it instead of deadlocking. A log created by an append that
@@ -428,10 +429,27 @@ async fn delete_rows(
     .await
     .map_err(pg_error("delete entries"))?;
     let mut removed: u64 = deleted.iter().sum();
+    let stores: Vec<i64> = tx
+        .query(schema::LOCK_TENANT_STORES, &[&tenant])
+        .await
+        .map_err(pg_error("lock v4 stores"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for id in &stores {
+        for sql in schema::DELETE_STORE_ROWS {
+            removed += tx
+                .execute(sql, &[id])
+                .await
+                .map_err(pg_error("delete v4 batches"))?;
+        }
+    }
     for sql in [
         schema::DELETE_LOGS,
         schema::DELETE_REMOTE_ID,
         schema::DELETE_SETTINGS,
+        schema::DELETE_V4[0],
+        schema::DELETE_V4[1],
     ] {
         removed += tx
             .execute(sql, &[&tenant])

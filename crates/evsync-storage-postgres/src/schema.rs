@@ -86,10 +86,67 @@ const V1: Migration = Migration {
     ],
 };
 
+/// Effect v4's batch stores, per (tenant, publicKey, storeId), apart from
+/// the v3 logs and shaped by the same concurrency:
+///
+/// - `evsync_v4_stores`: one row per store with its `head` (the last
+///   sequence taken). An append locks the rows of the stores it writes, in
+///   (publicKey, storeId) byte order, and assigns sequences from `head`
+///   (`storage::batches`). Unique over the SHA-256 of the two keys, for the
+///   reason v1 gives (unbounded client strings in a B-tree).
+/// - `evsync_v4_batches`: keyed by (store, LAST sequence), so a read of
+///   "every batch whose last sequence is >= from" is one range scan of the
+///   primary key; `sequence` is the first. Ids concatenated (16 bytes
+///   each, as Effect's SQL storage keeps them); ciphertext `EXTERNAL` as
+///   v3's, so the read's byte budget reads TOAST pointers, not values.
+/// - `evsync_v4_entry_ids`: where each id of a store was first stored, the
+///   dedup check. Ids are 16 bytes (storage refuses others), so the key
+///   holds them directly. The primary key is also what stops two nodes
+///   storing one id twice if their locks ever failed to order them.
+/// - `evsync_v4_signing_keys`: the session-auth binding per (tenant,
+///   publicKey), unique over the publicKey's SHA-256.
+const V2: Migration = Migration {
+    version: 2,
+    statements: &[
+        "CREATE TABLE evsync_v4_stores (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant text COLLATE \"C\" NOT NULL,
+            public_key bytea NOT NULL,
+            store_id bytea NOT NULL,
+            head bigint NOT NULL DEFAULT 0 CHECK (head >= 0)
+        )",
+        "CREATE UNIQUE INDEX evsync_v4_stores_by_key
+            ON evsync_v4_stores (tenant, sha256(public_key), sha256(store_id))",
+        "CREATE TABLE evsync_v4_batches (
+            store bigint NOT NULL,
+            last_sequence bigint NOT NULL,
+            sequence bigint NOT NULL CHECK (sequence >= 1 AND sequence <= last_sequence),
+            iv bytea NOT NULL,
+            entry_ids bytea NOT NULL,
+            encrypted_batch bytea NOT NULL,
+            PRIMARY KEY (store, last_sequence)
+        )",
+        "ALTER TABLE evsync_v4_batches ALTER COLUMN encrypted_batch SET STORAGE EXTERNAL",
+        "CREATE TABLE evsync_v4_entry_ids (
+            store bigint NOT NULL,
+            entry_id bytea NOT NULL CHECK (octet_length(entry_id) = 16),
+            sequence bigint NOT NULL,
+            PRIMARY KEY (store, entry_id)
+        )",
+        "CREATE TABLE evsync_v4_signing_keys (
+            tenant text COLLATE \"C\" NOT NULL,
+            public_key bytea NOT NULL,
+            signing_key bytea NOT NULL CHECK (octet_length(signing_key) = 32)
+        )",
+        "CREATE UNIQUE INDEX evsync_v4_signing_keys_by_key
+            ON evsync_v4_signing_keys (tenant, sha256(public_key))",
+    ],
+};
+
 /// PostgreSQL's schema.
 pub const SCHEMA: Schema = Schema {
     name: "PostgreSQL storage",
-    steps: &[V1],
+    steps: &[V1, V2],
 };
 
 /// The schema version this build writes.
@@ -233,20 +290,25 @@ pub const SELECT_STATS: &str = "SELECT
 pub const SELECT_LOG_HEADS: &str = "SELECT public_key, head FROM evsync_logs
     WHERE tenant = $1 AND head > 0 ORDER BY public_key";
 
-/// Every tenant with a row: a remoteId, a log with entries, or settings (a
-/// revocation made before the tenant was ever used is kept like data, as
-/// a SQLite tenant file would be created for it). Byte order.
+/// Every tenant with a row: a remoteId, a log or v4 store with entries,
+/// settings or a v4 signing key (a revocation made before the tenant was
+/// ever used is kept like data, as a SQLite tenant file would be created
+/// for it). Byte order.
 pub const SELECT_TENANTS: &str = "SELECT t FROM (
         SELECT tenant AS t FROM evsync_tenants
         UNION SELECT tenant FROM evsync_logs WHERE head > 0
         UNION SELECT tenant FROM evsync_tenant_settings
+        UNION SELECT tenant FROM evsync_v4_stores WHERE head > 0
+        UNION SELECT tenant FROM evsync_v4_signing_keys
     ) AS all_tenants WHERE t NOT LIKE '~%' ORDER BY 1";
 
 /// Whether tenant `$1` has a row ([`SELECT_TENANTS`]'s rule).
 pub const TENANT_EXISTS: &str = "SELECT
     EXISTS (SELECT 1 FROM evsync_tenants WHERE tenant = $1)
     OR EXISTS (SELECT 1 FROM evsync_logs WHERE tenant = $1 AND head > 0)
-    OR EXISTS (SELECT 1 FROM evsync_tenant_settings WHERE tenant = $1)";
+    OR EXISTS (SELECT 1 FROM evsync_tenant_settings WHERE tenant = $1)
+    OR EXISTS (SELECT 1 FROM evsync_v4_stores WHERE tenant = $1 AND head > 0)
+    OR EXISTS (SELECT 1 FROM evsync_v4_signing_keys WHERE tenant = $1)";
 
 /// The heads of every log with entries of the tenants in `$1`, as
 /// `tenant, public_key, head`.
@@ -268,12 +330,33 @@ pub const DELETE_LOGS: &str = "DELETE FROM evsync_logs WHERE tenant = $1";
 pub const DELETE_REMOTE_ID: &str = "DELETE FROM evsync_tenants WHERE tenant = $1";
 pub const DELETE_SETTINGS: &str = "DELETE FROM evsync_tenant_settings WHERE tenant = $1";
 
+/// Locks every v4 store of tenant `$1` in the order appends lock them
+/// (after its v3 logs: no append takes both kinds), returning their ids.
+pub const LOCK_TENANT_STORES: &str = "SELECT id FROM evsync_v4_stores WHERE tenant = $1
+    ORDER BY public_key, store_id FOR UPDATE";
+
+/// Deletes the batches and entry ids of v4 store `$1` (ranges of their
+/// primary keys).
+pub const DELETE_STORE_ROWS: [&str; 2] = [
+    "DELETE FROM evsync_v4_batches WHERE store = $1",
+    "DELETE FROM evsync_v4_entry_ids WHERE store = $1",
+];
+
+/// Deletes tenant `$1`'s v4 stores and signing keys.
+pub const DELETE_V4: [&str; 2] = [
+    "DELETE FROM evsync_v4_stores WHERE tenant = $1",
+    "DELETE FROM evsync_v4_signing_keys WHERE tenant = $1",
+];
+
 /// Moves every row of tenant `$1` (an import's staging name) to tenant
-/// `$2`, which has none; entries follow their logs' ids.
-pub const RENAME_TENANT: [&str; 3] = [
+/// `$2`, which has none; entries and batches follow their logs' and
+/// stores' ids.
+pub const RENAME_TENANT: [&str; 5] = [
     "UPDATE evsync_tenants SET tenant = $2 WHERE tenant = $1",
     "UPDATE evsync_logs SET tenant = $2 WHERE tenant = $1",
     "UPDATE evsync_tenant_settings SET tenant = $2 WHERE tenant = $1",
+    "UPDATE evsync_v4_stores SET tenant = $2 WHERE tenant = $1",
+    "UPDATE evsync_v4_signing_keys SET tenant = $2 WHERE tenant = $1",
 ];
 
 /// Brings the database up to [`SCHEMA_VERSION`] and returns the version in

@@ -1,7 +1,7 @@
-//! One tenant's store on PostgreSQL: the storage contract's eight calls.
+//! One tenant's store on PostgreSQL: the storage contract's calls (v4's
+//! batch stores in [`batches`]).
 
-/// v4 batches are not stored on this backend yet (issue 13).
-const NOT_YET: &str = "postgres: Effect v4 batches are not stored on this backend yet";
+mod batches;
 
 use crate::{PgDatabase, pg_error, schema};
 use bytes::Bytes;
@@ -479,25 +479,25 @@ impl AsyncStorage for PgStorage {
 
     async fn append_batches(
         &mut self,
-        _writes: &[BatchWrite],
+        writes: &[BatchWrite],
     ) -> Result<Vec<BatchAppended>, StorageError> {
-        Err(StorageError::new(NOT_YET))
+        self.append_v4_batches(writes).await
     }
 
     async fn read_batches(
         &mut self,
-        _store: &StoreKey,
-        _from: Sequence,
-        _limit: ReadLimit,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
     ) -> Result<Vec<StoredBatch>, StorageError> {
-        Err(StorageError::new(NOT_YET))
+        self.read_v4_batches(store, from, limit).await
     }
 
     async fn bind_signing_key(
         &mut self,
-        _public_key: &str,
-        _signing_key: &[u8; 32],
+        public_key: &str,
+        signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
-        Err(StorageError::new(NOT_YET))
+        self.bind_v4_signing_key(public_key, signing_key).await
     }
 }

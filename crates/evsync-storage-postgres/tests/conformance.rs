@@ -48,7 +48,7 @@ async fn conformance_suite_one_tenant_per_check() {
 async fn conformance_suite_one_database_per_check() {
     let pg = TestPostgres::shared();
     let mut dbs = Vec::new();
-    for _ in 0..18 {
+    for _ in 0..30 {
         dbs.push(fresh_db(&pg).await);
     }
     let mut dbs = dbs.into_iter();
@@ -96,7 +96,8 @@ async fn migrations_record_their_version_and_refuse_a_newer_database() {
     );
     assert_eq!(
         tables.trim(),
-        "evsync_entries,evsync_logs,evsync_schema_version,evsync_tenant_settings,evsync_tenants"
+        "evsync_entries,evsync_logs,evsync_schema_version,evsync_tenant_settings,evsync_tenants,\
+         evsync_v4_batches,evsync_v4_entry_ids,evsync_v4_signing_keys,evsync_v4_stores"
     );
     pg.psql(
         &url,
