@@ -54,6 +54,18 @@ impl TenantEngines {
         &mut self.v3
     }
 
+    /// The v4 engine (hibernation state).
+    pub fn v4(&mut self) -> &mut v4::Engine {
+        &mut self.v4
+    }
+
+    /// Re-creates a v4 connection that outlived the engines (see
+    /// [`v4::Engine::restore_connection`]).
+    pub fn restore_v4_connection(&mut self, conn: ConnId, grant: Grant, saved: v4::SavedSession) {
+        self.v4_conns.insert(conn);
+        self.v4.restore_connection(conn, grant, saved);
+    }
+
     /// The remoteId both protocols announce.
     pub fn remote_id(&self) -> RemoteId {
         self.v3.remote_id()

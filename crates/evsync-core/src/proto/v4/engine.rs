@@ -20,6 +20,10 @@
 //! are the [`LogService`]'s: one write RPC of `n` batches is `n` log writes,
 //! which group commit stores together.
 
+mod hibernation;
+
+pub use hibernation::{SavedSession, SavedStream};
+
 use super::auth::{self, AuthRefused};
 use super::config::SessionConfig;
 use super::replies::{die, exit_frame, failure, protocol_error};
@@ -282,7 +286,7 @@ impl Engine {
                     return;
                 };
                 if let Some(stream) = state.streams.get_mut(&log) {
-                    stream.awaiting_ack = false;
+                    stream.awaiting_ack = None;
                 }
                 self.sessions.pump(conn, &log);
             }
@@ -653,7 +657,7 @@ impl Engine {
             log.clone(),
             Stream {
                 request_id,
-                awaiting_ack: false,
+                awaiting_ack: None,
                 pending: Default::default(),
                 next_chunk_id: 0,
             },
@@ -676,10 +680,9 @@ impl Engine {
         let Some(log) = state.stream_logs.remove(request_id) else {
             return;
         };
-        let dropped: usize = state
-            .streams
-            .remove(&log)
-            .map_or(0, |stream| stream.pending.iter().map(Bytes::len).sum());
+        let dropped: usize = state.streams.remove(&log).map_or(0, |stream| {
+            stream.pending.iter().map(|(_, f)| f.len()).sum()
+        });
         self.log.unsubscribe(conn, &log);
         if dropped > 0 {
             self.log.handle_sent(conn, dropped, &mut self.sessions);

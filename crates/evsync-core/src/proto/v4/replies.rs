@@ -7,6 +7,7 @@ use super::{
     Exit, FromServer, Reason, RequestId, encode,
 };
 use crate::storage::StoredBatch;
+use crate::wire::Sequence;
 use bytes::Bytes;
 
 /// The envelope frame of an RPC's exit.
@@ -59,12 +60,13 @@ pub fn chunk_frame(request_id: &RequestId, values: &Vec<ChangesValue>) -> Bytes 
 /// `Single` frame of about `max_bytes`; a frame over Effect's 512,000-byte
 /// piece size (one large batch) goes out as `Chunked` pieces numbered from
 /// `next_chunk_id` (unique within the stream, as the client reassembles
-/// by id).
+/// by id). Each value comes with the first sequence it carries (where a
+/// stream resumes if the value was never acknowledged).
 pub fn changes_values<'a>(
     batches: impl Iterator<Item = &'a StoredBatch>,
     max_bytes: usize,
     next_chunk_id: &mut i64,
-) -> Vec<ChangesValue> {
+) -> Vec<(Sequence, ChangesValue)> {
     let mut values = Vec::new();
     let mut group: Vec<EncryptedRemoteBatch> = Vec::new();
     let mut group_bytes = 0;
@@ -88,15 +90,15 @@ pub fn changes_values<'a>(
 
 fn flush(
     group: &mut Vec<EncryptedRemoteBatch>,
-    values: &mut Vec<ChangesValue>,
+    values: &mut Vec<(Sequence, ChangesValue)>,
     next_chunk_id: &mut i64,
 ) {
-    if group.is_empty() {
+    let Some(first) = group.first().map(|b| b.sequence) else {
         return;
-    }
+    };
     let data = Bytes::from(encode(&std::mem::take(group)));
     if data.len() <= super::CHUNK_SIZE {
-        values.push(ChangesValue::Single { data });
+        values.push((first, ChangesValue::Single { data }));
         return;
     }
     let id = *next_chunk_id;
@@ -105,11 +107,12 @@ fn flush(
     for index in 0..total {
         let start = index * super::CHUNK_SIZE;
         let end = (start + super::CHUNK_SIZE).min(data.len());
-        values.push(ChangesValue::Chunked(ChunkedMessage {
+        let piece = ChunkedMessage {
             id,
             index: index as u64,
             total: total as u64,
             data: data.slice(start..end),
-        }));
+        };
+        values.push((first, ChangesValue::Chunked(piece)));
     }
 }

@@ -38,10 +38,12 @@ pub enum Event {
 pub(super) struct Stream {
     /// The `EventLog.Changes` request it answers.
     pub request_id: RequestId,
-    /// A Chunk was sent and the client has not acknowledged it yet.
-    pub awaiting_ack: bool,
-    /// Chunk frames waiting for the acknowledgement of the one before.
-    pub pending: VecDeque<Bytes>,
+    /// The first sequence of the Chunk sent and not yet acknowledged by
+    /// the client, if one is.
+    pub awaiting_ack: Option<Sequence>,
+    /// Chunk frames waiting for the acknowledgement of the one before,
+    /// each with the first sequence it carries.
+    pub pending: VecDeque<(Sequence, Bytes)>,
     /// The id of the next `Chunked` value (unique within the stream).
     pub next_chunk_id: i64,
 }
@@ -190,11 +192,11 @@ impl Sessions {
         else {
             return;
         };
-        if stream.awaiting_ack {
+        if stream.awaiting_ack.is_some() {
             return;
         }
-        if let Some(frame) = stream.pending.pop_front() {
-            stream.awaiting_ack = true;
+        if let Some((first, frame)) = stream.pending.pop_front() {
+            stream.awaiting_ack = Some(first);
             self.actions.push_back(Action::Send { conn, frame });
         }
     }
@@ -237,11 +239,11 @@ impl LogSink<BatchLog> for Sessions {
             .get_mut(&conn)
             .and_then(|c| c.streams.get_mut(delivery.log))?;
         let values = changes_values(delivery.entries(), max, &mut stream.next_chunk_id);
-        let frames: Vec<Bytes> = values
+        let frames: Vec<(Sequence, Bytes)> = values
             .into_iter()
-            .map(|value| chunk_frame(&stream.request_id, &vec![value]))
+            .map(|(first, value)| (first, chunk_frame(&stream.request_id, &vec![value])))
             .collect();
-        let size: usize = frames.iter().map(Bytes::len).sum();
+        let size: usize = frames.iter().map(|(_, frame)| frame.len()).sum();
         if size > room {
             return None;
         }
