@@ -29,8 +29,8 @@ use super::config::SessionConfig;
 use super::replies::{die, exit_frame, failure, protocol_error};
 use super::session::{Event, Sessions, Stream};
 use super::{
-    Authenticate, AuthenticateExit, ChangesExit, ChangesPayload, ChunkedMessage, ErrorCode,
-    FromClient, HelloExit, HelloResponse, PONG_FRAME, Request, RequestId, WriteEntries,
+    Authenticate, AuthenticateExit, ChangesExit, ChangesPayload, ChunkedMessage, DecodeErrorKind,
+    ErrorCode, FromClient, HelloExit, HelloResponse, PONG_FRAME, Request, RequestId, WriteEntries,
     WriteEntriesUnencrypted, WriteExit, WriteSinglePayload, decode,
 };
 use crate::access::Grant;
@@ -138,12 +138,14 @@ impl Engine {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
                 Err(err) => {
-                    let close_code =
-                        if state.splitter.buffered_len() > 0 && err.to_string().contains("limit") {
-                            code::MESSAGE_TOO_BIG
-                        } else {
-                            code::PROTOCOL_ERROR
-                        };
+                    // A declared length over the limit is refused before
+                    // its bytes are buffered (the splitter then holds
+                    // nothing), so tell it by its kind.
+                    let close_code = if err.kind() == DecodeErrorKind::FrameTooLarge {
+                        code::MESSAGE_TOO_BIG
+                    } else {
+                        code::PROTOCOL_ERROR
+                    };
                     self.close(conn, close_code, format!("bad frame: {err}"));
                     return;
                 }
