@@ -10,11 +10,14 @@
 //! `await`.
 
 use crate::alarm::Alarm;
-use crate::attachment::{self, Positions};
+use crate::attachment::{self, Saved};
 use crate::js;
 use crate::log;
 use crate::storage::Backend;
-use evsync_core::proto::v3::{Action, ConnId, Engine, Event};
+use evsync_core::access::Protocol;
+use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
+use evsync_core::proto::v3::{Action, ConnId, Event};
+use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -25,12 +28,13 @@ use worker::{SqlStorage, Storage, WebSocket};
 /// event needs it (and again after hibernation).
 pub struct Live {
     pub tenant: String,
-    pub engine: Engine,
+    /// The tenant's v3 and v4 engines.
+    pub engine: TenantEngines,
     pub backend: Backend,
     /// Open sockets by connection id.
     pub sockets: HashMap<ConnId, WebSocket>,
-    /// The subscriptions last saved in each socket's attachment.
-    pub saved: HashMap<ConnId, Positions>,
+    /// What was last saved in each socket's attachment.
+    pub saved: HashMap<ConnId, Saved>,
     /// Connections whose subscriptions may have moved since the last save.
     pub touched: BTreeSet<ConnId>,
     /// The next connection id to hand out (above every restored one).
@@ -132,7 +136,10 @@ impl Driver {
                     // must not reach the next engine, whose request ids
                     // start over.
                     let generation = self.generation.get();
-                    if matches!(request.op, StorageOp::Read { .. }) {
+                    if matches!(
+                        request.op,
+                        StorageOp::Read { .. } | StorageOp::ReadBatches { .. }
+                    ) {
                         // Let messages that already arrived run first (one
                         // timer tick). DO SQL answers synchronously, so
                         // without this a catch-up always goes out before
@@ -151,11 +158,16 @@ impl Driver {
                     if self.generation.get() != generation {
                         continue;
                     }
-                    if let StorageResponse::Appended {
-                        result: Ok(out), ..
-                    } = &response
-                        && out.iter().flatten().any(|a| a.inserted)
-                    {
+                    let stored = match &response {
+                        StorageResponse::Appended {
+                            result: Ok(out), ..
+                        } => out.iter().flatten().any(|a| a.inserted),
+                        StorageResponse::BatchesAppended {
+                            result: Ok(out), ..
+                        } => out.iter().any(|a| a.stored_at.is_some()),
+                        _ => false,
+                    };
+                    if stored {
                         self.last_write_ms.set(Some(js::now_ms()));
                     }
                     self.with(|live| live.engine.handle_storage_response(response));
@@ -220,14 +232,20 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
         let Some(ws) = live.sockets.get(&conn) else {
             continue;
         };
-        let positions = live.engine.subscription_positions(conn);
-        if live.saved.get(&conn) == Some(&positions) {
+        let saved = match live.engine.protocol_of(conn) {
+            Protocol::V3 => Saved::V3(live.engine.v3().subscription_positions(conn)),
+            Protocol::V4 => match live.engine.v4().saved_session(conn) {
+                Some(session) => Saved::V4(session),
+                None => continue,
+            },
+        };
+        if live.saved.get(&conn) == Some(&saved) {
             continue;
         }
         let grant = live.engine.grant(conn);
-        match attachment::save(sql, ws, conn, &grant, &positions) {
+        match attachment::save(sql, ws, conn, &grant, &saved) {
             Ok(()) => {
-                live.saved.insert(conn, positions);
+                live.saved.insert(conn, saved);
             }
             Err(err) => log::error!(
                 "cannot save the subscriptions",
@@ -243,6 +261,15 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
 /// records them only then), closes and storage failures always.
 fn log_events(live: &mut Live) {
     while let Some(event) = live.engine.poll_event() {
+        let event = match event {
+            TenantEvent::V3(event) => event,
+            TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
+                Event::Closing { conn, code, reason }
+            }
+            TenantEvent::V4(v4::Event::StorageFailed { message }) => {
+                Event::StorageFailed { message }
+            }
+        };
         match event {
             Event::Request { conn, summary } => log::info!(
                 "request",

@@ -36,20 +36,26 @@
 //!   them, and frames from sockets the engine does not hold are dropped.
 
 use crate::attachment;
+use crate::attachment::Saved;
 use crate::config;
 use crate::driver::{self, Driver, Live};
 use crate::http::{
-    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, json, text,
+    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, VERSION_HEADER,
+    json, text,
 };
 use crate::idle::{self, HeardLog};
+use crate::js;
 use crate::log;
 use crate::object_meta;
 use crate::storage::Backend;
 use crate::tenant_index;
 use crate::tenant_ops::{self, Ops};
 use bytes::Bytes;
+use evsync_core::access::Protocol;
 use evsync_core::proto::close::{code, truncate_reason};
-use evsync_core::proto::v3::{ConnId, Engine};
+use evsync_core::proto::tenant::TenantEngines;
+use evsync_core::proto::v3::ConnId;
+use evsync_core::proto::v4;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
@@ -221,7 +227,7 @@ impl DurableObject for SyncDurableObject {
             }
             let now = driver::now();
             live.engine.handle_timeout(now);
-            live.engine.handle_frame(conn, frame, now);
+            live.engine.handle_message(conn, frame, now);
             live.touched.insert(conn);
             self.heard.heard(&sql, conn, now);
         });
@@ -268,6 +274,10 @@ impl SyncDurableObject {
             return text(400, "Tenant is required.");
         };
         let protocol = req.headers().get(PROTOCOL_HEADER)?;
+        let version = match req.headers().get(VERSION_HEADER)?.as_deref() {
+            Some("v4") => Protocol::V4,
+            _ => Protocol::V3,
+        };
         let grant = match GrantHeader::decode(req.headers().get(GRANT_HEADER)?.as_deref()) {
             Ok(grant) => grant,
             Err(reason) => {
@@ -318,11 +328,18 @@ impl SyncDurableObject {
             live.next_conn += 1;
             self.state
                 .accept_websocket_with_tags(&pair.server, &[&attachment::tag(conn)]);
-            attachment::save(&sql, &pair.server, conn, &grant, &Vec::new())?;
+            let saved = match version {
+                Protocol::V3 => Saved::V3(Vec::new()),
+                Protocol::V4 => Saved::V4(v4::SavedSession {
+                    identities: Vec::new(),
+                    streams: Vec::new(),
+                }),
+            };
+            attachment::save(&sql, &pair.server, conn, &grant, &saved)?;
             live.sockets.insert(conn, pair.server.clone());
-            live.saved.insert(conn, Vec::new());
+            live.saved.insert(conn, saved);
             let now = driver::now();
-            live.engine.handle_open(conn, grant, now);
+            live.engine.handle_open(conn, version, grant, now);
             self.heard.heard(&sql, conn, now);
             if live.debug {
                 log::info!(
@@ -543,8 +560,18 @@ impl SyncDurableObject {
         self.heard
             .timeout_ms
             .set(engine_config.idle_socket_timeout_ms);
-        let mut engine = Engine::new(remote_id, engine_config);
-        engine.set_debug(debug);
+        let v4_config = v4::SessionConfig {
+            log: engine_config.log.clone(),
+            chunks: engine_config.chunks.clone(),
+            ..v4::SessionConfig::default()
+        };
+        let mut engine = TenantEngines::new(
+            remote_id,
+            engine_config,
+            v4_config,
+            Box::new(challenge_bytes),
+        );
+        engine.v3().set_debug(debug);
         let mut live = Live {
             tenant,
             engine,
@@ -566,13 +593,25 @@ impl SyncDurableObject {
                 continue;
             }
             match attachment::load(&sql, &ws) {
-                Some((conn, grant, positions)) => {
+                Some((conn, grant, saved)) => {
                     live.next_conn = live.next_conn.max(conn.0 + 1);
-                    let heard_at = self.heard.restored_at(&sql, conn, driver::now());
-                    live.engine
-                        .restore_connection(conn, positions.clone(), grant, heard_at);
+                    match &saved {
+                        Saved::V3(positions) => {
+                            let heard_at = self.heard.restored_at(&sql, conn, driver::now());
+                            live.engine.v3().restore_connection(
+                                conn,
+                                positions.clone(),
+                                grant,
+                                heard_at,
+                            );
+                        }
+                        Saved::V4(session) => {
+                            live.engine
+                                .restore_v4_connection(conn, grant, session.clone());
+                        }
+                    }
                     live.sockets.insert(conn, ws);
-                    live.saved.insert(conn, positions);
+                    live.saved.insert(conn, saved);
                     live.touched.insert(conn);
                 }
                 None => {
@@ -593,4 +632,11 @@ impl SyncDurableObject {
         self.driver.pump(&storage).await;
         Ok(())
     }
+}
+
+/// 32 bytes from `crypto.getRandomValues`, for v4 session-auth challenges.
+/// A challenge must not be guessable: without a random source the object
+/// fails rather than hand out a predictable one.
+fn challenge_bytes() -> [u8; 32] {
+    js::random_bytes::<32>().expect("crypto.getRandomValues failed")
 }

@@ -15,6 +15,10 @@ pub const TENANT_HEADER: &str = "x-evsync-tenant";
 /// subprotocol the `101` must select.
 pub const PROTOCOL_HEADER: &str = "x-evsync-protocol";
 
+/// Request header (set by the Worker only): `v4` when the socket speaks
+/// Effect v4's protocol (`/v4/event-log/…`); absent for v3.
+pub const VERSION_HEADER: &str = "x-evsync-version";
+
 /// Response header (set by the object only, on a refusal) naming why, for
 /// the Worker's refusal log line.
 pub const REFUSAL_HEADER: &str = "x-evsync-refusal";

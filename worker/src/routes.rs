@@ -29,7 +29,8 @@
 use crate::auth;
 use crate::config;
 use crate::http::{
-    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, json, text,
+    GRANT_HEADER, GrantHeader, PROTOCOL_HEADER, REFUSAL_HEADER, TENANT_HEADER, VERSION_HEADER,
+    json, text,
 };
 use crate::js;
 use crate::log;
@@ -84,28 +85,16 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     };
     // One arm per protocol, no wildcard: a new protocol must be given its
     // Durable Object session here before the Worker builds.
-    match admission.protocol {
-        Protocol::V3 => {}
-        // Not served by the Worker yet (the native server serves it):
-        // a clear refusal rather than a socket that never answers.
-        Protocol::V4 => {
-            refusals::log(
-                headers,
-                url.path(),
-                501,
-                "Effect v4 not served by this Worker yet",
-            );
-            return Response::error(
-                "Effect v4 (/v4/event-log) is not served by this Worker yet.",
-                501,
-            );
-        }
-    }
+    let v4 = match admission.protocol {
+        Protocol::V3 => false,
+        Protocol::V4 => true,
+    };
     let response = forward(
         &env,
         admission.tenant,
         admission.subprotocol.as_deref(),
         &admission.grant,
+        v4,
     )
     .await?;
     match response.status_code() {
@@ -393,9 +382,13 @@ async fn forward(
     tenant: &str,
     protocol: Option<&str>,
     grant: &Grant,
+    v4: bool,
 ) -> Result<Response> {
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
+    if v4 {
+        headers.set(VERSION_HEADER, "v4")?;
+    }
     if let Some(protocol) = protocol {
         headers.set(PROTOCOL_HEADER, protocol)?;
     }

@@ -66,6 +66,14 @@ impl TenantEngines {
         self.v4.restore_connection(conn, grant, saved);
     }
 
+    /// What `conn` was opened with, for saving with its socket.
+    pub fn grant(&self, conn: ConnId) -> Grant {
+        match self.protocol_of(conn) {
+            Protocol::V3 => self.v3.grant(conn),
+            Protocol::V4 => self.v4.grant(conn),
+        }
+    }
+
     /// The remoteId both protocols announce.
     pub fn remote_id(&self) -> RemoteId {
         self.v3.remote_id()

@@ -69,6 +69,12 @@ impl Engine {
         })
     }
 
+    /// What `conn` was opened with (a full grant when unknown), for saving
+    /// with its socket.
+    pub fn grant(&self, conn: ConnId) -> Grant {
+        self.sessions.grants.grant(conn)
+    }
+
     /// Re-creates a connection that outlived this engine with the session
     /// saved from [`Engine::saved_session`]; its streams resume where the
     /// client's acknowledgements left them.
