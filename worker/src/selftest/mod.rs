@@ -157,6 +157,14 @@ fn do_sql_migrates_from_version_1(storage: &worker::Storage) {
     );
     let out = Storage::append(&mut store, &[batch("pk", 1, &[1])]).expect("append");
     assert_eq!(out[0][0].sequence, 1, "the entries table still works");
+    let v4 = conformance::store("pk", "default");
+    let out = Storage::append_batches(&mut store, &[conformance::batch_write(&v4, 1, &[1])])
+        .expect("append_batches");
+    assert_eq!(
+        out[0].stored_at,
+        Some(1),
+        "the v4 tables exist after migrating"
+    );
     let mut reopened = DoSqlStorage::open(storage).expect("the migrated database reopens");
     assert_eq!(
         Storage::tokens_not_before(&mut reopened).expect("tokens_not_before"),
@@ -296,6 +304,33 @@ async fn tenant_isolation(mut a: D1Storage, mut b: D1Storage) {
         bytes(&a.read("pk", 0, ALL).await.expect("read a")),
         "tenant a's bytes are its own entries'"
     );
+    let v4 = conformance::store("pk", "default");
+    for (store, iv) in [(&mut a, 1), (&mut b, 2)] {
+        let out = store
+            .append_batches(&[conformance::batch_write(&v4, iv, &[1, 2])])
+            .await
+            .expect("append_batches");
+        assert_eq!(
+            out[0].stored_at,
+            Some(1),
+            "each tenant's v4 store is its own: same ids are new, sequences start at 1"
+        );
+        assert_eq!(
+            store
+                .bind_signing_key("pk", &[iv; 32])
+                .await
+                .expect("bind_signing_key"),
+            [iv; 32],
+            "each tenant binds its own publicKeys"
+        );
+    }
+    let read_b = b.read_batches(&v4, 0, ALL).await.expect("read_batches b");
+    assert_eq!(read_b.len(), 1);
+    assert_eq!(
+        read_b[0].iv,
+        bytes::Bytes::from(vec![2u8; 12]),
+        "tenant b reads its own batch"
+    );
 }
 
 /// The shared D1 database recorded at schema version 1 is brought up to
@@ -322,5 +357,15 @@ async fn d1_migrates_from_version_1(mut store: D1Storage) {
         store.tokens_not_before().await.expect("tokens_not_before"),
         Some(REVOKED_AT),
         "migration keeps a stored revocation"
+    );
+    let v4 = conformance::store("pk", "default");
+    let out = store
+        .append_batches(&[conformance::batch_write(&v4, 1, &[1])])
+        .await
+        .expect("append_batches");
+    assert_eq!(
+        out[0].stored_at,
+        Some(1),
+        "the v4 tables exist after migrating"
     );
 }

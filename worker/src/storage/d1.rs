@@ -25,13 +25,16 @@
 //! ([`evsync_core::storage::schema::d1`]) next to the other SQL backends';
 //! this file runs them, recording the version in `evsync_schema`.
 
+mod batches;
+
 use super::plan::{self, Existing};
 use super::values::MAX_SAFE_INTEGER;
 use crate::js;
 use evsync_core::storage::schema::{d1 as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, AsyncStorage, LogHead, ReadLimit, StorageError, StoreStats,
-    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
+    AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
+    StorageError, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
+    decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
@@ -56,7 +59,14 @@ pub struct D1Storage {
 }
 
 /// Every table with rows of a tenant, keyed by its `tenant` column.
-const TENANT_TABLES: [&str; 3] = ["evsync_entries", "evsync_tenants", "evsync_tenant_settings"];
+const TENANT_TABLES: [&str; 6] = [
+    "evsync_entries",
+    "evsync_tenants",
+    "evsync_tenant_settings",
+    "evsync_v4_batches",
+    "evsync_v4_entry_ids",
+    "evsync_v4_signing_keys",
+];
 
 /// Where an import into `tenant` stages its rows until the whole file was
 /// read and checked. `~` is not allowed in tenant names, so no tenant has
@@ -174,7 +184,8 @@ impl D1Storage {
         }
     }
 
-    /// Deletes every row of this tenant (entries, remoteId, settings) in one
+    /// Deletes every row of this tenant (entries, remoteId, settings, v4
+    /// batches and signing keys) in one
     /// `batch()`: one transaction, so all of them or none. The admin API's
     /// delete, an import's clean-up of its staging key, the self-test's
     /// clean-up.
@@ -523,6 +534,30 @@ impl AsyncStorage for D1Storage {
             return Err(remote_id_taken(held, remote_id));
         }
         Ok(())
+    }
+
+    async fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        self.append_v4(writes).await
+    }
+
+    async fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        self.read_v4(store, from, limit).await
+    }
+
+    async fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        self.bind_v4(public_key, signing_key).await
     }
 }
 

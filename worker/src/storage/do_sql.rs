@@ -13,18 +13,31 @@
 //! ([`evsync_core::storage::schema::do_sql`]) next to the other SQL
 //! backends'; this file runs them, recording the version in `evsync_meta`.
 
+mod batches;
+
 use super::plan::{self, Existing};
 use super::values::{blob, int, into_blob, into_text, param_blob, param_int};
 use crate::js;
 use evsync_core::storage::schema::{do_sql as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, LogHead, ReadLimit, Storage, StorageError, StoreStats,
-    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
+    StoreKey, StoreStats, StoredBatch, check_tokens_not_before, decode_tokens_not_before,
+    remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue};
+
+/// Every table of the tenant's data besides `evsync_meta` (which also holds
+/// the schema version): what a deletion empties and the self-test drops.
+const TABLES: [&str; 5] = [
+    "evsync_entries",
+    "evsync_tenant_settings",
+    "evsync_v4_batches",
+    "evsync_v4_entry_ids",
+    "evsync_v4_signing_keys",
+];
 
 /// A tenant's logs in its Durable Object's SQLite database.
 #[derive(Clone)]
@@ -54,7 +67,7 @@ impl DoSqlStorage {
     #[cfg(feature = "selftest")]
     pub fn wipe(storage: &worker::Storage) -> Result<(), StorageError> {
         let sql = storage.sql();
-        for table in ["evsync_entries", "evsync_tenant_settings", "evsync_meta"] {
+        for table in TABLES.iter().chain(["evsync_meta"].iter()) {
             exec(&sql, &format!("DROP TABLE IF EXISTS {table}"), vec![])?;
         }
         Ok(())
@@ -67,7 +80,8 @@ impl DoSqlStorage {
             || Storage::tokens_not_before(&mut self.clone())?.is_some())
     }
 
-    /// Deletes the tenant's data (entries, remoteId, settings) in one
+    /// Deletes the tenant's data (entries, remoteId, settings, v4 batches
+    /// and signing keys) in one
     /// transaction: all of it or, on failure, none. The schema stays; the
     /// next connection creates a new remoteId.
     pub fn delete_tenant(&self) -> Result<(), StorageError> {
@@ -97,13 +111,14 @@ impl DoSqlStorage {
     /// The statements of [`Self::delete_tenant`], run by the caller's
     /// transaction.
     fn clear(&self) -> Result<(), StorageError> {
-        exec(&self.sql, "DELETE FROM evsync_entries", vec![])?;
+        for table in TABLES {
+            exec(&self.sql, &format!("DELETE FROM {table}"), vec![])?;
+        }
         exec(
             &self.sql,
             "DELETE FROM evsync_meta WHERE key = 'remote_id'",
             vec![],
-        )?;
-        exec(&self.sql, "DELETE FROM evsync_tenant_settings", vec![])
+        )
     }
 
     /// Makes this object's database what a build that knew only schema
@@ -374,6 +389,30 @@ impl Storage for DoSqlStorage {
             return Err(remote_id_taken(held, remote_id));
         }
         Ok(())
+    }
+
+    fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        self.append_v4(writes)
+    }
+
+    fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        self.read_v4(store, from, limit)
+    }
+
+    fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        self.bind_v4(public_key, signing_key)
     }
 }
 

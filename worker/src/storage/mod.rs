@@ -10,6 +10,7 @@
 //! how a database is migrated and its remoteId made, are declared in the
 //! core next to the native server's (`evsync_core::storage::schema`).
 
+mod batch_plan;
 pub mod d1;
 pub mod do_sql;
 mod plan;
@@ -19,8 +20,8 @@ use crate::config::{self, StorageChoice};
 use d1::D1Storage;
 use do_sql::DoSqlStorage;
 use evsync_core::storage::{
-    AppendBatch, Appended, AsyncStorage, LogHead, ReadLimit, StorageError, StorageRequest,
-    StorageResponse, StoreStats,
+    AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
+    StorageError, StorageRequest, StorageResponse, StoreKey, StoreStats, StoredBatch,
 };
 use evsync_core::wire::RemoteId;
 use evsync_core::wire::{RemoteEntry, Sequence};
@@ -213,6 +214,40 @@ impl AsyncStorage for Backend {
         match self {
             Backend::DurableObject(s) => AsyncStorage::adopt_remote_id(s, remote_id).await,
             Backend::D1(s) => s.adopt_remote_id(remote_id).await,
+        }
+    }
+    async fn append_batches(
+        &mut self,
+        writes: &[BatchWrite],
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::append_batches(s, writes).await,
+            Backend::D1(s) => s.append_batches(writes).await,
+        }
+    }
+
+    async fn read_batches(
+        &mut self,
+        store: &StoreKey,
+        from: Sequence,
+        limit: ReadLimit,
+    ) -> Result<Vec<StoredBatch>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::read_batches(s, store, from, limit).await,
+            Backend::D1(s) => s.read_batches(store, from, limit).await,
+        }
+    }
+
+    async fn bind_signing_key(
+        &mut self,
+        public_key: &str,
+        signing_key: &[u8; 32],
+    ) -> Result<[u8; 32], StorageError> {
+        match self {
+            Backend::DurableObject(s) => {
+                AsyncStorage::bind_signing_key(s, public_key, signing_key).await
+            }
+            Backend::D1(s) => s.bind_signing_key(public_key, signing_key).await,
         }
     }
 }

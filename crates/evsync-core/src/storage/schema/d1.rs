@@ -67,10 +67,56 @@ const V2: Migration = Migration {
     )"],
 };
 
+/// Effect v4's batch stores, per (tenant, publicKey, storeId), apart from
+/// the v3 entries, in the layout of v1 (`tenant` leads every key; no store
+/// table: the tenant's Durable Object is its only writer, so a store's
+/// head is read as the largest last sequence, one index probe):
+///
+/// - `evsync_v4_batches`: keyed by (tenant, publicKey, storeId, LAST
+///   sequence), so a read of "every batch whose last sequence is >= from"
+///   is one range of the primary key's index; `sequence` is the first; ids
+///   concatenated, 16 bytes each, as Effect's SQL storage keeps them.
+/// - `evsync_v4_entry_ids`: where each id of a store was first stored (the
+///   dedup check).
+/// - `evsync_v4_signing_keys`: the session-auth binding per (tenant,
+///   publicKey).
+///
+/// `IF NOT EXISTS`: Workers of one deploy may migrate concurrently.
+const V3: Migration = Migration {
+    version: 3,
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS evsync_v4_batches (
+        tenant TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        last_sequence INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_ids BLOB NOT NULL,
+        encrypted_batch BLOB NOT NULL,
+        PRIMARY KEY (tenant, public_key, store_id, last_sequence)
+    )",
+        "CREATE TABLE IF NOT EXISTS evsync_v4_entry_ids (
+        tenant TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        entry_id BLOB NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (tenant, public_key, store_id, entry_id)
+    )",
+        "CREATE TABLE IF NOT EXISTS evsync_v4_signing_keys (
+        tenant TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        signing_key BLOB NOT NULL CHECK (length(signing_key) = 32),
+        PRIMARY KEY (tenant, public_key)
+    )",
+    ],
+};
+
 /// D1's schema.
 pub const SCHEMA: Schema = Schema {
     name: "D1 storage",
-    steps: &[V1, V2],
+    steps: &[V1, V2, V3],
 };
 
 /// Raises tenant `?1`'s "tokens not before" instant to `?2` (ms), creating

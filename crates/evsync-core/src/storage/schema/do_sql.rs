@@ -54,10 +54,52 @@ const V2: Migration = Migration {
     )"],
 };
 
+/// Effect v4's batch stores, per (publicKey, storeId), apart from the v3
+/// entries, in the layout of v1 (keys as TEXT, no store table: the object
+/// is its tenant's only writer, so a store's head is read as the largest
+/// last sequence, one index probe):
+///
+/// - `evsync_v4_batches`: keyed by (publicKey, storeId, LAST sequence), so
+///   a read of "every batch whose last sequence is >= from" is one range of
+///   the primary key's index; `sequence` is the first; ids concatenated, 16
+///   bytes each, as Effect's SQL storage keeps them.
+/// - `evsync_v4_entry_ids`: where each id of a store was first stored (the
+///   dedup check).
+/// - `evsync_v4_signing_keys`: the session-auth binding publicKey → Ed25519
+///   public key.
+///
+/// `IF NOT EXISTS` like the other steps here.
+const V3: Migration = Migration {
+    version: 3,
+    statements: &[
+        "CREATE TABLE IF NOT EXISTS evsync_v4_batches (
+        public_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        last_sequence INTEGER NOT NULL,
+        sequence INTEGER NOT NULL,
+        iv BLOB NOT NULL,
+        entry_ids BLOB NOT NULL,
+        encrypted_batch BLOB NOT NULL,
+        PRIMARY KEY (public_key, store_id, last_sequence)
+    )",
+        "CREATE TABLE IF NOT EXISTS evsync_v4_entry_ids (
+        public_key TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        entry_id BLOB NOT NULL,
+        sequence INTEGER NOT NULL,
+        PRIMARY KEY (public_key, store_id, entry_id)
+    )",
+        "CREATE TABLE IF NOT EXISTS evsync_v4_signing_keys (
+        public_key TEXT PRIMARY KEY,
+        signing_key BLOB NOT NULL CHECK (length(signing_key) = 32)
+    )",
+    ],
+};
+
 /// Durable Object SQLite's schema.
 pub const SCHEMA: Schema = Schema {
     name: "Durable Object storage",
-    steps: &[V1, V2],
+    steps: &[V1, V2, V3],
 };
 
 /// Raises the "tokens not before" instant to `?1` (ms), creating the row if
