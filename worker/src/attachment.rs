@@ -42,6 +42,9 @@ pub enum Saved {
 /// A v4 session as JSON (short keys: attachments are small).
 #[derive(Serialize, Deserialize, Clone, Default)]
 struct V4Json {
+    /// The unencrypted endpoint's socket.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    u: bool,
     /// Authenticated publicKeys.
     #[serde(default)]
     i: Vec<String>,
@@ -72,6 +75,7 @@ enum RequestIdJson {
 impl V4Json {
     fn of(session: &SavedSession) -> Self {
         V4Json {
+            u: session.plaintext,
             i: session.identities.clone(),
             t: session
                 .streams
@@ -91,6 +95,7 @@ impl V4Json {
 
     fn session(self) -> SavedSession {
         SavedSession {
+            plaintext: self.u,
             identities: self.i,
             streams: self
                 .t
@@ -217,7 +222,8 @@ pub fn save(
         .map_err(|e| e.to_string())?;
         let marker = match saved {
             Saved::V3(_) => Saved::V3(Vec::new()),
-            Saved::V4(_) => Saved::V4(SavedSession {
+            Saved::V4(session) => Saved::V4(SavedSession {
+                plaintext: session.plaintext,
                 identities: Vec::new(),
                 streams: Vec::new(),
             }),
@@ -258,8 +264,8 @@ pub fn load(sql: &SqlStorage, ws: &WebSocket) -> Option<(ConnId, Grant, Saved)> 
         .or_else(|_| serde_json::from_str::<Positions>(text).map(|s| Overflow { s, v: None }))
         .ok()?;
     let saved = match (attachment.v, overflow.v) {
-        (Some(_), Some(v4)) | (None, Some(v4)) => Saved::V4(v4.session()),
-        (Some(_), None) => Saved::V4(V4Json::default().session()),
+        (_, Some(v4)) => Saved::V4(v4.session()),
+        (Some(marker), None) => Saved::V4(marker.session()),
         (None, None) => Saved::V3(overflow.s),
     };
     Some((conn, grant, saved))

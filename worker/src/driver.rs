@@ -234,7 +234,7 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
         };
         let saved = match live.engine.protocol_of(conn) {
             Protocol::V3 => Saved::V3(live.engine.v3().subscription_positions(conn)),
-            Protocol::V4 => match live.engine.v4().saved_session(conn) {
+            Protocol::V4 | Protocol::V4Unencrypted => match live.engine.v4().saved_session(conn) {
                 Some(session) => Saved::V4(session),
                 None => continue,
             },

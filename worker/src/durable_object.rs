@@ -276,6 +276,7 @@ impl SyncDurableObject {
         let protocol = req.headers().get(PROTOCOL_HEADER)?;
         let version = match req.headers().get(VERSION_HEADER)?.as_deref() {
             Some("v4") => Protocol::V4,
+            Some("v4u") => Protocol::V4Unencrypted,
             _ => Protocol::V3,
         };
         let grant = match GrantHeader::decode(req.headers().get(GRANT_HEADER)?.as_deref()) {
@@ -330,7 +331,8 @@ impl SyncDurableObject {
                 .accept_websocket_with_tags(&pair.server, &[&attachment::tag(conn)]);
             let saved = match version {
                 Protocol::V3 => Saved::V3(Vec::new()),
-                Protocol::V4 => Saved::V4(v4::SavedSession {
+                Protocol::V4 | Protocol::V4Unencrypted => Saved::V4(v4::SavedSession {
+                    plaintext: version == Protocol::V4Unencrypted,
                     identities: Vec::new(),
                     streams: Vec::new(),
                 }),

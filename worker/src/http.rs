@@ -16,7 +16,8 @@ pub const TENANT_HEADER: &str = "x-evsync-tenant";
 pub const PROTOCOL_HEADER: &str = "x-evsync-protocol";
 
 /// Request header (set by the Worker only): `v4` when the socket speaks
-/// Effect v4's protocol (`/v4/event-log/…`); absent for v3.
+/// Effect v4's protocol (`/v4/event-log/…`), `v4u` for its unencrypted
+/// endpoint (`/v4/unencrypted/event-log/…`); absent for v3.
 pub const VERSION_HEADER: &str = "x-evsync-version";
 
 /// Response header (set by the object only, on a refusal) naming why, for

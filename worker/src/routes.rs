@@ -85,16 +85,17 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
     };
     // One arm per protocol, no wildcard: a new protocol must be given its
     // Durable Object session here before the Worker builds.
-    let v4 = match admission.protocol {
-        Protocol::V3 => false,
-        Protocol::V4 => true,
+    let version = match admission.protocol {
+        Protocol::V3 => None,
+        Protocol::V4 => Some("v4"),
+        Protocol::V4Unencrypted => Some("v4u"),
     };
     let response = forward(
         &env,
         admission.tenant,
         admission.subprotocol.as_deref(),
         &admission.grant,
-        v4,
+        version,
     )
     .await?;
     match response.status_code() {
@@ -382,12 +383,12 @@ async fn forward(
     tenant: &str,
     protocol: Option<&str>,
     grant: &Grant,
-    v4: bool,
+    version: Option<&str>,
 ) -> Result<Response> {
     let headers = Headers::new();
     headers.set("Upgrade", "websocket")?;
-    if v4 {
-        headers.set(VERSION_HEADER, "v4")?;
+    if let Some(version) = version {
+        headers.set(VERSION_HEADER, version)?;
     }
     if let Some(protocol) = protocol {
         headers.set(PROTOCOL_HEADER, protocol)?;

@@ -34,8 +34,14 @@ use crate::time::Timestamp;
 pub enum Protocol {
     /// Effect v3 `EventLogRemote` (msgpack over WebSocket).
     V3,
-    /// Effect v4 `effect/eventlog` (Effect RPC in SchemaBinary).
+    /// Effect v4 `effect/eventlog` (Effect RPC in SchemaBinary), encrypted
+    /// clients (`EventLogRemote.layerEncrypted`).
     V4,
+    /// Effect v4 with plaintext entries (`EventLogRemote.layerUnencrypted`)
+    /// at `/v4/unencrypted/event-log/<tenant>`: evsync relays them (stores
+    /// shared by storeId, no server-side handlers). A separate path because
+    /// nothing in the protocol tells the two modes apart.
+    V4Unencrypted,
 }
 
 /// What [`admit`] looks at, as raw strings the adapter read from its
@@ -120,12 +126,18 @@ pub fn refused_tenant(path: &str) -> Option<&str> {
 /// Which protocol `path` speaks and the tenant it names (checks 1–3): the
 /// v4 endpoint is the v3 one under `/v4`, with the same tenant rules.
 pub fn route(path: &str) -> Result<(Protocol, &str), PathError> {
-    match path.strip_prefix("/v4") {
-        Some(rest) if rest.starts_with("/event-log") => {
-            parse_path(rest).map(|tenant| (Protocol::V4, tenant))
-        }
-        _ => parse_path(path).map(|tenant| (Protocol::V3, tenant)),
+    let Some(rest) = path.strip_prefix("/v4") else {
+        return parse_path(path).map(|tenant| (Protocol::V3, tenant));
+    };
+    if let Some(rest) = rest.strip_prefix("/unencrypted")
+        && rest.starts_with("/event-log")
+    {
+        return parse_path(rest).map(|tenant| (Protocol::V4Unencrypted, tenant));
     }
+    if rest.starts_with("/event-log") {
+        return parse_path(rest).map(|tenant| (Protocol::V4, tenant));
+    }
+    Err(PathError::NotFound)
 }
 
 /// Decides `request` (see the module docs for the order of checks) at `now`
@@ -353,5 +365,14 @@ mod tests {
         assert_eq!(route("/v4"), Err(PathError::NotFound));
         assert_eq!(route("/v4/x/event-log/t"), Err(PathError::NotFound));
         assert_eq!(route("/v5/event-log/t"), Err(PathError::NotFound));
+        assert_eq!(
+            route("/v4/unencrypted/event-log/t"),
+            Ok((Protocol::V4Unencrypted, "t"))
+        );
+        assert_eq!(
+            route("/v4/unencrypted/event-log"),
+            Err(PathError::TenantRequired)
+        );
+        assert_eq!(route("/v4/unencrypted"), Err(PathError::NotFound));
     }
 }

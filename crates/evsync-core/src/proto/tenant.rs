@@ -12,7 +12,7 @@ use super::action::Action;
 use super::stats::EngineStats;
 use super::{v3, v4};
 use crate::access::{Grant, Protocol};
-use crate::log::{ConnId, ConnSet};
+use crate::log::{ConnId, ConnMap};
 use crate::storage::{StorageResponse, StoreKey};
 use crate::time::Timestamp;
 use crate::wire::{RemoteId, Sequence};
@@ -29,8 +29,9 @@ pub enum TenantEvent {
 pub struct TenantEngines {
     v3: v3::Engine,
     v4: v4::Engine,
-    /// Connections speaking v4 (every other one speaks v3).
-    v4_conns: ConnSet,
+    /// Connections speaking v4, true for the unencrypted endpoint's (every
+    /// other connection speaks v3).
+    v4_conns: ConnMap<bool>,
 }
 
 impl TenantEngines {
@@ -45,7 +46,7 @@ impl TenantEngines {
         TenantEngines {
             v3: v3::Engine::new(remote_id, v3_config),
             v4: v4::Engine::new(remote_id, v4_config, random),
-            v4_conns: ConnSet::default(),
+            v4_conns: ConnMap::default(),
         }
     }
 
@@ -62,7 +63,7 @@ impl TenantEngines {
     /// Re-creates a v4 connection that outlived the engines (see
     /// [`v4::Engine::restore_connection`]).
     pub fn restore_v4_connection(&mut self, conn: ConnId, grant: Grant, saved: v4::SavedSession) {
-        self.v4_conns.insert(conn);
+        self.v4_conns.insert(conn, saved.plaintext);
         self.v4.restore_connection(conn, grant, saved);
     }
 
@@ -70,7 +71,7 @@ impl TenantEngines {
     pub fn grant(&self, conn: ConnId) -> Grant {
         match self.protocol_of(conn) {
             Protocol::V3 => self.v3.grant(conn),
-            Protocol::V4 => self.v4.grant(conn),
+            Protocol::V4 | Protocol::V4Unencrypted => self.v4.grant(conn),
         }
     }
 
@@ -81,10 +82,10 @@ impl TenantEngines {
 
     /// The protocol `conn` speaks.
     pub fn protocol_of(&self, conn: ConnId) -> Protocol {
-        if self.v4_conns.contains(&conn) {
-            Protocol::V4
-        } else {
-            Protocol::V3
+        match self.v4_conns.get(&conn) {
+            None => Protocol::V3,
+            Some(false) => Protocol::V4,
+            Some(true) => Protocol::V4Unencrypted,
         }
     }
 
@@ -92,9 +93,10 @@ impl TenantEngines {
     pub fn handle_open(&mut self, conn: ConnId, protocol: Protocol, grant: Grant, now: Timestamp) {
         match protocol {
             Protocol::V3 => self.v3.handle_open(conn, grant, now),
-            Protocol::V4 => {
-                self.v4_conns.insert(conn);
-                self.v4.handle_open(conn, grant);
+            Protocol::V4 | Protocol::V4Unencrypted => {
+                let plaintext = protocol == Protocol::V4Unencrypted;
+                self.v4_conns.insert(conn, plaintext);
+                self.v4.handle_open(conn, grant, plaintext);
             }
         }
     }
@@ -103,7 +105,7 @@ impl TenantEngines {
     pub fn handle_message(&mut self, conn: ConnId, data: Bytes, now: Timestamp) {
         match self.protocol_of(conn) {
             Protocol::V3 => self.v3.handle_frame(conn, data, now),
-            Protocol::V4 => self.v4.handle_message(conn, data, now),
+            Protocol::V4 | Protocol::V4Unencrypted => self.v4.handle_message(conn, data, now),
         }
     }
 
@@ -120,13 +122,13 @@ impl TenantEngines {
     pub fn handle_sent(&mut self, conn: ConnId, bytes: usize) {
         match self.protocol_of(conn) {
             Protocol::V3 => self.v3.handle_sent(conn, bytes),
-            Protocol::V4 => self.v4.handle_sent(conn, bytes),
+            Protocol::V4 | Protocol::V4Unencrypted => self.v4.handle_sent(conn, bytes),
         }
     }
 
     /// `conn` closed.
     pub fn handle_close(&mut self, conn: ConnId) {
-        if self.v4_conns.remove(&conn) {
+        if self.v4_conns.remove(&conn).is_some() {
             self.v4.handle_close(conn);
         } else {
             self.v3.handle_close(conn);

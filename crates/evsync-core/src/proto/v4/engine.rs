@@ -21,8 +21,10 @@
 //! which group commit stores together.
 
 mod hibernation;
+mod plaintext;
 
 pub use hibernation::{SavedSession, SavedStream};
+pub use plaintext::PLAINTEXT_OWNER;
 
 use super::auth::{self, AuthRefused};
 use super::config::SessionConfig;
@@ -102,9 +104,10 @@ impl Engine {
         }
     }
 
-    /// A WebSocket was accepted with `grant` (from admission). A v4 server
-    /// stays silent until the client's `Hello`.
-    pub fn handle_open(&mut self, conn: ConnId, grant: Grant) {
+    /// A WebSocket was accepted with `grant` (from admission); `plaintext`
+    /// for the unencrypted endpoint (`EventLogRemote.layerUnencrypted`
+    /// clients). A v4 server stays silent until the client's `Hello`.
+    pub fn handle_open(&mut self, conn: ConnId, grant: Grant, plaintext: bool) {
         if self.log.is_shutting_down() {
             self.sessions.stats.closed(CloseKind::GoingAway);
             self.sessions.actions.push_back(Action::Close {
@@ -114,7 +117,7 @@ impl Engine {
             });
             return;
         }
-        self.sessions.open(conn, grant);
+        self.sessions.open(conn, grant, plaintext);
         self.log.open(conn);
     }
 
@@ -373,6 +376,11 @@ impl Engine {
             self.refuse_auth(conn, &request.id, &auth, AuthRefused::SignatureInvalid);
             return;
         };
+        if auth.public_key == PLAINTEXT_OWNER {
+            // The owner of the shared plaintext stores is nobody's identity.
+            self.refuse_auth(conn, &request.id, &auth, AuthRefused::SignatureInvalid);
+            return;
+        }
         let pending = PendingAuth {
             conn,
             request_id: request.id,
@@ -549,34 +557,26 @@ impl Engine {
 
     /// A whole `WriteEntries` frame (from one WriteSingle or reassembled).
     fn write(&mut self, conn: ConnId, request_id: RequestId, data: Bytes) {
+        if self.is_plaintext(conn) {
+            self.write_plaintext(conn, request_id, data);
+            return;
+        }
         let request = match decode::<WriteEntries>(&data) {
             Ok(request) => request,
             Err(_) => {
                 let (code, message) = if decode::<WriteEntriesUnencrypted>(&data).is_ok() {
                     (
                         ErrorCode::InvalidRequest,
-                        "evsync serves encrypted clients only (EventLogRemote.layerEncrypted)",
+                        "unencrypted writes go to /v4/unencrypted/event-log/<tenant>",
                     )
                 } else {
                     (ErrorCode::InternalServerError, "Decoding failure")
                 };
-                let error = protocol_error("WriteEntries", None, code, message);
-                self.reply_exit(conn, &request_id, &failure::<Vec<super::WriteAck>>(error));
+                self.refuse_write(conn, &request_id, None, code, message);
                 return;
             }
         };
-        if !self.is_authenticated(conn, &request.public_key) {
-            let error = protocol_error(
-                "WriteEntries",
-                Some(&request.public_key),
-                ErrorCode::Forbidden,
-                "Identity is not authenticated",
-            );
-            self.reply_exit(conn, &request_id, &failure::<Vec<super::WriteAck>>(error));
-            return;
-        }
-        if let Err(why) = self.sessions.grants.may_write(conn, &request.public_key) {
-            self.close(conn, code::POLICY_VIOLATION, why.as_str().into());
+        if !self.admit_write(conn, &request_id, &request.public_key) {
             return;
         }
         if request.batches.is_empty() {
@@ -587,14 +587,43 @@ impl Engine {
             b.entry_ids.is_empty() || b.entry_ids.iter().any(|id| id.len() != ENTRY_ID_LEN)
         });
         if malformed {
-            let error = protocol_error(
-                "WriteEntries",
-                Some(&request.public_key),
-                ErrorCode::InvalidRequest,
-                "every batch needs entry ids of 16 bytes",
-            );
-            self.reply_exit(conn, &request_id, &failure::<Vec<super::WriteAck>>(error));
+            let message = "every batch needs entry ids of 16 bytes";
+            let key = Some(request.public_key.as_str());
+            self.refuse_write(conn, &request_id, key, ErrorCode::InvalidRequest, message);
             return;
+        }
+        let store = StoreKey::new(request.public_key, request.store_id);
+        let writes = request
+            .batches
+            .into_iter()
+            .map(|batch| BatchWrite {
+                store: store.clone(),
+                iv: batch.iv,
+                entry_ids: batch.entry_ids,
+                encrypted_batch: batch.encrypted_batch,
+            })
+            .collect();
+        self.start_writes(conn, request_id, writes, None);
+    }
+
+    /// Whether `conn` may write as `public_key` now: authenticated as it,
+    /// allowed by its token, and not over its pending-write limit. A
+    /// refusal is answered (or the connection closed) here.
+    fn admit_write(&mut self, conn: ConnId, request_id: &RequestId, public_key: &str) -> bool {
+        if !self.is_authenticated(conn, public_key) {
+            let message = "Identity is not authenticated";
+            self.refuse_write(
+                conn,
+                request_id,
+                Some(public_key),
+                ErrorCode::Forbidden,
+                message,
+            );
+            return false;
+        }
+        if let Err(why) = self.sessions.grants.may_write(conn, public_key) {
+            self.close(conn, code::POLICY_VIOLATION, why.as_str().into());
+            return false;
         }
         let max = self.sessions.config.max_pending_writes;
         if self
@@ -605,24 +634,49 @@ impl Engine {
         {
             let reason = format!("more than {max} write requests awaiting their commit");
             self.close(conn, code::POLICY_VIOLATION, reason);
-            return;
+            return false;
         }
-        let store = StoreKey::new(request.public_key, request.store_id);
-        let ids = request
-            .batches
-            .iter()
-            .map(|b| b.entry_ids.clone())
-            .collect();
-        let tokens = self.sessions.start_write(conn, request_id, ids);
-        for (batch, token) in request.batches.into_iter().zip(tokens) {
-            let write = BatchWrite {
-                store: store.clone(),
-                iv: batch.iv,
-                entry_ids: batch.entry_ids,
-                encrypted_batch: batch.encrypted_batch,
-            };
+        true
+    }
+
+    /// Answers a write RPC with an `EventLogProtocolError`.
+    fn refuse_write(
+        &mut self,
+        conn: ConnId,
+        request_id: &RequestId,
+        public_key: Option<&str>,
+        code: ErrorCode,
+        message: &str,
+    ) {
+        let error = protocol_error("WriteEntries", public_key, code, message);
+        self.reply_exit(conn, request_id, &failure::<Vec<super::WriteAck>>(error));
+    }
+
+    /// Hands a write RPC's batches to the log service (one log write each,
+    /// stored together by group commit). `request_order` maps each entry of
+    /// the request to its place among the batches' entries when they were
+    /// reordered.
+    fn start_writes(
+        &mut self,
+        conn: ConnId,
+        request_id: RequestId,
+        writes: Vec<BatchWrite>,
+        request_order: Option<Vec<usize>>,
+    ) {
+        let ids = writes.iter().map(|w| w.entry_ids.clone()).collect();
+        let tokens = self
+            .sessions
+            .start_write(conn, request_id, ids, request_order);
+        for (write, token) in writes.into_iter().zip(tokens) {
             self.log.write(conn, token, write, &mut self.sessions);
         }
+    }
+
+    fn is_plaintext(&self, conn: ConnId) -> bool {
+        self.sessions
+            .conns
+            .get(&conn)
+            .is_some_and(|state| state.plaintext)
     }
 
     fn changes(&mut self, conn: ConnId, request_id: RequestId, payload: ChangesPayload) {
@@ -640,7 +694,15 @@ impl Engine {
             self.close(conn, code::POLICY_VIOLATION, why.as_str().into());
             return;
         }
-        let log = batch_log_name(&StoreKey::new(payload.public_key, payload.store_id));
+        let plaintext = self.is_plaintext(conn);
+        // Plaintext stores are shared by every identity (Effect's
+        // unencrypted server keys them by storeId alone).
+        let owner = if plaintext {
+            PLAINTEXT_OWNER.to_string()
+        } else {
+            payload.public_key
+        };
+        let log = batch_log_name(&StoreKey::new(owner, payload.store_id));
         // A second stream on the same store replaces the first.
         if let Some(old) = self
             .sessions
@@ -662,6 +724,7 @@ impl Engine {
                 awaiting_ack: None,
                 pending: Default::default(),
                 next_chunk_id: 0,
+                plaintext,
             },
         );
         self.log.subscribe(

@@ -3,8 +3,8 @@
 
 use super::schema_binary::Value;
 use super::{
-    ChangesValue, ChunkedMessage, Defect, EncryptedRemoteBatch, ErrorCode, EventLogProtocolError,
-    Exit, FromServer, Reason, RequestId, encode,
+    ChangesValue, ChunkedMessage, Defect, EncryptedRemoteBatch, Entry, ErrorCode,
+    EventLogProtocolError, Exit, FromServer, Reason, RemoteEntry, RequestId, decode, encode,
 };
 use crate::storage::StoredBatch;
 use crate::wire::Sequence;
@@ -88,6 +88,50 @@ pub fn changes_values<'a>(
     values
 }
 
+/// Packs a plaintext store's records (one entry each, its `Entry` frame as
+/// stored) into Changes values of `RemoteEntry` rows, framed as
+/// [`changes_values`] frames batches. A record that does not hold an
+/// `Entry` frame (never written by this layer) is left out.
+pub fn plaintext_values<'a>(
+    records: impl Iterator<Item = &'a StoredBatch>,
+    max_bytes: usize,
+    next_chunk_id: &mut i64,
+) -> Vec<(Sequence, ChangesValue)> {
+    let mut values = Vec::new();
+    let mut group: Vec<RemoteEntry> = Vec::new();
+    let mut group_bytes = 0;
+    for record in records {
+        let Ok(entry) = decode::<Entry>(&record.encrypted_batch) else {
+            continue;
+        };
+        let size = record.encrypted_batch.len() + 16;
+        if !group.is_empty() && group_bytes + size > max_bytes {
+            let first = group[0].remote_sequence;
+            flush_frame(
+                first,
+                Bytes::from(encode(&std::mem::take(&mut group))),
+                &mut values,
+                next_chunk_id,
+            );
+            group_bytes = 0;
+        }
+        group_bytes += size;
+        group.push(RemoteEntry {
+            entry,
+            remote_sequence: record.sequence,
+        });
+    }
+    if let Some(first) = group.first().map(|e| e.remote_sequence) {
+        flush_frame(
+            first,
+            Bytes::from(encode(&group)),
+            &mut values,
+            next_chunk_id,
+        );
+    }
+    values
+}
+
 fn flush(
     group: &mut Vec<EncryptedRemoteBatch>,
     values: &mut Vec<(Sequence, ChangesValue)>,
@@ -97,6 +141,17 @@ fn flush(
         return;
     };
     let data = Bytes::from(encode(&std::mem::take(group)));
+    flush_frame(first, data, values, next_chunk_id);
+}
+
+/// One frame of rows as a `Single` value, or as `Chunked` pieces when it
+/// is over Effect's 512,000-byte piece size.
+fn flush_frame(
+    first: Sequence,
+    data: Bytes,
+    values: &mut Vec<(Sequence, ChangesValue)>,
+    next_chunk_id: &mut i64,
+) {
     if data.len() <= super::CHUNK_SIZE {
         values.push((first, ChangesValue::Single { data }));
         return;

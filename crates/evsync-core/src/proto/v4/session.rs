@@ -7,7 +7,7 @@
 
 use super::auth::Challenge;
 use super::config::SessionConfig;
-use super::replies::{changes_values, chunk_frame, exit_frame};
+use super::replies::{changes_values, chunk_frame, exit_frame, plaintext_values};
 use super::{FrameSplitter, RequestId, WriteAck, WriteExit};
 use crate::access::{ConnGrants, Grant};
 use crate::chunk::Reassembler;
@@ -46,10 +46,14 @@ pub(super) struct Stream {
     pub pending: VecDeque<(Sequence, Bytes)>,
     /// The id of the next `Chunked` value (unique within the stream).
     pub next_chunk_id: i64,
+    /// A plaintext store's stream: values carry `RemoteEntry` rows.
+    pub plaintext: bool,
 }
 
 /// One connection's session.
 pub(super) struct Conn {
+    /// Opened on the unencrypted endpoint: plaintext entries, shared stores.
+    pub plaintext: bool,
     pub splitter: FrameSplitter,
     pub challenge: Challenge,
     /// The publicKeys authenticated on this connection.
@@ -74,6 +78,9 @@ pub(super) struct WriteRpc {
     pub acks: Vec<Option<Vec<Sequence>>>,
     /// The write tokens of its batches.
     pub tokens: Vec<i64>,
+    /// For each entry of the request, its index among the batches' entries
+    /// (`None`: the same order).
+    pub request_order: Option<Vec<usize>>,
 }
 
 pub(super) struct Sessions {
@@ -110,10 +117,11 @@ impl Sessions {
         }
     }
 
-    pub fn open(&mut self, conn: ConnId, grant: Grant) {
+    pub fn open(&mut self, conn: ConnId, grant: Grant, plaintext: bool) {
         self.conns.insert(
             conn,
             Conn {
+                plaintext,
                 splitter: FrameSplitter::new(self.config.max_frame_bytes),
                 challenge: Challenge::default(),
                 identities: HashSet::new(),
@@ -150,6 +158,7 @@ impl Sessions {
         conn: ConnId,
         request_id: RequestId,
         entry_ids: Vec<Vec<Bytes>>,
+        request_order: Option<Vec<usize>>,
     ) -> Vec<WriteToken> {
         let rpc = self.next_rpc;
         self.next_rpc += 1;
@@ -172,6 +181,7 @@ impl Sessions {
                 acks: vec![None; entry_ids.len()],
                 entry_ids,
                 tokens: tokens.clone(),
+                request_order,
             },
         );
         tokens.into_iter().map(WriteToken).collect()
@@ -238,7 +248,11 @@ impl LogSink<BatchLog> for Sessions {
             .conns
             .get_mut(&conn)
             .and_then(|c| c.streams.get_mut(delivery.log))?;
-        let values = changes_values(delivery.entries(), max, &mut stream.next_chunk_id);
+        let values = if stream.plaintext {
+            plaintext_values(delivery.entries(), max, &mut stream.next_chunk_id)
+        } else {
+            changes_values(delivery.entries(), max, &mut stream.next_chunk_id)
+        };
         let frames: Vec<(Sequence, Bytes)> = values
             .into_iter()
             .map(|(first, value)| (first, chunk_frame(&stream.request_id, &vec![value])))
@@ -271,7 +285,7 @@ impl LogSink<BatchLog> for Sessions {
         if let Some(state) = self.conns.get_mut(&rpc.conn) {
             state.writes.remove(&rpc_no);
         }
-        let acks: Vec<WriteAck> = rpc
+        let mut acks: Vec<WriteAck> = rpc
             .entry_ids
             .into_iter()
             .zip(rpc.acks)
@@ -281,6 +295,13 @@ impl LogSink<BatchLog> for Sessions {
                     .map(|(entry_id, sequence)| WriteAck { sequence, entry_id })
             })
             .collect();
+        if let Some(order) = rpc.request_order {
+            let mut stored: Vec<Option<WriteAck>> = acks.into_iter().map(Some).collect();
+            acks = order
+                .iter()
+                .filter_map(|&i| stored.get_mut(i).and_then(Option::take))
+                .collect();
+        }
         let frame = exit_frame(&rpc.request_id, &WriteExit::Success(acks));
         let size = frame.len();
         if size > room {

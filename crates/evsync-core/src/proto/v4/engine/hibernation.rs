@@ -22,6 +22,8 @@ use crate::wire::Sequence;
 /// A connection's v4 session, as saved across a restart of the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedSession {
+    /// Opened on the unencrypted endpoint.
+    pub plaintext: bool,
     /// The publicKeys the connection authenticated.
     pub identities: Vec<String>,
     /// Its Changes streams.
@@ -64,6 +66,7 @@ impl Engine {
             .collect();
         streams.sort_by(|a, b| a.store.cmp(&b.store));
         Some(SavedSession {
+            plaintext: state.plaintext,
             identities,
             streams,
         })
@@ -79,7 +82,7 @@ impl Engine {
     /// saved from [`Engine::saved_session`]; its streams resume where the
     /// client's acknowledgements left them.
     pub fn restore_connection(&mut self, conn: ConnId, grant: Grant, saved: SavedSession) {
-        self.sessions.open(conn, grant);
+        self.sessions.open(conn, grant, saved.plaintext);
         self.log.open(conn);
         let Some(state) = self.sessions.conns.get_mut(&conn) else {
             return;
@@ -105,6 +108,7 @@ impl Engine {
                     // 2^16 chunked values), and a second restart at the
                     // same point resends the same pieces under the same ids.
                     next_chunk_id: (stream.resume_from as i64).saturating_mul(1 << 16),
+                    plaintext: saved.plaintext,
                 },
             );
             self.log
