@@ -49,7 +49,7 @@ struct Inner {
 /// decrypted or decoded arrives as an `Err` and the stream goes on. The
 /// buffer is unbounded: a consumer must keep up.
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<Result<DecryptedEntry, EntryError>>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Result<DecryptedEntry, EntryError>>,
 }
 
 impl Subscription {

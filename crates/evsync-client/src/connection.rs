@@ -88,7 +88,7 @@ async fn open_inner(config: &Config) -> Result<Opened, Error> {
     }
 }
 
-fn handshake_request(
+pub(crate) fn handshake_request(
     config: &Config,
 ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, Error> {
     let url = config.url.trim();
@@ -127,7 +127,7 @@ fn handshake_request(
 }
 
 #[cfg(feature = "tls")]
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Fails only if another provider is installed already: fine.
@@ -136,7 +136,7 @@ fn install_crypto_provider() {
 }
 
 #[cfg(not(feature = "tls"))]
-fn install_crypto_provider() {}
+pub(crate) fn install_crypto_provider() {}
 
 /// Incoming frames to messages through evsync-core's one v3 framer
 /// ([`FrameDecoder`]: decode, bounded reassembly of chunked messages). What

@@ -41,6 +41,11 @@ pub enum Error {
     /// A server frame was not a valid EventLogRemote message.
     #[error("undecodable server frame: {0}")]
     Decode(#[from] evsync_core::codec::DecodeError),
+    /// The server refused a request with Effect v4's `EventLogProtocolError`
+    /// (`code`: Unauthorized, Forbidden, NotFound, InvalidRequest,
+    /// InternalServerError).
+    #[error("the server refused the request: {code}: {message}")]
+    Refused { code: String, message: String },
     /// The client was closed (or its task ended) before this finished.
     #[error("client is closed")]
     Closed,
@@ -85,13 +90,23 @@ pub enum EntryError {
         #[source]
         source: MsgPackError,
     },
+    /// An Effect v4 batch (entries from `sequence` on) that could not be
+    /// opened: wrong key or store, tampered, or not Effect's entry array.
+    #[error("batch at {sequence}: {source}")]
+    Batch {
+        sequence: Sequence,
+        #[source]
+        source: crate::v4::BatchError,
+    },
 }
 
 impl EntryError {
     /// The log position of the entry that failed.
     pub fn sequence(&self) -> Sequence {
         match self {
-            EntryError::Decrypt { sequence, .. } | EntryError::Decode { sequence, .. } => *sequence,
+            EntryError::Decrypt { sequence, .. }
+            | EntryError::Decode { sequence, .. }
+            | EntryError::Batch { sequence, .. } => *sequence,
         }
     }
 }

@@ -57,6 +57,7 @@ pub mod identity;
 pub mod msgpack;
 mod outcome;
 pub mod state;
+pub mod v4;
 
 #[cfg(feature = "cli")]
 pub mod cli;
