@@ -134,12 +134,16 @@ const LocalWrite = Context.Reference("evsync-interop-v4/LocalWrite", { defaultVa
  * @param {string} [options.name]
  * @param {string} [options.identity]  an identity string (makeIdentity()); default: a fresh one
  * @param {string} [options.storeId]   default "default" (EventLog.CurrentStoreId)
+ * @param {"encrypted"|"unencrypted"} [options.mode]  EventLogRemote.layerEncrypted (default) or
+ *   EventLogRemote.layerUnencrypted (plaintext entries, for Effect's unencrypted servers)
  * @param {object} [options.journal]   an EventJournal service (makeJournal()); default: a fresh one
  * @param {string|string[]} [options.protocols]  WebSocket subprotocols, e.g. "sync-auth.<token>"
  * @param {Record<string,string>} [options.headers]  extra handshake headers (Authorization)
  * @param {string|number} [options.pingInterval]  RpcClient.layerProtocolSocket (default 5 s)
  * @param {string|number} [options.pingTimeout]
  * @param {(error: Error) => void} [options.onAbort]
+ * @param {boolean} [options.expectRemoteFailure]  a failed remote (e.g. a refused upgrade) is
+ *   recorded in `remoteFailure` instead of aborting the test's waits
  */
 export const startReplica = async (options) => {
   const name = options.name ?? `replica-${randomUUID().slice(0, 8)}`
@@ -156,7 +160,7 @@ export const startReplica = async (options) => {
     closed: 0,
     closeCodes: [],
     errors: [], // socket errors (e.g. "Unexpected server response: 401")
-    statusCodes: [], // HTTP status of each upgrade response
+    statusCodes: [], // HTTP status of each upgrade response (101, or the refusal's)
     selectedProtocols: [], // Sec-WebSocket-Protocol chosen by the server, per socket
     remoteIds: [], // hex remoteId of every successful Hello
     firstSequences: [], // HelloResponse.firstSequence of every successful Hello (undefined = 0)
@@ -164,6 +168,7 @@ export const startReplica = async (options) => {
     authenticated: 0, // successful Authenticate exits
     changesRequests: [], // { socket, storeId, startSequence } of every Changes request sent
     protocolErrors: {}, // EventLogProtocolError code -> count, from Exit failures
+    protocolErrorMessages: [], // "<rpc tag> <code>: <message>" of every EventLogProtocolError
     otherFailures: [], // non-EventLogProtocolError Exit failures and Defects (text)
     sent: {}, // envelope tag (Request: "Request:<rpc tag>") -> count
     received: {}, // envelope tag (Exit/Chunk: "Exit:<rpc tag>") -> count
@@ -283,6 +288,7 @@ export const startReplica = async (options) => {
               for (const reason of exit.cause.reasons) {
                 if (reason._tag === "Fail" && EventLogMessage.EventLogProtocolError.is(reason.error)) {
                   count(stats.protocolErrors, reason.error.code)
+                  stats.protocolErrorMessages.push(`${tag} ${reason.error.code}: ${reason.error.message}`)
                   detail += ` ${reason.error.code}: ${reason.error.message}`
                 } else if (reason._tag !== "Interrupt") {
                   const text = reason._tag === "Fail" ? String(reason.error) : String(reason.defect)
@@ -322,9 +328,6 @@ export const startReplica = async (options) => {
       stats.statusCodes.push(res.statusCode)
       stats.selectedProtocols.push(res.headers["sec-websocket-protocol"])
     })
-    ws.on("unexpected-response", (_req, res) => {
-      stats.statusCodes.push(res.statusCode)
-    })
     ws.on("open", () => {
       stats.opened++
       log("open")
@@ -333,6 +336,10 @@ export const startReplica = async (options) => {
     ws.on("message", onIncoming)
     ws.on("error", (err) => {
       stats.errors.push(String(err?.message ?? err))
+      // a refused upgrade: `ws` says "Unexpected server response: <status>" (listening to its
+      // "unexpected-response" event instead would take the refusal out of `ws`'s hands)
+      const refused = /^Unexpected server response: (\d+)/.exec(String(err?.message ?? ""))
+      if (refused) stats.statusCodes.push(Number(refused[1]))
       notify()
     })
     ws.on("close", (code) => {
@@ -381,7 +388,9 @@ export const startReplica = async (options) => {
     ]),
     Layer.provideMerge(loggingLayer)
   )
-  const remoteLayer = EventLogRemote.layerEncrypted.pipe(
+  const mode = options.mode ?? "encrypted"
+  if (mode !== "encrypted" && mode !== "unencrypted") throw new Error(`unknown mode ${mode}`)
+  const remoteLayer = (mode === "encrypted" ? EventLogRemote.layerEncrypted : EventLogRemote.layerUnencrypted).pipe(
     Layer.provide(RpcClient.layerProtocolSocket({ pingInterval: options.pingInterval, pingTimeout: options.pingTimeout })),
     Layer.provide(RpcSerialization.layerSchemaBinary()),
     Layer.provide(Socket.layerWebSocket(options.url, { protocols: options.protocols, headers: options.headers })),
@@ -395,6 +404,7 @@ export const startReplica = async (options) => {
   remoteFiber.addObserver((exit) => {
     if (stopping || Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)) return
     remoteFailure = Cause.pretty(exit.cause)
+    if (options.expectRemoteFailure) return notify()
     abort(new Error(`${name}: the EventLog remote failed: ${remoteFailure}; ${replica.describe()}`))
   })
 
@@ -406,6 +416,7 @@ export const startReplica = async (options) => {
     identity: identityString,
     publicKey: identity.publicKey,
     storeId,
+    mode,
     journal,
     url: options.url,
     /** every handler run, in order */
@@ -464,6 +475,11 @@ export const startReplica = async (options) => {
     /** Waits until the server accepted `count` Authenticate requests (one per connection). */
     waitAuthenticated: (count = 1, opts = {}) =>
       replica.waitFor(() => stats.authenticated >= count, { what: `authentication #${count}`, ...opts }),
+
+    /** Effect's Cause (pretty) when the remote failed for good, else undefined. */
+    get remoteFailure() {
+      return remoteFailure
+    },
 
     /** The remoteId (hex) of the first Hello. */
     get remoteId() {

@@ -19,8 +19,8 @@ const REFERENCE_SERVER = join(INTEROP_DIR, "src/reference-server.mjs")
 
 export const KNOWN_TARGETS = ["evsync", "reference"]
 
-/** Targets selected by INTEROP_V4_TARGETS (comma separated), default "reference". */
-export const TARGETS = (process.env.INTEROP_V4_TARGETS ?? "reference")
+/** Targets selected by INTEROP_V4_TARGETS (comma separated), default "evsync,reference". */
+export const TARGETS = (process.env.INTEROP_V4_TARGETS ?? "evsync,reference")
   .split(",")
   .map((s) => s.trim())
   .filter(Boolean)
@@ -30,7 +30,22 @@ for (const t of TARGETS) {
 
 const DEBUG = /^(1|true)$/i.test(process.env.INTEROP_DEBUG ?? "")
 
+if (process.env.CI === "true" && !TARGETS.includes("evsync")) {
+  throw new Error("CI=true: the v4 interop suite must run against evsync (INTEROP_V4_TARGETS)")
+}
+
 export const EVSYNC_BIN = process.env.EVSYNC_BIN ?? join(REPO_DIR, "target/debug/evsync")
+// What runs behind the evsync target: "native" (`evsync serve`), or "worker" (EVSYNC_BIN is then a
+// wrapper serving the Cloudflare Worker in workerd, as scripts/worker-test does for interop/; the
+// Worker does not serve v4 yet). Scenarios that need process-level behaviour of the native server
+// say so with `notOnWorker`.
+export const EVSYNC_KIND = process.env.INTEROP_EVSYNC_KIND ?? "native"
+if (!["native", "worker"].includes(EVSYNC_KIND)) {
+  throw new Error(`INTEROP_EVSYNC_KIND: unknown kind "${EVSYNC_KIND}" (known: native, worker)`)
+}
+
+/** Effect's reference server has no tenant tokens (nor any HTTP auth). */
+export const supportsAuth = (target) => target === "evsync"
 
 /** The path of the v4 endpoint, on evsync and on the reference server alike. */
 export const v4Path = (tenantName) => `/v4/event-log/${tenantName}`
@@ -44,13 +59,34 @@ const knownFailures = JSON.parse(readFileSync(KNOWN_FAILURES_FILE, "utf8"))
 
 /**
  * Defines one scenario test for `target`.
- * - evsync: the scenario must pass. Nothing is ever skipped or expected to fail against evsync.
+ * - evsync: the scenario must pass. Nothing is ever expected to fail against evsync.
  * - a reference target with an entry in known-reference-failures.json: the scenario must FAIL
  *   with an error matching the entry's `expect` regex; if it passes (or fails differently) the
  *   test fails and says to update the record. An entry marked `intermittent` may pass.
+ * - `auth: true` scenarios (tenant tokens) are skipped for reference targets only, with the
+ *   reason printed: Effect's server has no HTTP auth.
+ * - `notApplicable: { <target>: "reason" }` skips the scenario for that target, printing the
+ *   reason: only for what the target cannot do by design (e.g. the reference keeps no data across
+ *   a restart), never for evsync.
+ * - `notOnWorker: "reason"` skips it, printing the reason, when the evsync target is the Worker
+ *   (INTEROP_EVSYNC_KIND=worker): for process-level behaviour of the native server.
  */
 export const scenario = (target, id, title, fn, options = {}) => {
   const testOptions = { timeout: options.timeout ?? 120_000 }
+  if (options.auth && !supportsAuth(target)) {
+    it(`${id}: ${title}`, { ...testOptions, skip: `${target}: Effect's reference server has no tenant tokens (token scenarios run against evsync only)` }, () => {})
+    return
+  }
+  const notApplicable = options.notApplicable?.[target]
+  if (notApplicable) {
+    if (target === "evsync") throw new Error(`${id}: a scenario is never "not applicable" to evsync`)
+    it(`${id}: ${title}`, { ...testOptions, skip: `not applicable to ${target}: ${notApplicable}` }, () => {})
+    return
+  }
+  if (options.notOnWorker && target === "evsync" && EVSYNC_KIND === "worker") {
+    it(`${id}: ${title}`, { ...testOptions, skip: `on the Worker: ${options.notOnWorker}` }, () => {})
+    return
+  }
   const known = target === "evsync" ? undefined : knownFailures.targets?.[target]?.[id]
   if (!known) {
     it(`${id}: ${title}`, testOptions, (t) => withReplicas(t, fn))
