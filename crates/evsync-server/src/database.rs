@@ -7,17 +7,19 @@
 //! COMMIT), and this node tells the tenant's actor, whose engine reads the
 //! new entries from storage. Nothing depends on a notification arriving:
 //! when the listening connection comes back after a failure, and every
-//! `recheck` period anyway, this node reads the heads of every log of its
-//! loaded tenants and tells each actor of any head that rose. A lost
+//! `recheck` period anyway, this node reads the heads of every log (v3)
+//! and store (v4) of its loaded tenants and tells each actor of any head
+//! that rose. A lost
 //! notification therefore delays a delivery by at most `recheck`, never
 //! loses it (unlike pub/sub fan-out, where a missed message is gone).
 
 use crate::registry::Registry;
+use crate::tenant::LogRef;
 use crate::tenant_ops::DELETED;
 use evsync_core::storage::StorageError;
 use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::listen::{self, ListenEvent};
-use evsync_storage_postgres::{PgConfig, PgDatabase, TenantLogHead};
+use evsync_storage_postgres::{PgConfig, PgDatabase};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -67,7 +69,11 @@ pub(crate) async fn run(
         };
         match event {
             Some(ListenEvent::Advanced(advanced)) => {
-                follower.tell(&advanced.tenant, &advanced.public_key, advanced.head);
+                let log = LogRef::V3(advanced.public_key);
+                follower.tell(&advanced.tenant, log, advanced.head);
+            }
+            Some(ListenEvent::StoreAdvanced(advanced)) => {
+                follower.tell(&advanced.tenant, LogRef::V4(advanced.store), advanced.head);
             }
             Some(ListenEvent::Revoked { tenant, not_before }) => {
                 follower.tell_revoked(&tenant, not_before);
@@ -130,10 +136,10 @@ async fn migrate(registry: &Registry, db: &PgDatabase, config: &PgConfig) -> boo
 }
 
 /// What a re-check reads of the loaded tenants: their stored remoteIds,
-/// the heads of their logs, their revocation instants.
+/// the heads of their logs and stores, their revocation instants.
 type TenantsRead = (
     Vec<(String, RemoteId)>,
-    Vec<TenantLogHead>,
+    Vec<(String, LogRef, u64)>,
     Vec<(String, u64)>,
 );
 
@@ -141,23 +147,24 @@ type TenantsRead = (
 struct Follower {
     registry: Arc<Registry>,
     db: PgDatabase,
-    /// The last head told per (tenant, publicKey): a re-check tells only
-    /// what rose since. Safe to forget (a tenant loaded afresh reads its
-    /// subscribers' entries from storage anyway); pruned to loaded tenants.
-    told: HashMap<(String, String), u64>,
+    /// The last head told per (tenant, log or store): a re-check tells
+    /// only what rose since. Safe to forget (a tenant loaded afresh reads
+    /// its subscribers' entries from storage anyway); pruned to loaded
+    /// tenants.
+    told: HashMap<(String, LogRef), u64>,
     /// The last revocation instant told per tenant, likewise.
     told_revoked: HashMap<String, u64>,
 }
 
 impl Follower {
-    /// Tells `tenant`'s actor that `public_key`'s log reached `head`,
-    /// unless it was told that already.
-    fn tell(&mut self, tenant: &str, public_key: &str, head: u64) {
-        let key = (tenant.to_owned(), public_key.to_owned());
+    /// Tells `tenant`'s actor that `log` reached `head`, unless it was
+    /// told that already.
+    fn tell(&mut self, tenant: &str, log: LogRef, head: u64) {
+        let key = (tenant.to_owned(), log);
         if self.told.get(&key).is_some_and(|&told| told >= head) {
             return;
         }
-        if self.registry.log_advanced(tenant, public_key, head) {
+        if self.registry.log_advanced(tenant, &key.1, head) {
             self.told.insert(key, head);
         }
     }
@@ -197,7 +204,19 @@ impl Follower {
     /// Reads what a re-check needs of `tenants`.
     async fn read_tenants(&self, tenants: &[String]) -> Result<TenantsRead, StorageError> {
         let remote_ids = self.db.remote_ids(tenants).await?;
-        let heads = self.db.heads(tenants).await?;
+        let mut heads: Vec<(String, LogRef, u64)> = self
+            .db
+            .heads(tenants)
+            .await?
+            .into_iter()
+            .map(|h| (h.tenant, LogRef::V3(h.public_key), h.head))
+            .collect();
+        let stores = self.db.store_heads(tenants).await?;
+        heads.extend(
+            stores
+                .into_iter()
+                .map(|h| (h.tenant, LogRef::V4(h.store), h.head)),
+        );
         let revoked = self.db.revocations(tenants).await?;
         Ok((remote_ids, heads, revoked))
     }
@@ -235,13 +254,8 @@ impl Follower {
                 for (tenant, not_before) in revoked {
                     self.tell_revoked(&tenant, not_before);
                 }
-                for TenantLogHead {
-                    tenant,
-                    public_key,
-                    head,
-                } in heads
-                {
-                    self.tell(&tenant, &public_key, head);
+                for (tenant, log, head) in heads {
+                    self.tell(&tenant, log, head);
                 }
             }
             Err(err) => {

@@ -16,7 +16,7 @@
 use crate::outlet::Outlet;
 use crate::shared::{Shared, lock};
 use crate::store;
-use crate::tenant::{self, Membership, OpenRefused, TenantMsg};
+use crate::tenant::{self, LogRef, Membership, OpenRefused, TenantMsg};
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
@@ -345,13 +345,13 @@ impl Registry {
     }
 
     /// Tells `tenant`, if it is loaded, that another writer committed to
-    /// `public_key`'s log up to `head`; true if it was told. A tenant that
-    /// is not loaded has no subscriber to wake.
-    pub fn log_advanced(&self, tenant: &str, public_key: &str, head: u64) -> bool {
+    /// `log` up to `head`; true if it was told. A tenant that is not
+    /// loaded has no subscriber to wake.
+    pub fn log_advanced(&self, tenant: &str, log: &LogRef, head: u64) -> bool {
         lock(&self.state).tenants.get(tenant).is_some_and(|slot| {
             slot.tx
                 .send(TenantMsg::LogAdvanced {
-                    public_key: public_key.to_owned(),
+                    log: log.clone(),
                     head,
                 })
                 .is_ok()

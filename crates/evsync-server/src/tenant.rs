@@ -17,7 +17,7 @@ use evsync_core::proto::close::{CloseKind, code};
 use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
 use evsync_core::proto::v3::{Action, ConnId, Event};
 use evsync_core::proto::v4;
-use evsync_core::storage::{StorageOp, StorageResponse};
+use evsync_core::storage::{StorageOp, StorageResponse, StoreKey};
 use evsync_core::wire::RemoteId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,8 +60,8 @@ pub(crate) enum TenantMsg {
         closed: oneshot::Sender<usize>,
     },
     /// Another writer (a node sharing the PostgreSQL database) committed
-    /// to `public_key`'s log up to `head`.
-    LogAdvanced { public_key: String, head: u64 },
+    /// to `log` up to `head`.
+    LogAdvanced { log: LogRef, head: u64 },
     /// The tenant was deleted or replaced through another node (a shared
     /// database): close every connection, refuse new ones, leave the
     /// registry (the next connection loads the tenant afresh) and end.
@@ -84,6 +84,14 @@ pub(crate) enum TenantMsg {
         reason: String,
         gone: oneshot::Sender<()>,
     },
+}
+
+/// A log of a tenant, of either protocol: a v3 log (by publicKey) or a v4
+/// store.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub(crate) enum LogRef {
+    V3(String),
+    V4(StoreKey),
 }
 
 /// Why a connection is not attached.
@@ -432,9 +440,10 @@ impl Actor {
                     self.engine.handle_shutdown();
                 }
             }
-            TenantMsg::LogAdvanced { public_key, head } => {
-                self.engine.handle_log_advanced(&public_key, head);
-            }
+            TenantMsg::LogAdvanced { log, head } => match log {
+                LogRef::V3(public_key) => self.engine.handle_log_advanced(&public_key, head),
+                LogRef::V4(store) => self.engine.handle_store_advanced(&store, head),
+            },
             TenantMsg::Count { reply } => {
                 let _ = reply.send(self.engine.connection_count());
             }

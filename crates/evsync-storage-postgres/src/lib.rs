@@ -76,6 +76,15 @@ pub struct TenantLogHead {
     pub head: u64,
 }
 
+/// One v4 store of a tenant and its head, as
+/// [`PgDatabase::store_heads`] lists them.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct TenantStoreHead {
+    pub tenant: String,
+    pub store: evsync_core::storage::StoreKey,
+    pub head: u64,
+}
+
 impl PgDatabase {
     /// Builds the pool. No connection is opened until the first call, so a
     /// node starts (and answers `/readyz` with the reason) while the
@@ -201,6 +210,39 @@ impl PgDatabase {
                     tenant: row.get(0),
                     public_key: storage::decode_public_key(row.get(1))?,
                     head: storage::decode_sequence(row.get(2))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The heads of every v4 store with batches of `tenants`, in one query
+    /// (re-checked with [`PgDatabase::heads`]).
+    pub async fn store_heads(
+        &self,
+        tenants: &[String],
+    ) -> Result<Vec<TenantStoreHead>, StorageError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(schema::SELECT_STORE_HEADS)
+            .await
+            .map_err(pg_error("prepare"))?;
+        let rows = client
+            .query(&stmt, &[&tenants])
+            .await
+            .map_err(pg_error("read store heads"))?;
+        rows.iter()
+            .map(|row| {
+                let store = evsync_core::storage::StoreKey::new(
+                    storage::decode_public_key(row.get(1))?,
+                    storage::decode_public_key(row.get(2))?,
+                );
+                Ok(TenantStoreHead {
+                    tenant: row.get(0),
+                    store,
+                    head: storage::decode_sequence(row.get(3))?,
                 })
             })
             .collect()

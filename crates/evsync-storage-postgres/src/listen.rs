@@ -37,6 +37,14 @@ pub struct Advanced {
     pub head: u64,
 }
 
+/// A v4 store of a tenant reached `head` in a commit (of any node).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StoreAdvanced {
+    pub tenant: String,
+    pub store: evsync_core::storage::StoreKey,
+    pub head: u64,
+}
+
 /// What [`listen`] reports.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ListenEvent {
@@ -45,6 +53,8 @@ pub enum ListenEvent {
     Listening,
     /// A commit raised a log's head.
     Advanced(Advanced),
+    /// A commit raised a v4 store's head.
+    StoreAdvanced(StoreAdvanced),
     /// A tenant's tokens were revoked (by an operator on some node) up to
     /// `not_before` (Unix ms, already stored).
     Revoked { tenant: String, not_before: u64 },
@@ -57,11 +67,18 @@ pub enum ListenEvent {
 }
 
 /// The JSON on the channel: an append's `{"t": tenant, "k": publicKey,
-/// "h": head}`, a revocation's `{"t": tenant, "r": instant}` or a
+/// "h": head}`, a v4 append's `{"t": tenant, "p": publicKey, "s":
+/// storeId, "h": head}`, a revocation's `{"t": tenant, "r": instant}` or a
 /// deletion's `{"t": tenant, "d": true}`.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Notice {
+    StoreAdvanced {
+        t: String,
+        p: String,
+        s: String,
+        h: u64,
+    },
     Advanced {
         t: String,
         k: String,
@@ -167,6 +184,13 @@ fn forward(
                     public_key: k,
                     head: h,
                 }),
+                Ok(Notice::StoreAdvanced { t, p, s, h }) => {
+                    ListenEvent::StoreAdvanced(StoreAdvanced {
+                        tenant: t,
+                        store: evsync_core::storage::StoreKey::new(p, s),
+                        head: h,
+                    })
+                }
                 Ok(Notice::Revoked { t, r }) => ListenEvent::Revoked {
                     tenant: t,
                     not_before: r,

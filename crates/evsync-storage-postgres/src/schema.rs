@@ -315,6 +315,11 @@ pub const TENANT_EXISTS: &str = "SELECT
 pub const SELECT_HEADS: &str = "SELECT tenant, public_key, head FROM evsync_logs
     WHERE tenant = ANY($1::text[]) AND head > 0 ORDER BY tenant, public_key";
 
+/// The heads of every v4 store with batches of the tenants in `$1`.
+pub const SELECT_STORE_HEADS: &str = "SELECT tenant, public_key, store_id, head
+    FROM evsync_v4_stores WHERE tenant = ANY($1::text[]) AND head > 0
+    ORDER BY tenant, public_key, store_id";
+
 /// Locks every log of tenant `$1` in the order appends lock them, returning
 /// their ids: a deletion then waits for appends in flight rather than
 /// deadlocking with them.

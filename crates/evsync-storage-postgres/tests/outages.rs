@@ -2,9 +2,9 @@
 //! down or its connections are cut. Each test has a server of its own: it
 //! stops it or terminates its sessions.
 
-use evsync_core::storage::conformance::batch;
+use evsync_core::storage::conformance::{batch, batch_write, store};
 use evsync_core::storage::{AsyncStorage, ReadLimit};
-use evsync_storage_postgres::listen::{self, Advanced, ListenEvent};
+use evsync_storage_postgres::listen::{self, Advanced, ListenEvent, StoreAdvanced};
 use evsync_storage_postgres::testing::TestPostgres;
 use evsync_storage_postgres::{PgConfig, PgDatabase};
 use std::time::{Duration, Instant};
@@ -108,6 +108,76 @@ async fn listen_hears_other_nodes_and_comes_back_after_termination() {
         .await
         .expect("the listener ends once nobody receives")
         .unwrap();
+}
+
+/// Effect v4 stores are announced like v3 logs, apart from them, and
+/// re-readable after a lost notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_hears_v4_store_commits_and_their_heads_can_be_reread() {
+    let pg = TestPostgres::start();
+    let config = config(&pg);
+    let writer = PgDatabase::new(&config).unwrap();
+    writer.migrate().await.unwrap();
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let _listener = tokio::spawn(listen::listen(config.clone(), tx));
+    expect_listening(&mut events).await;
+
+    let mut tenant = writer.tenant("acme");
+    let (notes, other) = (store("pk", "notes"), store("pk", "other"));
+    let appended = tenant
+        .append_batches(&[
+            batch_write(&notes, 1, &[1, 2]),
+            batch_write(&other, 2, &[3]),
+            batch_write(&notes, 3, &[4]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(appended.len(), 3);
+    let mut heard = vec![next(&mut events).await, next(&mut events).await];
+    heard.sort_by_key(|e| format!("{e:?}"));
+    let advanced = |store, head| {
+        ListenEvent::StoreAdvanced(StoreAdvanced {
+            tenant: "acme".into(),
+            store,
+            head,
+        })
+    };
+    assert_eq!(
+        heard,
+        vec![advanced(notes.clone(), 3), advanced(other.clone(), 1)],
+        "one notice per store whose head rose, with the store's head"
+    );
+    // A batch stored already raises no head: nothing announced; the next
+    // real commit is.
+    tenant
+        .append_batches(&[batch_write(&notes, 1, &[1, 2])])
+        .await
+        .unwrap();
+    tenant.append(&[batch("pk", 1, &[9])]).await.unwrap();
+    let v3 = ListenEvent::Advanced(Advanced {
+        tenant: "acme".into(),
+        public_key: "pk".into(),
+        head: 1,
+    });
+    assert_eq!(
+        next(&mut events).await,
+        v3,
+        "the duplicate announced nothing"
+    );
+
+    let heads = writer
+        .store_heads(&["acme".into(), "else".into()])
+        .await
+        .unwrap();
+    let heads: Vec<(String, _, u64)> = heads
+        .into_iter()
+        .map(|h| (h.tenant, h.store, h.head))
+        .collect();
+    assert_eq!(
+        heads,
+        vec![("acme".into(), notes, 3), ("acme".into(), other, 1)],
+        "what a node re-reads after a lost notification"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

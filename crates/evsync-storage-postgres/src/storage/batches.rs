@@ -11,12 +11,15 @@
 //! stored by the first and skipped by the second; the primary key on
 //! (store, entry_id) would refuse a second copy anyway.
 //!
-//! TODO(issue 13): no NOTIFY yet on v4 appends (v3 sends `{"t","k","h"}`);
-//! another node's subscribers learn of a v4 commit only when the v4 session
-//! layer reads again.
+//! Each append that raises a store's head also NOTIFYs `{"t": tenant,
+//! "p": publicKey, "s": storeId, "h": head}` on v3's channel, in its
+//! transaction (delivered at COMMIT only): other nodes wake their
+//! subscribers of the store, and re-read the heads of loaded tenants'
+//! stores after a listener reconnects ([`crate::PgDatabase::store_heads`]).
 
-use super::{PgStorage, decode_sequence};
+use super::{MAX_NOTIFY_PAYLOAD, PgStorage, decode_sequence};
 use crate::pg_error;
+use crate::schema::NOTIFY;
 use bytes::Bytes;
 use evsync_core::storage::{
     BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, check_writes,
@@ -96,6 +99,16 @@ const INSERT_SIGNING_KEY: &str =
     "INSERT INTO evsync_v4_signing_keys (tenant, public_key, signing_key) VALUES ($1, $2, $3)
     ON CONFLICT (tenant, sha256(public_key)) DO NOTHING";
 
+/// The JSON of a v4 append's NOTIFY: which store of which tenant reached
+/// which head.
+#[derive(serde::Serialize)]
+struct StoreNotice<'a> {
+    t: &'a str,
+    p: &'a str,
+    s: &'a str,
+    h: u64,
+}
+
 /// One store while an append runs.
 struct StoreWork {
     id: i64,
@@ -130,12 +143,13 @@ impl PgStorage {
 
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(pg_error("begin"))?;
-        let (lock, find, insert_batches, insert_ids, set_heads) = tokio::try_join!(
+        let (lock, find, insert_batches, insert_ids, set_heads, notify) = tokio::try_join!(
             tx.prepare_cached(LOCK_STORES),
             tx.prepare_cached(FIND_IDS),
             tx.prepare_cached(INSERT_BATCHES),
             tx.prepare_cached(INSERT_IDS),
             tx.prepare_cached(SET_HEADS),
+            tx.prepare_cached(NOTIFY),
         )
         .map_err(pg_error("prepare"))?;
         let locked = tx
@@ -268,11 +282,24 @@ impl PgStorage {
         }
 
         if !batch_stores.is_empty() {
-            let (head_ids, heads): (Vec<i64>, Vec<i64>) = stores
-                .values()
-                .filter(|s| s.next != s.head)
-                .map(|s| (s.id, s.next))
-                .unzip();
+            let mut head_ids = Vec::new();
+            let mut heads = Vec::new();
+            let mut notices = Vec::new();
+            for (key, store) in stores.iter().filter(|(_, s)| s.next != s.head) {
+                head_ids.push(store.id);
+                heads.push(store.next);
+                let notice = serde_json::to_string(&StoreNotice {
+                    t: &self.tenant,
+                    p: &key.public_key,
+                    s: &key.store_id,
+                    h: decode_sequence(store.next)?,
+                })
+                .map_err(|e| StorageError::new(format!("postgres: notify payload: {e}")))?;
+                // A longer one (huge keys) is left to the nodes' re-check.
+                if notice.len() <= MAX_NOTIFY_PAYLOAD {
+                    notices.push(notice);
+                }
+            }
             let batch_params: [&(dyn ToSql + Sync); 6] = [
                 &batch_stores,
                 &batch_lasts,
@@ -283,10 +310,12 @@ impl PgStorage {
             ];
             let id_params: [&(dyn ToSql + Sync); 3] = [&id_stores, &id_values, &id_sequences];
             let head_params: [&(dyn ToSql + Sync); 2] = [&head_ids, &heads];
+            let notify_params: [&(dyn ToSql + Sync); 1] = [&notices];
             tokio::try_join!(
                 tx.execute(&insert_batches, &batch_params),
                 tx.execute(&insert_ids, &id_params),
                 tx.execute(&set_heads, &head_params),
+                tx.execute(&notify, &notify_params),
             )
             .map_err(pg_error("insert batches"))?;
         }
