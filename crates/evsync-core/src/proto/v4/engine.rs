@@ -664,9 +664,12 @@ impl Engine {
         request_order: Option<Vec<usize>>,
     ) {
         let ids = writes.iter().map(|w| w.entry_ids.clone()).collect();
+        let log = writes
+            .first()
+            .map_or_else(String::new, |w| batch_log_name(&w.store));
         let tokens = self
             .sessions
-            .start_write(conn, request_id, ids, request_order);
+            .start_write(conn, request_id, log, ids, request_order);
         for (write, token) in writes.into_iter().zip(tokens) {
             self.log.write(conn, token, write, &mut self.sessions);
         }
@@ -745,6 +748,7 @@ impl Engine {
         let Some(log) = state.stream_logs.remove(request_id) else {
             return;
         };
+        state.own_writes.remove(&log);
         let dropped: usize = state.streams.remove(&log).map_or(0, |stream| {
             stream.pending.iter().map(|(_, f)| f.len()).sum()
         });

@@ -15,10 +15,10 @@ use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, Delivery, LogSink, Writ
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
 use crate::proto::stats::EngineStats;
-use crate::storage::{StorageError, StorageRequest};
+use crate::storage::{StorageError, StorageRequest, StoredBatch};
 use crate::wire::Sequence;
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// What the v4 engine reports for logs.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -65,6 +65,11 @@ pub(super) struct Conn {
     pub stream_logs: HashMap<RequestId, String>,
     /// Write RPCs awaiting their commit.
     pub writes: HashSet<u64>,
+    /// Per streamed log, the batches this connection wrote to it (first
+    /// sequence → entry ids) that its stream has not yet been sent past:
+    /// left out of its deliveries whichever path they take (live, tail
+    /// cache or a storage read), as the client has them from its acks.
+    pub own_writes: HashMap<String, BTreeMap<Sequence, Vec<Bytes>>>,
 }
 
 /// A write RPC whose batches are being committed.
@@ -72,6 +77,8 @@ pub(super) struct Conn {
 pub(super) struct WriteRpc {
     pub conn: ConnId,
     pub request_id: RequestId,
+    /// The log its batches go to (one store per request).
+    pub log: String,
     /// Each batch's entry ids, in request order.
     pub entry_ids: Vec<Vec<Bytes>>,
     /// Each batch's ack sequences, once committed.
@@ -129,6 +136,7 @@ impl Sessions {
                 streams: HashMap::new(),
                 stream_logs: HashMap::new(),
                 writes: HashSet::new(),
+                own_writes: HashMap::new(),
             },
         );
         self.grants.open(conn, grant);
@@ -157,6 +165,7 @@ impl Sessions {
         &mut self,
         conn: ConnId,
         request_id: RequestId,
+        log: String,
         entry_ids: Vec<Vec<Bytes>>,
         request_order: Option<Vec<usize>>,
     ) -> Vec<WriteToken> {
@@ -178,6 +187,7 @@ impl Sessions {
             WriteRpc {
                 conn,
                 request_id,
+                log,
                 acks: vec![None; entry_ids.len()],
                 entry_ids,
                 tokens: tokens.clone(),
@@ -244,15 +254,25 @@ impl LogSink<BatchLog> for Sessions {
         room: usize,
     ) -> Option<usize> {
         let max = self.config.changes_value_bytes;
-        let stream = self
-            .conns
-            .get_mut(&conn)
-            .and_then(|c| c.streams.get_mut(delivery.log))?;
-        let values = if stream.plaintext {
-            plaintext_values(delivery.entries(), max, &mut stream.next_chunk_id)
-        } else {
-            changes_values(delivery.entries(), max, &mut stream.next_chunk_id)
+        let state = self.conns.get_mut(&conn)?;
+        let stream = state.streams.get_mut(delivery.log)?;
+        // No echo: leave out what this connection wrote (matched by first
+        // sequence and entry ids, so a batch of another writer holding ids
+        // it lacks is never left out), and forget what this delivery
+        // passes.
+        let own = state.own_writes.get(delivery.log);
+        let own_batch = |batch: &StoredBatch| {
+            own.is_some_and(|own| own.get(&batch.sequence) == Some(&batch.entry_ids))
         };
+        let entries = delivery.entries().filter(|&batch| !own_batch(batch));
+        let values = if stream.plaintext {
+            plaintext_values(entries, max, &mut stream.next_chunk_id)
+        } else {
+            changes_values(entries, max, &mut stream.next_chunk_id)
+        };
+        if let Some(own) = state.own_writes.get_mut(delivery.log) {
+            own.retain(|&sequence, _| sequence > delivery.last);
+        }
         let frames: Vec<(Sequence, Bytes)> = values
             .into_iter()
             .map(|(first, value)| (first, chunk_frame(&stream.request_id, &vec![value])))
@@ -278,6 +298,15 @@ impl LogSink<BatchLog> for Sessions {
         };
         let rpc = self.write_rpcs.get_mut(&rpc_no)?;
         rpc.acks[index] = Some(sequences.to_vec());
+        if let (Some(state), Some(&first)) = (self.conns.get_mut(&rpc.conn), sequences.first())
+            && state.streams.contains_key(&rpc.log)
+        {
+            state
+                .own_writes
+                .entry(rpc.log.clone())
+                .or_default()
+                .insert(first, rpc.entry_ids[index].clone());
+        }
         if rpc.acks.iter().any(Option::is_none) {
             return Some(0);
         }
