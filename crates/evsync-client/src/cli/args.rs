@@ -15,6 +15,31 @@ pub enum TokenVia {
     Subprotocol,
 }
 
+/// Which Effect EventLog protocol a command speaks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Effect 3's `EventLogRemote` (msgpack; evsync's `/event-log/<tenant>`).
+    #[default]
+    V3,
+    /// Effect 4's `effect/eventlog` (RPC over SchemaBinary, Ed25519 session
+    /// auth, stores; evsync's `/v4/event-log/<tenant>`).
+    V4,
+}
+
+/// The protocol and, for v4, the store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProtocolArgs {
+    /// The protocol. For v4 give the v4 endpoint as --url, e.g.
+    /// ws://127.0.0.1:8787/v4/event-log on evsync.
+    #[arg(long, value_enum, default_value_t = Protocol::V3)]
+    pub protocol: Protocol,
+
+    /// v4: the store of the identity to use (Effect's
+    /// `EventLog.CurrentStoreId`).
+    #[arg(long, value_name = "STORE", default_value = "default")]
+    pub store_id: String,
+}
+
 /// Where the server is and how to get in. The environment variables are
 /// the original worker's smoke-test ones, so a deployment's settings work
 /// unchanged.

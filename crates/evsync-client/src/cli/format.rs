@@ -4,12 +4,37 @@
 use crate::client::DecryptedEntry;
 use crate::error::EntryError;
 use crate::msgpack::{decode_to_json, hex};
+use crate::v4;
 use serde_json::{Value, json};
 
+/// How payloads are shown.
+pub(crate) enum Payloads {
+    /// v3: a payload is MessagePack.
+    MsgPack,
+    /// v4: a payload is a SchemaBinary frame of the event's schema; fields
+    /// are named from these candidates (the frame holds only their ids).
+    SchemaBinary(Vec<String>),
+}
+
+impl Payloads {
+    /// The payload as JSON, if it decodes.
+    fn decode(&self, payload: &[u8]) -> Option<Value> {
+        match self {
+            Payloads::MsgPack => decode_to_json(payload).ok(),
+            Payloads::SchemaBinary(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                v4::payload::decode_json(payload, &names)
+            }
+        }
+    }
+}
+
 /// One NDJSON line for an entry. `payload` is the payload as JSON when it
-/// is one MessagePack value (Effect's schema'd payloads are), else `null`
-/// with the bytes in `payloadHex`.
-pub(crate) fn entry_json(e: &DecryptedEntry) -> Value {
+/// decodes (v3: one MessagePack value, as Effect's schema'd payloads are;
+/// v4: a SchemaBinary struct of scalar fields), else `null` with the bytes
+/// in `payloadHex`. v4 lines always carry `payloadHex` (the decoding
+/// guesses types and names that only the schema knows).
+pub(crate) fn entry_json(e: &DecryptedEntry, payloads: &Payloads) -> Value {
     let mut v = json!({
         "sequence": e.sequence,
         "entryId": e.id.to_uuid_string(),
@@ -19,9 +44,14 @@ pub(crate) fn entry_json(e: &DecryptedEntry) -> Value {
         "createdAtMillis": e.created_at_millis,
         "remoteId": e.remote_id.to_uuid_string(),
     });
-    match decode_to_json(&e.payload) {
-        Ok(payload) => v["payload"] = payload,
-        Err(_) => {
+    match payloads.decode(&e.payload) {
+        Some(payload) => {
+            v["payload"] = payload;
+            if matches!(payloads, Payloads::SchemaBinary(_)) {
+                v["payloadHex"] = Value::from(hex(&e.payload));
+            }
+        }
+        None => {
             v["payload"] = Value::Null;
             v["payloadHex"] = Value::from(hex(&e.payload));
         }
@@ -35,10 +65,10 @@ pub(crate) fn error_json(e: &EntryError) -> Value {
 }
 
 /// `sequence  time  event  primaryKey  payload` for people.
-pub(crate) fn entry_text(e: &DecryptedEntry) -> String {
-    let payload = match decode_to_json(&e.payload) {
-        Ok(v) => v.to_string(),
-        Err(_) => format!("hex:{}", hex(&e.payload)),
+pub(crate) fn entry_text(e: &DecryptedEntry, payloads: &Payloads) -> String {
+    let payload = match payloads.decode(&e.payload) {
+        Some(v) => v.to_string(),
+        None => format!("hex:{}", hex(&e.payload)),
     };
     format!(
         "{}\t{}\t{}\t{}\t{}",

@@ -8,13 +8,14 @@
 mod args;
 mod format;
 mod identity;
+mod replica;
 mod smoke;
 mod tail;
 mod write;
 
-pub use args::{RemoteArgs, TokenVia, parse_duration};
+pub use args::{Protocol, ProtocolArgs, RemoteArgs, TokenVia, parse_duration};
 pub use identity::IdentityCommand;
-pub use smoke::{SmokeArgs, SmokeReport, smoke};
+pub use smoke::{SmokeArgs, SmokeReport, smoke, smoke_with};
 pub use tail::TailArgs;
 pub use write::WriteArgs;
 

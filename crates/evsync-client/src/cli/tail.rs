@@ -1,8 +1,8 @@
 //! `evsync tail`: follow a log, decrypt and print each entry.
 
-use super::args::{RemoteArgs, parse_identity};
-use super::format;
-use crate::client::Client;
+use super::args::{Protocol, ProtocolArgs, RemoteArgs, parse_identity};
+use super::format::{self, Payloads};
+use super::replica::Replica;
 use crate::identity::Identity;
 use crate::state::StateStore;
 use std::io::Write as _;
@@ -14,11 +14,17 @@ use std::process::ExitCode;
     long_about = "Follow a log: connect as a replica of IDENTITY, decrypt each entry and print it \
         (sequence, creation time from the UUIDv7 entry id, event, primaryKey, and the payload as \
         JSON when it decodes as MessagePack, else hex). Reconnects by itself and never prints an \
-        entry twice. A status line goes to stderr once connected; entries go to stdout."
+        entry twice. A status line goes to stderr once connected; entries go to stdout. With \
+        --protocol v4 it follows one store (--store-id) of an Effect 4 log; payloads are \
+        SchemaBinary frames, shown as JSON when they are a struct of scalar fields (named by \
+        --payload-fields) and always as payloadHex in --json lines."
 )]
 pub struct TailArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
+
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 
     /// The identity string (Effect's `Identity.encodeString` form). Prefer
     /// the environment variable: flags are visible to other local users.
@@ -46,6 +52,12 @@ pub struct TailArgs {
     /// Exit after printing this many entries.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+
+    /// v4: the names of the payload struct's fields, e.g. `id,text,n`
+    /// (a SchemaBinary frame carries only their hashes); others show as
+    /// `#<field id>`.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub payload_fields: Vec<String>,
 }
 
 pub(crate) async fn run(args: TailArgs) -> ExitCode {
@@ -60,7 +72,7 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
         config = config.with_start_sequence(from);
     }
     let url = config.url.clone();
-    let client = match Client::connect(config).await {
+    let client = match Replica::connect(config, &args.protocol).await {
         Ok(client) => client,
         Err(e) => return super::fail(format!("cannot connect to {url}: {e}"), super::EXIT_FAILURE),
     };
@@ -68,16 +80,19 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
         Ok(entries) => entries,
         Err(e) => return super::fail(e, super::EXIT_FAILURE),
     };
-    let remote = client
-        .status()
-        .borrow()
-        .remote_id
-        .map(|r| r.to_uuid_string())
-        .unwrap_or_default();
+    let remote = client.remote_id();
+    let store = match args.protocol.protocol {
+        Protocol::V3 => String::new(),
+        Protocol::V4 => format!(" store {}", args.protocol.store_id),
+    };
     eprintln!(
-        "tail: following {} on {url} (remote {remote})",
+        "tail: following {}{store} on {url} (remote {remote})",
         args.identity.public_key()
     );
+    let payloads = match args.protocol.protocol {
+        Protocol::V3 => Payloads::MsgPack,
+        Protocol::V4 => Payloads::SchemaBinary(args.payload_fields.clone()),
+    };
 
     // Installed once, before the loop: a signal that arrives while an entry
     // is being printed is kept for the next wait, not lost.
@@ -104,8 +119,8 @@ pub(crate) async fn run(args: TailArgs) -> ExitCode {
             break super::fail("the client stopped", super::EXIT_FAILURE);
         };
         let line = match (&item, args.json) {
-            (Ok(entry), true) => format::entry_json(entry).to_string(),
-            (Ok(entry), false) => format::entry_text(entry),
+            (Ok(entry), true) => format::entry_json(entry, &payloads).to_string(),
+            (Ok(entry), false) => format::entry_text(entry, &payloads),
             (Err(e), true) => format::error_json(e).to_string(),
             (Err(e), false) => format!("{}\t! {e}", e.sequence()),
         };

@@ -1,9 +1,9 @@
 //! `evsync write`: append one entry and print where it went.
 
-use super::args::{RemoteArgs, parse_identity};
-use crate::client::Client;
+use super::args::{Protocol, ProtocolArgs, RemoteArgs, parse_identity};
+use super::replica::Replica;
 use crate::identity::Identity;
-use crate::msgpack;
+use crate::{msgpack, v4};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -11,11 +11,17 @@ use std::process::ExitCode;
     long_about = "Append one entry to IDENTITY's log and wait for the server's Ack. The payload \
         is given as JSON (encoded as MessagePack exactly as an Effect replica encodes the same \
         object, so a Schema'd EventGroup handler decodes it) or as raw hex bytes. Prints \
-        {\"sequence\":…,\"entryId\":…} on stdout."
+        {\"sequence\":…,\"entryId\":…} on stdout. With --protocol v4 the entry goes to one store \
+        (--store-id) of an Effect 4 log, and JSON is encoded as SchemaBinary exactly as Effect \
+        encodes a Schema.Struct of the same strings, numbers, booleans and nested structs \
+        (arrays need --payload-hex)."
 )]
 pub struct WriteArgs {
     #[command(flatten)]
     pub remote: RemoteArgs,
+
+    #[command(flatten)]
+    pub protocol: ProtocolArgs,
 
     /// The identity string (Effect's `Identity.encodeString` form).
     #[arg(
@@ -45,7 +51,8 @@ pub struct WriteArgs {
     )]
     pub payload_json: Option<String>,
 
-    /// The payload as hex bytes, sent as they are.
+    /// The payload as hex bytes, sent as they are (v4: a SchemaBinary
+    /// frame of the event's payload schema).
     #[arg(long, value_name = "HEX")]
     pub payload_hex: Option<String>,
 
@@ -57,9 +64,10 @@ pub struct WriteArgs {
 
 pub(crate) async fn run(args: WriteArgs) -> ExitCode {
     let payload = match (&args.payload_json, &args.payload_hex) {
-        (Some(json), _) => match read_json_arg(json)
-            .and_then(|text| msgpack::encode_json_text(&text).map_err(|e| e.to_string()))
-        {
+        (Some(json), _) => match read_json_arg(json).and_then(|text| match args.protocol.protocol {
+            Protocol::V3 => msgpack::encode_json_text(&text).map_err(|e| e.to_string()),
+            Protocol::V4 => v4::payload::encode_json_text(&text),
+        }) {
             Ok(bytes) => bytes,
             Err(e) => return super::fail(format!("--payload-json: {e}"), super::EXIT_USAGE),
         },
@@ -83,7 +91,7 @@ pub(crate) async fn run(args: WriteArgs) -> ExitCode {
     let url = config.url.clone();
     let deadline = tokio::time::Instant::now() + args.timeout;
     let config = config.with_connect_timeout(args.timeout);
-    let client = match Client::connect(config).await {
+    let client = match Replica::connect(config, &args.protocol).await {
         Ok(client) => client,
         Err(e) => return super::fail(format!("cannot connect to {url}: {e}"), super::EXIT_FAILURE),
     };

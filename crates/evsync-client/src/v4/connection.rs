@@ -55,7 +55,16 @@ pub(crate) async fn open(config: &Config, keys: &Keys, ids: &AtomicI64) -> Resul
         let (ws, _response) = tokio_tungstenite::connect_async(request).await?;
         let upgraded = Instant::now();
         let mut conn = Conn::new(ws);
-        let hello = conn.hello(ids).await?;
+        let hello = conn.hello(ids).await.map_err(|e| match e {
+            // A v3 server speaks first, in msgpack.
+            Error::Protocol(reason) if reason.starts_with("undecodable") => {
+                Error::Protocol(format!(
+                    "{reason}: is {} an Effect v4 endpoint? (evsync: /v4/event-log/<tenant>)",
+                    config.url
+                ))
+            }
+            other => other,
+        })?;
         conn.authenticate(keys, &hello, ids).await?;
         Ok(Opened {
             conn,
