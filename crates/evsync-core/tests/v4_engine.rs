@@ -410,8 +410,14 @@ fn a_write_of_three_batches_is_acked_per_entry_in_request_order_at_sequences_1_t
         batch([7], 50),
         batch([90, 12, 55], 70),
     ];
+    let appends_before = h.ops(OpKind::AppendBatches);
     let id = h.write(writer, &alice(), STORE, &batches);
     assert_eq!(h.exits(writer, &id).len(), 1, "one Exit for the request");
+    assert_eq!(
+        h.ops(OpKind::AppendBatches) - appends_before,
+        1,
+        "a request's batches are stored in one transaction"
+    );
     let acks = h.acks(writer, &id);
     assert_eq!(acks, expected_acks(&batches, 1));
     assert_eq!(

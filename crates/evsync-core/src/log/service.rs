@@ -227,20 +227,34 @@ impl<K: LogKind> LogService<K> {
         batch: K::Write,
         sink: &mut impl LogSink<K>,
     ) {
+        self.write_all(conn, [(token, batch)], sink);
+    }
+
+    /// `conn` writes several `writes` of one request at once: they join the
+    /// same append (one transaction) unless they exceed one append's
+    /// bounds, since none of them starts an append before all are queued.
+    pub fn write_all(
+        &mut self,
+        conn: ConnId,
+        writes: impl IntoIterator<Item = (WriteToken, K::Write)>,
+        sink: &mut impl LogSink<K>,
+    ) {
         if !self.outbound.is_open(conn) {
             return;
         }
-        let write = PendingWrite {
-            conn,
-            token,
-            bytes: K::write_bytes(&batch),
-            entries: K::write_entries(&batch),
-            batch,
-        };
         let limit = self.config.max_unacked_write_bytes;
-        if !self.writes.push(write, limit) {
-            self.close(conn, CloseReason::TooManyUnackedWrites { limit }, sink);
-            return;
+        for (token, batch) in writes {
+            let write = PendingWrite {
+                conn,
+                token,
+                bytes: K::write_bytes(&batch),
+                entries: K::write_entries(&batch),
+                batch,
+            };
+            if !self.writes.push(write, limit) {
+                self.close(conn, CloseReason::TooManyUnackedWrites { limit }, sink);
+                return;
+            }
         }
         self.maybe_start_append(sink);
     }

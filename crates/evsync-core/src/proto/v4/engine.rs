@@ -17,8 +17,8 @@
 //! write RPCs (whole or in `WriteChunked` pieces, acked per entry in request
 //! order), Changes streams (one unacknowledged Chunk at a time, `Interrupt`
 //! ends one) and `Ping`. Writes, subscriptions, caching and backpressure
-//! are the [`LogService`]'s: one write RPC of `n` batches is `n` log writes,
-//! which group commit stores together.
+//! are the [`LogService`]'s: one write RPC of `n` batches is `n` log writes
+//! queued together ([`LogService::write_all`]), so one append stores them.
 
 mod hibernation;
 mod plaintext;
@@ -653,7 +653,7 @@ impl Engine {
     }
 
     /// Hands a write RPC's batches to the log service (one log write each,
-    /// stored together by group commit). `request_order` maps each entry of
+    /// queued together so that they share one append). `request_order` maps each entry of
     /// the request to its place among the batches' entries when they were
     /// reordered.
     fn start_writes(
@@ -670,9 +670,8 @@ impl Engine {
         let tokens = self
             .sessions
             .start_write(conn, request_id, log, ids, request_order);
-        for (write, token) in writes.into_iter().zip(tokens) {
-            self.log.write(conn, token, write, &mut self.sessions);
-        }
+        let writes = tokens.into_iter().zip(writes);
+        self.log.write_all(conn, writes, &mut self.sessions);
     }
 
     fn is_plaintext(&self, conn: ConnId) -> bool {
