@@ -7,7 +7,10 @@
 //   node src/reference-server.mjs [--port <n>] [--debug]
 //     --port 0 (default) = a free port; the server always binds 127.0.0.1
 //
-// Route: GET /v4/event-log/:tenant (the WebSocket upgrade of Effect's RPC server; the router
+// Routes: GET /v4/event-log/:tenant (encrypted clients) and GET /v4/unencrypted/event-log/:tenant
+// (EventLogServerUnencrypted, for EventLogRemote.layerUnencrypted clients: the suite's Note
+// schema, a handler that does nothing, every identity authorized, one store "default"); the
+// WebSocket upgrades of Effect's RPC servers; the router
 // accepts the parameter, but the RPC handler ignores it: all tenants share ONE memory storage,
 // whose stores are keyed by (publicKey, storeId), so tests keep apart by fresh identities).
 // GET /healthz answers {"status":"ok","connections":<open upgraded sockets>} like evsync's.
@@ -21,7 +24,9 @@
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
+import * as EventLog from "effect/eventlog/EventLog"
 import * as EventLogServerEncrypted from "effect/eventlog/EventLogServerEncrypted"
+import * as EventLogServerUnencrypted from "effect/eventlog/EventLogServerUnencrypted"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Layer from "effect/Layer"
@@ -29,6 +34,7 @@ import * as RpcSerialization from "effect/rpc/RpcSerialization"
 import * as RpcServer from "effect/rpc/RpcServer"
 import { createServer } from "node:http"
 import { parseArgs } from "node:util"
+import { NoteGroup, NoteSchema } from "./replica.mjs"
 
 const { values: args } = parseArgs({
   options: {
@@ -39,6 +45,7 @@ const { values: args } = parseArgs({
 })
 
 export const PATH = "/v4/event-log/:tenant"
+export const UNENCRYPTED_PATH = "/v4/unencrypted/event-log/:tenant"
 
 // Open upgraded (WebSocket) connections, for GET /healthz; and the listen line once bound.
 let openUpgrades = 0
@@ -71,7 +78,23 @@ const EventLogRpc = EventLogServerEncrypted.layer.pipe(
   Layer.provide(RpcSerialization.layerSchemaBinary())
 )
 
-HttpRouter.serve(Layer.mergeAll(EventLogRpc, Health), { disableLogger: !args.debug, disableListenLog: true }).pipe(
+// The unencrypted server runs the app's handlers itself; this one's do nothing (the suite's
+// replicas observe delivery), and it authorizes everyone, as evsync's relay does.
+const NoteHandlers = EventLog.group(NoteGroup, (handlers) => handlers.handle("Note", () => Effect.void))
+const AllowAll = Layer.succeed(EventLogServerUnencrypted.EventLogServerAuthorization, {
+  authorizeWrite: () => Effect.void,
+  authorizeRead: () => Effect.void,
+  authorizeIdentity: () => Effect.void
+})
+const PlainRpc = EventLogServerUnencrypted.layer(NoteSchema, NoteHandlers).pipe(
+  Layer.provide(RpcServer.layerProtocolWebsocket({ path: UNENCRYPTED_PATH })),
+  Layer.provide(EventLogServerUnencrypted.layerStorageMemory),
+  Layer.provide(EventLogServerUnencrypted.layerStoreMappingStatic({ storeId: "default" })),
+  Layer.provide(AllowAll),
+  Layer.provide(RpcSerialization.layerSchemaBinary())
+)
+
+HttpRouter.serve(Layer.mergeAll(EventLogRpc, PlainRpc, Health), { disableLogger: !args.debug, disableListenLog: true }).pipe(
   Layer.provide(NodeHttpServer.layer(createCountingServer, { host: "127.0.0.1", port: Number(args.port) })),
   Layer.launch,
   NodeRuntime.runMain

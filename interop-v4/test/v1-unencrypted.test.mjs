@@ -1,27 +1,65 @@
-// V1 in unencrypted mode (EventLogRemote.layerUnencrypted, PROTOCOL-V4.md §3.2, §6.1): what an
-// app sees when its replicas send plaintext entries (WriteEntriesUnencrypted) to an encrypted
-// server. Both targets are encrypted servers, and neither syncs unencrypted replicas:
-// - evsync refuses every unencrypted write with EventLogProtocolError InvalidRequest "evsync
-//   serves encrypted clients only (EventLogRemote.layerEncrypted)";
-// - Effect's own EventLogServerEncrypted cannot decode the write either: it answers
-//   InternalServerError "Decoding failure".
-// On both, nothing is stored: an encrypted replica of the same identity and store reads the
-// store from sequence 0 afterwards and finds only its own barrier. The app's write itself
-// succeeds (its local handler runs); the upload fails, and Effect logs that at Debug level only.
+// V1 in unencrypted mode (EventLogRemote.layerUnencrypted, PROTOCOL-V4.md §3.2, §6.1).
+// - V1-unencrypted: at the unencrypted endpoint (/v4/unencrypted/event-log/<tenant>) two
+//   unencrypted replicas of one identity sync both ways, and a replica of ANOTHER identity that
+//   joins late reads the same store (plaintext stores are keyed by storeId alone, by design);
+//   evsync relays the entries (no server-side handlers), Effect's reference runs
+//   EventLogServerUnencrypted with a handler that does nothing. An encrypted replica of the same
+//   tenant sees none of it (the modes' data is kept apart).
+// - V1-unencrypted-wrong-endpoint: unencrypted replicas pointed at the encrypted endpoint are
+//   refused, and nothing is stored: evsync answers InvalidRequest naming the unencrypted path;
+//   Effect's own EventLogServerEncrypted cannot decode the write (InternalServerError "Decoding
+//   failure"). The app's write itself succeeds locally; the upload fails, and Effect logs that at
+//   Debug level only.
 import assert from "node:assert/strict"
 import { describe } from "node:test"
 import { makeIdentity } from "../src/replica.mjs"
 import { assertHealthy, barrier, changesChunks, receivedIds, scenario, tenant, withServerPerTarget } from "./lib/harness.mjs"
 
-/** What each target answers an unencrypted write: [code, message]. */
+/** What each target's encrypted endpoint answers an unencrypted write: [code, message]. */
 const REFUSAL = {
-  evsync: ["InvalidRequest", "evsync serves encrypted clients only"],
+  evsync: ["InvalidRequest", "unencrypted writes go to /v4/unencrypted/event-log/<tenant>"],
   reference: ["InternalServerError", "Decoding failure"]
 }
 
 describe("V1 unencrypted mode", () => {
   withServerPerTarget((target, server) => {
-    scenario(target, "V1-unencrypted", "an unencrypted replica's writes are refused and nothing is stored", async ({ replica, t }) => {
+    scenario(target, "V1-unencrypted", "unencrypted replicas sync through the unencrypted endpoint, apart from encrypted data", async ({ replica }) => {
+      const name = tenant("v1p")
+      const url = server.unencryptedUrl(name)
+      const identity = await makeIdentity()
+      const a = await replica({ url, identity, name: "PlainA", mode: "unencrypted" })
+      const b = await replica({ url, identity, name: "PlainB", mode: "unencrypted" })
+      await Promise.all([a.waitAuthenticated(), b.waitAuthenticated()])
+      const tag = name.slice(-8)
+
+      await a.write({ id: `plain-a-${tag}`, text: "written on A", n: 1 })
+      await b.waitFor(() => receivedIds(b).includes(`plain-a-${tag}`), { what: "A's note at B" })
+      await b.write({ id: `plain-b-${tag}`, text: "written on B", n: 2 })
+      await a.waitFor(() => receivedIds(a).includes(`plain-b-${tag}`), { what: "B's note at A" })
+      await barrier(a, [b])
+      await barrier(b, [a])
+      const mine = (r) => receivedIds(r).filter((id) => id.endsWith(tag))
+      assert.deepEqual(mine(a), [`plain-b-${tag}`], "A: B's note once, none of its own")
+      assert.deepEqual(mine(b), [`plain-a-${tag}`], "B: A's note once, none of its own")
+      const fromA = b.received.find((r) => r.id === `plain-a-${tag}`)
+      assert.deepEqual({ text: fromA.text, n: fromA.n }, { text: "written on A", n: 1 }, "the payload arrives as written")
+      assert.ok(a.stats.acks >= 1, `A's write was acknowledged; ${a.describe()}`)
+
+      // another identity, late, reads the same (shared) store from the start
+      const other = await replica({ url, identity: await makeIdentity(), name: "PlainOther", mode: "unencrypted" })
+      await other.waitFor(() => mine(other).length >= 2, { what: "both notes at another identity" })
+      assert.deepEqual(mine(other), [`plain-a-${tag}`, `plain-b-${tag}`], "in the order stored, once each")
+
+      // the encrypted endpoint of the same tenant holds none of it
+      const enc = await replica({ url: server.url(name), identity, name: "Encrypted" })
+      const encLate = await replica({ url: server.url(name), identity, name: "EncryptedLate" })
+      await Promise.all([enc.waitAuthenticated(), encLate.waitAuthenticated()])
+      await barrier(enc, [encLate])
+      assert.deepEqual(receivedIds(encLate), [], `EncryptedLate: nothing but the barrier; ${encLate.describe()}`)
+      for (const r of [a, b, other, enc, encLate]) assertHealthy(r)
+    })
+
+    scenario(target, "V1-unencrypted-wrong-endpoint", "an unencrypted replica at the encrypted endpoint is refused and nothing is stored", async ({ replica, t }) => {
       const url = server.url(tenant("v1u"))
       const identity = await makeIdentity()
       const a = await replica({ url, identity, name: "PlainA", mode: "unencrypted" })

@@ -49,6 +49,8 @@ export const supportsAuth = (target) => target === "evsync"
 
 /** The path of the v4 endpoint, on evsync and on the reference server alike. */
 export const v4Path = (tenantName) => `/v4/event-log/${tenantName}`
+/** The unencrypted endpoint (EventLogRemote.layerUnencrypted clients) of both targets. */
+export const v4UnencryptedPath = (tenantName) => `/v4/unencrypted/event-log/${tenantName}`
 
 // ---------------------------------------------------------------------------------------------
 // Known reference failures
@@ -228,6 +230,7 @@ export const startServer = async (target, options = {}) => {
       return output
     },
     url: (tenantName) => `ws://${address.host}:${address.port}${v4Path(tenantName)}`,
+    unencryptedUrl: (tenantName) => `ws://${address.host}:${address.port}${v4UnencryptedPath(tenantName)}`,
     httpUrl: (path) => `http://${address.host}:${address.port}${path}`,
     /** Stops the server: SIGTERM (graceful) or SIGKILL. Longer than 10 s is an error. */
     stop: async ({ signal = "SIGTERM" } = {}) => {
@@ -276,6 +279,7 @@ export const withServerPerTarget = (body) => {
       after(() => running?.dispose())
       body(target, {
         url: (tenantName) => running.url(tenantName),
+        unencryptedUrl: (tenantName) => running.unencryptedUrl(tenantName),
         get address() {
           return running.address
         }
