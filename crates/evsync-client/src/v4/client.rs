@@ -576,6 +576,7 @@ impl Driver {
                 let values: Vec<ChangesValue> =
                     proto::decode(&values).map_err(|e| decode_error("Changes chunk", e))?;
                 for value in values {
+                    session.forbidden = 0;
                     if let Some(data) = reassemble(session, value)? {
                         self.on_changes(&data, remote_id)?;
                     }
@@ -596,8 +597,7 @@ impl Driver {
                         Exit::Failure(reasons) => failure(CHANGES, reasons),
                     };
                     if is_forbidden(&error) {
-                        self.reauthenticate(conn, session).await?;
-                        return self.request_changes(conn, session).await;
+                        return self.reauthenticate(conn, session).await;
                     }
                     return Err(error);
                 }
@@ -627,6 +627,7 @@ impl Driver {
         }
         match proto::decode::<WriteExit>(exit).map_err(|e| decode_error("write exit", e))? {
             Exit::Success(acks) => {
+                session.forbidden = 0;
                 write.acks.extend(acks);
                 if write.requests.is_empty() {
                     let write = self.pending.remove(&key).expect("present");
@@ -643,8 +644,7 @@ impl Driver {
                     for other in std::mem::take(&mut write.requests) {
                         session.requests.remove(&other);
                     }
-                    self.reauthenticate(conn, session).await?;
-                    return self.send_write(key, conn, session).await;
+                    return self.reauthenticate(conn, session).await;
                 }
                 for other in std::mem::take(&mut write.requests) {
                     session.requests.remove(&other);
@@ -685,7 +685,11 @@ impl Driver {
         Ok(receipts)
     }
 
-    /// Says Hello and authenticates again on this connection.
+    /// After a `Forbidden`: says Hello and authenticates again on this
+    /// connection, then re-opens the Changes stream if it was refused and
+    /// re-sends every unacknowledged write (Authenticate clears the
+    /// server's partial chunked writes; a write that was stored meanwhile
+    /// is acked again from where it is, never stored twice).
     async fn reauthenticate(
         &mut self,
         conn: &mut Conn,
@@ -701,7 +705,13 @@ impl Driver {
         info!("forbidden: authenticating again");
         let hello = conn.hello(&self.ids).await?;
         conn.authenticate(&self.keys, &hello, &self.ids).await?;
-        // The server forgets partial chunked writes on Authenticate.
+        if self.subscribed && session.changes.is_none() {
+            self.request_changes(conn, session).await?;
+        }
+        let keys: Vec<u64> = self.pending.keys().copied().collect();
+        for key in keys {
+            self.send_write(key, conn, session).await?;
+        }
         Ok(())
     }
 
