@@ -12,6 +12,11 @@
 //! unacknowledged writes (the server dedups them by entry id), pings, and
 //! splits and reassembles messages over 512,000 bytes.
 //!
+//! **Effect v4.** [`v4::Client`] is the same replica for Effect 4's
+//! `effect/eventlog` protocol (RPC over SchemaBinary, Ed25519 session auth,
+//! stores, encrypted batches), with the keys derived from the identity's
+//! root secret as Effect derives them; see the [`v4`] module.
+//!
 //! **One iv per entry.** Effect v3 seals every entry of a batch under one
 //! iv, which reuses a GCM nonce. This client draws a fresh iv per entry and
 //! sends each entry in its own `WriteEntries` (the protocol has one iv per

@@ -72,9 +72,8 @@ impl Keys {
     }
 
     /// The `Authenticate` signature for a `Hello` of `remote_id` with
-    /// `challenge`: Ed25519 over evsync-core's
-    /// [`signed_payload`](evsync_core::proto::v4::auth::signed_payload)
-    /// (the payload the server checks).
+    /// `challenge`: Ed25519 over evsync-core's [`signed_payload`] (the
+    /// payload the server checks).
     pub fn sign_challenge(&self, remote_id: &RemoteId, challenge: &[u8]) -> [u8; 64] {
         let payload = signed_payload(
             remote_id,
