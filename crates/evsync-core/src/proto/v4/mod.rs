@@ -30,7 +30,9 @@ mod session;
 use bytes::Bytes;
 
 pub use config::SessionConfig;
-pub use engine::{Engine, Randomness, SavedSession, SavedStream, V4_REQUEST_IDS, is_v4_request};
+pub use engine::{
+    Engine, PLAINTEXT_OWNER, Randomness, SavedSession, SavedStream, V4_REQUEST_IDS, is_v4_request,
+};
 pub use envelope::{FromClient, FromServer, PING_FRAME, PONG_FRAME, Request, RequestId};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use messages::*;
