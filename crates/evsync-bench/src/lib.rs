@@ -23,8 +23,10 @@ pub mod fanout;
 pub mod hostile;
 pub mod idle;
 pub mod raw;
+pub mod raw_v4;
 pub mod report;
 pub mod server_process;
+pub mod v4;
 pub mod write;
 
 use clap::{Args, Subcommand};
@@ -65,6 +67,14 @@ pub enum Scenario {
     RawSqlite(RawArgs),
     /// Writes a log straight into a tenant file before the server starts.
     Preload(PreloadArgs),
+    /// Effect v4 write throughput: WriteSingle of encrypted batches.
+    V4Write(V4WriteArgs),
+    /// Effect v4 fan-out: one writer at a fixed rate, N subscribers of one store.
+    V4Fanout(V4FanoutArgs),
+    /// Effect v4 catch-up: a new subscriber reads a whole store.
+    V4Catchup(V4CatchupArgs),
+    /// The v4 ceiling: the same batches inserted by a Rust loop into evsync's v4 tables.
+    RawSqliteV4(RawV4Args),
     /// Renders result lines (JSONL) as the markdown results table.
     Report(ReportArgs),
 }
@@ -270,6 +280,112 @@ pub struct PreloadArgs {
     pub entries: u64,
     #[arg(long, default_value_t = 1024)]
     pub size: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct V4WriteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Server base URL, e.g. ws://127.0.0.1:8787 (/v4/event-log/<tenant> is added)
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "bench-v4-write")]
+    pub tenant: String,
+    /// Concurrent writer connections (one identity and store each).
+    #[arg(long, default_value_t = 1)]
+    pub writers: usize,
+    /// Encrypted batches per WriteSingle.
+    #[arg(long, default_value_t = 1)]
+    pub batches: usize,
+    /// Entries per batch (Effect's client packs at most 100).
+    #[arg(long, default_value_t = 1)]
+    pub entries: usize,
+    /// Ciphertext bytes per entry.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Requests each writer keeps in flight; 0 = auto (as `write`).
+    #[arg(long, default_value_t = 0)]
+    pub window: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct V4FanoutArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "bench-v4-fanout")]
+    pub tenant: String,
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+    /// Batches (of one entry) per second, one per WriteSingle.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Ciphertext bytes per entry (the first 8 are the send time).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    #[arg(long, default_value_t = 100)]
+    pub connect_concurrency: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub drain: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct V4CatchupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "bench-v4-catchup")]
+    pub tenant: String,
+    /// Entries in the store.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub entries: u64,
+    /// Ciphertext bytes per entry.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Entries per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_entries: usize,
+    /// Batches per WriteSingle while preloading.
+    #[arg(long, default_value_t = 4)]
+    pub request_batches: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RawV4Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Directory for the scratch database (removed afterwards).
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub writers: usize,
+    /// Batches per request.
+    #[arg(long, default_value_t = 1)]
+    pub batches: usize,
+    /// Entries per batch.
+    #[arg(long, default_value_t = 1)]
+    pub entries: usize,
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+    /// Requests per transaction (1: one per request; the window: a perfect
+    /// group commit).
+    #[arg(long, default_value_t = 1)]
+    pub group: usize,
+    /// Write through evsync-storage-sqlite's `append_batches`.
+    #[arg(long)]
+    pub via_storage: bool,
 }
 
 #[derive(Args, Debug)]
@@ -491,6 +607,79 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
                 }
             }
         }
+        Scenario::V4Write(a) => {
+            let case = v4_write_case(a.writers, a.batches, a.entries, a.size);
+            let p = v4::write::V4WriteParams {
+                url: a.url,
+                tenant: a.tenant,
+                writers: a.writers,
+                batches: a.batches,
+                entries: a.entries,
+                size: a.size,
+                window: a.window,
+                warmup: secs(a.warmup),
+                duration: secs(a.duration),
+                server_pid: a.common.server_pid,
+            };
+            measure("v4write", case, &a.common, || v4::write::run(p))
+        }
+        Scenario::V4Fanout(a) => {
+            let case = format!(
+                "subs={} rate={}/s s={}",
+                a.subscribers,
+                a.rate,
+                size_name(a.size)
+            );
+            let p = v4::fanout::V4FanoutParams {
+                url: a.url,
+                tenant: a.tenant,
+                subscribers: a.subscribers,
+                rate: a.rate,
+                size: a.size,
+                duration: secs(a.duration),
+                connect_concurrency: a.connect_concurrency,
+                drain: secs(a.drain),
+                server_pid: a.common.server_pid,
+            };
+            measure("v4fanout", case, &a.common, || v4::fanout::run(p))
+        }
+        Scenario::V4Catchup(a) => {
+            let case = format!(
+                "{} × {} ({}/batch)",
+                count_name(a.entries),
+                size_name(a.size),
+                a.batch_entries
+            );
+            let p = v4::catchup::V4CatchupParams {
+                url: a.url,
+                tenant: a.tenant,
+                entries: a.entries,
+                size: a.size,
+                batch_entries: a.batch_entries,
+                request_batches: a.request_batches,
+                server_pid: a.common.server_pid,
+            };
+            measure("v4catchup", case, &a.common, || v4::catchup::run(p))
+        }
+        Scenario::RawSqliteV4(a) => {
+            let case = v4_write_case(a.writers, a.batches, a.entries, a.size);
+            let p = raw_v4::RawV4Params {
+                dir: a.dir,
+                writers: a.writers,
+                batches: a.batches,
+                entries: a.entries,
+                size: a.size,
+                warmup: secs(a.warmup),
+                duration: secs(a.duration),
+                group: a.group,
+                via_storage: a.via_storage,
+            };
+            measure("v4write", case, &a.common, || async move {
+                tokio::task::spawn_blocking(move || raw_v4::run(p))
+                    .await
+                    .map_err(|e| common::err(e.to_string()))?
+            })
+        }
         Scenario::Report(a) => {
             let mut text = String::new();
             for f in &a.files {
@@ -509,6 +698,11 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `w=8 1×1 s=100B`: writers, batches per request × entries per batch, entry size.
+fn v4_write_case(writers: usize, batches: usize, entries: usize, size: usize) -> String {
+    format!("w={writers} {batches}×{entries} s={}", size_name(size))
 }
 
 fn size_name(size: usize) -> String {

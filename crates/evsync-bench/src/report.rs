@@ -16,6 +16,10 @@ const ORDER: &[&str] = &[
     "effect-memory",
     "raw-sqlite",
     "raw-sqlite-group",
+    "effect-v4-memory",
+    "effect-v4-sqlite",
+    "raw-sqlite-v4",
+    "raw-sqlite-v4-group",
 ];
 
 #[derive(Clone, Debug)]
@@ -79,7 +83,7 @@ fn cell(run: &Run) -> String {
         return format!("**{}** {}", run.status, why.replace('|', "/"));
     }
     let g = |k: &str| num(run, k).map(fmt_num).unwrap_or_else(|| "?".into());
-    match run.scenario.as_str() {
+    match run.scenario.trim_start_matches("v4") {
         "write" => format!(
             "{} /s · {} MB/s · p50 {} / p99 {} ms",
             num(run, "entries_per_s").map(fmt_int).unwrap_or_default(),
@@ -166,7 +170,7 @@ fn cell(run: &Run) -> String {
 
 /// The metric a ratio compares, and whether higher is better.
 fn headline(scenario: &str) -> (&'static str, bool) {
-    match scenario {
+    match scenario.trim_start_matches("v4") {
         "write" => ("entries_per_s", true),
         "fanout" => ("p99_ms", false),
         "catchup" => ("mb_per_s", true),
@@ -209,7 +213,16 @@ pub fn render(text: &str) -> String {
             scenarios.push(&r.scenario);
         }
     }
-    let order = ["write", "fanout", "catchup", "idle", "tenants"];
+    let order = [
+        "write",
+        "fanout",
+        "catchup",
+        "idle",
+        "tenants",
+        "v4write",
+        "v4fanout",
+        "v4catchup",
+    ];
     scenarios.sort_by_key(|s| order.iter().position(|o| o == s).unwrap_or(99));
     for scenario in scenarios {
         let of: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
@@ -244,6 +257,11 @@ pub fn render(text: &str) -> String {
             ("evsync-sqlite", "raw-sqlite-group"),
             ("evsync-sqlite", "evsync-prev-sqlite"),
             ("evsync-memory", "evsync-prev-memory"),
+            ("evsync-sqlite", "effect-v4-sqlite"),
+            ("evsync-sqlite", "effect-v4-memory"),
+            ("evsync-memory", "effect-v4-memory"),
+            ("evsync-sqlite", "raw-sqlite-v4"),
+            ("evsync-sqlite", "raw-sqlite-v4-group"),
         ]
         .into_iter()
         .filter(|(a, b)| labels.contains(a) && labels.contains(b))
@@ -323,6 +341,11 @@ fn title(s: &str) -> &str {
         "catchup" => "3. Catch-up (new subscriber, whole log)",
         "idle" => "4. Idle connections (server RSS per greeted+subscribed socket)",
         "tenants" => "5. Many tenants (written once, then idle)",
+        "v4write" => {
+            "v4-1. Effect v4 write throughput (acked entries/s, ciphertext MB/s, ack latency; case = writers, batches per WriteSingle × entries per batch, bytes per entry)"
+        }
+        "v4fanout" => "v4-2. Effect v4 fan-out (write → delivery latency, deliveries/s)",
+        "v4catchup" => "v4-3. Effect v4 catch-up (new subscriber, whole store from 0)",
         other => other,
     }
 }
@@ -337,6 +360,10 @@ fn short(l: &str) -> &str {
         "raw-sqlite-group" => "raw SQLite grouped",
         "evsync-prev-sqlite" => "previous·sqlite",
         "evsync-prev-memory" => "previous·mem",
+        "effect-v4-memory" => "Effect v4·mem",
+        "effect-v4-sqlite" => "Effect v4·sqlite",
+        "raw-sqlite-v4" => "raw SQLite v4",
+        "raw-sqlite-v4-group" => "raw SQLite v4 grouped",
         other => other,
     }
 }
@@ -426,6 +453,7 @@ fn targets(runs: &[Run]) -> String {
             );
         }
     }
+    out.push_str(&v4_targets(runs));
     for r in find("catchup", "evsync-sqlite", &|_| true) {
         if let Some(mb) = num(r, "mb_per_s").filter(|_| r.status == "ok") {
             let _ = writeln!(
@@ -433,6 +461,82 @@ fn targets(runs: &[Run]) -> String {
                 "| catch-up ≥ 200 MB/s ({}) | {mb:.0} MB/s | {} |",
                 r.case,
                 verdict(mb >= 200.0)
+            );
+        }
+    }
+    out
+}
+
+/// The v4 goals of issue 13: single-entry writes ≥ 10× Effect's v4
+/// server, batched writes ≥ 90 % of the grouped raw-SQLite ceiling.
+fn v4_targets(runs: &[Run]) -> String {
+    let mut out = String::new();
+    let ok_num = |r: &Run| num(r, "entries_per_s").filter(|_| r.status == "ok");
+    let get = |label: &str, case: &str| {
+        runs.iter()
+            .rfind(|r| r.scenario == "v4write" && r.label == label && r.case == case)
+    };
+    let mut cases: Vec<&str> = Vec::new();
+    for r in runs.iter().filter(|r| r.scenario == "v4write") {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    let single = |c: &str| c.contains(" 1×1 ");
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    for (ours, peer, goal, pick, what) in [
+        (
+            "evsync-sqlite",
+            "effect-v4-memory",
+            10.0,
+            true,
+            "v4 single-entry writes ≥ 10× Effect v4 (evsync SQLite vs Effect memory)",
+        ),
+        (
+            "evsync-memory",
+            "effect-v4-memory",
+            10.0,
+            true,
+            "v4 single-entry writes ≥ 10× Effect v4 (memory vs memory)",
+        ),
+        (
+            "evsync-sqlite",
+            "raw-sqlite-v4-group",
+            0.9,
+            false,
+            "v4 batched writes ≥ 90% of raw SQLite grouped",
+        ),
+        (
+            "evsync-sqlite",
+            "raw-sqlite-v4",
+            0.9,
+            false,
+            "v4 batched writes ≥ 90% of raw SQLite, one transaction per request",
+        ),
+    ] {
+        let mut worst: Option<(f64, &str)> = None;
+        for case in cases.iter().filter(|c| single(c) == pick) {
+            let (Some(a), Some(b)) = (get(ours, case), get(peer, case)) else {
+                continue;
+            };
+            let (Some(x), Some(y)) = (ok_num(a), ok_num(b).filter(|y| *y > 0.0)) else {
+                continue;
+            };
+            let r = x / y;
+            if worst.is_none_or(|(w, _)| r < w) {
+                worst = Some((r, case));
+            }
+        }
+        if let Some((r, case)) = worst {
+            let shown = if goal < 1.0 {
+                format!("{:.0}%", r * 100.0)
+            } else {
+                format!("{r:.2}×")
+            };
+            let _ = writeln!(
+                out,
+                "| {what} (every case) | worst {shown} ({case}) | {} |",
+                verdict(r >= goal)
             );
         }
     }
