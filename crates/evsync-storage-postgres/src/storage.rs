@@ -8,8 +8,8 @@ use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
     AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
-    StorageError, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
-    decode_tokens_not_before, remote_id_taken,
+    SigningKeyBinding, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch,
+    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use futures_util::future::try_join_all;
@@ -499,5 +499,13 @@ impl AsyncStorage for PgStorage {
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
         self.bind_v4_signing_key(public_key, signing_key).await
+    }
+
+    async fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        self.list_v4_stores().await
+    }
+
+    async fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        self.list_v4_bindings().await
     }
 }

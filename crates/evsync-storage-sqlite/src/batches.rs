@@ -7,8 +7,8 @@
 use crate::{schema, sqlite_error};
 use bytes::Bytes;
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, batch_bytes,
-    check_writes, join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
+    StoredBatch, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -27,6 +27,13 @@ const READ: &str = "SELECT sequence, iv, entry_ids, encrypted_batch FROM v4_batc
 const FIND_SIGNING_KEY: &str = "SELECT signing_key FROM v4_signing_keys WHERE public_key = ?1";
 const INSERT_SIGNING_KEY: &str =
     "INSERT OR IGNORE INTO v4_signing_keys (public_key, signing_key) VALUES (?1, ?2)";
+
+/// Every store with batches and its head, in (publicKey, storeId) byte
+/// order (BLOBs compare as memcmp): one row per store, no scan of batches.
+const LIST_STORES: &str = "SELECT public_key, store_id, head FROM v4_stores WHERE head > 0
+    ORDER BY public_key, store_id";
+const LIST_SIGNING_KEYS: &str =
+    "SELECT public_key, signing_key FROM v4_signing_keys ORDER BY public_key";
 
 /// One store while an append runs.
 struct Cursor {
@@ -282,6 +289,66 @@ fn find_signing_key(conn: &Connection, public_key: &str) -> Result<Option<[u8; 3
             })
         })
         .transpose()
+}
+
+/// [`Storage::stores`](evsync_core::storage::Storage::stores) on the
+/// tenant file: one statement, so one snapshot.
+pub(crate) fn list_stores(conn: &Connection) -> Result<Vec<StoreHead>, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(LIST_STORES)
+        .map_err(sqlite_error("prepare"))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(sqlite_error("list stores"))?;
+    let mut heads = Vec::new();
+    for row in rows {
+        let (public_key, store_id, head) = row.map_err(sqlite_error("list stores"))?;
+        heads.push(StoreHead {
+            store: StoreKey::new(text(public_key)?, text(store_id)?),
+            head: decode_sequence(head)?,
+        });
+    }
+    Ok(heads)
+}
+
+/// [`Storage::bindings`](evsync_core::storage::Storage::bindings) on the
+/// tenant file: one statement, so one snapshot.
+pub(crate) fn list_bindings(conn: &Connection) -> Result<Vec<SigningKeyBinding>, StorageError> {
+    let mut stmt = conn
+        .prepare_cached(LIST_SIGNING_KEYS)
+        .map_err(sqlite_error("prepare"))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sqlite_error("list signing keys"))?;
+    let mut bindings = Vec::new();
+    for row in rows {
+        let (public_key, key) = row.map_err(sqlite_error("list signing keys"))?;
+        let signing_key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
+            StorageError::new(format!(
+                "sqlite: a stored signing key of {} bytes",
+                key.len()
+            ))
+        })?;
+        bindings.push(SigningKeyBinding {
+            public_key: text(public_key)?,
+            signing_key,
+        });
+    }
+    Ok(bindings)
+}
+
+/// A stored publicKey or storeId (UTF-8 bytes) as a string.
+fn text(bytes: Vec<u8>) -> Result<String, StorageError> {
+    String::from_utf8(bytes)
+        .map_err(|_| StorageError::new("sqlite: a stored v4 publicKey or storeId is not UTF-8"))
 }
 
 fn skipped(sequences: Vec<Sequence>) -> BatchAppended {

@@ -22,9 +22,9 @@ pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path}
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
-    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
-    StoreKey, StoreStats, StoredBatch, check_tokens_not_before, decode_tokens_not_before,
-    entry_bytes, remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
+    Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
+    decode_tokens_not_before, entry_bytes, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -467,6 +467,14 @@ impl Storage for SqliteStorage {
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
         batches::bind(&mut self.conn, public_key, signing_key)
+    }
+
+    fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        batches::list_stores(&self.conn)
+    }
+
+    fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        batches::list_bindings(&self.conn)
     }
 }
 

@@ -33,8 +33,8 @@ use crate::js;
 use evsync_core::storage::schema::{d1 as layout, remote_id};
 use evsync_core::storage::{
     AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
-    StorageError, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
-    decode_tokens_not_before, remote_id_taken,
+    SigningKeyBinding, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch,
+    check_tokens_not_before, decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use js_sys::{Array, ArrayBuffer, Uint8Array};
@@ -558,6 +558,14 @@ impl AsyncStorage for D1Storage {
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
         self.bind_v4(public_key, signing_key).await
+    }
+
+    async fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        self.list_v4_stores().await
+    }
+
+    async fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        self.list_v4_bindings().await
     }
 }
 

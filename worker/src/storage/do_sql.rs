@@ -20,9 +20,9 @@ use super::values::{blob, int, into_blob, into_text, param_blob, param_int};
 use crate::js;
 use evsync_core::storage::schema::{do_sql as layout, remote_id};
 use evsync_core::storage::{
-    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
-    StoreKey, StoreStats, StoredBatch, check_tokens_not_before, decode_tokens_not_before,
-    remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
+    Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
+    decode_tokens_not_before, remote_id_taken,
 };
 use evsync_core::wire::{RemoteEntry, RemoteId, Sequence};
 use std::collections::HashMap;
@@ -413,6 +413,14 @@ impl Storage for DoSqlStorage {
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
         self.bind_v4(public_key, signing_key)
+    }
+
+    fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        self.list_v4_stores()
+    }
+
+    fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        self.list_v4_bindings()
     }
 }
 

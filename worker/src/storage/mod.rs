@@ -21,7 +21,8 @@ use d1::D1Storage;
 use do_sql::DoSqlStorage;
 use evsync_core::storage::{
     AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
-    StorageError, StorageRequest, StorageResponse, StoreKey, StoreStats, StoredBatch,
+    SigningKeyBinding, StorageError, StorageRequest, StorageResponse, StoreHead, StoreKey,
+    StoreStats, StoredBatch,
 };
 use evsync_core::wire::RemoteId;
 use evsync_core::wire::{RemoteEntry, Sequence};
@@ -248,6 +249,20 @@ impl AsyncStorage for Backend {
                 AsyncStorage::bind_signing_key(s, public_key, signing_key).await
             }
             Backend::D1(s) => s.bind_signing_key(public_key, signing_key).await,
+        }
+    }
+
+    async fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::stores(s).await,
+            Backend::D1(s) => s.stores().await,
+        }
+    }
+
+    async fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        match self {
+            Backend::DurableObject(s) => AsyncStorage::bindings(s).await,
+            Backend::D1(s) => s.bindings().await,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The asynchronous face of the storage contract.
 
 use super::{
-    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
-    StoreKey, StoreStats, StoredBatch,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
+    Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch,
 };
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 
@@ -51,6 +51,10 @@ pub trait AsyncStorage {
         public_key: &str,
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError>;
+    /// See [`Storage::stores`].
+    async fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError>;
+    /// See [`Storage::bindings`].
+    async fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError>;
 }
 
 impl<S: Storage> AsyncStorage for S {
@@ -116,5 +120,13 @@ impl<S: Storage> AsyncStorage for S {
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError> {
         Storage::bind_signing_key(self, public_key, signing_key)
+    }
+
+    async fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        Storage::stores(self)
+    }
+
+    async fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        Storage::bindings(self)
     }
 }

@@ -73,6 +73,26 @@ impl StoredBatch {
     }
 }
 
+/// A v4 store with batches and its head (the last sequence taken), as
+/// [`Storage::stores`](super::Storage::stores) lists them for an export:
+/// reading the store up to this head gives a cut that holds every batch
+/// acked before the listing.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct StoreHead {
+    pub store: StoreKey,
+    pub head: Sequence,
+}
+
+/// One session-auth binding (publicKey → the Ed25519 key that signs its
+/// v4 sessions), as [`Storage::bindings`](super::Storage::bindings) lists
+/// them: moved with the tenant, or the first client to connect after a
+/// move could claim a publicKey another already owns.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SigningKeyBinding {
+    pub public_key: String,
+    pub signing_key: [u8; 32],
+}
+
 /// What happened to one [`BatchWrite`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct BatchAppended {

@@ -2,9 +2,9 @@
 //! `SYNC_STORAGE=memory` mode.
 
 use super::{
-    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, Storage, StorageError,
-    StoreKey, StoreStats, StoredBatch, batch_bytes, check_tokens_not_before, check_writes,
-    entry_bytes, remote_id_taken,
+    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
+    Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, batch_bytes,
+    check_tokens_not_before, check_writes, entry_bytes, remote_id_taken,
 };
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
@@ -310,6 +310,35 @@ impl Storage for MemoryStorage {
             .signing_keys
             .entry(public_key.to_string())
             .or_insert(*signing_key))
+    }
+
+    fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        self.check_failure()?;
+        let mut heads: Vec<StoreHead> = self
+            .stores
+            .iter()
+            .filter(|(_, store)| store.head > 0)
+            .map(|(key, store)| StoreHead {
+                store: key.clone(),
+                head: store.head,
+            })
+            .collect();
+        heads.sort_by(|a, b| a.store.cmp(&b.store));
+        Ok(heads)
+    }
+
+    fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        self.check_failure()?;
+        let mut bindings: Vec<SigningKeyBinding> = self
+            .signing_keys
+            .iter()
+            .map(|(public_key, key)| SigningKeyBinding {
+                public_key: public_key.clone(),
+                signing_key: *key,
+            })
+            .collect();
+        bindings.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        Ok(bindings)
     }
 }
 

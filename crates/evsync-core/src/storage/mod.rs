@@ -18,8 +18,8 @@ pub mod schema;
 
 pub use async_storage::AsyncStorage;
 pub use batches::{
-    BatchAppended, BatchWrite, ENTRY_ID_LEN, StoreKey, StoredBatch, batch_bytes, check_writes,
-    join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, ENTRY_ID_LEN, SigningKeyBinding, StoreHead, StoreKey, StoredBatch,
+    batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 pub use memory::MemoryStorage;
 pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
@@ -223,6 +223,18 @@ pub trait Storage {
         public_key: &str,
         signing_key: &[u8; 32],
     ) -> Result<[u8; 32], StorageError>;
+
+    /// Every v4 store with at least one batch and its head, ordered by
+    /// [`StoreKey`] (publicKey, then storeId, byte order), in one
+    /// snapshot: what [`Storage::logs`] is to v3 logs, for exports.
+    /// Creates nothing.
+    fn stores(&mut self) -> Result<Vec<StoreHead>, StorageError>;
+
+    /// Every session-auth binding ([`Storage::bind_signing_key`]), ordered
+    /// by publicKey (byte order), in one snapshot. For exports: a tenant
+    /// moved without them would let the first client to connect claim a
+    /// publicKey. Creates nothing.
+    fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError>;
 }
 
 /// The refusal of [`Storage::adopt_remote_id`] on a store that has another

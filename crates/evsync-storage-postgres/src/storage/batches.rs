@@ -17,13 +17,13 @@
 //! subscribers of the store, and re-read the heads of loaded tenants'
 //! stores after a listener reconnects ([`crate::PgDatabase::store_heads`]).
 
-use super::{MAX_NOTIFY_PAYLOAD, PgStorage, decode_sequence};
+use super::{MAX_NOTIFY_PAYLOAD, PgStorage, decode_public_key, decode_sequence};
 use crate::pg_error;
 use crate::schema::NOTIFY;
 use bytes::Bytes;
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, check_writes,
-    join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
+    StoredBatch, check_writes, join_entry_ids, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
 use futures_util::future::try_join_all;
@@ -89,6 +89,16 @@ const READ: &str = "SELECT sequence, iv, entry_ids, encrypted_batch FROM (
     ) AS s
     WHERE n = 1 OR running <= $6
     ORDER BY last_sequence";
+
+/// Every store of tenant `$1` with batches and its head, in (publicKey,
+/// storeId) byte order (`bytea` compares as memcmp): the head rows, not a
+/// scan of batches.
+const LIST_STORES: &str = "SELECT public_key, store_id, head FROM evsync_v4_stores
+    WHERE tenant = $1 AND head > 0 ORDER BY public_key, store_id";
+
+/// Every signing key bound in tenant `$1`, by publicKey (byte order).
+const LIST_SIGNING_KEYS: &str = "SELECT public_key, signing_key FROM evsync_v4_signing_keys
+    WHERE tenant = $1 ORDER BY public_key";
 
 /// Tenant `$1`'s signing key of publicKey `$2`, if bound.
 const FIND_SIGNING_KEY: &str = "SELECT signing_key FROM evsync_v4_signing_keys
@@ -414,6 +424,65 @@ impl PgStorage {
                 bound.len()
             ))
         })
+    }
+}
+
+impl PgStorage {
+    /// See [`Storage::stores`](evsync_core::storage::Storage::stores): one
+    /// statement, so one snapshot.
+    pub(super) async fn list_v4_stores(&mut self) -> Result<Vec<StoreHead>, StorageError> {
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(LIST_STORES)
+            .await
+            .map_err(pg_error("prepare"))?;
+        let rows = client
+            .query(&stmt, &[&&*self.tenant])
+            .await
+            .map_err(pg_error("list stores"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoreHead {
+                    store: StoreKey::new(
+                        decode_public_key(row.get(0))?,
+                        String::from_utf8(row.get::<_, &[u8]>(1).to_vec()).map_err(|_| {
+                            StorageError::new("postgres: a stored storeId is not UTF-8")
+                        })?,
+                    ),
+                    head: decode_sequence(row.get(2))?,
+                })
+            })
+            .collect()
+    }
+
+    /// See [`Storage::bindings`](evsync_core::storage::Storage::bindings):
+    /// one statement, so one snapshot.
+    pub(super) async fn list_v4_bindings(
+        &mut self,
+    ) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(LIST_SIGNING_KEYS)
+            .await
+            .map_err(pg_error("prepare"))?;
+        let rows = client
+            .query(&stmt, &[&&*self.tenant])
+            .await
+            .map_err(pg_error("list signing keys"))?;
+        rows.iter()
+            .map(|row| {
+                let key: &[u8] = row.get(1);
+                Ok(SigningKeyBinding {
+                    public_key: decode_public_key(row.get(0))?,
+                    signing_key: key.try_into().map_err(|_| {
+                        StorageError::new(format!(
+                            "postgres: a stored signing key of {} bytes",
+                            key.len()
+                        ))
+                    })?,
+                })
+            })
+            .collect()
     }
 }
 

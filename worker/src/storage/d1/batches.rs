@@ -8,11 +8,12 @@ use crate::storage::batch_plan::{self, KnownIds};
 use crate::storage::plan;
 use crate::storage::values::MAX_SAFE_INTEGER;
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, check_writes,
-    join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
+    StoredBatch, check_writes, join_entry_ids, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
 use js_sys::Array;
+use serde::Deserialize;
 use std::collections::HashMap;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -22,6 +23,19 @@ fn store_params(store: &StoreKey) -> [JsValue; 2] {
         JsValue::from_str(&store.public_key),
         JsValue::from_str(&store.store_id),
     ]
+}
+
+#[derive(Deserialize)]
+struct StoreRow {
+    public_key: String,
+    store_id: String,
+    head: f64,
+}
+
+#[derive(Deserialize)]
+struct BindingRow {
+    public_key: String,
+    hex: String,
 }
 
 fn number(n: u64) -> JsValue {
@@ -228,5 +242,57 @@ impl D1Storage {
         <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
             StorageError::new(format!("a stored signing key of {} bytes", bytes.len()))
         })
+    }
+
+    /// See [`Storage::stores`](evsync_core::storage::Storage::stores): one
+    /// statement over the primary key's index (tenant, publicKey, storeId,
+    /// last sequence), so one snapshot; TEXT compares as its UTF-8 bytes.
+    pub(super) async fn list_v4_stores(&self) -> Result<Vec<StoreHead>, StorageError> {
+        let rows = self
+            .statement(
+                "SELECT public_key, store_id, MAX(last_sequence) AS head FROM evsync_v4_batches
+                 WHERE tenant = ?1 GROUP BY public_key, store_id ORDER BY public_key, store_id",
+                &[],
+            )?
+            .all()
+            .await
+            .map_err(d1_error)?
+            .results::<StoreRow>()
+            .map_err(d1_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| StoreHead {
+                store: StoreKey::new(row.public_key, row.store_id),
+                head: row.head as Sequence,
+            })
+            .collect())
+    }
+
+    /// See [`Storage::bindings`](evsync_core::storage::Storage::bindings):
+    /// one statement, so one snapshot.
+    pub(super) async fn list_v4_bindings(&self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        let rows = self
+            .statement(
+                "SELECT public_key, hex(signing_key) AS hex FROM evsync_v4_signing_keys
+                 WHERE tenant = ?1 ORDER BY public_key",
+                &[],
+            )?
+            .all()
+            .await
+            .map_err(d1_error)?
+            .results::<BindingRow>()
+            .map_err(d1_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let bytes = from_hex(&row.hex)?;
+                let signing_key = <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    StorageError::new(format!("a stored signing key of {} bytes", bytes.len()))
+                })?;
+                Ok(SigningKeyBinding {
+                    public_key: row.public_key,
+                    signing_key,
+                })
+            })
+            .collect()
     }
 }

@@ -7,10 +7,10 @@ use super::{DoSqlStorage, exec, query};
 use crate::js;
 use crate::storage::batch_plan::{self, KnownIds};
 use crate::storage::plan;
-use crate::storage::values::{int, into_blob, param_blob, param_int};
+use crate::storage::values::{int, into_blob, into_text, param_blob, param_int};
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, ReadLimit, StorageError, StoreKey, StoredBatch, check_writes,
-    split_entry_ids,
+    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
+    StoredBatch, check_writes, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
 use std::collections::HashMap;
@@ -215,5 +215,53 @@ impl DoSqlStorage {
             .map_err(|_| {
                 StorageError::new(format!("a stored signing key of {} bytes", bytes.len()))
             })
+    }
+
+    /// See [`Storage::stores`](evsync_core::storage::Storage::stores): one
+    /// statement over the primary key's index (publicKey, storeId, last
+    /// sequence), so one snapshot; TEXT compares as its UTF-8 bytes.
+    pub(super) fn list_v4_stores(&self) -> Result<Vec<StoreHead>, StorageError> {
+        query(
+            &self.sql,
+            "SELECT public_key, store_id, MAX(last_sequence) FROM evsync_v4_batches
+             GROUP BY public_key, store_id ORDER BY public_key, store_id",
+            vec![],
+        )?
+        .into_iter()
+        .map(|row| {
+            let Ok([public_key, store_id, head]) = <[SqlStorageValue; 3]>::try_from(row) else {
+                return Err(StorageError::new("unexpected row shape"));
+            };
+            Ok(StoreHead {
+                store: StoreKey::new(into_text(public_key)?, into_text(store_id)?),
+                head: int(&head)?.max(0) as Sequence,
+            })
+        })
+        .collect()
+    }
+
+    /// See [`Storage::bindings`](evsync_core::storage::Storage::bindings):
+    /// one statement, so one snapshot.
+    pub(super) fn list_v4_bindings(&self) -> Result<Vec<SigningKeyBinding>, StorageError> {
+        query(
+            &self.sql,
+            "SELECT public_key, signing_key FROM evsync_v4_signing_keys ORDER BY public_key",
+            vec![],
+        )?
+        .into_iter()
+        .map(|row| {
+            let Ok([public_key, key]) = <[SqlStorageValue; 2]>::try_from(row) else {
+                return Err(StorageError::new("unexpected row shape"));
+            };
+            let key = into_blob(key)?;
+            let signing_key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| {
+                StorageError::new(format!("a stored signing key of {} bytes", key.len()))
+            })?;
+            Ok(SigningKeyBinding {
+                public_key: into_text(public_key)?,
+                signing_key,
+            })
+        })
+        .collect()
     }
 }

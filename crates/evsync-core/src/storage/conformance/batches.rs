@@ -5,7 +5,8 @@
 
 use super::{ALL, batch as v3_batch, entry_id};
 use crate::storage::{
-    AsyncStorage, BatchAppended, BatchWrite, ReadLimit, StoreKey, StoredBatch, batch_bytes,
+    AsyncStorage, BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StoreHead, StoreKey,
+    StoreStats, StoredBatch, batch_bytes,
 };
 use crate::wire::Sequence;
 use bytes::Bytes;
@@ -93,6 +94,7 @@ where
     unusual_store_keys(fresh().await).await;
     a_large_batch(fresh().await).await;
     signing_keys_first_offer_wins(fresh().await).await;
+    stores_and_bindings_are_listed_in_key_order(fresh().await).await;
 }
 
 /// Stores a batch and binds a key on the first store `open` gives; the
@@ -548,4 +550,77 @@ async fn signing_keys_first_offer_wins<S: AsyncStorage>(mut s: S) {
         [1; 32],
         "still the first"
     );
+}
+
+/// `stores` lists every store with batches and its head, by (publicKey,
+/// storeId) in byte order; `bindings` every binding by publicKey; both
+/// create nothing. What an export reads its cut from.
+async fn stores_and_bindings_are_listed_in_key_order<S: AsyncStorage>(mut s: S) {
+    assert_eq!(s.stores().await.expect("stores"), vec![], "a fresh store");
+    assert_eq!(
+        s.bindings().await.expect("bindings"),
+        vec![],
+        "a fresh store"
+    );
+    assert_eq!(
+        s.stats().await.expect("stats"),
+        StoreStats::default(),
+        "listing created nothing"
+    );
+    let keys = [
+        store("b", "x"),
+        store("a", "z"),
+        store("a", ""),
+        store("B", "default"),
+        store("ключ-🔑", "магазин"),
+        store("a", "y"),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let n = 10 * i as u64;
+        append(&mut s, &[batch_write(key, 1, &[n + 1, n + 2])]).await;
+    }
+    // a second batch moves one head; a skipped one (ids known) does not
+    append(&mut s, &[batch_write(&keys[1], 2, &[100])]).await;
+    append(&mut s, &[batch_write(&keys[0], 3, &[1])]).await;
+    let listed: Vec<(String, String, u64)> = s
+        .stores()
+        .await
+        .expect("stores")
+        .into_iter()
+        .map(|h: StoreHead| (h.store.public_key, h.store.store_id, h.head))
+        .collect();
+    let want = |pk: &str, id: &str, head: u64| (pk.to_string(), id.to_string(), head);
+    assert_eq!(
+        listed,
+        vec![
+            want("B", "default", 2),
+            want("a", "", 2),
+            want("a", "y", 2),
+            want("a", "z", 3),
+            want("b", "x", 2),
+            want("ключ-🔑", "магазин", 2),
+        ],
+        "stores: (publicKey, storeId) byte order, heads"
+    );
+    assert_eq!(
+        s.logs().await.expect("logs"),
+        vec![],
+        "a store is not a log"
+    );
+    assert_eq!(s.bindings().await.expect("bindings"), vec![]);
+
+    bind(&mut s, "pk", [1; 32]).await;
+    bind(&mut s, "Pk", [2; 32]).await;
+    bind(&mut s, "ключ-🔑", [3; 32]).await;
+    bind(&mut s, "pk", [4; 32]).await; // the first offer stays
+    let binding = |public_key: &str, key: u8| SigningKeyBinding {
+        public_key: public_key.to_string(),
+        signing_key: [key; 32],
+    };
+    assert_eq!(
+        s.bindings().await.expect("bindings"),
+        vec![binding("Pk", 2), binding("pk", 1), binding("ключ-🔑", 3)],
+        "bindings: publicKey byte order, the first key offered"
+    );
+    assert_eq!(s.stores().await.expect("stores").len(), 6, "unchanged");
 }
