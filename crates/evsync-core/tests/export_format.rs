@@ -5,6 +5,10 @@ use bytes::Bytes;
 use evsync_core::export::{ExportHeader, ExportReader, ExportWriter, ReadItem, parse_remote_id};
 use evsync_core::wire::{RemoteEntry, RemoteId};
 
+/// Format version 2's Effect v4 records.
+#[path = "export_format/v4.rs"]
+mod v4;
+
 fn entry(sequence: u64, tag: u8) -> RemoteEntry {
     RemoteEntry {
         sequence,
@@ -152,9 +156,10 @@ fn another_format_or_version_is_refused() {
     let err = read_all(b"{\"hello\":1}\n", 100).unwrap_err();
     assert!(err.contains("not an evsync export"), "{err}");
     let (_, file) = sample();
-    let newer = file.replacen("\"version\":1", "\"version\":2", 1);
+    let newer = file.replacen("\"version\":2", "\"version\":3", 1);
+    assert_ne!(newer, file);
     let err = read_all(newer.as_bytes(), 100).unwrap_err();
-    assert!(err.contains("version 2 is not supported"), "{err}");
+    assert!(err.contains("version 3 is not supported"), "{err}");
     let err = read_all(b"\xff\xfe\n", 100).unwrap_err();
     assert!(err.contains("not UTF-8"), "{err}");
 }

@@ -13,28 +13,47 @@
 //! in any order, written sorted):
 //!
 //! ```text
-//! {"format":"evsync-export","remoteId":"<uuid>","tenant":"acme","tokensNotBefore":null,"version":1}
+//! {"format":"evsync-export","remoteId":"<uuid>","tenant":"acme","tokensNotBefore":null,"version":2}
 //! {"data":"<b64>","entryId":"<b64>","iv":"<b64>","log":"<publicKey>","seq":1}
 //! … every entry of every log: a log's entries together, sequences 1, 2, 3 …
-//! {"end":{"logs":2,"entries":345,"sha256":"<hex>"}}
+//! {"store":{"head":7,"publicKey":"<publicKey>","storeId":"<storeId>"}}
+//! {"batch":{"data":"<b64>","entryIds":["<b64>",…],"iv":"<b64>","seq":1}}
+//! … every Effect v4 store: its header, then its batches from sequence 1
+//!   to its head without a gap; stores by (publicKey, storeId)
+//! {"binding":{"publicKey":"<publicKey>","signingKey":"<b64>"}}
+//! … every v4 session-auth binding, by publicKey
+//! {"end":{"batches":9,"bindings":1,"entries":345,"logs":2,"sha256":"<hex>","stores":2}}
 //! ```
+//!
+//! Version 1 (evsync before Effect v4 support) is the same without the v4
+//! lines and their three counts; it is still read. A v4 store carries its
+//! sequences for the reason v3 logs do: an Effect 4 replica keeps its
+//! cursor per remoteId and store, and the bindings keep the first client
+//! of each publicKey its owner (see [`v4_record`]).
 //!
 //! Bytes are standard base64 with padding. The trailer's `sha256` is the
 //! SHA-256 of every byte before the trailer line; a file without the
 //! trailer (truncated), with another checksum (damaged), with bytes after
-//! it, or with a sequence that does not follow its predecessor is refused
+//! it, with a sequence that does not follow its predecessor, or with
+//! records out of the order above ([`order`]) is refused
 //! by [`ExportReader`] before anything is imported.
 //!
 //! JSON Lines rather than a binary layout: an operator can look into an
 //! export with `head` and `jq`, and the cost (base64, about a third more
 //! bytes) is paid only when moving a tenant, not on the sync path.
 
+mod order;
 mod reader;
 mod record;
 mod transfer;
+mod v4_record;
+mod v4_transfer;
 mod writer;
 
 pub use reader::{ExportError, ExportReader, ReadItem};
-pub use record::{ExportHeader, ExportSummary, FORMAT_NAME, FORMAT_VERSION, parse_remote_id};
+pub use record::{
+    ExportHeader, ExportSummary, FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
+    parse_remote_id,
+};
 pub use transfer::{Exporter, Importer, TRANSFER_PAGE, export_store};
 pub use writer::ExportWriter;

@@ -1,7 +1,9 @@
 //! Reads an export incrementally and refuses a damaged one.
 
-use super::record::{BodyLine, ExportHeader, ExportSummary, LogOrder, parse_body_line};
+use super::order::BodyOrder;
+use super::record::{BodyLine, ExportHeader, ExportSummary, parse_body_line};
 use super::writer::hex;
+use crate::storage::{SigningKeyBinding, StoreHead, StoreKey, StoredBatch};
 use crate::wire::RemoteEntry;
 use sha2::{Digest, Sha256};
 
@@ -37,6 +39,16 @@ pub enum ReadItem {
         public_key: String,
         entry: RemoteEntry,
     },
+    /// An Effect v4 store's header (version 2): its batches follow, from
+    /// sequence 1 to `head`.
+    Store(StoreHead),
+    /// One batch of `store`, at its exported sequence.
+    Batch {
+        store: StoreKey,
+        batch: StoredBatch,
+    },
+    /// A v4 session-auth binding (version 2).
+    Binding(SigningKeyBinding),
     /// The trailer, checked: counts and checksum match what was read.
     End(ExportSummary),
 }
@@ -52,7 +64,9 @@ pub struct ExportReader {
     line: u64,
     sha: Sha256,
     state: State,
-    order: LogOrder,
+    /// The format version the header states (once read).
+    version: u64,
+    order: BodyOrder,
     summary: ExportSummary,
 }
 
@@ -77,7 +91,8 @@ impl ExportReader {
             line: 0,
             sha: Sha256::new(),
             state: State::Header,
-            order: LogOrder::default(),
+            version: 0,
+            order: BodyOrder::default(),
             summary: ExportSummary::default(),
         }
     }
@@ -109,16 +124,17 @@ impl ExportReader {
             .map_err(|_| self.error("not UTF-8 text".into()))?;
         match self.state {
             State::Header => {
-                let header = ExportHeader::parse(text).map_err(|m| self.error(m))?;
+                let (header, version) = ExportHeader::parse(text).map_err(|m| self.error(m))?;
                 self.sha.update(&raw);
+                self.version = version;
                 self.state = State::Body;
                 Ok(Some(ReadItem::Header(header)))
             }
-            State::Body => match parse_body_line(text).map_err(|m| self.error(m))? {
+            State::Body => match parse_body_line(text, self.version).map_err(|m| self.error(m))? {
                 BodyLine::Entry { public_key, entry } => {
                     let new_log = self
                         .order
-                        .accept(&public_key, entry.sequence)
+                        .entry(&public_key, entry.sequence)
                         .map_err(|m| self.error(m))?;
                     if new_log {
                         self.summary.logs += 1;
@@ -127,10 +143,34 @@ impl ExportReader {
                     self.sha.update(&raw);
                     Ok(Some(ReadItem::Entry { public_key, entry }))
                 }
+                BodyLine::Store(head) => {
+                    self.order.store(&head).map_err(|m| self.error(m))?;
+                    self.summary.stores += 1;
+                    self.sha.update(&raw);
+                    Ok(Some(ReadItem::Store(head)))
+                }
+                BodyLine::Batch(batch) => {
+                    let store = match self.order.batch(&batch) {
+                        Ok(store) => store.clone(),
+                        Err(m) => return Err(self.error(m)),
+                    };
+                    self.summary.batches += 1;
+                    self.sha.update(&raw);
+                    Ok(Some(ReadItem::Batch { store, batch }))
+                }
+                BodyLine::Binding(binding) => {
+                    self.order
+                        .binding(&binding.public_key)
+                        .map_err(|m| self.error(m))?;
+                    self.summary.bindings += 1;
+                    self.sha.update(&raw);
+                    Ok(Some(ReadItem::Binding(binding)))
+                }
                 BodyLine::End {
                     summary,
                     sha256_hex,
                 } => {
+                    self.order.end().map_err(|m| self.error(m))?;
                     let digest = hex(&core::mem::take(&mut self.sha).finalize());
                     if digest != sha256_hex {
                         return Err(self.error(format!(
@@ -139,8 +179,9 @@ impl ExportReader {
                     }
                     if summary != self.summary {
                         return Err(self.error(format!(
-                            "the trailer counts {} logs / {} entries, the file holds {} / {}",
-                            summary.logs, summary.entries, self.summary.logs, self.summary.entries
+                            "the trailer counts {}, the file holds {}",
+                            counts(&summary),
+                            counts(&self.summary)
                         )));
                     }
                     self.state = State::Ended;
@@ -166,8 +207,8 @@ impl ExportReader {
             State::Body => Err(ExportError {
                 line: None,
                 message: format!(
-                    "the file ends after {} entries without its trailer (truncated)",
-                    self.summary.entries
+                    "the file ends after {} entries and {} v4 batches without its trailer (truncated)",
+                    self.summary.entries, self.summary.batches
                 ),
             }),
         }
@@ -186,4 +227,12 @@ impl ExportReader {
             message,
         }
     }
+}
+
+/// A summary's counts as messages give them.
+fn counts(summary: &ExportSummary) -> String {
+    format!(
+        "{} logs / {} entries / {} stores / {} batches / {} bindings",
+        summary.logs, summary.entries, summary.stores, summary.batches, summary.bindings
+    )
 }

@@ -1,5 +1,7 @@
 //! The lines of an export file and how each is written and parsed.
 
+use super::v4_record;
+use crate::storage::{SigningKeyBinding, StoreHead, StoredBatch};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -9,8 +11,12 @@ use std::collections::HashSet;
 
 /// The `format` field of every export's header.
 pub const FORMAT_NAME: &str = "evsync-export";
-/// The version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u64 = 1;
+/// The version this build writes (and the newest it reads). Version 2 adds
+/// Effect v4's stores, batches and session-auth bindings after the v3
+/// entries; version 1 files (v3 entries only) are still read.
+pub const FORMAT_VERSION: u64 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
 
 /// The first line: which tenant, under which remoteId.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -31,6 +37,11 @@ pub struct ExportSummary {
     /// Logs with at least one entry.
     pub logs: u64,
     pub entries: u64,
+    /// Effect v4 stores with at least one batch (0 in a version 1 file).
+    pub stores: u64,
+    pub batches: u64,
+    /// Session-auth bindings (publicKey → signing key).
+    pub bindings: u64,
 }
 
 impl ExportHeader {
@@ -47,7 +58,8 @@ impl ExportHeader {
         line
     }
 
-    pub(super) fn parse(line: &str) -> Result<Self, String> {
+    /// The header and the file's format version.
+    pub(super) fn parse(line: &str) -> Result<(Self, u64), String> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| format!("the header is not JSON: {e}"))?;
         let object = value.as_object().ok_or("the header is not a JSON object")?;
@@ -63,9 +75,9 @@ impl ExportHeader {
             .get("version")
             .and_then(Value::as_u64)
             .ok_or("the header has no version")?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "export format version {version} is not supported by this evsync (it reads version {FORMAT_VERSION})"
+                "export format version {version} is not supported by this evsync (it reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
             ));
         }
         only_keys(
@@ -92,11 +104,12 @@ impl ExportHeader {
                     .ok_or("the header's tokensNotBefore is not an instant")?,
             ),
         };
-        Ok(ExportHeader {
+        let header = ExportHeader {
             tenant,
             remote_id,
             tokens_not_before,
-        })
+        };
+        Ok((header, version))
     }
 }
 
@@ -114,37 +127,58 @@ pub(super) fn entry_line(public_key: &str, entry: &RemoteEntry) -> String {
     line
 }
 
-/// The trailer line (`sha256` over every byte before it).
+/// The trailer line (`sha256` over every byte before it), with the counts
+/// of the version written ([`FORMAT_VERSION`]).
 pub(super) fn trailer_line(summary: ExportSummary, sha256_hex: &str) -> String {
     let mut line = json!({
-        "end": { "logs": summary.logs, "entries": summary.entries, "sha256": sha256_hex }
+        "end": {
+            "logs": summary.logs,
+            "entries": summary.entries,
+            "stores": summary.stores,
+            "batches": summary.batches,
+            "bindings": summary.bindings,
+            "sha256": sha256_hex,
+        }
     })
     .to_string();
     line.push('\n');
     line
 }
 
-/// A line after the header: an entry or the trailer.
+/// A line after the header: an entry, a v4 record or the trailer.
 pub(super) enum BodyLine {
     Entry {
         public_key: String,
         entry: RemoteEntry,
     },
+    /// A v4 store's header line; its batches follow.
+    Store(StoreHead),
+    Batch(StoredBatch),
+    Binding(SigningKeyBinding),
     End {
         summary: ExportSummary,
         sha256_hex: String,
     },
 }
 
-pub(super) fn parse_body_line(line: &str) -> Result<BodyLine, String> {
+/// Parses a line after the header of a file of format `version`: a line
+/// of one object whose only key names its kind (`end`, `store`, `batch`,
+/// `binding`), or a v3 entry (keyed by `log`). v4 kinds exist from
+/// version 2 on.
+pub(super) fn parse_body_line(line: &str, version: u64) -> Result<BodyLine, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
+    if !object.contains_key("log") && !object.contains_key("end") {
+        return v4_record::parse(object, version);
+    }
     if let Some(end) = object.get("end") {
         only_keys(object, &["end"], "trailer")?;
         let end = end
             .as_object()
             .ok_or("the trailer's end is not an object")?;
-        only_keys(end, &["logs", "entries", "sha256"], "trailer")?;
+        const V1: &[&str] = &["logs", "entries", "sha256"];
+        const V2: &[&str] = &["logs", "entries", "stores", "batches", "bindings", "sha256"];
+        only_keys(end, if version >= 2 { V2 } else { V1 }, "trailer")?;
         let count = |key: &str| {
             end.get(key)
                 .and_then(Value::as_u64)
@@ -159,6 +193,9 @@ pub(super) fn parse_body_line(line: &str) -> Result<BodyLine, String> {
             summary: ExportSummary {
                 logs: count("logs")?,
                 entries: count("entries")?,
+                stores: if version >= 2 { count("stores")? } else { 0 },
+                batches: if version >= 2 { count("batches")? } else { 0 },
+                bindings: if version >= 2 { count("bindings")? } else { 0 },
             },
             sha256_hex,
         });
@@ -196,7 +233,11 @@ pub(super) fn parse_body_line(line: &str) -> Result<BodyLine, String> {
 
 /// Refuses keys the format does not have: a file written by a newer
 /// evsync under the same version number would otherwise lose data quietly.
-fn only_keys(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), String> {
+pub(super) fn only_keys(
+    object: &Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), String> {
     match object.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(key) => Err(format!("the {what} has an unknown field \"{key}\"")),
         None => Ok(()),

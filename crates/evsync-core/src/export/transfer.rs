@@ -4,6 +4,7 @@
 
 use super::reader::ReadItem;
 use super::record::{ExportHeader, ExportSummary};
+use super::v4_transfer::{V4Export, V4Import};
 use super::writer::ExportWriter;
 use crate::storage::{AppendBatch, AsyncStorage, LogHead, ReadLimit};
 use crate::wire::{EncryptedEntry, RemoteEntry, Sequence};
@@ -44,9 +45,11 @@ where
 /// page ([`TRANSFER_PAGE`]) is ever held.
 ///
 /// The cut: every log up to the head [`AsyncStorage::logs`] listed when
-/// the export began, so everything acked before the export started is in
-/// it, and an append during the export is either wholly in a log's run or
-/// not at all. The store must stay the same tenant's store between calls
+/// the export began, every v4 store up to the head [`AsyncStorage::stores`]
+/// listed, and the bindings [`AsyncStorage::bindings`] listed, so
+/// everything acked before the export started is in it, and an append
+/// during the export is either wholly in a log's (store's) run or not at
+/// all. The store must stay the same tenant's store between calls
 /// (a caller that may delete or replace the tenant meanwhile must stop).
 pub struct Exporter {
     writer: Option<ExportWriter>,
@@ -55,6 +58,8 @@ pub struct Exporter {
     log: usize,
     /// Its next sequence to read.
     next: Sequence,
+    /// Effect v4's stores and bindings, after the logs.
+    v4: V4Export,
     summary: ExportSummary,
 }
 
@@ -74,6 +79,7 @@ impl Exporter {
             .await
             .map_err(failed("reading the revocation instant"))?;
         let logs = store.logs().await.map_err(failed("listing the logs"))?;
+        let v4 = V4Export::start(store).await?;
         let (writer, header) = ExportWriter::new(&ExportHeader {
             tenant: tenant.to_owned(),
             remote_id,
@@ -84,13 +90,15 @@ impl Exporter {
             logs,
             log: 0,
             next: 1,
+            v4,
             summary: ExportSummary::default(),
         };
         Ok((exporter, header))
     }
 
-    /// The next lines: one page of entries read from `store`, then the
-    /// trailer alone; `None` once the trailer was given.
+    /// The next lines: one page of entries read from `store`, then of v4
+    /// batches and bindings, then the trailer alone; `None` once the
+    /// trailer was given.
     pub async fn next_lines<S: AsyncStorage>(
         &mut self,
         store: &mut S,
@@ -122,6 +130,11 @@ impl Exporter {
             self.summary = writer.summary();
             return Ok(Some(lines));
         }
+        if let Some(lines) = self.v4.next_lines(store, writer).await? {
+            self.summary = writer.summary();
+            return Ok(Some(lines));
+        }
+        writer.check_complete()?;
         let Some(writer) = self.writer.take() else {
             return Ok(None);
         };
@@ -129,7 +142,8 @@ impl Exporter {
         Ok(Some(vec![writer.finish()]))
     }
 
-    /// Logs and entries given so far (all of them once done).
+    /// Logs, entries, stores, batches and bindings given so far (all of
+    /// them once done).
     pub fn summary(&self) -> ExportSummary {
         self.summary
     }
@@ -148,6 +162,7 @@ fn failed(what: &str) -> impl Fn(crate::storage::StorageError) -> String {
 /// Entries are appended with the storage contract's own `append`, which
 /// numbers a log's entries 1, 2, 3 …; the importer checks that each entry
 /// got the sequence the file gives it, so replicas' cursors stay valid.
+/// Effect v4 batches and bindings likewise ([`V4Import`]).
 #[derive(Default)]
 pub struct Importer {
     header: Option<ExportHeader>,
@@ -155,6 +170,7 @@ pub struct Importer {
     /// The file's sequence of each pending entry, in order.
     expected: Vec<Sequence>,
     pending_bytes: usize,
+    v4: V4Import,
     summary: ExportSummary,
 }
 
@@ -190,6 +206,21 @@ impl Importer {
                         logs.len()
                     ));
                 }
+                let stores = store
+                    .stores()
+                    .await
+                    .map_err(|e| format!("listing the target's v4 stores: {e}"))?;
+                let bindings = store
+                    .bindings()
+                    .await
+                    .map_err(|e| format!("listing the target's v4 bindings: {e}"))?;
+                if !stores.is_empty() || !bindings.is_empty() {
+                    return Err(format!(
+                        "the target store already holds {} v4 stores and {} bindings; import into an empty store",
+                        stores.len(),
+                        bindings.len()
+                    ));
+                }
                 store
                     .adopt_remote_id(header.remote_id)
                     .await
@@ -215,12 +246,30 @@ impl Importer {
                 }
                 Ok(())
             }
+            ReadItem::Store(_) => {
+                self.started()?;
+                // v3 entries all come before the first store.
+                self.flush(store).await?;
+                self.summary.stores += 1;
+                Ok(())
+            }
+            ReadItem::Batch { store: key, batch } => {
+                self.started()?;
+                self.summary.batches += 1;
+                self.v4.batch(store, key, batch).await
+            }
+            ReadItem::Binding(binding) => {
+                self.started()?;
+                self.summary.bindings += 1;
+                self.v4.binding(store, &binding).await
+            }
             ReadItem::End(summary) => {
                 self.flush(store).await?;
+                self.v4.flush(store).await?;
                 if summary != self.summary {
                     return Err(format!(
-                        "imported {} entries of {} logs, the file states {} of {}",
-                        self.summary.entries, self.summary.logs, summary.entries, summary.logs
+                        "imported {:?}, the file states {:?}",
+                        self.summary, summary
                     ));
                 }
                 Ok(())
@@ -228,9 +277,16 @@ impl Importer {
         }
     }
 
-    /// Entries imported so far.
+    /// What was imported so far.
     pub fn summary(&self) -> ExportSummary {
         self.summary
+    }
+
+    fn started(&self) -> Result<(), String> {
+        match self.header {
+            Some(_) => Ok(()),
+            None => Err("a record before the header".into()),
+        }
     }
 
     fn push(&mut self, public_key: String, entry: RemoteEntry) {
