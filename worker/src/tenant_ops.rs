@@ -445,6 +445,10 @@ struct ImportAnswer<'a> {
     remote_id: String,
     logs: u64,
     entries: u64,
+    /// Effect v4 stores, their batches and the session-auth bindings.
+    stores: u64,
+    batches: u64,
+    bindings: u64,
     replaced: bool,
 }
 
@@ -463,6 +467,9 @@ fn import_answer(
                 remote_id = remote_id,
                 logs = done.summary.logs,
                 entries = done.summary.entries,
+                stores = done.summary.stores,
+                batches = done.summary.batches,
+                bindings = done.summary.bindings,
                 replaced = done.replaced
             );
             let body = ImportAnswer {
@@ -470,6 +477,9 @@ fn import_answer(
                 remote_id,
                 logs: done.summary.logs,
                 entries: done.summary.entries,
+                stores: done.summary.stores,
+                batches: done.summary.batches,
+                bindings: done.summary.bindings,
                 replaced: done.replaced,
             };
             json(200, &serde_json::to_string(&body).unwrap_or_default())
@@ -638,7 +648,10 @@ impl ExportStream {
                     "admin: tenant exported",
                     tenant = self.tenant,
                     logs = summary.logs,
-                    entries = summary.entries
+                    entries = summary.entries,
+                    stores = summary.stores,
+                    batches = summary.batches,
+                    bindings = summary.bindings
                 );
                 None
             }

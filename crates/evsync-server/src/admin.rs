@@ -70,6 +70,10 @@ struct ImportAnswer<'a> {
     remote_id: String,
     logs: u64,
     entries: u64,
+    /// Effect v4 stores, their batches and the session-auth bindings.
+    stores: u64,
+    batches: u64,
+    bindings: u64,
     replaced: bool,
 }
 
@@ -226,6 +230,9 @@ pub(crate) async fn handle(
                         remote_id = %done.header.remote_id.to_uuid_string(),
                         logs = done.summary.logs,
                         entries = done.summary.entries,
+                        stores = done.summary.stores,
+                        batches = done.summary.batches,
+                        bindings = done.summary.bindings,
                         replaced = done.replaced,
                         "admin: tenant imported"
                     );
@@ -236,6 +243,9 @@ pub(crate) async fn handle(
                             remote_id: done.header.remote_id.to_uuid_string(),
                             logs: done.summary.logs,
                             entries: done.summary.entries,
+                            stores: done.summary.stores,
+                            batches: done.summary.batches,
+                            bindings: done.summary.bindings,
                             replaced: done.replaced,
                         },
                     )

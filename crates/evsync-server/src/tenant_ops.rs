@@ -155,6 +155,9 @@ fn exported(tenant: &str, result: Result<ExportSummary, String>) -> Option<std::
                 tenant,
                 logs = summary.logs,
                 entries = summary.entries,
+                stores = summary.stores,
+                batches = summary.batches,
+                bindings = summary.bindings,
                 "admin: tenant exported"
             );
             None

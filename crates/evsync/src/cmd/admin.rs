@@ -240,11 +240,13 @@ impl Client {
         let body = response.body_mut().read_to_string().unwrap_or_default();
         let answer: serde_json::Value =
             serde_json::from_str(&body).map_err(|e| format!("{url}: not a JSON answer ({e})"))?;
+        let count = |key: &str| answer[key].as_u64().unwrap_or(0);
         println!(
-            "imported: {tenant} (remoteId {}, {} logs, {} entries{})",
+            "imported: {tenant} (remoteId {}, {} logs, {} entries{}{})",
             answer["remoteId"].as_str().unwrap_or("?"),
             answer["logs"],
             answer["entries"],
+            v4_counts(count("stores"), count("batches"), count("bindings")),
             if answer["replaced"].as_bool() == Some(true) {
                 ", replaced its old data"
             } else {
@@ -253,6 +255,16 @@ impl Client {
         );
         Ok(())
     }
+}
+
+/// The Effect v4 part of an export's or import's counts, for the lines
+/// the commands print: nothing for a tenant without v4 data (the line
+/// reads as it did before v4), else `, N v4 stores, M batches, K bindings`.
+pub fn v4_counts(stores: u64, batches: u64, bindings: u64) -> String {
+    if stores == 0 && batches == 0 && bindings == 0 {
+        return String::new();
+    }
+    format!(", {stores} v4 stores, {batches} batches, {bindings} bindings")
 }
 
 /// `out` with `.partial` appended: where a download goes until it is whole.

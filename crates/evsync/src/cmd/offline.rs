@@ -7,7 +7,7 @@
 //! (`evsync_storage_sqlite::effect_sql`) and staged and installed exactly
 //! like an export, so a source that is refused changes nothing.
 
-use super::admin::{check_export, partial_path};
+use super::admin::{check_export, partial_path, v4_counts};
 use super::progress;
 use bytes::Bytes;
 use clap::{ArgGroup, Args};
@@ -118,11 +118,12 @@ pub fn export(args: ExportArgs) -> ExitCode {
                 })
                 .map(|()| {
                     format!(
-                        "exported: {} to {} ({} logs, {} entries)",
+                        "exported: {} to {} ({} logs, {} entries{})",
                         args.tenant,
                         args.out.display(),
                         summary.logs,
-                        summary.entries
+                        summary.entries,
+                        v4_counts(summary.stores, summary.batches, summary.bindings)
                     )
                 }),
             Ok(None) => Err(format!(
@@ -172,7 +173,7 @@ pub fn import(args: ImportArgs) -> ExitCode {
             e.to_string()
         })?;
         let mut message = format!(
-            "imported: {}{} (remoteId {}, {} logs, {} entries{})",
+            "imported: {}{} (remoteId {}, {} logs, {} entries{}{})",
             args.tenant,
             match &from_effect {
                 Some((source, _)) => format!(
@@ -184,6 +185,7 @@ pub fn import(args: ImportArgs) -> ExitCode {
             header.remote_id.to_uuid_string(),
             summary.logs,
             summary.entries,
+            v4_counts(summary.stores, summary.batches, summary.bindings),
             if replaced {
                 ", replaced its old data"
             } else {
