@@ -84,13 +84,19 @@ fn cell(run: &Run) -> String {
     }
     let g = |k: &str| num(run, k).map(fmt_num).unwrap_or_else(|| "?".into());
     match run.scenario.trim_start_matches("v4") {
-        "write" => format!(
-            "{} /s · {} MB/s · p50 {} / p99 {} ms",
-            num(run, "entries_per_s").map(fmt_int).unwrap_or_default(),
-            g("mb_per_s"),
-            g("ack_p50_ms"),
-            g("ack_p99_ms")
-        ),
+        "write" => {
+            let mut s = format!(
+                "{} /s · {} MB/s · p50 {} / p99 {} ms",
+                num(run, "entries_per_s").map(fmt_int).unwrap_or_default(),
+                g("mb_per_s"),
+                g("ack_p50_ms"),
+                g("ack_p99_ms")
+            );
+            if let Some(f) = num(run, "failed_writes").filter(|f| *f > 0.0) {
+                let _ = write!(s, " · {} writes failed", fmt_int(f));
+            }
+            s
+        }
         "fanout" => {
             if num(run, "p50_ms") == Some(0.0) && num(run, "missing").is_some_and(|m| m > 0.0) {
                 return format!(
@@ -119,6 +125,14 @@ fn cell(run: &Run) -> String {
             }
             if let Some(missing) = num(run, "missing").filter(|m| *m > 0.0) {
                 let _ = write!(s, " · {} missing", fmt_int(missing));
+            }
+            if let Some(waits) = num(run, "writer_waits").filter(|w| *w > 0.0) {
+                let _ = write!(
+                    s,
+                    " · writer held back {} times (≤ {} ms)",
+                    fmt_int(waits),
+                    g("writer_wait_max_ms")
+                );
             }
             s
         }

@@ -30,6 +30,12 @@ pub struct V4FanoutParams {
 }
 
 const WARMUP_STAMP: u64 = 0;
+/// Writes the writer keeps awaiting their Exit: evsync's limit per
+/// connection (`SessionConfig::max_pending_writes`, 64), past which it
+/// closes the connection (1008). Effect's client has one write in flight
+/// (four WriteChunked pieces). A write that has to wait is counted
+/// (`writer_waits`): its stamp is its actual send time, as in `fanout`.
+const MAX_IN_FLIGHT: usize = 64;
 const END_STAMP: u64 = u64::MAX;
 
 pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
@@ -128,7 +134,9 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
     let mut conn = Conn::open(&url, &identity).await?;
     let mut maker = BatchMaker::new(1, p.size.max(8));
     let warm_deadline = Instant::now() + Duration::from_secs(60);
+    let mut warmups = 0usize;
     loop {
+        warmups += 1;
         let id = conn.id();
         let frame = stamped_frame(id, &identity, &mut maker, WARMUP_STAMP);
         conn.sink.send(Message::Binary(frame)).await?;
@@ -164,14 +172,27 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
     let mut next_id = conn.id();
     let mut inbound = conn.inbound;
     let errs = write_errors.clone();
-    let exits = tokio::spawn(async move {
-        while let Ok(msg) = inbound.next().await {
-            if let FromServer::Exit { exit, .. } = msg
-                && write_result(&exit).is_err()
-            {
-                errs.fetch_add(1, Ordering::Relaxed);
+    // At most MAX_IN_FLIGHT writes awaiting their Exit (evsync closes a
+    // connection with more than 64 awaiting their commit).
+    // The warm-up writes are in flight too until their Exits are read here.
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT.saturating_sub(warmups)));
+    let freed = in_flight.clone();
+    let mut exits = tokio::spawn(async move {
+        let why = loop {
+            match inbound.next().await {
+                Ok(FromServer::Exit { exit, .. }) => {
+                    freed.add_permits(1);
+                    if write_result(&exit).is_err() {
+                        errs.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => break e.to_string(),
             }
-        }
+        };
+        // A writer waiting for a permit fails instead of waiting forever.
+        freed.close();
+        why
     });
     let mut sink = conn.sink;
     let probe = CpuProbe::start(p.server_pid);
@@ -184,11 +205,37 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
         next_id += 1;
         stamped_frame(next_id, &identity, &mut maker, stamp)
     };
+    let (mut waits, mut wait_max) = (0u64, Duration::ZERO);
     while sent < total {
         let due = start + Duration::from_nanos(interval_ns * sent);
         tokio::time::sleep_until(due.into()).await;
+        match in_flight.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(_) => {
+                let t = Instant::now();
+                match in_flight.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => {
+                        let why = (&mut exits).await.unwrap_or_else(|e| e.to_string());
+                        return Err(err(format!(
+                            "the writer's connection ended after {sent} writes: {why}"
+                        )));
+                    }
+                }
+                waits += 1;
+                wait_max = wait_max.max(t.elapsed());
+            }
+        }
         let frame = stamp_frame(now_ns().max(1));
-        sink.send(Message::Binary(frame)).await?;
+        if let Err(e) = sink.send(Message::Binary(frame)).await {
+            let why = match tokio::time::timeout(Duration::from_secs(1), &mut exits).await {
+                Ok(Ok(why)) => why,
+                _ => String::new(),
+            };
+            return Err(err(format!(
+                "the writer could not send after {sent} writes: {e}; {why}"
+            )));
+        }
         sent += 1;
         if last_ping.elapsed() >= PING_EVERY {
             sink.send(Message::Binary(ping_frame())).await?;
@@ -251,6 +298,13 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
     m.insert("p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
     m.insert("max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
     m.insert("setup_s".into(), json!(round1(setup_secs)));
+    if waits > 0 {
+        m.insert("writer_waits".into(), json!(waits));
+        m.insert(
+            "writer_wait_max_ms".into(),
+            json!(round3(wait_max.as_secs_f64() * 1e3)),
+        );
+    }
     let we = write_errors.load(Ordering::Relaxed);
     if we > 0 {
         m.insert("failed_writes".into(), json!(we));
