@@ -319,15 +319,15 @@ test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files 
   assert.equal(exported.status, 200, exported.body);
   assert.match(exported.headers.get("content-type"), /^application\/x-ndjson/);
   const lines = exported.body.trimEnd().split("\n").map((line) => JSON.parse(line));
-  assert.deepEqual(lines[0], { format: "evsync-export", remoteId: uuid(hello.remoteId), tenant: src, tokensNotBefore: null, version: 1 });
+  assert.deepEqual(lines[0], { format: "evsync-export", remoteId: uuid(hello.remoteId), tenant: src, tokensNotBefore: null, version: 2 });
   assert.equal(lines.length, 1 + 1_201 + 1, "header, every entry once, trailer");
   assert.deepEqual(lines.slice(1, 1_201).map((l) => l.seq), seqs(1, 1_200));
   assert.equal(lines[600].entryId, Buffer.from(entries[599].entryId).toString("base64"));
-  assert.deepEqual({ ...lines.at(-1).end, sha256: "" }, { entries: 1_201, logs: 2, sha256: "" });
+  assert.deepEqual({ ...lines.at(-1).end, sha256: "" }, { entries: 1_201, logs: 2, stores: 0, batches: 0, bindings: 0, sha256: "" });
 
   res = await adminCall("POST", `/admin/tenants/${dst}/import`, exported.body);
   assert.equal(res.status, 200, res.body);
-  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, replaced: false });
+  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, stores: 0, batches: 0, bindings: 0, replaced: false });
 
   // the new tenant is the old one: remoteId, sequences, bytes
   const reader = await open("move-dst");
@@ -350,7 +350,7 @@ test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files 
   const header = exported.body.slice(0, exported.body.indexOf("\n") + 1);
   const twice = [1, 2].map((seq) => `${JSON.stringify({ ...lines[1], seq })}\n`).join("");
   const sha = createHash("sha256").update(header + twice).digest("hex");
-  const duplicate = `${header}${twice}${JSON.stringify({ end: { entries: 2, logs: 1, sha256: sha } })}\n`;
+  const duplicate = `${header}${twice}${JSON.stringify({ end: { entries: 2, logs: 1, stores: 0, batches: 0, bindings: 0, sha256: sha } })}\n`;
   for (const [file, why] of [
     [truncated, /truncated/],
     [damaged, /checksum mismatch/],
@@ -374,7 +374,7 @@ test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files 
   await watcher.ping(41);
   res = await adminCall("POST", `/admin/tenants/${dst}/import?replace=true`, exported.body);
   assert.equal(res.status, 200, res.body);
-  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, replaced: true });
+  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId: uuid(hello.remoteId), logs: 2, entries: 1_201, stores: 0, batches: 0, bindings: 0, replaced: true });
   assert.deepEqual(await closedWith(watcher), { code: 1001, reason: "tenant replaced by an import" });
   const after = await figures("move-dst");
   assert.deepEqual([after.remoteId, after.logs, after.entries], [uuid(hello.remoteId), 2, 1_201]);
@@ -384,6 +384,50 @@ test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files 
   again.close();
   reader.close();
   await logLine((l) => l.fields.message === "admin: tenant imported" && l.fields.tenant === dst, "for the import");
+});
+
+// An export of format version 2 with Effect v4 stores and bindings (as
+// the native server writes one): imported, it gives back the same bytes on
+// export, so every batch kept its sequence and every binding its key; a
+// v4 part with a gap is refused and creates nothing.
+test(`[${MODE}] admin import and export keep Effect v4 stores and bindings`, async () => {
+  const { createHash, randomBytes } = await import("node:crypto");
+  const [dst, bad] = [tenant("v4-move"), tenant("v4-bad")];
+  const b64 = (n) => randomBytes(n).toString("base64");
+  const remoteId = randomBytes(16).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5");
+  const pk = `v4-${RUN}`;
+  // keys in the order the writer sorts them, so the bytes can match
+  const body = [
+    { format: "evsync-export", remoteId, tenant: dst, tokensNotBefore: null, version: 2 },
+    { data: b64(40), entryId: b64(16), iv: b64(12), log: pk, seq: 1 },
+    { store: { head: 4, publicKey: pk, storeId: "default" } },
+    { batch: { data: b64(300), entryIds: [b64(16), b64(16)], iv: b64(12), seq: 1 } },
+    { batch: { data: b64(90), entryIds: [b64(16)], iv: b64(12), seq: 3 } },
+    { batch: { data: b64(90), entryIds: [b64(16)], iv: b64(12), seq: 4 } },
+    { store: { head: 1, publicKey: `${pk}-b`, storeId: "" } },
+    { batch: { data: b64(20), entryIds: [b64(16)], iv: b64(12), seq: 1 } },
+    { binding: { publicKey: pk, signingKey: b64(32) } },
+  ].map((line) => `${JSON.stringify(line)}\n`);
+  const seal = (lines, counts) => {
+    const sha256 = createHash("sha256").update(lines.join("")).digest("hex");
+    const end = Object.fromEntries(Object.entries({ ...counts, sha256 }).sort(([a], [b]) => (a < b ? -1 : 1)));
+    return `${lines.join("")}${JSON.stringify({ end })}\n`;
+  };
+  const counts = { batches: 4, bindings: 1, entries: 1, logs: 1 };
+  const file = seal(body, { ...counts, stores: 2 });
+
+  let res = await adminCall("POST", `/admin/tenants/${dst}/import`, file);
+  assert.equal(res.status, 200, res.body);
+  assert.deepEqual(JSON.parse(res.body), { tenant: dst, remoteId, logs: 1, entries: 1, stores: 2, batches: 4, bindings: 1, replaced: false });
+  const exported = await adminCall("GET", `/admin/tenants/${dst}/export`);
+  assert.equal(exported.status, 200, exported.body);
+  assert.equal(exported.body, file, "the same stores, batches at the same sequences, the same binding");
+
+  const gap = seal(body.filter((_, i) => i !== 4), { ...counts, batches: 3, stores: 2 });
+  res = await adminCall("POST", `/admin/tenants/${bad}/import`, gap);
+  assert.equal(res.status, 400, res.body);
+  assert.match(res.body, /^Import refused, nothing changed: .*where 3 was due/);
+  assert.equal((await adminCall("GET", `/admin/tenants/${bad}/export`)).status, 404, "nothing created");
 });
 
 test(`[${MODE}] admin delete: sockets closed with 1001, the next connection starts a new tenant`, async () => {
