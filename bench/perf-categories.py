@@ -18,10 +18,16 @@ def classify(frames):
         return "socket syscalls (send/recv, TCP loopback)" if kern else "WebSocket framing (tungstenite, user)"
     if "evsync_core::codec" in s:
         return "msgpack codec"
+    if "evsync_core::proto::v4::schema_binary" in s or "evsync_core::proto::v4::messages" in s or "evsync_core::proto::v4::envelope" in s:
+        return "v4 codec (SchemaBinary, envelope)"
+    if "ed25519" in s or "curve25519" in s:
+        return "v4 session auth (Ed25519)"
     if "evsync_core::chunk" in s:
         return "chunk reassembly"
     if "evsync_core::engine" in s or "evsync_core::storage" in s:
         return "engine (incl. memory store)"
+    if "evsync_core::proto::v4" in s or "evsync_core::log" in s:
+        return "v4 session layer and log service"
     if "evsync_server" in s:
         return "server glue (actor, channels)"
     if "hyper" in s or "axum" in s:
