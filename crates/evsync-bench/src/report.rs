@@ -574,4 +574,25 @@ mod tests {
         assert!(out.contains("worst 10.00×"), "{out}");
         assert_eq!(fmt_int(1234567.0), "1,234,567");
     }
+
+    #[test]
+    fn renders_v4_tables_and_goals() {
+        let text = r#"{"scenario":"v4write","case":"w=1 1×1 s=100B","label":"evsync-memory","status":"ok","metrics":{"entries_per_s":50000,"mb_per_s":5,"ack_p50_ms":1,"ack_p99_ms":2}}
+{"scenario":"v4write","case":"w=1 1×1 s=100B","label":"effect-v4-memory","status":"ok","metrics":{"entries_per_s":4000,"mb_per_s":0.4,"ack_p50_ms":4,"ack_p99_ms":9}}
+{"scenario":"v4write","case":"w=1 4×100 s=1KB","label":"evsync-sqlite","status":"ok","metrics":{"entries_per_s":90000,"mb_per_s":92,"ack_p50_ms":60,"ack_p99_ms":80}}
+{"scenario":"v4write","case":"w=1 4×100 s=1KB","label":"raw-sqlite-v4-group","status":"ok","metrics":{"entries_per_s":100000,"mb_per_s":102,"ack_p50_ms":60,"ack_p99_ms":80}}
+{"scenario":"v4fanout","case":"subs=10 rate=1000/s s=100B","label":"evsync-sqlite","status":"ok","metrics":{"p50_ms":1,"p99_ms":2,"max_ms":3,"deliveries_per_s":9990,"writer_waits":3,"writer_wait_max_ms":5}}"#;
+        let out = render(text);
+        assert!(out.contains("Effect v4 write throughput"), "{out}");
+        assert!(out.contains("12.50×"), "{out}");
+        assert!(
+            out.contains("memory vs memory) (every case) | worst 12.50× (w=1 1×1 s=100B) | met"),
+            "{out}"
+        );
+        assert!(
+            out.contains("raw SQLite grouped (every case) | worst 90% (w=1 4×100 s=1KB) | met"),
+            "{out}"
+        );
+        assert!(out.contains("writer held back 3 times"), "{out}");
+    }
 }
