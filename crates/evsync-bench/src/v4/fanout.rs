@@ -2,8 +2,9 @@
 //! identity, follow one store (`Changes` from 0, every Chunk acked as
 //! Effect's client does); a writer on its own connection sends one batch
 //! of one entry per WriteSingle at a fixed rate. Each batch's ciphertext
-//! starts with its send time (ns on this process's clock); latency =
-//! receipt − stamp, per delivery: write → commit → fan-out → socket.
+//! starts with the time it was due to be sent (ns on this process's
+//! clock); latency = receipt − stamp, per delivery: write → commit →
+//! fan-out → socket, plus any wait of the writer for the in-flight cap.
 
 use super::client::*;
 use crate::common::*;
@@ -34,7 +35,9 @@ const WARMUP_STAMP: u64 = 0;
 /// connection (`SessionConfig::max_pending_writes`, 64), past which it
 /// closes the connection (1008). Effect's client has one write in flight
 /// (four WriteChunked pieces). A write that has to wait is counted
-/// (`writer_waits`): its stamp is its actual send time, as in `fanout`.
+/// (`writer_waits`); every write is stamped with the time it was due, so
+/// the wait is part of its latency (`fanout` stamps the send time, which
+/// is the same there: its writer never waits).
 const MAX_IN_FLIGHT: usize = 64;
 const END_STAMP: u64 = u64::MAX;
 
@@ -205,9 +208,12 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
         next_id += 1;
         stamped_frame(next_id, &identity, &mut maker, stamp)
     };
+    let start_ns = now_ns();
     let (mut waits, mut wait_max) = (0u64, Duration::ZERO);
+    let mut late = Vec::with_capacity(total as usize);
     while sent < total {
         let due = start + Duration::from_nanos(interval_ns * sent);
+        let due_ns = start_ns + interval_ns * sent;
         tokio::time::sleep_until(due.into()).await;
         match in_flight.try_acquire() {
             Ok(permit) => permit.forget(),
@@ -226,7 +232,10 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
                 wait_max = wait_max.max(t.elapsed());
             }
         }
-        let frame = stamp_frame(now_ns().max(1));
+        // Stamped with the time the write was due, so that a write held
+        // back by the in-flight cap (or a late timer) counts its wait.
+        late.push(now_ns().saturating_sub(due_ns));
+        let frame = stamp_frame(due_ns.max(1));
         if let Err(e) = sink.send(Message::Binary(frame)).await {
             let why = match tokio::time::timeout(Duration::from_secs(1), &mut exits).await {
                 Ok(Ok(why)) => why,
@@ -298,6 +307,15 @@ pub async fn run(p: V4FanoutParams) -> Result<Map<String, Value>> {
     m.insert("p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
     m.insert("max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
     m.insert("setup_s".into(), json!(round1(setup_secs)));
+    late.sort_unstable();
+    m.insert(
+        "writer_late_p99_ms".into(),
+        json!(ms(percentile(&late, 99.0))),
+    );
+    m.insert(
+        "writer_late_max_ms".into(),
+        json!(ms(late.last().copied().unwrap_or(0))),
+    );
     if waits > 0 {
         m.insert("writer_waits".into(), json!(waits));
         m.insert(
