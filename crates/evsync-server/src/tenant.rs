@@ -137,6 +137,11 @@ pub(crate) trait Membership {
 const DROPPED: &str = "tenant dropped: deleted or replaced through another node";
 
 /// Runs the tenant until it unloads (idle) or finishes shutting down.
+/// Messages an actor handles before it carries out what they asked for:
+/// enough to group a burst of writes, few enough that the first of them
+/// is not kept waiting.
+const INBOX_BATCH: usize = 64;
+
 pub(crate) async fn run(
     registry: Arc<impl Membership>,
     shared: Arc<Shared>,
@@ -217,7 +222,21 @@ pub(crate) async fn run(
                 actor.engine.handle_storage_response(done.response);
             }
             msg = inbox.recv() => match msg {
-                Some(msg) => actor.handle(msg),
+                Some(msg) => {
+                    actor.handle(msg);
+                    // What else has arrived is handled before the next
+                    // drain: the log service groups those writes into one
+                    // append, and each socket gets its frames in one write.
+                    // A finished storage request goes first (the next
+                    // group commit waits for it).
+                    for _ in 1..INBOX_BATCH {
+                        if !done_rx.is_empty() {
+                            break;
+                        }
+                        let Ok(msg) = inbox.try_recv() else { break };
+                        actor.handle(msg);
+                    }
+                }
                 // Every sender is gone, including the registry's: nobody
                 // can reach this tenant any more.
                 None => break,
