@@ -1,9 +1,11 @@
 //! The Worker's variables, read the way the original reads them, with the
 //! same meaning as the native server's settings (`evsync_core::settings`).
 
+use evsync_core::log::WriteRate;
 use evsync_core::proto::v3::EngineConfig;
 use evsync_core::settings::{
-    DEFAULT_MAX_CONNECTIONS_PER_TENANT, parse_bool, parse_idle_socket_timeout, parse_limit,
+    DEFAULT_MAX_CONNECTIONS_PER_TENANT, TENANT_WRITE_BURST_VAR, TENANT_WRITE_RATE_VAR, parse_bool,
+    parse_idle_socket_timeout, parse_limit, parse_write_rate,
 };
 use js_sys::Reflect;
 use wasm_bindgen::JsValue;
@@ -69,6 +71,15 @@ pub fn max_connections_per_tenant(env: &Env) -> Result<usize, String> {
     .map_err(|err| format!("{MAX_CONNECTIONS_PER_TENANT_VAR}: {err}"))
 }
 
+/// `SYNC_TENANT_WRITE_RATE` and `SYNC_TENANT_WRITE_BURST`, parsed as the
+/// native server parses them; an error names the variable (callers fail
+/// closed).
+pub fn write_rate(env: &Env) -> Result<Option<WriteRate>, String> {
+    let rate = text(env, TENANT_WRITE_RATE_VAR).unwrap_or_default();
+    let burst = text(env, TENANT_WRITE_BURST_VAR).unwrap_or_default();
+    parse_write_rate(&rate, &burst).map_err(|err| format!("{}: {}", err.var, err.problem))
+}
+
 /// The engine's limits: the production defaults plus
 /// `SYNC_IDLE_SOCKET_TIMEOUT`, which the test build (feature `selftest`)
 /// lets `SYNC_TEST_CHUNK_MAX_AGE_MS` shorten so that the end-to-end tests
@@ -78,12 +89,11 @@ pub fn engine_config(env: &Env) -> Result<EngineConfig, String> {
         idle_socket_timeout_ms: idle_socket_timeout(env)?,
         ..EngineConfig::default()
     };
+    config.log.write_rate = write_rate(env)?;
     #[cfg(feature = "selftest")]
     if let Some(ms) = text(env, "SYNC_TEST_CHUNK_MAX_AGE_MS").and_then(|v| v.trim().parse().ok()) {
         config.chunks.max_incomplete_age_ms = ms;
     }
-    #[cfg(not(feature = "selftest"))]
-    let _ = &mut config;
     Ok(config)
 }
 

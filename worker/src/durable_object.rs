@@ -321,6 +321,21 @@ impl SyncDurableObject {
                 .set(REFUSAL_HEADER, "tenant connection limit")?;
             return Ok(response);
         }
+        // Over its write rate: new sockets would only add writes to wait.
+        let throttled = self
+            .driver
+            .with(|live| live.engine.write_retry_after_secs(driver::now()))
+            .flatten();
+        if let Some(retry_after_secs) = throttled {
+            let response = text(429, "Too many writes to this tenant; retry later.")?;
+            response
+                .headers()
+                .set("Retry-After", &retry_after_secs.to_string())?;
+            response
+                .headers()
+                .set(REFUSAL_HEADER, "tenant write rate limit")?;
+            return Ok(response);
+        }
         let pair = WebSocketPair::new()?;
         let storage = self.state.storage();
         let sql = storage.sql();

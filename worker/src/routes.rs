@@ -104,10 +104,10 @@ pub async fn handle(req: Request, env: Env) -> Result<Response> {
             refusals::log(headers, url.path(), 401, reason);
         }
         502 => refusals::log(headers, url.path(), 502, "durable object unavailable"),
-        503 => {
+        code @ (429 | 503) => {
             let reason = response.headers().get(REFUSAL_HEADER)?;
             let reason = reason.as_deref().unwrap_or("storage unavailable");
-            refusals::log(headers, url.path(), 503, reason);
+            refusals::log(headers, url.path(), code, reason);
         }
         _ => {}
     }

@@ -137,6 +137,48 @@ test(`[${MODE}] a tenant over its socket limit refuses more with 503 and Retry-A
   for (const p of [...peers, other, again]) p.close();
 });
 
+// SYNC_TENANT_WRITE_RATE / _BURST (scripts/worker-test sets both to
+// EVSYNC_WRITE_RATE bytes/s): over-rate appends wait for the bucket, and a
+// tenant a second or more behind refuses new sockets with 429.
+test(`[${MODE}] a tenant over its write rate is slowed and refuses new sockets with 429 and Retry-After`, async () => {
+  const rate = Number(process.env.EVSYNC_WRITE_RATE);
+  assert.ok(rate > 0, "EVSYNC_WRITE_RATE (the instance's SYNC_TENANT_WRITE_RATE) is not set");
+  const pk = `rate-${RUN}`;
+  const writer = await open("busy");
+  await writer.expect("Hello");
+  // 1.2 × the burst: the bucket goes 0.2 s into debt; then 2.5 × the rate,
+  // appended once that is paid: the tenant is 2.5 s behind.
+  assert.deepEqual(await writer.write(pk, 1, [entry(rate * 1.2)]), [1]);
+  assert.deepEqual(await writer.write(pk, 2, [entry(rate * 2.5)]), [2]);
+  const res = await httpRequest(BASE, `/event-log/${tenant("busy")}`, {
+    ...upgradeHeaders(),
+    Authorization: `Bearer ${AUTH.otherToken}`,
+  });
+  assert.equal(res.status, 429, res.body);
+  assert.equal(res.body, "Too many writes to this tenant; retry later.");
+  const retry = Number(res.headers["retry-after"]);
+  assert.ok(retry >= 1 && retry <= 3, `Retry-After ${res.headers["retry-after"]}`);
+  await logLine(
+    (l) =>
+      l.fields.message === "upgrade refused" &&
+      l.fields.status === 429 &&
+      l.fields.reason === "tenant write rate limit" &&
+      l.fields.tenant === tenant("busy"),
+    "for the 429",
+  );
+  // Other tenants are not limited by it.
+  const other = await open("not-busy");
+  await other.expect("Hello");
+  // The writer is slowed, not refused: its next write waits for the debt.
+  const started = Date.now();
+  assert.deepEqual(await writer.write(pk, 3, [entry(10)]), [3]);
+  assert.ok(Date.now() - started >= 1000, `held back by the rate: acked after ${Date.now() - started} ms`);
+  // Caught up: new sockets are welcome again.
+  const late = await open("busy");
+  await late.expect("Hello");
+  for (const p of [writer, other, late]) p.close();
+});
+
 test(`[${MODE}] Hello first, with a stable UUID v4 remoteId`, async () => {
   const a = await open("hello");
   const hello = await a.expect("Hello");

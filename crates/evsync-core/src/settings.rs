@@ -4,6 +4,7 @@
 //! meaning (before this module, `yes` was refused by one and meant "off" in
 //! the other).
 
+use crate::log::WriteRate;
 use std::fmt;
 
 /// A value [`parse_bool`] refuses, kept so the adapter can name it next to
@@ -85,9 +86,82 @@ pub fn parse_idle_socket_timeout(value: &str) -> Result<Option<u64>, String> {
     }
 }
 
+/// `SYNC_TENANT_WRITE_RATE`: a tenant's sustained write rate, bytes/s.
+pub const TENANT_WRITE_RATE_VAR: &str = "SYNC_TENANT_WRITE_RATE";
+/// `SYNC_TENANT_WRITE_BURST`: what a tenant may write at once above it.
+pub const TENANT_WRITE_BURST_VAR: &str = "SYNC_TENANT_WRITE_BURST";
+
+/// A write-rate setting that cannot be used: which variable, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteRateError {
+    /// [`TENANT_WRITE_RATE_VAR`] or [`TENANT_WRITE_BURST_VAR`].
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Parses `SYNC_TENANT_WRITE_RATE` and `SYNC_TENANT_WRITE_BURST` (raw
+/// values, empty when unset): no limit when the rate is empty; a burst of
+/// ten seconds' worth unless given; both whole numbers of at least 1. A
+/// burst without a rate is refused (it would silently mean nothing).
+pub fn parse_write_rate(rate: &str, burst: &str) -> Result<Option<WriteRate>, WriteRateError> {
+    let error = |var, problem| WriteRateError { var, problem };
+    if rate.trim().is_empty() {
+        if !burst.trim().is_empty() {
+            return Err(error(
+                TENANT_WRITE_BURST_VAR,
+                format!("needs {TENANT_WRITE_RATE_VAR} too"),
+            ));
+        }
+        return Ok(None);
+    }
+    let bytes_per_sec = parse_limit(rate, 1).map_err(|e| error(TENANT_WRITE_RATE_VAR, e))? as u64;
+    let ten_seconds = usize::try_from(bytes_per_sec.saturating_mul(10)).unwrap_or(usize::MAX);
+    let burst_bytes =
+        parse_limit(burst, ten_seconds).map_err(|e| error(TENANT_WRITE_BURST_VAR, e))? as u64;
+    Ok(Some(WriteRate {
+        bytes_per_sec,
+        burst_bytes,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_rates() {
+        assert_eq!(parse_write_rate("", ""), Ok(None));
+        assert_eq!(
+            parse_write_rate(" 1000 ", ""),
+            Ok(Some(WriteRate {
+                bytes_per_sec: 1000,
+                burst_bytes: 10_000
+            }))
+        );
+        assert_eq!(
+            parse_write_rate("1000", "50"),
+            Ok(Some(WriteRate {
+                bytes_per_sec: 1000,
+                burst_bytes: 50
+            }))
+        );
+        assert_eq!(
+            parse_write_rate("", "50").unwrap_err().var,
+            TENANT_WRITE_BURST_VAR
+        );
+        assert_eq!(
+            parse_write_rate("0", "").unwrap_err().var,
+            TENANT_WRITE_RATE_VAR
+        );
+        assert_eq!(
+            parse_write_rate("fast", "").unwrap_err().var,
+            TENANT_WRITE_RATE_VAR
+        );
+        assert_eq!(
+            parse_write_rate("10", "-1").unwrap_err().var,
+            TENANT_WRITE_BURST_VAR
+        );
+    }
 
     #[test]
     fn limits_are_whole_numbers_of_at_least_one() {

@@ -113,6 +113,21 @@ async fn bad_configuration_stops_startup_with_one_line() {
             vec![],
             "SYNC_IDLE_SOCKET_TIMEOUT",
         ),
+        (
+            vec![],
+            vec![("SYNC_TENANT_WRITE_RATE", "fast")],
+            "SYNC_TENANT_WRITE_RATE",
+        ),
+        (
+            vec![],
+            vec![("SYNC_TENANT_WRITE_BURST", "1000")],
+            "SYNC_TENANT_WRITE_BURST",
+        ),
+        (
+            vec!["--tenant-write-rate", "1000", "--tenant-write-burst", "0"],
+            vec![],
+            "SYNC_TENANT_WRITE_BURST",
+        ),
         (vec!["--data", file.to_str().unwrap()], vec![], "--data"),
         (vec!["--listen", busy_addr.as_str()], vec![], "--listen"),
         (vec!["--listen", "not an address"], vec![], "--listen"),

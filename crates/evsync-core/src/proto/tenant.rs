@@ -211,8 +211,11 @@ impl TenantEngines {
     }
 
     /// Seconds until the tenant's writes are no longer held back by its
-    /// write rate limit (v3's log service carries it), if they are.
+    /// write rate limit, if they are: the longer of the two protocols'
+    /// (each log service keeps its own bucket of the configured rate).
     pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
-        self.v3.write_retry_after_secs(now)
+        let v3 = self.v3.write_retry_after_secs(now);
+        let v4 = self.v4.write_retry_after_secs(now);
+        v3.max(v4)
     }
 }

@@ -8,6 +8,7 @@
 use crate::logging::{self, LogFormat};
 use clap::Args;
 use evsync_core::log::WriteRate;
+use evsync_core::settings::{TENANT_WRITE_BURST_VAR, parse_write_rate};
 use evsync_server::{
     ConfigError, Limits, PgConfig, PostgresSettings, Server, ServerConfig, StartError,
     StorageConfig, admin_token, auth_config, parse_bool, parse_idle_socket_timeout, parse_limit,
@@ -341,29 +342,17 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     Ok(config)
 }
 
-/// SYNC_TENANT_WRITE_RATE and SYNC_TENANT_WRITE_BURST: no rate, or a rate
-/// with a burst of ten seconds' worth unless given.
+/// SYNC_TENANT_WRITE_RATE and SYNC_TENANT_WRITE_BURST, parsed as the
+/// Worker parses them (`evsync_core::settings::parse_write_rate`); the
+/// error names the flag too.
 fn write_rate(rate: &str, burst: &str) -> Result<Option<WriteRate>, ConfigError> {
-    if rate.trim().is_empty() {
-        if !burst.trim().is_empty() {
-            return Err(ConfigError::new(
-                "SYNC_TENANT_WRITE_BURST (--tenant-write-burst)",
-                "needs SYNC_TENANT_WRITE_RATE too".to_owned(),
-            ));
-        }
-        return Ok(None);
-    }
-    let bytes_per_sec =
-        parse_limit("SYNC_TENANT_WRITE_RATE (--tenant-write-rate)", rate, 1)? as u64;
-    let burst_bytes = parse_limit(
-        "SYNC_TENANT_WRITE_BURST (--tenant-write-burst)",
-        burst,
-        bytes_per_sec.saturating_mul(10) as usize,
-    )? as u64;
-    Ok(Some(WriteRate {
-        bytes_per_sec,
-        burst_bytes,
-    }))
+    parse_write_rate(rate, burst).map_err(|err| {
+        let setting = match err.var {
+            TENANT_WRITE_BURST_VAR => "SYNC_TENANT_WRITE_BURST (--tenant-write-burst)",
+            _ => "SYNC_TENANT_WRITE_RATE (--tenant-write-rate)",
+        };
+        ConfigError::new(setting, err.problem)
+    })
 }
 
 fn parse_listen(value: &str) -> Result<SocketAddr, ConfigError> {

@@ -277,6 +277,12 @@ impl Engine {
         self.log.is_idle() && self.pending_auth.is_empty()
     }
 
+    /// Whole seconds until this tenant's v4 writes are no longer held back
+    /// by its write rate limit (`LogConfig::write_rate`), or `None`.
+    pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
+        self.log.write_retry_after_secs(now)
+    }
+
     // ------------------------------------------------------------- dispatch
 
     fn dispatch(&mut self, conn: ConnId, message: FromClient, now: Timestamp) {
