@@ -86,32 +86,19 @@ pub async fn run(p: CatchupParams) -> Result<Map<String, Value>> {
     }
     let secs = start.elapsed().as_secs_f64();
     probe.finish(&mut m);
-    m.insert("entries".into(), json!(received));
-    m.insert("seconds".into(), json!(round3(secs)));
-    m.insert(
-        "mb_per_s".into(),
-        json!(round1(payload_bytes as f64 / secs / 1e6)),
+    catchup_metrics(
+        &mut m,
+        CatchupTally {
+            entries: received,
+            payload_bytes,
+            wire_bytes: incoming.wire_bytes,
+            secs,
+            first_frame_ns: first_ns,
+            rss_before_kib: rss_before,
+            rss_peak_kib: peak_rss,
+        },
     );
-    m.insert(
-        "wire_mb_per_s".into(),
-        json!(round1(incoming.wire_bytes as f64 / secs / 1e6)),
-    );
-    m.insert(
-        "entries_per_s".into(),
-        json!((received as f64 / secs).round()),
-    );
-    m.insert("first_frame_ms".into(), json!(ms(first_ns.unwrap_or(0))));
     m.insert("changes_messages".into(), json!(messages));
-    if let (Some(before), true) = (rss_before, peak_rss > 0) {
-        m.insert(
-            "server_rss_before_mib".into(),
-            json!(round1(before as f64 / 1024.0)),
-        );
-        m.insert(
-            "server_rss_peak_mib".into(),
-            json!(round1(peak_rss as f64 / 1024.0)),
-        );
-    }
     Ok(m)
 }
 

@@ -308,6 +308,107 @@ pub fn throughput_metrics(
     m.insert("seconds".into(), json!(round3(secs)));
 }
 
+/// What a fan-out run counted, reported the same way by the v3 and the v4
+/// scenario so that their rows compare like for like.
+pub struct FanoutTally<'a> {
+    pub subscribers: usize,
+    pub rate: u64,
+    pub sent: u64,
+    pub send_secs: f64,
+    pub delivered: u64,
+    pub expected: u64,
+    /// Frames the deliveries came in (v3 Changes, v4 Chunks).
+    pub messages: u64,
+    pub delivery_secs: f64,
+    pub setup_secs: f64,
+    /// Each subscriber's latencies (ns), readable even if it never ended.
+    pub latencies: &'a [std::sync::Arc<Mutex<Vec<u64>>>],
+}
+
+/// The fan-out scenarios' metrics from a [`FanoutTally`].
+pub fn fanout_metrics(m: &mut Map<String, Value>, t: FanoutTally<'_>) {
+    let mut lat = Vec::with_capacity(t.delivered as usize);
+    for l in t.latencies {
+        lat.extend_from_slice(&l.lock().expect("lock"));
+    }
+    lat.sort_unstable();
+    m.insert("subscribers".into(), json!(t.subscribers));
+    m.insert("rate".into(), json!(t.rate));
+    m.insert("sent".into(), json!(t.sent));
+    m.insert(
+        "send_rate".into(),
+        json!((t.sent as f64 / t.send_secs).round()),
+    );
+    m.insert("deliveries".into(), json!(t.delivered));
+    m.insert(
+        "missing".into(),
+        json!(t.expected.saturating_sub(t.delivered)),
+    );
+    if t.messages > 0 {
+        m.insert(
+            "entries_per_message".into(),
+            json!(round1(t.delivered as f64 / t.messages as f64)),
+        );
+    }
+    m.insert(
+        "deliveries_per_s".into(),
+        json!((t.delivered as f64 / t.delivery_secs).round()),
+    );
+    m.insert("p50_ms".into(), json!(ms(percentile(&lat, 50.0))));
+    m.insert("p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
+    m.insert("max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
+    m.insert("setup_s".into(), json!(round1(t.setup_secs)));
+}
+
+/// What a catch-up run measured, reported the same way by the v3 and the
+/// v4 scenario.
+pub struct CatchupTally {
+    pub entries: u64,
+    /// Ciphertext bytes received (what the replica asked for).
+    pub payload_bytes: u64,
+    /// Bytes on the socket (frames, envelopes, chunking).
+    pub wire_bytes: u64,
+    pub secs: f64,
+    /// Time to the first frame after the request (ns).
+    pub first_frame_ns: Option<u64>,
+    /// The server's RSS (KiB) before the run and at its peak.
+    pub rss_before_kib: Option<u64>,
+    pub rss_peak_kib: u64,
+}
+
+/// The catch-up scenarios' metrics from a [`CatchupTally`].
+pub fn catchup_metrics(m: &mut Map<String, Value>, t: CatchupTally) {
+    let secs = t.secs;
+    m.insert("entries".into(), json!(t.entries));
+    m.insert("seconds".into(), json!(round3(secs)));
+    m.insert(
+        "mb_per_s".into(),
+        json!(round1(t.payload_bytes as f64 / secs / 1e6)),
+    );
+    m.insert(
+        "wire_mb_per_s".into(),
+        json!(round1(t.wire_bytes as f64 / secs / 1e6)),
+    );
+    m.insert(
+        "entries_per_s".into(),
+        json!((t.entries as f64 / secs).round()),
+    );
+    m.insert(
+        "first_frame_ms".into(),
+        json!(ms(t.first_frame_ns.unwrap_or(0))),
+    );
+    if let (Some(before), true) = (t.rss_before_kib, t.rss_peak_kib > 0) {
+        m.insert(
+            "server_rss_before_mib".into(),
+            json!(round1(before as f64 / 1024.0)),
+        );
+        m.insert(
+            "server_rss_peak_mib".into(),
+            json!(round1(t.rss_peak_kib as f64 / 1024.0)),
+        );
+    }
+}
+
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }

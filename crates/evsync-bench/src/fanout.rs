@@ -195,32 +195,21 @@ pub async fn run(p: FanoutParams) -> Result<Map<String, Value>> {
         }
     }
     acks.abort();
-    let mut lat = Vec::with_capacity(got as usize);
-    for l in &lats {
-        lat.extend_from_slice(&l.lock().expect("lock"));
-    }
-    lat.sort_unstable();
-    m.insert("subscribers".into(), json!(p.subscribers));
-    m.insert("rate".into(), json!(p.rate));
-    m.insert("sent".into(), json!(sent));
-    m.insert("send_rate".into(), json!((sent as f64 / send_secs).round()));
-    m.insert("deliveries".into(), json!(got));
-    m.insert("missing".into(), json!(expected.saturating_sub(got)));
-    let received = messages.load(Ordering::Relaxed);
-    if received > 0 {
-        m.insert(
-            "entries_per_message".into(),
-            json!(round1(got as f64 / received as f64)),
-        );
-    }
-    m.insert(
-        "deliveries_per_s".into(),
-        json!((got as f64 / delivery_secs).round()),
+    fanout_metrics(
+        &mut m,
+        FanoutTally {
+            subscribers: p.subscribers,
+            rate: p.rate,
+            sent,
+            send_secs,
+            delivered: got,
+            expected,
+            messages: messages.load(Ordering::Relaxed),
+            delivery_secs,
+            setup_secs,
+            latencies: &lats,
+        },
     );
-    m.insert("p50_ms".into(), json!(ms(percentile(&lat, 50.0))));
-    m.insert("p99_ms".into(), json!(ms(percentile(&lat, 99.0))));
-    m.insert("max_ms".into(), json!(ms(lat.last().copied().unwrap_or(0))));
-    m.insert("setup_s".into(), json!(round1(setup_secs)));
     if unfinished > 0 {
         m.insert("subscribers_unfinished".into(), json!(unfinished));
     }

@@ -45,7 +45,46 @@ pub struct RawParams {
 }
 
 /// One measured commit: (batch ready, commit returned, entries, bytes).
-type Commit = (Instant, Instant, usize, usize);
+pub(crate) type Commit = (Instant, Instant, usize, usize);
+
+/// Waits out the warm-up and the measured window (`probe_start..end`),
+/// with the CPU probe over the window, then joins the writer threads and
+/// reports the commits that returned in it (the v3 and the v4 ceiling
+/// alike, so that their rows compare with the servers' the same way).
+pub(crate) fn window_metrics(
+    handles: Vec<std::thread::JoinHandle<Result<Vec<Commit>>>>,
+    probe_start: Instant,
+    end: Instant,
+) -> Result<Map<String, Value>> {
+    std::thread::sleep(probe_start.saturating_duration_since(Instant::now()));
+    let probe = CpuProbe::start(None);
+    std::thread::sleep(end.saturating_duration_since(Instant::now()));
+    let mut m = Map::new();
+    probe.finish(&mut m);
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().map_err(|_| err("writer thread panicked"))??);
+    }
+    let in_window: Vec<&Commit> = all
+        .iter()
+        .filter(|(_, done, ..)| *done >= probe_start && *done < end)
+        .collect();
+    let entries: usize = in_window.iter().map(|c| c.2).sum();
+    let bytes: usize = in_window.iter().map(|c| c.3).sum();
+    let latencies = all
+        .iter()
+        .filter(|(ready, ..)| *ready >= probe_start && *ready < end)
+        .map(|(ready, done, ..)| (*done - *ready).as_nanos() as u64)
+        .collect();
+    throughput_metrics(
+        &mut m,
+        entries,
+        bytes,
+        (end - probe_start).as_secs_f64(),
+        latencies,
+    );
+    Ok(m)
+}
 
 pub fn run(p: RawParams) -> Result<Map<String, Value>> {
     std::fs::create_dir_all(&p.dir)?;
@@ -148,26 +187,5 @@ where
             })
         })
         .collect();
-    std::thread::sleep(probe_start.saturating_duration_since(Instant::now()));
-    let probe = CpuProbe::start(None);
-    std::thread::sleep(end.saturating_duration_since(Instant::now()));
-    let mut m = Map::new();
-    probe.finish(&mut m);
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().map_err(|_| err("writer thread panicked"))??);
-    }
-    let in_window: Vec<&Commit> = all
-        .iter()
-        .filter(|(_, done, ..)| *done >= probe_start && *done < end)
-        .collect();
-    let entries: usize = in_window.iter().map(|c| c.2).sum();
-    let bytes: usize = in_window.iter().map(|c| c.3).sum();
-    let latencies = all
-        .iter()
-        .filter(|(ready, ..)| *ready >= probe_start && *ready < end)
-        .map(|(ready, done, ..)| (*done - *ready).as_nanos() as u64)
-        .collect();
-    throughput_metrics(&mut m, entries, bytes, p.duration.as_secs_f64(), latencies);
-    Ok(m)
+    window_metrics(handles, probe_start, end)
 }

@@ -21,6 +21,7 @@
 //! evsync-storage-sqlite's `append_batches` itself instead.
 
 use crate::common::*;
+use crate::raw::{Commit, window_metrics};
 use crate::v4::client::BatchMaker;
 use evsync_core::storage::{BatchWrite, Storage, StoreKey, join_entry_ids};
 use evsync_storage_sqlite::{SqliteStorage, schema};
@@ -55,9 +56,6 @@ const INSERT_ENTRY_ID: &str =
 const INSERT_BATCH: &str = "INSERT INTO v4_batches (key, sequence, iv, entry_ids, encrypted_batch)
     VALUES (?1, ?2, ?3, ?4, ?5)";
 const SET_HEAD: &str = "UPDATE v4_stores SET head = ?2 WHERE id = ?1";
-
-/// One measured commit: (requests ready, commit returned, entries, bytes).
-type Commit = (Instant, Instant, usize, usize);
 
 pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
     std::fs::create_dir_all(&p.dir)?;
@@ -185,26 +183,5 @@ where
             })
         })
         .collect();
-    std::thread::sleep(probe_start.saturating_duration_since(Instant::now()));
-    let probe = CpuProbe::start(None);
-    std::thread::sleep(end.saturating_duration_since(Instant::now()));
-    let mut m = Map::new();
-    probe.finish(&mut m);
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().map_err(|_| err("writer thread panicked"))??);
-    }
-    let in_window: Vec<&Commit> = all
-        .iter()
-        .filter(|(_, done, ..)| *done >= probe_start && *done < end)
-        .collect();
-    let entries: usize = in_window.iter().map(|c| c.2).sum();
-    let bytes: usize = in_window.iter().map(|c| c.3).sum();
-    let latencies = all
-        .iter()
-        .filter(|(ready, ..)| *ready >= probe_start && *ready < end)
-        .map(|(ready, done, ..)| (*done - *ready).as_nanos() as u64)
-        .collect();
-    throughput_metrics(&mut m, entries, bytes, p.duration.as_secs_f64(), latencies);
-    Ok(m)
+    window_metrics(handles, probe_start, end)
 }

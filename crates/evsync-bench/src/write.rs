@@ -37,17 +37,46 @@ pub struct WriteParams {
 
 /// How long in-flight requests may take to be acknowledged after the
 /// measured window before the run gives up on them.
-const DRAIN: Duration = Duration::from_secs(15);
+pub(crate) const DRAIN: Duration = Duration::from_secs(15);
 
 /// Requests in flight: id → (sent at ns, entries, payload bytes).
-type Pending = HashMap<i64, (u64, usize, usize)>;
+pub(crate) type Pending = HashMap<i64, (u64, usize, usize)>;
 
 /// One acknowledged request.
-struct Acked {
-    sent_ns: u64,
-    acked_ns: u64,
-    entries: usize,
-    bytes: usize,
+pub(crate) struct Acked {
+    pub sent_ns: u64,
+    pub acked_ns: u64,
+    pub entries: usize,
+    pub bytes: usize,
+}
+
+/// The write metrics of a run (v3 or v4): throughput over the requests
+/// acknowledged in the measured window (`probe_start..probe_end`, ns) and
+/// the latencies of those sent in it. `false` when none sent in it was
+/// acknowledged (the caller says why).
+pub(crate) fn window_throughput(
+    m: &mut Map<String, Value>,
+    all: &[Acked],
+    probe_start: u64,
+    probe_end: u64,
+) -> bool {
+    let window_ns = (probe_end - probe_start).max(1);
+    let in_window: Vec<&Acked> = all
+        .iter()
+        .filter(|a| a.acked_ns >= probe_start && a.acked_ns < probe_end)
+        .collect();
+    let entries: usize = in_window.iter().map(|a| a.entries).sum();
+    let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
+    let latencies: Vec<u64> = all
+        .iter()
+        .filter(|a| a.sent_ns >= probe_start && a.sent_ns < probe_end)
+        .map(|a| a.acked_ns - a.sent_ns)
+        .collect();
+    if latencies.is_empty() {
+        return false;
+    }
+    throughput_metrics(m, entries, bytes, window_ns as f64 / 1e9, latencies);
+    true
 }
 
 /// Bytes counted for MB/s: the entry payloads (`encryptedEntry`), i.e. what
@@ -201,22 +230,9 @@ pub async fn run(p: WriteParams) -> Result<Map<String, Value>> {
         all.extend(acked);
         errors += errs;
     }
-    let window_ns = (probe_end - probe_start).max(1);
-    let in_window: Vec<&Acked> = all
-        .iter()
-        .filter(|a| a.acked_ns >= probe_start && a.acked_ns < probe_end)
-        .collect();
-    let entries: usize = in_window.iter().map(|a| a.entries).sum();
-    let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
-    let latencies: Vec<u64> = all
-        .iter()
-        .filter(|a| a.sent_ns >= probe_start && a.sent_ns < probe_end)
-        .map(|a| a.acked_ns - a.sent_ns)
-        .collect();
-    if latencies.is_empty() {
+    if !window_throughput(&mut m, &all, probe_start, probe_end) {
         return Err(err("no request was acknowledged in the measured window"));
     }
-    throughput_metrics(&mut m, entries, bytes, window_ns as f64 / 1e9, latencies);
     m.insert("window".into(), json!(p.window));
     m.insert("bad_acks".into(), json!(errors));
     if unacked > 0 {

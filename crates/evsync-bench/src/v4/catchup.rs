@@ -101,30 +101,20 @@ pub async fn run(p: V4CatchupParams) -> Result<Map<String, Value>> {
     }
     let secs = start.elapsed().as_secs_f64();
     probe.finish(&mut m);
-    m.insert("entries".into(), json!(received));
+    catchup_metrics(
+        &mut m,
+        CatchupTally {
+            entries: received,
+            payload_bytes: bytes,
+            wire_bytes: conn.inbound.wire_bytes,
+            secs,
+            first_frame_ns: first_ns,
+            rss_before_kib: rss_before,
+            rss_peak_kib: peak_rss,
+        },
+    );
     m.insert("batches".into(), json!(batches));
-    m.insert("seconds".into(), json!(round3(secs)));
-    m.insert("mb_per_s".into(), json!(round1(bytes as f64 / secs / 1e6)));
-    m.insert(
-        "wire_mb_per_s".into(),
-        json!(round1(conn.inbound.wire_bytes as f64 / secs / 1e6)),
-    );
-    m.insert(
-        "entries_per_s".into(),
-        json!((received as f64 / secs).round()),
-    );
-    m.insert("first_frame_ms".into(), json!(ms(first_ns.unwrap_or(0))));
     m.insert("chunks".into(), json!(chunks));
-    if let (Some(before), true) = (rss_before, peak_rss > 0) {
-        m.insert(
-            "server_rss_before_mib".into(),
-            json!(round1(before as f64 / 1024.0)),
-        );
-        m.insert(
-            "server_rss_peak_mib".into(),
-            json!(round1(peak_rss as f64 / 1024.0)),
-        );
-    }
     Ok(m)
 }
 

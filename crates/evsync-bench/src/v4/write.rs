@@ -7,6 +7,7 @@
 
 use super::client::*;
 use crate::common::*;
+use crate::write::{Acked, DRAIN, Pending, window_throughput};
 use evsync_core::proto::v4::{FromServer, RequestId};
 use futures_util::SinkExt;
 use serde_json::{Map, Value, json};
@@ -32,18 +33,6 @@ pub struct V4WriteParams {
     pub warmup: Duration,
     pub duration: Duration,
     pub server_pid: Option<u32>,
-}
-
-const DRAIN: Duration = Duration::from_secs(15);
-
-/// Requests in flight: id → (sent at ns, entries, payload bytes).
-type Pending = HashMap<i64, (u64, usize, usize)>;
-
-struct Acked {
-    sent_ns: u64,
-    acked_ns: u64,
-    entries: usize,
-    bytes: usize,
 }
 
 pub async fn run(p: V4WriteParams) -> Result<Map<String, Value>> {
@@ -204,25 +193,12 @@ pub async fn run(p: V4WriteParams) -> Result<Map<String, Value>> {
         }
         all.extend(acked);
     }
-    let window_ns = (probe_end - probe_start).max(1);
-    let in_window: Vec<&Acked> = all
-        .iter()
-        .filter(|a| a.acked_ns >= probe_start && a.acked_ns < probe_end)
-        .collect();
-    let entries: usize = in_window.iter().map(|a| a.entries).sum();
-    let bytes: usize = in_window.iter().map(|a| a.bytes).sum();
-    let latencies: Vec<u64> = all
-        .iter()
-        .filter(|a| a.sent_ns >= probe_start && a.sent_ns < probe_end)
-        .map(|a| a.acked_ns - a.sent_ns)
-        .collect();
-    if latencies.is_empty() {
+    if !window_throughput(&mut m, &all, probe_start, probe_end) {
         return Err(err(match failure {
             Some(f) => format!("no write acknowledged in the measured window; {f}"),
             None => "no write acknowledged in the measured window".into(),
         }));
     }
-    throughput_metrics(&mut m, entries, bytes, window_ns as f64 / 1e9, latencies);
     m.insert("window".into(), json!(p.window));
     m.insert("bad_acks".into(), json!(bad));
     m.insert(
