@@ -66,17 +66,8 @@ if [[ ",$targets," == *",evsync,"* ]]; then
   if [ -n "${EVSYNC_BIN:-}" ]; then
     [ -x "$EVSYNC_BIN" ] || fail "EVSYNC_BIN=$EVSYNC_BIN is not an executable"
   else
-    bin="$repo/target/debug/evsync"
-    stale=""
-    if [ -x "$bin" ]; then
-      stale="$(cd "$repo" && find crates Cargo.toml Cargo.lock -newer "$bin" -type f -print -quit 2>/dev/null || true)"
-    fi
-    if [ ! -x "$bin" ] || [ -n "$stale" ]; then
-      command -v cargo >/dev/null 2>&1 || fail "cargo is required to build evsync (install Rust with rustup)"
-      echo "==> cargo build -p evsync${stale:+ (stale: $stale is newer)}"
-      (cd "$repo" && cargo build -p evsync --locked)
-    fi
-    export EVSYNC_BIN="$bin"
+    EVSYNC_BIN="$("$repo/scripts/debug-evsync")" || fail "cannot build evsync (see above)"
+    export EVSYNC_BIN
   fi
 fi
 
