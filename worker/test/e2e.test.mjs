@@ -146,10 +146,12 @@ test(`[${MODE}] a tenant over its write rate is slowed and refuses new sockets w
   const pk = `rate-${RUN}`;
   const writer = await open("busy");
   await writer.expect("Hello");
-  // 1.2 × the burst: the bucket goes 0.2 s into debt; then 2.5 × the rate,
-  // appended once that is paid: the tenant is 2.5 s behind.
+  // 1.2 × the burst: the bucket goes 0.2 s into debt; then 2.7 × the rate
+  // in one write (three entries: DO SQLite and D1 store at most 2 MB in one
+  // value), appended once that is paid: the tenant is 2.7 s behind.
   assert.deepEqual(await writer.write(pk, 1, [entry(rate * 1.2)]), [1]);
-  assert.deepEqual(await writer.write(pk, 2, [entry(rate * 2.5)]), [2]);
+  const three = [0, 1, 2].map(() => entry(rate * 0.9));
+  assert.deepEqual(await writer.write(pk, 2, three), [2, 3, 4]);
   const res = await httpRequest(BASE, `/event-log/${tenant("busy")}`, {
     ...upgradeHeaders(),
     Authorization: `Bearer ${AUTH.otherToken}`,
@@ -171,7 +173,7 @@ test(`[${MODE}] a tenant over its write rate is slowed and refuses new sockets w
   await other.expect("Hello");
   // The writer is slowed, not refused: its next write waits for the debt.
   const started = Date.now();
-  assert.deepEqual(await writer.write(pk, 3, [entry(10)]), [3]);
+  assert.deepEqual(await writer.write(pk, 3, [entry(10)]), [5]);
   assert.ok(Date.now() - started >= 1000, `held back by the rate: acked after ${Date.now() - started} ms`);
   // Caught up: new sockets are welcome again.
   const late = await open("busy");
