@@ -42,7 +42,9 @@
 //! export with `head` and `jq`, and the cost (base64, about a third more
 //! bytes) is paid only when moving a tenant, not on the sync path.
 
+mod fields;
 mod order;
+mod page;
 mod reader;
 mod record;
 mod transfer;
@@ -50,10 +52,11 @@ mod v4_record;
 mod v4_transfer;
 mod writer;
 
+pub use page::TRANSFER_PAGE;
 pub use reader::{ExportError, ExportReader, ReadItem};
 pub use record::{
     ExportHeader, ExportSummary, FORMAT_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION,
     parse_remote_id,
 };
-pub use transfer::{Exporter, Importer, TRANSFER_PAGE, export_store};
+pub use transfer::{Exporter, Importer, export_store};
 pub use writer::ExportWriter;

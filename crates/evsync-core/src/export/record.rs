@@ -1,12 +1,13 @@
 //! The lines of an export file and how each is written and parsed.
 
-use super::v4_record;
+use super::fields::only_keys;
+use super::v4_record::{self, V4Line};
 use crate::storage::{SigningKeyBinding, StoreHead, StoredBatch};
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashSet;
 
 /// The `format` field of every export's header.
@@ -169,7 +170,11 @@ pub(super) fn parse_body_line(line: &str, version: u64) -> Result<BodyLine, Stri
     let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
     if !object.contains_key("log") && !object.contains_key("end") {
-        return v4_record::parse(object, version);
+        return Ok(match v4_record::parse(object, version)? {
+            V4Line::Store(head) => BodyLine::Store(head),
+            V4Line::Batch(batch) => BodyLine::Batch(batch),
+            V4Line::Binding(binding) => BodyLine::Binding(binding),
+        });
     }
     if let Some(end) = object.get("end") {
         only_keys(object, &["end"], "trailer")?;
@@ -229,19 +234,6 @@ pub(super) fn parse_body_line(line: &str, version: u64) -> Result<BodyLine, Stri
             encrypted_entry: bytes("data")?,
         },
     })
-}
-
-/// Refuses keys the format does not have: a file written by a newer
-/// evsync under the same version number would otherwise lose data quietly.
-pub(super) fn only_keys(
-    object: &Map<String, Value>,
-    allowed: &[&str],
-    what: &str,
-) -> Result<(), String> {
-    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(key) => Err(format!("the {what} has an unknown field \"{key}\"")),
-        None => Ok(()),
-    }
 }
 
 /// Parses a UUID in its canonical text form (`8-4-4-4-12` hex digits) as a

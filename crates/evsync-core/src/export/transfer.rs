@@ -2,20 +2,13 @@
 //! backend ([`AsyncStorage`]): the one export loop and the one import
 //! loop that the native server, the CLI and the Worker share.
 
+use super::page::TRANSFER_PAGE;
 use super::reader::ReadItem;
 use super::record::{ExportHeader, ExportSummary};
 use super::v4_transfer::{V4Export, V4Import};
 use super::writer::ExportWriter;
-use crate::storage::{AppendBatch, AsyncStorage, LogHead, ReadLimit};
+use crate::storage::{AppendBatch, AsyncStorage, LogHead};
 use crate::wire::{EncryptedEntry, RemoteEntry, Sequence};
-
-/// What one export read and one import transaction take at most: big
-/// enough that a large tenant moves in few round trips (D1 bills per
-/// call), small enough that neither holds much in memory.
-pub const TRANSFER_PAGE: ReadLimit = ReadLimit {
-    max_entries: 1_000,
-    max_bytes: 4 * 1024 * 1024,
-};
 
 /// Writes `store` as an export of `tenant`, handing each line to `emit` as
 /// soon as it exists: [`Exporter`] driven to the end. `emit`'s error stops

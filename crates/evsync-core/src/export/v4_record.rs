@@ -13,7 +13,7 @@
 //! its first entry (a batch of `n` entries owns `n` sequences), so a
 //! replica's cursor survives the move.
 
-use super::record::{BodyLine, only_keys};
+use super::fields::only_keys;
 use crate::storage::{SigningKeyBinding, StoreHead, StoreKey, StoredBatch};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -64,8 +64,16 @@ fn line(value: Value) -> String {
     line
 }
 
+/// A parsed v4 line.
+pub(super) enum V4Line {
+    /// A store's header; its batches follow.
+    Store(StoreHead),
+    Batch(StoredBatch),
+    Binding(SigningKeyBinding),
+}
+
 /// Parses a line that is neither a v3 entry nor the trailer.
-pub(super) fn parse(object: &Map<String, Value>, version: u64) -> Result<BodyLine, String> {
+pub(super) fn parse(object: &Map<String, Value>, version: u64) -> Result<V4Line, String> {
     let (kind, body) = match object.iter().next() {
         Some((kind, body)) if object.len() == 1 => (kind.as_str(), body),
         _ => {
@@ -88,7 +96,7 @@ pub(super) fn parse(object: &Map<String, Value>, version: u64) -> Result<BodyLin
     match kind {
         "store" => {
             only_keys(body, &["publicKey", "storeId", "head"], &what)?;
-            Ok(BodyLine::Store(StoreHead {
+            Ok(V4Line::Store(StoreHead {
                 store: StoreKey::new(
                     text(body, "publicKey", &what)?,
                     text(body, "storeId", &what)?,
@@ -110,7 +118,7 @@ pub(super) fn parse(object: &Map<String, Value>, version: u64) -> Result<BodyLin
                         .and_then(|text| decode(text, "entryIds", &what))
                 })
                 .collect::<Result<Vec<Bytes>, String>>()?;
-            Ok(BodyLine::Batch(StoredBatch {
+            Ok(V4Line::Batch(StoredBatch {
                 sequence: number(body, "seq", &what)?,
                 iv: decode(&text(body, "iv", &what)?, "iv", &what)?,
                 entry_ids,
@@ -122,7 +130,7 @@ pub(super) fn parse(object: &Map<String, Value>, version: u64) -> Result<BodyLin
             let key = decode(&text(body, "signingKey", &what)?, "signingKey", &what)?;
             let signing_key = <[u8; 32]>::try_from(&key[..])
                 .map_err(|_| format!("the {what}'s signingKey is {} bytes, not 32", key.len()))?;
-            Ok(BodyLine::Binding(SigningKeyBinding {
+            Ok(V4Line::Binding(SigningKeyBinding {
                 public_key: text(body, "publicKey", &what)?,
                 signing_key,
             }))

@@ -7,7 +7,7 @@
 //! 1; each must land at the sequence the file gives it (replicas keep
 //! their cursors per remoteId and store), or the import is refused.
 
-use super::transfer::TRANSFER_PAGE;
+use super::page::TRANSFER_PAGE;
 use super::writer::ExportWriter;
 use crate::storage::{
     AsyncStorage, BatchWrite, SigningKeyBinding, StoreHead, StoreKey, StoredBatch, batch_bytes,
