@@ -136,12 +136,12 @@ pub(crate) trait Membership {
 /// replaced it.
 const DROPPED: &str = "tenant dropped: deleted or replaced through another node";
 
-/// Runs the tenant until it unloads (idle) or finishes shutting down.
 /// Messages an actor handles before it carries out what they asked for:
 /// enough to group a burst of writes, few enough that the first of them
 /// is not kept waiting.
 const INBOX_BATCH: usize = 64;
 
+/// Runs the tenant until it unloads (idle) or finishes shutting down.
 pub(crate) async fn run(
     registry: Arc<impl Membership>,
     shared: Arc<Shared>,
