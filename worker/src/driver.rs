@@ -263,6 +263,24 @@ fn log_events(live: &mut Live) {
     while let Some(event) = live.engine.poll_event() {
         let event = match event {
             TenantEvent::V3(event) => event,
+            TenantEvent::V4(v4::Event::Request { conn, summary }) => {
+                log::info!(
+                    "request",
+                    tenant = live.tenant,
+                    conn = conn.0,
+                    protocol = "v4",
+                    tag = summary.tag,
+                    id = summary.id,
+                    public_key = summary.public_key,
+                    store_id = summary.store_id,
+                    batches = summary.batches,
+                    entries = summary.entries,
+                    start_sequence = summary.start_sequence,
+                    part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                    peers = live.engine.connection_count()
+                );
+                continue;
+            }
             TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
                 Event::Closing { conn, code, reason }
             }

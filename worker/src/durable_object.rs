@@ -589,6 +589,7 @@ impl SyncDurableObject {
             Box::new(challenge_bytes),
         );
         engine.v3().set_debug(debug);
+        engine.v4().set_debug(debug);
         let mut live = Live {
             tenant,
             engine,

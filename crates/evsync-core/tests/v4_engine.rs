@@ -27,6 +27,8 @@
 //!   over Effect's 16 MiB frame limit in Chunk frames of at most 1 MiB.
 //! - Ping/Pong, framing across and within messages, bad input closing only
 //!   its connection, unknown RPC tags.
+//! - The request log (SYNC_DEBUG): one summary per decoded message when on,
+//!   none when off.
 //! - Two engines over one storage: `handle_log_advanced` delivers another
 //!   engine's commits.
 
@@ -1014,4 +1016,80 @@ fn a_batch_written_through_one_engine_reaches_a_subscriber_on_another_after_log_
     assert_eq!(h.acks(reader, &w)[0].sequence, 4);
     h.log_advanced(0, &alice().public_key, STORE, 4);
     assert_eq!(h.sequences(writer, &back), [4]);
+}
+
+// ------------------------------------------------------------- request log
+
+fn request_summaries(h: &Harness) -> Vec<v4::RequestSummary> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            v4::Event::Request { summary, .. } => Some(summary.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_none_is() {
+    let mut h = Harness::new();
+    let quiet = h.connect(0, 1, &alice());
+    h.write(quiet, &alice(), STORE, &[batch([1], 10)]);
+    assert!(request_summaries(&h).is_empty(), "off by default");
+
+    h.engine().set_debug(true);
+    let conn = h.connect(0, 2, &bob());
+    let write = h.write(conn, &bob(), STORE, &[batch([2, 3], 10), batch([4], 10)]);
+    h.auto_ack.insert(conn);
+    let stream = h.changes(conn, &bob().public_key, STORE, 1);
+    h.interrupt(conn, &stream);
+    h.send(conn, &FromClient::Ping);
+    let data = write_entries_frame(&bob().public_key, STORE, &[batch([5], 600_000)]);
+    let pieces = split(7, &data);
+    h.write_chunked(conn, &pieces[1]);
+
+    let got = request_summaries(&h);
+    let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
+    assert_eq!(
+        tags,
+        [
+            "EventLog.Hello",
+            "EventLog.Authenticate",
+            "EventLog.WriteSingle",
+            "EventLog.Changes",
+            "Ack",
+            "Interrupt",
+            "Ping",
+            "EventLog.WriteChunked",
+        ]
+    );
+    let bob_key = Some(bob().public_key);
+    assert_eq!(
+        got[1].public_key, bob_key,
+        "Authenticate names its identity"
+    );
+    let RequestId::Number(n) = write else {
+        panic!("numeric ids")
+    };
+    assert_eq!(
+        got[2],
+        v4::RequestSummary {
+            tag: "EventLog.WriteSingle".into(),
+            id: Some(n.to_string()),
+            public_key: bob_key.clone(),
+            store_id: Some(STORE.into()),
+            batches: 2,
+            entries: 3,
+            start_sequence: None,
+            part: None,
+        }
+    );
+    assert_eq!(got[3].store_id.as_deref(), Some(STORE));
+    assert_eq!(got[3].start_sequence, Some(1));
+    let RequestId::Number(s) = stream else {
+        panic!("numeric ids")
+    };
+    assert_eq!(got[4].id, Some(s.to_string()), "the Ack names its stream");
+    assert_eq!(got[5].id, Some(s.to_string()));
+    assert_eq!(got[7].part, Some((1, pieces.len() as u64)));
 }

@@ -166,6 +166,7 @@ pub(crate) async fn run(
         Box::new(challenge_bytes),
     );
     engine.v3().set_debug(shared.config.debug);
+    engine.v4().set_debug(shared.config.debug);
     tracing::debug!(%tenant, remote_id = %remote_id.to_uuid_string(), "tenant loaded");
     let mut actor = Actor {
         shared: shared.clone(),
@@ -583,6 +584,25 @@ impl Actor {
         let tenant = self.tenant.as_str();
         let event = match event {
             TenantEvent::V3(event) => event,
+            TenantEvent::V4(v4::Event::Request { conn, summary }) => {
+                tracing::info!(
+                    tenant,
+                    conn = conn.0,
+                    protocol = "v4",
+                    tag = summary.tag,
+                    id = summary.id,
+                    public_key = summary.public_key,
+                    store_id = summary.store_id,
+                    batches = summary.batches,
+                    entries = summary.entries,
+                    start_sequence = summary.start_sequence,
+                    part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                    peers = self.engine.connection_count(),
+                    connections = self.shared.connections.load(Ordering::Relaxed),
+                    "request"
+                );
+                return;
+            }
             TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
                 Event::Closing { conn, code, reason }
             }

@@ -175,3 +175,51 @@ async fn v4_against_a_v3_endpoint_says_so() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn with_debug_the_server_logs_each_v4_request_with_what_it_names() {
+    let serve = serve(&["--debug"]).await;
+    let base = v4_base(&serve);
+    let out = output(
+        &[
+            "smoke",
+            "--protocol",
+            "v4",
+            "--url",
+            &base,
+            "--tenant",
+            "dbg4",
+        ],
+        &[],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    // "smoke: URL (v4, publicKey PK, store default)"
+    let public_key = stdout
+        .split("publicKey ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the publicKey in smoke's report")
+        .to_owned();
+    // The reader's Changes and the writer's write come on two sockets in
+    // either order: read every line once the server has stopped.
+    let lines = serve.stop_and_collect().await;
+    let line = |needles: &[&str]| -> String {
+        lines
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no line with {needles:?} in {lines:#?}"))
+            .clone()
+    };
+    let auth = line(&["request", "protocol=\"v4\"", "EventLog.Authenticate"]);
+    assert!(auth.contains(&public_key), "{public_key}: {auth}");
+    let write = line(&["request", "EventLog.WriteSingle"]);
+    assert!(write.contains("store_id=\"default\""), "{write}");
+    assert!(write.contains("batches=1 entries=1"), "{write}");
+    assert!(write.contains(&public_key), "{public_key}: {write}");
+    let changes = line(&["request", "EventLog.Changes"]);
+    assert!(changes.contains("start_sequence=1"), "{changes}");
+    assert!(changes.contains("store_id=\"default\""), "{changes}");
+    line(&["request", "tag=\"Ack\""]);
+}

@@ -190,6 +190,8 @@ pub struct Harness {
     /// Decoded frames per connection, in order.
     pub received: HashMap<ConnId, Vec<Got>>,
     pub closed: HashMap<ConnId, (u16, String)>,
+    /// Every event the engines reported, in order.
+    pub events: Vec<v4::Event>,
     /// Connections whose stream Chunks are acknowledged as they arrive.
     pub auto_ack: HashSet<ConnId>,
     /// The latest challenge each connection's Hello returned.
@@ -228,6 +230,7 @@ impl Harness {
             frames: HashMap::new(),
             received: HashMap::new(),
             closed: HashMap::new(),
+            events: Vec::new(),
             auto_ack: HashSet::new(),
             challenges: HashMap::new(),
             next_request: 0,
@@ -282,7 +285,9 @@ impl Harness {
                     Action::Storage(request) => self.run_storage(node, request),
                 }
             }
-            while self.nodes[node].poll_event().is_some() {}
+            while let Some(event) = self.nodes[node].poll_event() {
+                self.events.push(event);
+            }
             if acks.is_empty() {
                 return;
             }

@@ -254,6 +254,11 @@ impl Engine {
         self.sessions.actions.pop_front()
     }
 
+    /// Turns recording of [`Event::Request`] on or off (SYNC_DEBUG).
+    pub fn set_debug(&mut self, on: bool) {
+        self.sessions.debug = on;
+    }
+
     /// The next thing worth logging.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.sessions.events.pop_front()
@@ -286,6 +291,12 @@ impl Engine {
     // ------------------------------------------------------------- dispatch
 
     fn dispatch(&mut self, conn: ConnId, message: FromClient, now: Timestamp) {
+        if self.sessions.debug {
+            let summary = super::RequestSummary::of(&message);
+            self.sessions
+                .events
+                .push_back(Event::Request { conn, summary });
+        }
         match message {
             FromClient::Ping => self.reply(conn, Bytes::from_static(&PONG_FRAME)),
             FromClient::Eof => {}

@@ -23,6 +23,12 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 /// What the v4 engine reports for logs.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Event {
+    /// A message was decoded on `conn`: recorded only while the request
+    /// log is on ([`super::Engine::set_debug`], SYNC_DEBUG).
+    Request {
+        conn: ConnId,
+        summary: super::RequestSummary,
+    },
     /// `conn` is being closed by the engine; `reason` says why.
     Closing {
         conn: ConnId,
@@ -105,6 +111,8 @@ pub(super) struct Sessions {
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
     pub stats: EngineStats,
+    /// Whether decoded messages are recorded as [`Event::Request`].
+    pub debug: bool,
 }
 
 impl Sessions {
@@ -121,6 +129,7 @@ impl Sessions {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             stats: EngineStats::default(),
+            debug: false,
         }
     }
 
