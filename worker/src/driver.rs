@@ -16,8 +16,7 @@ use crate::log;
 use crate::storage::Backend;
 use evsync_core::access::Protocol;
 use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
-use evsync_core::proto::v3::{Action, ConnId, Event};
-use evsync_core::proto::v4;
+use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::storage::{StorageOp, StorageResponse};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
@@ -261,54 +260,30 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
 /// records them only then), closes and storage failures always.
 fn log_events(live: &mut Live) {
     while let Some(event) = live.engine.poll_event() {
-        let event = match event {
-            TenantEvent::V3(event) => event,
-            TenantEvent::V4(v4::Event::Request { conn, summary }) => {
-                log::info!(
-                    "request",
-                    tenant = live.tenant,
-                    conn = conn.0,
-                    protocol = "v4",
-                    tag = summary.tag,
-                    id = summary.id,
-                    public_key = summary.public_key,
-                    store_id = summary.store_id,
-                    batches = summary.batches,
-                    entries = summary.entries,
-                    start_sequence = summary.start_sequence,
-                    part = summary.part.map(|(i, n)| format!("{i}/{n}")),
-                    peers = live.engine.connection_count()
-                );
-                continue;
-            }
-            TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
-                Event::Closing { conn, code, reason }
-            }
-            TenantEvent::V4(v4::Event::StorageFailed { message }) => {
-                Event::StorageFailed { message }
-            }
-        };
         match event {
-            Event::Request { conn, summary } => log::info!(
+            TenantEvent::Request { conn, line } => log::info!(
                 "request",
                 tenant = live.tenant,
                 conn = conn.0,
-                tag = summary.tag,
-                public_key = summary.public_key,
-                id = summary.id,
-                entries = summary.entries,
-                start_sequence = summary.start_sequence,
-                part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                protocol = line.protocol,
+                tag = line.tag,
+                id = line.id,
+                public_key = line.public_key,
+                store_id = line.store_id,
+                batches = line.batches,
+                entries = line.entries,
+                start_sequence = line.start_sequence,
+                part = line.part,
                 peers = live.engine.connection_count()
             ),
-            Event::Closing { conn, code, reason } => log::warning!(
+            TenantEvent::Closing { conn, code, reason } => log::warning!(
                 "closing connection",
                 tenant = live.tenant,
                 conn = conn.0,
                 code = code,
                 reason = reason
             ),
-            Event::StorageFailed { message } => {
+            TenantEvent::StorageFailed { message } => {
                 log::error!("storage failed", tenant = live.tenant, error = message)
             }
         }

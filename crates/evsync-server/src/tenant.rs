@@ -15,7 +15,7 @@ use bytes::Bytes;
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::close::{CloseKind, code};
 use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
-use evsync_core::proto::v3::{Action, ConnId, Event};
+use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse, StoreKey};
 use evsync_core::wire::RemoteId;
@@ -582,49 +582,24 @@ impl Actor {
 
     fn log(&self, event: TenantEvent) {
         let tenant = self.tenant.as_str();
-        let event = match event {
-            TenantEvent::V3(event) => event,
-            TenantEvent::V4(v4::Event::Request { conn, summary }) => {
-                tracing::info!(
-                    tenant,
-                    conn = conn.0,
-                    protocol = "v4",
-                    tag = summary.tag,
-                    id = summary.id,
-                    public_key = summary.public_key,
-                    store_id = summary.store_id,
-                    batches = summary.batches,
-                    entries = summary.entries,
-                    start_sequence = summary.start_sequence,
-                    part = summary.part.map(|(i, n)| format!("{i}/{n}")),
-                    peers = self.engine.connection_count(),
-                    connections = self.shared.connections.load(Ordering::Relaxed),
-                    "request"
-                );
-                return;
-            }
-            TenantEvent::V4(v4::Event::Closing { conn, code, reason }) => {
-                Event::Closing { conn, code, reason }
-            }
-            TenantEvent::V4(v4::Event::StorageFailed { message }) => {
-                Event::StorageFailed { message }
-            }
-        };
         match event {
-            Event::Request { conn, summary } => tracing::info!(
+            TenantEvent::Request { conn, line } => tracing::info!(
                 tenant,
                 conn = conn.0,
-                tag = summary.tag,
-                public_key = summary.public_key.as_deref(),
-                id = summary.id,
-                entries = summary.entries,
-                start_sequence = summary.start_sequence,
-                part = summary.part.map(|(i, n)| format!("{i}/{n}")),
+                protocol = line.protocol,
+                tag = line.tag,
+                id = line.id,
+                public_key = line.public_key,
+                store_id = line.store_id,
+                batches = line.batches,
+                entries = line.entries,
+                start_sequence = line.start_sequence,
+                part = line.part,
                 peers = self.engine.connection_count(),
                 connections = self.shared.connections.load(Ordering::Relaxed),
                 "request"
             ),
-            Event::Closing { conn, code, reason } => {
+            TenantEvent::Closing { conn, code, reason } => {
                 tracing::info!(tenant, conn = conn.0, code, %reason, "closing connection");
                 let per_tenant = self.shared.metrics.per_tenant().is_some();
                 self.shared.record_close(CloseRecord {
@@ -635,7 +610,7 @@ impl Actor {
                     tenant: per_tenant.then(|| tenant.to_owned()),
                 });
             }
-            Event::StorageFailed { message } => {
+            TenantEvent::StorageFailed { message } => {
                 tracing::error!(tenant, %message, "storage failed")
             }
         }

@@ -177,6 +177,7 @@ async fn startup_line_says_where_and_how_but_never_the_token() {
         .line_with(&["request", "WriteEntries", "entries=3"])
         .await;
     assert!(logged.contains("peers=1"), "{logged}");
+    assert!(logged.contains("protocol=\"v3\""), "{logged}");
     server.signal("TERM");
     assert_eq!(server.exit_code().await, Some(0));
 }

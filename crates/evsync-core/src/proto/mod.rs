@@ -2,10 +2,12 @@
 //! framing and session rules and speaks to the protocol-neutral
 //! [`crate::log`] service in entries, subscriptions and commits. What is
 //! common to every protocol lives here: what an engine asks its adapter to
-//! do ([`action::Action`]), close codes and reasons, engine statistics.
+//! do ([`action::Action`]), close codes and reasons, engine statistics, the
+//! request log's line ([`request_line::RequestLine`]).
 
 pub mod action;
 pub mod close;
+pub mod request_line;
 pub mod stats;
 pub mod tenant;
 pub mod v3;
