@@ -15,7 +15,8 @@ use crate::js;
 use crate::log;
 use crate::storage::Backend;
 use evsync_core::access::Protocol;
-use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
+use evsync_core::proto::event::Event;
+use evsync_core::proto::tenant::TenantEngines;
 use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::storage::{StorageOp, StorageResponse};
 use std::cell::{Cell, RefCell};
@@ -261,7 +262,7 @@ fn save_positions(live: &mut Live, sql: &SqlStorage) {
 fn log_events(live: &mut Live) {
     while let Some(event) = live.engine.poll_event() {
         match event {
-            TenantEvent::Request { conn, line } => log::info!(
+            Event::Request { conn, line } => log::info!(
                 "request",
                 tenant = live.tenant,
                 conn = conn.0,
@@ -276,14 +277,14 @@ fn log_events(live: &mut Live) {
                 part = line.part,
                 peers = live.engine.connection_count()
             ),
-            TenantEvent::Closing { conn, code, reason } => log::warning!(
+            Event::Closing { conn, code, reason } => log::warning!(
                 "closing connection",
                 tenant = live.tenant,
                 conn = conn.0,
                 code = code,
                 reason = reason
             ),
-            TenantEvent::StorageFailed { message } => {
+            Event::StorageFailed { message } => {
                 log::error!("storage failed", tenant = live.tenant, error = message)
             }
         }

@@ -38,6 +38,7 @@ mod v4_support;
 use bytes::Bytes;
 use evsync_core::log::ConnId;
 use evsync_core::proto::close::code;
+use evsync_core::proto::event::RequestLine;
 use evsync_core::proto::v4::{
     self, ChangesValue, Defect, Entry, ErrorCode, EventLogProtocolError, Exit, FromClient,
     HelloExit, HelloResponse, PING_FRAME, PONG_FRAME, Reason, RequestId, SessionConfig, Text,
@@ -1020,11 +1021,11 @@ fn a_batch_written_through_one_engine_reaches_a_subscriber_on_another_after_log_
 
 // ------------------------------------------------------------- request log
 
-fn request_summaries(h: &Harness) -> Vec<v4::RequestSummary> {
+fn request_lines(h: &Harness) -> Vec<RequestLine> {
     h.events
         .iter()
         .filter_map(|e| match e {
-            v4::Event::Request { summary, .. } => Some(summary.clone()),
+            v4::Event::Request { line, .. } => Some(line.clone()),
             _ => None,
         })
         .collect()
@@ -1035,7 +1036,7 @@ fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_n
     let mut h = Harness::new();
     let quiet = h.connect(0, 1, &alice());
     h.write(quiet, &alice(), STORE, &[batch([1], 10)]);
-    assert!(request_summaries(&h).is_empty(), "off by default");
+    assert!(request_lines(&h).is_empty(), "off by default");
 
     h.engine().set_debug(true);
     let conn = h.connect(0, 2, &bob());
@@ -1048,7 +1049,7 @@ fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_n
     let pieces = split(7, &data);
     h.write_chunked(conn, &pieces[1]);
 
-    let got = request_summaries(&h);
+    let got = request_lines(&h);
     let tags: Vec<&str> = got.iter().map(|s| s.tag.as_str()).collect();
     assert_eq!(
         tags,
@@ -1073,12 +1074,13 @@ fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_n
     };
     assert_eq!(
         got[2],
-        v4::RequestSummary {
+        RequestLine {
+            protocol: "v4",
             tag: "EventLog.WriteSingle".into(),
             id: Some(n.to_string()),
             public_key: bob_key.clone(),
             store_id: Some(STORE.into()),
-            batches: 2,
+            batches: Some(2),
             entries: 3,
             start_sequence: None,
             part: None,
@@ -1091,5 +1093,5 @@ fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_n
     };
     assert_eq!(got[4].id, Some(s.to_string()), "the Ack names its stream");
     assert_eq!(got[5].id, Some(s.to_string()));
-    assert_eq!(got[7].part, Some((1, pieces.len() as u64)));
+    assert_eq!(got[7].part, Some(format!("1/{}", pieces.len())));
 }

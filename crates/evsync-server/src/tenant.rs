@@ -14,7 +14,8 @@ use crate::store::TenantStore;
 use bytes::Bytes;
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::close::{CloseKind, code};
-use evsync_core::proto::tenant::{TenantEngines, TenantEvent};
+use evsync_core::proto::event::Event;
+use evsync_core::proto::tenant::TenantEngines;
 use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse, StoreKey};
@@ -580,10 +581,10 @@ impl Actor {
         }
     }
 
-    fn log(&self, event: TenantEvent) {
+    fn log(&self, event: Event) {
         let tenant = self.tenant.as_str();
         match event {
-            TenantEvent::Request { conn, line } => tracing::info!(
+            Event::Request { conn, line } => tracing::info!(
                 tenant,
                 conn = conn.0,
                 protocol = line.protocol,
@@ -599,7 +600,7 @@ impl Actor {
                 connections = self.shared.connections.load(Ordering::Relaxed),
                 "request"
             ),
-            TenantEvent::Closing { conn, code, reason } => {
+            Event::Closing { conn, code, reason } => {
                 tracing::info!(tenant, conn = conn.0, code, %reason, "closing connection");
                 let per_tenant = self.shared.metrics.per_tenant().is_some();
                 self.shared.record_close(CloseRecord {
@@ -610,7 +611,7 @@ impl Actor {
                     tenant: per_tenant.then(|| tenant.to_owned()),
                 });
             }
-            TenantEvent::StorageFailed { message } => {
+            Event::StorageFailed { message } => {
                 tracing::error!(tenant, %message, "storage failed")
             }
         }

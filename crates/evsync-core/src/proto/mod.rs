@@ -3,11 +3,11 @@
 //! [`crate::log`] service in entries, subscriptions and commits. What is
 //! common to every protocol lives here: what an engine asks its adapter to
 //! do ([`action::Action`]), close codes and reasons, engine statistics, the
-//! request log's line ([`request_line::RequestLine`]).
+//! events worth logging and the request log's line ([`event`]).
 
 pub mod action;
 pub mod close;
-pub mod request_line;
+pub mod event;
 pub mod stats;
 pub mod tenant;
 pub mod v3;

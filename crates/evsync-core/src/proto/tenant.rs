@@ -9,7 +9,7 @@
 //! actions of both.
 
 use super::action::Action;
-use super::request_line::RequestLine;
+use super::event::Event;
 use super::stats::EngineStats;
 use super::{v3, v4};
 use crate::access::{Grant, Protocol};
@@ -18,52 +18,6 @@ use crate::storage::{StorageResponse, StoreKey};
 use crate::time::Timestamp;
 use crate::wire::{RemoteId, Sequence};
 use bytes::Bytes;
-
-/// Something worth logging, from either engine, in one shape: an adapter
-/// logs it without knowing which protocol it came from.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum TenantEvent {
-    /// A request was decoded on `conn` (only while the request log is on).
-    Request { conn: ConnId, line: RequestLine },
-    /// `conn` is being closed by its engine; `reason` says why.
-    Closing {
-        conn: ConnId,
-        code: u16,
-        reason: String,
-    },
-    /// A storage request failed.
-    StorageFailed { message: String },
-}
-
-impl From<v3::Event> for TenantEvent {
-    fn from(event: v3::Event) -> Self {
-        match event {
-            v3::Event::Request { conn, summary } => TenantEvent::Request {
-                conn,
-                line: summary.into(),
-            },
-            v3::Event::Closing { conn, code, reason } => {
-                TenantEvent::Closing { conn, code, reason }
-            }
-            v3::Event::StorageFailed { message } => TenantEvent::StorageFailed { message },
-        }
-    }
-}
-
-impl From<v4::Event> for TenantEvent {
-    fn from(event: v4::Event) -> Self {
-        match event {
-            v4::Event::Request { conn, summary } => TenantEvent::Request {
-                conn,
-                line: summary.into(),
-            },
-            v4::Event::Closing { conn, code, reason } => {
-                TenantEvent::Closing { conn, code, reason }
-            }
-            v4::Event::StorageFailed { message } => TenantEvent::StorageFailed { message },
-        }
-    }
-}
 
 /// The v3 and v4 engines of one tenant.
 pub struct TenantEngines {
@@ -226,11 +180,8 @@ impl TenantEngines {
     }
 
     /// The next thing worth logging.
-    pub fn poll_event(&mut self) -> Option<TenantEvent> {
-        self.v3
-            .poll_event()
-            .map(TenantEvent::from)
-            .or_else(|| self.v4.poll_event().map(TenantEvent::from))
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.v3.poll_event().or_else(|| self.v4.poll_event())
     }
 
     /// What both engines did since the last call.

@@ -15,7 +15,7 @@
 //! backpressure are the [`LogService`]'s.
 
 use super::config::EngineConfig;
-use super::events::{Action, Event, RequestSummary};
+use super::events::{Action, Event, request_line};
 use super::framer::{FrameError, V3Message};
 use super::session::Sessions;
 use crate::access::{Forbidden, Grant};
@@ -385,10 +385,10 @@ impl Engine {
 
     fn record_request(&mut self, conn: ConnId, request: &Request) {
         if self.sessions.debug {
-            let summary = RequestSummary::of(request);
+            let line = request_line(request);
             self.sessions
                 .events
-                .push_back(Event::Request { conn, summary });
+                .push_back(Event::Request { conn, line });
         }
     }
 }

@@ -19,4 +19,4 @@ mod session;
 pub use crate::log::ConnId;
 pub use config::EngineConfig;
 pub use engine::Engine;
-pub use events::{Action, Event, RequestSummary};
+pub use events::{Action, Event};

@@ -292,10 +292,10 @@ impl Engine {
 
     fn dispatch(&mut self, conn: ConnId, message: FromClient, now: Timestamp) {
         if self.sessions.debug {
-            let summary = super::RequestSummary::of(&message);
+            let line = super::request_line::request_line(&message);
             self.sessions
                 .events
-                .push_back(Event::Request { conn, summary });
+                .push_back(Event::Request { conn, line });
         }
         match message {
             FromClient::Ping => self.reply(conn, Bytes::from_static(&PONG_FRAME)),

@@ -10,7 +10,7 @@
 //! | [`error`] | [`DecodeError`] |
 //! | [`auth`] | session auth: a connection's challenge, the signed payload, the Ed25519 check |
 //! | [`Engine`] (`engine`, `session`, `replies`, `config`) | the session layer of one tenant over a log service of batches |
-//! | [`RequestSummary`] | what a decoded message was, for the request log (SYNC_DEBUG) |
+//! | `request_line` | what a decoded message was, for the request log (SYNC_DEBUG) |
 //!
 //! A connection's bytes go through a [`FrameSplitter`]; each frame decodes
 //! as a [`FromClient`]; a request's `payload` (and later the exit or chunk
@@ -25,7 +25,7 @@ pub mod envelope;
 pub mod error;
 pub mod messages;
 mod replies;
-mod request_summary;
+mod request_line;
 pub mod schema_binary;
 mod session;
 
@@ -38,7 +38,6 @@ pub use engine::{
 pub use envelope::{FromClient, FromServer, PING_FRAME, PONG_FRAME, Request, RequestId};
 pub use error::{DecodeError, DecodeErrorKind};
 pub use messages::*;
-pub use request_summary::RequestSummary;
 pub use schema_binary::{DEFAULT_MAX_FRAME_SIZE, Defect, Exit, FrameSplitter, Reason, Text, Value};
 pub use session::Event;
 

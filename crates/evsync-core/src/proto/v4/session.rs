@@ -14,30 +14,12 @@ use crate::chunk::Reassembler;
 use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, Delivery, LogSink, WriteToken};
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
+pub use crate::proto::event::Event;
 use crate::proto::stats::EngineStats;
 use crate::storage::{StorageError, StorageRequest, StoredBatch};
 use crate::wire::Sequence;
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-
-/// What the v4 engine reports for logs.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Event {
-    /// A message was decoded on `conn`: recorded only while the request
-    /// log is on ([`super::Engine::set_debug`], SYNC_DEBUG).
-    Request {
-        conn: ConnId,
-        summary: super::RequestSummary,
-    },
-    /// `conn` is being closed by the engine; `reason` says why.
-    Closing {
-        conn: ConnId,
-        code: u16,
-        reason: String,
-    },
-    /// A storage request failed.
-    StorageFailed { message: String },
-}
 
 /// One open Changes stream of a connection.
 #[derive(Debug)]
@@ -111,7 +93,7 @@ pub(super) struct Sessions {
     pub actions: VecDeque<Action>,
     pub events: VecDeque<Event>,
     pub stats: EngineStats,
-    /// Whether decoded messages are recorded as [`Event::Request`].
+    /// Whether decoded messages are recorded as [`Event::Request`] (SYNC_DEBUG).
     pub debug: bool,
 }
 
