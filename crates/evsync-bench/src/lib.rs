@@ -17,12 +17,15 @@
 //! harness.
 
 pub mod catchup;
+pub mod ceiling_server;
+pub mod churn;
 pub mod common;
 pub mod crash;
 pub mod fanout;
 pub mod hostile;
 pub mod idle;
 pub mod raw;
+pub mod raw_catchup;
 pub mod raw_v4;
 pub mod report;
 pub mod server_process;
@@ -40,7 +43,7 @@ use std::time::Duration;
 /// `evsync bench …`
 #[derive(Args, Debug)]
 #[command(
-    about = "Benchmark a sync server: write, fanout, catchup, idle, tenants, raw-sqlite, report",
+    about = "Benchmark a sync server: write, fanout, catchup, churn, idle, tenants, ceilings, report",
     long_about = "Load generator for EventLogRemote servers (evsync, Effect's own server). \
         Each scenario prints one JSON result line (also appended to --out); \
         `evsync bench report FILE` renders the markdown table. scripts/bench \
@@ -59,6 +62,12 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// Catch-up: a new subscriber receives a whole log.
     Catchup(CatchupArgs),
+    /// Reconnect churn: loops of connect, Hello, RequestChanges, empty write, Ack, close.
+    Churn(ChurnArgs),
+    /// The socket ceiling: a minimal v3 server, no engine, no storage (churn and fan-out).
+    CeilingServer(CeilingServerArgs),
+    /// The catch-up ceiling: a preloaded log scanned out of its file (and sent over TCP).
+    RawCatchup(RawCatchupArgs),
     /// Idle connections: server RSS per greeted and subscribed socket.
     Idle(IdleArgs),
     /// Many tenants: N tenants written once, then idle: server RSS and open files.
@@ -186,6 +195,61 @@ pub struct CatchupArgs {
     /// inserts an empty trailing batch of its insertBatchSize = 200).
     #[arg(long, default_value_t = 999)]
     pub preload_batch: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, default_value = "bench-churn")]
+    pub tenant: String,
+    /// Reconnect loops running at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Entries written to the log before the loops start.
+    #[arg(long, default_value_t = 100)]
+    pub preload: usize,
+    /// Seconds before measuring.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct CeilingServerArgs {
+    /// Address to listen on (port 0: any free port, printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// How a new entry reaches the subscribers: `inline` (the writer's
+    /// task writes them in subscription order) or `tasks` (each
+    /// subscriber's own task writes).
+    #[arg(long, default_value = "inline", value_parser = ["inline", "tasks"])]
+    pub fanout: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RawCatchupArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The data directory `evsync bench preload --format evsync` wrote.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "catchup")]
+    pub tenant: String,
+    #[arg(long, default_value = "bench-catchup-pk")]
+    pub public_key: String,
+    /// Also write the bytes to a loopback TCP socket another thread reads.
+    #[arg(long)]
+    pub send: bool,
+    /// Entries and size of the preloaded log (the case's name only).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub entries: u64,
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -516,6 +580,47 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
                 server_pid: a.common.server_pid,
             };
             measure("catchup", case, &a.common, || catchup::run(p))
+        }
+        Scenario::Churn(a) => {
+            let case = format!("c={}", a.concurrency);
+            let p = churn::ChurnParams {
+                url: a.url,
+                tenant: a.tenant,
+                concurrency: a.concurrency,
+                preload: a.preload,
+                warmup: secs(a.warmup),
+                duration: secs(a.duration),
+                server_pid: a.common.server_pid,
+            };
+            measure("churn", case, &a.common, || churn::run(p))
+        }
+        Scenario::CeilingServer(a) => {
+            let mode = if a.fanout == "tasks" {
+                ceiling_server::FanoutMode::Tasks
+            } else {
+                ceiling_server::FanoutMode::Inline
+            };
+            match ceiling_server::serve(&a.listen, mode) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: ceiling server: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Scenario::RawCatchup(a) => {
+            let case = format!("{} × {}", count_name(a.entries), size_name(a.size));
+            let p = raw_catchup::RawCatchupParams {
+                data: a.data,
+                tenant: a.tenant,
+                public_key: a.public_key,
+                send: a.send,
+            };
+            measure("catchup", case, &a.common, || async move {
+                tokio::task::spawn_blocking(move || raw_catchup::run(p))
+                    .await
+                    .map_err(|e| common::err(e.to_string()))?
+            })
         }
         Scenario::Idle(a) => {
             let case = format!(

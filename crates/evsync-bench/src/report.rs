@@ -20,6 +20,10 @@ const ORDER: &[&str] = &[
     "effect-v4-sqlite",
     "raw-sqlite-v4",
     "raw-sqlite-v4-group",
+    "ceiling-ws",
+    "ceiling-ws-tasks",
+    "raw-scan",
+    "raw-scan-send",
 ];
 
 #[derive(Clone, Debug)]
@@ -137,6 +141,20 @@ fn cell(run: &Run) -> String {
             s
         }
         "catchup" => format!("{} MB/s · {} s", g("mb_per_s"), g("seconds")),
+        "churn" => {
+            let mut s = format!(
+                "{} cycles/s · p50 {} / p99 {} ms (open {} · Hello {})",
+                num(run, "cycles_per_s").map(fmt_int).unwrap_or_default(),
+                g("p50_ms"),
+                g("p99_ms"),
+                g("upgraded_p50_ms"),
+                g("hello_p50_ms")
+            );
+            if let Some(f) = num(run, "failed_cycles").filter(|f| *f > 0.0) {
+                let _ = write!(s, " · {} failed", fmt_int(f));
+            }
+            s
+        }
         "idle" => {
             let mut s = format!(
                 "{} KiB/conn · {}→{} MiB",
@@ -188,6 +206,7 @@ fn headline(scenario: &str) -> (&'static str, bool) {
         "write" => ("entries_per_s", true),
         "fanout" => ("p99_ms", false),
         "catchup" => ("mb_per_s", true),
+        "churn" => ("cycles_per_s", true),
         "idle" => ("rss_per_conn_kib", false),
         "tenants" => ("rss_idle_mib", false),
         _ => ("", true),
@@ -231,6 +250,7 @@ pub fn render(text: &str) -> String {
         "write",
         "fanout",
         "catchup",
+        "churn",
         "idle",
         "tenants",
         "v4write",
@@ -276,6 +296,10 @@ pub fn render(text: &str) -> String {
             ("evsync-memory", "effect-v4-memory"),
             ("evsync-sqlite", "raw-sqlite-v4"),
             ("evsync-sqlite", "raw-sqlite-v4-group"),
+            ("evsync-sqlite", "ceiling-ws"),
+            ("evsync-memory", "ceiling-ws"),
+            ("evsync-sqlite", "raw-scan"),
+            ("evsync-sqlite", "raw-scan-send"),
         ]
         .into_iter()
         .filter(|(a, b)| labels.contains(a) && labels.contains(b))
@@ -355,6 +379,9 @@ fn title(s: &str) -> &str {
         "catchup" => "3. Catch-up (new subscriber, whole log)",
         "idle" => "4. Idle connections (server RSS per greeted+subscribed socket)",
         "tenants" => "5. Many tenants (written once, then idle)",
+        "churn" => {
+            "6. Reconnect churn (the SyncService's cycle on a fresh socket: connect, Hello, RequestChanges at the head, empty WriteEntries, Ack, close; c = loops at once)"
+        }
         "v4write" => {
             "v4-1. Effect v4 write throughput (acked entries/s, ciphertext MB/s, ack latency; case = writers, batches per WriteSingle × entries per batch, bytes per entry)"
         }
@@ -378,6 +405,10 @@ fn short(l: &str) -> &str {
         "effect-v4-sqlite" => "Effect v4·sqlite",
         "raw-sqlite-v4" => "raw SQLite v4",
         "raw-sqlite-v4-group" => "raw SQLite v4 grouped",
+        "ceiling-ws" => "socket ceiling",
+        "ceiling-ws-tasks" => "socket ceiling (tasks)",
+        "raw-scan" => "raw scan",
+        "raw-scan-send" => "raw scan+send",
         other => other,
     }
 }
@@ -467,6 +498,7 @@ fn targets(runs: &[Run]) -> String {
             );
         }
     }
+    out.push_str(&ceiling_targets(runs));
     out.push_str(&v4_targets(runs));
     for r in find("catchup", "evsync-sqlite", &|_| true) {
         if let Some(mb) = num(r, "mb_per_s").filter(|_| r.status == "ok") {
@@ -475,6 +507,79 @@ fn targets(runs: &[Run]) -> String {
                 "| catch-up ≥ 200 MB/s ({}) | {mb:.0} MB/s | {} |",
                 r.case,
                 verdict(mb >= 200.0)
+            );
+        }
+    }
+    out
+}
+
+/// The ceiling goals of issue 19: churn ≥ 9,000 cycles/s with p99 < 10 ms
+/// and ≥ 70 % of the socket ceiling; fan-out p99 ≤ 1.5× the socket
+/// ceiling's at 1,000 subscribers; catch-up ≥ 80 % of the raw scan.
+fn ceiling_targets(runs: &[Run]) -> String {
+    let mut out = String::new();
+    let get = |scenario: &str, label: &str, case: &str| {
+        runs.iter().rfind(|r| {
+            r.scenario == scenario && r.label == label && r.case == case && r.status == "ok"
+        })
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
+    let mut cases: Vec<&str> = Vec::new();
+    for r in runs {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    for server in ["evsync-sqlite", "evsync-memory"] {
+        for case in &cases {
+            if let (Some(ours), Some(ceiling)) =
+                (get("churn", server, case), get("churn", "ceiling-ws", case))
+                && let (Some(x), Some(p99), Some(y)) = (
+                    num(ours, "cycles_per_s"),
+                    num(ours, "p99_ms"),
+                    num(ceiling, "cycles_per_s").filter(|y| *y > 0.0),
+                )
+            {
+                let _ = writeln!(
+                    out,
+                    "| churn ≥ 9,000 cycles/s, p99 < 10 ms, ≥ 70% of the socket ceiling ({server}, {case}) | {} /s, p99 {p99:.1} ms, {:.0}% | {} |",
+                    fmt_int(x),
+                    x / y * 100.0,
+                    verdict(x >= 9000.0 && p99 < 10.0 && x / y >= 0.7)
+                );
+            }
+            if case.starts_with("subs=1000 ")
+                && let (Some(ours), Some(ceiling)) = (
+                    get("fanout", server, case),
+                    get("fanout", "ceiling-ws", case),
+                )
+                && let (Some(x), Some(y)) = (
+                    num(ours, "p99_ms"),
+                    num(ceiling, "p99_ms").filter(|y| *y > 0.0),
+                )
+            {
+                let _ = writeln!(
+                    out,
+                    "| fan-out p99 ≤ 1.5× the socket ceiling ({server}, {case}) | {x:.1} vs {y:.1} ms = {:.2}× | {} |",
+                    x / y,
+                    verdict(x / y <= 1.5)
+                );
+            }
+        }
+    }
+    for case in &cases {
+        if let (Some(ours), Some(scan)) = (
+            get("catchup", "evsync-sqlite", case),
+            get("catchup", "raw-scan", case),
+        ) && let (Some(x), Some(y)) = (
+            num(ours, "mb_per_s"),
+            num(scan, "mb_per_s").filter(|y| *y > 0.0),
+        ) {
+            let _ = writeln!(
+                out,
+                "| catch-up ≥ 80% of the raw scan ({case}) | {x:.0} vs {y:.0} MB/s = {:.0}% | {} |",
+                x / y * 100.0,
+                verdict(x / y >= 0.8)
             );
         }
     }
@@ -573,6 +678,31 @@ mod tests {
         assert!(out.contains("**timeout**"), "{out}");
         assert!(out.contains("worst 10.00×"), "{out}");
         assert_eq!(fmt_int(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn renders_churn_and_the_ceiling_goals() {
+        let text = r#"{"scenario":"churn","case":"c=32","label":"evsync-sqlite","status":"ok","metrics":{"cycles_per_s":4000,"p50_ms":5,"p99_ms":12,"upgraded_p50_ms":3,"hello_p50_ms":3.1}}
+{"scenario":"churn","case":"c=32","label":"ceiling-ws","status":"ok","metrics":{"cycles_per_s":5000,"p50_ms":4,"p99_ms":9,"upgraded_p50_ms":2,"hello_p50_ms":2.1}}
+{"scenario":"fanout","case":"subs=1000 rate=1000/s s=100B","label":"evsync-memory","status":"ok","metrics":{"p50_ms":30,"p99_ms":90,"max_ms":100}}
+{"scenario":"fanout","case":"subs=1000 rate=1000/s s=100B","label":"ceiling-ws","status":"ok","metrics":{"p50_ms":20,"p99_ms":50,"max_ms":60}}
+{"scenario":"catchup","case":"1M × 1KB","label":"evsync-sqlite","status":"ok","metrics":{"mb_per_s":300,"seconds":3.4}}
+{"scenario":"catchup","case":"1M × 1KB","label":"raw-scan","status":"ok","metrics":{"mb_per_s":1000,"seconds":1}}"#;
+        let out = render(text);
+        assert!(
+            out.contains("4,000 cycles/s · p50 5.00 / p99 12.0 ms"),
+            "{out}"
+        );
+        assert!(out.contains("0.80×"), "{out}");
+        assert!(
+            out.contains("(evsync-sqlite, c=32) | 4,000 /s, p99 12.0 ms, 80% | **missed**"),
+            "{out}"
+        );
+        assert!(
+            out.contains("90.0 vs 50.0 ms = 1.80× | **missed**"),
+            "{out}"
+        );
+        assert!(out.contains("300 vs 1000 MB/s = 30% | **missed**"), "{out}");
     }
 
     #[test]
