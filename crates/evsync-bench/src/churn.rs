@@ -29,6 +29,9 @@ pub struct ChurnParams {
     pub server_pid: Option<u32>,
 }
 
+/// Bytes of a cycle socket's read buffer: Hello, one small entry, Ack.
+const READ_BUFFER: usize = 4096;
+
 /// One finished cycle: when it started, and how long after that the
 /// WebSocket was open, `Hello` had arrived and the last answer had.
 type Cycle = (Instant, Phases);
@@ -163,7 +166,9 @@ async fn preload(url: &str, public_key: &str, n: usize) -> Result<u64> {
 /// `Ack` have arrived; then the socket is closed.
 async fn cycle(url: &str, public_key: &str, head: u64) -> Result<Phases> {
     let began = Instant::now();
-    let ws = connect(url).await?;
+    // A small read buffer: tungstenite zero-fills its default 128 KiB on
+    // the first read, which was the load generator's largest cost per cycle.
+    let ws = connect_with(url, Some(READ_BUFFER)).await?;
     let upgraded = began.elapsed();
     let (mut sink, mut stream) = futures_util::StreamExt::split(ws);
     let mut incoming = Incoming::new();
