@@ -11,6 +11,7 @@
 //! its logs, their entries, its settings) and four for Effect v4 (its
 //! stores, their batches, their entry ids, its signing keys).
 
+mod arena;
 mod batches;
 pub mod effect_sql;
 pub mod files;
@@ -19,6 +20,7 @@ pub mod schema;
 
 pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path};
 
+use arena::BlobArena;
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
@@ -337,13 +339,14 @@ impl Storage for SqliteStorage {
             .map_err(sqlite_error("read"))?;
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        let mut arena = BlobArena::default();
         while let Some(row) = rows.next().map_err(sqlite_error("read"))? {
-            let blob = |i: usize| -> Result<Bytes, StorageError> {
+            let mut blob = |i: usize| -> Result<Bytes, StorageError> {
                 let value = row.get_ref(i).map_err(sqlite_error("read column"))?;
                 let slice = value
                     .as_blob()
                     .map_err(|e| StorageError::new(format!("sqlite: column {i}: {e}")))?;
-                Ok(Bytes::copy_from_slice(slice))
+                Ok(arena.copy(slice))
             };
             let key: i64 = row.get(0).map_err(sqlite_error("read key"))?;
             let entry = RemoteEntry {
