@@ -12,12 +12,30 @@ use super::{ConnId, ConnMap};
 /// The open connections and their unsent bytes.
 #[derive(Debug, Default)]
 pub(super) struct Outbound {
-    queued: ConnMap<usize>,
+    queued: ConnMap<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: usize,
+    /// Some subscription of the connection may be held back (stalled)
+    /// until its queue drains. Set whenever one is; cleared when the
+    /// drained queue resumes them. Without it every report of written
+    /// bytes would look through the connection's subscriptions, which at
+    /// 1,000 subscribers is thousands of lookups per commit for nothing.
+    held: bool,
 }
 
 impl Outbound {
     pub fn open(&mut self, conn: ConnId) {
-        self.queued.entry(conn).or_insert(0);
+        self.queued.entry(conn).or_default();
+    }
+
+    /// Marks `conn` as having a held-back subscription.
+    pub fn hold(&mut self, conn: ConnId) {
+        if let Some(queue) = self.queued.get_mut(&conn) {
+            queue.held = true;
+        }
     }
 
     /// Forgets `conn`; false if it was not open.
@@ -42,21 +60,30 @@ impl Outbound {
 
     /// Bytes queued for `conn` and not yet reported written.
     pub fn queued(&self, conn: ConnId) -> usize {
-        self.queued.get(&conn).copied().unwrap_or(0)
+        self.queued.get(&conn).map_or(0, |queue| queue.bytes)
     }
 
     /// Adds `bytes` to `conn`'s queue; returns the new total, or `None` if
     /// the connection is not open.
     pub fn add(&mut self, conn: ConnId, bytes: usize) -> Option<usize> {
-        let queued = self.queued.get_mut(&conn)?;
-        *queued += bytes;
-        Some(*queued)
+        let queue = self.queued.get_mut(&conn)?;
+        queue.bytes += bytes;
+        Some(queue.bytes)
     }
 
-    /// `bytes` were written; returns what is still queued.
-    pub fn sent(&mut self, conn: ConnId, bytes: usize) -> Option<usize> {
-        let queued = self.queued.get_mut(&conn)?;
-        *queued = queued.saturating_sub(bytes);
-        Some(*queued)
+    /// `bytes` were written. Returns true, and forgets the mark, if a
+    /// subscription was held back ([`Outbound::hold`]) and the queue is
+    /// now at most `resume_at`: the caller resumes them (marking again
+    /// those it holds back anew).
+    pub fn sent(&mut self, conn: ConnId, bytes: usize, resume_at: usize) -> bool {
+        let Some(queue) = self.queued.get_mut(&conn) else {
+            return false;
+        };
+        queue.bytes = queue.bytes.saturating_sub(bytes);
+        let resume = queue.held && queue.bytes <= resume_at;
+        if resume {
+            queue.held = false;
+        }
+        resume
     }
 }

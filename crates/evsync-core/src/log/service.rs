@@ -143,10 +143,10 @@ impl<K: LogKind> LogService<K> {
 
     /// `bytes` queued on `conn` were written to its socket.
     pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, sink: &mut impl LogSink<K>) {
-        let Some(queued) = self.outbound.sent(conn, bytes) else {
-            return;
-        };
-        if queued <= self.config.outbound_soft_limit / 2 {
+        if self
+            .outbound
+            .sent(conn, bytes, self.config.outbound_soft_limit / 2)
+        {
             for log in self.subs.stalled(conn) {
                 self.catch_up(conn, &log, true, sink);
             }
@@ -188,6 +188,7 @@ impl<K: LogKind> LogService<K> {
             return;
         }
         self.subs.insert(conn, log, start.max(1));
+        self.outbound.hold(conn);
         self.catch_up(conn, log, false, sink);
     }
 
@@ -445,6 +446,7 @@ impl<K: LogKind> LogService<K> {
             let queued = self.outbound.queued(conn);
             if queued > hold_back_over {
                 sub.state = SubState::Stalled;
+                self.outbound.hold(conn);
                 continue;
             }
             let from = sub.next_seq;
@@ -482,6 +484,7 @@ impl<K: LogKind> LogService<K> {
         };
         if queued > self.config.outbound_soft_limit {
             sub.state = SubState::Stalled;
+            self.outbound.hold(conn);
             return;
         }
         let from = sub.next_seq;
@@ -566,6 +569,7 @@ impl<K: LogKind> LogService<K> {
             }
         }
         sub.state = SubState::Stalled;
+        self.outbound.hold(conn);
         let room = self.room(conn);
         let queued = sink.deliver(conn, Delivery::read(&log, &entries), room);
         if self.account(conn, queued, sink) {
