@@ -108,6 +108,7 @@ pub async fn run(p: ChurnParams) -> Result<Map<String, Value>> {
     );
     m.insert("cycles".into(), json!(done_in_window));
     m.insert("p50_ms".into(), json!(ms(percentile(&latencies, 50.0))));
+    m.insert("p90_ms".into(), json!(ms(percentile(&latencies, 90.0))));
     m.insert("p99_ms".into(), json!(ms(percentile(&latencies, 99.0))));
     m.insert(
         "max_ms".into(),
