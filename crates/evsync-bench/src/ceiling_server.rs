@@ -141,6 +141,7 @@ async fn connection(tcp: TcpStream, state: Rc<RefCell<State>>, mode: FanoutMode)
     let mut encoder = framer::FrameEncoder::default();
     let result = async {
         let mut requests = Vec::new();
+        let mut closed = false;
         while let Some(msg) = stream.next().await {
             // What else has arrived is taken too (up to BATCH): its writes
             // are acked together and their entries go to each subscriber in
@@ -149,14 +150,16 @@ async fn connection(tcp: TcpStream, state: Rc<RefCell<State>>, mode: FanoutMode)
             // per entry and 1,000 subscribers × 1,000 entries/s drown.
             let mut next = Some(msg);
             while let Some(msg) = next.take() {
-                if let Some(request) = decode(&mut decoder, msg?)? {
-                    requests.push(request);
+                match decode(&mut decoder, msg)? {
+                    Decoded::Request(request) => requests.push(request),
+                    Decoded::Nothing => {}
+                    Decoded::Closed => closed = true,
                 }
-                if requests.len() < BATCH {
+                if requests.len() < BATCH && !closed {
                     next = stream.next().now_or_never().flatten();
                 }
             }
-            if !handle(&requests, conn, &out, &state, &mut encoder).await {
+            if !handle(&requests, conn, &out, &state, &mut encoder).await || closed {
                 break;
             }
             requests.clear();
@@ -173,18 +176,30 @@ async fn connection(tcp: TcpStream, state: Rc<RefCell<State>>, mode: FanoutMode)
 /// Requests a connection's task takes at once.
 const BATCH: usize = 64;
 
-/// `Ok(None)` for control frames and incomplete chunked messages; a close
-/// frame is an error that ends the connection.
-fn decode(decoder: &mut FrameDecoder<Request>, msg: Message) -> Result<Option<Request>> {
-    let frame = match msg {
+/// What one WebSocket message was.
+enum Decoded {
+    Request(Request),
+    /// A control frame, or a part of a chunked message.
+    Nothing,
+    /// The peer's close frame: the connection ends (quietly, as it should).
+    Closed,
+}
+
+/// A broken socket or a frame that does not decode is an error (logged).
+fn decode(
+    decoder: &mut FrameDecoder<Request>,
+    msg: std::result::Result<Message, tokio_tungstenite::tungstenite::Error>,
+) -> Result<Decoded> {
+    let frame = match msg? {
         Message::Binary(b) => b,
         Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
-        Message::Close(_) => return Err(err("closed by the peer")),
-        _ => return Ok(None),
+        Message::Close(_) => return Ok(Decoded::Closed),
+        _ => return Ok(Decoded::Nothing),
     };
-    decoder
+    let decoded = decoder
         .decode(&frame, Timestamp(0))
-        .map_err(|e| err(format!("{e:?}")))
+        .map_err(|e| err(format!("{e:?}")))?;
+    Ok(decoded.map_or(Decoded::Nothing, Decoded::Request))
 }
 
 /// Answers a connection's batch of requests: Acks (and Pongs, backlogs)
