@@ -13,6 +13,7 @@ use crate::shared::{CloseRecord, Shared};
 use crate::store::TenantStore;
 use bytes::Bytes;
 use evsync_core::access::{Grant, Protocol};
+use evsync_core::log::ConnMap;
 use evsync_core::proto::close::{CloseKind, code};
 use evsync_core::proto::event::Event;
 use evsync_core::proto::tenant::TenantEngines;
@@ -20,7 +21,6 @@ use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse, StoreKey};
 use evsync_core::wire::RemoteId;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
@@ -334,9 +334,11 @@ struct Actor {
 
 /// The outlet of every connection the engine knows. An actor that ends
 /// with connections still attached panicked (it only unloads when idle):
-/// dropping these tells their sockets to close with 1011.
+/// dropping these tells their sockets to close with 1011. Keyed with the
+/// log service's connection hasher: every frame of a fan-out looks its
+/// connection up here, and ids are ours, not a peer's.
 #[derive(Default)]
-struct Outlets(HashMap<ConnId, Arc<Outlet>>);
+struct Outlets(ConnMap<Arc<Outlet>>);
 
 impl Drop for Outlets {
     fn drop(&mut self) {
@@ -347,7 +349,7 @@ impl Drop for Outlets {
 }
 
 impl std::ops::Deref for Outlets {
-    type Target = HashMap<ConnId, Arc<Outlet>>;
+    type Target = ConnMap<Arc<Outlet>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
