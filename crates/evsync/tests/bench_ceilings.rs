@@ -128,40 +128,25 @@ async fn the_socket_ceiling_delivers_every_entry_to_every_subscriber() {
 async fn the_catchup_ceiling_reads_every_preloaded_entry() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
+    // The log both commands name: where, whose, how many, how large.
+    let log = [
+        "--data",
+        data,
+        "--tenant",
+        "catchup",
+        "--entries",
+        "2000",
+        "--size",
+        "100",
+    ];
     let preload = output(
-        &[
-            "bench",
-            "preload",
-            "--format",
-            "evsync",
-            "--data",
-            data,
-            "--tenant",
-            "catchup",
-            "--entries",
-            "2000",
-            "--size",
-            "100",
-        ],
+        &[&["bench", "preload", "--format", "evsync"][..], &log].concat(),
         &[],
     )
     .await;
     assert!(preload.status.success(), "{preload:?}");
     for send in [false, true] {
-        let mut args = vec![
-            "bench",
-            "raw-catchup",
-            "--data",
-            data,
-            "--tenant",
-            "catchup",
-            "--entries",
-            "2000",
-            "--size",
-            "100",
-            "--timeout",
-            "25",
-        ];
+        let mut args = [&["bench", "raw-catchup", "--timeout", "25"][..], &log].concat();
         if send {
             args.push("--send");
         }
