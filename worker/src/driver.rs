@@ -57,6 +57,10 @@ pub struct Driver {
     /// commit). The tenant's only writer is this object, so it sees every
     /// commit while it is awake.
     pub last_write_ms: Cell<Option<u64>>,
+    /// The engine's appends that succeeded since this object was created
+    /// (in memory, as `last_write_ms`): with the writes that wait behind
+    /// one (see `drain`), fewer than the `WriteEntries` they stored.
+    pub appends: Cell<u64>,
     /// Raised by [`Driver::stop`]: which engine a storage answer is for.
     generation: Cell<u64>,
 }
@@ -89,6 +93,7 @@ impl Driver {
         self.live.borrow_mut().take();
         self.generation.set(self.generation.get() + 1);
         self.last_write_ms.set(None);
+        self.appends.set(0);
     }
 
     /// Waits until no pump runs, so that storage work already started (a
@@ -136,19 +141,29 @@ impl Driver {
                     // must not reach the next engine, whose request ids
                     // start over.
                     let generation = self.generation.get();
+                    // Let messages that already arrived run first (one
+                    // timer tick): each is its own event, which feeds the
+                    // engine and returns while this pump awaits.
+                    // - Before a read: DO SQL answers synchronously, so
+                    //   without this a catch-up always goes out before the
+                    //   Ack of the empty upload Effect sends right after
+                    //   RequestChanges; the native server (storage on
+                    //   another thread) acks first. Effect's client keeps a
+                    //   write made before that Ack local until its next
+                    //   write (docs/effect-client-notes.md #3), so the Ack
+                    //   should come as early as it can.
+                    // - Before an append: the writes that arrived meanwhile
+                    //   queue behind it in the engine and go out as the
+                    //   next append, in this same event: one transaction
+                    //   (one commit) for the burst instead of one per
+                    //   message, the Durable Object's group commit.
                     if matches!(
                         request.op,
-                        StorageOp::Read { .. } | StorageOp::ReadBatches { .. }
+                        StorageOp::Read { .. }
+                            | StorageOp::ReadBatches { .. }
+                            | StorageOp::Append(_)
+                            | StorageOp::AppendBatches(_)
                     ) {
-                        // Let messages that already arrived run first (one
-                        // timer tick). DO SQL answers synchronously, so
-                        // without this a catch-up always goes out before
-                        // the Ack of the empty upload Effect sends right
-                        // after RequestChanges; the native server (storage
-                        // on another thread) acks first. Effect's client
-                        // keeps a write made before that Ack local until
-                        // its next write (docs/effect-client-notes.md #3),
-                        // so the Ack should come as early as it can.
                         worker::Delay::from(Duration::ZERO).await;
                         if self.generation.get() != generation {
                             continue;
@@ -157,6 +172,13 @@ impl Driver {
                     let response = backend.execute(&request).await;
                     if self.generation.get() != generation {
                         continue;
+                    }
+                    if matches!(
+                        &response,
+                        StorageResponse::Appended { result: Ok(_), .. }
+                            | StorageResponse::BatchesAppended { result: Ok(_), .. }
+                    ) {
+                        self.appends.set(self.appends.get() + 1);
                     }
                     let stored = match &response {
                         StorageResponse::Appended {

@@ -81,6 +81,9 @@ struct StatsAnswer<'a> {
     bytes: u64,
     /// The store's, else this object's last commit since it woke.
     last_write_ms: Option<u64>,
+    /// The engine's appends since the object woke (group commit: a burst
+    /// of writes takes fewer).
+    appends_since_wake: u64,
     tokens_not_before: Option<u64>,
 }
 
@@ -485,6 +488,7 @@ impl SyncDurableObject {
             entries: stats.entries,
             bytes: stats.bytes,
             last_write_ms: stats.last_write_ms.or(self.driver.last_write_ms.get()),
+            appends_since_wake: self.driver.appends.get(),
             tokens_not_before,
         };
         json(200, &serde_json::to_string(&body).unwrap_or_default())

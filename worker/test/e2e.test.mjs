@@ -277,6 +277,7 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
       entries: 0,
       bytes: 0,
       lastWriteMs: null,
+      appendsSinceWake: 0,
       tokensNotBefore: null,
     },
     "a tenant never used: nothing stored, no remoteId created by asking",
@@ -316,6 +317,31 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
   assert.equal((await stats("stats")).entries, n, "and leave the first's");
   writer.close();
   other.close();
+});
+
+// Group commit in the object: writes that arrive while an append waits
+// for its turn go out together as the next one, so a burst of single-entry
+// writes takes far fewer appends than writes (bench: 1,435 -> 3,509
+// entries/s for one writer on DO SQLite in local workerd).
+test(`[${MODE}] a burst of writes is stored in fewer appends than writes`, async () => {
+  const name = `burst-${RUN}`;
+  const writer = await open(name);
+  await writer.expect("Hello");
+  const pk = `burst-${RUN}`;
+  const burst = 32;
+  for (let id = 1; id <= burst; id++) {
+    writer.send({ _tag: "WriteEntries", publicKey: pk, id, iv: iv(), encryptedEntries: [entry(16)] });
+  }
+  const acked = [];
+  for (let i = 0; i < burst; i++) acked.push(...(await writer.expect("Ack")).sequenceNumbers);
+  assert.deepEqual(acked.sort((a, b) => a - b), seqs(1, burst), "every write stored once");
+  const counted = await figures(name);
+  assert.equal(counted.entries, burst);
+  assert.ok(
+    counted.appendsSinceWake >= 1 && counted.appendsSinceWake <= burst / 2,
+    `${burst} writes took ${counted.appendsSinceWake} appends`,
+  );
+  writer.close();
 });
 
 // The admin API's tenant operations (worker/src/tenant_ops.rs), run by the
