@@ -6,7 +6,8 @@
 //! The file is the one `evsync bench preload` wrote for the server (evsync's
 //! schema); the loop's connection gets the store's own pragmas
 //! (`evsync_storage_sqlite::configure`) and runs the store's own range
-//! query over the packed `entries.key`, in one statement, reading each row's
+//! query (`schema::READ_ENTRIES`) over the packed `entries.key`, in one
+//! statement with no row limit, reading each row's
 //! blobs in place (no copy). `send` writes each row's bytes (iv, entry id,
 //! ciphertext: what a `Changes` carries per entry) through a 256 KiB buffer
 //! to the socket; the reader, pinned to the load generator's CPU, drains it
@@ -48,11 +49,9 @@ pub fn run(p: RawCatchupParams) -> Result<Map<String, Value>> {
     let conn = Connection::open(&path)?;
     evsync_storage_sqlite::configure(&conn)?;
     let log_id: i64 = conn
-        .query_row(
-            "SELECT id FROM logs WHERE public_key = ?1",
-            [p.public_key.as_bytes()],
-            |row| row.get(0),
-        )
+        .query_row(schema::FIND_LOG_ID, [p.public_key.as_bytes()], |row| {
+            row.get(0)
+        })
         .optional()?
         .ok_or_else(|| err(format!("no log {} in {}", p.public_key, path.display())))?;
     let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
@@ -87,13 +86,11 @@ pub fn run(p: RawCatchupParams) -> Result<Map<String, Value>> {
     };
     let probe = CpuProbe::start(None);
     let start = Instant::now();
-    let mut stmt = conn.prepare(
-        "SELECT key, iv, entry_id, encrypted_entry FROM entries
-         WHERE key >= ?1 AND key <= ?2 ORDER BY key",
-    )?;
+    let mut stmt = conn.prepare(schema::READ_ENTRIES)?;
     let mut rows = stmt.query(params![
         schema::entry_key(log_id, 0),
-        schema::entry_key(log_id, schema::MAX_SEQUENCE)
+        schema::entry_key(log_id, schema::MAX_SEQUENCE),
+        i64::MAX
     ])?;
     let (mut entries, mut payload, mut sent) = (0u64, 0u64, 0u64);
     while let Some(row) = rows.next()? {

@@ -311,7 +311,7 @@ impl Storage for SqliteStorage {
         };
         let log_id: Option<i64> = self
             .conn
-            .prepare_cached("SELECT id FROM logs WHERE public_key = ?1")
+            .prepare_cached(schema::FIND_LOG_ID)
             .and_then(|mut stmt| {
                 stmt.query_row([public_key.as_bytes()], |row| row.get(0))
                     .optional()
@@ -323,12 +323,7 @@ impl Storage for SqliteStorage {
         let max_entries = i64::try_from(limit.max_entries).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT key, iv, entry_id, encrypted_entry FROM entries
-                 WHERE key >= ?1 AND key <= ?2
-                 ORDER BY key
-                 LIMIT ?3",
-            )
+            .prepare_cached(schema::READ_ENTRIES)
             .map_err(sqlite_error("prepare"))?;
         let mut rows = stmt
             .query(params![

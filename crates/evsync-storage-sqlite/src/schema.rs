@@ -15,6 +15,17 @@ pub use evsync_core::storage::schema::sqlite::{
 };
 use rusqlite::{Connection, TransactionBehavior};
 
+/// The id of a publicKey's log (`?1`: the publicKey's bytes).
+pub const FIND_LOG_ID: &str = "SELECT id FROM logs WHERE public_key = ?1";
+
+/// A range of one log's entries in sequence order: keys `?1..=?2`
+/// (`entry_key`), at most `?3` rows. The store's reads, and the bench's
+/// catch-up ceiling, which must scan exactly as the store does.
+pub const READ_ENTRIES: &str = "SELECT key, iv, entry_id, encrypted_entry FROM entries
+     WHERE key >= ?1 AND key <= ?2
+     ORDER BY key
+     LIMIT ?3";
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = SCHEMA.version();
 

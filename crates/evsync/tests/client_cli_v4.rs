@@ -14,6 +14,21 @@ async fn output(args: &[&str], envs: &[(&str, &str)]) -> Output {
     run_evsync(args, &all).await
 }
 
+/// `evsync smoke --protocol v4 --url URL --tenant TENANT EXTRA…`.
+async fn smoke_v4(url: &str, tenant: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "smoke",
+        "--protocol",
+        "v4",
+        "--url",
+        url,
+        "--tenant",
+        tenant,
+    ];
+    args.extend_from_slice(extra);
+    output(&args, &[]).await
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -34,42 +49,14 @@ async fn smoke_v4_passes_with_and_without_a_token() {
     let serve = serve(&["--auth-token", "tok"]).await;
     let base = v4_base(&serve);
     for via in ["header", "subprotocol"] {
-        let out = output(
-            &[
-                "smoke",
-                "--protocol",
-                "v4",
-                "--url",
-                &base,
-                "--tenant",
-                "s4",
-                "--token",
-                "tok",
-                "--token-via",
-                via,
-            ],
-            &[],
-        )
-        .await;
+        let out = smoke_v4(&base, "s4", &["--token", "tok", "--token-via", via]).await;
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         assert!(stdout.contains("(v4, publicKey"), "{stdout}");
         assert!(stdout.contains("store default"), "{stdout}");
         assert_eq!(stdout.lines().last(), Some("ok"));
     }
-    let out = output(
-        &[
-            "smoke",
-            "--protocol",
-            "v4",
-            "--url",
-            &base,
-            "--tenant",
-            "s4",
-        ],
-        &[],
-    )
-    .await;
+    let out = smoke_v4(&base, "s4", &[]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
 }
@@ -153,21 +140,7 @@ async fn write_then_tail_v4_decrypts_and_decodes_the_payload() {
 #[tokio::test]
 async fn v4_against_a_v3_endpoint_says_so() {
     let serve = serve(&[]).await;
-    let out = output(
-        &[
-            "smoke",
-            "--protocol",
-            "v4",
-            "--url",
-            &serve.base(),
-            "--tenant",
-            "x",
-            "--timeout",
-            "5s",
-        ],
-        &[],
-    )
-    .await;
+    let out = smoke_v4(&serve.base(), "x", &["--timeout", "5s"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("v4 endpoint"),
@@ -180,19 +153,7 @@ async fn v4_against_a_v3_endpoint_says_so() {
 async fn with_debug_the_server_logs_each_v4_request_with_what_it_names() {
     let serve = serve(&["--debug"]).await;
     let base = v4_base(&serve);
-    let out = output(
-        &[
-            "smoke",
-            "--protocol",
-            "v4",
-            "--url",
-            &base,
-            "--tenant",
-            "dbg4",
-        ],
-        &[],
-    )
-    .await;
+    let out = smoke_v4(&base, "dbg4", &[]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     // "smoke: URL (v4, publicKey PK, store default)"
