@@ -16,7 +16,7 @@
 use crate::outlet::{Drained, WsSink};
 use crate::registry::Attached;
 use crate::tenant::TenantMsg;
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use crate::upgrade::Socket;
 use bytes::Bytes;
 use evsync_core::proto::close::{code as close_code, truncate_reason};
 use evsync_core::proto::v3::ConnId;
@@ -25,6 +25,9 @@ use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Bytes of one connection's frames that may wait in its tenant's inbox.
 /// Larger than any accepted frame, so a single frame always fits.
@@ -41,7 +44,7 @@ enum ReadEnd {
 }
 
 /// Drives `socket` for the connection registered as `attached`.
-pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
+pub(crate) async fn run(socket: Socket, mut attached: Attached) {
     let shared = attached.shared.clone();
     let close_timeout = shared.config.close_timeout;
     shared.connections.fetch_add(1, Ordering::Relaxed);
@@ -101,7 +104,7 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
             );
             if let Some(mut sink) = sink {
                 let frame = CloseFrame {
-                    code: close_code::MESSAGE_TOO_BIG,
+                    code: CloseCode::from(close_code::MESSAGE_TOO_BIG),
                     reason: reason.into(),
                 };
                 let send = sink.send(Message::Close(Some(frame)));
@@ -125,13 +128,13 @@ pub(crate) async fn run(socket: WebSocket, mut attached: Attached) {
 /// the TCP connection ends cleanly, discarding data frames.
 async fn close_and_linger(
     mut sink: WsSink,
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     code: u16,
     reason: String,
     timeout: std::time::Duration,
 ) {
     let frame = CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: truncate_reason(reason).into(),
     };
     let _ = tokio::time::timeout(timeout, sink.send(Message::Close(Some(frame)))).await;
@@ -142,7 +145,7 @@ async fn close_and_linger(
 }
 
 async fn read_loop(
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     conn: ConnId,
     tx: mpsc::UnboundedSender<TenantMsg>,
 ) -> ReadEnd {
@@ -154,11 +157,12 @@ async fn read_loop(
         let frame = match message {
             Ok(Message::Binary(data)) => data,
             Ok(Message::Text(text)) => Bytes::from(text),
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
             Ok(Message::Close(_)) => return ReadEnd::PeerClosed,
             Err(err) => {
+                let too_big = matches!(err, WsError::Capacity(_));
                 let reason = err.to_string();
-                return if is_size_error(&reason) {
+                return if too_big {
                     ReadEnd::TooBig(truncate_reason(reason))
                 } else {
                     ReadEnd::Broken(reason)
@@ -181,10 +185,4 @@ async fn read_loop(
             std::future::pending::<()>().await;
         }
     }
-}
-
-/// tungstenite's capacity errors ("Space limit exceeded: Message too long",
-/// "Message too long: N > M") have no stable variant through axum.
-fn is_size_error(reason: &str) -> bool {
-    reason.contains("too long") || reason.contains("too big") || reason.contains("Space limit")
 }

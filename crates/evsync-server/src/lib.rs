@@ -10,6 +10,8 @@
 //!   imports run registry → tenant → store → shared, one way;
 //! - `store`: the tenant's storage, run on blocking threads;
 //! - `shared`: what every part of a running server reads (config, counters);
+//! - `upgrade` + `on_demand_read`: the WebSocket handshake, and the socket
+//!   under the codec that buffers reads only while bytes wait;
 //! - `connection`: the WebSocket pump;
 //! - `refusals`: the rate-limited log of refused upgrades;
 //! - `shutdown`: SIGINT/SIGTERM.
@@ -37,6 +39,7 @@ mod health;
 mod lanes;
 mod lock;
 mod metrics;
+mod on_demand_read;
 mod outlet;
 mod refusals;
 mod registry;
@@ -47,6 +50,7 @@ pub mod shutdown;
 mod store;
 mod tenant;
 pub mod tenant_ops;
+mod upgrade;
 
 pub use config::{AuthConfig, admin_token, auth_config, token_secret};
 pub use config::{

@@ -18,7 +18,7 @@
 //! connection's own frames never reorder; a slow consumer never delays the
 //! others.
 
-use axum::extract::ws::{Message, WebSocket};
+use crate::upgrade::Socket;
 use bytes::Bytes;
 use futures_util::Sink;
 use futures_util::stream::SplitSink;
@@ -27,9 +27,10 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use tokio_tungstenite::tungstenite::Message;
 
-/// The sink half of an axum WebSocket.
-pub(crate) type WsSink = SplitSink<WebSocket, Message>;
+/// The sink half of a sync socket.
+pub(crate) type WsSink = SplitSink<Socket, Message>;
 
 /// What the actor hands a connection, in order.
 #[derive(Debug)]

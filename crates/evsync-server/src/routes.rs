@@ -6,7 +6,8 @@
 //! are [`evsync_core::access::admit`], shared with the Cloudflare Worker;
 //! this module reads the request into it, turns its refusal into a
 //! response, and adds what is native:
-//! - `Upgrade: websocket` but not a valid handshake: axum's own 4xx;
+//! - `Upgrade: websocket` but not a valid handshake: the 4xx axum would
+//!   give (`crate::upgrade`);
 //! - the tenant's store opens, else `503` with the reason;
 //! - `101`, selecting the first offered `sync-auth.<token>` subprotocol
 //!   (the original selected it only when it carried the token, so a client
@@ -23,9 +24,9 @@ use crate::health;
 use crate::metrics::deny_label;
 use crate::registry::{ConnectError, Registry};
 pub(crate) use crate::respond::{Peer, text};
+use crate::upgrade::{WsRejection, WsRequest};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,7 @@ use evsync_core::access::{DenyReason, HttpRequest, Refusal, admit, is_admin_path
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Builds the router: one fallback handler, so that routing follows the
 /// original's regex rather than axum's path syntax.
@@ -55,8 +57,12 @@ pub(crate) fn metrics_router(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
-/// Per-socket read buffer of the WebSocket codec.
-const READ_BUFFER_BYTES: usize = 4096;
+/// Per-socket read buffer of the WebSocket codec, kept for the socket's
+/// life, and the most it reads per call. Small, because the stream under
+/// it reads 16 KiB per `recv` into a chunk that exists only while bytes
+/// wait (`crate::on_demand_read`), so a large message costs a memcpy per
+/// 512 bytes, not a syscall.
+const READ_BUFFER_BYTES: usize = 512;
 
 /// The original's answer to a refused request.
 fn refusal_response(refusal: Refusal) -> Response {
@@ -91,7 +97,7 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<WsRequest, WsRejection>,
     body: Body,
 ) -> Response {
     let path = uri.path();
@@ -142,14 +148,12 @@ async fn handle(
     // build until it has a session layer.
     let protocol = admission.protocol;
     // `Upgrade: websocket` but not a valid handshake (no key, wrong
-    // version, not GET): axum's own 4xx says what is missing.
-    let mut ws = match ws {
+    // version, not GET): a 4xx that says what is missing.
+    let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => {
-            let response = rejection.into_response();
-            let status = response.status().as_u16();
-            peer.refused(&registry, status, "invalid websocket handshake");
-            return response;
+            peer.refused(&registry, rejection.status(), "invalid websocket handshake");
+            return rejection.into_response();
         }
     };
     // Expiries are Unix times; the engine's clock starts with the process.
@@ -202,20 +206,15 @@ async fn handle(
                 .unwrap_or_else(|_| StatusCode::SERVICE_UNAVAILABLE.into_response());
         }
     };
-    if let Some(protocol) = admission
+    let selected = admission
         .subprotocol
-        .and_then(|p| HeaderValue::from_str(&p).ok())
-    {
-        ws.set_selected_protocol(protocol);
-    }
+        .and_then(|p| HeaderValue::from_str(&p).ok());
     let max = shared.config.engine.max_frame_bytes;
-    // tungstenite's default 128 KiB read buffer is allocated (and zeroed
-    // before every read) per socket: 134 KiB of RSS per idle connection.
-    // 4 KiB brings that to ~10 KiB (BENCHMARKS.md); large messages just
-    // take more reads.
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_failed_upgrade(|err| tracing::debug!(%err, "websocket upgrade failed"))
-        .on_upgrade(move |socket| connection::run(socket, attached))
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    ws.accept(selected, config, move |socket| {
+        connection::run(socket, attached)
+    })
 }

@@ -6,7 +6,7 @@ mod common;
 #[path = "common/inproc.rs"]
 mod inproc;
 
-use common::{Client, UPGRADE, http_get, upgrade_with};
+use common::{Client, UPGRADE, http_get, http_request, upgrade_with};
 use inproc::{TestServer, memory_config, start};
 
 async fn open_server() -> TestServer {
@@ -123,6 +123,53 @@ async fn non_upgrade_requests_are_426() {
     ];
     let r = http_get(open.addr, "/event-log/acme", &mixed_case).await;
     assert_eq!(r.status, 101);
+    open.shutdown().await;
+}
+
+/// The handshake is evsync's own (crates/evsync-server/src/upgrade.rs):
+/// RFC 6455's accept key, and a 4xx that names what is missing, as axum's
+/// extractor answered before.
+#[tokio::test]
+async fn websocket_handshake_answers_as_rfc_6455() {
+    let open = open_server().await;
+    let r = http_get(open.addr, "/event-log/acme", UPGRADE).await;
+    assert_eq!(r.status, 101);
+    // RFC 6455 §1.3's example key and its accept value.
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    let without = |name: &str| -> Vec<(&'static str, &'static str)> {
+        UPGRADE
+            .iter()
+            .copied()
+            .filter(|(n, _)| *n != name)
+            .collect()
+    };
+    let r = http_get(open.addr, "/event-log/acme", &without("Sec-WebSocket-Key")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "`Sec-WebSocket-Key` header missing")
+    );
+    let mut old_version = without("Sec-WebSocket-Version");
+    old_version.push(("Sec-WebSocket-Version", "8"));
+    let r = http_get(open.addr, "/event-log/acme", &old_version).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "`Sec-WebSocket-Version` header did not include '13'")
+    );
+    let mut keep_alive = without("Connection");
+    keep_alive.push(("Connection", "keep-alive, Upgrade"));
+    let r = http_get(open.addr, "/event-log/acme", &keep_alive).await;
+    assert_eq!(r.status, 101, "`Connection` is a token list");
+    let r = http_get(open.addr, "/event-log/acme", &without("Connection")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, "Connection header did not include 'upgrade'")
+    );
+    let r = http_request(open.addr, "POST", "/event-log/acme", UPGRADE).await;
+    assert_eq!(r.status, 405);
     open.shutdown().await;
 }
 
