@@ -13,6 +13,7 @@ pub mod access;
 pub mod chunk;
 pub mod codec;
 pub mod export;
+pub mod hash;
 pub mod log;
 pub mod proto;
 pub mod settings;

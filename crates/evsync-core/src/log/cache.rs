@@ -10,8 +10,9 @@
 
 use super::ConnId;
 use super::kind::{Cached, LogKind};
+use crate::hash::HashMap;
 use crate::wire::Sequence;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 /// One log's cached state. Losing it is harmless: it only saves reads.
 #[derive(Debug)]
@@ -140,7 +141,7 @@ pub(super) struct Caches<K: LogKind> {
 impl<K: LogKind> Default for Caches<K> {
     fn default() -> Self {
         Caches {
-            logs: HashMap::new(),
+            logs: HashMap::default(),
         }
     }
 }

@@ -2,9 +2,10 @@
 //! of the catch-up → live hand-over each subscription is.
 
 use super::{ConnId, ConnMap};
+use crate::hash::HashMap;
 use crate::storage::RequestId;
 use crate::wire::Sequence;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// One subscription of a connection to a log.
 #[derive(Debug)]

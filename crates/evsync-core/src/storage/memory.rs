@@ -6,9 +6,9 @@ use super::{
     Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, batch_bytes,
     check_tokens_not_before, check_writes, entry_bytes, remote_id_taken,
 };
+use crate::hash::HashMap;
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
 use bytes::Bytes;
-use std::collections::HashMap;
 
 /// One tenant's logs in memory. Lost when dropped.
 #[derive(Debug)]
@@ -53,10 +53,10 @@ impl MemoryStorage {
         MemoryStorage {
             remote_id,
             remote_id_fixed: false,
-            logs: HashMap::new(),
+            logs: HashMap::default(),
             tokens_not_before: None,
-            stores: HashMap::new(),
-            signing_keys: HashMap::new(),
+            stores: HashMap::default(),
+            signing_keys: HashMap::default(),
             #[cfg(any(test, feature = "test-support"))]
             fail_next: None,
         }

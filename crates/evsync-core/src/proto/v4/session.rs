@@ -11,6 +11,7 @@ use super::replies::{changes_values, chunk_frame, exit_frame, plaintext_values};
 use super::{FrameSplitter, RequestId, WriteAck, WriteExit};
 use crate::access::{ConnGrants, Grant};
 use crate::chunk::Reassembler;
+use crate::hash::{HashMap, HashSet};
 use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, Delivery, LogSink, WriteToken};
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
@@ -19,7 +20,7 @@ use crate::proto::stats::EngineStats;
 use crate::storage::{StorageError, StorageRequest, StoredBatch};
 use crate::wire::Sequence;
 use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// One open Changes stream of a connection.
 #[derive(Debug)]
@@ -103,9 +104,9 @@ impl Sessions {
             config,
             conns: ConnMap::default(),
             grants: ConnGrants::default(),
-            chunking: HashSet::new(),
-            write_rpcs: HashMap::new(),
-            tokens: HashMap::new(),
+            chunking: HashSet::default(),
+            write_rpcs: HashMap::default(),
+            tokens: HashMap::default(),
             next_rpc: 0,
             next_token: 0,
             actions: VecDeque::new(),
@@ -122,12 +123,12 @@ impl Sessions {
                 plaintext,
                 splitter: FrameSplitter::new(self.config.max_frame_bytes),
                 challenge: Challenge::default(),
-                identities: HashSet::new(),
+                identities: HashSet::default(),
                 chunks: Reassembler::new(self.config.chunks.clone()),
-                streams: HashMap::new(),
-                stream_logs: HashMap::new(),
-                writes: HashSet::new(),
-                own_writes: HashMap::new(),
+                streams: HashMap::default(),
+                stream_logs: HashMap::default(),
+                writes: HashSet::default(),
+                own_writes: HashMap::default(),
             },
         );
         self.grants.open(conn, grant);
