@@ -8,8 +8,9 @@
 //! small buffer (`routes::READ_BUFFER_BYTES`) over this stream, which
 //! waits for the socket to be readable *before* taking a chunk from a
 //! per-thread pool, reads up to a whole chunk in one `recv`, hands it out
-//! in as many small reads as the codec asks for, and gives the chunk back
-//! once it is drained. An idle socket holds no chunk at all.
+//! in as many small reads as the codec asks for (never more than its own
+//! buffer), and gives the chunk back once it is drained. An idle socket
+//! holds no chunk at all.
 
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -92,9 +93,6 @@ impl AsyncRead for OnDemandRead {
                     give_back(drained.chunk);
                 }
                 return Poll::Ready(Ok(()));
-            }
-            if buf.remaining() >= CHUNK_BYTES {
-                return Pin::new(&mut this.stream).poll_read(cx, buf);
             }
             ready!(this.stream.poll_read_ready(cx))?;
             let mut chunk = take_chunk();

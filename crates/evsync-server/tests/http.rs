@@ -140,36 +140,53 @@ async fn websocket_handshake_answers_as_rfc_6455() {
         Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     );
     assert_eq!(r.header("upgrade"), Some("websocket"));
-    let without = |name: &str| -> Vec<(&'static str, &'static str)> {
-        UPGRADE
+    // (method, the header changed, its new value or none, status, body)
+    let cases: [(&str, &str, Option<&str>, u16, &str); 5] = [
+        (
+            "GET",
+            "Sec-WebSocket-Key",
+            None,
+            400,
+            "`Sec-WebSocket-Key` header missing",
+        ),
+        (
+            "GET",
+            "Sec-WebSocket-Version",
+            Some("8"),
+            400,
+            "`Sec-WebSocket-Version` header did not include '13'",
+        ),
+        (
+            "GET",
+            "Connection",
+            None,
+            400,
+            "Connection header did not include 'upgrade'",
+        ),
+        // `Connection` is a token list.
+        ("GET", "Connection", Some("keep-alive, Upgrade"), 101, ""),
+        (
+            "POST",
+            "Connection",
+            Some("Upgrade"),
+            405,
+            "Request method must be `GET`",
+        ),
+    ];
+    for (method, name, value, status, body) in cases {
+        let mut headers: Vec<(&str, &str)> = UPGRADE
             .iter()
             .copied()
             .filter(|(n, _)| *n != name)
-            .collect()
-    };
-    let r = http_get(open.addr, "/event-log/acme", &without("Sec-WebSocket-Key")).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "`Sec-WebSocket-Key` header missing")
-    );
-    let mut old_version = without("Sec-WebSocket-Version");
-    old_version.push(("Sec-WebSocket-Version", "8"));
-    let r = http_get(open.addr, "/event-log/acme", &old_version).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "`Sec-WebSocket-Version` header did not include '13'")
-    );
-    let mut keep_alive = without("Connection");
-    keep_alive.push(("Connection", "keep-alive, Upgrade"));
-    let r = http_get(open.addr, "/event-log/acme", &keep_alive).await;
-    assert_eq!(r.status, 101, "`Connection` is a token list");
-    let r = http_get(open.addr, "/event-log/acme", &without("Connection")).await;
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "Connection header did not include 'upgrade'")
-    );
-    let r = http_request(open.addr, "POST", "/event-log/acme", UPGRADE).await;
-    assert_eq!(r.status, 405);
+            .collect();
+        headers.extend(value.map(|v| (name, v)));
+        let r = http_request(open.addr, method, "/event-log/acme", &headers).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (status, body),
+            "{method} with {name}: {value:?}"
+        );
+    }
     open.shutdown().await;
 }
 

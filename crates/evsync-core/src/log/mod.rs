@@ -42,45 +42,21 @@ pub use quota::WriteRate;
 pub use service::LogService;
 pub use stats::LogStats;
 
+use crate::hash::{IdMap, IdSet};
 use crate::storage::{StorageError, StorageRequest};
 use crate::wire::Sequence;
 use core::fmt;
-use core::hash::{BuildHasherDefault, Hasher};
-use std::collections::{HashMap, HashSet};
 
 /// An adapter-chosen id for one connection, unique within a tenant.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
 /// A map keyed by connection. Connection ids are chosen by the adapter
-/// (counters), never by a peer, so a keyed hash (SipHash, std's default,
-/// against flooding) buys nothing; every commit looks subscribers up
-/// several times, so a multiply is used instead.
-pub type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnIdHasher>>;
+/// (counters), never by a peer (`crate::hash`).
+pub type ConnMap<V> = IdMap<ConnId, V>;
 
 /// A set of connections (see [`ConnMap`]).
-pub type ConnSet = HashSet<ConnId, BuildHasherDefault<ConnIdHasher>>;
-
-/// Fibonacci hashing of a [`ConnId`]: one multiplication, high bits well
-/// mixed for the table's control bytes.
-#[derive(Default, Clone, Copy)]
-pub struct ConnIdHasher(u64);
-
-impl Hasher for ConnIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+pub type ConnSet = IdSet<ConnId>;
 
 /// A protocol layer's handle for one write, given back with its commit
 /// (v3: the `WriteEntries` id).

@@ -11,8 +11,8 @@ use super::replies::{changes_values, chunk_frame, exit_frame, plaintext_values};
 use super::{FrameSplitter, RequestId, WriteAck, WriteExit};
 use crate::access::{ConnGrants, Grant};
 use crate::chunk::Reassembler;
-use crate::hash::{HashMap, HashSet};
-use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, Delivery, LogSink, WriteToken};
+use crate::hash::{HashMap, HashSet, IdMap};
+use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogSink, WriteToken};
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
 pub use crate::proto::event::Event;
@@ -85,10 +85,11 @@ pub(super) struct Sessions {
     pub grants: ConnGrants,
     /// Connections holding incomplete chunked writes (the only ones with a
     /// deadline).
-    pub chunking: HashSet<ConnId>,
-    pub write_rpcs: HashMap<u64, WriteRpc>,
+    pub chunking: ConnSet,
+    /// Keyed by `next_rpc`, our own counter.
+    pub write_rpcs: IdMap<u64, WriteRpc>,
     /// Which write RPC, and which batch of it, each write token is.
-    pub tokens: HashMap<i64, (u64, usize)>,
+    pub tokens: IdMap<i64, (u64, usize)>,
     pub next_rpc: u64,
     pub next_token: i64,
     pub actions: VecDeque<Action>,
@@ -104,9 +105,9 @@ impl Sessions {
             config,
             conns: ConnMap::default(),
             grants: ConnGrants::default(),
-            chunking: HashSet::default(),
-            write_rpcs: HashMap::default(),
-            tokens: HashMap::default(),
+            chunking: ConnSet::default(),
+            write_rpcs: IdMap::default(),
+            tokens: IdMap::default(),
             next_rpc: 0,
             next_token: 0,
             actions: VecDeque::new(),
