@@ -42,8 +42,8 @@
 
 use crate::common::{
     Incoming, Payloads, Result, WsSink, WsStream, connect_hello, connect_hello_with, err,
-    fill_random, frames_for, ms, next_response, now_ns, percentile, proc_cpu_secs, round1, rss_kib,
-    self_cpu_secs, send_frames,
+    fill_random, frames_for, machine_cpu_secs, ms, next_response, now_ns, percentile,
+    proc_cpu_secs, round1, rss_kib, self_cpu_secs, send_frames,
 };
 use crate::server_process::{evsync_bin, free_port, scratch_dir, serve_command, spawn_listening};
 use bytes::Bytes;
@@ -977,40 +977,37 @@ async fn open_idle(url: String) -> Result<(WsSink, WsStream)> {
 
 // ---------------------------------------------------------------- the run
 
-/// (server CPU seconds, this process's CPU seconds, machine's busy seconds)
-fn cpu_now(pid: u32) -> (f64, f64, f64) {
-    (
-        proc_cpu_secs(pid).unwrap_or(0.0),
-        self_cpu_secs(),
-        machine_busy_secs().unwrap_or(0.0),
-    )
+/// CPU seconds used so far, to turn into percentages of a phase.
+#[derive(Clone, Copy)]
+struct CpuSnapshot {
+    server: f64,
+    load_generator: f64,
+    /// Every process and the kernel of this machine, steal left out.
+    machine: f64,
+    /// Time the hypervisor ran something else while this machine's CPUs
+    /// wanted to run: on a virtual machine it shows up as stalls of the
+    /// server and the normal client alike, so each phase reports it.
+    steal: f64,
 }
 
-/// Busy CPU seconds of the whole machine (all processes), from /proc/stat.
-fn machine_busy_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<f64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal …: busy = all − idle − iowait
-    let total: f64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    // SAFETY: sysconf has no memory effects.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((total - idle) / tck.max(1.0))
+fn cpu_now(pid: u32) -> CpuSnapshot {
+    let (machine, steal) = machine_cpu_secs().unwrap_or((0.0, 0.0));
+    CpuSnapshot {
+        server: proc_cpu_secs(pid).unwrap_or(0.0),
+        load_generator: self_cpu_secs(),
+        machine,
+        steal,
+    }
 }
 
-fn cpu_pct(from: (f64, f64, f64), to: (f64, f64, f64), wall_ns: u64) -> Value {
+fn cpu_pct(from: CpuSnapshot, to: CpuSnapshot, wall_ns: u64) -> Value {
     let wall = (wall_ns as f64 / 1e9).max(1e-9);
     let pct = |a: f64, b: f64| round1((b - a) / wall * 100.0);
     json!({
-        "server": pct(from.0, to.0),
-        "load_generator": pct(from.1, to.1),
-        "whole_machine": pct(from.2, to.2),
+        "server": pct(from.server, to.server),
+        "load_generator": pct(from.load_generator, to.load_generator),
+        "whole_machine": pct(from.machine, to.machine),
+        "steal": pct(from.steal, to.steal),
     })
 }
 
@@ -1368,7 +1365,7 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             "delivery_p99_ratio": del_ratio,
         },
         "cpu_pct": {
-            "note": "100 = one core busy; the machine has 2 (nproc)",
+            "note": "100 = one core busy; the machine has 2 (nproc); whole_machine is what ran here, steal what the hypervisor took from this machine's CPUs",
             "baseline": cpu_base,
             "attack": cpu_attack,
         },
@@ -1421,13 +1418,15 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
         )
     };
     eprintln!(
-        "hostile: normal client p99 Ack {} → {} ms ({ack_ratio}×), delivery {} → {} ms ({del_ratio}×) with {attack}; server RSS peak {} MiB (bound {} MiB); {attacker_closes} attacker closes logged with a reason, {slow_counted} slowloris connections closed at the handshake timeout; {}",
+        "hostile: normal client p99 Ack {} → {} ms ({ack_ratio}×), delivery {} → {} ms ({del_ratio}×) with {attack}; server RSS peak {} MiB (bound {} MiB); {attacker_closes} attacker closes logged with a reason, {slow_counted} slowloris connections closed at the handshake timeout; CPU stolen by the hypervisor {} % → {} %; {}",
         p99(&ack_base),
         p99(&ack_attack),
         p99(&del_base),
         p99(&del_attack),
         rss_peak / 1024,
         rss_bound / 1024,
+        cpu_base["steal"],
+        cpu_attack["steal"],
         if passed {
             "PASS".to_owned()
         } else {

@@ -37,6 +37,10 @@ struct Run {
 }
 
 fn parse(text: &str) -> Vec<Run> {
+    merge_rounds(parse_lines(text))
+}
+
+fn parse_lines(text: &str) -> Vec<Run> {
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
         .filter_map(|v| {
@@ -50,6 +54,68 @@ fn parse(text: &str) -> Vec<Run> {
             })
         })
         .collect()
+}
+
+/// One run per (scenario, case, server): a case run in several rounds
+/// (`ROUNDS` in scripts/bench, alternating the servers) becomes the median
+/// of its successful rounds, every numeric metric on its own, with
+/// `rounds` and the headline metric's `range_min`/`range_max`; single
+/// runs of a machine that is not quiet move by tens of percent. A case
+/// with no successful round keeps its last failure.
+fn merge_rounds(runs: Vec<Run>) -> Vec<Run> {
+    let mut groups: Vec<Vec<Run>> = Vec::new();
+    for run in runs {
+        match groups.iter_mut().find(|g| {
+            g[0].scenario == run.scenario && g[0].case == run.case && g[0].label == run.label
+        }) {
+            Some(g) => g.push(run),
+            None => groups.push(vec![run]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut group| {
+            let ok: Vec<&Run> = group.iter().filter(|r| r.status == "ok").collect();
+            if ok.len() < 2 {
+                let pick = group.iter().rposition(|r| r.status == "ok");
+                let last = group.len() - 1;
+                return group.swap_remove(pick.unwrap_or(last));
+            }
+            let mut merged = ok[0].clone();
+            let Value::Object(metrics) = &mut merged.metrics else {
+                return merged;
+            };
+            for (key, value) in metrics.iter_mut() {
+                if !value.is_number() {
+                    continue;
+                }
+                let mut xs: Vec<f64> = ok.iter().filter_map(|r| num(r, key)).collect();
+                xs.sort_by(f64::total_cmp);
+                *value = serde_json::json!(median_of_sorted(&xs));
+            }
+            let (key, _) = headline(&merged.scenario);
+            let xs: Vec<f64> = ok.iter().filter_map(|r| num(r, key)).collect();
+            if let (Some(lo), Some(hi)) = (
+                xs.iter().copied().reduce(f64::min),
+                xs.iter().copied().reduce(f64::max),
+            ) {
+                metrics.insert("range_min".into(), serde_json::json!(lo));
+                metrics.insert("range_max".into(), serde_json::json!(hi));
+            }
+            metrics.insert("rounds".into(), serde_json::json!(ok.len()));
+            merged
+        })
+        .collect()
+}
+
+/// The median of sorted values (the mean of the middle two for an even
+/// count).
+fn median_of_sorted(xs: &[f64]) -> f64 {
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
 }
 
 fn num(run: &Run, key: &str) -> Option<f64> {
@@ -81,6 +147,27 @@ fn fmt_num(x: f64) -> String {
 
 /// The cell of one run.
 fn cell(run: &Run) -> String {
+    let mut s = cell_body(run);
+    if run.status == "ok" {
+        if let Some(n) = num(run, "rounds") {
+            let range = match (num(run, "range_min"), num(run, "range_max")) {
+                (Some(lo), Some(hi)) => format!(": {}–{}", fmt_num(lo), fmt_num(hi)),
+                _ => String::new(),
+            };
+            let _ = write!(s, " · median of {n:.0} rounds{range}");
+        }
+        if let Some(steal) = num(run, "steal_pct").filter(|st| *st >= STEAL_WARN_PCT) {
+            let _ = write!(s, " · **{steal:.0}% stolen**");
+        }
+    }
+    s
+}
+
+/// Steal (CPU the hypervisor took, 100 = one core) from which a cell is
+/// marked: such a run measured a slower, unsteady machine.
+const STEAL_WARN_PCT: f64 = 5.0;
+
+fn cell_body(run: &Run) -> String {
     if run.status != "ok" {
         let why = run.note.as_deref().unwrap_or("");
         let why: String = why.chars().take(60).collect();
@@ -278,7 +365,7 @@ pub fn render(text: &str) -> String {
                 cases.push(&r.case);
             }
         }
-        // Last result wins when a case was run twice.
+        // One run per case and server (rounds are merged by `parse`).
         let mut cell_of: BTreeMap<(&str, &str), &Run> = BTreeMap::new();
         for r in &of {
             cell_of.insert((r.case.as_str(), r.label.as_str()), r);
@@ -735,5 +822,34 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("writer held back 3 times"), "{out}");
+    }
+
+    #[test]
+    fn rounds_become_their_median_and_steal_is_marked() {
+        let line = |label: &str, eps: u32, steal: u32| {
+            format!(
+                r#"{{"scenario":"v4write","case":"w=8 1×1 s=100B","label":"{label}","status":"ok","metrics":{{"entries_per_s":{eps},"mb_per_s":1,"ack_p50_ms":1,"ack_p99_ms":2,"steal_pct":{steal}}}}}"#
+            )
+        };
+        let text = [
+            line("evsync-memory", 60000, 0),
+            line("effect-v4-memory", 9000, 1),
+            line("evsync-memory", 100000, 30),
+            line("effect-v4-memory", 8000, 0),
+            line("evsync-memory", 90000, 1),
+            line("effect-v4-memory", 10000, 0),
+            r#"{"scenario":"v4write","case":"w=8 1×1 s=100B","label":"effect-v4-memory","status":"failed","metrics":{},"note":"died"}"#.to_owned(),
+        ]
+        .join("\n");
+        let out = render(&text);
+        // Medians 90,000 and 9,000 (the failed round is left out): 10×.
+        assert!(out.contains("90,000 /s"), "{out}");
+        assert!(out.contains("median of 3 rounds: 60,000–100,000"), "{out}");
+        assert!(out.contains("10.00×"), "{out}");
+        // The median steal of evsync's rounds is 1 %: not marked; a
+        // single run with 30 % is.
+        assert!(!out.contains("stolen"), "{out}");
+        let out = render(&line("evsync-memory", 100000, 30));
+        assert!(out.contains("**30% stolen**"), "{out}");
     }
 }

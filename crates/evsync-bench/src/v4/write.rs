@@ -112,6 +112,11 @@ pub async fn run(p: V4WriteParams) -> Result<Map<String, Value>> {
             let mut failed = 0usize;
             let mut first_failure: Option<String> = None;
             let mut stopped_at: Option<Instant> = None;
+            // Wakes the loop to look at the flags while nothing arrives;
+            // one timer for the run, not one per message (a `timeout`
+            // per message was a tenth of the load generator's CPU).
+            let mut look = tokio::time::interval(Duration::from_millis(200));
+            look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 if sender_done.load(Ordering::Acquire) && pending.lock().expect("lock").is_empty() {
                     break;
@@ -122,11 +127,11 @@ pub async fn run(p: V4WriteParams) -> Result<Map<String, Value>> {
                         break;
                     }
                 }
-                let msg =
-                    match tokio::time::timeout(Duration::from_millis(200), inbound.next()).await {
-                        Err(_) => continue,
-                        Ok(msg) => msg?,
-                    };
+                let msg = tokio::select! {
+                    biased;
+                    msg = inbound.next() => msg?,
+                    _ = look.tick() => continue,
+                };
                 let (request_id, exit) = match msg {
                     FromServer::Exit { request_id, exit } => (request_id, exit),
                     FromServer::Defect { defect } => {

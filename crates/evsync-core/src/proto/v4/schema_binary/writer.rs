@@ -104,9 +104,13 @@ impl Writer {
             self.buf.resize(end + size - 1, 0);
             self.buf.copy_within(mark + 1..end, mark + size);
         }
-        let mut prefix = Vec::with_capacity(size);
-        write_uv(&mut prefix, code);
-        self.buf[mark..mark + size].copy_from_slice(&prefix);
+        // The prefix goes in place, byte by byte: this runs for every
+        // struct, array and row cell, so it allocates nothing.
+        let mut rest = code;
+        for slot in &mut self.buf[mark..mark + size] {
+            *slot = (rest as u8 & 0x7f) | if rest > 0x7f { 0x80 } else { 0 };
+            rest >>= 7;
+        }
     }
 
     /// A default-mode field tag `uv(id·8 + wire)`.
