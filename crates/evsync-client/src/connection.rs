@@ -55,7 +55,11 @@ async fn open_inner(config: &Config) -> Result<Opened, Error> {
     let started = Instant::now();
     let request = handshake_request(config)?;
     install_crypto_provider();
-    let (mut ws, _response) = tokio_tungstenite::connect_async(request).await?;
+    // Nagle off: a request is one small frame, and waiting for the
+    // previous segment's ACK would add a delayed-ACK pause (Node's `ws`,
+    // under Effect's client, turns it off too).
+    let (mut ws, _response) =
+        tokio_tungstenite::connect_async_with_config(request, None, true).await?;
     let upgraded = Instant::now();
     let mut inbound = Inbound::new();
     loop {

@@ -52,7 +52,11 @@ pub(crate) async fn open(config: &Config, keys: &Keys, ids: &AtomicI64) -> Resul
         let started = Instant::now();
         let request = handshake_request(config)?;
         install_crypto_provider();
-        let (ws, _response) = tokio_tungstenite::connect_async(request).await?;
+        // Nagle off: a request is one small frame, and waiting for the
+        // previous segment's ACK would add a delayed-ACK pause (Node's `ws`,
+        // under Effect's client, turns it off too).
+        let (ws, _response) =
+            tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let upgraded = Instant::now();
         let mut conn = Conn::new(ws);
         let hello = conn.hello(ids).await.map_err(|e| match e {
