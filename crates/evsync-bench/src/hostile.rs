@@ -98,28 +98,51 @@ pub struct HostileArgs {
     /// Also write the server's log (JSON lines) to this file.
     #[arg(long, value_name = "FILE")]
     pub server_log: Option<PathBuf>,
-    /// The nice value of the attackers' threads (the idle sockets' too).
+    /// How the attackers' threads (the idle sockets' too) are scheduled.
     /// The attackers stand for peers on other machines: on a machine this
     /// small their own CPU would otherwise be taken from the server and the
     /// normal client, and the latency measured would be the load
-    /// generator's. At 10 they get every cycle the others leave, so the
-    /// server still receives the whole attack (`cpu_pct` shows it); 0 runs
-    /// them as everything else.
+    /// generator's. `idle` (Linux's SCHED_IDLE) runs them on every cycle
+    /// nothing else wants and gives the CPU up as soon as the server or
+    /// the normal client wakes, so the server still receives the whole
+    /// attack (`cpu_pct` shows it); `nice` runs them at `--attacker-nice`,
+    /// which the kernel's scheduler may let run on for milliseconds after
+    /// the normal client woke on their CPU (4.4 ms seen with nice 10).
+    #[arg(long, value_enum, default_value_t = AttackerPolicy::Idle)]
+    pub attacker_policy: AttackerPolicy,
+    /// The nice value of the attackers' threads under `--attacker-policy
+    /// nice` (0 runs them as everything else).
     #[arg(long, default_value_t = 10)]
     pub attacker_nice: i32,
 }
 
+/// See `HostileArgs::attacker_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttackerPolicy {
+    Idle,
+    Nice,
+}
+
 /// The runtime the attackers run on: two threads (as the main one), each
-/// set to `nice` as it starts (Linux keeps the nice value per thread).
-fn attacker_runtime(nice: i32) -> Result<tokio::runtime::Runtime> {
+/// put in its scheduling class as it starts (Linux keeps both per thread).
+fn attacker_runtime(policy: AttackerPolicy, nice: i32) -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("attacker")
         .on_thread_start(move || {
-            // SAFETY: setpriority(2) on the calling thread's own id.
+            // SAFETY: sched_setscheduler(2) and setpriority(2) on the
+            // calling thread's own id, with a parameter we own.
             unsafe {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+                match policy {
+                    AttackerPolicy::Idle => {
+                        let param = libc::sched_param { sched_priority: 0 };
+                        libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param);
+                    }
+                    AttackerPolicy::Nice => {
+                        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+                    }
+                }
             }
         })
         .enable_all()
@@ -1107,8 +1130,8 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
     let rss_base = rss_kib(pid).unwrap_or(0);
 
     // phase 2: idle sockets, then every attacker at once, on a runtime of
-    // their own at a lower priority (see `attacker_nice`)
-    let attack_rt = attacker_runtime(args.attacker_nice)?;
+    // their own at a lower priority (see `attacker_policy`)
+    let attack_rt = attacker_runtime(args.attacker_policy, args.attacker_nice)?;
     let idle_started = Instant::now();
     // two tenants: 10,000 is also the default limit per tenant
     let gate = Arc::new(tokio::sync::Semaphore::new(IDLE_CONCURRENCY));
@@ -1355,6 +1378,10 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
         "storage": args.storage,
         "normal_rate_per_s": args.rate,
         "pacing": PACING,
+        "attacker_policy": match args.attacker_policy {
+            AttackerPolicy::Idle => "idle (SCHED_IDLE)".to_owned(),
+            AttackerPolicy::Nice => format!("nice {}", args.attacker_nice),
+        },
         "normal": {
             "written": n.written,
             "acked": n.acks.len(),
