@@ -584,6 +584,7 @@ impl SyncDurableObject {
         let v4_config = v4::SessionConfig {
             log: engine_config.log.clone(),
             chunks: engine_config.chunks.clone(),
+            idle_socket_timeout_ms: engine_config.idle_socket_timeout_ms,
             ..v4::SessionConfig::default()
         };
         let mut engine = TenantEngines::new(
@@ -628,8 +629,13 @@ impl SyncDurableObject {
                             );
                         }
                         Saved::V4(session) => {
-                            live.engine
-                                .restore_v4_connection(conn, grant, session.clone());
+                            let heard_at = self.heard.restored_at(&sql, conn, driver::now());
+                            live.engine.restore_v4_connection(
+                                conn,
+                                grant,
+                                session.clone(),
+                                heard_at,
+                            );
                         }
                     }
                     live.sockets.insert(conn, ws);

@@ -1095,3 +1095,43 @@ fn with_the_request_log_on_every_decoded_message_is_summarised_and_with_it_off_n
     assert_eq!(got[5].id, Some(s.to_string()));
     assert_eq!(got[7].part, Some(format!("1/{}", pieces.len())));
 }
+
+#[test]
+fn the_idle_socket_timeout_closes_a_quiet_v4_connection_with_1000_and_spares_one_that_pings() {
+    let config = SessionConfig {
+        idle_socket_timeout_ms: Some(10_000),
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::with_config(config);
+    let pinging = h.connect(0, 1, &alice());
+    let quiet = h.connect(0, 2, &bob());
+    assert_eq!(
+        h.engine().poll_timeout(),
+        Some(T0.plus_millis(10_000)),
+        "the first idle deadline is a timer the adapter must set"
+    );
+    for second in [4, 8, 12] {
+        h.advance_to(T0.plus_millis(second * 1000 - 1));
+        h.send(pinging, &FromClient::Ping);
+    }
+    h.advance_to(T0.plus_millis(10_000));
+    assert_eq!(
+        h.closed.get(&quiet),
+        Some(&(code::NORMAL, "idle: no frame received for 10 s".to_owned()))
+    );
+    assert_eq!(h.closed.get(&pinging), None);
+    // Pinged last at 11.999 s: closed only 10 s after that.
+    h.advance_to(T0.plus_millis(21_998));
+    assert_eq!(h.closed.get(&pinging), None);
+    h.advance_to(T0.plus_millis(21_999));
+    assert_eq!(h.closed.get(&pinging).map(|c| c.0), Some(code::NORMAL));
+}
+
+#[test]
+fn without_the_idle_socket_timeout_a_quiet_v4_connection_stays_open() {
+    let mut h = Harness::new();
+    let quiet = h.connect(0, 1, &alice());
+    assert_eq!(h.engine().poll_timeout(), None);
+    h.advance_to(T0.plus_millis(86_400_000));
+    assert_open(&mut h, quiet);
+}

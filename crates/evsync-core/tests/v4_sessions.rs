@@ -34,7 +34,7 @@ fn bob() -> Identity {
 fn connect_plaintext(h: &mut Harness, node: usize, conn: u64, identity: &Identity) -> ConnId {
     let conn = ConnId(conn);
     h.conn_node.insert(conn, node);
-    h.nodes[node].handle_open(conn, Grant::full(), true);
+    h.nodes[node].handle_open(conn, Grant::full(), true, h.now);
     h.pump(node);
     h.login(conn, identity);
     conn
@@ -97,7 +97,7 @@ fn a_restored_connection_keeps_its_identities_and_resumes_each_stream_where_its_
     // The engine is gone (node 0 stands for the old object); a new one
     // restores the socket from what was saved.
     h.conn_node.insert(reader, 1);
-    h.nodes[1].restore_connection(reader, Grant::full(), saved);
+    h.nodes[1].restore_connection(reader, Grant::full(), saved, h.now);
     h.auto_ack.insert(reader);
     h.pump(1);
     assert_eq!(

@@ -298,6 +298,7 @@ fn v4_config(shared: &Shared) -> v4::SessionConfig {
     v4::SessionConfig {
         log: shared.config.engine.log.clone(),
         chunks: shared.config.engine.chunks.clone(),
+        idle_socket_timeout_ms: shared.config.engine.idle_socket_timeout_ms,
         ..v4::SessionConfig::default()
     }
 }

@@ -354,3 +354,54 @@ async fn the_idle_socket_timeout_closes_only_silent_sockets_with_1000() {
         "once it stops pinging"
     );
 }
+
+/// The same setting closes v4 sockets: one that never sent a frame (an
+/// abandoned socket; a v4 server stays silent until `Hello`) is closed with
+/// 1000 after 1 s, one that sends Effect's v4 `Ping` every 300 ms is not.
+#[tokio::test]
+async fn the_idle_socket_timeout_closes_silent_v4_sockets_too() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[], &[("SYNC_IDLE_SOCKET_TIMEOUT", "1")]).await;
+    let url = format!("ws://{}/v4/event-log/idle-v4", server.addr);
+    let (mut silent, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let (mut pinging, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let ping = bytes::Bytes::from_static(&evsync_core::proto::v4::PING_FRAME);
+    for _ in 0..8 {
+        pinging.send(Message::Binary(ping.clone())).await.unwrap();
+        let pong = within("a Pong", pinging.next()).await.unwrap().unwrap();
+        assert_eq!(
+            pong,
+            Message::Binary(bytes::Bytes::from_static(
+                &evsync_core::proto::v4::PONG_FRAME
+            ))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let close = within("the silent socket's close", async {
+        loop {
+            match silent.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), close_code::NORMAL);
+    assert_eq!(close.reason.as_str(), "idle: no frame received for 1 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // The pinging one is still served.
+    pinging.send(Message::Binary(ping.clone())).await.unwrap();
+    assert!(matches!(
+        within("a last Pong", pinging.next()).await,
+        Some(Ok(Message::Binary(_)))
+    ));
+}

@@ -3,11 +3,13 @@
 //! [`crate::log`] service in entries, subscriptions and commits. What is
 //! common to every protocol lives here: what an engine asks its adapter to
 //! do ([`action::Action`]), close codes and reasons, engine statistics, the
-//! events worth logging and the request log's line ([`event`]).
+//! events worth logging and the request log's line ([`event`]), and the
+//! idle-socket clock both session layers keep ([`idle`]).
 
 pub mod action;
 pub mod close;
 pub mod event;
+pub(crate) mod idle;
 pub mod stats;
 pub mod tenant;
 pub mod v3;

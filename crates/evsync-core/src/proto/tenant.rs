@@ -56,9 +56,15 @@ impl TenantEngines {
 
     /// Re-creates a v4 connection that outlived the engines (see
     /// [`v4::Engine::restore_connection`]).
-    pub fn restore_v4_connection(&mut self, conn: ConnId, grant: Grant, saved: v4::SavedSession) {
+    pub fn restore_v4_connection(
+        &mut self,
+        conn: ConnId,
+        grant: Grant,
+        saved: v4::SavedSession,
+        heard_at: Timestamp,
+    ) {
         self.v4_conns.insert(conn, saved.plaintext);
-        self.v4.restore_connection(conn, grant, saved);
+        self.v4.restore_connection(conn, grant, saved, heard_at);
     }
 
     /// What `conn` was opened with, for saving with its socket.
@@ -90,7 +96,7 @@ impl TenantEngines {
             Protocol::V4 | Protocol::V4Unencrypted => {
                 let plaintext = protocol == Protocol::V4Unencrypted;
                 self.v4_conns.insert(conn, plaintext);
-                self.v4.handle_open(conn, grant, plaintext);
+                self.v4.handle_open(conn, grant, plaintext, now);
             }
         }
     }

@@ -250,7 +250,7 @@ impl Harness {
     pub fn open_on(&mut self, node: usize, conn: u64) -> ConnId {
         let conn = ConnId(conn);
         self.conn_node.insert(conn, node);
-        self.nodes[node].handle_open(conn, Grant::full(), false);
+        self.nodes[node].handle_open(conn, Grant::full(), false, self.now);
         self.pump(node);
         conn
     }

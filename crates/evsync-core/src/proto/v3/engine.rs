@@ -236,16 +236,9 @@ impl Engine {
             self.close(conn, code::POLICY_VIOLATION, "token expired".into());
         }
         self.log.handle_timeout(now, &mut self.sessions);
-        let idle = self.sessions.idle.expired(now);
-        if let Some(timeout) = self.sessions.idle.timeout_ms() {
-            for conn in idle {
-                let reason = if timeout % 1000 == 0 {
-                    format!("idle: no frame received for {} s", timeout / 1000)
-                } else {
-                    format!("idle: no frame received for {timeout} ms")
-                };
-                self.close(conn, code::NORMAL, reason);
-            }
+        for conn in self.sessions.idle.expired(now) {
+            let reason = self.sessions.idle.reason();
+            self.close(conn, code::NORMAL, reason);
         }
     }
 

@@ -12,7 +12,6 @@ mod config;
 mod engine;
 mod events;
 pub mod framer;
-mod idle;
 mod memo;
 mod session;
 

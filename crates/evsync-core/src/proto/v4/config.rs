@@ -25,6 +25,11 @@ pub struct SessionConfig {
     pub max_pending_writes: usize,
     /// Identities one connection may authenticate.
     pub max_identities_per_connection: usize,
+    /// Close a connection with 1000 once no frame arrived from it for this
+    /// long (`SYNC_IDLE_SOCKET_TIMEOUT`, shared with v3; `None`: off, the
+    /// default). Effect's v4 client pings every few seconds and reconnects
+    /// after a close, so only abandoned sockets reach it.
+    pub idle_socket_timeout_ms: Option<u64>,
 }
 
 impl Default for SessionConfig {
@@ -36,6 +41,7 @@ impl Default for SessionConfig {
             changes_value_bytes: 512_000,
             max_pending_writes: 64,
             max_identities_per_connection: 64,
+            idle_socket_timeout_ms: None,
         }
     }
 }

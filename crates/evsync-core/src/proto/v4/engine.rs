@@ -106,8 +106,9 @@ impl Engine {
 
     /// A WebSocket was accepted with `grant` (from admission); `plaintext`
     /// for the unencrypted endpoint (`EventLogRemote.layerUnencrypted`
-    /// clients). A v4 server stays silent until the client's `Hello`.
-    pub fn handle_open(&mut self, conn: ConnId, grant: Grant, plaintext: bool) {
+    /// clients). A v4 server stays silent until the client's `Hello`. Its
+    /// idle clock (when the idle-socket timeout is on) starts at `now`.
+    pub fn handle_open(&mut self, conn: ConnId, grant: Grant, plaintext: bool, now: Timestamp) {
         if self.log.is_shutting_down() {
             self.sessions.stats.closed(CloseKind::GoingAway);
             self.sessions.actions.push_back(Action::Close {
@@ -117,7 +118,7 @@ impl Engine {
             });
             return;
         }
-        self.sessions.open(conn, grant, plaintext);
+        self.sessions.open(conn, grant, plaintext, now);
         self.log.open(conn);
     }
 
@@ -133,6 +134,7 @@ impl Engine {
         };
         self.sessions.stats.bytes_received += data.len() as u64;
         state.splitter.push(data);
+        self.sessions.idle.heard(conn, now);
         loop {
             let Some(state) = self.sessions.conns.get_mut(&conn) else {
                 return;
@@ -214,6 +216,10 @@ impl Engine {
         for conn in self.sessions.grants.expired(now) {
             self.close(conn, code::POLICY_VIOLATION, "token expired".into());
         }
+        for conn in self.sessions.idle.expired(now) {
+            let reason = self.sessions.idle.reason();
+            self.close(conn, code::NORMAL, reason);
+        }
         self.log.handle_timeout(now, &mut self.sessions);
     }
 
@@ -245,6 +251,7 @@ impl Engine {
         chunks
             .into_iter()
             .chain(expiry)
+            .chain(self.sessions.idle.next_deadline())
             .chain(self.log.next_deadline())
             .min()
     }

@@ -16,8 +16,10 @@ use crate::log::{BatchLog, CloseReason, ConnId, ConnMap, ConnSet, Delivery, LogS
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
 pub use crate::proto::event::Event;
+use crate::proto::idle::IdleClock;
 use crate::proto::stats::EngineStats;
 use crate::storage::{StorageError, StorageRequest, StoredBatch};
+use crate::time::Timestamp;
 use crate::wire::Sequence;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -86,6 +88,8 @@ pub(super) struct Sessions {
     /// Connections holding incomplete chunked writes (the only ones with a
     /// deadline).
     pub chunking: ConnSet,
+    /// When each connection was last heard from, for the idle timeout.
+    pub idle: IdleClock,
     /// Keyed by `next_rpc`, our own counter.
     pub write_rpcs: IdMap<u64, WriteRpc>,
     /// Which write RPC, and which batch of it, each write token is.
@@ -102,6 +106,7 @@ pub(super) struct Sessions {
 impl Sessions {
     pub fn new(config: SessionConfig) -> Self {
         Sessions {
+            idle: IdleClock::new(config.idle_socket_timeout_ms),
             config,
             conns: ConnMap::default(),
             grants: ConnGrants::default(),
@@ -117,7 +122,8 @@ impl Sessions {
         }
     }
 
-    pub fn open(&mut self, conn: ConnId, grant: Grant, plaintext: bool) {
+    /// Opens `conn` with `grant`, its idle clock starting at `now`.
+    pub fn open(&mut self, conn: ConnId, grant: Grant, plaintext: bool, now: Timestamp) {
         self.conns.insert(
             conn,
             Conn {
@@ -133,11 +139,13 @@ impl Sessions {
             },
         );
         self.grants.open(conn, grant);
+        self.idle.open(conn, now);
     }
 
     /// Forgets `conn` and its write RPCs; false if it was not open.
     pub fn forget(&mut self, conn: ConnId) -> bool {
         self.chunking.remove(&conn);
+        self.idle.forget(conn);
         self.grants.forget(conn);
         let Some(state) = self.conns.remove(&conn) else {
             return false;

@@ -17,6 +17,7 @@ use crate::log::{ConnId, parse_batch_log_name};
 use crate::proto::v4::RequestId;
 use crate::proto::v4::session::Stream;
 use crate::storage::StoreKey;
+use crate::time::Timestamp;
 use crate::wire::Sequence;
 
 /// A connection's v4 session, as saved across a restart of the engine.
@@ -81,8 +82,14 @@ impl Engine {
     /// Re-creates a connection that outlived this engine with the session
     /// saved from [`Engine::saved_session`]; its streams resume where the
     /// client's acknowledgements left them.
-    pub fn restore_connection(&mut self, conn: ConnId, grant: Grant, saved: SavedSession) {
-        self.sessions.open(conn, grant, saved.plaintext);
+    pub fn restore_connection(
+        &mut self,
+        conn: ConnId,
+        grant: Grant,
+        saved: SavedSession,
+        heard_at: Timestamp,
+    ) {
+        self.sessions.open(conn, grant, saved.plaintext, heard_at);
         self.log.open(conn);
         let Some(state) = self.sessions.conns.get_mut(&conn) else {
             return;

@@ -1,5 +1,7 @@
-//! The idle-socket timeout (`EngineConfig::idle_socket_timeout_ms`): a
-//! connection from which no frame arrived for that long is closed.
+//! The idle-socket timeout (`EngineConfig::idle_socket_timeout_ms` for v3,
+//! `SessionConfig::idle_socket_timeout_ms` for v4, one setting:
+//! `SYNC_IDLE_SOCKET_TIMEOUT`): a connection from which no frame arrived
+//! for that long is closed with 1000. One clock for both protocol layers.
 //!
 //! Why: the agent SDK's `SyncService` opens a new socket every
 //! `syncInterval` without closing the previous one, so a long-running
@@ -7,6 +9,8 @@
 //! it uses, and the abandoned ones go quiet. Only for clients with ping
 //! enabled: Effect v3's client never reconnects, so a `disablePing: true`
 //! client that merely has nothing to write would be cut off for good.
+//! Effect v4's client pings every few seconds and reconnects by itself, so
+//! for it the timeout only ever closes sockets nobody uses.
 //!
 //! Cost: a frame only overwrites its connection's last-heard time (O(1));
 //! the deadlines live in an ordered set with one entry per connection, which
@@ -22,7 +26,7 @@ use std::collections::BTreeSet;
 
 /// Last-heard times and the queue of idle deadlines.
 #[derive(Debug, Default)]
-pub(super) struct IdleClock {
+pub(crate) struct IdleClock {
     /// `None`: off (the default), and every method does nothing.
     timeout_ms: Option<u64>,
     /// Per connection: when its last frame arrived, and the deadline its
@@ -45,9 +49,14 @@ impl IdleClock {
         }
     }
 
-    /// The timeout, when on.
-    pub fn timeout_ms(&self) -> Option<u64> {
-        self.timeout_ms
+    /// The close reason of a connection [`IdleClock::expired`] returned:
+    /// `idle: no frame received for N s` (or `ms`).
+    pub fn reason(&self) -> String {
+        match self.timeout_ms {
+            Some(ms) if ms % 1000 == 0 => format!("idle: no frame received for {} s", ms / 1000),
+            Some(ms) => format!("idle: no frame received for {ms} ms"),
+            None => "idle".to_owned(),
+        }
     }
 
     /// Starts `conn`'s clock as if a frame arrived at `now`.
