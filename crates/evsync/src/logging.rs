@@ -2,7 +2,9 @@
 //! human-readable by default or one JSON object per line
 //! (`--log-format json` / `SYNC_LOG_FORMAT=json`) for log pipelines.
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -25,18 +27,42 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber in the human-readable format.
+/// Lines the server's log thread holds while stderr does not take them;
+/// past this, new lines are dropped (about 3 MB at 200 bytes a line).
+const SERVER_BUFFERED_LINES: usize = 16_384;
+
+/// Installs the global subscriber in the human-readable format, writing
+/// to stderr directly (the CLI's commands: a reader of their output waits
+/// for it anyway).
 pub fn init() {
-    init_with(LogFormat::Text);
+    install(LogFormat::Text, std::io::stderr);
+}
+
+/// Installs the server's subscriber: lines go to stderr from a thread of
+/// their own, so a log reader that stops reading (a stuck pipe, a slow
+/// log driver) never blocks the threads that serve sockets; while it does,
+/// up to [`SERVER_BUFFERED_LINES`] wait and later ones are dropped. Keep
+/// the guard until exit: dropping it writes out what is still queued.
+pub fn init_server(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(SERVER_BUFFERED_LINES)
+        .thread_name("evsync-log")
+        .finish(std::io::stderr());
+    install(format, writer);
+    guard
 }
 
 /// Installs the global subscriber. Colors only on a terminal, so that log
 /// files and the tests that read the startup line see plain text.
-pub fn init_with(format: LogFormat) {
+fn install<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Text => {
             let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -367,3 +367,62 @@ async fn evsync_admin_stats_prints_a_tenants_figures() {
     drop(client);
     server.stop_and_collect().await;
 }
+
+/// A log reader that stops reading (a stuck pipe, a slow log driver) must
+/// not stop the server: log lines are written by a thread of their own,
+/// and dropped once its buffer is full, never waited for by the sockets'
+/// threads. After 1,000 logged closes (three pipes' worth) into a stderr
+/// nobody reads, new connections are still greeted, writes acknowledged,
+/// /healthz answered.
+#[tokio::test]
+async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut child = process::command(&["serve", "--listen", "127.0.0.1:0", "--data", data], &[])
+        .spawn()
+        .expect("spawn evsync serve");
+    // Read up to the startup line, then never again: the pipe fills.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut reader = tokio::io::BufReader::new(stderr).lines();
+    let startup = within("the startup line", async {
+        loop {
+            let line = reader.next_line().await.unwrap().expect("a startup line");
+            if line.contains("listening on ") {
+                return line;
+            }
+        }
+    })
+    .await;
+    let addr: std::net::SocketAddr = startup
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .expect("an address in the startup line");
+    // Each of these is closed with 1002 and logged at info (~200 bytes):
+    // 1,000 lines are three times what a 64 KiB pipe holds.
+    within("1,000 closes with the log unread", async {
+        for n in 0..1000 {
+            let (mut client, _) = Client::connect_hello(addr, &format!("unread-{}", n % 20)).await;
+            client
+                .send_raw(tokio_tungstenite::tungstenite::Message::Binary(
+                    bytes::Bytes::from_static(&[0xc1]),
+                ))
+                .await;
+            let closed = client.closed().await;
+            assert_eq!(closed.code, Some(1002));
+        }
+    })
+    .await;
+    let (mut client, _) = within("a Hello", Client::connect_hello(addr, "unread-last")).await;
+    let acked = within("an Ack", client.write("pk", 1, &entries(1..=1))).await;
+    assert_eq!(acked, vec![1]);
+    assert_eq!(
+        within("/healthz", http_get(addr, "/healthz", &[]))
+            .await
+            .status,
+        200
+    );
+    drop(reader);
+}

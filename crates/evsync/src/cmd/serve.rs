@@ -392,7 +392,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             );
         }
     };
-    logging::init_with(log_format);
+    // Held to the end of `run`: dropped after the runtime, it writes out
+    // the shutdown's last lines.
+    let _log = logging::init_server(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
