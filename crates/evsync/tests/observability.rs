@@ -385,21 +385,7 @@ async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
     // Read up to the startup line, then never again: the pipe fills.
     let stderr = child.stderr.take().expect("piped stderr");
     let mut reader = tokio::io::BufReader::new(stderr).lines();
-    let startup = within("the startup line", async {
-        loop {
-            let line = reader.next_line().await.unwrap().expect("a startup line");
-            if line.contains("listening on ") {
-                return line;
-            }
-        }
-    })
-    .await;
-    let addr: std::net::SocketAddr = startup
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
-        .expect("an address in the startup line");
+    let (_, addr) = process::read_startup(&mut reader).await;
     // Each of these is closed with 1002 and logged at info (~200 bytes):
     // 1,000 lines are three times what a 64 KiB pipe holds.
     within("1,000 closes with the log unread", async {

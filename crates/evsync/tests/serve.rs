@@ -307,15 +307,7 @@ async fn a_low_open_files_limit_is_raised_to_the_hard_limit() {
         .spawn()
         .expect("spawn sh");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let startup = within("the startup line", async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("startup line");
-            if line.contains("listening on ") {
-                return line;
-            }
-        }
-    })
-    .await;
+    let (startup, _) = process::read_startup(&mut lines).await;
     assert!(
         startup.contains(&format!("open files: {hard}")),
         "soft limit 256 raised to the hard limit {hard}: {startup}"

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::process::{Output, Stdio};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -65,6 +65,31 @@ pub async fn output(args: &[&str], envs: &[(&str, &str)]) -> Output {
     .expect("run evsync")
 }
 
+/// Reads a server's stderr `lines` up to its startup line (`… listening on
+/// ADDR …`); returns the line and the address.
+pub async fn read_startup<R: AsyncBufRead + Unpin>(lines: &mut Lines<R>) -> (String, SocketAddr) {
+    let startup = within("the startup line", async {
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("read stderr")
+                .expect("evsync serve exited before its startup line");
+            if line.contains("listening on ") {
+                return line;
+            }
+        }
+    })
+    .await;
+    let addr = startup
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .expect("an address in the startup line");
+    (startup, addr)
+}
+
 /// A running `evsync serve --listen 127.0.0.1:0 …`.
 pub struct Serve {
     pub child: Child,
@@ -87,25 +112,7 @@ impl Serve {
         all.extend_from_slice(args);
         let mut child = command(&all, envs).spawn().expect("spawn evsync serve");
         let mut reader = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let startup = within("the startup line", async {
-            loop {
-                let line = reader
-                    .next_line()
-                    .await
-                    .expect("read stderr")
-                    .expect("evsync serve exited before its startup line");
-                if line.contains("listening on ") {
-                    return line;
-                }
-            }
-        })
-        .await;
-        let addr = startup
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .expect("an address in the startup line");
+        let (startup, addr) = read_startup(&mut reader).await;
         // Keep draining stderr so the server never blocks on a full pipe.
         let (tx, lines) = mpsc::unbounded_channel();
         tokio::spawn(async move {
