@@ -259,10 +259,9 @@ impl Payloads {
         let mut iv = [0u8; 12];
         STATE.with(|state| {
             for chunk in iv.chunks_mut(8) {
-                let mut x = state.get();
-                let next = xorshift64(&mut x);
+                let x = xorshift64(state.get());
                 state.set(x);
-                chunk.copy_from_slice(&next.to_le_bytes()[..chunk.len()]);
+                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
             }
         });
         Bytes::copy_from_slice(&iv)
@@ -275,19 +274,18 @@ pub fn fill_random(buf: &mut [u8]) {
     if getrandom::fill(buf).is_err() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ now_ns();
         for b in buf {
-            *b = xorshift64(&mut x) as u8;
+            x = xorshift64(x);
+            *b = x as u8;
         }
     }
 }
 
-/// One step of Marsaglia's xorshift64 (`state` must not be 0): cheap
-/// bytes that only have to look random, never secrets.
-fn xorshift64(state: &mut u64) -> u64 {
-    let mut x = *state;
+/// The state after `x` in Marsaglia's xorshift64 (`x` must not be 0):
+/// cheap bytes that only have to look random, never secrets.
+fn xorshift64(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    *state = x;
     x
 }
 

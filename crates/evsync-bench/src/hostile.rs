@@ -54,7 +54,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -125,24 +125,31 @@ pub enum AttackerPolicy {
 
 /// The runtime the attackers run on: two threads (as the main one), each
 /// put in its scheduling class as it starts (Linux keeps both per thread).
-fn attacker_runtime(policy: AttackerPolicy, nice: i32) -> Result<tokio::runtime::Runtime> {
+/// `refused` counts the threads the kernel refused it for: the summary
+/// says whether the policy held (`attacker_policy_applied`).
+fn attacker_runtime(
+    policy: AttackerPolicy,
+    nice: i32,
+    refused: Arc<AtomicUsize>,
+) -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("attacker")
         .on_thread_start(move || {
             // SAFETY: sched_setscheduler(2) and setpriority(2) on the
             // calling thread's own id, with a parameter we own.
-            unsafe {
+            let rc = unsafe {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
                 match policy {
                     AttackerPolicy::Idle => {
                         let param = libc::sched_param { sched_priority: 0 };
-                        libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param);
+                        libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param)
                     }
-                    AttackerPolicy::Nice => {
-                        libc::setpriority(libc::PRIO_PROCESS, tid, nice);
-                    }
+                    AttackerPolicy::Nice => libc::setpriority(libc::PRIO_PROCESS, tid, nice),
                 }
+            };
+            if rc != 0 {
+                refused.fetch_add(1, Ordering::Relaxed);
             }
         })
         .enable_all()
@@ -1131,7 +1138,12 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
 
     // phase 2: idle sockets, then every attacker at once, on a runtime of
     // their own at a lower priority (see `attacker_policy`)
-    let attack_rt = attacker_runtime(args.attacker_policy, args.attacker_nice)?;
+    let policy_refused = Arc::new(AtomicUsize::new(0));
+    let attack_rt = attacker_runtime(
+        args.attacker_policy,
+        args.attacker_nice,
+        policy_refused.clone(),
+    )?;
     let idle_started = Instant::now();
     // two tenants: 10,000 is also the default limit per tenant
     let gate = Arc::new(tokio::sync::Semaphore::new(IDLE_CONCURRENCY));
@@ -1382,6 +1394,7 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             AttackerPolicy::Idle => "idle (SCHED_IDLE)".to_owned(),
             AttackerPolicy::Nice => format!("nice {}", args.attacker_nice),
         },
+        "attacker_policy_applied": policy_refused.load(Ordering::Relaxed) == 0,
         "normal": {
             "written": n.written,
             "acked": n.acks.len(),

@@ -35,6 +35,9 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
     );
     assert_eq!(checks["rss_within_bound"], true, "{summary}");
     assert_eq!(summary["idle_sockets_open"], 300, "{summary}");
+    // The attackers ran in the class that keeps their CPU from the server
+    // and the normal client (SCHED_IDLE by default).
+    assert_eq!(summary["attacker_policy_applied"], true, "{summary}");
 
     let normal = &summary["normal"];
     let written = normal["written"].as_u64().unwrap();

@@ -43,12 +43,19 @@ pub const fn uv_len(n: u64) -> usize {
 }
 
 /// Appends `uv(n)`.
-pub fn write_uv(out: &mut Vec<u8>, mut n: u64) {
-    while n > 0x7f {
-        out.push((n as u8 & 0x7f) | 0x80);
+pub fn write_uv(out: &mut Vec<u8>, n: u64) {
+    let at = out.len();
+    out.resize(at + uv_len(n), 0);
+    put_uv(&mut out[at..], n);
+}
+
+/// Writes `uv(n)` over `slot`, which is [`uv_len`]`(n)` bytes long (a
+/// length prefix reserved before its value was known).
+pub fn put_uv(slot: &mut [u8], mut n: u64) {
+    for byte in slot {
+        *byte = (n as u8 & 0x7f) | if n > 0x7f { 0x80 } else { 0 };
         n >>= 7;
     }
-    out.push(n as u8);
 }
 
 /// The `uv` code of `nv(n)`. Every `i64` but `i64::MIN` has one (its

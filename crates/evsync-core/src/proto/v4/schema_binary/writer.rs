@@ -8,7 +8,7 @@
 //! (byte strings, strings) write their prefix directly.
 
 use super::reader::Wire;
-use super::varint::{uv_len, write_nv, write_uv};
+use super::varint::{put_uv, uv_len, write_nv, write_uv};
 
 /// An output buffer.
 #[derive(Default, Debug)]
@@ -104,13 +104,9 @@ impl Writer {
             self.buf.resize(end + size - 1, 0);
             self.buf.copy_within(mark + 1..end, mark + size);
         }
-        // The prefix goes in place, byte by byte: this runs for every
-        // struct, array and row cell, so it allocates nothing.
-        let mut rest = code;
-        for slot in &mut self.buf[mark..mark + size] {
-            *slot = (rest as u8 & 0x7f) | if rest > 0x7f { 0x80 } else { 0 };
-            rest >>= 7;
-        }
+        // In place: this runs for every struct, array and row cell, so it
+        // allocates nothing.
+        put_uv(&mut self.buf[mark..mark + size], code);
     }
 
     /// A default-mode field tag `uv(id·8 + wire)`.
