@@ -8,7 +8,7 @@ mod support;
 
 use evsync_core::log::LogConfig;
 use evsync_core::proto::v3::{ConnId, EngineConfig};
-use evsync_core::storage::{ReadLimit, Storage};
+use evsync_core::storage::{ReadLimit, Storage, StorageOp};
 use evsync_core::wire::{RemoteEntry, Response};
 use proptest::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +28,11 @@ enum Op {
     DeliverStorage(usize),
     Pause(usize),
     Drain(usize),
+    /// A writer lane takes the next append into the running one's
+    /// transaction (only with `join_open_appends`).
+    JoinAppends,
+    /// A writer lane hands an append back: the one before it commits.
+    PutBackAppend,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -44,6 +49,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..8).prop_map(Op::DeliverStorage),
         1 => slot.clone().prop_map(Op::Pause),
         1 => slot.prop_map(Op::Drain),
+        2 => Just(Op::JoinAppends),
+        1 => Just(Op::PutBackAppend),
     ]
 }
 
@@ -63,10 +70,15 @@ struct Model {
     written: HashMap<ConnId, HashSet<u64>>,
     /// (conn, request id, public key, entry numbers) of every write.
     writes: Vec<(ConnId, i64, &'static str, Vec<u64>)>,
+    /// Appends may join the running one (`LogConfig::join_open_appends`):
+    /// storage then runs appends as a writer lane does, one at a time, in
+    /// order.
+    joins: bool,
 }
 
 impl Model {
     fn new(config: EngineConfig) -> Self {
+        let joins = config.log.join_open_appends;
         let mut h = Harness::with_config(config);
         let slots = [h.open(0), h.open(1), h.open(2)];
         Model {
@@ -76,6 +88,7 @@ impl Model {
             sessions: HashMap::new(),
             written: HashMap::new(),
             writes: Vec::new(),
+            joins,
         }
     }
 
@@ -123,14 +136,12 @@ impl Model {
                 self.h.stop_changes(conn, KEYS[k]);
             }
             Op::RunStorage(i) => {
-                if !self.h.pending.is_empty() {
-                    let index = i % self.h.pending.len();
+                if let Some(index) = self.runnable(i) {
                     self.h.run_storage_at(index);
                 }
             }
             Op::ExecuteStorage(i) => {
-                if !self.h.pending.is_empty() {
-                    let index = i % self.h.pending.len();
+                if let Some(index) = self.runnable(i) {
                     self.h.execute_at(index);
                 }
             }
@@ -144,7 +155,31 @@ impl Model {
                 self.h.paused.insert(self.slots[s]);
             }
             Op::Drain(s) => self.h.drain(self.slots[s]),
+            Op::JoinAppends => {
+                if self.joins {
+                    self.h.join_appends();
+                }
+            }
+            Op::PutBackAppend => {
+                if self.joins {
+                    self.h.put_back_append();
+                }
+            }
         }
+    }
+
+    /// The pending request the `i`th pick runs. With joins, an append can
+    /// run only as a writer lane would run it: the oldest, alone.
+    fn runnable(&self, i: usize) -> Option<usize> {
+        if self.h.pending.is_empty() {
+            return None;
+        }
+        let index = i % self.h.pending.len();
+        let append = matches!(self.h.pending[index].op, StorageOp::Append(_));
+        if self.joins && append {
+            return self.h.next_lane_append();
+        }
+        Some(index)
     }
 
     fn end_sessions_of(&mut self, conn: ConnId) {
@@ -293,6 +328,19 @@ proptest! {
     #[test]
     fn same_with_default_limits(ops in prop::collection::vec(op(), 1..60)) {
         let mut m = Model::new(EngineConfig::default());
+        for op in ops {
+            m.apply(op);
+        }
+        m.finish();
+    }
+
+    /// Appends joining the running one's transaction, or put back because
+    /// it was committing, keep every promise above.
+    #[test]
+    fn same_when_appends_join_open_transactions(ops in prop::collection::vec(op(), 1..60)) {
+        let mut config = small_config();
+        config.log.join_open_appends = true;
+        let mut m = Model::new(config);
         for op in ops {
             m.apply(op);
         }

@@ -15,12 +15,18 @@
 //!
 //! Either way a request that panics still answers, with an error: a lane
 //! left busy would stall its tenant for ever.
+//!
+//! A SQLite append takes in, before its `COMMIT`, the appends of its kind
+//! submitted while its inserts run ([`OpenAppend`]): the engine sends the
+//! next group without waiting (`LogConfig::join_open_appends`) and is told
+//! that it joined.
 
-use evsync_core::storage::{StorageError, StorageOp, StorageRequest, StorageResponse};
+use evsync_core::storage::{RequestId, StorageError, StorageOp, StorageRequest, StorageResponse};
 use evsync_storage_postgres::PgStorage;
 use evsync_storage_sqlite::SqliteStorage;
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -97,6 +103,14 @@ impl<C> Lanes<C> {
         kind
     }
 
+    /// Requests waiting on lane `kind` (the running one not counted).
+    pub fn queued(&self, kind: LaneKind) -> usize {
+        match kind {
+            LaneKind::Writer => self.writer.queue.len(),
+            LaneKind::Reader => self.reader.queue.len(),
+        }
+    }
+
     /// The next request of lane `kind` and the lane's connection, unless
     /// a request runs there already; the lane is busy from now on.
     pub fn take_next(&mut self, kind: LaneKind) -> Option<(StorageRequest, &mut C)> {
@@ -124,29 +138,119 @@ impl<C> Lanes<C> {
     }
 }
 
+/// The append a SQLite writer lane is running, while its transaction still
+/// inserts, and the appends that joined it and wait to be inserted. Shared
+/// by the tenant's actor (which joins) and the blocking thread (which
+/// takes them in, and closes the door once none is left: from then on
+/// nothing joins and the next append waits for the next transaction).
+#[derive(Default)]
+pub(crate) struct OpenAppend {
+    /// The running append (its payload left out), while it takes joins.
+    open: Option<StorageRequest>,
+    joined: VecDeque<StorageOp>,
+}
+
+/// A writer lane's [`OpenAppend`], shared with its blocking thread.
+pub(crate) type JoinDoor = Arc<Mutex<OpenAppend>>;
+
+fn lock(door: &JoinDoor) -> std::sync::MutexGuard<'_, OpenAppend> {
+    door.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Puts `req` into the transaction of the append running behind `door`,
+/// if that one still takes joins of its kind: returns the running append's
+/// id. Otherwise gives `req` back.
+pub(crate) fn join(door: &JoinDoor, req: StorageRequest) -> Result<RequestId, StorageRequest> {
+    let mut door = lock(door);
+    match &door.open {
+        Some(open) if open.takes_joins_of(&req.op) => {
+            let into = open.id;
+            door.joined.push_back(req.op);
+            Ok(into)
+        }
+        _ => Err(req),
+    }
+}
+
 /// Runs `req` on a blocking thread with the lane's SQLite connection
-/// (opened at `path` if the lane has none yet).
+/// (opened at `path` if the lane has none yet). An append takes in what
+/// joins it through `door` (the writer lane's) until its inserts are done.
 pub(crate) fn start_sqlite(
     kind: LaneKind,
     req: StorageRequest,
     conn: Option<SqliteStorage>,
     path: PathBuf,
+    door: Option<JoinDoor>,
     done: mpsc::UnboundedSender<Done>,
 ) {
     let shell = req.clone_shell();
+    if let Some(door) = &door {
+        lock(door).open = Some(shell.clone_shell());
+    }
+    let door_after = door.clone();
     let task = tokio::task::spawn_blocking(move || {
         let mut store = match conn {
             Some(store) => store,
             None => match SqliteStorage::open(&path) {
                 Ok(store) => store,
-                Err(err) => return (None, failed(&req, err.message), Duration::ZERO),
+                Err(err) => {
+                    let response = failed(&req, err.message);
+                    return (
+                        None,
+                        close_door(door.as_ref(), &req, response),
+                        Duration::ZERO,
+                    );
+                }
             },
         };
         let started = Instant::now();
-        let response = req.execute(&mut store);
+        let response = match &door {
+            Some(door) => {
+                let mut next = || {
+                    let mut door = lock(door);
+                    let op = door.joined.pop_front();
+                    if op.is_none() {
+                        door.open = None;
+                    }
+                    op
+                };
+                req.execute_with_joins(&mut store, &mut next)
+            }
+            None => req.execute(&mut store),
+        };
+        let response = close_door(door.as_ref(), &req, response);
         (Some(store), response, started.elapsed())
     });
-    report(kind, shell, task, done);
+    report(kind, shell, task, door_after, done);
+}
+
+/// Closes `door` after its append ran. Appends that joined and were not
+/// taken in (the append failed first, or a store broke the contract of
+/// `Joins`) are covered by `response`: if it says committed, it becomes an
+/// error, so nothing that was not stored is acknowledged.
+fn close_door(
+    door: Option<&JoinDoor>,
+    req: &StorageRequest,
+    response: StorageResponse,
+) -> StorageResponse {
+    let Some(door) = door else {
+        return response;
+    };
+    let left = {
+        let mut door = lock(door);
+        door.open = None;
+        std::mem::take(&mut door.joined).len()
+    };
+    let committed = match &response {
+        StorageResponse::Appended { result, .. } => result.is_ok(),
+        StorageResponse::BatchesAppended { result, .. } => result.is_ok(),
+        _ => false,
+    };
+    if left > 0 && committed {
+        let message = format!("{left} joined appends were not taken into the transaction");
+        return failed(req, message);
+    }
+    response
 }
 
 /// Runs `req` as a task on one of the pool's connections.
@@ -162,21 +266,28 @@ pub(crate) fn start_postgres(
         let response = req.execute_async(&mut store).await;
         (None, response, started.elapsed())
     });
-    report(kind, shell, task, done);
+    report(kind, shell, task, None, done);
 }
 
 /// Sends `task`'s answer as a [`Done`] once it finished, or an error
-/// answer to `shell` if it panicked.
+/// answer to `shell` if it panicked (then its join door, left open, is
+/// closed: what joined is covered by that error).
 fn report(
     kind: LaneKind,
     shell: StorageRequest,
     task: JoinHandle<(Option<SqliteStorage>, StorageResponse, Duration)>,
+    door: Option<JoinDoor>,
     done: mpsc::UnboundedSender<Done>,
 ) {
     tokio::spawn(async move {
         let (store, response, took) = task.await.unwrap_or_else(|err| {
             let message = format!("storage task failed: {err}");
-            (None, failed(&shell, message), Duration::ZERO)
+            let response = failed(&shell, message);
+            (
+                None,
+                close_door(door.as_ref(), &shell, response),
+                Duration::ZERO,
+            )
         });
         let _ = done.send(Done {
             lane: kind,
@@ -216,7 +327,7 @@ fn failed(req: &StorageRequest, message: String) -> StorageResponse {
 
 /// A copy of a request without its payload: enough to answer it with an
 /// error if its task dies.
-trait CloneShell {
+pub(crate) trait CloneShell {
     fn clone_shell(&self) -> StorageRequest;
 }
 

@@ -4,10 +4,11 @@
 //!
 //! Memory storage answers at once, on the actor's thread.
 
-use crate::lanes::{self, Done, LaneKind, Lanes};
+use crate::lanes::{self, CloneShell, Done, JoinDoor, LaneKind, Lanes};
 use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
-    AsyncStorage, MemoryStorage, Storage, StorageError, StorageRequest, StorageResponse, StoreStats,
+    AsyncStorage, MemoryStorage, RequestId, Storage, StorageError, StorageRequest, StorageResponse,
+    StoreStats,
 };
 use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::PgStorage;
@@ -166,6 +167,10 @@ impl PgLanes {
 pub(crate) struct SqliteLanes {
     path: PathBuf,
     lanes: Lanes<Option<SqliteStorage>>,
+    /// The writer lane's running append, which later appends may join.
+    door: JoinDoor,
+    /// The writer lane's running request (its payload left out).
+    writer_running: Option<StorageRequest>,
     done: mpsc::UnboundedSender<Done>,
 }
 
@@ -173,9 +178,28 @@ impl SqliteLanes {
     fn start_next(&mut self, kind: LaneKind) {
         if let Some((req, conn)) = self.lanes.take_next(kind) {
             let conn = conn.take();
-            lanes::start_sqlite(kind, req, conn, self.path.clone(), self.done.clone());
+            let door = (kind == LaneKind::Writer).then(|| self.door.clone());
+            if kind == LaneKind::Writer {
+                self.writer_running = Some(req.clone_shell());
+            }
+            lanes::start_sqlite(kind, req, conn, self.path.clone(), door, self.done.clone());
         }
     }
+}
+
+/// What became of a request given to [`TenantStore::submit`].
+pub(crate) enum Submitted {
+    /// Answered at once (memory storage).
+    Answered(StorageResponse),
+    /// Queued or running; the answer arrives as a [`Done`].
+    Started,
+    /// Append `id` joined the transaction of the running append `into`,
+    /// whose answer covers it (tell the engine).
+    Joined { id: RequestId, into: RequestId },
+    /// Not started: an append of the same kind runs and its commit has
+    /// begun. Tell the engine to put it back (it waits for the next
+    /// transaction); if the engine cannot, [`TenantStore::start`] it.
+    Deferred(StorageRequest),
 }
 
 impl TenantStore {
@@ -223,15 +247,49 @@ impl TenantStore {
             TenantStore::Sqlite(Box::new(SqliteLanes {
                 path,
                 lanes: Lanes::new(Some(store), None),
+                door: JoinDoor::default(),
+                writer_running: None,
                 done,
             })),
             opened,
         ))
     }
 
-    /// Starts `req`. Returns the response at once for memory storage; for
-    /// SQLite the response arrives later as a [`Done`].
-    pub fn submit(&mut self, req: StorageRequest) -> Option<StorageResponse> {
+    /// True when an append sent while another runs may join that one's
+    /// transaction (`LogConfig::join_open_appends`): SQLite, whose commit
+    /// waits for an fsync long enough for the next requests to arrive.
+    pub fn takes_joins(&self) -> bool {
+        matches!(self, TenantStore::Sqlite(_))
+    }
+
+    /// Starts `req`, lets it join the running append (SQLite), or defers
+    /// it when that append is already committing.
+    pub fn submit(&mut self, req: StorageRequest) -> Submitted {
+        if let TenantStore::Sqlite(lanes) = self
+            && lanes
+                .writer_running
+                .as_ref()
+                .is_some_and(|running| running.takes_joins_of(&req.op))
+        {
+            // Joining ahead of queued requests would reorder the lane.
+            if lanes.lanes.queued(LaneKind::Writer) > 0 {
+                return Submitted::Deferred(req);
+            }
+            let id = req.id;
+            return match lanes::join(&lanes.door, req) {
+                Ok(into) => Submitted::Joined { id, into },
+                Err(req) => Submitted::Deferred(req),
+            };
+        }
+        match self.start(req) {
+            Some(response) => Submitted::Answered(response),
+            None => Submitted::Started,
+        }
+    }
+
+    /// Starts `req` (in its lane's order). Returns the response at once
+    /// for memory storage; otherwise it arrives later as a [`Done`].
+    pub fn start(&mut self, req: StorageRequest) -> Option<StorageResponse> {
         match self {
             TenantStore::Memory(store) => Some(req.execute(&mut *lock(store))),
             TenantStore::Sqlite(lanes) => {
@@ -254,6 +312,9 @@ impl TenantStore {
             TenantStore::Memory(_) => {}
             TenantStore::Sqlite(lanes) => {
                 *lanes.lanes.finished(kind) = store;
+                if kind == LaneKind::Writer {
+                    lanes.writer_running = None;
+                }
                 lanes.start_next(kind);
             }
             TenantStore::Postgres(lanes) => {

@@ -10,7 +10,7 @@
 use crate::lanes::{Done, LaneKind};
 use crate::outlet::{Outbound, Outlet};
 use crate::shared::{CloseRecord, Shared};
-use crate::store::TenantStore;
+use crate::store::{Submitted, TenantStore};
 use bytes::Bytes;
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::log::ConnMap;
@@ -160,12 +160,11 @@ pub(crate) async fn run(
         }
     };
     let remote_id = opened.remote_id;
-    let mut engine = TenantEngines::new(
-        remote_id,
-        shared.config.engine.clone(),
-        v4_config(&shared),
-        Box::new(challenge_bytes),
-    );
+    let mut v3_config = shared.config.engine.clone();
+    let mut v4_config = v4_config(&shared);
+    v3_config.log.join_open_appends = store.takes_joins();
+    v4_config.log.join_open_appends = store.takes_joins();
+    let mut engine = TenantEngines::new(remote_id, v3_config, v4_config, Box::new(challenge_bytes));
     engine.v3().set_debug(shared.config.debug);
     engine.v4().set_debug(shared.config.debug);
     tracing::debug!(%tenant, remote_id = %remote_id.to_uuid_string(), "tenant loaded");
@@ -557,11 +556,23 @@ impl Actor {
                     let started = Instant::now();
                     // Memory storage answers at once; SQLite's answer
                     // arrives as a `Done` with its own duration.
-                    if let Some(response) = self.store.submit(req) {
-                        if append {
-                            self.committed(started.elapsed(), &response);
+                    match self.store.submit(req) {
+                        Submitted::Answered(response) => {
+                            if append {
+                                self.committed(started.elapsed(), &response);
+                            }
+                            self.engine.handle_storage_response(response);
                         }
-                        self.engine.handle_storage_response(response);
+                        Submitted::Started => {}
+                        Submitted::Deferred(req) => {
+                            if !self.engine.handle_append_put_back(req.id) {
+                                let answered = self.store.start(req);
+                                debug_assert!(answered.is_none(), "only lanes defer");
+                            }
+                        }
+                        Submitted::Joined { id, into } => {
+                            self.engine.handle_append_joined(id, into);
+                        }
                     }
                 }
             }

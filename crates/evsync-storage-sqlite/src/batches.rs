@@ -7,11 +7,11 @@
 use crate::{schema, sqlite_error};
 use bytes::Bytes;
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
-    StoredBatch, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, Joins, ReadLimit, SigningKeyBinding, StorageError, StoreHead,
+    StoreKey, StoredBatch, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 
 const FIND_STORE: &str = "SELECT id, head FROM v4_stores WHERE public_key = ?1 AND store_id = ?2";
@@ -45,142 +45,200 @@ struct Cursor {
     dirty: bool,
 }
 
-/// [`Storage::append_batches`](evsync_core::storage::Storage::append_batches)
-/// on the tenant file.
+/// [`Storage::append_batches_with_joins`](evsync_core::storage::Storage::append_batches_with_joins)
+/// on the tenant file: `writes`, then every write `joins` yields while the
+/// transaction is still open, in one IMMEDIATE transaction.
 pub(crate) fn append(
     conn: &mut Connection,
     writes: &[BatchWrite],
+    joins: Joins<'_, BatchWrite>,
 ) -> Result<Vec<BatchAppended>, StorageError> {
     check_writes(writes)?;
     if writes.iter().all(|w| w.entry_ids.is_empty()) {
-        // Nothing to store (an empty batch is skipped): no transaction.
-        return Ok(writes.iter().map(|_| skipped(Vec::new())).collect());
+        // Nothing to store (an empty batch is skipped): no transaction,
+        // unless something joins.
+        let mut results: Vec<_> = writes.iter().map(|_| skipped(Vec::new())).collect();
+        let Some(more) = joins() else {
+            return Ok(results);
+        };
+        results.extend(append(conn, &more, joins)?);
+        return Ok(results);
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error("begin"))?;
     let mut results = Vec::with_capacity(writes.len());
     {
-        let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
-        let mut find_store = prepare(FIND_STORE)?;
-        let mut insert_store = prepare(INSERT_STORE)?;
-        let mut find_id = prepare(FIND_ENTRY_ID)?;
-        let mut insert_id = prepare(INSERT_ENTRY_ID)?;
-        let mut insert_batch = prepare(INSERT_BATCH)?;
-        let mut stores: HashMap<&StoreKey, Cursor> = HashMap::new();
-        // Ids stored by this call, per store id: found without a query.
-        let mut stored_now: HashMap<(i64, &[u8]), i64> = HashMap::new();
+        let mut inserter = Inserter::new(&tx)?;
         for write in writes {
-            if write.entry_ids.is_empty() {
-                results.push(skipped(Vec::new()));
-                continue;
-            }
-            if !stores.contains_key(&write.store) {
-                let key = (
-                    write.store.public_key.as_bytes(),
-                    write.store.store_id.as_bytes(),
-                );
-                let found: Option<(i64, i64)> = find_store
-                    .query_row(params![key.0, key.1], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-                    .map_err(sqlite_error("find store"))?;
-                let cursor = match found {
-                    Some((id, head)) => Cursor {
-                        id,
-                        head,
-                        created: false,
-                        dirty: false,
-                    },
-                    None => {
-                        insert_store
-                            .execute(params![key.0, key.1])
-                            .map_err(sqlite_error("create store"))?;
-                        let id = tx.last_insert_rowid();
-                        if id > schema::MAX_LOG_ID {
-                            // Its keys would wrap into other stores'
-                            // ranges; dropping `tx` undoes the call.
-                            return Err(StorageError::new(format!(
-                                "sqlite: too many v4 stores in this tenant (at most {})",
-                                schema::MAX_LOG_ID
-                            )));
-                        }
-                        Cursor {
-                            id,
-                            head: 0,
-                            created: true,
-                            dirty: false,
-                        }
-                    }
-                };
-                stores.insert(&write.store, cursor);
-            }
-            let cursor = stores.get_mut(&write.store).expect("inserted above");
-            let mut known = Vec::with_capacity(write.entry_ids.len());
-            for id in &write.entry_ids {
-                let sequence = match stored_now.get(&(cursor.id, &id[..])) {
-                    Some(&sequence) => Some(sequence),
-                    None if cursor.created => None,
-                    None => find_id
-                        .query_row(params![cursor.id, &id[..]], |row| row.get(0))
-                        .optional()
-                        .map_err(sqlite_error("find entry id"))?,
-                };
-                known.push(sequence);
-            }
-            if known.iter().all(Option::is_some) {
-                let sequences = known
-                    .into_iter()
-                    .map(|s| decode_sequence(s.expect("all known")))
-                    .collect::<Result<_, _>>()?;
-                results.push(skipped(sequences));
-                continue;
-            }
-            let n = write.entry_ids.len() as i64;
-            let first = cursor.head + 1;
-            let last = cursor.head + n;
-            if last > schema::MAX_SEQUENCE {
-                return Err(StorageError::new(format!(
-                    "sqlite: v4 store full ({} sequences)",
-                    schema::MAX_SEQUENCE
-                )));
-            }
-            insert_batch
-                .execute(params![
-                    schema::batch_key(cursor.id, last),
-                    first,
-                    &write.iv[..],
-                    join_entry_ids(&write.entry_ids),
-                    &write.encrypted_batch[..],
-                ])
-                .map_err(sqlite_error("insert batch"))?;
-            for (i, (id, was_known)) in write.entry_ids.iter().zip(&known).enumerate() {
-                // An id repeated within this batch was unknown at both
-                // places; only its first occurrence is recorded.
-                if was_known.is_some() || stored_now.contains_key(&(cursor.id, &id[..])) {
-                    continue;
-                }
-                let sequence = first + i as i64;
-                insert_id
-                    .execute(params![cursor.id, &id[..], sequence])
-                    .map_err(sqlite_error("insert entry id"))?;
-                stored_now.insert((cursor.id, &id[..]), sequence);
-            }
-            cursor.head = last;
-            cursor.dirty = true;
-            results.push(BatchAppended {
-                stored_at: Some(first as Sequence),
-                sequences: (first..=last).map(|s| s as Sequence).collect(),
-            });
+            results.push(inserter.write(write)?);
         }
-        let mut set_head = prepare(SET_HEAD)?;
-        for cursor in stores.values().filter(|c| c.dirty) {
+        // What arrived while the inserts ran joins this transaction: its
+        // fsync then covers it too.
+        while let Some(more) = joins() {
+            check_writes(&more)?;
+            for write in &more {
+                results.push(inserter.write(write)?);
+            }
+        }
+        inserter.set_heads()?;
+    }
+    tx.commit().map_err(sqlite_error("commit"))?;
+    Ok(results)
+}
+
+/// The statements and per-store state of one append transaction.
+struct Inserter<'t> {
+    tx: &'t Connection,
+    find_store: CachedStatement<'t>,
+    insert_store: CachedStatement<'t>,
+    find_id: CachedStatement<'t>,
+    insert_id: CachedStatement<'t>,
+    insert_batch: CachedStatement<'t>,
+    stores: HashMap<StoreKey, Cursor>,
+    /// Ids stored by this transaction, per store id: found without a query.
+    stored_now: HashMap<i64, HashMap<Bytes, i64>>,
+}
+
+impl<'t> Inserter<'t> {
+    fn new(tx: &'t Connection) -> Result<Self, StorageError> {
+        let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
+        Ok(Inserter {
+            tx,
+            find_store: prepare(FIND_STORE)?,
+            insert_store: prepare(INSERT_STORE)?,
+            find_id: prepare(FIND_ENTRY_ID)?,
+            insert_id: prepare(INSERT_ENTRY_ID)?,
+            insert_batch: prepare(INSERT_BATCH)?,
+            stores: HashMap::new(),
+            stored_now: HashMap::new(),
+        })
+    }
+
+    /// `write`'s store, found or created (first sight in this transaction).
+    fn cursor(&mut self, store: &StoreKey) -> Result<&mut Cursor, StorageError> {
+        if !self.stores.contains_key(store) {
+            let key = (store.public_key.as_bytes(), store.store_id.as_bytes());
+            let found: Option<(i64, i64)> = self
+                .find_store
+                .query_row(params![key.0, key.1], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sqlite_error("find store"))?;
+            let cursor = match found {
+                Some((id, head)) => Cursor {
+                    id,
+                    head,
+                    created: false,
+                    dirty: false,
+                },
+                None => {
+                    self.insert_store
+                        .execute(params![key.0, key.1])
+                        .map_err(sqlite_error("create store"))?;
+                    let id = self.tx.last_insert_rowid();
+                    if id > schema::MAX_LOG_ID {
+                        // Its keys would wrap into other stores' ranges;
+                        // the caller's error drops the transaction.
+                        return Err(StorageError::new(format!(
+                            "sqlite: too many v4 stores in this tenant (at most {})",
+                            schema::MAX_LOG_ID
+                        )));
+                    }
+                    Cursor {
+                        id,
+                        head: 0,
+                        created: true,
+                        dirty: false,
+                    }
+                }
+            };
+            self.stores.insert(store.clone(), cursor);
+        }
+        Ok(self.stores.get_mut(store).expect("inserted above"))
+    }
+
+    /// Stores `write` (or finds all its ids stored: skipped).
+    fn write(&mut self, write: &BatchWrite) -> Result<BatchAppended, StorageError> {
+        if write.entry_ids.is_empty() {
+            return Ok(skipped(Vec::new()));
+        }
+        let (store, created, head) = {
+            let cursor = self.cursor(&write.store)?;
+            (cursor.id, cursor.created, cursor.head)
+        };
+        let stored_now = self.stored_now.entry(store).or_default();
+        let mut known = Vec::with_capacity(write.entry_ids.len());
+        for id in &write.entry_ids {
+            let sequence = match stored_now.get(&id[..]) {
+                Some(&sequence) => Some(sequence),
+                None if created => None,
+                None => self
+                    .find_id
+                    .query_row(params![store, &id[..]], |row| row.get(0))
+                    .optional()
+                    .map_err(sqlite_error("find entry id"))?,
+            };
+            known.push(sequence);
+        }
+        if known.iter().all(Option::is_some) {
+            let sequences = known
+                .into_iter()
+                .map(|s| decode_sequence(s.expect("all known")))
+                .collect::<Result<_, _>>()?;
+            return Ok(skipped(sequences));
+        }
+        let n = write.entry_ids.len() as i64;
+        let first = head + 1;
+        let last = head + n;
+        if last > schema::MAX_SEQUENCE {
+            return Err(StorageError::new(format!(
+                "sqlite: v4 store full ({} sequences)",
+                schema::MAX_SEQUENCE
+            )));
+        }
+        self.insert_batch
+            .execute(params![
+                schema::batch_key(store, last),
+                first,
+                &write.iv[..],
+                join_entry_ids(&write.entry_ids),
+                &write.encrypted_batch[..],
+            ])
+            .map_err(sqlite_error("insert batch"))?;
+        for (i, (id, was_known)) in write.entry_ids.iter().zip(&known).enumerate() {
+            // An id repeated within this batch was unknown at both places;
+            // only its first occurrence is recorded.
+            if was_known.is_some() || stored_now.contains_key(&id[..]) {
+                continue;
+            }
+            let sequence = first + i as i64;
+            self.insert_id
+                .execute(params![store, &id[..], sequence])
+                .map_err(sqlite_error("insert entry id"))?;
+            stored_now.insert(id.clone(), sequence);
+        }
+        let cursor = self.stores.get_mut(&write.store).expect("found above");
+        cursor.head = last;
+        cursor.dirty = true;
+        Ok(BatchAppended {
+            stored_at: Some(first as Sequence),
+            sequences: (first..=last).map(|s| s as Sequence).collect(),
+        })
+    }
+
+    /// Writes every store's new head (once per store per transaction).
+    fn set_heads(&mut self) -> Result<(), StorageError> {
+        let mut set_head = self
+            .tx
+            .prepare_cached(SET_HEAD)
+            .map_err(sqlite_error("prepare"))?;
+        for cursor in self.stores.values().filter(|c| c.dirty) {
             set_head
                 .execute(params![cursor.id, cursor.head])
                 .map_err(sqlite_error("update store head"))?;
         }
+        Ok(())
     }
-    tx.commit().map_err(sqlite_error("commit"))?;
-    Ok(results)
 }
 
 /// [`Storage::read_batches`](evsync_core::storage::Storage::read_batches)

@@ -24,7 +24,7 @@ use arena::BlobArena;
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
-    AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
+    AppendBatch, Appended, BatchAppended, BatchWrite, Joins, LogHead, ReadLimit, SigningKeyBinding,
     Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, check_tokens_not_before,
     decode_tokens_not_before, entry_bytes, remote_id_taken,
 };
@@ -179,121 +179,15 @@ impl Storage for SqliteStorage {
     }
 
     fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
-        if batches.iter().all(|b| b.entries.is_empty()) {
-            return Ok(batches.iter().map(|_| Vec::new()).collect());
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite_error("begin"))?;
-        let mut results = Vec::with_capacity(batches.len());
-        {
-            let mut find_log = tx
-                .prepare_cached("SELECT id, head FROM logs WHERE public_key = ?1")
-                .map_err(sqlite_error("prepare"))?;
-            let mut insert_log = tx
-                .prepare_cached("INSERT INTO logs (public_key, head) VALUES (?1, 0)")
-                .map_err(sqlite_error("prepare"))?;
-            let mut insert_entry = tx
-                .prepare_cached(
-                    "INSERT INTO entries (key, log_id, entry_id, iv, encrypted_entry)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (log_id, entry_id) DO NOTHING",
-                )
-                .map_err(sqlite_error("prepare"))?;
-            let mut find_entry = tx
-                .prepare_cached("SELECT key FROM entries WHERE log_id = ?1 AND entry_id = ?2")
-                .map_err(sqlite_error("prepare"))?;
-            let mut logs: HashMap<&str, LogCursor> = HashMap::new();
-            for batch in batches {
-                let mut outcome = Vec::with_capacity(batch.entries.len());
-                if batch.entries.is_empty() {
-                    results.push(outcome);
-                    continue;
-                }
-                if !logs.contains_key(batch.public_key.as_str()) {
-                    let key = batch.public_key.as_bytes();
-                    let found: Option<(i64, i64)> = find_log
-                        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()
-                        .map_err(sqlite_error("find log"))?;
-                    let (id, head) = match found {
-                        Some(found) => found,
-                        None => {
-                            insert_log
-                                .execute([key])
-                                .map_err(sqlite_error("create log"))?;
-                            let id = tx.last_insert_rowid();
-                            if id > schema::MAX_LOG_ID {
-                                // Its keys would wrap into other logs'
-                                // ranges; dropping `tx` undoes the insert.
-                                return Err(StorageError::new(format!(
-                                    "sqlite: too many logs in this tenant (at most {})",
-                                    schema::MAX_LOG_ID
-                                )));
-                            }
-                            (id, 0)
-                        }
-                    };
-                    logs.insert(
-                        &batch.public_key,
-                        LogCursor {
-                            id,
-                            head,
-                            dirty: false,
-                        },
-                    );
-                }
-                let log = logs
-                    .get_mut(batch.public_key.as_str())
-                    .expect("inserted above");
-                for entry in &batch.entries {
-                    let next = log.head + 1;
-                    if next > schema::MAX_SEQUENCE {
-                        return Err(StorageError::new(format!(
-                            "sqlite: log full ({} entries)",
-                            schema::MAX_SEQUENCE
-                        )));
-                    }
-                    let changed = insert_entry
-                        .execute(params![
-                            schema::entry_key(log.id, next),
-                            log.id,
-                            &entry.entry_id[..],
-                            &batch.iv[..],
-                            &entry.encrypted_entry[..]
-                        ])
-                        .map_err(sqlite_error("insert entry"))?;
-                    if changed == 1 {
-                        log.head = next;
-                        log.dirty = true;
-                        outcome.push(Appended {
-                            sequence: next as Sequence,
-                            inserted: true,
-                        });
-                    } else {
-                        let existing: i64 = find_entry
-                            .query_row(params![log.id, &entry.entry_id[..]], |row| row.get(0))
-                            .map_err(sqlite_error("find duplicate"))?;
-                        outcome.push(Appended {
-                            sequence: schema::key_sequence(existing) as Sequence,
-                            inserted: false,
-                        });
-                    }
-                }
-                results.push(outcome);
-            }
-            let mut set_head = tx
-                .prepare_cached("UPDATE logs SET head = ?2 WHERE id = ?1")
-                .map_err(sqlite_error("prepare"))?;
-            for log in logs.values().filter(|log| log.dirty) {
-                set_head
-                    .execute(params![log.id, log.head])
-                    .map_err(sqlite_error("update head"))?;
-            }
-        }
-        tx.commit().map_err(sqlite_error("commit"))?;
-        Ok(results)
+        append_entries(&mut self.conn, batches, &mut || None)
+    }
+
+    fn append_with_joins(
+        &mut self,
+        batches: &[AppendBatch],
+        joins: Joins<'_, AppendBatch>,
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        append_entries(&mut self.conn, batches, joins)
     }
 
     fn read(
@@ -445,7 +339,15 @@ impl Storage for SqliteStorage {
         &mut self,
         writes: &[BatchWrite],
     ) -> Result<Vec<BatchAppended>, StorageError> {
-        batches::append(&mut self.conn, writes)
+        batches::append(&mut self.conn, writes, &mut || None)
+    }
+
+    fn append_batches_with_joins(
+        &mut self,
+        writes: &[BatchWrite],
+        joins: Joins<'_, BatchWrite>,
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        batches::append(&mut self.conn, writes, joins)
     }
 
     fn read_batches(
@@ -473,6 +375,182 @@ impl Storage for SqliteStorage {
 
     fn bindings(&mut self) -> Result<Vec<SigningKeyBinding>, StorageError> {
         batches::list_bindings(&self.conn)
+    }
+}
+
+/// [`Storage::append_with_joins`] on the tenant file: `batches`, then
+/// every batch `joins` yields while the transaction is still open, in one
+/// IMMEDIATE transaction.
+fn append_entries(
+    conn: &mut Connection,
+    batches: &[AppendBatch],
+    joins: Joins<'_, AppendBatch>,
+) -> Result<Vec<Vec<Appended>>, StorageError> {
+    if batches.iter().all(|b| b.entries.is_empty()) {
+        // Nothing to store: no transaction, unless something joins.
+        let mut results: Vec<_> = batches.iter().map(|_| Vec::new()).collect();
+        let Some(more) = joins() else {
+            return Ok(results);
+        };
+        results.extend(append_entries(conn, &more, joins)?);
+        return Ok(results);
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error("begin"))?;
+    let mut results = Vec::with_capacity(batches.len());
+    {
+        let mut inserter = EntryInserter::new(&tx)?;
+        for batch in batches {
+            results.push(inserter.batch(batch)?);
+        }
+        // What arrived while the inserts ran joins this transaction: its
+        // fsync then covers it too.
+        while let Some(more) = joins() {
+            for batch in &more {
+                results.push(inserter.batch(batch)?);
+            }
+        }
+        inserter.set_heads()?;
+    }
+    tx.commit().map_err(sqlite_error("commit"))?;
+    Ok(results)
+}
+
+/// The statements and per-log state of one v3 append transaction.
+struct EntryInserter<'t> {
+    tx: &'t Connection,
+    find_log: rusqlite::CachedStatement<'t>,
+    insert_log: rusqlite::CachedStatement<'t>,
+    insert_entry: rusqlite::CachedStatement<'t>,
+    find_entry: rusqlite::CachedStatement<'t>,
+    logs: HashMap<String, LogCursor>,
+}
+
+impl<'t> EntryInserter<'t> {
+    fn new(tx: &'t Connection) -> Result<Self, StorageError> {
+        let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
+        Ok(EntryInserter {
+            tx,
+            find_log: prepare("SELECT id, head FROM logs WHERE public_key = ?1")?,
+            insert_log: prepare("INSERT INTO logs (public_key, head) VALUES (?1, 0)")?,
+            insert_entry: prepare(
+                "INSERT INTO entries (key, log_id, entry_id, iv, encrypted_entry)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (log_id, entry_id) DO NOTHING",
+            )?,
+            find_entry: prepare("SELECT key FROM entries WHERE log_id = ?1 AND entry_id = ?2")?,
+            logs: HashMap::new(),
+        })
+    }
+
+    /// `public_key`'s log, found or created (first sight in this
+    /// transaction).
+    fn log(&mut self, public_key: &str) -> Result<&mut LogCursor, StorageError> {
+        if !self.logs.contains_key(public_key) {
+            let key = public_key.as_bytes();
+            let found: Option<(i64, i64)> = self
+                .find_log
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sqlite_error("find log"))?;
+            let (id, head) = match found {
+                Some(found) => found,
+                None => {
+                    self.insert_log
+                        .execute([key])
+                        .map_err(sqlite_error("create log"))?;
+                    let id = self.tx.last_insert_rowid();
+                    if id > schema::MAX_LOG_ID {
+                        // Its keys would wrap into other logs' ranges; the
+                        // caller's error drops the transaction.
+                        return Err(StorageError::new(format!(
+                            "sqlite: too many logs in this tenant (at most {})",
+                            schema::MAX_LOG_ID
+                        )));
+                    }
+                    (id, 0)
+                }
+            };
+            let cursor = LogCursor {
+                id,
+                head,
+                dirty: false,
+            };
+            self.logs.insert(public_key.to_owned(), cursor);
+        }
+        Ok(self.logs.get_mut(public_key).expect("inserted above"))
+    }
+
+    /// Inserts `batch`'s entries (an entry already in its log reports its
+    /// existing sequence).
+    fn batch(&mut self, batch: &AppendBatch) -> Result<Vec<Appended>, StorageError> {
+        let mut outcome = Vec::with_capacity(batch.entries.len());
+        if batch.entries.is_empty() {
+            return Ok(outcome);
+        }
+        let (id, mut head) = {
+            let log = self.log(&batch.public_key)?;
+            (log.id, log.head)
+        };
+        for entry in &batch.entries {
+            let next = head + 1;
+            if next > schema::MAX_SEQUENCE {
+                return Err(StorageError::new(format!(
+                    "sqlite: log full ({} entries)",
+                    schema::MAX_SEQUENCE
+                )));
+            }
+            let changed = self
+                .insert_entry
+                .execute(params![
+                    schema::entry_key(id, next),
+                    id,
+                    &entry.entry_id[..],
+                    &batch.iv[..],
+                    &entry.encrypted_entry[..]
+                ])
+                .map_err(sqlite_error("insert entry"))?;
+            if changed == 1 {
+                head = next;
+                outcome.push(Appended {
+                    sequence: next as Sequence,
+                    inserted: true,
+                });
+            } else {
+                let existing: i64 = self
+                    .find_entry
+                    .query_row(params![id, &entry.entry_id[..]], |row| row.get(0))
+                    .map_err(sqlite_error("find duplicate"))?;
+                outcome.push(Appended {
+                    sequence: schema::key_sequence(existing) as Sequence,
+                    inserted: false,
+                });
+            }
+        }
+        let log = self
+            .logs
+            .get_mut(batch.public_key.as_str())
+            .expect("found above");
+        if head != log.head {
+            log.head = head;
+            log.dirty = true;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes every log's new head (once per log per transaction).
+    fn set_heads(&mut self) -> Result<(), StorageError> {
+        let mut set_head = self
+            .tx
+            .prepare_cached("UPDATE logs SET head = ?2 WHERE id = ?1")
+            .map_err(sqlite_error("prepare"))?;
+        for log in self.logs.values().filter(|log| log.dirty) {
+            set_head
+                .execute(params![log.id, log.head])
+                .map_err(sqlite_error("update head"))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The shared storage conformance suite, plus SQLite-specific checks.
 
 use evsync_core::storage::conformance::{
-    REVOKED_AT, batch, batch_write, block_on, entry_id, run_all, run_persistence, store,
+    REVOKED_AT, batch, batch_write, block_on, entry_id, run_all, run_joins, run_persistence, store,
 };
 use evsync_core::storage::{ReadLimit, Storage};
 use evsync_storage_sqlite::{SqliteStorage, schema};
@@ -26,6 +26,19 @@ fn conformance_suite() {
         n.load(Ordering::Relaxed) >= 10,
         "every check got a fresh file"
     );
+}
+
+#[test]
+fn joined_appends_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = AtomicUsize::new(0);
+    run_joins(|| {
+        let path = dir
+            .path()
+            .join(format!("j{}.sqlite", n.fetch_add(1, Ordering::Relaxed)));
+        SqliteStorage::open(path).expect("open a fresh store")
+    });
+    assert_eq!(n.load(Ordering::Relaxed), 4, "every check got a fresh file");
 }
 
 #[test]

@@ -23,6 +23,12 @@ pub struct LogConfig {
     pub append_max_entries: usize,
     /// Most bytes merged into one append transaction.
     pub append_max_bytes: usize,
+    /// The adapter's storage can take an append into the transaction of the
+    /// one in flight while that one still inserts, and reports it with
+    /// `handle_append_joined`: the service then sends the next group
+    /// without waiting for the commit (at most two appends in flight).
+    /// `false`: one append in flight, the next waits for its answer.
+    pub join_open_appends: bool,
     /// Subscriptions (logs) one connection may hold.
     pub max_subscriptions_per_connection: usize,
     /// Bytes of writes one connection may have waiting for their commit; a
@@ -54,6 +60,7 @@ impl Default for LogConfig {
             read_max_bytes: 4 * 1024 * 1024,
             append_max_entries: 10_000,
             append_max_bytes: 4 * 1024 * 1024,
+            join_open_appends: false,
             max_subscriptions_per_connection: 1024,
             max_unacked_write_bytes: 64 * 1024 * 1024,
             tail_cache_entries: 1024,

@@ -61,6 +61,12 @@ impl WriteQuota {
         self.balance_milli -= i128::from(bytes as u64) * 1000;
     }
 
+    /// Gives back what [`WriteQuota::charge`] took for an append that
+    /// storage handed back unstarted (it is charged again when it goes).
+    pub fn refund(&mut self, bytes: usize) {
+        self.balance_milli += i128::from(bytes as u64) * 1000;
+    }
+
     /// When the debt is paid, if the bucket is in debt.
     pub fn ready_at(&self) -> Option<Timestamp> {
         if self.balance_milli >= 0 {

@@ -273,6 +273,38 @@ impl<K: LogKind> LogService<K> {
         }
     }
 
+    /// Storage took append `id` into the transaction of append `into`,
+    /// which had not finished inserting (see
+    /// [`LogConfig::join_open_appends`]): `into`'s answer covers `id`'s
+    /// writes too, after its own, and the next group may go out.
+    pub fn handle_append_joined(
+        &mut self,
+        id: RequestId,
+        into: RequestId,
+        sink: &mut impl LogSink<K>,
+    ) {
+        if self.writes.join(id, into) {
+            self.maybe_start_append(sink);
+        }
+    }
+
+    /// Storage did not start append `id` (sent while another was in
+    /// flight): that one's commit had begun, so `id` could not join it.
+    /// Its writes wait for the next transaction, with whatever arrives
+    /// until the running one is answered.
+    ///
+    /// False (nothing changes) unless `id` is in flight behind another
+    /// append: the caller must then run it.
+    pub fn handle_append_put_back(&mut self, id: RequestId) -> bool {
+        let Some(bytes) = self.writes.put_back(id) else {
+            return false;
+        };
+        if let Some(quota) = &mut self.quota {
+            quota.refund(bytes);
+        }
+        true
+    }
+
     fn maybe_start_append(&mut self, sink: &mut impl LogSink<K>) {
         if let Some(quota) = &mut self.quota
             && !self.writes.is_idle()
@@ -282,9 +314,11 @@ impl<K: LogKind> LogService<K> {
         }
         let mut id = None;
         let next = &mut self.next_request;
+        let max_in_flight = if self.config.join_open_appends { 2 } else { 1 };
         let group = self.writes.next_group(
             self.config.append_max_entries,
             self.config.append_max_bytes,
+            max_in_flight,
             || {
                 let rid = RequestId(*next);
                 *next += 1;

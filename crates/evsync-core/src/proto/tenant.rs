@@ -14,7 +14,7 @@ use super::stats::EngineStats;
 use super::{v3, v4};
 use crate::access::{Grant, Protocol};
 use crate::log::{ConnId, ConnMap};
-use crate::storage::{StorageResponse, StoreKey};
+use crate::storage::{RequestId, StorageResponse, StoreKey};
 use crate::time::Timestamp;
 use crate::wire::{RemoteId, Sequence};
 use bytes::Bytes;
@@ -115,6 +115,28 @@ impl TenantEngines {
             self.v4.handle_storage_response(response);
         } else {
             self.v3.handle_storage_response(response);
+        }
+    }
+
+    /// Storage did not start append `id`: the append in flight before it
+    /// was already committing; its writes wait for the next transaction.
+    /// False when `id` is not in flight behind another append of its
+    /// engine: the caller must run it after all.
+    pub fn handle_append_put_back(&mut self, id: RequestId) -> bool {
+        if v4::is_v4_request(id) {
+            self.v4.handle_append_put_back(id)
+        } else {
+            self.v3.handle_append_put_back(id)
+        }
+    }
+
+    /// Storage took append `id` into the still-open transaction of append
+    /// `into` (both of one engine: an append joins only its own kind).
+    pub fn handle_append_joined(&mut self, id: RequestId, into: RequestId) {
+        if v4::is_v4_request(id) {
+            self.v4.handle_append_joined(id, into);
+        } else {
+            self.v3.handle_append_joined(id, into);
         }
     }
 

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use std::future::Future;
 
 mod batches;
+mod joins;
 pub use batches::{batch_write, store};
+pub use joins::run_joins;
 
 const ALL: ReadLimit = ReadLimit {
     max_entries: usize::MAX,

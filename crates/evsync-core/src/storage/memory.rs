@@ -345,7 +345,7 @@ impl Storage for MemoryStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::conformance::{block_on, run_all};
+    use crate::storage::conformance::{block_on, run_all, run_joins};
 
     fn fresh() -> MemoryStorage {
         MemoryStorage::new(RemoteId::from_random_bytes([7; 16]))
@@ -356,6 +356,7 @@ mod tests {
         // Memory keeps nothing across a drop, so run_persistence does not
         // apply; every other rule does.
         block_on(run_all(|| async { fresh() }));
+        run_joins(fresh);
     }
 
     #[test]

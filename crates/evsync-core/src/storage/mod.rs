@@ -110,6 +110,23 @@ impl core::fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// Where an append transaction gets the appends that join it: each call
+/// yields the next one's writes, `None` once there are no more (and from
+/// then on no more can join: the caller may commit). Implementations call
+/// it until `None` before committing, unless they fail first; what joined
+/// is answered with the transaction's result either way.
+pub type Joins<'a, T> = &'a mut dyn FnMut() -> Option<Vec<T>>;
+
+/// `first` followed by everything `joins` yields (the default of
+/// [`Storage::append_with_joins`] and of its v4 counterpart).
+fn with_joins<T: Clone>(first: &[T], joins: Joins<'_, T>) -> Vec<T> {
+    let mut all = first.to_vec();
+    while let Some(more) = joins() {
+        all.extend(more);
+    }
+    all
+}
+
 /// A tenant's log store with synchronous calls (SQLite, Durable Object SQL,
 /// memory). Asynchronous stores implement [`AsyncStorage`] instead; every
 /// `Storage` is also an `AsyncStorage`.
@@ -128,6 +145,24 @@ pub trait Storage {
     /// its existing sequence. The result has one `Vec` per batch, with one
     /// [`Appended`] per entry, in request order.
     fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError>;
+
+    /// [`Storage::append`] whose transaction also takes in the batches that
+    /// `joins` yields before its `COMMIT`: appends that arrived while it
+    /// was inserting (see [`Joins`]). The result covers `batches`, then
+    /// each yield in order, as if they had been one call.
+    ///
+    /// This default collects every join first and makes one call: correct
+    /// for any store. A store whose inserts take long enough for requests
+    /// to arrive meanwhile (an fsync-bound file) asks `joins` after its
+    /// inserts instead, so its commit holds them.
+    fn append_with_joins(
+        &mut self,
+        batches: &[AppendBatch],
+        joins: Joins<'_, AppendBatch>,
+    ) -> Result<Vec<Vec<Appended>>, StorageError> {
+        let all = with_joins(batches, joins);
+        self.append(&all)
+    }
 
     /// Entries of `public_key`'s log with `sequence >= from`, in sequence
     /// order, within `limit`.
@@ -198,6 +233,18 @@ pub trait Storage {
     /// transaction. One [`BatchAppended`] per write, in request order.
     fn append_batches(&mut self, writes: &[BatchWrite])
     -> Result<Vec<BatchAppended>, StorageError>;
+
+    /// [`Storage::append_batches`] whose transaction also takes in the
+    /// writes `joins` yields before its `COMMIT` (see
+    /// [`Storage::append_with_joins`], whose default this one shares).
+    fn append_batches_with_joins(
+        &mut self,
+        writes: &[BatchWrite],
+        joins: Joins<'_, BatchWrite>,
+    ) -> Result<Vec<BatchAppended>, StorageError> {
+        let all = with_joins(writes, joins);
+        self.append_batches(&all)
+    }
 
     /// The batches of `store` whose LAST sequence is `>= from`, in sequence
     /// order, within `limit` (`max_entries` counts batches, `max_bytes`

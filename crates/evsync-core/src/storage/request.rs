@@ -5,6 +5,7 @@ use super::{
     StorageError, StoreKey, StoredBatch,
 };
 use crate::wire::{RemoteEntry, Sequence};
+use core::mem::discriminant;
 
 /// Matches a [`StorageResponse`] to the [`StorageRequest`] it answers.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -117,6 +118,47 @@ impl StorageRequest {
                 id: self.id,
                 result: Storage::bind_signing_key(storage, public_key, signing_key),
             },
+        }
+    }
+
+    /// True when `other` may join this request's transaction: both append
+    /// the same kind of data (v3 entries, or v4 batches).
+    pub fn takes_joins_of(&self, other: &StorageOp) -> bool {
+        matches!(self.op, StorageOp::Append(_) | StorageOp::AppendBatches(_))
+            && discriminant(&self.op) == discriminant(other)
+    }
+
+    /// [`StorageRequest::execute`], for an append whose transaction also
+    /// takes in the ops `joins` yields before it commits (each one that
+    /// [`StorageRequest::takes_joins_of`] accepts; see
+    /// [`super::Joins`]). Any other request ignores `joins`.
+    pub fn execute_with_joins<S: Storage + ?Sized>(
+        &self,
+        storage: &mut S,
+        joins: &mut dyn FnMut() -> Option<StorageOp>,
+    ) -> StorageResponse {
+        match &self.op {
+            StorageOp::Append(batches) => {
+                let mut more = || match joins()? {
+                    StorageOp::Append(more) => Some(more),
+                    _ => None,
+                };
+                StorageResponse::Appended {
+                    id: self.id,
+                    result: storage.append_with_joins(batches, &mut more),
+                }
+            }
+            StorageOp::AppendBatches(writes) => {
+                let mut more = || match joins()? {
+                    StorageOp::AppendBatches(more) => Some(more),
+                    _ => None,
+                };
+                StorageResponse::BatchesAppended {
+                    id: self.id,
+                    result: storage.append_batches_with_joins(writes, &mut more),
+                }
+            }
+            _ => self.execute(storage),
         }
     }
 

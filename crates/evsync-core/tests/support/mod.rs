@@ -201,6 +201,76 @@ impl Harness {
         self.pump();
     }
 
+    /// Index in `pending` of the oldest append, and of the next one.
+    fn pending_appends(&self) -> Vec<usize> {
+        (0..self.pending.len())
+            .filter(|&i| matches!(self.pending[i].op, StorageOp::Append(_)))
+            .collect()
+    }
+
+    /// True when an append has run and its answer is held back.
+    pub fn append_answer_held(&self) -> bool {
+        self.executed
+            .iter()
+            .any(|r| matches!(r, StorageResponse::Appended { .. }))
+    }
+
+    /// Index of the append a writer lane would run next: the oldest
+    /// pending one, and only while no append's answer is held (a lane runs
+    /// one transaction at a time, in order).
+    pub fn next_lane_append(&self) -> Option<usize> {
+        if self.append_answer_held() {
+            return None;
+        }
+        self.pending_appends().first().copied()
+    }
+
+    /// A SQLite writer lane took the second pending append into the
+    /// transaction of the first, still inserting
+    /// (`LogConfig::join_open_appends`). False if there were not two.
+    pub fn join_appends(&mut self) -> bool {
+        let appends = self.pending_appends();
+        if appends.len() < 2 || self.append_answer_held() {
+            return false;
+        }
+        let joined = self.pending.remove(appends[1]).expect("found above");
+        let StorageOp::Append(more) = joined.op else {
+            unreachable!("an append")
+        };
+        let into = &mut self.pending[appends[0]];
+        let StorageOp::Append(batches) = &mut into.op else {
+            unreachable!("an append")
+        };
+        batches.extend(more);
+        let into = into.id;
+        self.engine.handle_append_joined(joined.id, into);
+        self.pump();
+        true
+    }
+
+    /// A SQLite writer lane could not take a pending append in: the one
+    /// before it was already committing. The engine puts it back. False if
+    /// no append was behind another.
+    pub fn put_back_append(&mut self) -> bool {
+        let appends = self.pending_appends();
+        let behind = if self.append_answer_held() {
+            appends.first()
+        } else {
+            appends.get(1)
+        };
+        let Some(&at) = behind else {
+            return false;
+        };
+        let id = self.pending[at].id;
+        assert!(
+            self.engine.handle_append_put_back(id),
+            "an append in flight behind another can be put back"
+        );
+        self.pending.remove(at);
+        self.pump();
+        true
+    }
+
     /// Delivers held answers and runs storage requests in order until
     /// nothing is left.
     pub fn settle(&mut self) {

@@ -22,7 +22,7 @@ use crate::access::{Forbidden, Grant};
 use crate::log::{ConnId, LogService, WriteToken};
 use crate::proto::close::{CloseKind, code};
 use crate::proto::stats::EngineStats;
-use crate::storage::{AppendBatch, StorageResponse};
+use crate::storage::{AppendBatch, RequestId, StorageResponse};
 use crate::time::Timestamp;
 use crate::wire::{RemoteId, Request, Response, Sequence};
 use bytes::Bytes;
@@ -162,6 +162,19 @@ impl Engine {
     pub fn handle_storage_response(&mut self, response: StorageResponse) {
         self.log
             .handle_storage_response(response, &mut self.sessions);
+    }
+
+    /// Storage did not start append `id`: the append in flight was already
+    /// committing (see [`crate::log::LogService::handle_append_put_back`]).
+    /// False when `id` is not in flight behind another append (run it).
+    pub fn handle_append_put_back(&mut self, id: RequestId) -> bool {
+        self.log.handle_append_put_back(id)
+    }
+
+    /// Storage took append `id` into the still-open transaction of append
+    /// `into` (see [`crate::log::LogConfig::join_open_appends`]).
+    pub fn handle_append_joined(&mut self, id: RequestId, into: RequestId) {
+        self.log.handle_append_joined(id, into, &mut self.sessions);
     }
 
     /// Another writer (engine, process, node) committed to `public_key`'s

@@ -174,6 +174,19 @@ impl Engine {
         }
     }
 
+    /// Storage did not start append `id`: the append in flight was already
+    /// committing (see [`crate::log::LogService::handle_append_put_back`]).
+    /// False when `id` is not in flight behind another append (run it).
+    pub fn handle_append_put_back(&mut self, id: StorageRequestId) -> bool {
+        self.log.handle_append_put_back(id)
+    }
+
+    /// Storage took append `id` into the still-open transaction of append
+    /// `into` (see [`crate::log::LogConfig::join_open_appends`]).
+    pub fn handle_append_joined(&mut self, id: StorageRequestId, into: StorageRequestId) {
+        self.log.handle_append_joined(id, into, &mut self.sessions);
+    }
+
     /// Another writer committed to `store` up to `head`: live subscribers
     /// behind it catch up from storage.
     pub fn handle_log_advanced(&mut self, store: &StoreKey, head: Sequence) {
