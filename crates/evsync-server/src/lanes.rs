@@ -354,3 +354,76 @@ impl CloneShell for StorageRequest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evsync_core::storage::conformance::{batch, batch_write, store};
+
+    fn batches_request(id: u64, n: u64) -> StorageRequest {
+        StorageRequest {
+            id: RequestId(id),
+            op: StorageOp::AppendBatches(vec![batch_write(&store("pk", "default"), 1, &[n])]),
+        }
+    }
+
+    #[test]
+    fn only_appends_of_the_running_kind_join_and_only_while_the_door_is_open() {
+        let door = JoinDoor::default();
+        let v4 = batches_request(2, 2);
+        assert!(join(&door, v4.clone()).is_err(), "nothing runs: no join");
+        lock(&door).open = Some(batches_request(1, 1).clone_shell());
+        let v3 = StorageRequest {
+            id: RequestId(3),
+            op: StorageOp::Append(vec![batch("alice", 1, &[1])]),
+        };
+        assert!(join(&door, v3).is_err(), "a v3 append never joins a v4 one");
+        assert_eq!(join(&door, v4.clone()).ok(), Some(RequestId(1)));
+        lock(&door).open = None;
+        assert!(join(&door, v4).is_err(), "a closed door takes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_append_takes_in_what_joined_and_closes_its_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite");
+        let door = JoinDoor::default();
+        // Joined before the transaction reaches its end: taken in.
+        let StorageOp::AppendBatches(joined) = batches_request(2, 2).op else {
+            unreachable!()
+        };
+        lock(&door)
+            .joined
+            .push_back(StorageOp::AppendBatches(joined));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let first = batches_request(1, 1);
+        start_sqlite(
+            LaneKind::Writer,
+            first,
+            None,
+            path.clone(),
+            Some(door.clone()),
+            tx,
+        );
+        let done = rx.recv().await.expect("the append answers");
+        let StorageResponse::BatchesAppended { id, result } = done.response else {
+            panic!("an append answer")
+        };
+        assert_eq!(id, RequestId(1), "answered as the running append");
+        let sequences: Vec<_> = result
+            .expect("committed")
+            .into_iter()
+            .map(|a| a.sequences)
+            .collect();
+        assert_eq!(
+            sequences,
+            [vec![1], vec![2]],
+            "the joined write is in the same answer, after the first"
+        );
+        assert!(
+            lock(&door).open.is_none() && lock(&door).joined.is_empty(),
+            "the door is closed once the append is done"
+        );
+        assert!(join(&door, batches_request(3, 3)).is_err());
+    }
+}

@@ -52,6 +52,7 @@ pub(crate) struct Metrics {
     refused_over_limit: IntCounterVec,
     storage_errors: IntCounter,
     commit_duration: Histogram,
+    append_joins: IntCounterVec,
     delivery_lag: Histogram,
     catchup_reads: IntCounter,
     per_tenant: Option<PerTenant>,
@@ -212,6 +213,12 @@ impl Metrics {
                 "From the start of an append transaction to its commit returning.",
                 COMMIT_BUCKETS,
             ),
+            append_joins: counter_vec(
+                &r,
+                "evsync_append_joins_total",
+                "Appends sent while another ran (SQLite): joined its transaction, or put back because its commit had begun.",
+                "outcome",
+            ),
             delivery_lag: histogram(
                 &r,
                 "evsync_delivery_lag_seconds",
@@ -244,6 +251,13 @@ impl Metrics {
     /// One commit took `took`.
     pub fn observe_commit(&self, took: Duration) {
         self.commit_duration.observe(took.as_secs_f64());
+    }
+
+    /// An append sent while another ran joined that one's transaction
+    /// (`true`) or was put back for the next one (`false`).
+    pub fn count_append_join(&self, joined: bool) {
+        let outcome = if joined { "joined" } else { "put_back" };
+        self.append_joins.with_label_values(&[outcome]).inc();
     }
 
     /// A commit's live deliveries were handed to the sockets `lag` after

@@ -565,12 +565,15 @@ impl Actor {
                         }
                         Submitted::Started => {}
                         Submitted::Deferred(req) => {
-                            if !self.engine.handle_append_put_back(req.id) {
+                            if self.engine.handle_append_put_back(req.id) {
+                                self.shared.metrics.count_append_join(false);
+                            } else {
                                 let answered = self.store.start(req);
                                 debug_assert!(answered.is_none(), "only lanes defer");
                             }
                         }
                         Submitted::Joined { id, into } => {
+                            self.shared.metrics.count_append_join(true);
                             self.engine.handle_append_joined(id, into);
                         }
                     }
