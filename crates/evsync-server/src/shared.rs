@@ -53,6 +53,16 @@ pub(crate) struct Shared {
     pub database_ok: AtomicBool,
     /// This node listens for other nodes' commits (`/healthz`).
     pub database_listening: AtomicBool,
+    /// SQLite appends may join the running transaction
+    /// (`LogConfig::join_open_appends`): only with more than one CPU to
+    /// run on. Joining makes one transaction of what would have been two
+    /// groups taking turns; with a second CPU the sockets are read while
+    /// SQLite works, and one fsync for both groups is a gain. On one CPU
+    /// the turns are what lets one group's requests be read while the
+    /// other's commit waits on its fsync: measured on one CPU, joins
+    /// doubled the entries per commit and lost 5–15 % of throughput
+    /// (BENCHMARKS.md, "Appends that join the running transaction").
+    pub join_appends: bool,
 }
 
 /// Where tenants' data lives, as the parts that open stores see it.
@@ -103,6 +113,7 @@ impl Shared {
             postgres,
             database_ok: AtomicBool::new(false),
             database_listening: AtomicBool::new(false),
+            join_appends: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
         }
     }
 

@@ -162,8 +162,9 @@ pub(crate) async fn run(
     let remote_id = opened.remote_id;
     let mut v3_config = shared.config.engine.clone();
     let mut v4_config = v4_config(&shared);
-    v3_config.log.join_open_appends = store.takes_joins();
-    v4_config.log.join_open_appends = store.takes_joins();
+    let joins = store.takes_joins() && shared.join_appends;
+    v3_config.log.join_open_appends = joins;
+    v4_config.log.join_open_appends = joins;
     let mut engine = TenantEngines::new(remote_id, v3_config, v4_config, Box::new(challenge_bytes));
     engine.v3().set_debug(shared.config.debug);
     engine.v4().set_debug(shared.config.debug);
