@@ -4,11 +4,12 @@
 //! transaction per append, cached prepared statements, reads that stop
 //! stepping at their budgets.
 
+use crate::transaction::{Appendable, Inserter, Inserts};
 use crate::{schema, sqlite_error};
 use bytes::Bytes;
 use evsync_core::storage::{
-    BatchAppended, BatchWrite, Joins, ReadLimit, SigningKeyBinding, StorageError, StoreHead,
-    StoreKey, StoredBatch, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
+    BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,
+    StoredBatch, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 use evsync_core::wire::Sequence;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior, params};
@@ -45,50 +46,22 @@ struct Cursor {
     dirty: bool,
 }
 
-/// [`Storage::append_batches_with_joins`](evsync_core::storage::Storage::append_batches_with_joins)
-/// on the tenant file: `writes`, then every write `joins` yields while the
-/// transaction is still open, in one IMMEDIATE transaction.
-pub(crate) fn append(
-    conn: &mut Connection,
-    writes: &[BatchWrite],
-    joins: Joins<'_, BatchWrite>,
-) -> Result<Vec<BatchAppended>, StorageError> {
-    check_writes(writes)?;
-    if writes.iter().all(|w| w.entry_ids.is_empty()) {
-        // Nothing to store (an empty batch is skipped): no transaction,
-        // unless something joins.
-        let mut results: Vec<_> = writes.iter().map(|_| skipped(Vec::new())).collect();
-        let Some(more) = joins() else {
-            return Ok(results);
-        };
-        results.extend(append(conn, &more, joins)?);
-        return Ok(results);
+impl Appendable for BatchWrite {
+    type Outcome = BatchAppended;
+
+    fn check(writes: &[Self]) -> Result<(), StorageError> {
+        check_writes(writes)
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_error("begin"))?;
-    let mut results = Vec::with_capacity(writes.len());
-    {
-        let mut inserter = Inserter::new(&tx)?;
-        for write in writes {
-            results.push(inserter.write(write)?);
-        }
-        // What arrived while the inserts ran joins this transaction: its
-        // fsync then covers it too.
-        while let Some(more) = joins() {
-            check_writes(&more)?;
-            for write in &more {
-                results.push(inserter.write(write)?);
-            }
-        }
-        inserter.set_heads()?;
+
+    /// An empty batch is skipped.
+    fn nothing_to_store(&self) -> Option<BatchAppended> {
+        self.entry_ids.is_empty().then(|| skipped(Vec::new()))
     }
-    tx.commit().map_err(sqlite_error("commit"))?;
-    Ok(results)
 }
 
-/// The statements and per-store state of one append transaction.
-struct Inserter<'t> {
+/// The statements and per-store state of one append transaction of v4
+/// batches.
+pub(crate) struct BatchInserter<'t> {
     tx: &'t Connection,
     find_store: CachedStatement<'t>,
     insert_store: CachedStatement<'t>,
@@ -100,10 +73,14 @@ struct Inserter<'t> {
     stored_now: HashMap<i64, HashMap<Bytes, i64>>,
 }
 
-impl<'t> Inserter<'t> {
+impl Inserts<BatchWrite> for BatchInserter<'_> {
+    type In<'t> = BatchInserter<'t>;
+}
+
+impl<'t> Inserter<'t, BatchWrite> for BatchInserter<'t> {
     fn new(tx: &'t Connection) -> Result<Self, StorageError> {
         let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
-        Ok(Inserter {
+        Ok(BatchInserter {
             tx,
             find_store: prepare(FIND_STORE)?,
             insert_store: prepare(INSERT_STORE)?,
@@ -115,50 +92,8 @@ impl<'t> Inserter<'t> {
         })
     }
 
-    /// `write`'s store, found or created (first sight in this transaction).
-    fn cursor(&mut self, store: &StoreKey) -> Result<&mut Cursor, StorageError> {
-        if !self.stores.contains_key(store) {
-            let key = (store.public_key.as_bytes(), store.store_id.as_bytes());
-            let found: Option<(i64, i64)> = self
-                .find_store
-                .query_row(params![key.0, key.1], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-                .map_err(sqlite_error("find store"))?;
-            let cursor = match found {
-                Some((id, head)) => Cursor {
-                    id,
-                    head,
-                    created: false,
-                    dirty: false,
-                },
-                None => {
-                    self.insert_store
-                        .execute(params![key.0, key.1])
-                        .map_err(sqlite_error("create store"))?;
-                    let id = self.tx.last_insert_rowid();
-                    if id > schema::MAX_LOG_ID {
-                        // Its keys would wrap into other stores' ranges;
-                        // the caller's error drops the transaction.
-                        return Err(StorageError::new(format!(
-                            "sqlite: too many v4 stores in this tenant (at most {})",
-                            schema::MAX_LOG_ID
-                        )));
-                    }
-                    Cursor {
-                        id,
-                        head: 0,
-                        created: true,
-                        dirty: false,
-                    }
-                }
-            };
-            self.stores.insert(store.clone(), cursor);
-        }
-        Ok(self.stores.get_mut(store).expect("inserted above"))
-    }
-
     /// Stores `write` (or finds all its ids stored: skipped).
-    fn write(&mut self, write: &BatchWrite) -> Result<BatchAppended, StorageError> {
+    fn insert(&mut self, write: &BatchWrite) -> Result<BatchAppended, StorageError> {
         if write.entry_ids.is_empty() {
             return Ok(skipped(Vec::new()));
         }
@@ -226,7 +161,6 @@ impl<'t> Inserter<'t> {
         })
     }
 
-    /// Writes every store's new head (once per store per transaction).
     fn set_heads(&mut self) -> Result<(), StorageError> {
         let mut set_head = self
             .tx
@@ -238,6 +172,50 @@ impl<'t> Inserter<'t> {
                 .map_err(sqlite_error("update store head"))?;
         }
         Ok(())
+    }
+}
+
+impl BatchInserter<'_> {
+    /// `write`'s store, found or created (first sight in this transaction).
+    fn cursor(&mut self, store: &StoreKey) -> Result<&mut Cursor, StorageError> {
+        if !self.stores.contains_key(store) {
+            let key = (store.public_key.as_bytes(), store.store_id.as_bytes());
+            let found: Option<(i64, i64)> = self
+                .find_store
+                .query_row(params![key.0, key.1], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sqlite_error("find store"))?;
+            let cursor = match found {
+                Some((id, head)) => Cursor {
+                    id,
+                    head,
+                    created: false,
+                    dirty: false,
+                },
+                None => {
+                    self.insert_store
+                        .execute(params![key.0, key.1])
+                        .map_err(sqlite_error("create store"))?;
+                    let id = self.tx.last_insert_rowid();
+                    if id > schema::MAX_LOG_ID {
+                        // Its keys would wrap into other stores' ranges;
+                        // the caller's error drops the transaction.
+                        return Err(StorageError::new(format!(
+                            "sqlite: too many v4 stores in this tenant (at most {})",
+                            schema::MAX_LOG_ID
+                        )));
+                    }
+                    Cursor {
+                        id,
+                        head: 0,
+                        created: true,
+                        dirty: false,
+                    }
+                }
+            };
+            self.stores.insert(store.clone(), cursor);
+        }
+        Ok(self.stores.get_mut(store).expect("inserted above"))
     }
 }
 

@@ -17,10 +17,12 @@ pub mod effect_sql;
 pub mod files;
 mod paths;
 pub mod schema;
+mod transaction;
 
 pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path};
 
 use arena::BlobArena;
+use batches::BatchInserter;
 use bytes::Bytes;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
@@ -33,6 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use transaction::{Appendable, Inserter, Inserts};
 
 /// How long a call waits for a lock held by another connection to the same
 /// file (the server's reader and writer connections, a backup tool) before
@@ -179,7 +182,7 @@ impl Storage for SqliteStorage {
     }
 
     fn append(&mut self, batches: &[AppendBatch]) -> Result<Vec<Vec<Appended>>, StorageError> {
-        append_entries(&mut self.conn, batches, &mut || None)
+        transaction::append::<_, EntryInserter<'_>>(&mut self.conn, batches, &mut || None)
     }
 
     fn append_with_joins(
@@ -187,7 +190,7 @@ impl Storage for SqliteStorage {
         batches: &[AppendBatch],
         joins: Joins<'_, AppendBatch>,
     ) -> Result<Vec<Vec<Appended>>, StorageError> {
-        append_entries(&mut self.conn, batches, joins)
+        transaction::append::<_, EntryInserter<'_>>(&mut self.conn, batches, joins)
     }
 
     fn read(
@@ -339,7 +342,7 @@ impl Storage for SqliteStorage {
         &mut self,
         writes: &[BatchWrite],
     ) -> Result<Vec<BatchAppended>, StorageError> {
-        batches::append(&mut self.conn, writes, &mut || None)
+        transaction::append::<_, BatchInserter<'_>>(&mut self.conn, writes, &mut || None)
     }
 
     fn append_batches_with_joins(
@@ -347,7 +350,7 @@ impl Storage for SqliteStorage {
         writes: &[BatchWrite],
         joins: Joins<'_, BatchWrite>,
     ) -> Result<Vec<BatchAppended>, StorageError> {
-        batches::append(&mut self.conn, writes, joins)
+        transaction::append::<_, BatchInserter<'_>>(&mut self.conn, writes, joins)
     }
 
     fn read_batches(
@@ -378,43 +381,16 @@ impl Storage for SqliteStorage {
     }
 }
 
-/// [`Storage::append_with_joins`] on the tenant file: `batches`, then
-/// every batch `joins` yields while the transaction is still open, in one
-/// IMMEDIATE transaction.
-fn append_entries(
-    conn: &mut Connection,
-    batches: &[AppendBatch],
-    joins: Joins<'_, AppendBatch>,
-) -> Result<Vec<Vec<Appended>>, StorageError> {
-    if batches.iter().all(|b| b.entries.is_empty()) {
-        // Nothing to store: no transaction, unless something joins.
-        let mut results: Vec<_> = batches.iter().map(|_| Vec::new()).collect();
-        let Some(more) = joins() else {
-            return Ok(results);
-        };
-        results.extend(append_entries(conn, &more, joins)?);
-        return Ok(results);
+impl Appendable for AppendBatch {
+    type Outcome = Vec<Appended>;
+
+    fn check(_: &[Self]) -> Result<(), StorageError> {
+        Ok(())
     }
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sqlite_error("begin"))?;
-    let mut results = Vec::with_capacity(batches.len());
-    {
-        let mut inserter = EntryInserter::new(&tx)?;
-        for batch in batches {
-            results.push(inserter.batch(batch)?);
-        }
-        // What arrived while the inserts ran joins this transaction: its
-        // fsync then covers it too.
-        while let Some(more) = joins() {
-            for batch in &more {
-                results.push(inserter.batch(batch)?);
-            }
-        }
-        inserter.set_heads()?;
+
+    fn nothing_to_store(&self) -> Option<Vec<Appended>> {
+        self.entries.is_empty().then(Vec::new)
     }
-    tx.commit().map_err(sqlite_error("commit"))?;
-    Ok(results)
 }
 
 /// The statements and per-log state of one v3 append transaction.
@@ -427,7 +403,11 @@ struct EntryInserter<'t> {
     logs: HashMap<String, LogCursor>,
 }
 
-impl<'t> EntryInserter<'t> {
+impl Inserts<AppendBatch> for EntryInserter<'_> {
+    type In<'t> = EntryInserter<'t>;
+}
+
+impl<'t> Inserter<'t, AppendBatch> for EntryInserter<'t> {
     fn new(tx: &'t Connection) -> Result<Self, StorageError> {
         let prepare = |sql| tx.prepare_cached(sql).map_err(sqlite_error("prepare"));
         Ok(EntryInserter {
@@ -444,47 +424,9 @@ impl<'t> EntryInserter<'t> {
         })
     }
 
-    /// `public_key`'s log, found or created (first sight in this
-    /// transaction).
-    fn log(&mut self, public_key: &str) -> Result<&mut LogCursor, StorageError> {
-        if !self.logs.contains_key(public_key) {
-            let key = public_key.as_bytes();
-            let found: Option<(i64, i64)> = self
-                .find_log
-                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-                .map_err(sqlite_error("find log"))?;
-            let (id, head) = match found {
-                Some(found) => found,
-                None => {
-                    self.insert_log
-                        .execute([key])
-                        .map_err(sqlite_error("create log"))?;
-                    let id = self.tx.last_insert_rowid();
-                    if id > schema::MAX_LOG_ID {
-                        // Its keys would wrap into other logs' ranges; the
-                        // caller's error drops the transaction.
-                        return Err(StorageError::new(format!(
-                            "sqlite: too many logs in this tenant (at most {})",
-                            schema::MAX_LOG_ID
-                        )));
-                    }
-                    (id, 0)
-                }
-            };
-            let cursor = LogCursor {
-                id,
-                head,
-                dirty: false,
-            };
-            self.logs.insert(public_key.to_owned(), cursor);
-        }
-        Ok(self.logs.get_mut(public_key).expect("inserted above"))
-    }
-
     /// Inserts `batch`'s entries (an entry already in its log reports its
     /// existing sequence).
-    fn batch(&mut self, batch: &AppendBatch) -> Result<Vec<Appended>, StorageError> {
+    fn insert(&mut self, batch: &AppendBatch) -> Result<Vec<Appended>, StorageError> {
         let mut outcome = Vec::with_capacity(batch.entries.len());
         if batch.entries.is_empty() {
             return Ok(outcome);
@@ -539,7 +481,6 @@ impl<'t> EntryInserter<'t> {
         Ok(outcome)
     }
 
-    /// Writes every log's new head (once per log per transaction).
     fn set_heads(&mut self) -> Result<(), StorageError> {
         let mut set_head = self
             .tx
@@ -551,6 +492,46 @@ impl<'t> EntryInserter<'t> {
                 .map_err(sqlite_error("update head"))?;
         }
         Ok(())
+    }
+}
+
+impl EntryInserter<'_> {
+    /// `public_key`'s log, found or created (first sight in this
+    /// transaction).
+    fn log(&mut self, public_key: &str) -> Result<&mut LogCursor, StorageError> {
+        if !self.logs.contains_key(public_key) {
+            let key = public_key.as_bytes();
+            let found: Option<(i64, i64)> = self
+                .find_log
+                .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+                .map_err(sqlite_error("find log"))?;
+            let (id, head) = match found {
+                Some(found) => found,
+                None => {
+                    self.insert_log
+                        .execute([key])
+                        .map_err(sqlite_error("create log"))?;
+                    let id = self.tx.last_insert_rowid();
+                    if id > schema::MAX_LOG_ID {
+                        // Its keys would wrap into other logs' ranges; the
+                        // caller's error drops the transaction.
+                        return Err(StorageError::new(format!(
+                            "sqlite: too many logs in this tenant (at most {})",
+                            schema::MAX_LOG_ID
+                        )));
+                    }
+                    (id, 0)
+                }
+            };
+            let cursor = LogCursor {
+                id,
+                head,
+                dirty: false,
+            };
+            self.logs.insert(public_key.to_owned(), cursor);
+        }
+        Ok(self.logs.get_mut(public_key).expect("inserted above"))
     }
 }
 
