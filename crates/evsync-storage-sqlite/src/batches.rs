@@ -4,8 +4,9 @@
 //! transaction per append, cached prepared statements, reads that stop
 //! stepping at their budgets.
 
+use crate::error::sqlite_error;
+use crate::schema;
 use crate::transaction::{Appendable, Inserter, Inserts};
-use crate::{schema, sqlite_error};
 use bytes::Bytes;
 use evsync_core::storage::{
     BatchAppended, BatchWrite, ReadLimit, SigningKeyBinding, StorageError, StoreHead, StoreKey,

@@ -14,6 +14,7 @@
 mod arena;
 mod batches;
 pub mod effect_sql;
+mod error;
 pub mod files;
 mod paths;
 pub mod schema;
@@ -24,6 +25,7 @@ pub use paths::{EXTENSION, tenant_file_name, tenant_from_file_name, tenant_path}
 use arena::BlobArena;
 use batches::BatchInserter;
 use bytes::Bytes;
+use error::sqlite_error;
 use evsync_core::storage::schema::remote_id;
 use evsync_core::storage::{
     AppendBatch, Appended, BatchAppended, BatchWrite, Joins, LogHead, ReadLimit, SigningKeyBinding,
@@ -73,10 +75,6 @@ impl std::fmt::Debug for SqliteStorage {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-fn sqlite_error(context: &str) -> impl FnOnce(rusqlite::Error) -> StorageError + '_ {
-    move |e| StorageError::new(format!("sqlite: {context}: {e}"))
 }
 
 impl SqliteStorage {

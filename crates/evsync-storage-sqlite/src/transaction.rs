@@ -4,7 +4,7 @@
 //! ([`Storage::append_with_joins`](evsync_core::storage::Storage::append_with_joins)),
 //! the new heads, `COMMIT`.
 
-use crate::sqlite_error;
+use crate::error::sqlite_error;
 use evsync_core::storage::{Joins, StorageError};
 use rusqlite::{Connection, TransactionBehavior};
 
