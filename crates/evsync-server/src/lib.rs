@@ -61,6 +61,7 @@ pub use config::{
 /// startup line).
 pub use evsync_storage_postgres::PgConfig;
 
+pub use metrics::count_dropped_log_lines;
 use registry::Registry;
 use shared::Shared;
 use std::future::Future;

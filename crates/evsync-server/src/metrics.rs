@@ -23,6 +23,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use serde::Serialize;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Commit durations: an fsync is ~0.5–5 ms on a disk, more under load.
@@ -53,6 +55,9 @@ pub(crate) struct Metrics {
     storage_errors: IntCounter,
     commit_duration: Histogram,
     append_joins: IntCounterVec,
+    log_lines_dropped: IntCounter,
+    /// What [`DROPPED_LOG_LINES`] said at the last render.
+    log_lines_dropped_seen: AtomicU64,
     delivery_lag: Histogram,
     catchup_reads: IntCounter,
     per_tenant: Option<PerTenant>,
@@ -118,6 +123,18 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntGau
         .register(Box::new(vec.clone()))
         .expect("registered once");
     vec
+}
+
+/// Where the process's log writer says how many lines it dropped (set
+/// once by the binary that installs it: the log writer is process-wide,
+/// and so is this).
+static DROPPED_LOG_LINES: OnceLock<Box<dyn Fn() -> u64 + Send + Sync>> = OnceLock::new();
+
+/// Reports, in `evsync_log_lines_dropped_total`, the lines the process's
+/// log writer dropped: `dropped` returns how many so far (it only grows).
+/// The first call wins.
+pub fn count_dropped_log_lines(dropped: impl Fn() -> u64 + Send + Sync + 'static) {
+    let _ = DROPPED_LOG_LINES.set(Box::new(dropped));
 }
 
 impl Metrics {
@@ -213,6 +230,12 @@ impl Metrics {
                 "From the start of an append transaction to its commit returning.",
                 COMMIT_BUCKETS,
             ),
+            log_lines_dropped: counter(
+                &r,
+                "evsync_log_lines_dropped_total",
+                "Log lines dropped because stderr did not take them (a stuck pipe or log driver) while the buffer was full.",
+            ),
+            log_lines_dropped_seen: AtomicU64::new(0),
             append_joins: counter_vec(
                 &r,
                 "evsync_append_joins_total",
@@ -283,6 +306,11 @@ impl Metrics {
 
     /// The exposition text, gauges set to the values given.
     pub fn render(&self, connections_v3: usize, tenants_loaded: usize) -> String {
+        if let Some(dropped) = DROPPED_LOG_LINES.get() {
+            let now = dropped();
+            let seen = self.log_lines_dropped_seen.swap(now, Ordering::Relaxed);
+            self.log_lines_dropped.inc_by(now.saturating_sub(seen));
+        }
         self.connections
             .with_label_values(&["v3"])
             .set(connections_v3 as i64);

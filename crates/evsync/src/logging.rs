@@ -2,7 +2,7 @@
 //! human-readable by default or one JSON object per line
 //! (`--log-format json` / `SYNC_LOG_FORMAT=json`) for log pipelines.
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -28,8 +28,9 @@ impl LogFormat {
 }
 
 /// Lines the server's log thread holds while stderr does not take them;
-/// past this, new lines are dropped (about 3 MB at 200 bytes a line).
-const SERVER_BUFFERED_LINES: usize = 16_384;
+/// past this, new lines are dropped (about 3 MB at 200 bytes a line). The
+/// default of `--log-buffer-lines`.
+pub const SERVER_BUFFERED_LINES: usize = 16_384;
 
 /// Installs the global subscriber in the human-readable format, writing
 /// to stderr directly (the CLI's commands: a reader of their output waits
@@ -41,16 +42,18 @@ pub fn init() {
 /// Installs the server's subscriber: lines go to stderr from a thread of
 /// their own, so a log reader that stops reading (a stuck pipe, a slow
 /// log driver) never blocks the threads that serve sockets; while it does,
-/// up to [`SERVER_BUFFERED_LINES`] wait and later ones are dropped. Keep
-/// the guard until exit: dropping it writes out what is still queued.
-pub fn init_server(format: LogFormat) -> WorkerGuard {
+/// up to `buffered_lines` wait and later ones are dropped, counted by the
+/// returned [`ErrorCounter`]. Keep the guard until exit: dropping it writes
+/// out what is still queued.
+pub fn init_server(format: LogFormat, buffered_lines: usize) -> (WorkerGuard, ErrorCounter) {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(SERVER_BUFFERED_LINES)
+        .buffered_lines_limit(buffered_lines)
         .thread_name("evsync-log")
         .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     install(format, writer);
-    guard
+    (guard, dropped)
 }
 
 /// Installs the global subscriber. Colors only on a terminal, so that log

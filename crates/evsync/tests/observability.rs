@@ -379,7 +379,17 @@ async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let mut child = process::command(&["serve", "--listen", "127.0.0.1:0", "--data", data], &[])
+    // A small buffer, so that lines are dropped well within the test.
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--log-buffer-lines",
+        "100",
+    ];
+    let mut child = process::command(&args, &[])
         .spawn()
         .expect("spawn evsync serve");
     // Read up to the startup line, then never again: the pipe fills.
@@ -410,5 +420,25 @@ async fn a_log_reader_that_stops_reading_does_not_stop_the_server() {
             .status,
         200
     );
+    // ~330 lines fill the pipe and 100 wait: most of the others were
+    // dropped, and counted.
+    let metrics = within("/metrics", http_get(addr, "/metrics", &[])).await;
+    let dropped = sample(&metrics.body, "evsync_log_lines_dropped_total");
+    assert!(
+        dropped.is_some_and(|n| n >= 100.0),
+        "dropped lines are counted: {dropped:?}"
+    );
     drop(reader);
+}
+
+#[tokio::test]
+async fn a_log_buffer_of_zero_lines_stops_startup() {
+    let out = process::output(
+        &["serve", "--storage", "memory", "--log-buffer-lines", "0"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SYNC_LOG_BUFFER_LINES"), "{stderr}");
 }

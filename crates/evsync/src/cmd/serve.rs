@@ -165,6 +165,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNC_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<String>,
 
+    /// Log lines held while stderr does not take them (a stuck pipe, a slow
+    /// log driver); past this, new lines are dropped and counted in
+    /// `evsync_log_lines_dropped_total` (default 16384).
+    #[arg(long, env = "SYNC_LOG_BUFFER_LINES", value_name = "N")]
+    log_buffer_lines: Option<String>,
+
     /// Serve `/metrics` (Prometheus) only on this address, e.g.
     /// 127.0.0.1:9090, instead of on the main listener.
     #[arg(long, value_name = "ADDR")]
@@ -392,9 +398,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
             );
         }
     };
+    let buffered_lines = match parse_limit(
+        "SYNC_LOG_BUFFER_LINES (--log-buffer-lines)",
+        args.log_buffer_lines.as_deref().unwrap_or(""),
+        logging::SERVER_BUFFERED_LINES,
+    ) {
+        Ok(lines) => lines,
+        Err(err) => return fail(err, EXIT_CONFIG),
+    };
     // Held to the end of `run`: dropped after the runtime, it writes out
     // the shutdown's last lines.
-    let _log = logging::init_server(log_format);
+    let (_log, dropped) = logging::init_server(log_format, buffered_lines);
+    evsync_server::count_dropped_log_lines(move || dropped.dropped_lines() as u64);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
