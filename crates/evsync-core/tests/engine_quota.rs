@@ -110,3 +110,39 @@ fn without_a_rate_nothing_waits() {
     assert_eq!(h.engine.write_retry_after_secs(Timestamp(0)), None);
     assert_eq!(h.engine.poll_timeout(), None);
 }
+
+/// A tenant's two engines (v3 and v4 in `TenantEngines`) take one bucket:
+/// what one writes, the other waits for.
+#[test]
+fn engines_that_share_a_bucket_share_the_rate() {
+    let mut config = EngineConfig::default();
+    config.log.write_rate = Some(WriteRate {
+        bytes_per_sec: 1000,
+        burst_bytes: 1000,
+    });
+    let mut first = Harness::with_config(config.clone());
+    let mut second = Harness::with_config(config);
+    let quota = first.engine.write_quota().expect("a rate, a bucket");
+    second.engine.share_write_quota(quota);
+    let (a, b) = (first.open(1), second.open(2));
+
+    // 2 × 628 bytes through the first engine: the bucket is 256 in debt
+    for id in 1..=2 {
+        write(&mut first, a, id, 600);
+        first.settle();
+        assert!(first.ack(a, id).is_some());
+    }
+    write(&mut second, b, 1, 100);
+    assert_eq!(
+        appends_pending(&second),
+        0,
+        "the second engine waits for the debt the first one made"
+    );
+    assert_eq!(second.engine.poll_timeout(), Some(Timestamp(256)));
+    second.now = Timestamp(256);
+    second.engine.handle_timeout(second.now);
+    second.pump();
+    assert_eq!(appends_pending(&second), 1, "the debt is paid");
+    second.settle();
+    assert!(second.ack(b, 1).is_some());
+}

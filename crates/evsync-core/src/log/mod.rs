@@ -38,7 +38,7 @@ pub use delivery::Delivery;
 pub use kind::{
     BatchLog, Cached, EntryLog, KindResponse, LogKind, batch_log_name, parse_batch_log_name,
 };
-pub use quota::WriteRate;
+pub use quota::{SharedWriteQuota, WriteRate};
 pub use service::LogService;
 pub use stats::LogStats;
 

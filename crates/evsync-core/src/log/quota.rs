@@ -12,6 +12,7 @@
 //! off (the adapter asks [`WriteQuota::retry_after_secs`]).
 
 use crate::time::Timestamp;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The rate: `bytes_per_sec` on average, `burst_bytes` at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +87,32 @@ impl WriteQuota {
         self.refill(now);
         let wait_ms = self.ready_at()?.0.saturating_sub(now.0);
         (wait_ms >= 1000).then(|| wait_ms.div_ceil(1000))
+    }
+}
+
+/// A tenant's one bucket, shared by the log services of its protocols (v3
+/// and v4): the rate is the tenant's, whichever protocol writes. A mutex
+/// because an actor moves between threads; the services of one tenant
+/// never contend for it.
+#[derive(Clone, Debug)]
+pub struct SharedWriteQuota(Arc<Mutex<WriteQuota>>);
+
+impl SharedWriteQuota {
+    pub(super) fn new(rate: WriteRate) -> Self {
+        SharedWriteQuota(Arc::new(Mutex::new(WriteQuota::new(rate))))
+    }
+
+    /// True when both are the same bucket.
+    pub fn is_shared_with(&self, other: &SharedWriteQuota) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The bucket (a panic elsewhere cannot leave it inconsistent: every
+    /// change is one assignment).
+    pub(super) fn lock(&self) -> MutexGuard<'_, WriteQuota> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -13,7 +13,7 @@
 use super::cache::Caches;
 use super::kind::{Cached, EntryLog, KindResponse, LogKind};
 use super::outbound::Outbound;
-use super::quota::WriteQuota;
+use super::quota::SharedWriteQuota;
 use super::subscriptions::{SubState, Subscriptions};
 use super::writes::{PendingWrite, WritePipeline};
 use super::{CloseReason, ConnId, Delivery, LogConfig, LogSink, LogStats, WriteToken};
@@ -31,7 +31,7 @@ pub struct LogService<K: LogKind = EntryLog> {
     caches: Caches<K>,
     writes: WritePipeline<K::Write>,
     /// The tenant's write rate limit, when configured.
-    quota: Option<WriteQuota>,
+    quota: Option<SharedWriteQuota>,
     /// The latest time the caller passed in ([`LogService::set_now`]).
     now: Timestamp,
     shutting_down: bool,
@@ -49,7 +49,7 @@ impl<K: LogKind> LogService<K> {
     /// hands each answer back by its id.
     pub fn with_request_ids_from(config: LogConfig, first: u64) -> Self {
         LogService {
-            quota: config.write_rate.map(WriteQuota::new),
+            quota: config.write_rate.map(SharedWriteQuota::new),
             now: Timestamp(0),
             config,
             outbound: Outbound::default(),
@@ -89,7 +89,7 @@ impl<K: LogKind> LogService<K> {
         if self.writes.is_idle() {
             return None;
         }
-        self.quota.as_ref()?.ready_at()
+        self.quota.as_ref()?.lock().ready_at()
     }
 
     /// Whole seconds until the tenant's writes are no longer held back by
@@ -97,7 +97,21 @@ impl<K: LogKind> LogService<K> {
     /// new connections meanwhile: `429` with `Retry-After`).
     pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
         self.set_now(now);
-        self.quota.as_mut()?.retry_after_secs(self.now)
+        self.quota.as_ref()?.lock().retry_after_secs(self.now)
+    }
+
+    /// This service's write rate bucket, when it has a rate.
+    pub fn write_quota(&self) -> Option<SharedWriteQuota> {
+        self.quota.clone()
+    }
+
+    /// Takes `quota` as this service's bucket (another service's of the
+    /// same tenant: [`LogService::write_quota`]), so that the tenant's
+    /// rate holds across both. No effect on a service without a rate.
+    pub fn share_write_quota(&mut self, quota: SharedWriteQuota) {
+        if self.quota.is_some() {
+            self.quota = Some(quota);
+        }
     }
 
     // ------------------------------------------------------------ connections
@@ -299,16 +313,16 @@ impl<K: LogKind> LogService<K> {
         let Some(bytes) = self.writes.put_back(id) else {
             return false;
         };
-        if let Some(quota) = &mut self.quota {
-            quota.refund(bytes);
+        if let Some(quota) = &self.quota {
+            quota.lock().refund(bytes);
         }
         true
     }
 
     fn maybe_start_append(&mut self, sink: &mut impl LogSink<K>) {
-        if let Some(quota) = &mut self.quota
+        if let Some(quota) = &self.quota
             && !self.writes.is_idle()
-            && !quota.ready(self.now)
+            && !quota.lock().ready(self.now)
         {
             return; // `next_deadline` says when
         }
@@ -327,8 +341,10 @@ impl<K: LogKind> LogService<K> {
             },
         );
         if let (Some(batches), Some(id)) = (group, id) {
-            if let Some(quota) = &mut self.quota {
-                quota.charge(batches.iter().map(K::write_bytes).sum());
+            if let Some(quota) = &self.quota {
+                quota
+                    .lock()
+                    .charge(batches.iter().map(K::write_bytes).sum());
             }
             sink.storage(StorageRequest {
                 id,

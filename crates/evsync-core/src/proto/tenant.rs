@@ -37,9 +37,16 @@ impl TenantEngines {
         v4_config: v4::SessionConfig,
         random: v4::Randomness,
     ) -> Self {
+        let v3 = v3::Engine::new(remote_id, v3_config);
+        let mut v4 = v4::Engine::new(remote_id, v4_config, random);
+        // One write rate for the tenant, whichever protocol writes: v4
+        // takes v3's bucket (when both have a rate).
+        if let Some(quota) = v3.write_quota() {
+            v4.share_write_quota(quota);
+        }
         TenantEngines {
-            v3: v3::Engine::new(remote_id, v3_config),
-            v4: v4::Engine::new(remote_id, v4_config, random),
+            v3,
+            v4,
             v4_conns: ConnMap::default(),
         }
     }
@@ -230,11 +237,38 @@ impl TenantEngines {
     }
 
     /// Seconds until the tenant's writes are no longer held back by its
-    /// write rate limit, if they are: the longer of the two protocols'
-    /// (each log service keeps its own bucket of the configured rate).
+    /// write rate limit, if they are (both engines share one bucket when
+    /// both have a rate; otherwise the longer of the two).
     pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
         let v3 = self.v3.write_retry_after_secs(now);
         let v4 = self.v4.write_retry_after_secs(now);
         v3.max(v4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::WriteRate;
+
+    #[test]
+    fn a_tenants_two_engines_take_one_write_rate_bucket() {
+        let rate = Some(WriteRate {
+            bytes_per_sec: 1000,
+            burst_bytes: 1000,
+        });
+        let mut v3_config = v3::EngineConfig::default();
+        v3_config.log.write_rate = rate;
+        let mut v4_config = v4::SessionConfig::default();
+        v4_config.log.write_rate = rate;
+        let mut engines = TenantEngines::new(
+            RemoteId([7; 16]),
+            v3_config,
+            v4_config,
+            Box::new(|| [1; 32]),
+        );
+        let v3 = engines.v3().write_quota().expect("a rate, a bucket");
+        let v4 = engines.v4().write_quota().expect("a rate, a bucket");
+        assert!(v3.is_shared_with(&v4), "one bucket for the tenant");
     }
 }

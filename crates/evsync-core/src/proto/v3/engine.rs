@@ -19,7 +19,7 @@ use super::events::{Action, Event, request_line};
 use super::framer::{FrameError, V3Message};
 use super::session::Sessions;
 use crate::access::{Forbidden, Grant};
-use crate::log::{ConnId, LogService, WriteToken};
+use crate::log::{ConnId, LogService, SharedWriteQuota, WriteToken};
 use crate::proto::close::{CloseKind, code};
 use crate::proto::stats::EngineStats;
 use crate::storage::{AppendBatch, RequestId, StorageResponse};
@@ -287,6 +287,18 @@ impl Engine {
     /// this as `Retry-After`.
     pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
         self.log.write_retry_after_secs(now)
+    }
+
+    /// This engine's write rate bucket, when a rate is configured (to
+    /// share with the tenant's other engine).
+    pub fn write_quota(&self) -> Option<SharedWriteQuota> {
+        self.log.write_quota()
+    }
+
+    /// Takes `quota` (the tenant's other engine's) as this engine's write
+    /// rate bucket: one rate for the tenant, whichever protocol writes.
+    pub fn share_write_quota(&mut self, quota: SharedWriteQuota) {
+        self.log.share_write_quota(quota);
     }
 
     /// The next thing to do, in order.

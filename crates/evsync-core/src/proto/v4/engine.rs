@@ -36,7 +36,7 @@ use super::{
     WriteEntriesUnencrypted, WriteExit, WriteSinglePayload, decode,
 };
 use crate::access::Grant;
-use crate::log::{BatchLog, ConnId, LogService, batch_log_name};
+use crate::log::{BatchLog, ConnId, LogService, SharedWriteQuota, batch_log_name};
 use crate::proto::action::Action;
 use crate::proto::close::{CloseKind, code};
 use crate::proto::stats::EngineStats;
@@ -306,6 +306,18 @@ impl Engine {
     /// by its write rate limit (`LogConfig::write_rate`), or `None`.
     pub fn write_retry_after_secs(&mut self, now: Timestamp) -> Option<u64> {
         self.log.write_retry_after_secs(now)
+    }
+
+    /// This engine's write rate bucket, when a rate is configured (to
+    /// share with the tenant's other engine).
+    pub fn write_quota(&self) -> Option<SharedWriteQuota> {
+        self.log.write_quota()
+    }
+
+    /// Takes `quota` (the tenant's other engine's) as this engine's write
+    /// rate bucket: one rate for the tenant, whichever protocol writes.
+    pub fn share_write_quota(&mut self, quota: SharedWriteQuota) {
+        self.log.share_write_quota(quota);
     }
 
     // ------------------------------------------------------------- dispatch
