@@ -37,14 +37,19 @@ fn appends_pending(h: &Harness) -> usize {
         .count()
 }
 
-#[test]
-fn writes_over_the_rate_wait_for_the_bucket_and_are_all_acked() {
+/// A tenant limited to 1,000 bytes a second, 1,000 at once.
+fn rated() -> EngineConfig {
     let mut config = EngineConfig::default();
     config.log.write_rate = Some(WriteRate {
         bytes_per_sec: 1000,
         burst_bytes: 1000,
     });
-    let mut h = Harness::with_config(config);
+    config
+}
+
+#[test]
+fn writes_over_the_rate_wait_for_the_bucket_and_are_all_acked() {
+    let mut h = Harness::with_config(rated());
     let conn = h.open(1);
 
     // 600 + 28 bytes: within the burst, at once
@@ -115,13 +120,8 @@ fn without_a_rate_nothing_waits() {
 /// what one writes, the other waits for.
 #[test]
 fn engines_that_share_a_bucket_share_the_rate() {
-    let mut config = EngineConfig::default();
-    config.log.write_rate = Some(WriteRate {
-        bytes_per_sec: 1000,
-        burst_bytes: 1000,
-    });
-    let mut first = Harness::with_config(config.clone());
-    let mut second = Harness::with_config(config);
+    let mut first = Harness::with_config(rated());
+    let mut second = Harness::with_config(rated());
     let quota = first.engine.write_quota().expect("a rate, a bucket");
     second.engine.share_write_quota(quota);
     let (a, b) = (first.open(1), second.open(2));
