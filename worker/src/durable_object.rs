@@ -85,6 +85,10 @@ struct StatsAnswer<'a> {
     /// of writes takes fewer).
     appends_since_wake: u64,
     tokens_not_before: Option<u64>,
+    /// Effect v4 stores with batches (`logs`, `entries`, `bytes` count v3).
+    v4_stores: u64,
+    /// Entries in them.
+    v4_entries: u64,
 }
 
 /// Why a socket whose connection cannot be restored is closed.
@@ -468,10 +472,13 @@ impl SyncDurableObject {
             self.state.get_websockets().len()
         };
         let figures = match backend.stats().await {
-            Ok(stats) => backend.tokens_not_before().await.map(|t| (stats, t)),
+            Ok(stats) => match backend.v4_figures().await {
+                Ok(v4) => backend.tokens_not_before().await.map(|t| (stats, v4, t)),
+                Err(reason) => Err(reason),
+            },
             Err(reason) => Err(reason),
         };
-        let (stats, tokens_not_before) = match figures {
+        let (stats, v4, tokens_not_before) = match figures {
             Ok(figures) => figures,
             Err(reason) => {
                 log::error!("admin: stats failed", tenant = tenant, reason = reason);
@@ -490,6 +497,8 @@ impl SyncDurableObject {
             last_write_ms: stats.last_write_ms.or(self.driver.last_write_ms.get()),
             appends_since_wake: self.driver.appends.get(),
             tokens_not_before,
+            v4_stores: v4.stores,
+            v4_entries: v4.entries,
         };
         json(200, &serde_json::to_string(&body).unwrap_or_default())
     }

@@ -279,6 +279,8 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
       lastWriteMs: null,
       appendsSinceWake: 0,
       tokensNotBefore: null,
+      v4Stores: 0,
+      v4Entries: 0,
     },
     "a tenant never used: nothing stored, no remoteId created by asking",
   );
@@ -303,6 +305,7 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
     `lastWriteMs ${figures.lastWriteMs} is the time of the writes`,
   );
   assert.equal(figures.tokensNotBefore, null);
+  assert.equal(figures.v4Entries, 0, "v3 entries are not v4 ones");
 
   const other = await open("stats-other");
   await other.expect("Hello");

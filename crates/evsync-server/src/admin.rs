@@ -11,8 +11,10 @@
 //! - `GET /admin/tenants/<t>/stats`: the tenant's figures, as the Worker
 //!   gives them per Durable Object: `{"tenant","storage","remoteId",
 //!   "connections","logs","entries","bytes","lastWriteMs",
-//!   "tokensNotBefore"}`; `404` for a tenant without data (reading never
-//!   creates one).
+//!   "tokensNotBefore","v4Stores","v4Entries"}` (`logs`, `entries` and
+//!   `bytes` count v3 logs; the last two Effect v4 stores and the entries
+//!   in them); `404` for a tenant without data (reading never creates
+//!   one).
 
 use crate::auth;
 use crate::registry::Registry;
@@ -41,6 +43,8 @@ struct StatsAnswer<'a> {
     bytes: u64,
     last_write_ms: Option<u64>,
     tokens_not_before: Option<u64>,
+    v4_stores: u64,
+    v4_entries: u64,
 }
 
 #[derive(Serialize)]
@@ -151,6 +155,8 @@ pub(crate) async fn handle(
                     entries: figures.stats.entries,
                     bytes: figures.stats.bytes,
                     last_write_ms: figures.stats.last_write_ms,
+                    v4_stores: figures.v4.stores,
+                    v4_entries: figures.v4.entries,
                     tokens_not_before: figures.tokens_not_before,
                 },
             ),

@@ -8,7 +8,7 @@ use crate::lanes::{self, CloneShell, Done, JoinDoor, LaneKind, Lanes};
 use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
     AsyncStorage, MemoryStorage, RequestId, Storage, StorageError, StorageRequest, StorageResponse,
-    StoreStats,
+    StoreStats, V4Figures,
 };
 use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::PgStorage;
@@ -88,6 +88,8 @@ pub(crate) async fn revoke_tokens(
 pub(crate) struct TenantFigures {
     pub remote_id: RemoteId,
     pub stats: StoreStats,
+    /// Its Effect v4 stores (`stats` counts v3 logs).
+    pub v4: V4Figures,
     pub tokens_not_before: Option<u64>,
 }
 
@@ -102,6 +104,7 @@ pub(crate) async fn tenant_figures(
         Ok(TenantFigures {
             remote_id: store.remote_id().await?,
             stats: store.stats().await?,
+            v4: V4Figures::of(&store.stores().await?),
             tokens_not_before: store.tokens_not_before().await?,
         })
     }

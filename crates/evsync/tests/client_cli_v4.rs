@@ -135,6 +135,17 @@ async fn write_then_tail_v4_decrypts_and_decodes_the_payload() {
         line.starts_with("1\t") && line.contains("\tRaw\tr\thex:00ff"),
         "{line}"
     );
+
+    // The admin figures count the v4 stores (loopback: no admin token).
+    let url = format!("http://{}", serve.addr);
+    let out = output(&["admin", "--url", &url, "stats", "c4"], &[]).await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (figures["v4Stores"].as_u64(), figures["v4Entries"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(figures["entries"], 0, "v3 figures count v3 logs only");
 }
 
 #[tokio::test]

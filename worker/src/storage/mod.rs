@@ -22,7 +22,7 @@ use do_sql::DoSqlStorage;
 use evsync_core::storage::{
     AppendBatch, Appended, AsyncStorage, BatchAppended, BatchWrite, LogHead, ReadLimit,
     SigningKeyBinding, StorageError, StorageRequest, StorageResponse, StoreHead, StoreKey,
-    StoreStats, StoredBatch,
+    StoreStats, StoredBatch, V4Figures,
 };
 use evsync_core::wire::RemoteId;
 use evsync_core::wire::{RemoteEntry, Sequence};
@@ -117,6 +117,16 @@ impl Backend {
             Backend::D1(mut s) => s.stats().await,
         };
         result.map_err(|e| e.message)
+    }
+
+    /// The tenant's Effect v4 figures (the admin figures), from its
+    /// stores' heads.
+    pub async fn v4_figures(&self) -> Result<V4Figures, String> {
+        let result = match self.clone() {
+            Backend::DurableObject(mut s) => AsyncStorage::stores(&mut s).await,
+            Backend::D1(mut s) => s.stores().await,
+        };
+        result.map(|heads| V4Figures::of(&heads)).map_err(|e| e.message)
     }
 
     /// The tenant's remoteId if it has one, creating none.

@@ -83,6 +83,26 @@ pub struct StoreHead {
     pub head: Sequence,
 }
 
+/// A tenant's v4 figures for the admin API, from its stores' heads: a
+/// store's head is how many entries it holds (sequences count entries
+/// from 1), so no batch is read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct V4Figures {
+    /// Stores (publicKey, storeId) with at least one batch.
+    pub stores: u64,
+    /// Entries stored, every store together.
+    pub entries: u64,
+}
+
+impl V4Figures {
+    pub fn of(heads: &[StoreHead]) -> Self {
+        V4Figures {
+            stores: heads.len() as u64,
+            entries: heads.iter().map(|h| h.head).sum(),
+        }
+    }
+}
+
 /// One session-auth binding (publicKey → the Ed25519 key that signs its
 /// v4 sessions), as [`Storage::bindings`](super::Storage::bindings) lists
 /// them: moved with the tenant, or the first client to connect after a

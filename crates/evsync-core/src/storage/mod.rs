@@ -19,7 +19,7 @@ pub mod schema;
 pub use async_storage::AsyncStorage;
 pub use batches::{
     BatchAppended, BatchWrite, ENTRY_ID_LEN, SigningKeyBinding, StoreHead, StoreKey, StoredBatch,
-    batch_bytes, check_writes, join_entry_ids, split_entry_ids,
+    V4Figures, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 pub use memory::MemoryStorage;
 pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
