@@ -21,6 +21,7 @@
 //! next group without waiting (`LogConfig::join_open_appends`) and is told
 //! that it joined.
 
+use crate::lock::lock;
 use evsync_core::storage::{RequestId, StorageError, StorageOp, StorageRequest, StorageResponse};
 use evsync_storage_postgres::PgStorage;
 use evsync_storage_sqlite::SqliteStorage;
@@ -152,10 +153,6 @@ pub(crate) struct OpenAppend {
 
 /// A writer lane's [`OpenAppend`], shared with its blocking thread.
 pub(crate) type JoinDoor = Arc<Mutex<OpenAppend>>;
-
-fn lock(door: &JoinDoor) -> std::sync::MutexGuard<'_, OpenAppend> {
-    door.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Puts `req` into the transaction of the append running behind `door`,
 /// if that one still takes joins of its kind: returns the running append's

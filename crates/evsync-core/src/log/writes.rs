@@ -109,11 +109,13 @@ impl<W: Clone> WritePipeline<W> {
         if self.in_flight.len() >= max_in_flight || self.queue.is_empty() {
             return None;
         }
-        let (mut entries, mut bytes) = match self.in_flight.front() {
+        // A joining group counts the room the oldest append has left.
+        let (held_entries, held_bytes) = match self.in_flight.front() {
             Some(open) => (open.entries, open.bytes),
             None => (0, 0),
         };
         let joining = !self.in_flight.is_empty();
+        let (mut entries, mut bytes) = (held_entries, held_bytes);
         let mut taken = Vec::new();
         while let Some(next) = self.queue.front() {
             let n = next.entries;
@@ -129,14 +131,11 @@ impl<W: Clone> WritePipeline<W> {
             return None;
         }
         let batches = taken.iter().map(|w| w.batch.clone()).collect();
-        let (entries, bytes) = taken
-            .iter()
-            .fold((0, 0), |(e, b), w| (e + w.entries, b + w.bytes));
         self.in_flight.push_back(InFlight {
             id: id(),
             writes: taken,
-            entries,
-            bytes,
+            entries: entries - held_entries,
+            bytes: bytes - held_bytes,
         });
         Some(batches)
     }
