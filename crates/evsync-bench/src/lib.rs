@@ -325,6 +325,10 @@ pub struct RawArgs {
     /// instead of the plain rusqlite loop.
     #[arg(long)]
     pub via_storage: bool,
+    /// Checkpoint the WAL inside the commits, as SQLite does by default,
+    /// instead of on a thread beside the writer as the server does.
+    #[arg(long)]
+    pub inline_checkpoints: bool,
 }
 
 #[derive(Args, Debug)]
@@ -450,6 +454,10 @@ pub struct RawV4Args {
     /// Write through evsync-storage-sqlite's `append_batches`.
     #[arg(long)]
     pub via_storage: bool,
+    /// Checkpoint the WAL inside the commits, as SQLite does by default,
+    /// instead of on a thread beside the writer as the server does.
+    #[arg(long)]
+    pub inline_checkpoints: bool,
 }
 
 #[derive(Args, Debug)]
@@ -674,6 +682,7 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
                 duration: secs(a.duration),
                 group: a.group,
                 via_storage: a.via_storage,
+                inline_checkpoints: a.inline_checkpoints,
             };
             measure("write", case, &a.common, || async move {
                 tokio::task::spawn_blocking(move || raw::run(p))
@@ -778,6 +787,7 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
                 duration: secs(a.duration),
                 group: a.group,
                 via_storage: a.via_storage,
+                inline_checkpoints: a.inline_checkpoints,
             };
             measure("v4write", case, &a.common, || async move {
                 tokio::task::spawn_blocking(move || raw_v4::run(p))

@@ -20,11 +20,13 @@
 
 use crate::common::*;
 use evsync_core::storage::{AppendBatch, Storage};
+use evsync_storage_sqlite::checkpoint::{self, CheckpointSchedule, Checkpointer, take_wal_pages};
 use evsync_storage_sqlite::{SqliteStorage, schema};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -42,6 +44,83 @@ pub struct RawParams {
     /// models a group commit: one fsync for `group` batches, as evsync's
     /// engine merges the writes that wait while a commit runs.
     pub group: usize,
+    /// SQLite's default: checkpoints inside the commits.
+    pub inline_checkpoints: bool,
+}
+
+/// WAL checkpoints on a thread beside the loop's writer, on the server's
+/// schedule (`evsync_storage_sqlite::checkpoint`), so that the ceiling
+/// commits as the server does; or none of this (`inline`: SQLite's
+/// default).
+pub(crate) struct BackgroundCheckpoints {
+    schedule: Mutex<CheckpointSchedule>,
+    running: Arc<AtomicBool>,
+    start: Mutex<mpsc::Sender<()>>,
+}
+
+impl BackgroundCheckpoints {
+    /// Starts the checkpoint thread for `path` (it ends with the loop).
+    pub fn start(path: &std::path::Path) -> Result<Arc<Self>> {
+        let mut checkpointer = Checkpointer::open(path)?;
+        let (start, starts) = mpsc::channel::<()>();
+        let running = Arc::new(AtomicBool::new(false));
+        let flag = running.clone();
+        std::thread::spawn(move || {
+            while starts.recv().is_ok() {
+                let _ = checkpointer.run();
+                flag.store(false, Ordering::Release);
+            }
+        });
+        Ok(Arc::new(BackgroundCheckpoints {
+            schedule: Mutex::new(CheckpointSchedule::default()),
+            running,
+            start: Mutex::new(start),
+        }))
+    }
+
+    /// Call on the thread that just committed (on a connection that
+    /// defers its checkpoints): starts a checkpoint if one is due.
+    pub fn committed(&self) {
+        let Some(pages) = take_wal_pages() else {
+            return;
+        };
+        if self.running.load(Ordering::Acquire) {
+            return;
+        }
+        let due = self.schedule.lock().is_ok_and(|mut s| s.due(pages));
+        if due {
+            self.running.store(true, Ordering::Release);
+            if let Ok(start) = self.start.lock() {
+                let _ = start.send(());
+            }
+        }
+    }
+}
+
+/// [`checkpoints_for`] a store whose connection already defers them (or,
+/// `inline`, does not).
+pub(crate) fn checkpoints_for_store(
+    path: &std::path::Path,
+    inline: bool,
+) -> Result<Option<Arc<BackgroundCheckpoints>>> {
+    if inline {
+        return Ok(None);
+    }
+    BackgroundCheckpoints::start(path).map(Some)
+}
+
+/// The loop's checkpoints: `None` when SQLite's default (in line) is
+/// asked for; otherwise `conn`'s are deferred to a thread.
+pub(crate) fn checkpoints_for(
+    conn: &Connection,
+    path: &std::path::Path,
+    inline: bool,
+) -> Result<Option<Arc<BackgroundCheckpoints>>> {
+    if inline {
+        return Ok(None);
+    }
+    checkpoint::defer_checkpoints(conn);
+    checkpoints_for_store(path, inline)
 }
 
 /// One measured commit: (batch ready, commit returned, entries, bytes).
@@ -100,11 +179,19 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
     let mut store = SqliteStorage::open(&path)?;
     store.remote_id()?;
     let result = if p.via_storage {
+        if !p.inline_checkpoints {
+            store.defer_checkpoints();
+        }
+        let checkpoints = checkpoints_for_store(&path, p.inline_checkpoints)?;
         let store = Arc::new(Mutex::new(store));
         measure(&p, move |_| {
             let store = store.clone();
+            let checkpoints = checkpoints.clone();
             move |batches: &[AppendBatch]| {
                 store.lock().map_err(|_| err("poisoned"))?.append(batches)?;
+                if let Some(checkpoints) = &checkpoints {
+                    checkpoints.committed();
+                }
                 Ok(())
             }
         })
@@ -112,9 +199,11 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
         drop(store);
         let conn = Connection::open(&path)?;
         evsync_storage_sqlite::configure(&conn)?;
+        let checkpoints = checkpoints_for(&conn, &path, p.inline_checkpoints)?;
         let conn = Arc::new(Mutex::new(conn));
         measure(&p, move |w| {
             let conn = conn.clone();
+            let checkpoints = checkpoints.clone();
             let mut head = 0i64;
             move |batches: &[AppendBatch]| {
                 let mut conn = conn.lock().map_err(|_| err("poisoned"))?;
@@ -139,6 +228,9 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
                     }
                 }
                 tx.commit()?;
+                if let Some(checkpoints) = &checkpoints {
+                    checkpoints.committed();
+                }
                 Ok(())
             }
         })

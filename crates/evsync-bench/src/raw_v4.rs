@@ -21,7 +21,7 @@
 //! evsync-storage-sqlite's `append_batches` itself instead.
 
 use crate::common::*;
-use crate::raw::{Commit, window_metrics};
+use crate::raw::{Commit, checkpoints_for, checkpoints_for_store, window_metrics};
 use crate::v4::client::BatchMaker;
 use evsync_core::storage::{BatchWrite, Storage, StoreKey, join_entry_ids};
 use evsync_storage_sqlite::{SqliteStorage, schema};
@@ -45,6 +45,8 @@ pub struct RawV4Params {
     /// Requests per transaction.
     pub group: usize,
     pub via_storage: bool,
+    /// SQLite's default: checkpoints inside the commits.
+    pub inline_checkpoints: bool,
 }
 
 // evsync-storage-sqlite's statements (crates/evsync-storage-sqlite/src/batches.rs).
@@ -72,9 +74,14 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
     store.remote_id()?;
     let store_key = |w: usize| StoreKey::new(format!("raw-v4-pk{w}"), "default");
     let result = if p.via_storage {
+        if !p.inline_checkpoints {
+            store.defer_checkpoints();
+        }
+        let checkpoints = checkpoints_for_store(&path, p.inline_checkpoints)?;
         let store = Arc::new(Mutex::new(store));
         measure(&p, move |w| {
             let store = store.clone();
+            let checkpoints = checkpoints.clone();
             let key = store_key(w);
             move |batches: Vec<evsync_core::proto::v4::EncryptedBatch>| {
                 let writes: Vec<BatchWrite> = batches
@@ -90,6 +97,9 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
                     .lock()
                     .map_err(|_| err("poisoned"))?
                     .append_batches(&writes)?;
+                if let Some(checkpoints) = &checkpoints {
+                    checkpoints.committed();
+                }
                 Ok(())
             }
         })
@@ -97,6 +107,7 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
         drop(store);
         let conn = Connection::open(&path)?;
         evsync_storage_sqlite::configure(&conn)?;
+        let checkpoints = checkpoints_for(&conn, &path, p.inline_checkpoints)?;
         for w in 0..p.writers {
             let k = store_key(w);
             conn.execute(
@@ -107,6 +118,7 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
         let conn = Arc::new(Mutex::new(conn));
         measure(&p, move |w| {
             let conn = conn.clone();
+            let checkpoints = checkpoints.clone();
             let key = store_key(w);
             move |batches: Vec<evsync_core::proto::v4::EncryptedBatch>| {
                 let mut conn = conn.lock().map_err(|_| err("poisoned"))?;
@@ -145,6 +157,9 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
                     tx.prepare_cached(SET_HEAD)?.execute(params![id, head])?;
                 }
                 tx.commit()?;
+                if let Some(checkpoints) = &checkpoints {
+                    checkpoints.committed();
+                }
                 Ok(())
             }
         })

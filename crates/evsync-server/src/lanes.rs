@@ -21,10 +21,12 @@
 //! next group without waiting (`LogConfig::join_open_appends`) and is told
 //! that it joined.
 
+use crate::checkpoints::CheckpointDone;
 use crate::lock::lock;
 use evsync_core::storage::{RequestId, StorageError, StorageOp, StorageRequest, StorageResponse};
 use evsync_storage_postgres::PgStorage;
 use evsync_storage_sqlite::SqliteStorage;
+use evsync_storage_sqlite::checkpoint::take_wal_pages;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -51,16 +53,36 @@ impl LaneKind {
     }
 }
 
+/// What a tenant's storage work reports to its actor when it ends.
+pub(crate) enum Done {
+    /// A lane's request.
+    Request(Finished),
+    /// A SQLite WAL checkpoint ([`crate::checkpoints`]).
+    Checkpoint(CheckpointDone),
+}
+
 /// A finished request. A SQLite lane's connection comes back with it
 /// (`None` if the request panicked, or on PostgreSQL; a SQLite lane then
 /// reopens on next use).
-pub(crate) struct Done {
+pub(crate) struct Finished {
     pub lane: LaneKind,
     pub store: Option<SqliteStorage>,
     pub response: StorageResponse,
     /// From the start of the request's transaction to its end.
     pub took: Duration,
+    /// The WAL's size after the request's commit, on a SQLite writer
+    /// lane (whose connection defers its checkpoints).
+    pub wal_pages: Option<u32>,
 }
+
+/// What a lane's task hands back: the connection, the answer, how long the
+/// transaction took, the WAL's size after it.
+type Outcome = (
+    Option<SqliteStorage>,
+    StorageResponse,
+    Duration,
+    Option<u32>,
+);
 
 /// One lane: its queue, whether a request runs, and what the lane keeps
 /// between requests (`C`: a SQLite connection, or nothing).
@@ -189,13 +211,19 @@ pub(crate) fn start_sqlite(
         let mut store = match conn {
             Some(store) => store,
             None => match SqliteStorage::open(&path) {
-                Ok(store) => store,
+                Ok(store) => {
+                    if kind == LaneKind::Writer {
+                        store.defer_checkpoints();
+                    }
+                    store
+                }
                 Err(err) => {
                     let response = failed(&req, err.message);
                     return (
                         None,
                         close_door(door.as_ref(), &req, response),
                         Duration::ZERO,
+                        None,
                     );
                 }
             },
@@ -215,8 +243,12 @@ pub(crate) fn start_sqlite(
             }
             None => req.execute(&mut store),
         };
+        let took = started.elapsed();
+        // On this thread, which ran the commit (if any): its WAL hook
+        // noted the size here.
+        let wal_pages = take_wal_pages().filter(|_| kind == LaneKind::Writer);
         let response = close_door(door.as_ref(), &req, response);
-        (Some(store), response, started.elapsed())
+        (Some(store), response, took, wal_pages)
     });
     report(kind, shell, task, door_after, done);
 }
@@ -261,7 +293,7 @@ pub(crate) fn start_postgres(
     let task = tokio::spawn(async move {
         let started = Instant::now();
         let response = req.execute_async(&mut store).await;
-        (None, response, started.elapsed())
+        (None, response, started.elapsed(), None)
     });
     report(kind, shell, task, None, done);
 }
@@ -272,26 +304,28 @@ pub(crate) fn start_postgres(
 fn report(
     kind: LaneKind,
     shell: StorageRequest,
-    task: JoinHandle<(Option<SqliteStorage>, StorageResponse, Duration)>,
+    task: JoinHandle<Outcome>,
     door: Option<JoinDoor>,
     done: mpsc::UnboundedSender<Done>,
 ) {
     tokio::spawn(async move {
-        let (store, response, took) = task.await.unwrap_or_else(|err| {
+        let (store, response, took, wal_pages) = task.await.unwrap_or_else(|err| {
             let message = format!("storage task failed: {err}");
             let response = failed(&shell, message);
             (
                 None,
                 close_door(door.as_ref(), &shell, response),
                 Duration::ZERO,
+                None,
             )
         });
-        let _ = done.send(Done {
+        let _ = done.send(Done::Request(Finished {
             lane: kind,
             store,
             response,
             took,
-        });
+            wal_pages,
+        }));
     });
 }
 
@@ -402,7 +436,10 @@ mod tests {
             Some(door.clone()),
             tx,
         );
-        let done = rx.recv().await.expect("the append answers");
+        let Some(Done::Request(done)) = rx.recv().await else {
+            panic!("the append answers")
+        };
+        assert!(done.wal_pages.is_some(), "a writer's commit reports its WAL");
         let StorageResponse::BatchesAppended { id, result } = done.response else {
             panic!("an append answer")
         };

@@ -30,6 +30,7 @@
 mod accept;
 mod admin;
 pub mod auth;
+mod checkpoints;
 pub mod config;
 mod connection;
 mod dashboard;

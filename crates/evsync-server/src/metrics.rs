@@ -55,6 +55,8 @@ pub(crate) struct Metrics {
     storage_errors: IntCounter,
     commit_duration: Histogram,
     append_joins: IntCounterVec,
+    wal_checkpoints: IntCounterVec,
+    wal_checkpoint_duration: Histogram,
     log_lines_dropped: IntCounter,
     /// What [`DROPPED_LOG_LINES`] said at the last render.
     log_lines_dropped_seen: AtomicU64,
@@ -242,6 +244,18 @@ impl Metrics {
                 "Appends sent while another ran (SQLite): joined its transaction, or put back because its commit had begun.",
                 "outcome",
             ),
+            wal_checkpoints: counter_vec(
+                &r,
+                "evsync_wal_checkpoints_total",
+                "SQLite WAL checkpoints run beside a tenant's writer (not in its commits), by outcome.",
+                "outcome",
+            ),
+            wal_checkpoint_duration: histogram(
+                &r,
+                "evsync_wal_checkpoint_duration_seconds",
+                "How long a background WAL checkpoint took (copying WAL pages into the database file and its fsync).",
+                COMMIT_BUCKETS,
+            ),
             delivery_lag: histogram(
                 &r,
                 "evsync_delivery_lag_seconds",
@@ -281,6 +295,17 @@ impl Metrics {
     pub fn count_append_join(&self, joined: bool) {
         let outcome = if joined { "joined" } else { "put_back" };
         self.append_joins.with_label_values(&[outcome]).inc();
+    }
+
+    /// A background WAL checkpoint ran for `took`.
+    pub fn checkpoint_ended(&self, took: Duration) {
+        self.wal_checkpoints.with_label_values(&["done"]).inc();
+        self.wal_checkpoint_duration.observe(took.as_secs_f64());
+    }
+
+    /// A background WAL checkpoint failed.
+    pub fn checkpoint_failed(&self) {
+        self.wal_checkpoints.with_label_values(&["failed"]).inc();
     }
 
     /// A commit's live deliveries were handed to the sockets `lag` after

@@ -1,9 +1,11 @@
 //! A loaded tenant's storage, as its actor drives it: which backend, the
-//! requests queued on its two lanes (`lanes`), and the reads and writes
+//! requests queued on its two lanes (`lanes`), SQLite's WAL checkpoints
+//! (`checkpoints`), and the reads and writes
 //! operators make outside the lanes (revocation, figures).
 //!
 //! Memory storage answers at once, on the actor's thread.
 
+use crate::checkpoints::{CheckpointDone, Checkpoints};
 use crate::lanes::{self, CloneShell, Done, JoinDoor, LaneKind, Lanes};
 use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
@@ -166,10 +168,12 @@ impl PgLanes {
 }
 
 /// The lanes of a SQLite tenant, each with its own connection (the
-/// reader's opened on first use), and where their results go.
+/// reader's opened on first use), its WAL checkpoints, and where their
+/// results go.
 pub(crate) struct SqliteLanes {
     path: PathBuf,
     lanes: Lanes<Option<SqliteStorage>>,
+    checkpoints: Checkpoints,
     /// The writer lane's running append, which later appends may join.
     door: JoinDoor,
     /// The writer lane's running request (its payload left out).
@@ -241,6 +245,9 @@ impl TenantStore {
         let (store, opened) = tokio::task::spawn_blocking(move || {
             let mut store = SqliteStorage::open(&open_path)?;
             let opened = evsync_core::storage::block_on(Opened::read(&mut store))?;
+            // The writer lane's connection (after the read above, whose
+            // commit, if any, would report to nobody).
+            store.defer_checkpoints();
             Ok::<_, StorageError>((store, opened))
         })
         .await
@@ -250,6 +257,7 @@ impl TenantStore {
             TenantStore::Sqlite(Box::new(SqliteLanes {
                 path,
                 lanes: Lanes::new(Some(store), None),
+                checkpoints: Checkpoints::default(),
                 door: JoinDoor::default(),
                 writer_running: None,
                 done,
@@ -308,9 +316,15 @@ impl TenantStore {
         }
     }
 
-    /// Takes back a lane's connection after a request finished and starts
-    /// the lane's next request.
-    pub fn complete(&mut self, kind: LaneKind, store: Option<SqliteStorage>) {
+    /// Takes back a lane's connection after a request finished, starts
+    /// the lane's next request, and a WAL checkpoint if the request's
+    /// commit left the WAL at `wal_pages` and one is due.
+    pub fn complete(
+        &mut self,
+        kind: LaneKind,
+        store: Option<SqliteStorage>,
+        wal_pages: Option<u32>,
+    ) {
         match self {
             TenantStore::Memory(_) => {}
             TenantStore::Sqlite(lanes) => {
@@ -319,6 +333,9 @@ impl TenantStore {
                     lanes.writer_running = None;
                 }
                 lanes.start_next(kind);
+                if let Some(pages) = wal_pages {
+                    lanes.checkpoints.committed(pages, &lanes.path, &lanes.done);
+                }
             }
             TenantStore::Postgres(lanes) => {
                 lanes.lanes.finished(kind);
@@ -327,11 +344,18 @@ impl TenantStore {
         }
     }
 
+    /// A WAL checkpoint ended: keeps its connection for the next one.
+    pub fn checkpointed(&mut self, done: CheckpointDone) {
+        if let TenantStore::Sqlite(lanes) = self {
+            lanes.checkpoints.finished(done.conn);
+        }
+    }
+
     /// True when no request is queued or running.
     pub fn is_idle(&self) -> bool {
         match self {
             TenantStore::Memory(_) => true,
-            TenantStore::Sqlite(lanes) => lanes.lanes.is_idle(),
+            TenantStore::Sqlite(lanes) => lanes.lanes.is_idle() && lanes.checkpoints.is_idle(),
             TenantStore::Postgres(lanes) => lanes.lanes.is_idle(),
         }
     }

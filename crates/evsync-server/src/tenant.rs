@@ -7,6 +7,7 @@
 //! wakes the engine at `poll_timeout`, and unloads itself after
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
+use crate::checkpoints::CheckpointDone;
 use crate::lanes::{Done, LaneKind};
 use crate::outlet::{Outbound, Outlet};
 use crate::shared::{CloseRecord, Shared};
@@ -216,13 +217,16 @@ pub(crate) async fn run(
         let wake_at = actor.engine.poll_timeout().map(|at| shared.instant(at));
         tokio::select! {
             biased;
-            Some(done) = done_rx.recv() => {
-                actor.store.complete(done.lane, done.store);
-                if done.lane == LaneKind::Writer {
-                    actor.committed(done.took, &done.response);
+            Some(done) = done_rx.recv() => match done {
+                Done::Request(done) => {
+                    actor.store.complete(done.lane, done.store, done.wal_pages);
+                    if done.lane == LaneKind::Writer {
+                        actor.committed(done.took, &done.response);
+                    }
+                    actor.engine.handle_storage_response(done.response);
                 }
-                actor.engine.handle_storage_response(done.response);
-            }
+                Done::Checkpoint(done) => actor.checkpointed(done),
+            },
             msg = inbox.recv() => match msg {
                 Some(msg) => {
                     actor.handle(msg);
@@ -375,6 +379,21 @@ impl Actor {
         if ok {
             self.commit_returned = Some(Instant::now());
         }
+    }
+
+    /// A WAL checkpoint ended: its figures to the metrics, a failure to
+    /// the log (nothing is lost: the WAL keeps every committed page until
+    /// a checkpoint copies it, and the writer checkpoints at its backstop).
+    fn checkpointed(&mut self, done: CheckpointDone) {
+        let metrics = &self.shared.metrics;
+        match &done.result {
+            Ok(_) => metrics.checkpoint_ended(done.took),
+            Err(reason) => {
+                metrics.checkpoint_failed();
+                tracing::warn!(tenant = %self.tenant, %reason, "WAL checkpoint failed");
+            }
+        }
+        self.store.checkpointed(done);
     }
 
     /// Adds what the engine counted to the metrics; a commit whose live

@@ -13,6 +13,7 @@
 
 mod arena;
 mod batches;
+pub mod checkpoint;
 pub mod effect_sql;
 mod error;
 pub mod files;
