@@ -439,7 +439,10 @@ mod tests {
         let Some(Done::Request(done)) = rx.recv().await else {
             panic!("the append answers")
         };
-        assert!(done.wal_pages.is_some(), "a writer's commit reports its WAL");
+        assert!(
+            done.wal_pages.is_some(),
+            "a writer's commit reports its WAL"
+        );
         let StorageResponse::BatchesAppended { id, result } = done.response else {
             panic!("an append answer")
         };

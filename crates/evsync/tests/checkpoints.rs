@@ -7,19 +7,13 @@
 
 #[path = "../../evsync-server/tests/common/mod.rs"]
 mod common;
+mod outputs;
 mod process;
 
 use common::{Client, entry, http_get};
 use evsync_storage_sqlite::checkpoint::BACKSTOP_PAGES;
+use outputs::{assert_integrity, sample};
 use process::{Serve, within};
-
-/// The value of the sample line `name` (with its labels) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 const WRITES: u64 = 60;
 const PER_WRITE: u64 = 40;
@@ -80,12 +74,7 @@ async fn a_tenants_wal_is_checkpointed_beside_its_writer() {
     drop((reader, writer));
     server.stop_and_collect().await;
 
-    let conn = rusqlite::Connection::open(&file).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
+    assert_integrity(&file);
     let server = Serve::start(&["--data", &data], &[]).await;
     let mut reader = Client::connect(server.addr, "acme").await;
     reader.hello().await;

@@ -10,6 +10,7 @@
 
 #[path = "../../evsync-server/tests/common/mod.rs"]
 mod common;
+mod outputs;
 mod process;
 
 use common::{Client, entry, write_request};
@@ -195,11 +196,6 @@ async fn a_full_disk_refuses_writes_keeps_readers_and_recovers_without_a_restart
         );
     }
     drop(store);
-    let conn = rusqlite::Connection::open(&file).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    drop(conn);
+    outputs::assert_integrity(&file);
     drop(disk);
 }

@@ -5,20 +5,14 @@
 
 #[path = "../../evsync-server/tests/common/mod.rs"]
 mod common;
+mod outputs;
 mod process;
 
 use common::{Client, entries, http_get, upgrade_with};
+use outputs::sample;
 use process::{Serve, within};
 
 const ADMIN: &str = "admin-token-for-observability";
-
-/// The value of the sample line `name` (with its labels) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// `/metrics` once `name` reads `value`: a tenant adds its engine's
 /// counts after the drain that wrote the frames a test waits for, so a
