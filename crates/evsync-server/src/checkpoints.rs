@@ -6,10 +6,9 @@
 //! last checkpoint began ([`CheckpointSchedule`]), one runs on
 //! a blocking thread with a connection of its own, at most one at a time
 //! per tenant. Its end comes back to the tenant's actor as a
-//! [`Done::Checkpoint`], so a tenant does not unload (and its file is not
+//! [`CheckpointDone`], so a tenant does not unload (and its file is not
 //! moved or sealed) while one runs.
 
-use crate::lanes::Done;
 use evsync_storage_sqlite::checkpoint::{CheckpointSchedule, Checkpointed, Checkpointer};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,7 +34,12 @@ pub(crate) struct Checkpoints {
 impl Checkpoints {
     /// A commit left the WAL at `wal_pages`: starts a checkpoint of `path`
     /// if the WAL has grown enough and none runs.
-    pub fn committed(&mut self, wal_pages: u32, path: &Path, done: &mpsc::UnboundedSender<Done>) {
+    pub fn committed<D: From<CheckpointDone> + Send + 'static>(
+        &mut self,
+        wal_pages: u32,
+        path: &Path,
+        done: &mpsc::UnboundedSender<D>,
+    ) {
         if self.running || !self.schedule.due(wal_pages) {
             return;
         }
@@ -63,7 +67,7 @@ impl Checkpoints {
                     Duration::ZERO,
                 )
             });
-            let _ = done.send(Done::Checkpoint(CheckpointDone { conn, result, took }));
+            let _ = done.send(CheckpointDone { conn, result, took }.into());
         });
     }
 

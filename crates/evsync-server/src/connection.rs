@@ -15,8 +15,8 @@
 
 use crate::outlet::{Drained, WsSink};
 use crate::registry::Attached;
+use crate::socket::Socket;
 use crate::tenant::TenantMsg;
-use crate::upgrade::Socket;
 use bytes::Bytes;
 use evsync_core::proto::close::{code as close_code, truncate_reason};
 use evsync_core::proto::v3::ConnId;

@@ -9,7 +9,7 @@
 //!
 //! - SQLite work blocks (an append waits for an fsync): it runs on tokio's
 //!   blocking threads, each lane on a connection of its own that travels
-//!   with the request and comes back in [`Done`].
+//!   with the request and comes back in [`Finished`].
 //! - PostgreSQL work is a task on a pooled connection (the pool, not the
 //!   lane, owns connections).
 //!
@@ -21,7 +21,6 @@
 //! next group without waiting (`LogConfig::join_open_appends`) and is told
 //! that it joined.
 
-use crate::checkpoints::CheckpointDone;
 use crate::lock::lock;
 use evsync_core::storage::{RequestId, StorageError, StorageOp, StorageRequest, StorageResponse};
 use evsync_storage_postgres::PgStorage;
@@ -51,14 +50,6 @@ impl LaneKind {
             StorageOp::Read { .. } | StorageOp::ReadBatches { .. } => LaneKind::Reader,
         }
     }
-}
-
-/// What a tenant's storage work reports to its actor when it ends.
-pub(crate) enum Done {
-    /// A lane's request.
-    Request(Finished),
-    /// A SQLite WAL checkpoint ([`crate::checkpoints`]).
-    Checkpoint(CheckpointDone),
 }
 
 /// A finished request. A SQLite lane's connection comes back with it
@@ -200,7 +191,7 @@ pub(crate) fn start_sqlite(
     conn: Option<SqliteStorage>,
     path: PathBuf,
     door: Option<JoinDoor>,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<impl From<Finished> + Send + 'static>,
 ) {
     let shell = req.clone_shell();
     if let Some(door) = &door {
@@ -287,7 +278,7 @@ pub(crate) fn start_postgres(
     kind: LaneKind,
     req: StorageRequest,
     mut store: PgStorage,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<impl From<Finished> + Send + 'static>,
 ) {
     let shell = req.clone_shell();
     let task = tokio::spawn(async move {
@@ -298,7 +289,7 @@ pub(crate) fn start_postgres(
     report(kind, shell, task, None, done);
 }
 
-/// Sends `task`'s answer as a [`Done`] once it finished, or an error
+/// Sends `task`'s answer as a [`Finished`] once it finished, or an error
 /// answer to `shell` if it panicked (then its join door, left open, is
 /// closed: what joined is covered by that error).
 fn report(
@@ -306,7 +297,7 @@ fn report(
     shell: StorageRequest,
     task: JoinHandle<Outcome>,
     door: Option<JoinDoor>,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<impl From<Finished> + Send + 'static>,
 ) {
     tokio::spawn(async move {
         let (store, response, took, wal_pages) = task.await.unwrap_or_else(|err| {
@@ -319,13 +310,16 @@ fn report(
                 None,
             )
         });
-        let _ = done.send(Done::Request(Finished {
-            lane: kind,
-            store,
-            response,
-            took,
-            wal_pages,
-        }));
+        let _ = done.send(
+            Finished {
+                lane: kind,
+                store,
+                response,
+                took,
+                wal_pages,
+            }
+            .into(),
+        );
     });
 }
 
@@ -436,9 +430,7 @@ mod tests {
             Some(door.clone()),
             tx,
         );
-        let Some(Done::Request(done)) = rx.recv().await else {
-            panic!("the append answers")
-        };
+        let done: Finished = rx.recv().await.expect("the append answers");
         assert!(
             done.wal_pages.is_some(),
             "a writer's commit reports its WAL"

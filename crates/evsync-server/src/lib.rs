@@ -48,6 +48,7 @@ mod respond;
 pub mod routes;
 mod shared;
 pub mod shutdown;
+mod socket;
 mod store;
 mod tenant;
 pub mod tenant_ops;

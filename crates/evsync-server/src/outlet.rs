@@ -18,7 +18,7 @@
 //! connection's own frames never reorder; a slow consumer never delays the
 //! others.
 
-use crate::upgrade::Socket;
+use crate::socket::Socket;
 use bytes::Bytes;
 use futures_util::Sink;
 use futures_util::stream::SplitSink;

@@ -6,7 +6,7 @@
 //! Memory storage answers at once, on the actor's thread.
 
 use crate::checkpoints::{CheckpointDone, Checkpoints};
-use crate::lanes::{self, CloneShell, Done, JoinDoor, LaneKind, Lanes};
+use crate::lanes::{self, CloneShell, Finished, JoinDoor, LaneKind, Lanes};
 use crate::shared::{Backend, Shared, lock};
 use evsync_core::storage::{
     AsyncStorage, MemoryStorage, RequestId, Storage, StorageError, StorageRequest, StorageResponse,
@@ -18,6 +18,26 @@ use evsync_storage_sqlite::{SqliteStorage, tenant_path};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
+
+/// What a tenant's storage work reports to its actor when it ends.
+pub(crate) enum Done {
+    /// A lane's request.
+    Request(Finished),
+    /// A SQLite WAL checkpoint.
+    Checkpoint(CheckpointDone),
+}
+
+impl From<Finished> for Done {
+    fn from(finished: Finished) -> Self {
+        Done::Request(finished)
+    }
+}
+
+impl From<CheckpointDone> for Done {
+    fn from(done: CheckpointDone) -> Self {
+        Done::Checkpoint(done)
+    }
+}
 
 /// What a tenant's store says when it opens.
 pub(crate) struct Opened {

@@ -8,10 +8,10 @@
 //! `idle_grace` of idleness (see the registry for the race this avoids).
 
 use crate::checkpoints::CheckpointDone;
-use crate::lanes::{Done, LaneKind};
+use crate::lanes::LaneKind;
 use crate::outlet::{Outbound, Outlet};
 use crate::shared::{CloseRecord, Shared};
-use crate::store::{Submitted, TenantStore};
+use crate::store::{Done, Submitted, TenantStore};
 use bytes::Bytes;
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::log::ConnMap;

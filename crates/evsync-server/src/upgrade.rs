@@ -9,6 +9,7 @@
 
 use crate::on_demand_read::OnDemandRead;
 use crate::respond::text;
+use crate::socket::Socket;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
@@ -20,9 +21,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-
-/// An upgraded sync socket.
-pub(crate) type Socket = WebSocketStream<OnDemandRead>;
 
 /// A valid WebSocket upgrade request, not yet answered.
 pub(crate) struct WsRequest {
