@@ -393,7 +393,7 @@ impl Actor {
                 tracing::warn!(tenant = %self.tenant, %reason, "WAL checkpoint failed");
             }
         }
-        self.store.checkpointed(done);
+        self.store.checkpointed();
     }
 
     /// Adds what the engine counted to the metrics; a commit whose live
