@@ -17,6 +17,10 @@
 //! a server that group-commits (evsync merges the writes that queue while a
 //! commit runs, so with a window of W requests per writer a commit can hold
 //! up to W × writers batches).
+//!
+//! Its WAL checkpoints run as the server's do: on a thread beside the
+//! writer every 1,000 pages of growth ([`BackgroundCheckpoints`]), unless
+//! `inline_checkpoints` asks for SQLite's default (inside the commits).
 
 use crate::common::*;
 use evsync_core::storage::{AppendBatch, Storage};

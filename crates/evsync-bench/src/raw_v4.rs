@@ -17,8 +17,10 @@
 //! count of a perfect group commit, which is how evsync's engine commits
 //! (everything that arrived while the previous commit ran goes into the
 //! next). `writers` threads, each with its own identity's store, take turns
-//! on one connection, as in [`crate::raw`]. `via_storage` calls
-//! evsync-storage-sqlite's `append_batches` itself instead.
+//! on one connection, as in [`crate::raw`], whose WAL checkpoints it
+//! shares (beside the writer, or in line with `inline_checkpoints`).
+//! `via_storage` calls evsync-storage-sqlite's `append_batches` itself
+//! instead.
 
 use crate::common::*;
 use crate::raw::{Commit, checkpoints_for, checkpoints_for_store, window_metrics};
