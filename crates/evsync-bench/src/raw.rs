@@ -19,7 +19,7 @@
 //! up to W × writers batches).
 //!
 //! Its WAL checkpoints run as the server's do: on a thread beside the
-//! writer every 1,000 pages of growth ([`BackgroundCheckpoints`]), unless
+//! writer every 1,000 pages of growth (`BackgroundCheckpoints`), unless
 //! `inline_checkpoints` asks for SQLite's default (inside the commits).
 
 use crate::common::*;
