@@ -12,8 +12,8 @@ mod process;
 
 use common::{Client, entry, http_get};
 use evsync_storage_sqlite::checkpoint::BACKSTOP_PAGES;
-use outputs::{assert_integrity, sample};
-use process::{Serve, within};
+use outputs::{assert_integrity, metric_at_least, sample};
+use process::Serve;
 
 const WRITES: u64 = 60;
 const PER_WRITE: u64 = 40;
@@ -38,17 +38,13 @@ async fn a_tenants_wal_is_checkpointed_beside_its_writer() {
             ((i * PER_WRITE + 1)..=(i + 1) * PER_WRITE).collect::<Vec<_>>()
         );
     }
-    let text = within("a background checkpoint", async {
-        loop {
-            let text = http_get(server.addr, "/metrics", &[]).await.body;
-            let done = sample(&text, "evsync_wal_checkpoints_total{outcome=\"done\"}");
-            if done.is_some_and(|n| n >= 1.0) {
-                return text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
+    metric_at_least(
+        server.addr,
+        "evsync_wal_checkpoints_total{outcome=\"done\"}",
+        1.0,
+    )
     .await;
+    let text = http_get(server.addr, "/metrics", &[]).await.body;
     assert!(sample(&text, "evsync_wal_checkpoint_duration_seconds_count").unwrap() >= 1.0);
     assert_eq!(
         sample(&text, "evsync_wal_checkpoints_total{outcome=\"failed\"}"),

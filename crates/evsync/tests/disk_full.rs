@@ -16,6 +16,7 @@ mod process;
 use common::{Client, entry, write_request};
 use evsync_core::storage::{ReadLimit, Storage};
 use evsync_core::wire::Response;
+use outputs::metric_at_least;
 use process::{Serve, within};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -50,12 +51,11 @@ impl Drop for SmallDisk {
 
 const ENTRY_BYTES: usize = 16 * 1024;
 
-#[tokio::test]
-async fn a_full_disk_refuses_writes_keeps_readers_and_recovers_without_a_restart() {
-    let root = tempfile::tempdir().unwrap();
-    let mnt = root.path().join("small");
-    let disk = match SmallDisk::mount(&mnt, "3m") {
-        Ok(disk) => disk,
+/// A tmpfs of `size` at `dir`, or `None` (said on stderr) where none can
+/// be mounted; under `CI=true` that fails the test instead.
+fn small_disk(dir: &Path, size: &str) -> Option<SmallDisk> {
+    match SmallDisk::mount(dir, size) {
+        Ok(disk) => Some(disk),
         Err(reason) => {
             assert_ne!(
                 std::env::var("CI").as_deref(),
@@ -63,8 +63,17 @@ async fn a_full_disk_refuses_writes_keeps_readers_and_recovers_without_a_restart
                 "CI=true: the disk-full test must run, but a tmpfs cannot be mounted here: {reason}"
             );
             eprintln!("SKIPPED disk-full test: cannot mount a tmpfs ({reason}); run it as root");
-            return;
+            None
         }
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_keeps_readers_and_recovers_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let mnt = root.path().join("small");
+    let Some(disk) = small_disk(&mnt, "3m") else {
+        return;
     };
     // ballast: removed later to give space back
     let ballast = mnt.join("ballast");
@@ -196,6 +205,90 @@ async fn a_full_disk_refuses_writes_keeps_readers_and_recovers_without_a_restart
         );
     }
     drop(store);
+    outputs::assert_integrity(&file);
+    drop(disk);
+}
+
+/// The size of `path` (0 while it does not exist).
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Writes entries `n + 1, …` of `size` bytes, one per request, each acked
+/// at its number, until `wal` holds `target` bytes.
+async fn write_until(writer: &mut Client, n: &mut u64, wal: &Path, target: u64, size: usize) {
+    while file_len(wal) < target {
+        *n += 1;
+        let acked = writer.write("pk", *n as i64, &[entry(*n, size)]).await;
+        assert_eq!(acked, vec![*n]);
+    }
+}
+
+/// One WAL frame: a 4 KiB page and its 24-byte header.
+const WAL_FRAME: u64 = 4096 + 24;
+
+#[tokio::test]
+async fn a_checkpoint_on_a_full_disk_fails_loses_nothing_and_runs_again_when_space_returns() {
+    const BIG: usize = 64 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    let mnt = root.path().join("small");
+    let Some(disk) = small_disk(&mnt, "24m") else {
+        return;
+    };
+    // About 6 MiB left: room for a WAL of 1,000 pages (4 MiB), not for
+    // copying those pages into the tenant's file as well.
+    let ballast = mnt.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 18 * 1024 * 1024]).unwrap();
+    let data = mnt.join("data");
+    let file = evsync_storage_sqlite::tenant_path(&data.join("tenants"), "acme");
+    let wal = file.with_extension("sqlite-wal");
+    let mut server = Serve::start(&["--data", data.to_str().unwrap()], &[]).await;
+    let (mut writer, _) = Client::connect_hello(server.addr, "acme").await;
+    let mut n = 0u64;
+    // Up to the 1,000 pages at which a checkpoint starts, and no further:
+    // nothing else writes while it runs out of space.
+    write_until(&mut writer, &mut n, &wal, 1000 * WAL_FRAME, BIG).await;
+    metric_at_least(
+        server.addr,
+        "evsync_wal_checkpoints_total{outcome=\"failed\"}",
+        1.0,
+    )
+    .await;
+    let line = server.line_with(&["WAL checkpoint failed"]).await;
+    assert!(line.contains("acme"), "{line}");
+
+    // Space returns: the writer goes on, and the next checkpoint (due
+    // 1,000 pages after the one that failed began) copies everything.
+    std::fs::remove_file(&ballast).unwrap();
+    let target = file_len(&wal) + 1000 * WAL_FRAME;
+    write_until(&mut writer, &mut n, &wal, target, BIG).await;
+    metric_at_least(
+        server.addr,
+        "evsync_wal_checkpoints_total{outcome=\"done\"}",
+        1.0,
+    )
+    .await;
+    assert!(
+        file_len(&file) > 4 * 1024 * 1024,
+        "the WAL's pages are in the file: {} bytes",
+        file_len(&file)
+    );
+    let (mut reader, _) = Client::connect_hello(server.addr, "acme").await;
+    reader.request_changes("pk", 1).await;
+    let all = reader.changes("pk", n as usize).await;
+    assert_eq!(all.len(), n as usize);
+    for (i, stored) in all.iter().enumerate() {
+        let expected = entry(i as u64 + 1, BIG);
+        assert_eq!(stored.sequence, i as u64 + 1);
+        assert_eq!(
+            stored.encrypted_entry,
+            expected.encrypted_entry,
+            "entry {}",
+            i + 1
+        );
+    }
+    drop((reader, writer));
+    server.stop_and_collect().await;
     outputs::assert_integrity(&file);
     drop(disk);
 }
