@@ -258,6 +258,8 @@ async fn list(env: &Env) -> Result<Response> {
             "bytes": row.bytes as u64,
             "lastWriteMs": null,
             "connections": null,
+            "v4Stores": row.v4_stores as u64,
+            "v4Entries": row.v4_entries as u64,
         }));
     }
     log::debug!("admin: list", tenants = tenants.len());
@@ -335,6 +337,8 @@ async fn indexed_figures(
         "bytes": stats["bytes"],
         "lastWriteMs": stats["lastWriteMs"],
         "connections": stats["connections"],
+        "v4Stores": stats["v4Stores"],
+        "v4Entries": stats["v4Entries"],
     })))
 }
 

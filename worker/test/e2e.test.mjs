@@ -585,6 +585,8 @@ test(`[${MODE}] admin list: every tenant with its figures, by name; a deleted on
     bytes: 3 * (12 + 16 + 32),
     lastWriteMs: MODE === "do" ? row.lastWriteMs : null,
     connections: MODE === "do" ? row.connections : null,
+    v4Stores: 0,
+    v4Entries: 0,
   });
   assert.ok(tenants.every((t) => /^[A-Za-z0-9]/.test(t.tenant)), "no import's staging key, no index");
   const all = tenants.map((t) => t.tenant);

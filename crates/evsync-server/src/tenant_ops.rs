@@ -19,7 +19,7 @@ use evsync_core::export::{
 };
 use evsync_core::proto::close::code;
 use evsync_core::storage::block_on;
-use evsync_core::storage::{AsyncStorage, MemoryStorage, Storage, StoreStats};
+use evsync_core::storage::{AsyncStorage, MemoryStorage, Storage, StoreStats, V4Figures};
 use evsync_storage_sqlite::{SqliteStorage, files, tenant_file_name, tenant_path};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -43,12 +43,19 @@ pub(crate) struct Listing {
     pub bytes: u64,
     pub last_write_ms: Option<u64>,
     pub connections: usize,
+    /// Its Effect v4 stores (the figures above count v3 logs).
+    pub v4_stores: u64,
+    pub v4_entries: u64,
 }
 
-async fn figures(store: &mut impl AsyncStorage) -> Result<(String, StoreStats), String> {
+/// What a listing says of one store: its remoteId, v3 and v4 figures.
+type Figures = (String, StoreStats, V4Figures);
+
+async fn figures(store: &mut impl AsyncStorage) -> Result<Figures, String> {
     let remote_id = store.remote_id().await.map_err(|e| e.message)?;
     let stats = store.stats().await.map_err(|e| e.message)?;
-    Ok((remote_id.to_uuid_string(), stats))
+    let v4 = V4Figures::of(&store.stores().await.map_err(|e| e.message)?);
+    Ok((remote_id.to_uuid_string(), stats, v4))
 }
 
 /// Every tenant with a store, by name.
@@ -58,8 +65,8 @@ pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
         Backend::Postgres(db) => {
             let mut out = Vec::new();
             for tenant in db.tenants().await.map_err(|e| e.message)? {
-                let (remote_id, stats) = figures(&mut db.tenant(&tenant)).await?;
-                out.push(listing(tenant, remote_id, stats, 0));
+                let figures = figures(&mut db.tenant(&tenant)).await?;
+                out.push(listing(tenant, figures, 0));
             }
             out
         }
@@ -69,11 +76,10 @@ pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
                 for tenant in files::list_tenants(&dir).map_err(|e| e.message)? {
                     let path = tenant_path(&dir, &tenant);
                     let mut store = SqliteStorage::open(&path).map_err(|e| e.message)?;
-                    let (remote_id, stats) = block_on(figures(&mut store))?;
+                    let figures = block_on(figures(&mut store))?;
                     out.push(listing(
                         tenant.clone(),
-                        remote_id,
-                        stats,
+                        figures,
                         files::disk_bytes(&dir, &tenant),
                     ));
                 }
@@ -89,8 +95,8 @@ pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
                 .collect();
             let mut out = Vec::new();
             for (tenant, store) in stores {
-                let (remote_id, stats) = block_on(figures(&mut *lock(&store)))?;
-                out.push(listing(tenant, remote_id, stats, 0));
+                let figures = block_on(figures(&mut *lock(&store)))?;
+                out.push(listing(tenant, figures, 0));
             }
             out.sort_by(|a, b| a.tenant.cmp(&b.tenant));
             out
@@ -102,7 +108,7 @@ pub(crate) async fn list(registry: &Registry) -> Result<Vec<Listing>, String> {
     Ok(listings)
 }
 
-fn listing(tenant: String, remote_id: String, stats: StoreStats, bytes_on_disk: u64) -> Listing {
+fn listing(tenant: String, (remote_id, stats, v4): Figures, bytes_on_disk: u64) -> Listing {
     Listing {
         tenant,
         remote_id,
@@ -112,6 +118,8 @@ fn listing(tenant: String, remote_id: String, stats: StoreStats, bytes_on_disk: 
         bytes: stats.bytes,
         last_write_ms: stats.last_write_ms,
         connections: 0,
+        v4_stores: v4.stores,
+        v4_entries: v4.entries,
     }
 }
 

@@ -146,6 +146,21 @@ async fn write_then_tail_v4_decrypts_and_decodes_the_payload() {
         (Some(2), Some(2))
     );
     assert_eq!(figures["entries"], 0, "v3 figures count v3 logs only");
+    // And so does the list of tenants.
+    let out = output(&["admin", "--url", &url, "tenants"], &[]).await;
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = listed["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "c4")
+        .expect("c4 listed");
+    assert_eq!(
+        (row["v4Stores"].as_u64(), row["v4Entries"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(row["entries"], 0);
 }
 
 #[tokio::test]

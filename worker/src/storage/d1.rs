@@ -85,12 +85,16 @@ pub struct TenantRow {
     pub logs: f64,
     pub entries: f64,
     pub bytes: f64,
+    /// Its Effect v4 stores and the entries in them.
+    pub v4_stores: f64,
+    pub v4_entries: f64,
 }
 
 /// Every tenant with a remoteId, by name, with its figures
 /// (`GET /admin/tenants` in D1 mode). One statement: one scan of
-/// `evsync_entries` (every entry of every tenant counts as a row read) and
-/// of `evsync_tenants`. Staging keys of imports under way are left out.
+/// `evsync_entries` (every entry of every tenant counts as a row read), of
+/// `evsync_v4_batches` (every batch) and of `evsync_tenants`. Staging keys
+/// of imports under way are left out.
 pub async fn list_tenants(db: D1Database) -> Result<Vec<TenantRow>, StorageError> {
     let store = D1Storage::open(db, "").await?;
     let rows = store
@@ -98,12 +102,19 @@ pub async fn list_tenants(db: D1Database) -> Result<Vec<TenantRow>, StorageError
         .prepare(
             "SELECT t.tenant AS tenant, hex(t.remote_id) AS hex,
                 coalesce(s.logs, 0) AS logs, coalesce(s.entries, 0) AS entries,
-                coalesce(s.bytes, 0) AS bytes
+                coalesce(s.bytes, 0) AS bytes,
+                coalesce(v.stores, 0) AS v4_stores, coalesce(v.entries, 0) AS v4_entries
             FROM evsync_tenants t LEFT JOIN (
                 SELECT tenant, count(DISTINCT public_key) AS logs, count(*) AS entries,
                     sum(length(iv) + length(entry_id) + length(encrypted_entry)) AS bytes
                 FROM evsync_entries GROUP BY tenant
             ) s ON s.tenant = t.tenant
+            LEFT JOIN (
+                SELECT tenant, count(*) AS stores, sum(head) AS entries FROM (
+                    SELECT tenant, MAX(last_sequence) AS head FROM evsync_v4_batches
+                    GROUP BY tenant, public_key, store_id
+                ) GROUP BY tenant
+            ) v ON v.tenant = t.tenant
             ORDER BY t.tenant",
         )
         .all()

@@ -126,7 +126,9 @@ impl Backend {
             Backend::DurableObject(mut s) => AsyncStorage::stores(&mut s).await,
             Backend::D1(mut s) => s.stores().await,
         };
-        result.map(|heads| V4Figures::of(&heads)).map_err(|e| e.message)
+        result
+            .map(|heads| V4Figures::of(&heads))
+            .map_err(|e| e.message)
     }
 
     /// The tenant's remoteId if it has one, creating none.
