@@ -29,7 +29,6 @@ use evsync_storage_sqlite::{SqliteStorage, schema};
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -54,77 +53,47 @@ pub struct RawParams {
 
 /// WAL checkpoints on a thread beside the loop's writer, on the server's
 /// schedule (`evsync_storage_sqlite::checkpoint`), so that the ceiling
-/// commits as the server does; or none of this (`inline`: SQLite's
-/// default).
+/// commits as the server does; or none (SQLite's default: in line).
+#[derive(Clone)]
 pub(crate) struct BackgroundCheckpoints {
-    schedule: Mutex<CheckpointSchedule>,
-    running: Arc<AtomicBool>,
-    start: Mutex<mpsc::Sender<()>>,
+    /// WAL sizes reported by commits, to the checkpoint thread.
+    reports: Option<mpsc::Sender<u32>>,
 }
 
 impl BackgroundCheckpoints {
-    /// Starts the checkpoint thread for `path` (it ends with the loop).
-    pub fn start(path: &std::path::Path) -> Result<Arc<Self>> {
+    /// None when `inline`; otherwise `defer` (which makes the loop's
+    /// connection defer its checkpoints) and a checkpoint thread for `path`
+    /// that ends with the loop.
+    pub fn start(path: &std::path::Path, inline: bool, defer: impl FnOnce()) -> Result<Self> {
+        if inline {
+            return Ok(BackgroundCheckpoints { reports: None });
+        }
+        defer();
         let mut checkpointer = Checkpointer::open(path)?;
-        let (start, starts) = mpsc::channel::<()>();
-        let running = Arc::new(AtomicBool::new(false));
-        let flag = running.clone();
+        let (reports, received) = mpsc::channel::<u32>();
         std::thread::spawn(move || {
-            while starts.recv().is_ok() {
-                let _ = checkpointer.run();
-                flag.store(false, Ordering::Release);
+            let mut schedule = CheckpointSchedule::default();
+            while let Ok(mut pages) = received.recv() {
+                // What queued while a checkpoint ran: the newest counts.
+                while let Ok(newer) = received.try_recv() {
+                    pages = newer;
+                }
+                if schedule.due(pages) {
+                    let _ = checkpointer.run();
+                }
             }
         });
-        Ok(Arc::new(BackgroundCheckpoints {
-            schedule: Mutex::new(CheckpointSchedule::default()),
-            running,
-            start: Mutex::new(start),
-        }))
+        Ok(BackgroundCheckpoints {
+            reports: Some(reports),
+        })
     }
 
-    /// Call on the thread that just committed (on a connection that
-    /// defers its checkpoints): starts a checkpoint if one is due.
+    /// Call on the thread that just committed: reports the WAL's size.
     pub fn committed(&self) {
-        let Some(pages) = take_wal_pages() else {
-            return;
-        };
-        if self.running.load(Ordering::Acquire) {
-            return;
-        }
-        let due = self.schedule.lock().is_ok_and(|mut s| s.due(pages));
-        if due {
-            self.running.store(true, Ordering::Release);
-            if let Ok(start) = self.start.lock() {
-                let _ = start.send(());
-            }
+        if let (Some(reports), Some(pages)) = (&self.reports, take_wal_pages()) {
+            let _ = reports.send(pages);
         }
     }
-}
-
-/// [`checkpoints_for`] a store whose connection already defers them (or,
-/// `inline`, does not).
-pub(crate) fn checkpoints_for_store(
-    path: &std::path::Path,
-    inline: bool,
-) -> Result<Option<Arc<BackgroundCheckpoints>>> {
-    if inline {
-        return Ok(None);
-    }
-    BackgroundCheckpoints::start(path).map(Some)
-}
-
-/// The loop's checkpoints: `None` when SQLite's default (in line) is
-/// asked for; otherwise `conn`'s are deferred to a thread.
-pub(crate) fn checkpoints_for(
-    conn: &Connection,
-    path: &std::path::Path,
-    inline: bool,
-) -> Result<Option<Arc<BackgroundCheckpoints>>> {
-    if inline {
-        return Ok(None);
-    }
-    checkpoint::defer_checkpoints(conn);
-    checkpoints_for_store(path, inline)
 }
 
 /// One measured commit: (batch ready, commit returned, entries, bytes).
@@ -183,19 +152,16 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
     let mut store = SqliteStorage::open(&path)?;
     store.remote_id()?;
     let result = if p.via_storage {
-        if !p.inline_checkpoints {
-            store.defer_checkpoints();
-        }
-        let checkpoints = checkpoints_for_store(&path, p.inline_checkpoints)?;
+        let checkpoints = BackgroundCheckpoints::start(&path, p.inline_checkpoints, || {
+            store.defer_checkpoints()
+        })?;
         let store = Arc::new(Mutex::new(store));
         measure(&p, move |_| {
             let store = store.clone();
             let checkpoints = checkpoints.clone();
             move |batches: &[AppendBatch]| {
                 store.lock().map_err(|_| err("poisoned"))?.append(batches)?;
-                if let Some(checkpoints) = &checkpoints {
-                    checkpoints.committed();
-                }
+                checkpoints.committed();
                 Ok(())
             }
         })
@@ -203,7 +169,9 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
         drop(store);
         let conn = Connection::open(&path)?;
         evsync_storage_sqlite::configure(&conn)?;
-        let checkpoints = checkpoints_for(&conn, &path, p.inline_checkpoints)?;
+        let checkpoints = BackgroundCheckpoints::start(&path, p.inline_checkpoints, || {
+            checkpoint::defer_checkpoints(&conn)
+        })?;
         let conn = Arc::new(Mutex::new(conn));
         measure(&p, move |w| {
             let conn = conn.clone();
@@ -232,9 +200,7 @@ pub fn run(p: RawParams) -> Result<Map<String, Value>> {
                     }
                 }
                 tx.commit()?;
-                if let Some(checkpoints) = &checkpoints {
-                    checkpoints.committed();
-                }
+                checkpoints.committed();
                 Ok(())
             }
         })

@@ -23,9 +23,10 @@
 //! instead.
 
 use crate::common::*;
-use crate::raw::{Commit, checkpoints_for, checkpoints_for_store, window_metrics};
+use crate::raw::{BackgroundCheckpoints, Commit, window_metrics};
 use crate::v4::client::BatchMaker;
 use evsync_core::storage::{BatchWrite, Storage, StoreKey, join_entry_ids};
+use evsync_storage_sqlite::checkpoint;
 use evsync_storage_sqlite::{SqliteStorage, schema};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
@@ -76,10 +77,9 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
     store.remote_id()?;
     let store_key = |w: usize| StoreKey::new(format!("raw-v4-pk{w}"), "default");
     let result = if p.via_storage {
-        if !p.inline_checkpoints {
-            store.defer_checkpoints();
-        }
-        let checkpoints = checkpoints_for_store(&path, p.inline_checkpoints)?;
+        let checkpoints = BackgroundCheckpoints::start(&path, p.inline_checkpoints, || {
+            store.defer_checkpoints()
+        })?;
         let store = Arc::new(Mutex::new(store));
         measure(&p, move |w| {
             let store = store.clone();
@@ -99,9 +99,7 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
                     .lock()
                     .map_err(|_| err("poisoned"))?
                     .append_batches(&writes)?;
-                if let Some(checkpoints) = &checkpoints {
-                    checkpoints.committed();
-                }
+                checkpoints.committed();
                 Ok(())
             }
         })
@@ -109,7 +107,9 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
         drop(store);
         let conn = Connection::open(&path)?;
         evsync_storage_sqlite::configure(&conn)?;
-        let checkpoints = checkpoints_for(&conn, &path, p.inline_checkpoints)?;
+        let checkpoints = BackgroundCheckpoints::start(&path, p.inline_checkpoints, || {
+            checkpoint::defer_checkpoints(&conn)
+        })?;
         for w in 0..p.writers {
             let k = store_key(w);
             conn.execute(
@@ -159,9 +159,7 @@ pub fn run(p: RawV4Params) -> Result<Map<String, Value>> {
                     tx.prepare_cached(SET_HEAD)?.execute(params![id, head])?;
                 }
                 tx.commit()?;
-                if let Some(checkpoints) = &checkpoints {
-                    checkpoints.committed();
-                }
+                checkpoints.committed();
                 Ok(())
             }
         })
