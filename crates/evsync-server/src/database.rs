@@ -78,7 +78,7 @@ pub(crate) async fn run(
             Some(ListenEvent::Revoked { tenant, not_before }) => {
                 follower.tell_revoked(&tenant, not_before);
             }
-            Some(ListenEvent::Dropped { tenant }) => follower.tell_dropped(&tenant),
+            Some(ListenEvent::Dropped { tenant, xact }) => follower.tell_dropped(&tenant, xact),
             Some(ListenEvent::Listening) => {
                 if listening_before {
                     tracing::info!(
@@ -187,9 +187,10 @@ impl Follower {
     }
 
     /// Tells `tenant`'s actor that it was deleted or replaced through
-    /// another node; what was told of it is forgotten.
-    fn tell_dropped(&mut self, tenant: &str) {
-        self.registry.dropped_elsewhere(tenant, DELETED);
+    /// another node by transaction `xact`; what was told of it is
+    /// forgotten.
+    fn tell_dropped(&mut self, tenant: &str, xact: Option<u64>) {
+        self.registry.dropped_elsewhere(tenant, DELETED, xact);
         self.told.retain(|(t, _), _| t != tenant);
         self.told_revoked.remove(tenant);
     }

@@ -371,12 +371,14 @@ impl Registry {
     }
 
     /// Tells `tenant`, if it is loaded, that it was deleted or replaced
-    /// through another node: its sockets are closed with 1001 and `reason`
-    /// and the next connection loads it afresh.
-    pub fn dropped_elsewhere(&self, tenant: &str, reason: &str) {
+    /// through another node by transaction `xact`: unless it loaded after
+    /// that committed, its sockets are closed with 1001 and `reason` and
+    /// the next connection loads it afresh.
+    pub fn dropped_elsewhere(&self, tenant: &str, reason: &str, xact: Option<u64>) {
         if let Some(slot) = lock(&self.state).tenants.get(tenant) {
             let _ = slot.tx.send(TenantMsg::Drop {
                 reason: reason.to_owned(),
+                xact,
             });
         }
     }

@@ -47,6 +47,9 @@ pub(crate) struct Opened {
     pub remote_id: RemoteId,
     /// Signed tokens minted before this (Unix ms) are refused.
     pub tokens_not_before: Option<u64>,
+    /// PostgreSQL: what had committed before anything was read, so a
+    /// notice of a deletion it includes is known to be stale.
+    pub snapshot: Option<evsync_storage_postgres::Snapshot>,
 }
 
 impl Opened {
@@ -54,6 +57,7 @@ impl Opened {
         Ok(Opened {
             remote_id: store.remote_id().await?,
             tokens_not_before: store.tokens_not_before().await?,
+            snapshot: None,
         })
     }
 }
@@ -253,8 +257,11 @@ impl TenantStore {
                 return Ok((TenantStore::Memory(store), opened));
             }
             Backend::Postgres(db) => {
+                // First: whatever is read next is at least this new.
+                let snapshot = db.snapshot().await.map_err(|e| e.message)?;
                 let mut store = db.tenant(tenant);
-                let opened = Opened::read(&mut store).await.map_err(|e| e.message)?;
+                let mut opened = Opened::read(&mut store).await.map_err(|e| e.message)?;
+                opened.snapshot = Some(snapshot);
                 let lanes = PgLanes {
                     store,
                     lanes: Lanes::new((), ()),

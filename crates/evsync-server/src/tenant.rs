@@ -65,9 +65,11 @@ pub(crate) enum TenantMsg {
     /// to `log` up to `head`.
     LogAdvanced { log: LogRef, head: u64 },
     /// The tenant was deleted or replaced through another node (a shared
-    /// database): close every connection, refuse new ones, leave the
-    /// registry (the next connection loads the tenant afresh) and end.
-    Drop { reason: String },
+    /// database) by transaction `xact`: close every connection, refuse new
+    /// ones, leave the registry (the next connection loads the tenant
+    /// afresh) and end. Ignored if this actor loaded the tenant after that
+    /// transaction had committed (its notice came late).
+    Drop { reason: String, xact: Option<u64> },
     /// A node's re-check, begun at `read_at`, read the tenant's stored
     /// remoteId (`None`: none stored): if it is not the one this actor
     /// serves, the tenant was deleted or replaced elsewhere and a
@@ -161,6 +163,7 @@ pub(crate) async fn run(
         }
     };
     let remote_id = opened.remote_id;
+    let snapshot = opened.snapshot;
     let mut v3_config = shared.config.engine.clone();
     let mut v4_config = v4_config(&shared);
     let joins = store.takes_joins() && shared.join_appends;
@@ -182,6 +185,7 @@ pub(crate) async fn run(
         evicted: None,
         leaving: false,
         loaded_at: Instant::now(),
+        snapshot,
     };
     let mut left = false;
     if actor.shutting_down {
@@ -335,6 +339,8 @@ struct Actor {
     leaving: bool,
     /// When the store had opened (its remoteId read or created).
     loaded_at: Instant,
+    /// PostgreSQL: what had committed when the store opened.
+    snapshot: Option<evsync_storage_postgres::Snapshot>,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -509,7 +515,14 @@ impl Actor {
                     self.leave(code::GOING_AWAY, reason, DROPPED);
                 }
             }
-            TenantMsg::Drop { reason } => self.leave(code::GOING_AWAY, reason, DROPPED),
+            TenantMsg::Drop { reason, xact } => {
+                let seen = xact.zip(self.snapshot.as_ref());
+                if seen.is_some_and(|(xact, snapshot)| snapshot.sees(xact)) {
+                    tracing::debug!(tenant = %self.tenant, "a deletion's late notice ignored: loaded after it");
+                } else {
+                    self.leave(code::GOING_AWAY, reason, DROPPED);
+                }
+            }
             TenantMsg::Evict { code, reason, gone } => {
                 self.leave(code, reason, "tenant evicted");
                 self.evicted = Some(gone);

@@ -24,11 +24,13 @@
 mod config;
 pub mod listen;
 pub mod schema;
+mod snapshot;
 mod storage;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
 pub use config::PgConfig;
+pub use snapshot::Snapshot;
 pub use storage::PgStorage;
 
 use deadpool_postgres::{

@@ -59,8 +59,9 @@ pub enum ListenEvent {
     /// `not_before` (Unix ms, already stored).
     Revoked { tenant: String, not_before: u64 },
     /// A tenant was deleted or replaced (by an operator on some node,
-    /// committed): nodes drop what they hold of it.
-    Dropped { tenant: String },
+    /// committed) by transaction `xact` (`None` from a node before this
+    /// field): nodes drop what they loaded before it ([`crate::Snapshot`]).
+    Dropped { tenant: String, xact: Option<u64> },
     /// The listening connection failed or could not be opened (the message
     /// has no password); it is retried.
     Lost(String),
@@ -69,7 +70,7 @@ pub enum ListenEvent {
 /// The JSON on the channel: an append's `{"t": tenant, "k": publicKey,
 /// "h": head}`, a v4 append's `{"t": tenant, "p": publicKey, "s":
 /// storeId, "h": head}`, a revocation's `{"t": tenant, "r": instant}` or a
-/// deletion's `{"t": tenant, "d": true}`.
+/// deletion's `{"t": tenant, "d": true, "x": transaction id}`.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
 enum Notice {
@@ -93,6 +94,7 @@ enum Notice {
         /// Only tells this variant from the others.
         #[serde(rename = "d")]
         _dropped: bool,
+        x: Option<u64>,
     },
 }
 
@@ -195,7 +197,7 @@ fn forward(
                     tenant: t,
                     not_before: r,
                 },
-                Ok(Notice::Dropped { t, .. }) => ListenEvent::Dropped { tenant: t },
+                Ok(Notice::Dropped { t, x, .. }) => ListenEvent::Dropped { tenant: t, xact: x },
                 Err(_) => return Ok(()),
             };
             events.send(event).map_err(|_| None)?;

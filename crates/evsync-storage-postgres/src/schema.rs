@@ -254,10 +254,12 @@ pub const NOTIFY_REVOKED: &str =
     "SELECT pg_notify('evsync_log', json_build_object('t', $1::text, 'r', $2::bigint)::text)";
 
 /// Tells every node that tenant `$1` was deleted (or replaced):
-/// `{"t": tenant, "d": true}`, sent inside the deleting transaction, so
-/// delivered only once it committed.
-pub const NOTIFY_DROPPED: &str =
-    "SELECT pg_notify('evsync_log', json_build_object('t', $1::text, 'd', true)::text)";
+/// `{"t": tenant, "d": true, "x": id}`, sent inside the deleting
+/// transaction, so delivered only once it committed. `x` is that
+/// transaction's id: a node that loaded the tenant after it committed
+/// ignores the notice ([`crate::Snapshot`]).
+pub const NOTIFY_DROPPED: &str = "SELECT pg_notify('evsync_log',
+    json_build_object('t', $1::text, 'd', true, 'x', pg_current_xact_id()::text::bigint)::text)";
 
 /// The remoteIds of those tenants in `$1` that have one.
 pub const SELECT_REMOTE_IDS: &str =

@@ -368,6 +368,51 @@ async fn a_deletion_whose_notification_was_lost_is_found_by_the_recheck() {
     assert_eq!(closed.code, Some(1001), "{closed:?}");
 }
 
+/// The id of a transaction that has committed: psql's own, run alone.
+fn committed_transaction(url: &str) -> u64 {
+    let out = psql(url, "SELECT pg_current_xact_id()");
+    out.lines()
+        .find_map(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no transaction id in {out:?}"))
+}
+
+#[tokio::test]
+async fn a_deletion_notice_that_arrives_after_a_fresh_load_does_not_drop_it() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let (one, two) = two_nodes(&url, NO_RECHECK).await;
+    // A deletion or import through another node commits; its notice is
+    // late, and meanwhile a client loads the tenant afresh on node 1.
+    let deletion = committed_transaction(&url);
+    let (mut reader, _) = Client::connect_hello(one.addr, "late").await;
+    reader.request_changes("log", 0).await;
+    psql(
+        &url,
+        &format!(
+            "SELECT pg_notify('evsync_log', '{{\"t\":\"late\",\"d\":true,\"x\":{deletion}}}')"
+        ),
+    );
+    // Node 1 hears notices in commit order: an entry written through node
+    // 2 after the late notice reaching the reader live proves the notice
+    // was handled and the socket kept.
+    let (mut writer, _) = Client::connect_hello(two.addr, "late").await;
+    assert_eq!(writer.write("log", 1, &entries(1..=1)).await, vec![1]);
+    let got = within("an entry after the late notice", reader.changes("log", 1)).await;
+    assert_eq!(sequences(&got), vec![1]);
+
+    // A deletion that commits after the load drops the tenant.
+    psql(
+        &url,
+        "SELECT pg_notify('evsync_log', json_build_object('t', 'late', 'd', true,
+            'x', pg_current_xact_id()::text::bigint)::text)",
+    );
+    let closed = within("the dropped tenant's close", reader.closed()).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(1001), "tenant deleted by an operator")
+    );
+}
+
 /// `evsync admin --url http://ADDR ARGS` (the admin API is open on a
 /// loopback listener without SYNC_ADMIN_TOKEN).
 async fn admin(node: &Serve, args: &[&str]) -> std::process::Output {
