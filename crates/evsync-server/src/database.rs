@@ -17,9 +17,8 @@ use crate::registry::Registry;
 use crate::tenant::LogRef;
 use crate::tenant_ops::DELETED;
 use evsync_core::storage::StorageError;
-use evsync_core::wire::RemoteId;
 use evsync_storage_postgres::listen::{self, ListenEvent};
-use evsync_storage_postgres::{PgConfig, PgDatabase};
+use evsync_storage_postgres::{PgConfig, PgDatabase, TenantIdentity};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -135,10 +134,11 @@ async fn migrate(registry: &Registry, db: &PgDatabase, config: &PgConfig) -> boo
     }
 }
 
-/// What a re-check reads of the loaded tenants: their stored remoteIds,
-/// the heads of their logs and stores, their revocation instants.
+/// What a re-check reads of the loaded tenants: their rows (remoteId and
+/// generation), the heads of their logs and stores, their revocation
+/// instants.
 type TenantsRead = (
-    Vec<(String, RemoteId)>,
+    Vec<(String, TenantIdentity)>,
     Vec<(String, LogRef, u64)>,
     Vec<(String, u64)>,
 );
@@ -204,7 +204,7 @@ impl Follower {
 
     /// Reads what a re-check needs of `tenants`.
     async fn read_tenants(&self, tenants: &[String]) -> Result<TenantsRead, StorageError> {
-        let remote_ids = self.db.remote_ids(tenants).await?;
+        let identities = self.db.identities(tenants).await?;
         let mut heads: Vec<(String, LogRef, u64)> = self
             .db
             .heads(tenants)
@@ -219,7 +219,7 @@ impl Follower {
                 .map(|h| (h.tenant, LogRef::V4(h.store), h.head)),
         );
         let revoked = self.db.revocations(tenants).await?;
-        Ok((remote_ids, heads, revoked))
+        Ok((identities, heads, revoked))
     }
 
     /// Reads the heads of every log of the loaded tenants and tells each
@@ -241,16 +241,16 @@ impl Follower {
 
         let shared = self.registry.shared();
         match ok {
-            Ok((remote_ids, heads, revoked)) => {
+            Ok((identities, heads, revoked)) => {
                 if !shared.database_ok.swap(true, Ordering::Relaxed) {
                     tracing::info!("PostgreSQL answers again");
                 }
                 // First: an actor whose tenant was deleted or replaced
                 // drops itself before anything else is told to it.
-                let stored: HashMap<String, RemoteId> = remote_ids.into_iter().collect();
+                let stored: HashMap<String, TenantIdentity> = identities.into_iter().collect();
                 for tenant in &tenants {
                     self.registry
-                        .check_remote_id(tenant, stored.get(tenant).copied(), read_at);
+                        .check_identity(tenant, stored.get(tenant).copied(), read_at);
                 }
                 for (tenant, not_before) in revoked {
                     self.tell_revoked(&tenant, not_before);

@@ -20,6 +20,7 @@ use crate::tenant::{self, LogRef, Membership, OpenRefused, TenantMsg};
 use evsync_core::access::{Grant, Protocol};
 use evsync_core::proto::v3::ConnId;
 use evsync_core::wire::RemoteId;
+use evsync_storage_postgres::TenantIdentity;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -383,17 +384,17 @@ impl Registry {
         }
     }
 
-    /// Tells `tenant`, if it is loaded, the remoteId its store held at a
-    /// read begun at `read_at` (`None`: none): its actor drops itself if
-    /// that is not the one it serves.
-    pub fn check_remote_id(
+    /// Tells `tenant`, if it is loaded, the row its store held at a read
+    /// begun at `read_at` (`None`: none): its actor drops itself if that
+    /// is not the one it loaded.
+    pub fn check_identity(
         &self,
         tenant: &str,
-        stored: Option<RemoteId>,
+        stored: Option<TenantIdentity>,
         read_at: tokio::time::Instant,
     ) {
         if let Some(slot) = lock(&self.state).tenants.get(tenant) {
-            let _ = slot.tx.send(TenantMsg::CheckRemoteId { stored, read_at });
+            let _ = slot.tx.send(TenantMsg::CheckIdentity { stored, read_at });
         }
     }
 

@@ -50,6 +50,9 @@ pub(crate) struct Opened {
     /// PostgreSQL: what had committed before anything was read, so a
     /// notice of a deletion it includes is known to be stale.
     pub snapshot: Option<evsync_storage_postgres::Snapshot>,
+    /// PostgreSQL: the generation of the tenant's row, read after its
+    /// remoteId: a re-check that reads another one finds it replaced.
+    pub generation: Option<i64>,
 }
 
 impl Opened {
@@ -58,6 +61,7 @@ impl Opened {
             remote_id: store.remote_id().await?,
             tokens_not_before: store.tokens_not_before().await?,
             snapshot: None,
+            generation: None,
         })
     }
 }
@@ -262,6 +266,8 @@ impl TenantStore {
                 let mut store = db.tenant(tenant);
                 let mut opened = Opened::read(&mut store).await.map_err(|e| e.message)?;
                 opened.snapshot = Some(snapshot);
+                let identity = db.identity(tenant).await.map_err(|e| e.message)?;
+                opened.generation = identity.map(|row| row.generation);
                 let lanes = PgLanes {
                     store,
                     lanes: Lanes::new((), ()),

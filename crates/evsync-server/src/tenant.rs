@@ -22,6 +22,7 @@ use evsync_core::proto::v3::{Action, ConnId};
 use evsync_core::proto::v4;
 use evsync_core::storage::{StorageOp, StorageResponse, StoreKey};
 use evsync_core::wire::RemoteId;
+use evsync_storage_postgres::TenantIdentity;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
@@ -70,13 +71,14 @@ pub(crate) enum TenantMsg {
     /// afresh) and end. Ignored if this actor loaded the tenant after that
     /// transaction had committed (its notice came late).
     Drop { reason: String, xact: Option<u64> },
-    /// A node's re-check, begun at `read_at`, read the tenant's stored
-    /// remoteId (`None`: none stored): if it is not the one this actor
-    /// serves, the tenant was deleted or replaced elsewhere and a
-    /// notification was lost: as `Drop`. A read begun before this actor
-    /// had loaded (and stored its remoteId) proves nothing and is ignored.
-    CheckRemoteId {
-        stored: Option<RemoteId>,
+    /// A node's re-check, begun at `read_at`, read the tenant's row
+    /// (`None`: none stored): if its remoteId is not the one this actor
+    /// serves, or its generation not the one it loaded, the tenant was
+    /// deleted or replaced elsewhere and a notification was lost: as
+    /// `Drop`. A read begun before this actor had loaded (and stored its
+    /// remoteId) proves nothing and is ignored.
+    CheckIdentity {
+        stored: Option<TenantIdentity>,
         read_at: Instant,
     },
     /// An operator takes the tenant away (delete, import over it): close
@@ -164,6 +166,7 @@ pub(crate) async fn run(
     };
     let remote_id = opened.remote_id;
     let snapshot = opened.snapshot;
+    let row_generation = opened.generation;
     let mut v3_config = shared.config.engine.clone();
     let mut v4_config = v4_config(&shared);
     let joins = store.takes_joins() && shared.join_appends;
@@ -186,6 +189,7 @@ pub(crate) async fn run(
         leaving: false,
         loaded_at: Instant::now(),
         snapshot,
+        row_generation,
     };
     let mut left = false;
     if actor.shutting_down {
@@ -334,13 +338,15 @@ struct Actor {
     commit_returned: Option<Instant>,
     /// Set by `Evict`: answered once the store is closed.
     evicted: Option<oneshot::Sender<()>>,
-    /// Set by `Evict`, `Drop` or a failed `CheckRemoteId`: the actor
+    /// Set by `Evict`, `Drop` or a failed `CheckIdentity`: the actor
     /// leaves the registry at once and ends once its storage is idle.
     leaving: bool,
     /// When the store had opened (its remoteId read or created).
     loaded_at: Instant,
     /// PostgreSQL: what had committed when the store opened.
     snapshot: Option<evsync_storage_postgres::Snapshot>,
+    /// PostgreSQL: the generation of the tenant's row it loaded.
+    row_generation: Option<i64>,
 }
 
 /// The outlet of every connection the engine knows. An actor that ends
@@ -509,8 +515,14 @@ impl Actor {
                 tracing::info!(tenant = %self.tenant, closed = open, "tokens revoked");
                 let _ = closed.send(open);
             }
-            TenantMsg::CheckRemoteId { stored, read_at } => {
-                if read_at > self.loaded_at && stored != Some(self.engine.remote_id()) {
+            TenantMsg::CheckIdentity { stored, read_at } => {
+                let same = stored.is_some_and(|row| {
+                    row.remote_id == self.engine.remote_id()
+                        && self
+                            .row_generation
+                            .is_none_or(|loaded| loaded == row.generation)
+                });
+                if read_at > self.loaded_at && !same {
                     let reason = "tenant deleted or replaced by an operator".to_owned();
                     self.leave(code::GOING_AWAY, reason, DROPPED);
                 }

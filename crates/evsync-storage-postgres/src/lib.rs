@@ -42,6 +42,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
+/// A tenant's row in `evsync_tenants`: its remoteId, and the generation
+/// that tells this row from an earlier one of the same name (a tenant
+/// deleted and recreated, or replaced by an import that kept its remoteId).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantIdentity {
+    pub remote_id: RemoteId,
+    pub generation: i64,
+}
+
+impl TenantIdentity {
+    /// From a row of `tenant, remote_id, generation`.
+    fn of_row(row: &tokio_postgres::Row) -> Result<Self, StorageError> {
+        let bytes: &[u8] = row.get(1);
+        let id: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| StorageError::new(format!("stored remoteId of {} bytes", bytes.len())))?;
+        Ok(TenantIdentity {
+            remote_id: RemoteId(id),
+            generation: row.get(2),
+        })
+    }
+}
+
 /// How long a call waits for a free pooled connection before failing: a
 /// pool exhausted by a stuck database must not queue requests forever.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -335,35 +358,35 @@ impl PgDatabase {
         Ok(Some(replaced))
     }
 
-    /// The remoteIds of those of `tenants` that have one, in one query:
-    /// nodes re-check them with the heads, so a tenant deleted (or
-    /// replaced) through another node is dropped here even if its
-    /// notification was lost.
-    pub async fn remote_ids(
+    /// The rows of those of `tenants` that have one, in one query: nodes
+    /// re-check them with the heads, so a tenant deleted or replaced
+    /// through another node is dropped here even if its notification was
+    /// lost.
+    pub async fn identities(
         &self,
         tenants: &[String],
-    ) -> Result<Vec<(String, RemoteId)>, StorageError> {
+    ) -> Result<Vec<(String, TenantIdentity)>, StorageError> {
         if tenants.is_empty() {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(schema::SELECT_REMOTE_IDS)
+            .prepare_cached(schema::SELECT_IDENTITIES)
             .await
             .map_err(pg_error("prepare"))?;
         let rows = client
             .query(&stmt, &[&tenants])
             .await
-            .map_err(pg_error("read remoteIds"))?;
+            .map_err(pg_error("read tenant rows"))?;
         rows.iter()
-            .map(|row| {
-                let bytes: &[u8] = row.get(1);
-                let id: [u8; 16] = bytes.try_into().map_err(|_| {
-                    StorageError::new(format!("stored remoteId of {} bytes", bytes.len()))
-                })?;
-                Ok((row.get(0), RemoteId(id)))
-            })
+            .map(|row| Ok((row.get(0), TenantIdentity::of_row(row)?)))
             .collect()
+    }
+
+    /// `tenant`'s row, if it has one.
+    pub async fn identity(&self, tenant: &str) -> Result<Option<TenantIdentity>, StorageError> {
+        let found = self.identities(&[tenant.to_owned()]).await?;
+        Ok(found.into_iter().next().map(|(_, identity)| identity))
     }
 
     /// The value of a setting (`SHOW`) in a pooled session: what the

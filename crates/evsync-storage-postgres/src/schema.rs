@@ -143,10 +143,26 @@ const V2: Migration = Migration {
     ],
 };
 
+/// A generation per tenant row, from one sequence: every row gets a value
+/// no row had before, existing rows included (a volatile default fills
+/// each one). An import's staging row has its own, which the tenant keeps
+/// when the import is installed, so a tenant replaced by an import whose
+/// file kept its remoteId (a restore) still differs from what a node
+/// loaded, and the node's re-check finds it when the import's notice was
+/// lost.
+const V3: Migration = Migration {
+    version: 3,
+    statements: &[
+        "CREATE SEQUENCE evsync_tenant_generations",
+        "ALTER TABLE evsync_tenants
+            ADD COLUMN generation bigint NOT NULL DEFAULT nextval('evsync_tenant_generations')",
+    ],
+};
+
 /// PostgreSQL's schema.
 pub const SCHEMA: Schema = Schema {
     name: "PostgreSQL storage",
-    steps: &[V1, V2],
+    steps: &[V1, V2, V3],
 };
 
 /// The schema version this build writes.
@@ -261,9 +277,9 @@ pub const NOTIFY_REVOKED: &str =
 pub const NOTIFY_DROPPED: &str = "SELECT pg_notify('evsync_log',
     json_build_object('t', $1::text, 'd', true, 'x', pg_current_xact_id()::text::bigint)::text)";
 
-/// The remoteIds of those tenants in `$1` that have one.
-pub const SELECT_REMOTE_IDS: &str =
-    "SELECT tenant, remote_id FROM evsync_tenants WHERE tenant = ANY($1::text[])";
+/// The remoteIds and generations of those tenants in `$1` that have a row.
+pub const SELECT_IDENTITIES: &str =
+    "SELECT tenant, remote_id, generation FROM evsync_tenants WHERE tenant = ANY($1::text[])";
 
 /// Tenant `$1`'s stored "tokens not before" instant (ms), if any.
 pub const SELECT_TOKENS_NOT_BEFORE: &str =

@@ -211,7 +211,9 @@ async fn a_version_1_database_is_migrated_and_keeps_its_logs() {
             VALUES ('acme', convert_to('pk', 'UTF8'), 1);
          INSERT INTO evsync_entries (log_id, sequence, entry_id, iv, encrypted_entry)
             SELECT id, 1, decode('00000000000000017000000000000000', 'hex'), '\\x01', '\\x02'
-            FROM evsync_logs;",
+            FROM evsync_logs;
+         INSERT INTO evsync_tenants (tenant, remote_id)
+            VALUES ('acme', decode(repeat('ab', 16), 'hex')), ('other', decode(repeat('cd', 16), 'hex'));",
     );
     let db = PgDatabase::new(&PgConfig::parse(&url, 2).unwrap()).unwrap();
     assert_eq!(db.migrate().await.unwrap(), schema::SCHEMA_VERSION);
@@ -220,6 +222,13 @@ async fn a_version_1_database_is_migrated_and_keeps_its_logs() {
             .trim(),
         schema::SCHEMA_VERSION.to_string()
     );
+    // Rows made before version 3 get a generation each, all different.
+    let rows = db
+        .identities(&["acme".to_owned(), "other".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_ne!(rows[0].1.generation, rows[1].1.generation);
     let mut acme = db.tenant("acme");
     let out = acme.append(&[batch("pk", 1, &[1, 2])]).await.unwrap();
     assert_eq!(

@@ -129,3 +129,40 @@ async fn a_tenant_with_v4_stores_moves_into_postgres_and_back_out_unchanged() {
     let err = import(&file, &mut dirty).await.unwrap_err();
     assert!(err.contains("1 bindings"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tenant_restored_over_itself_keeps_its_remote_id_under_a_new_generation() {
+    let pg = TestPostgres::shared();
+    let url = pg.fresh_database();
+    let db = PgDatabase::new(&PgConfig::parse(&url, 4).unwrap()).unwrap();
+    db.migrate().await.unwrap();
+    let (_, file) = exported_tenant();
+    import(&file, &mut db.tenant("~import~acme~1"))
+        .await
+        .unwrap();
+    db.install_tenant("~import~acme~1", "acme", false)
+        .await
+        .unwrap();
+    let loaded = db.identity("acme").await.unwrap().expect("acme has a row");
+
+    // The same file again over it (a restore): the remoteId is the file's,
+    // the generation is not the one a node loaded, so its re-check tells.
+    import(&file, &mut db.tenant("~import~acme~2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.install_tenant("~import~acme~2", "acme", true)
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    let restored = db.identity("acme").await.unwrap().expect("acme has a row");
+    assert_eq!(restored.remote_id, loaded.remote_id);
+    assert_ne!(restored.generation, loaded.generation);
+    let both = db
+        .identities(&["acme".to_owned(), "none".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(both, vec![("acme".to_owned(), restored)]);
+    assert_eq!(db.identity("none").await.unwrap(), None);
+}

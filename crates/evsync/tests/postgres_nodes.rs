@@ -368,6 +368,28 @@ async fn a_deletion_whose_notification_was_lost_is_found_by_the_recheck() {
     assert_eq!(closed.code, Some(1001), "{closed:?}");
 }
 
+#[tokio::test]
+async fn a_restore_whose_notification_was_lost_is_found_by_the_recheck() {
+    let pg = TestPostgres::start();
+    let url = pg.fresh_database();
+    let one = node(&url, "300").await;
+    readyz_becomes(&one, 200).await;
+    let (mut client, _) = Client::connect_hello(one.addr, "restored").await;
+    // Replaced by "another node" with an import that kept the remoteId (a
+    // restore: the row is the staged one's, with a generation of its own),
+    // with no notification at all.
+    psql(
+        &url,
+        "UPDATE evsync_tenants SET generation = nextval('evsync_tenant_generations')
+         WHERE tenant = 'restored'",
+    );
+    let closed = within("the replaced tenant's close", client.closed()).await;
+    assert_eq!(
+        (closed.code, closed.reason.as_str()),
+        (Some(1001), "tenant deleted or replaced by an operator")
+    );
+}
+
 /// The id of a transaction that has committed: psql's own, run alone.
 fn committed_transaction(url: &str) -> u64 {
     let out = psql(url, "SELECT pg_current_xact_id()");
