@@ -462,6 +462,21 @@ test(`[${MODE}] admin export and import: remoteId and sequences kept; bad files 
   await logLine((l) => l.fields.message === "admin: tenant imported" && l.fields.tenant === dst, "for the import");
 });
 
+// The list: from D1's rows, or, on Durable Object SQLite, from the tenant
+// index (worker/src/tenant_index.rs) with each tenant's figures from its
+// object; registration is in the background, so the DO list is polled.
+const listed = async (want, what) => {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const res = await adminCall("GET", "/admin/tenants");
+    assert.equal(res.status, 200, res.body);
+    const { tenants } = JSON.parse(res.body);
+    if (want(tenants)) return tenants;
+    if (Date.now() > deadline) assert.fail(`list not as expected (${what}): ${res.body}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+};
+
 // An export of format version 2 with Effect v4 stores and bindings (as
 // the native server writes one): imported, it gives back the same bytes on
 // export, so every batch kept its sequence and every binding its key; a
@@ -498,6 +513,10 @@ test(`[${MODE}] admin import and export keep Effect v4 stores and bindings`, asy
   const exported = await adminCall("GET", `/admin/tenants/${dst}/export`);
   assert.equal(exported.status, 200, exported.body);
   assert.equal(exported.body, file, "the same stores, batches at the same sequences, the same binding");
+  // listed with its v4 figures (D1: its rows' aggregate; DO: its object's)
+  const tenants = await listed((ts) => ts.some((t) => t.tenant === dst), "the imported v4 tenant");
+  const row = tenants.find((t) => t.tenant === dst);
+  assert.deepEqual([row.remoteId, row.logs, row.entries, row.v4Stores, row.v4Entries], [remoteId, 1, 1, 2, 5]);
 
   const gap = seal(body.filter((_, i) => i !== 4), { ...counts, batches: 3, stores: 2 });
   res = await adminCall("POST", `/admin/tenants/${bad}/import`, gap);
@@ -537,21 +556,6 @@ test(`[${MODE}] admin delete: sockets closed with 1001, the next connection star
   next.close();
   await logLine((l) => l.fields.message === "admin: tenant deleted" && l.fields.tenant === tenant(name), "for the delete");
 });
-
-// The list: from D1's rows, or, on Durable Object SQLite, from the tenant
-// index (worker/src/tenant_index.rs) with each tenant's figures from its
-// object; registration is in the background, so the DO list is polled.
-const listed = async (want, what) => {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const res = await adminCall("GET", "/admin/tenants");
-    assert.equal(res.status, 200, res.body);
-    const { tenants } = JSON.parse(res.body);
-    if (want(tenants)) return tenants;
-    if (Date.now() > deadline) assert.fail(`list not as expected (${what}): ${res.body}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-};
 
 test(`[${MODE}] admin list: every tenant with its figures, by name; a deleted one disappears`, async () => {
   const writer = await open("listed");
