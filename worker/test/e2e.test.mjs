@@ -10,6 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Peer, httpRequest, upgradeHeaders, entry, iv, CHUNK_SIZE } from "./peer.mjs";
+import { workerLogLines, logLine } from "./worker-log.mjs";
 
 const BASE = process.env.EVSYNC_BASE;
 const WS_BASE = BASE.replace(/^http/, "ws");
@@ -21,30 +22,6 @@ const open = (name, opts = {}) => Peer.open(WS_BASE, tenant(name), { token: AUTH
 const bytes = (u8) => Buffer.from(u8).toString("hex");
 const ADMIN = process.env.EVSYNC_ADMIN_TOKEN;
 const uuid = (u8) => bytes(u8).replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5");
-
-// The Worker's log lines (worker/src/log.rs): one JSON object each, in the
-// native server's `--log-format json` shape. wrangler dev wraps warnings
-// and errors in colour codes and a "▲ [WARNING]" prefix; the object is
-// taken from the line. Lines that are not the Worker's (wrangler's own)
-// have no `{"timestamp":`.
-const workerLogLines = async () => {
-  const { readFileSync } = await import("node:fs");
-  return readFileSync(process.env.EVSYNC_LOG, "utf8")
-    .replace(/\x1b\[[0-9;]*m/g, "")
-    .split("\n")
-    .filter((line) => line.includes('{"timestamp":'))
-    .map((line) => JSON.parse(line.slice(line.indexOf('{"timestamp":'))));
-};
-// Polls the log (written asynchronously) until a line satisfies `pred`.
-const logLine = async (pred, what) => {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const found = (await workerLogLines()).find(pred);
-    if (found) return found;
-    assert.ok(Date.now() < deadline, `no log line ${what} within 15 s`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-};
 
 test(`[${MODE}] HTTP rules: paths and tenants`, async () => {
   const cases = [
