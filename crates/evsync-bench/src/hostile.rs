@@ -25,7 +25,9 @@
 //! - `churn`: WebSocket connect (Hello) and close, in a loop, half with a
 //!   close frame, half by dropping the TCP connection;
 //! - `idle`: N idle sockets (Hello, subscribed, then silent), opened before
-//!   the attack window and held through it.
+//!   the attack window and held through it;
+//! - `v4_garbage`, `v4_unauth`, `v4_chunk_flood`: the same kinds of attack
+//!   on the Effect v4 endpoint (see [`v4`]).
 //!
 //! Pacing (2-core machine shared by server and load generator): every
 //! flooding loop sleeps between rounds, so that the attack tests the
@@ -63,6 +65,8 @@ use tokio::process::Child;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+mod v4;
 
 /// `evsync hostile …`
 #[derive(Args, Debug, Clone)]
@@ -203,6 +207,9 @@ const ATTACKERS: &[&str] = &[
     "slowloris",
     "churn",
     "idle",
+    "v4_garbage",
+    "v4_unauth",
+    "v4_chunk_flood",
 ];
 
 const PACING: &str = "chunk_flood: 10 ms sleep per connection; chunk_hold: 2 sockets, held; \
@@ -211,6 +218,7 @@ garbage: 2 loops, 5 ms sleep per connection; ping_flood: 2 sockets, bursts of 10
 10 WebSocket pings every 50 ms; never_reader: 2 sockets; slowloris: N held at once, started \
 spread over the handshake timeout, reopened 10 ms after a close, drips every 500 ms; churn: \
 2 loops, 5 ms sleep per connection; idle: opened 200 at a time before the attack window; \
+v4_garbage, v4_unauth: 5 ms sleep per connection; v4_chunk_flood: 10 ms sleep per connection; \
 the normal client runs on a runtime (thread) of its own in the load generator";
 
 // ---------------------------------------------------------------- the server
@@ -1201,6 +1209,15 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             attackers.push(attack_rt.spawn(churn(ctx.clone(), n)));
         }
     }
+    if on("v4_garbage") {
+        attackers.push(attack_rt.spawn(v4::garbage(ctx.clone())));
+    }
+    if on("v4_unauth") {
+        attackers.push(attack_rt.spawn(v4::unauthenticated(ctx.clone())));
+    }
+    if on("v4_chunk_flood") {
+        attackers.push(attack_rt.spawn(v4::chunk_flood(ctx.clone())));
+    }
     for n in 0..args.slowloris {
         if on("slowloris") {
             let spread = Duration::from_secs(args.handshake_timeout) * n as u32
@@ -1307,6 +1324,8 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
         ("chunk_flood", "hostile-chunks"),
         ("oversize", "hostile-oversize"),
         ("garbage", "hostile-garbage"),
+        ("v4_garbage", v4::TENANT_GARBAGE),
+        ("v4_chunk_flood", v4::TENANT_CHUNKS),
     ] {
         let seen = board.get(who).map_or(0, |a| a.closed_by_server);
         let logged = tally.logged_closes(tenant);
@@ -1314,6 +1333,21 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
             closes_ok = false;
             problems.push(format!(
                 "{who}: {seen} closes seen by the attacker, {logged} logged by the server"
+            ));
+        }
+    }
+    // every v4 request before Authenticate, and the forged one, answered
+    // Forbidden; none of those connections closed by the server
+    if on("v4_unauth") {
+        let a = board.get("v4_unauth");
+        let count = |what: &str| a.and_then(|a| a.counters.get(what).copied()).unwrap_or(0);
+        let (requests, forbidden) = (count("requests"), count("forbidden"));
+        let closed = a.map_or(0, |a| a.closed_by_server);
+        let logged = tally.logged_closes(v4::TENANT_UNAUTH);
+        if requests == 0 || forbidden != requests || closed > 0 || logged > 0 {
+            closes_ok = false;
+            problems.push(format!(
+                "v4_unauth: {forbidden} of {requests} requests answered Forbidden, {closed} closed by the server ({logged} logged)"
             ));
         }
     }
@@ -1448,7 +1482,7 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
         .sum();
     let attack = if all {
         format!(
-            "every attack at once ({idle_open} idle sockets, {} slowloris, chunk/oversize/garbage/ping/churn loops, 2 never-readers on its log)",
+            "every attack at once ({idle_open} idle sockets, {} slowloris, chunk/oversize/garbage/ping/churn loops, 2 never-readers on its log, v4 garbage/unauthenticated/chunk loops)",
             args.slowloris
         )
     } else {

@@ -47,7 +47,13 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
 
     // each attacker attacked, and the server's answers were the right ones
     let attackers = &summary["attackers"];
-    for who in ["chunk_flood", "oversize", "garbage"] {
+    for who in [
+        "chunk_flood",
+        "oversize",
+        "garbage",
+        "v4_garbage",
+        "v4_chunk_flood",
+    ] {
         assert!(
             attackers[who]["closed_by_server_with_code"].as_u64() > Some(0),
             "{who} was closed: {summary}"
@@ -61,6 +67,27 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
         attackers["oversize"]["ends"]["1009"].as_u64() > Some(0),
         "{summary}"
     );
+    // v4: a frame over the limit is 1009, a body that is no envelope 1002;
+    // too many incomplete chunked writes 1002, an absurd piece count 1009
+    for who in ["v4_garbage", "v4_chunk_flood"] {
+        for code in ["1002", "1009"] {
+            assert!(
+                attackers[who]["ends"][code].as_u64() > Some(0),
+                "{who} closed with {code}: {summary}"
+            );
+        }
+    }
+    // every v4 request before Authenticate answered Forbidden, none closed
+    let unauth = &attackers["v4_unauth"];
+    assert!(
+        unauth["counters"]["requests"].as_u64() > Some(0),
+        "{summary}"
+    );
+    assert_eq!(
+        unauth["counters"]["forbidden"], unauth["counters"]["requests"],
+        "{summary}"
+    );
+    assert_eq!(unauth["closed_by_server_with_code"], 0, "{summary}");
     assert!(
         attackers["churn"]["connects"].as_u64() > Some(0),
         "{summary}"
@@ -77,7 +104,13 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
     let log = &summary["server_log"];
     // `tenant code` → a reason, for each attacker the server closes
     let examples = log["close_examples"].as_object().expect("close examples");
-    for tenant in ["hostile-chunks", "hostile-oversize", "hostile-garbage"] {
+    for tenant in [
+        "hostile-chunks",
+        "hostile-oversize",
+        "hostile-garbage",
+        "hostile-v4-garbage",
+        "hostile-v4-chunks",
+    ] {
         assert!(
             examples
                 .iter()

@@ -29,6 +29,7 @@ pub const HELLO: &str = "EventLog.Hello";
 pub const AUTHENTICATE: &str = "EventLog.Authenticate";
 pub const WRITE_SINGLE: &str = "EventLog.WriteSingle";
 pub const CHANGES: &str = "EventLog.Changes";
+pub const WRITE_CHUNKED: &str = "EventLog.WriteChunked";
 
 /// Effect's client pings every 5 s (and drops a socket that stays silent
 /// for as long); so does this one.
@@ -67,7 +68,8 @@ impl Identity {
         }
     }
 
-    fn authenticate(&self, hello: &HelloResponse) -> Result<Authenticate> {
+    /// The `Authenticate` payload answering `hello`'s challenge.
+    pub fn authenticate(&self, hello: &HelloResponse) -> Result<Authenticate> {
         let remote: [u8; 16] = hello.remote_id.as_ref().try_into().map_err(|_| {
             err(format!(
                 "Hello has a remoteId of {} bytes",
@@ -211,6 +213,12 @@ pub struct Inbound {
 }
 
 impl Inbound {
+    /// The WebSocket stream, for a caller that reads it itself (the hostile
+    /// suite waits for the server's close frame).
+    pub fn into_stream(self) -> WsStream {
+        self.stream
+    }
+
     /// The next envelope from the server.
     pub async fn next(&mut self) -> Result<FromServer> {
         loop {
@@ -249,9 +257,24 @@ impl Conn {
     /// Connects to `url` (a `/v4/event-log/<tenant>` URL), says Hello and
     /// authenticates `identity`.
     pub async fn open(url: &str, identity: &Identity) -> Result<Conn> {
+        let mut conn = Conn::connect(url).await?;
+        let hello = conn.hello().await?;
+        let auth = identity.authenticate(&hello)?;
+        let exit = conn.call(AUTHENTICATE, proto::encode(&auth)).await?;
+        match proto::decode::<AuthenticateExit>(&exit)
+            .map_err(|e| err(format!("Authenticate exit: {e}")))?
+        {
+            Exit::Success(()) => Ok(conn),
+            Exit::Failure(reasons) => Err(failure(AUTHENTICATE, reasons)),
+        }
+    }
+
+    /// Connects to `url` and says nothing yet (the hostile suite's
+    /// unauthenticated peers start here).
+    pub async fn connect(url: &str) -> Result<Conn> {
         let ws = connect(url).await?;
         let (sink, stream) = ws.split();
-        let mut conn = Conn {
+        Ok(Conn {
             sink,
             inbound: Inbound {
                 stream,
@@ -261,20 +284,15 @@ impl Conn {
                 wire_bytes: 0,
             },
             next_id: 1,
-        };
-        let exit = conn.call(HELLO, proto::encode(&())).await?;
-        let hello =
-            match proto::decode::<HelloExit>(&exit).map_err(|e| err(format!("Hello exit: {e}")))? {
-                Exit::Success(h) => h,
-                Exit::Failure(reasons) => return Err(failure(HELLO, reasons)),
-            };
-        let auth = identity.authenticate(&hello)?;
-        let exit = conn.call(AUTHENTICATE, proto::encode(&auth)).await?;
-        match proto::decode::<AuthenticateExit>(&exit)
-            .map_err(|e| err(format!("Authenticate exit: {e}")))?
-        {
-            Exit::Success(()) => Ok(conn),
-            Exit::Failure(reasons) => Err(failure(AUTHENTICATE, reasons)),
+        })
+    }
+
+    /// `Hello`: the server's remoteId and this connection's challenge.
+    pub async fn hello(&mut self) -> Result<HelloResponse> {
+        let exit = self.call(HELLO, proto::encode(&())).await?;
+        match proto::decode::<HelloExit>(&exit).map_err(|e| err(format!("Hello exit: {e}")))? {
+            Exit::Success(h) => Ok(h),
+            Exit::Failure(reasons) => Err(failure(HELLO, reasons)),
         }
     }
 
@@ -286,7 +304,7 @@ impl Conn {
 
     /// Sends a request and waits for its Exit (set-up only: anything else
     /// that arrives meanwhile is dropped).
-    async fn call(&mut self, tag: &str, payload: Vec<u8>) -> Result<Bytes> {
+    pub async fn call(&mut self, tag: &str, payload: Vec<u8>) -> Result<Bytes> {
         let id = self.id();
         self.sink
             .send(Message::Binary(request_frame(id, tag, payload)))
