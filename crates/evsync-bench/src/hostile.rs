@@ -95,7 +95,7 @@ pub struct HostileArgs {
     pub bin: Option<PathBuf>,
     /// Which attackers run (comma-separated; default all): chunk_flood,
     /// chunk_hold, oversize, garbage, ping_flood, never_reader, slowloris,
-    /// churn, idle. A subset shows what each costs; the verdict is only
+    /// churn, idle, v4_garbage, v4_unauth, v4_chunk_flood. A subset shows what each costs; the verdict is only
     /// meaningful with all.
     #[arg(long, value_delimiter = ',', default_value = "all")]
     pub attackers: Vec<String>,
