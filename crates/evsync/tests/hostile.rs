@@ -77,7 +77,8 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
             );
         }
     }
-    // every v4 request before Authenticate answered Forbidden, none closed
+    // every v4 request before Authenticate answered Forbidden (none closed:
+    // checked in the server's log below)
     let unauth = &attackers["v4_unauth"];
     assert!(
         unauth["counters"]["requests"].as_u64() > Some(0),
@@ -87,7 +88,6 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
         unauth["counters"]["forbidden"], unauth["counters"]["requests"],
         "{summary}"
     );
-    assert_eq!(unauth["closed_by_server_with_code"], 0, "{summary}");
     assert!(
         attackers["churn"]["connects"].as_u64() > Some(0),
         "{summary}"
@@ -104,6 +104,10 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
     let log = &summary["server_log"];
     // `tenant code` → a reason, for each attacker the server closes
     let examples = log["close_examples"].as_object().expect("close examples");
+    assert!(
+        log["closes_by_tenant_and_code"]["hostile-v4-unauth"].is_null(),
+        "the server closed no unauthenticated v4 socket: {summary}"
+    );
     for tenant in [
         "hostile-chunks",
         "hostile-oversize",

@@ -3,8 +3,9 @@
 //!
 //! - `v4_garbage`: frames that are not the protocol: a declared length of
 //!   16 MiB + 1, over the server's frame limit (refused at the prefix,
-//!   before any byte is buffered: 1009), a length of 0 (1002), a well-framed body that is no RPC
-//!   envelope, a v3 (msgpack) `Ping` sent to the v4 endpoint;
+//!   before any byte is buffered: 1009), a length of 0 (1002), a
+//!   well-framed body that is no RPC envelope, a frame holding the start of
+//!   a v3 (msgpack) `Ping` (1002);
 //! - `v4_unauth`: requests before `Authenticate` (`WriteSingle`,
 //!   `WriteChunked`, `Changes`, each answered `Forbidden` so that a real
 //!   client re-authenticates) and an `Authenticate` whose signature is
@@ -13,11 +14,11 @@
 //!   finished, more than the 8 incomplete ones allowed, or one piece
 //!   declaring 4,294,967,295 pieces.
 
-use super::{Ctx, End, await_close};
-use crate::common::fill_random;
+use super::{Ctx, await_close};
+use crate::common::{fill_random, send_frames};
 use crate::v4::client::{
-    CHANGES, Conn, Identity, STORE_ID, WRITE_CHUNKED, WRITE_SINGLE, changes_frame, request_frame,
-    write_single_frame,
+    AUTHENTICATE, CHANGES, Conn, Identity, STORE_ID, WRITE_CHUNKED, WRITE_SINGLE, changes_payload,
+    request_frame, v4_url, write_single_payload,
 };
 use bytes::Bytes;
 use evsync_core::proto::v4::schema_binary::frame::frame_with_prefix;
@@ -37,22 +38,7 @@ pub(super) const TENANT_CHUNKS: &str = "hostile-v4-chunks";
 const MAX_INCOMPLETE: i64 = super::MAX_INCOMPLETE as i64;
 
 fn url(ctx: &Ctx, tenant: &str) -> String {
-    crate::v4::client::v4_url(&ctx.base, tenant)
-}
-
-/// Opens a v4 socket that has said nothing yet.
-async fn connect(ctx: &Ctx, who: &'static str, tenant: &str) -> Option<Conn> {
-    match Conn::connect(&url(ctx, tenant)).await {
-        Ok(conn) => {
-            ctx.note(who, |a| a.connects += 1);
-            Some(conn)
-        }
-        Err(_) => {
-            ctx.note(who, |a| a.connect_failures += 1);
-            ctx.pause(50).await;
-            None
-        }
-    }
+    v4_url(&ctx.base, tenant)
 }
 
 /// Frames that are not the protocol; each is closed by the server.
@@ -67,7 +53,8 @@ pub(super) async fn garbage(ctx: Ctx) {
     let mut round = 0u64;
     while !ctx.stopped() {
         round += 1;
-        let Some(conn) = connect(&ctx, WHO, TENANT_GARBAGE).await else {
+        let attempt = Conn::connect(&url(&ctx, TENANT_GARBAGE)).await;
+        let Some(conn) = ctx.counted(WHO, attempt).await else {
             continue;
         };
         let bytes = match round % 4 {
@@ -79,16 +66,15 @@ pub(super) async fn garbage(ctx: Ctx) {
                 fill_random(&mut body[1..]);
                 frame_with_prefix(&body)
             }
-            // {"_tag": "Ping", "id": 1} in msgpack, as Effect 3 sends it:
-            // read as a frame length of 2 and a body that is no envelope
+            // a frame of 2 bytes whose body starts Effect 3's msgpack Ping
+            // ({"_tag": "Ping", "id": 1}), the rest of which follows: no
+            // envelope. (The bare msgpack bytes would read as a length
+            // prefix of 1.5 MB, and the server would wait for the rest.)
             _ => b"\x02\x82\xa4_tag\xa4Ping\xa2id\x01".to_vec(),
         };
         ctx.count(WHO, "frames", 1);
-        let Conn {
-            mut sink, inbound, ..
-        } = conn;
+        let (mut sink, mut stream) = conn.into_split();
         let _ = sink.send(Message::Binary(Bytes::from(bytes))).await;
-        let mut stream = inbound.into_stream();
         let end = await_close(&mut stream, Duration::from_secs(5)).await;
         ctx.ended(WHO, end);
         ctx.pause(5).await;
@@ -110,7 +96,8 @@ fn forbidden(exit: &Bytes) -> bool {
 /// by authenticating) until the attacker closes it.
 pub(super) async fn unauthenticated(ctx: Ctx) {
     const WHO: &str = "v4_unauth";
-    let identity = Identity::new("hostile-v4-unauth");
+    const KEY: &str = "hostile-v4-unauth";
+    let identity = Identity::new(KEY);
     let piece = proto::encode(&ChunkedMessage {
         id: 1,
         index: 0,
@@ -118,7 +105,8 @@ pub(super) async fn unauthenticated(ctx: Ctx) {
         data: Bytes::from_static(&[0; 64]),
     });
     while !ctx.stopped() {
-        let Some(mut conn) = connect(&ctx, WHO, TENANT_UNAUTH).await else {
+        let attempt = Conn::connect(&url(&ctx, TENANT_UNAUTH)).await;
+        let Some(mut conn) = ctx.counted(WHO, attempt).await else {
             continue;
         };
         let Ok(hello) = conn.hello().await else {
@@ -127,9 +115,12 @@ pub(super) async fn unauthenticated(ctx: Ctx) {
         };
         let mut answered = 0;
         let requests = [
-            (WRITE_SINGLE, single_payload()),
+            (
+                WRITE_SINGLE,
+                write_single_payload(KEY, STORE_ID, Vec::new()).0,
+            ),
             (WRITE_CHUNKED, piece.clone()),
-            (CHANGES, changes_payload()),
+            (CHANGES, changes_payload(KEY, STORE_ID, 0)),
         ];
         for (tag, payload) in requests {
             if let Ok(exit) = conn.call(tag, payload).await {
@@ -141,47 +132,17 @@ pub(super) async fn unauthenticated(ctx: Ctx) {
             let mut bad = auth.signature.to_vec();
             bad[0] ^= 0x01;
             auth.signature = Bytes::from(bad);
-            if let Ok(exit) = conn
-                .call(crate::v4::client::AUTHENTICATE, proto::encode(&auth))
-                .await
-            {
+            if let Ok(exit) = conn.call(AUTHENTICATE, proto::encode(&auth)).await {
                 answered += u64::from(forbidden(&exit));
             }
         }
         ctx.count(WHO, "requests", 4);
         ctx.count(WHO, "forbidden", answered);
-        let Conn {
-            mut sink, inbound, ..
-        } = conn;
+        // the attacker closes (and waits for the server's echo)
+        let (mut sink, mut stream) = conn.into_split();
         let _ = sink.send(Message::Close(None)).await;
-        let mut stream = inbound.into_stream();
-        let end = await_close(&mut stream, Duration::from_secs(5)).await;
-        // the attacker closed: the server's echo is not a close of its own
-        if !matches!(end, End::Code(_)) {
-            ctx.ended(WHO, end);
-        } else {
-            ctx.note(WHO, |a| {
-                *a.ends.entry("closed by the attacker".into()).or_default() += 1
-            });
-        }
+        let _ = await_close(&mut stream, Duration::from_secs(5)).await;
         ctx.pause(5).await;
-    }
-}
-
-/// The payload of a `WriteSingle` frame built by the bench's client.
-fn single_payload() -> Vec<u8> {
-    payload_of(write_single_frame(0, "hostile-v4-unauth", STORE_ID, Vec::new()).0)
-}
-
-/// The payload of a `Changes` frame built by the bench's client.
-fn changes_payload() -> Vec<u8> {
-    payload_of(changes_frame(0, "hostile-v4-unauth", STORE_ID, 0))
-}
-
-fn payload_of(frame: Bytes) -> Vec<u8> {
-    match proto::FromClient::decode(&frame) {
-        Ok(proto::FromClient::Request(request)) => request.payload.to_vec(),
-        _ => Vec::new(),
     }
 }
 
@@ -194,16 +155,9 @@ pub(super) async fn chunk_flood(ctx: Ctx) {
     let mut round = 0u64;
     while !ctx.stopped() {
         round += 1;
-        let conn = match Conn::open(&url(&ctx, TENANT_CHUNKS), &identity).await {
-            Ok(conn) => {
-                ctx.note(WHO, |a| a.connects += 1);
-                conn
-            }
-            Err(_) => {
-                ctx.note(WHO, |a| a.connect_failures += 1);
-                ctx.pause(50).await;
-                continue;
-            }
+        let attempt = Conn::open(&url(&ctx, TENANT_CHUNKS), &identity).await;
+        let Some(conn) = ctx.counted(WHO, attempt).await else {
+            continue;
         };
         let pieces: Vec<ChunkedMessage> = if round.is_multiple_of(2) {
             (0..MAX_INCOMPLETE + 4)
@@ -223,17 +177,12 @@ pub(super) async fn chunk_flood(ctx: Ctx) {
             }]
         };
         ctx.count(WHO, "pieces", pieces.len() as u64);
-        let Conn {
-            mut sink, inbound, ..
-        } = conn;
-        for (n, piece) in pieces.iter().enumerate() {
-            let frame = request_frame(100 + n as i64, WRITE_CHUNKED, proto::encode(piece));
-            if sink.feed(Message::Binary(frame)).await.is_err() {
-                break;
-            }
-        }
-        let _ = sink.flush().await;
-        let mut stream = inbound.into_stream();
+        let frames = (100..)
+            .zip(&pieces)
+            .map(|(id, piece)| request_frame(id, WRITE_CHUNKED, proto::encode(piece)))
+            .collect();
+        let (mut sink, mut stream) = conn.into_split();
+        let _ = send_frames(&mut sink, frames).await;
         let end = await_close(&mut stream, Duration::from_secs(5)).await;
         ctx.ended(WHO, end);
         ctx.pause(10).await;

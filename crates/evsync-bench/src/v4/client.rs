@@ -115,6 +115,16 @@ pub fn write_single_frame(
     store_id: &str,
     batches: Vec<EncryptedBatch>,
 ) -> (Bytes, usize) {
+    let (payload, len) = write_single_payload(public_key, store_id, batches);
+    (request_frame(id, WRITE_SINGLE, payload), len)
+}
+
+/// The payload of [`write_single_frame`], and the size of its inner frame.
+pub fn write_single_payload(
+    public_key: &str,
+    store_id: &str,
+    batches: Vec<EncryptedBatch>,
+) -> (Vec<u8>, usize) {
     let inner = proto::encode(&WriteEntries {
         store_id: store_id.to_owned(),
         batches,
@@ -124,17 +134,21 @@ pub fn write_single_frame(
     let payload = proto::encode(&WriteSinglePayload {
         data: Bytes::from(inner),
     });
-    (request_frame(id, WRITE_SINGLE, payload), len)
+    (payload, len)
 }
 
 /// `Changes{publicKey, storeId, startSequence}`.
 pub fn changes_frame(id: i64, public_key: &str, store_id: &str, start: u64) -> Bytes {
-    let payload = proto::encode(&ChangesPayload {
+    request_frame(id, CHANGES, changes_payload(public_key, store_id, start))
+}
+
+/// The payload of [`changes_frame`].
+pub fn changes_payload(public_key: &str, store_id: &str, start: u64) -> Vec<u8> {
+    proto::encode(&ChangesPayload {
         store_id: store_id.to_owned(),
         start_sequence: start,
         public_key: public_key.to_owned(),
-    });
-    request_frame(id, CHANGES, payload)
+    })
 }
 
 /// The flow-control `Ack` of a stream's Chunk.
@@ -213,12 +227,6 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// The WebSocket stream, for a caller that reads it itself (the hostile
-    /// suite waits for the server's close frame).
-    pub fn into_stream(self) -> WsStream {
-        self.stream
-    }
-
     /// The next envelope from the server.
     pub async fn next(&mut self) -> Result<FromServer> {
         loop {
@@ -294,6 +302,13 @@ impl Conn {
             Exit::Success(h) => Ok(h),
             Exit::Failure(reasons) => Err(failure(HELLO, reasons)),
         }
+    }
+
+    /// The WebSocket's two halves, for a caller that drives them itself
+    /// (the hostile suite sends what no client would, then waits for the
+    /// server's close frame).
+    pub fn into_split(self) -> (WsSink, WsStream) {
+        (self.sink, self.inbound.stream)
     }
 
     /// A fresh request id on this connection.
