@@ -39,8 +39,9 @@ function withTimeout(promise, what, ms = STEP_TIMEOUT_MS, onTimeout = () => {}) 
 /**
  * One plain HTTP request (node:http, so that `Upgrade` can be set), answered
  * as { status, headers, body }. A 101 is reported too, and its socket closed.
+ * Bounded by `timeoutMs` (one step's bound unless the caller knows better).
  */
-export function httpRequest(base, path, headers = {}) {
+export function httpRequest(base, path, headers = {}, timeoutMs = STEP_TIMEOUT_MS) {
   const url = new URL(path, base);
   const req = http.request(url, { method: "GET", headers });
   return withTimeout(
@@ -60,7 +61,7 @@ export function httpRequest(base, path, headers = {}) {
       req.end();
     }),
     `HTTP ${path}`,
-    STEP_TIMEOUT_MS,
+    timeoutMs,
     () => req.destroy(),
   );
 }

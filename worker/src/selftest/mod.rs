@@ -27,6 +27,14 @@
 //! ([`panic_hook`]) writes the message into the scratch object's SQLite
 //! before the abort; the next request (which re-initialises the wasm
 //! instance) reads it from there.
+//!
+//! Why callers poll without waiting for the previous poll's answer: the
+//! Worker and its objects share one wasm instance and one futures
+//! executor, and a poll that arrives while the run's background future
+//! works can be finished inside that future's turn; local workerd then
+//! holds its answer until the isolate's next event (measured: a D1 run's
+//! poll hung until any other request came, even a 404 that the Worker
+//! answers alone). The next poll is such an event.
 
 mod panic_hook;
 mod status;
