@@ -34,13 +34,17 @@ if (process.argv[1] === self) {
   }, { timeoutMs: 2 ** 31 - 1, what: "never" }).catch(() => {})
   replica.waitForHello(1, { timeoutMs: 2 ** 31 - 1 }).then(() => process.send({ type: "hello" }), () => {})
   const snapshot = () => ({ sockets: replica.sockets, logs: replica.logs.map((l) => `${l.level} ${l.message} ${l.cause}`.slice(0, 400)), describe: replica.describe() })
+  // The parent may be gone (it kills replicas it is done with): a reply then has nowhere to go.
+  const reply = (msg) => {
+    if (process.connected) process.send(msg)
+  }
   process.on("message", async (msg) => {
     try {
       if (msg.op === "write") await replica.write(msg.note)
       flush()
-      process.send({ type: "reply", reqId: msg.reqId, ok: true, snapshot: msg.op === "snapshot" ? snapshot() : undefined })
+      reply({ type: "reply", reqId: msg.reqId, ok: true, snapshot: msg.op === "snapshot" ? snapshot() : undefined })
     } catch (e) {
-      process.send({ type: "reply", reqId: msg.reqId, ok: false, error: String(e?.stack ?? e) })
+      reply({ type: "reply", reqId: msg.reqId, ok: false, error: String(e?.stack ?? e) })
     }
   })
   process.on("disconnect", () => process.exit(0))
