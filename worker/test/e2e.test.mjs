@@ -9,6 +9,7 @@
 //   EVSYNC_LOG   the instance's wrangler log (its lines are checked)
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import WebSocket from "ws";
 import { Peer, httpRequest, upgradeHeaders, entry, iv, CHUNK_SIZE } from "./peer.mjs";
 import { workerLogLines, logLine } from "./worker-log.mjs";
 
@@ -685,6 +686,32 @@ test(`[${MODE}] an incomplete chunked message expires on the alarm, no further m
   const elapsed = Date.now() - started;
   assert.ok(outcome, `still open ${limit} ms after the incomplete message (age limit ${ageMs} ms)`);
   assert.equal(outcome.code, 1002, JSON.stringify(outcome));
+  assert.ok(elapsed >= ageMs - 500, `closed after ${elapsed} ms, before the ${ageMs} ms age limit`);
+});
+
+// The same for Effect v4: part of a SchemaBinary frame (a frame may span
+// WebSocket messages) is held only up to the chunk age limit; the alarm
+// closes the socket with 1002 though nothing more arrives.
+test(`[${MODE}] a v4 frame left unfinished expires on the alarm`, async () => {
+  const ageMs = Number(process.env.EVSYNC_CHUNK_MAX_AGE_MS);
+  const ws = new WebSocket(`${WS_BASE}/v4/event-log/${tenant("expiry-v4")}`, {
+    headers: { Authorization: `Bearer ${AUTH.otherToken}` },
+  });
+  const closed = new Promise((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  const started = Date.now();
+  // A length prefix of 100, the fingerprinted envelope byte and 2 of the
+  // fingerprint's bytes: 4 of the frame's 101.
+  ws.send(Buffer.from([0x64, 0x21, 0xa7, 0x1f]));
+  const limit = ageMs + 15_000;
+  const outcome = await Promise.race([closed, new Promise((resolve) => setTimeout(() => resolve(null), limit))]);
+  const elapsed = Date.now() - started;
+  assert.ok(outcome, `still open ${limit} ms after the partial frame (age limit ${ageMs} ms)`);
+  assert.equal(outcome.code, 1002, JSON.stringify(outcome));
+  assert.match(outcome.reason, /^a frame incomplete after \d+ ms \(4 bytes held\)$/);
   assert.ok(elapsed >= ageMs - 500, `closed after ${elapsed} ms, before the ${ageMs} ms age limit`);
 });
 

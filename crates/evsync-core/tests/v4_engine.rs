@@ -963,6 +963,64 @@ fn bad_input_closes_only_its_connection() {
 }
 
 #[test]
+fn a_frame_left_unfinished_across_messages_closes_the_connection_at_the_age_limit() {
+    let mut h = Harness::new();
+    let parked = h.open(1);
+    let finishing = h.open(2);
+    let bystander = h.connect(0, 3, &alice());
+    assert_eq!(h.engine().poll_timeout(), None);
+
+    // Part of a frame on each: a deadline from its first byte.
+    h.now = T0.plus_millis(5);
+    h.send_raw(parked, Bytes::from_static(&PING_FRAME[..4]));
+    h.send_raw(finishing, Bytes::from_static(&PING_FRAME[..4]));
+    let deadline = h
+        .engine()
+        .poll_timeout()
+        .expect("a deadline for the partial frame");
+    assert_eq!(deadline, T0.plus_millis(5 + 120_000));
+
+    // More of it does not move the deadline (a drip keeps no frame alive);
+    // finishing it and starting the next restarts the clock.
+    h.now = T0.plus_millis(60_000);
+    h.send_raw(parked, Bytes::from_static(&PING_FRAME[4..6]));
+    h.send_raw(finishing, [&PING_FRAME[4..], &PING_FRAME[..2]].concat());
+    assert_eq!(
+        h.frames[&finishing].len(),
+        1,
+        "the finished frame was answered"
+    );
+    assert_eq!(h.engine().poll_timeout(), Some(deadline));
+
+    h.advance_to(Timestamp(deadline.0 - 1));
+    assert_eq!(h.closed.get(&parked), None);
+    h.advance_to(deadline);
+    let (close_code, reason) = h
+        .closed
+        .get(&parked)
+        .cloned()
+        .expect("closed at the deadline");
+    assert_eq!(close_code, code::PROTOCOL_ERROR);
+    assert_eq!(reason, "a frame incomplete after 120000 ms (6 bytes held)");
+    assert_eq!(
+        h.closed.get(&finishing),
+        None,
+        "its clock restarted at 60 s"
+    );
+    assert_eq!(
+        h.engine().poll_timeout(),
+        Some(T0.plus_millis(60_000 + 120_000))
+    );
+
+    // Finished in time: no deadline left, and the connection is served.
+    h.send_raw(finishing, Bytes::from_static(&PING_FRAME[2..]));
+    assert_eq!(h.engine().poll_timeout(), None);
+    assert_eq!(h.frames[&finishing].len(), 2);
+    assert_eq!(h.closed.get(&finishing), None);
+    assert_open(&mut h, bystander);
+}
+
+#[test]
 fn an_unknown_request_tag_gets_a_die_exit_and_the_connection_stays_open() {
     let mut h = Harness::new();
     let conn = h.open(1);

@@ -135,13 +135,17 @@ impl Engine {
         self.sessions.stats.bytes_received += data.len() as u64;
         state.splitter.push(data);
         self.sessions.idle.heard(conn, now);
+        let mut completed = false;
         loop {
             let Some(state) = self.sessions.conns.get_mut(&conn) else {
                 return;
             };
             let frame = match state.splitter.next_frame() {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return,
+                Ok(None) => {
+                    self.sessions.note_partial_frame(conn, completed, now);
+                    return;
+                }
                 Err(err) => {
                     // A declared length over the limit is refused before
                     // its bytes are buffered (the splitter then holds
@@ -156,6 +160,7 @@ impl Engine {
                 }
             };
             self.sessions.stats.frames_received += 1;
+            completed = true;
             match FromClient::decode(&frame) {
                 Ok(message) => self.dispatch(conn, message, now),
                 Err(err) => {
@@ -208,10 +213,13 @@ impl Engine {
         self.log.handle_close(conn, &mut self.sessions);
     }
 
-    /// Time passed: closes connections whose incomplete chunked writes are
-    /// too old and connections whose token expired; starts appends the
-    /// write rate limit held back.
+    /// Time passed: closes connections whose incomplete chunked writes or
+    /// partial frame are too old and connections whose token expired;
+    /// starts appends the write rate limit held back.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        for (conn, reason) in self.sessions.expired_partial_frames(now) {
+            self.close(conn, code::PROTOCOL_ERROR, reason);
+        }
         let mut expired: Vec<(ConnId, String)> = self
             .sessions
             .chunking
@@ -263,6 +271,7 @@ impl Engine {
         let expiry = self.sessions.grants.next_expiry();
         chunks
             .into_iter()
+            .chain(self.sessions.next_partial_frame_deadline())
             .chain(expiry)
             .chain(self.sessions.idle.next_deadline())
             .chain(self.log.next_deadline())

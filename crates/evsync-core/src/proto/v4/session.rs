@@ -46,6 +46,10 @@ pub(super) struct Conn {
     /// Opened on the unencrypted endpoint: plaintext entries, shared stores.
     pub plaintext: bool,
     pub splitter: FrameSplitter,
+    /// Since when the splitter has held part of a frame with no frame
+    /// completed: the start of the age limit on a frame split across
+    /// messages (see `Sessions::framing`).
+    pub partial_frame_since: Option<Timestamp>,
     pub challenge: Challenge,
     /// The publicKeys authenticated on this connection.
     pub identities: HashSet<String>,
@@ -88,6 +92,11 @@ pub(super) struct Sessions {
     /// Connections holding incomplete chunked writes (the only ones with a
     /// deadline).
     pub chunking: ConnSet,
+    /// Connections holding part of a frame (a frame may span WebSocket
+    /// messages): each has a deadline too, the chunk age limit, so that a
+    /// peer cannot park up to `max_frame_bytes` on a connection for as
+    /// long as it keeps it open.
+    pub framing: ConnSet,
     /// When each connection was last heard from, for the idle timeout.
     pub idle: IdleClock,
     /// Keyed by `next_rpc`, our own counter.
@@ -111,6 +120,7 @@ impl Sessions {
             conns: ConnMap::default(),
             grants: ConnGrants::default(),
             chunking: ConnSet::default(),
+            framing: ConnSet::default(),
             write_rpcs: IdMap::default(),
             tokens: IdMap::default(),
             next_rpc: 0,
@@ -129,6 +139,7 @@ impl Sessions {
             Conn {
                 plaintext,
                 splitter: FrameSplitter::new(self.config.max_frame_bytes),
+                partial_frame_since: None,
                 challenge: Challenge::default(),
                 identities: HashSet::default(),
                 chunks: Reassembler::new(self.config.chunks.clone()),
@@ -145,6 +156,7 @@ impl Sessions {
     /// Forgets `conn` and its write RPCs; false if it was not open.
     pub fn forget(&mut self, conn: ConnId) -> bool {
         self.chunking.remove(&conn);
+        self.framing.remove(&conn);
         self.idle.forget(conn);
         self.grants.forget(conn);
         let Some(state) = self.conns.remove(&conn) else {
@@ -158,6 +170,57 @@ impl Sessions {
             }
         }
         true
+    }
+
+    /// `conn`'s splitter has taken all it can from the latest message:
+    /// starts, restarts (a frame completed meanwhile, so the part held is
+    /// of a newer frame) or ends the age of the partial frame it holds.
+    pub fn note_partial_frame(&mut self, conn: ConnId, completed_one: bool, now: Timestamp) {
+        let Some(state) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if state.splitter.buffered_len() == 0 {
+            state.partial_frame_since = None;
+            self.framing.remove(&conn);
+        } else {
+            if completed_one || state.partial_frame_since.is_none() {
+                state.partial_frame_since = Some(now);
+            }
+            self.framing.insert(conn);
+        }
+    }
+
+    /// The connections whose partial frame reached the age limit by
+    /// `now`, in order, each with the reason it is closed.
+    pub fn expired_partial_frames(&self, now: Timestamp) -> Vec<(ConnId, String)> {
+        let limit = self.config.chunks.max_incomplete_age_ms;
+        let mut expired: Vec<(ConnId, String)> = self
+            .framing
+            .iter()
+            .filter_map(|conn| {
+                let state = self.conns.get(conn)?;
+                let age = now.millis_since(state.partial_frame_since?);
+                (age >= limit).then(|| {
+                    let held = state.splitter.buffered_len();
+                    (
+                        *conn,
+                        format!("a frame incomplete after {age} ms ({held} bytes held)"),
+                    )
+                })
+            })
+            .collect();
+        expired.sort();
+        expired
+    }
+
+    /// When the oldest partial frame reaches the age limit.
+    pub fn next_partial_frame_deadline(&self) -> Option<Timestamp> {
+        let limit = self.config.chunks.max_incomplete_age_ms;
+        self.framing
+            .iter()
+            .filter_map(|conn| self.conns.get(conn)?.partial_frame_since)
+            .min()
+            .map(|since| since.plus_millis(limit))
     }
 
     /// A new write RPC of `conn` for batches with these entry ids; returns
