@@ -81,7 +81,9 @@ pub(super) async fn garbage(ctx: Ctx) {
     }
 }
 
-/// True when `exit` is a failure naming `Forbidden`.
+/// True when `exit` is a failure naming `Forbidden`. Read as an
+/// `Authenticate` exit whatever the RPC: a failure decodes the same for
+/// every RPC, and a success of another shape reads as no `Forbidden`.
 fn forbidden(exit: &Bytes) -> bool {
     match proto::decode::<AuthenticateExit>(exit) {
         Ok(Exit::Failure(reasons)) => reasons

@@ -143,7 +143,13 @@ impl Engine {
             let frame = match state.splitter.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    self.sessions.note_partial_frame(conn, completed, now);
+                    if state.note_partial_frame(completed, now) {
+                        if state.partial_frame_since.is_some() {
+                            self.sessions.framing.insert(conn);
+                        } else {
+                            self.sessions.framing.remove(&conn);
+                        }
+                    }
                     return;
                 }
                 Err(err) => {

@@ -67,6 +67,23 @@ pub(super) struct Conn {
     pub own_writes: HashMap<String, BTreeMap<Sequence, Vec<Bytes>>>,
 }
 
+impl Conn {
+    /// The splitter has taken all it can from the latest message: starts,
+    /// restarts (a frame completed meanwhile, so the part held is of a
+    /// newer frame) or ends the age of the partial frame it holds. True
+    /// when that changed whether it holds one (the caller then updates
+    /// `Sessions::framing`); per message, so nothing else is touched.
+    pub fn note_partial_frame(&mut self, completed_one: bool, now: Timestamp) -> bool {
+        let held_before = self.partial_frame_since.is_some();
+        if self.splitter.buffered_len() == 0 {
+            self.partial_frame_since = None;
+        } else if completed_one || !held_before {
+            self.partial_frame_since = Some(now);
+        }
+        held_before != self.partial_frame_since.is_some()
+    }
+}
+
 /// A write RPC whose batches are being committed.
 #[derive(Debug)]
 pub(super) struct WriteRpc {
@@ -170,24 +187,6 @@ impl Sessions {
             }
         }
         true
-    }
-
-    /// `conn`'s splitter has taken all it can from the latest message:
-    /// starts, restarts (a frame completed meanwhile, so the part held is
-    /// of a newer frame) or ends the age of the partial frame it holds.
-    pub fn note_partial_frame(&mut self, conn: ConnId, completed_one: bool, now: Timestamp) {
-        let Some(state) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if state.splitter.buffered_len() == 0 {
-            state.partial_frame_since = None;
-            self.framing.remove(&conn);
-        } else {
-            if completed_one || state.partial_frame_since.is_none() {
-                state.partial_frame_since = Some(now);
-            }
-            self.framing.insert(conn);
-        }
     }
 
     /// The connections whose partial frame reached the age limit by
