@@ -13,6 +13,7 @@
 //! that sends faster than its tenant processes stops being read (TCP flow
 //! control pushes back on it) instead of growing the actor's inbox.
 
+use crate::on_demand_read::{IncompleteMessage, MessageTaken};
 use crate::outlet::{Drained, WsSink};
 use crate::registry::Attached;
 use crate::socket::Socket;
@@ -39,6 +40,8 @@ enum ReadEnd {
     PeerClosed,
     /// A message over the size limit: answer 1009.
     TooBig(String),
+    /// Bytes waited too long for their message to end: answer 1002.
+    Incomplete(String),
     /// Anything else (bad framing, reset): the socket is unusable.
     Broken(String),
 }
@@ -48,13 +51,14 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
     let shared = attached.shared.clone();
     let close_timeout = shared.config.close_timeout;
     shared.connections.fetch_add(1, Ordering::Relaxed);
+    let taken = socket.get_ref().message_taken();
     let (sink, mut stream) = socket.split();
     let outlet = attached.outlet.clone();
     outlet.install(sink);
     let write_end;
     let read_end;
     {
-        let reader = read_loop(&mut stream, attached.conn, attached.tx.clone());
+        let reader = read_loop(&mut stream, attached.conn, attached.tx.clone(), taken);
         let tx = attached.tx.clone();
         let conn = attached.conn;
         let writer = outlet.drive(|bytes| {
@@ -93,23 +97,10 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
             }
         }
         (None, Some(ReadEnd::TooBig(reason))) => {
-            // Logged like the engine's closes: a peer closed for what it
-            // sent is worth a line, with the code and the reason.
-            tracing::info!(
-                tenant = %attached.tenant,
-                conn = attached.conn.0,
-                code = close_code::MESSAGE_TOO_BIG,
-                %reason,
-                "closing connection"
-            );
-            if let Some(mut sink) = sink {
-                let frame = CloseFrame {
-                    code: CloseCode::from(close_code::MESSAGE_TOO_BIG),
-                    reason: reason.into(),
-                };
-                let send = sink.send(Message::Close(Some(frame)));
-                let _ = tokio::time::timeout(close_timeout, send).await;
-            }
+            close_for_what_it_sent(&attached, sink, close_code::MESSAGE_TOO_BIG, reason).await;
+        }
+        (None, Some(ReadEnd::Incomplete(reason))) => {
+            close_for_what_it_sent(&attached, sink, close_code::PROTOCOL_ERROR, reason).await;
         }
         (None, Some(ReadEnd::Broken(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "socket error");
@@ -122,6 +113,32 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
     // finds the room.
     drop(attached);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Closes a peer for what it sent, below the protocol (a message too big
+/// or never finished), logged like the engine's closes: such a peer is
+/// worth a line, with the code and the reason.
+async fn close_for_what_it_sent(
+    attached: &Attached,
+    sink: Option<WsSink>,
+    code: u16,
+    reason: String,
+) {
+    tracing::info!(
+        tenant = %attached.tenant,
+        conn = attached.conn.0,
+        code,
+        %reason,
+        "closing connection"
+    );
+    if let Some(mut sink) = sink {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: truncate_reason(reason).into(),
+        };
+        let send = sink.send(Message::Close(Some(frame)));
+        let _ = tokio::time::timeout(attached.shared.config.close_timeout, send).await;
+    }
 }
 
 /// Sends our close frame, then waits (bounded) for the peer's answer so
@@ -148,26 +165,31 @@ async fn read_loop(
     stream: &mut SplitStream<Socket>,
     conn: ConnId,
     tx: mpsc::UnboundedSender<TenantMsg>,
+    taken: Option<MessageTaken>,
 ) -> ReadEnd {
     let budget = Arc::new(Semaphore::new(INBOUND_BUDGET));
     loop {
         let Some(message) = stream.next().await else {
             return ReadEnd::PeerClosed;
         };
+        if message.is_ok()
+            && let Some(taken) = &taken
+        {
+            taken.note();
+        }
         let frame = match message {
             Ok(Message::Binary(data)) => data,
             Ok(Message::Text(text)) => Bytes::from(text),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
             Ok(Message::Close(_)) => return ReadEnd::PeerClosed,
-            Err(err) => {
-                let too_big = matches!(err, WsError::Capacity(_));
-                let reason = err.to_string();
-                return if too_big {
-                    ReadEnd::TooBig(truncate_reason(reason))
-                } else {
-                    ReadEnd::Broken(reason)
+            Err(WsError::Capacity(err)) => return ReadEnd::TooBig(err.to_string()),
+            Err(WsError::Io(err)) => {
+                return match IncompleteMessage::of(&err) {
+                    Some(reason) => ReadEnd::Incomplete(reason),
+                    None => ReadEnd::Broken(err.to_string()),
                 };
             }
+            Err(err) => return ReadEnd::Broken(err.to_string()),
         };
         let cost = frame.len().clamp(1, INBOUND_BUDGET) as u32;
         let Ok(permit) = budget.clone().acquire_many_owned(cost).await else {

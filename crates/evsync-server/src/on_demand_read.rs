@@ -11,14 +11,32 @@
 //! in as many small reads as the codec asks for (never more than its own
 //! buffer), and gives the chunk back once it is drained. An idle socket
 //! holds no chunk at all.
+//!
+//! It also bounds in time what it bounds in size: bytes of a WebSocket
+//! message that has not come whole. The codec holds a partial message (up
+//! to the frame limit) for as long as the socket is open, and a drip of a
+//! byte now and then keeps the idle timeout away, so a peer could hold
+//! that memory for ever. This stream knows when bytes arrive, and the
+//! reader tells it when a message came whole ([`MessageTaken`]); once
+//! bytes have waited longer than the limit for their message to end, the
+//! read fails with [`IncompleteMessage`] and the connection is closed.
+//! The one thing it cannot see is the codec's own small read buffer: bytes
+//! already in it when a message ended are timed only from the next bytes
+//! that arrive (at most `routes::READ_BUFFER_BYTES`, held until then).
 
 use bytes::Bytes;
 use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 /// Bytes read per `recv` while a socket has data waiting.
 const CHUNK_BYTES: usize = 16 * 1024;
@@ -55,23 +73,137 @@ struct Pending {
     end: usize,
 }
 
+/// Why a read failed: bytes waited longer than the limit for their
+/// WebSocket message to end.
+#[derive(Debug)]
+pub(crate) struct IncompleteMessage {
+    waited: Duration,
+    bytes: u64,
+}
+
+impl fmt::Display for IncompleteMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a WebSocket message incomplete after {} ms ({} bytes received)",
+            self.waited.as_millis(),
+            self.bytes
+        )
+    }
+}
+
+impl std::error::Error for IncompleteMessage {}
+
+impl IncompleteMessage {
+    /// The reason, if `err` is a read that failed this way.
+    pub(crate) fn of(err: &io::Error) -> Option<String> {
+        let this = err.get_ref()?.downcast_ref::<IncompleteMessage>()?;
+        Some(this.to_string())
+    }
+}
+
+/// The reader's side: counts the messages it took from the codec, each of
+/// which ends the wait of the bytes that made it.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageTaken(Arc<AtomicU64>);
+
+impl MessageTaken {
+    pub(crate) fn note(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Since when bytes have waited for their message to end.
+#[derive(Debug)]
+struct Waiting {
+    limit: Duration,
+    taken: MessageTaken,
+    /// `taken`'s count when `since` was last brought up to date.
+    seen: u64,
+    since: Option<Instant>,
+    bytes: u64,
+    /// Armed only while bytes wait and the socket has nothing to read.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Waiting {
+    /// A message was taken since the last look: what waited made it, and
+    /// bytes still unread here (`left`) start a wait of their own.
+    fn catch_up(&mut self, left: usize) {
+        let taken = self.taken.0.load(Ordering::Relaxed);
+        if taken == self.seen {
+            return;
+        }
+        self.seen = taken;
+        self.timer = None;
+        self.since = (left > 0).then(Instant::now);
+        self.bytes = left as u64;
+    }
+
+    fn arrived(&mut self, bytes: usize) {
+        self.since.get_or_insert_with(Instant::now);
+        self.bytes += bytes as u64;
+    }
+
+    /// Ready with the failure once the bytes have waited too long.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<IncompleteMessage> {
+        let Some(since) = self.since else {
+            return Poll::Pending;
+        };
+        let deadline = since + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(IncompleteMessage {
+            waited: since.elapsed(),
+            bytes: self.bytes,
+        })
+    }
+}
+
 /// `TcpStream` with an on-demand read buffer; writes go straight through.
 #[derive(Debug)]
 pub(crate) struct OnDemandRead {
     stream: TcpStream,
     pending: Option<Pending>,
+    waiting: Option<Waiting>,
 }
 
 impl OnDemandRead {
     /// `already_read`: bytes the HTTP layer read past the upgrade request
     /// (a client may send its first frames without waiting for the 101).
-    pub(crate) fn new(stream: TcpStream, already_read: Bytes) -> Self {
+    /// `message_limit`: how long bytes may wait for their WebSocket
+    /// message to end (`None`: for ever).
+    pub(crate) fn new(
+        stream: TcpStream,
+        already_read: Bytes,
+        message_limit: Option<Duration>,
+    ) -> Self {
         let pending = (!already_read.is_empty()).then(|| Pending {
             end: already_read.len(),
             chunk: already_read.to_vec().into_boxed_slice(),
             start: 0,
         });
-        Self { stream, pending }
+        let waiting = message_limit.map(|limit| Waiting {
+            limit,
+            taken: MessageTaken(Arc::default()),
+            seen: 0,
+            since: pending.is_some().then(Instant::now),
+            bytes: already_read.len() as u64,
+            timer: None,
+        });
+        Self {
+            stream,
+            pending,
+            waiting,
+        }
+    }
+
+    /// The handle the reader notes each message it takes with, if
+    /// messages have a time limit.
+    pub(crate) fn message_taken(&self) -> Option<MessageTaken> {
+        self.waiting.as_ref().map(|w| w.taken.clone())
     }
 }
 
@@ -82,6 +214,10 @@ impl AsyncRead for OnDemandRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(waiting) = &mut this.waiting {
+            let left = this.pending.as_ref().map_or(0, |p| p.end - p.start);
+            waiting.catch_up(left);
+        }
         loop {
             if let Some(pending) = &mut this.pending {
                 let n = (pending.end - pending.start).min(buf.remaining());
@@ -94,7 +230,14 @@ impl AsyncRead for OnDemandRead {
                 }
                 return Poll::Ready(Ok(()));
             }
-            ready!(this.stream.poll_read_ready(cx))?;
+            if this.stream.poll_read_ready(cx)?.is_pending() {
+                if let Some(waiting) = &mut this.waiting
+                    && let Poll::Ready(expired) = waiting.poll_expired(cx)
+                {
+                    return Poll::Ready(Err(io::Error::other(expired)));
+                }
+                return Poll::Pending;
+            }
             let mut chunk = take_chunk();
             match this.stream.try_read(&mut chunk) {
                 Ok(0) => {
@@ -102,6 +245,9 @@ impl AsyncRead for OnDemandRead {
                     return Poll::Ready(Ok(()));
                 }
                 Ok(end) => {
+                    if let Some(waiting) = &mut this.waiting {
+                        waiting.arrived(end);
+                    }
                     this.pending = Some(Pending {
                         chunk,
                         start: 0,
@@ -167,7 +313,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_see_every_byte_in_order() {
         let (mut client, server) = pair().await;
-        let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"));
+        let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"), None);
         let body: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
         let sent = body.clone();
         let writer = tokio::spawn(async move {
@@ -194,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn writes_go_straight_to_the_socket() {
         let (mut client, server) = pair().await;
-        let mut stream = OnDemandRead::new(server, Bytes::new());
+        let mut stream = OnDemandRead::new(server, Bytes::new(), None);
         stream.write_all(b"pong").await.unwrap();
         let mut got = [0u8; 4];
         client.read_exact(&mut got).await.unwrap();

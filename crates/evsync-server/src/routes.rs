@@ -34,6 +34,7 @@ use evsync_core::access::{DenyReason, HttpRequest, Refusal, admit, is_admin_path
 pub use evsync_core::access::{PathError, is_valid_tenant, parse_path};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Builds the router: one fallback handler, so that routing follows the
@@ -214,7 +215,10 @@ async fn handle(
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    ws.accept(selected, config, move |socket| {
+    // A message's bytes wait for the rest as long as a chunked message's
+    // parts may (the same kind of hold, one layer down).
+    let message_limit = Duration::from_millis(shared.config.engine.chunks.max_incomplete_age_ms);
+    ws.accept(selected, config, Some(message_limit), move |socket| {
         connection::run(socket, attached)
     })
 }

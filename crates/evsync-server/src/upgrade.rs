@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -107,11 +108,13 @@ impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
 impl WsRequest {
     /// Answers `101 Switching Protocols` (with `protocol` selected, if
     /// any) and, once hyper hands the connection over, runs `run` on it
-    /// in a task of its own.
+    /// in a task of its own. Bytes of a message wait at most
+    /// `message_limit` for the rest of it ([`OnDemandRead`]).
     pub(crate) fn accept<F, Fut>(
         self,
         protocol: Option<HeaderValue>,
         config: WebSocketConfig,
+        message_limit: Option<Duration>,
         run: F,
     ) -> Response
     where
@@ -134,7 +137,7 @@ impl WsRequest {
                 tracing::error!("upgraded connection is not a TCP stream");
                 return;
             };
-            let stream = OnDemandRead::new(parts.io.into_inner(), parts.read_buf);
+            let stream = OnDemandRead::new(parts.io.into_inner(), parts.read_buf, message_limit);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             run(socket).await;
         });

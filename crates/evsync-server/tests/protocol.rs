@@ -11,6 +11,7 @@ use common::{Client, entries, entry, sequences, write_request};
 use evsync_core::proto::close::code as close_code;
 use evsync_core::wire::{Request, Response};
 use inproc::{memory_config, sqlite_config, start};
+use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -183,6 +184,50 @@ async fn a_512000_byte_part_fits_the_frame_limit_and_an_oversized_frame_closes_1
     assert_eq!(closed.code, Some(close_code::MESSAGE_TOO_BIG), "{closed:?}");
     // The other socket is unaffected.
     assert!(ok.barrier(5).await.is_empty());
+    server.shutdown().await;
+}
+
+/// Bytes of a WebSocket message wait for the rest at most as long as a
+/// chunked message's parts may: a peer that starts a message and drips
+/// more of it is closed 1002 with the reason, from its first byte on; a
+/// socket quiet for longer after a whole message is still served.
+#[tokio::test]
+async fn a_websocket_message_left_unfinished_closes_its_socket_at_the_age_limit() {
+    let limit = Duration::from_millis(1_000);
+    let mut config = memory_config();
+    config.engine.chunks.max_incomplete_age_ms = limit.as_millis() as u64;
+    let server = start(config).await;
+    let (mut quiet, _) = Client::connect_hello(server.addr, "acme").await;
+    quiet.ping(1).await;
+    assert_eq!(quiet.recv().await, Response::Pong { id: 1 });
+
+    let (mut dripper, _) = Client::connect_hello(server.addr, "acme").await;
+    // A masked binary frame that announces 1,000 bytes, and 100 of them.
+    let mut start = vec![0x82, 0x80 | 126, 0x03, 0xe8, 1, 2, 3, 4];
+    start.extend_from_slice(&[0u8; 100]);
+    let began = Instant::now();
+    dripper.write_tcp(&start).await;
+    // Pacing, not synchronisation: one more byte of the same message
+    // later on is counted but does not restart its wait.
+    tokio::time::sleep(limit / 4).await;
+    dripper.write_tcp(&[0]).await;
+    let closed = dripper.closed().await;
+    assert_eq!(closed.code, Some(close_code::PROTOCOL_ERROR), "{closed:?}");
+    assert!(
+        closed
+            .reason
+            .starts_with("a WebSocket message incomplete after")
+            && closed.reason.ends_with("(109 bytes received)"),
+        "{closed:?}"
+    );
+    assert!(began.elapsed() >= limit, "closed before the limit");
+
+    quiet.ping(2).await;
+    assert_eq!(
+        quiet.recv().await,
+        Response::Pong { id: 2 },
+        "a socket quiet since a whole message stays open past the limit"
+    );
     server.shutdown().await;
 }
 

@@ -244,6 +244,17 @@ impl Client {
         n
     }
 
+    /// Writes `bytes` to the TCP stream under the WebSocket as they are
+    /// (part of a frame, say).
+    pub async fn write_tcp(&mut self, bytes: &[u8]) {
+        let MaybeTlsStream::Plain(tcp) = self.ws.get_mut() else {
+            panic!("the test client speaks plain TCP");
+        };
+        within("a raw write", tcp.write_all(bytes))
+            .await
+            .expect("tcp write");
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         within("a send", self.ws.send(message))
             .await
