@@ -37,7 +37,7 @@ mod v4_support;
 
 use bytes::Bytes;
 use evsync_core::log::ConnId;
-use evsync_core::proto::close::code;
+use evsync_core::proto::close::{CloseKind, code};
 use evsync_core::proto::event::RequestLine;
 use evsync_core::proto::v4::{
     self, ChangesValue, Defect, Entry, ErrorCode, EventLogProtocolError, Exit, FromClient,
@@ -1017,6 +1017,30 @@ fn a_frame_left_unfinished_across_messages_closes_the_connection_at_the_age_limi
     assert_eq!(h.engine().poll_timeout(), None);
     assert_eq!(h.frames[&finishing].len(), 2);
     assert_eq!(h.closed.get(&finishing), None);
+    assert_open(&mut h, bystander);
+}
+
+/// The adapter's close for input bad below this layer (a WebSocket message
+/// never finished, or over the size limit) is the engine's: sent with its
+/// code and reason, counted by that code (not as the peer's close), and
+/// only that connection's.
+#[test]
+fn a_violation_the_adapter_found_closes_that_connection_as_the_engines_own() {
+    let mut h = Harness::new();
+    let bad = h.connect(0, 1, &alice());
+    let bystander = h.connect(0, 2, &alice());
+    h.engine().take_stats();
+    let reason = "a WebSocket message incomplete after 120000 ms (9 bytes received)";
+    h.engine()
+        .handle_violation(bad, code::PROTOCOL_ERROR, reason.into());
+    h.pump(0);
+    assert_eq!(
+        h.closed.get(&bad),
+        Some(&(code::PROTOCOL_ERROR, reason.to_string()))
+    );
+    let stats = h.engine().take_stats();
+    assert_eq!(stats.closes[CloseKind::ProtocolError.index()], 1);
+    assert_eq!(stats.closes[CloseKind::Peer.index()], 0);
     assert_open(&mut h, bystander);
 }
 

@@ -38,10 +38,10 @@ const INBOUND_BUDGET: usize = 64 * 1024 * 1024;
 enum ReadEnd {
     /// The peer sent a close frame or the stream ended.
     PeerClosed,
-    /// A message over the size limit: answer 1009.
-    TooBig(String),
-    /// Bytes waited too long for their message to end: answer 1002.
-    Incomplete(String),
+    /// The peer broke a limit below the protocol: a message over the size
+    /// limit (1009), or bytes that waited too long for the rest of their
+    /// message (1002). The engine closes it with `code` and `reason`.
+    Violation { code: u16, reason: String },
     /// Anything else (bad framing, reset): the socket is unusable.
     Broken(String),
 }
@@ -55,8 +55,8 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
     let (sink, mut stream) = socket.split();
     let outlet = attached.outlet.clone();
     outlet.install(sink);
-    let write_end;
-    let read_end;
+    let mut write_end = None;
+    let mut read_end = None;
     {
         let reader = read_loop(&mut stream, attached.conn, attached.tx.clone(), taken);
         let tx = attached.tx.clone();
@@ -65,9 +65,24 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
             let _ = tx.send(TenantMsg::Sent { conn, bytes });
         });
         tokio::pin!(reader, writer);
-        tokio::select! {
-            end = &mut writer => { write_end = Some(end); read_end = None; }
-            end = &mut reader => { read_end = Some(end); write_end = None; }
+        let first = tokio::select! {
+            end = &mut writer => Ok(end),
+            end = &mut reader => Err(end),
+        };
+        match first {
+            Ok(end) => write_end = Some(end),
+            Err(ReadEnd::Violation { code, reason }) => {
+                // Closed as the engine closes for bad input of its own:
+                // logged, counted by its code, shown among the recent
+                // closes; the writer sends the close frame.
+                // Bounded: a connection the engine had already forgotten
+                // gets no close from it (then the socket is just dropped).
+                let _ = attached
+                    .tx
+                    .send(TenantMsg::Violation { conn, code, reason });
+                write_end = tokio::time::timeout(close_timeout, writer).await.ok();
+            }
+            Err(end) => read_end = Some(end),
         }
     }
     let sink = outlet.end();
@@ -96,16 +111,12 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
                 let _ = tokio::time::timeout(close_timeout, sink.close()).await;
             }
         }
-        (None, Some(ReadEnd::TooBig(reason))) => {
-            close_for_what_it_sent(&attached, sink, close_code::MESSAGE_TOO_BIG, reason).await;
-        }
-        (None, Some(ReadEnd::Incomplete(reason))) => {
-            close_for_what_it_sent(&attached, sink, close_code::PROTOCOL_ERROR, reason).await;
-        }
         (None, Some(ReadEnd::Broken(reason))) => {
             tracing::debug!(tenant = %attached.tenant, conn = attached.conn.0, %reason, "socket error");
         }
-        (None, None) => {}
+        // A violation went to the engine above; its close then came back
+        // as the writer's end, or did not come in time.
+        (None, None | Some(ReadEnd::Violation { .. })) => {}
     }
     // Dropping `attached` tells the actor, unless the engine closed it, and
     // frees its place under the connection limit: before the socket stops
@@ -113,32 +124,6 @@ pub(crate) async fn run(socket: Socket, mut attached: Attached) {
     // finds the room.
     drop(attached);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
-}
-
-/// Closes a peer for what it sent, below the protocol (a message too big
-/// or never finished), logged like the engine's closes: such a peer is
-/// worth a line, with the code and the reason.
-async fn close_for_what_it_sent(
-    attached: &Attached,
-    sink: Option<WsSink>,
-    code: u16,
-    reason: String,
-) {
-    tracing::info!(
-        tenant = %attached.tenant,
-        conn = attached.conn.0,
-        code,
-        %reason,
-        "closing connection"
-    );
-    if let Some(mut sink) = sink {
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: truncate_reason(reason).into(),
-        };
-        let send = sink.send(Message::Close(Some(frame)));
-        let _ = tokio::time::timeout(attached.shared.config.close_timeout, send).await;
-    }
 }
 
 /// Sends our close frame, then waits (bounded) for the peer's answer so
@@ -182,10 +167,18 @@ async fn read_loop(
             Ok(Message::Text(text)) => Bytes::from(text),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
             Ok(Message::Close(_)) => return ReadEnd::PeerClosed,
-            Err(WsError::Capacity(err)) => return ReadEnd::TooBig(err.to_string()),
+            Err(WsError::Capacity(err)) => {
+                return ReadEnd::Violation {
+                    code: close_code::MESSAGE_TOO_BIG,
+                    reason: err.to_string(),
+                };
+            }
             Err(WsError::Io(err)) => {
                 return match IncompleteMessage::of(&err) {
-                    Some(reason) => ReadEnd::Incomplete(reason),
+                    Some(reason) => ReadEnd::Violation {
+                        code: close_code::PROTOCOL_ERROR,
+                        reason,
+                    },
                     None => ReadEnd::Broken(err.to_string()),
                 };
             }

@@ -52,6 +52,14 @@ pub(crate) enum TenantMsg {
     Sent { conn: ConnId, bytes: usize },
     /// The socket is gone (closed by the peer, or broken).
     Close { conn: ConnId },
+    /// The socket task found the peer's input bad below the protocol (a
+    /// message over the size limit, or never finished): the engine closes
+    /// it with `code` and `reason`, as for bad input of its own.
+    Violation {
+        conn: ConnId,
+        code: u16,
+        reason: String,
+    },
     /// Graceful shutdown: finish the writes received, ack, close with 1001.
     Shutdown,
     /// How many connections are open (the admin API's figures).
@@ -487,6 +495,11 @@ impl Actor {
                             "close"
                         );
                     }
+                }
+            }
+            TenantMsg::Violation { conn, code, reason } => {
+                if self.conns.contains_key(&conn) {
+                    self.engine.handle_violation(conn, code, reason);
                 }
             }
             TenantMsg::Shutdown => {

@@ -7,7 +7,7 @@ mod common;
 mod inproc;
 
 use bytes::Bytes;
-use common::{Client, entries, entry, sequences, write_request};
+use common::{Client, entries, entry, http_get, sequences, write_request};
 use evsync_core::proto::close::code as close_code;
 use evsync_core::wire::{Request, Response};
 use inproc::{memory_config, sqlite_config, start};
@@ -184,6 +184,11 @@ async fn a_512000_byte_part_fits_the_frame_limit_and_an_oversized_frame_closes_1
     assert_eq!(closed.code, Some(close_code::MESSAGE_TOO_BIG), "{closed:?}");
     // The other socket is unaffected.
     assert!(ok.barrier(5).await.is_empty());
+    let metrics = http_get(server.addr, "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("evsync_connections_closed_total{reason=\"message_too_big\"} 1"),
+        "the server's close, counted by its code: {metrics}"
+    );
     server.shutdown().await;
 }
 
@@ -227,6 +232,13 @@ async fn a_websocket_message_left_unfinished_closes_its_socket_at_the_age_limit(
         quiet.recv().await,
         Response::Pong { id: 2 },
         "a socket quiet since a whole message stays open past the limit"
+    );
+    // Counted as the server's close for bad input, not as the peer's (the
+    // Pong above came from the same tenant actor, after that count).
+    let metrics = http_get(server.addr, "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("evsync_connections_closed_total{reason=\"protocol_error\"} 1"),
+        "{metrics}"
     );
     server.shutdown().await;
 }

@@ -164,6 +164,17 @@ impl TenantEngines {
         }
     }
 
+    /// The adapter closes `conn` for input bad below the protocol layers
+    /// (see [`super::v3::Engine::handle_violation`]).
+    pub fn handle_violation(&mut self, conn: ConnId, close_code: u16, reason: String) {
+        match self.protocol_of(conn) {
+            Protocol::V3 => self.v3.handle_violation(conn, close_code, reason),
+            Protocol::V4 | Protocol::V4Unencrypted => {
+                self.v4.handle_violation(conn, close_code, reason)
+            }
+        }
+    }
+
     /// Another writer committed to v3 log `public_key` up to `head`.
     pub fn handle_log_advanced(&mut self, public_key: &str, head: Sequence) {
         self.v3.handle_log_advanced(public_key, head);

@@ -219,6 +219,14 @@ impl Engine {
         self.log.handle_close(conn, &mut self.sessions);
     }
 
+    /// The adapter found `conn`'s input bad below this layer (a WebSocket
+    /// message over the size limit, or one never finished): closes it as
+    /// this layer closes for bad input, so that it is logged and counted by
+    /// `close_code` like the others, not as the peer's own close.
+    pub fn handle_violation(&mut self, conn: ConnId, close_code: u16, reason: String) {
+        self.close(conn, close_code, reason);
+    }
+
     /// Time passed: closes connections whose incomplete chunked writes or
     /// partial frame are too old and connections whose token expired;
     /// starts appends the write rate limit held back.
