@@ -410,10 +410,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     // the shutdown's last lines.
     let (_log, dropped) = logging::init_server(log_format, buffered_lines);
     evsync_server::count_dropped_log_lines(move || dropped.dropped_lines() as u64);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(err) => {
             return fail(
@@ -423,6 +420,27 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// The server's runtime: tokio's multi-threaded one, without its LIFO slot
+/// where the build allows (`.cargo/config.toml`).
+///
+/// Why: a task woken by another goes to its waker's LIFO slot, which no
+/// other worker may steal, so it waits for whatever the waking worker runs
+/// next, however long, while the other core idles (tokio#4941). With many
+/// tenants on one runtime that is one tenant's work held behind
+/// another's: under the hostile suite's attack (memory store, 2 cores,
+/// four alternating pairs) the normal client's Ack p99 was 0.65-0.79 ms
+/// without the slot against 0.93-1.30 ms with it (1.34-1.63x of its
+/// baseline against 2.19-3.46x). The price: an idle server's p99 rises
+/// from about 0.4 to 0.48 ms, and one connection that pipelines single
+/// entries loses some throughput on two cores (BENCHMARKS.md).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    builder.build()
 }
 
 async fn serve(config: ServerConfig) -> ExitCode {
