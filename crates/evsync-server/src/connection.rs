@@ -150,16 +150,14 @@ async fn read_loop(
     stream: &mut SplitStream<Socket>,
     conn: ConnId,
     tx: mpsc::UnboundedSender<TenantMsg>,
-    taken: Option<MessageTaken>,
+    taken: MessageTaken,
 ) -> ReadEnd {
     let budget = Arc::new(Semaphore::new(INBOUND_BUDGET));
     loop {
         let Some(message) = stream.next().await else {
             return ReadEnd::PeerClosed;
         };
-        if message.is_ok()
-            && let Some(taken) = &taken
-        {
+        if message.is_ok() {
             taken.note();
         }
         let frame = match message {

@@ -167,32 +167,28 @@ impl Waiting {
 pub(crate) struct OnDemandRead {
     stream: TcpStream,
     pending: Option<Pending>,
-    waiting: Option<Waiting>,
+    waiting: Waiting,
 }
 
 impl OnDemandRead {
     /// `already_read`: bytes the HTTP layer read past the upgrade request
     /// (a client may send its first frames without waiting for the 101).
     /// `message_limit`: how long bytes may wait for their WebSocket
-    /// message to end (`None`: for ever).
-    pub(crate) fn new(
-        stream: TcpStream,
-        already_read: Bytes,
-        message_limit: Option<Duration>,
-    ) -> Self {
+    /// message to end.
+    pub(crate) fn new(stream: TcpStream, already_read: Bytes, message_limit: Duration) -> Self {
         let pending = (!already_read.is_empty()).then(|| Pending {
             end: already_read.len(),
             chunk: already_read.to_vec().into_boxed_slice(),
             start: 0,
         });
-        let waiting = message_limit.map(|limit| Waiting {
-            limit,
+        let waiting = Waiting {
+            limit: message_limit,
             taken: MessageTaken(Arc::default()),
             seen: 0,
             since: pending.is_some().then(Instant::now),
             bytes: already_read.len() as u64,
             timer: None,
-        });
+        };
         Self {
             stream,
             pending,
@@ -200,10 +196,9 @@ impl OnDemandRead {
         }
     }
 
-    /// The handle the reader notes each message it takes with, if
-    /// messages have a time limit.
-    pub(crate) fn message_taken(&self) -> Option<MessageTaken> {
-        self.waiting.as_ref().map(|w| w.taken.clone())
+    /// The handle the reader notes each message it takes with.
+    pub(crate) fn message_taken(&self) -> MessageTaken {
+        self.waiting.taken.clone()
     }
 }
 
@@ -214,10 +209,8 @@ impl AsyncRead for OnDemandRead {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(waiting) = &mut this.waiting {
-            let left = this.pending.as_ref().map_or(0, |p| p.end - p.start);
-            waiting.catch_up(left);
-        }
+        let left = this.pending.as_ref().map_or(0, |p| p.end - p.start);
+        this.waiting.catch_up(left);
         loop {
             if let Some(pending) = &mut this.pending {
                 let n = (pending.end - pending.start).min(buf.remaining());
@@ -231,12 +224,8 @@ impl AsyncRead for OnDemandRead {
                 return Poll::Ready(Ok(()));
             }
             if this.stream.poll_read_ready(cx)?.is_pending() {
-                if let Some(waiting) = &mut this.waiting
-                    && let Poll::Ready(expired) = waiting.poll_expired(cx)
-                {
-                    return Poll::Ready(Err(io::Error::other(expired)));
-                }
-                return Poll::Pending;
+                let expired = ready!(this.waiting.poll_expired(cx));
+                return Poll::Ready(Err(io::Error::other(expired)));
             }
             let mut chunk = take_chunk();
             match this.stream.try_read(&mut chunk) {
@@ -245,9 +234,7 @@ impl AsyncRead for OnDemandRead {
                     return Poll::Ready(Ok(()));
                 }
                 Ok(end) => {
-                    if let Some(waiting) = &mut this.waiting {
-                        waiting.arrived(end);
-                    }
+                    this.waiting.arrived(end);
                     this.pending = Some(Pending {
                         chunk,
                         start: 0,
@@ -301,6 +288,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
+    /// Longer than any test: no read here is meant to expire.
+    const UNLIMITED: Duration = Duration::from_secs(3600);
+
     async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -313,7 +303,7 @@ mod tests {
     #[tokio::test]
     async fn small_reads_see_every_byte_in_order() {
         let (mut client, server) = pair().await;
-        let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"), None);
+        let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"), UNLIMITED);
         let body: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
         let sent = body.clone();
         let writer = tokio::spawn(async move {
@@ -340,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn writes_go_straight_to_the_socket() {
         let (mut client, server) = pair().await;
-        let mut stream = OnDemandRead::new(server, Bytes::new(), None);
+        let mut stream = OnDemandRead::new(server, Bytes::new(), UNLIMITED);
         stream.write_all(b"pong").await.unwrap();
         let mut got = [0u8; 4];
         client.read_exact(&mut got).await.unwrap();

@@ -218,7 +218,7 @@ async fn handle(
     // A message's bytes wait for the rest as long as a chunked message's
     // parts may (the same kind of hold, one layer down).
     let message_limit = Duration::from_millis(shared.config.engine.chunks.max_incomplete_age_ms);
-    ws.accept(selected, config, Some(message_limit), move |socket| {
+    ws.accept(selected, config, message_limit, move |socket| {
         connection::run(socket, attached)
     })
 }

@@ -498,9 +498,7 @@ impl Actor {
                 }
             }
             TenantMsg::Violation { conn, code, reason } => {
-                if self.conns.contains_key(&conn) {
-                    self.engine.handle_violation(conn, code, reason);
-                }
+                self.engine.handle_violation(conn, code, reason);
             }
             TenantMsg::Shutdown => {
                 if !self.shutting_down {

@@ -114,7 +114,7 @@ impl WsRequest {
         self,
         protocol: Option<HeaderValue>,
         config: WebSocketConfig,
-        message_limit: Option<Duration>,
+        message_limit: Duration,
         run: F,
     ) -> Response
     where
