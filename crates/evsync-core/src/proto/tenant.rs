@@ -222,7 +222,13 @@ impl TenantEngines {
     /// The next thing to do: v3's actions, then v4's (each engine's in its
     /// own order; the two never share a connection).
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.v3.poll_action().or_else(|| self.v4.poll_action())
+        let action = self.v3.poll_action().or_else(|| self.v4.poll_action())?;
+        // A connection an engine closed gets no `handle_close` (the adapter
+        // is told not to report it), so its protocol is forgotten here.
+        if let Action::Close { conn, .. } = &action {
+            self.v4_conns.remove(conn);
+        }
+        Some(action)
     }
 
     /// The next thing worth logging.
@@ -281,5 +287,28 @@ mod tests {
         let v3 = engines.v3().write_quota().expect("a rate, a bucket");
         let v4 = engines.v4().write_quota().expect("a rate, a bucket");
         assert!(v3.is_shared_with(&v4), "one bucket for the tenant");
+    }
+
+    /// A v4 connection an engine closes is forgotten with its close: the
+    /// adapter reports no `handle_close` for it, and a tenant attacked
+    /// with bad v4 input would otherwise keep an entry per connection.
+    #[test]
+    fn a_v4_connection_the_engine_closes_leaves_no_protocol_entry() {
+        let mut engines = TenantEngines::new(
+            RemoteId([7; 16]),
+            v3::EngineConfig::default(),
+            v4::SessionConfig::default(),
+            Box::new(|| [1; 32]),
+        );
+        let conn = ConnId(1);
+        engines.handle_open(conn, Protocol::V4, Grant::full(), Timestamp(0));
+        assert_eq!(engines.protocol_of(conn), Protocol::V4);
+        engines.handle_violation(conn, 1002, "bad".into());
+        let mut closed = false;
+        while let Some(action) = engines.poll_action() {
+            closed |= matches!(action, Action::Close { conn: c, .. } if c == conn);
+        }
+        assert!(closed, "the engine closed it");
+        assert!(engines.v4_conns.is_empty(), "{:?}", engines.v4_conns);
     }
 }
