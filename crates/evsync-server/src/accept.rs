@@ -14,32 +14,40 @@
 //! Shutdown as axum's: stop accepting, ask each HTTP connection to finish
 //! gracefully, return once all have closed (upgraded sockets are tracked
 //! and drained by the tenant actors, not here).
+//!
+//! The loop runs on the accept thread ([`crate::accept_thread`]); each
+//! request is handled on the workers' runtime (`workers`), and only the
+//! connection's bytes stay here.
 
 use crate::shared::Shared;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use evsync_core::access::RefusalLine;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `stop` turns true, then waits for
-/// the open HTTP connections to finish.
+/// the open HTTP connections to finish. Requests are handled on `workers`.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shared: Arc<Shared>,
     handshake_timeout: Duration,
     mut stop: watch::Receiver<bool>,
+    workers: Handle,
 ) {
     let (signal_tx, _) = watch::channel(());
     let (close_tx, close_rx) = watch::channel(());
@@ -64,13 +72,15 @@ pub(crate) async fn serve(
         };
         // Acks and Pongs are small: send them at once.
         let _ = tcp.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(addr));
-                request.map(Body::new)
-            });
-        let service = TowerToHyperService::new(service);
+        let router = router.clone();
+        let workers = workers.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(addr));
+            on_workers(
+                workers.clone(),
+                router.clone().oneshot(request.map(Body::new)),
+            )
+        });
         let mut signal = signal_tx.subscribe();
         let close = close_rx.clone();
         let shared = shared.clone();
@@ -104,6 +114,35 @@ pub(crate) async fn serve(
     let _ = signal_tx.send(());
     drop(close_rx);
     close_tx.closed().await;
+}
+
+/// Runs `handle` on the workers' runtime and answers with its response;
+/// dropped (the connection closed), it cancels the handler, as a handler
+/// polled in place would be.
+async fn on_workers(
+    workers: Handle,
+    handle: impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+) -> Result<Response<Body>, Infallible> {
+    let mut task = AbortOnDrop(workers.spawn(handle));
+    match (&mut task.0).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::error!(%err, "a request's handler failed");
+            Ok(crate::respond::text(
+                hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ))
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether a connection ended because its request headers did not arrive

@@ -206,7 +206,15 @@ pub struct ServerConfig {
     /// How long a socket waits for the peer's answer to our close frame
     /// before dropping the TCP connection.
     pub close_timeout: Duration,
+    /// SYNC_ACCEPT_NICE: the nice value of the thread that accepts
+    /// connections and reads their HTTP requests (`crate::accept_thread`).
+    pub accept_nice: i32,
 }
+
+/// The accept thread's default nice value: below the workers, so that
+/// under a storm of new connections established ones are served first,
+/// but not so low that new connections starve while the CPU is busy.
+pub const DEFAULT_ACCEPT_NICE: i32 = 10;
 
 impl ServerConfig {
     /// A config with production defaults for everything but what must be
@@ -226,6 +234,7 @@ impl ServerConfig {
             idle_grace: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
             close_timeout: Duration::from_secs(3),
+            accept_nice: DEFAULT_ACCEPT_NICE,
         }
     }
 }

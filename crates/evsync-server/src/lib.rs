@@ -28,6 +28,7 @@
 //! ```
 
 mod accept;
+mod accept_thread;
 mod admin;
 pub mod auth;
 mod checkpoints;
@@ -269,17 +270,15 @@ impl Server {
         }
         // Our own accept loop (accept.rs): a handshake timeout, and the
         // peer's address (`ConnectInfo`) for the refusal log.
-        let serve = accept::serve(
+        let serve = accept_thread::serve(
+            shared.config.accept_nice,
             listener,
             routes::router(registry.clone()),
             shared.clone(),
             shared.config.limits.handshake_timeout,
             stop_rx.clone(),
         );
-        let mut serve = tokio::spawn(async move {
-            serve.await;
-            Ok::<(), std::io::Error>(())
-        });
+        let mut serve = tokio::spawn(serve);
         let summaries = tokio::spawn({
             let shared = shared.clone();
             async move {

@@ -137,7 +137,17 @@ impl WsRequest {
                 tracing::error!("upgraded connection is not a TCP stream");
                 return;
             };
-            let stream = OnDemandRead::new(parts.io.into_inner(), parts.read_buf, message_limit);
+            // Read on the workers' runtime, which runs this task: the
+            // stream was registered by the runtime that accepted it, maybe
+            // the accept thread's (accept_thread.rs).
+            let tcp = match reregister(parts.io.into_inner()) {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot move an upgraded connection to the workers");
+                    return;
+                }
+            };
+            let stream = OnDemandRead::new(tcp, parts.read_buf, message_limit);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             run(socket).await;
         });
@@ -155,4 +165,10 @@ impl WsRequest {
             .body(axum::body::Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
+}
+
+/// `tcp`, registered with the current runtime's I/O driver instead of the
+/// one that accepted it.
+fn reregister(tcp: TcpStream) -> std::io::Result<TcpStream> {
+    TcpStream::from_std(tcp.into_std()?)
 }

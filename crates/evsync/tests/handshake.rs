@@ -1,7 +1,8 @@
 //! The handshake timeout (issue 17, slowloris): a connection that never
 //! finishes sending its HTTP request headers is closed after
 //! `--handshake-timeout`, logged with its address and counted, while a
-//! normal replica connects and syncs meanwhile.
+//! normal replica connects and syncs meanwhile. And the accept thread
+//! that reads those headers apart from the workers, at its nice value.
 
 #[path = "../../evsync-server/tests/common/mod.rs"]
 mod common;
@@ -105,4 +106,57 @@ async fn a_handshake_timeout_that_is_not_a_number_stops_startup() {
     assert_eq!(out.status.code(), Some(2), "a configuration error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("SYNC_HANDSHAKE_TIMEOUT"), "{stderr}");
+}
+
+/// The nice value of each of `pid`'s threads named `name` (Linux:
+/// `/proc/PID/task/TID/stat`, field 19).
+fn nice_of_threads(pid: u32, name: &str) -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // after "pid (comm) ": state is field 3, nice field 19
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        nice.push(fields[16].parse().unwrap());
+    }
+    nice
+}
+
+#[tokio::test]
+async fn connections_are_admitted_on_a_thread_below_the_workers() {
+    let server = Serve::start(&["--storage", "memory", "--accept-nice", "7"], &[]).await;
+    let pid = server.child.id().unwrap();
+
+    // a replica's handshake read there, its socket served by the workers
+    let (mut client, _) = Client::connect_hello(server.addr, "acme").await;
+    assert_eq!(client.write("pk", 1, &entries(1..=3)).await, vec![1, 2, 3]);
+    let status = http_get(server.addr, "/healthz", &[]).await.status;
+    assert_eq!(status, 200);
+
+    assert_eq!(nice_of_threads(pid, "evsync-accept"), vec![7]);
+    let workers = nice_of_threads(pid, "tokio-rt-worker");
+    assert!(
+        !workers.is_empty() && workers.iter().all(|&n| n == 0),
+        "{workers:?}"
+    );
+
+    assert_eq!(client.write("pk", 2, &entries(4..=4)).await, vec![4]);
+    drop(client);
+    server.stop_and_collect().await;
+}
+
+#[tokio::test]
+async fn an_accept_nice_value_out_of_range_stops_startup() {
+    let out = process::output(
+        &["serve", "--storage", "memory", "--accept-nice", "20"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--accept-nice"), "{stderr}");
 }

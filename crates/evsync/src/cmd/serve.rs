@@ -232,6 +232,19 @@ pub struct ServeArgs {
     #[arg(long, env = "SYNC_HANDSHAKE_TIMEOUT", value_name = "SECS")]
     handshake_timeout: Option<String>,
 
+    /// Nice value (0-19) of the accept thread, which accepts connections
+    /// and reads their HTTP requests apart from the workers that serve
+    /// tenants; higher lets established connections go first when the CPU
+    /// is short (0: the workers' priority).
+    #[arg(
+        long,
+        env = "SYNC_ACCEPT_NICE",
+        value_name = "NICE",
+        default_value_t = evsync_server::config::DEFAULT_ACCEPT_NICE,
+        value_parser = clap::value_parser!(i32).range(0..=19)
+    )]
+    accept_nice: i32,
+
     /// Milliseconds a tenant stays loaded after its last connection closed
     /// and its storage work finished; then its file is closed.
     #[arg(long, value_name = "MS", default_value_t = 30_000)]
@@ -311,6 +324,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     config.metrics_listen = metrics_listen;
     config.metrics_per_tenant = metrics_per_tenant;
     config.drain = Duration::from_secs(args.drain_secs);
+    config.accept_nice = args.accept_nice;
     let defaults = Limits::default();
     config.limits = Limits {
         max_connections: parse_limit(

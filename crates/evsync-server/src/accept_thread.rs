@@ -1,0 +1,84 @@
+//! The accept thread: a thread of its own, at a lower priority than the
+//! workers, that accepts TCP connections and reads their HTTP requests.
+//!
+//! Why: connections that are not yet served (a storm of reconnects, a
+//! slowloris attacker dripping header bytes, peers that connect and close)
+//! cost the server accepts, header reads and timers. On the workers' shared
+//! runtime that work queues in front of the established tenants' tasks, and
+//! tokio has no priorities: a normal client's Ack waited behind it
+//! (docs/reliability.md, "All at once"). On a thread of its own the kernel,
+//! which can preempt, chooses, and the lower priority (`nice`) tells it to
+//! serve the workers first. What a request means (routing, tokens, tenants,
+//! the upgrade) still runs on the workers ([`crate::accept`] hands each
+//! request over): only bytes-level HTTP happens here, so a lock the
+//! workers need is taken on this thread only to log a handshake timeout.
+
+use crate::accept;
+use crate::shared::Shared;
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, watch};
+
+/// Serves `router` on `listener` until `stop` turns true (see
+/// [`accept::serve`]); returns when the accept loop has ended and its
+/// HTTP connections have finished.
+pub(crate) async fn serve(
+    nice: i32,
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    handshake_timeout: Duration,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let workers = Handle::current();
+    // A listener is registered with the runtime that made it: give it to the
+    // accept thread's runtime as a plain socket.
+    let listener = listener.into_std()?;
+    let (done_tx, done_rx) = oneshot::channel();
+    // (Linux shows a thread's name cut to 15 bytes.)
+    std::thread::Builder::new()
+        .name("evsync-accept".into())
+        .spawn(move || {
+            lower_priority(nice);
+            let ended = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        accept::serve(listener, router, shared, handshake_timeout, stop, workers)
+                            .await;
+                        Ok(())
+                    })
+                });
+            let _ = done_tx.send(ended);
+        })?;
+    done_rx
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the accept thread panicked")))
+}
+
+/// Sets this thread's nice value (Linux: per thread). A failure is logged
+/// and changes nothing else: the thread then runs at the workers' priority.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers.
+        let done = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if done != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::warn!(%err, nice, "cannot lower the accept thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!(nice, "a thread's nice value is set on Linux only");
+}
