@@ -15,26 +15,28 @@
 //! gracefully, return once all have closed (upgraded sockets are tracked
 //! and drained by the tenant actors, not here).
 //!
-//! The loop runs on the accept thread ([`crate::accept_thread`]); each
-//! request is handled on the workers' runtime (`workers`), and only the
-//! connection's bytes stay here.
+//! The loop runs on the accept thread ([`crate::accept_thread`]), and so
+//! does the wait for each new connection's first request head (the
+//! handshake timeout's wait). A connection whose head has arrived goes to
+//! the workers' runtime (`workers`), where hyper parses it and the router
+//! answers: one hand-over per connection.
 
+use crate::request_head::{self, Replay};
 use crate::shared::Shared;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::response::Response;
+use bytes::Bytes;
 use evsync_core::access::RefusalLine;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
-use std::future::Future;
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -57,7 +59,7 @@ pub(crate) async fn serve(
         let _ = stop.wait_for(|stop| *stop).await;
     });
     loop {
-        let (tcp, addr) = tokio::select! {
+        let (mut tcp, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -72,42 +74,38 @@ pub(crate) async fn serve(
         };
         // Acks and Pongs are small: send them at once.
         let _ = tcp.set_nodelay(true);
-        let router = router.clone();
-        let workers = workers.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(addr));
-            on_workers(
-                workers.clone(),
-                router.clone().oneshot(request.map(Body::new)),
-            )
-        });
         let mut signal = signal_tx.subscribe();
         let close = close_rx.clone();
         let shared = shared.clone();
+        let router = router.clone();
+        let workers = workers.clone();
         tokio::spawn(async move {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(handshake_timeout);
-            let mut conn = pin!(
-                builder
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .with_upgrades()
-            );
-            loop {
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(err) = result
-                            && is_header_timeout(&err)
-                        {
-                            refused_slow_handshake(&shared, addr);
-                        }
-                        break;
-                    }
-                    _ = signal.changed() => conn.as_mut().graceful_shutdown(),
+            let head = tokio::select! {
+                head = tokio::time::timeout(handshake_timeout, request_head::read_head(&mut tcp)) => head,
+                // shutting down: not yet a request to finish
+                _ = signal.changed() => return,
+            };
+            let head = match head {
+                Err(_elapsed) => return refused_slow_handshake(&shared, addr),
+                Ok(Err(_closed)) => return,
+                Ok(Ok(head)) => head,
+            };
+            // Registered with this thread's runtime: given to the workers'
+            // as a plain socket.
+            match tcp.into_std() {
+                Ok(tcp) => {
+                    let connection = Connection {
+                        tcp,
+                        head,
+                        addr,
+                        router,
+                        shared,
+                        handshake_timeout,
+                    };
+                    workers.spawn(connection.serve(signal, close));
                 }
+                Err(err) => tracing::debug!(%err, "cannot hand a connection to the workers"),
             }
-            drop(close);
         });
     }
     drop(listener);
@@ -116,32 +114,66 @@ pub(crate) async fn serve(
     close_tx.closed().await;
 }
 
-/// Runs `handle` on the workers' runtime and answers with its response;
-/// dropped (the connection closed), it cancels the handler, as a handler
-/// polled in place would be.
-async fn on_workers(
-    workers: Handle,
-    handle: impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
-) -> Result<Response<Body>, Infallible> {
-    let mut task = AbortOnDrop(workers.spawn(handle));
-    match (&mut task.0).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            tracing::error!(%err, "a request's handler failed");
-            Ok(crate::respond::text(
-                hyper::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error",
-            ))
-        }
-    }
+/// A connection whose first request head has arrived, on its way to the
+/// workers.
+struct Connection {
+    tcp: std::net::TcpStream,
+    head: Bytes,
+    addr: SocketAddr,
+    router: Router,
+    shared: Arc<Shared>,
+    handshake_timeout: Duration,
 }
 
-/// Aborts its task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+impl Connection {
+    /// Serves the connection's requests with hyper (on the workers'
+    /// runtime, which must run this) until it closes or is upgraded;
+    /// `signal` asks for a graceful end, `close` is dropped at the end.
+    async fn serve(self, mut signal: watch::Receiver<()>, close: watch::Receiver<()>) {
+        let Connection {
+            tcp,
+            head,
+            addr,
+            router,
+            shared,
+            handshake_timeout,
+        } = self;
+        let tcp = match TcpStream::from_std(tcp) {
+            Ok(tcp) => tcp,
+            Err(err) => {
+                tracing::debug!(%err, "cannot serve a connection on the workers");
+                return;
+            }
+        };
+        let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(addr));
+            request.map(Body::new)
+        });
+        let service = TowerToHyperService::new(service);
+        let mut builder = http1::Builder::new();
+        // (the next requests' heads, on a connection kept alive)
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(handshake_timeout);
+        let mut conn = pin!(
+            builder
+                .serve_connection(TokioIo::new(Replay::new(head, tcp)), service)
+                .with_upgrades()
+        );
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(err) = result
+                        && is_header_timeout(&err)
+                    {
+                        refused_slow_handshake(&shared, addr);
+                    }
+                    break;
+                }
+                _ = signal.changed() => conn.as_mut().graceful_shutdown(),
+            }
+        }
+        drop(close);
     }
 }
 

@@ -1,17 +1,19 @@
 //! The accept thread: a thread of its own, at a lower priority than the
-//! workers, that accepts TCP connections and reads their HTTP requests.
+//! workers, that accepts TCP connections and waits for their first request
+//! head.
 //!
 //! Why: connections that are not yet served (a storm of reconnects, a
 //! slowloris attacker dripping header bytes, peers that connect and close)
-//! cost the server accepts, header reads and timers. On the workers' shared
+//! cost the server accepts, reads and timers. On the workers' shared
 //! runtime that work queues in front of the established tenants' tasks, and
 //! tokio has no priorities: a normal client's Ack waited behind it
 //! (docs/reliability.md, "All at once"). On a thread of its own the kernel,
 //! which can preempt, chooses, and the lower priority (`nice`) tells it to
-//! serve the workers first. What a request means (routing, tokens, tenants,
-//! the upgrade) still runs on the workers ([`crate::accept`] hands each
-//! request over): only bytes-level HTTP happens here, so a lock the
-//! workers need is taken on this thread only to log a handshake timeout.
+//! serve the workers first. A connection goes to the workers once its
+//! first request head is all there ([`crate::accept`]); parsing it, what
+//! it asks for (routing, tokens, tenants, the upgrade) and the socket run
+//! there, so a lock the workers need is taken on this thread only to log a
+//! handshake timeout.
 
 use crate::accept;
 use crate::shared::Shared;

@@ -207,7 +207,7 @@ pub struct ServerConfig {
     /// before dropping the TCP connection.
     pub close_timeout: Duration,
     /// SYNC_ACCEPT_NICE: the nice value of the thread that accepts
-    /// connections and reads their HTTP requests (`crate::accept_thread`).
+    /// connections and waits for their first request head (`crate::accept_thread`).
     pub accept_nice: i32,
 }
 

@@ -45,6 +45,7 @@ mod on_demand_read;
 mod outlet;
 mod refusals;
 mod registry;
+mod request_head;
 mod respond;
 pub mod routes;
 mod shared;

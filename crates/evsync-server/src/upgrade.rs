@@ -8,6 +8,7 @@
 //! is taken apart back into the `TcpStream` our accept loop served.
 
 use crate::on_demand_read::OnDemandRead;
+use crate::request_head::Replay;
 use crate::respond::text;
 use crate::socket::Socket;
 use axum::extract::FromRequestParts;
@@ -18,7 +19,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -132,22 +132,20 @@ impl WsRequest {
                 }
             };
             // The accept loop serves every connection as a
-            // `TokioIo<TcpStream>` (accept.rs).
-            let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            // `TokioIo<Replay>` (accept.rs).
+            let Ok(parts) = upgraded.downcast::<TokioIo<Replay>>() else {
                 tracing::error!("upgraded connection is not a TCP stream");
                 return;
             };
-            // Read on the workers' runtime, which runs this task: the
-            // stream was registered by the runtime that accepted it, maybe
-            // the accept thread's (accept_thread.rs).
-            let tcp = match reregister(parts.io.into_inner()) {
-                Ok(tcp) => tcp,
-                Err(err) => {
-                    tracing::warn!(%err, "cannot move an upgraded connection to the workers");
-                    return;
-                }
+            // Bytes hyper read and did not parse came before those of the
+            // head not yet replayed to it.
+            let (unreplayed, tcp) = parts.io.into_inner().into_parts();
+            let read = if unreplayed.is_empty() {
+                parts.read_buf
+            } else {
+                [&parts.read_buf[..], &unreplayed[..]].concat().into()
             };
-            let stream = OnDemandRead::new(tcp, parts.read_buf, message_limit);
+            let stream = OnDemandRead::new(tcp, read, message_limit);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             run(socket).await;
         });
@@ -165,10 +163,4 @@ impl WsRequest {
             .body(axum::body::Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }
-}
-
-/// `tcp`, registered with the current runtime's I/O driver instead of the
-/// one that accepted it.
-fn reregister(tcp: TcpStream) -> std::io::Result<TcpStream> {
-    TcpStream::from_std(tcp.into_std()?)
 }

@@ -233,7 +233,7 @@ pub struct ServeArgs {
     handshake_timeout: Option<String>,
 
     /// Nice value (0-19) of the accept thread, which accepts connections
-    /// and reads their HTTP requests apart from the workers that serve
+    /// and waits for their first request head, apart from the workers that serve
     /// tenants; higher lets established connections go first when the CPU
     /// is short (0: the workers' priority).
     #[arg(

@@ -1,0 +1,160 @@
+//! The first request's head of a new connection, read before HTTP is
+//! parsed, and the stream that replays it.
+//!
+//! Why: the accept thread ([`crate::accept_thread`]) waits for a new
+//! connection's request headers (a slowloris attacker drips them for ever)
+//! and hands the connection to the workers only once they are all there.
+//! Reading up to the blank line that ends them is all it needs to know;
+//! hyper then parses them on the workers from [`Replay`], which gives the
+//! bytes already read before the socket's own.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// More than any request head evsync serves (hyper's own buffer limit is
+/// ~400 KB): a longer one goes to hyper unfinished, and hyper refuses it.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Reads from `tcp` until the request head's blank line (`\r\n\r\n`) or
+/// [`MAX_HEAD_BYTES`], and returns what it read (maybe some bytes past the
+/// head too). An error if the peer closed or reset first.
+pub(crate) async fn read_head(tcp: &mut TcpStream) -> io::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        let searched_to = buf.len().saturating_sub(3);
+        if tcp.read_buf(&mut buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if buf[searched_to..].windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD_BYTES {
+            return Ok(buf.freeze());
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(buf.len());
+        }
+    }
+}
+
+/// A TCP stream whose first bytes were read already: reads give those
+/// first, then the socket's.
+pub(crate) struct Replay {
+    read: Bytes,
+    tcp: TcpStream,
+}
+
+impl Replay {
+    pub(crate) fn new(read: Bytes, tcp: TcpStream) -> Replay {
+        Replay { read, tcp }
+    }
+
+    /// The bytes read and not yet replayed, and the stream.
+    pub(crate) fn into_parts(self) -> (Bytes, TcpStream) {
+        (self.read, self.tcp)
+    }
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.read.is_empty() {
+            return Pin::new(&mut this.tcp).poll_read(cx, out);
+        }
+        let n = this.read.len().min(out.remaining());
+        out.put_slice(&this.read[..n]);
+        this.read.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Replay {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (client.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn a_head_sent_in_pieces_is_read_to_its_end_and_replayed_before_the_rest() {
+        let (mut client, mut server) = pair().await;
+        let writer = tokio::spawn(async move {
+            for piece in [&b"GET / HTTP/1.1\r"[..], b"\nHost: x\r\n\r", b"\n"] {
+                client.write_all(piece).await.unwrap();
+                client.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            client.write_all(b"after").await.unwrap();
+            client
+        });
+        let head = read_head(&mut server).await.unwrap();
+        assert!(head.ends_with(b"\r\n\r\n"), "{head:?}");
+        let _client = writer.await.unwrap();
+        let mut replay = Replay::new(head.clone(), server);
+        let mut got = vec![0u8; head.len() + 5];
+        replay.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..head.len()], &head[..]);
+        assert_eq!(&got[head.len()..], b"after");
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_closes_before_the_end_of_its_head_is_an_error() {
+        let (mut client, mut server) = pair().await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        drop(client);
+        assert!(read_head(&mut server).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_head_without_its_end_stops_at_the_limit() {
+        let (mut client, mut server) = pair().await;
+        let writer = tokio::spawn(async move {
+            let _ = client.write_all(&vec![b'x'; MAX_HEAD_BYTES + 10]).await;
+            client
+        });
+        let head = read_head(&mut server).await.unwrap();
+        assert!(head.len() >= MAX_HEAD_BYTES, "{}", head.len());
+        drop(writer.await.unwrap());
+    }
+}
