@@ -1,6 +1,5 @@
-//! The accept thread: a thread of its own, at a lower priority than the
-//! workers, that accepts TCP connections and waits for their first request
-//! head.
+//! The accept thread: a thread of its own, apart from the workers, that
+//! accepts TCP connections and waits for their first request head.
 //!
 //! Why: connections that are not yet served (a storm of reconnects, a
 //! slowloris attacker dripping header bytes, peers that connect and close)
@@ -8,12 +7,13 @@
 //! runtime that work queues in front of the established tenants' tasks, and
 //! tokio has no priorities: a normal client's Ack waited behind it
 //! (docs/reliability.md, "All at once"). On a thread of its own the kernel,
-//! which can preempt, chooses, and the lower priority (`nice`) tells it to
-//! serve the workers first. A connection goes to the workers once its
+//! which can preempt, chooses. A connection goes to the workers once its
 //! first request head is all there ([`crate::accept`]); parsing it, what
 //! it asks for (routing, tokens, tenants, the upgrade) and the socket run
 //! there, so a lock the workers need is taken on this thread only to log a
-//! handshake timeout.
+//! handshake timeout. The thread runs at the workers' priority unless
+//! `SYNC_ACCEPT_NICE` says otherwise (see
+//! [`crate::config::DEFAULT_ACCEPT_NICE`] for why that is the default).
 
 use crate::accept;
 use crate::shared::Shared;

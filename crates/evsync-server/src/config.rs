@@ -211,10 +211,11 @@ pub struct ServerConfig {
     pub accept_nice: i32,
 }
 
-/// The accept thread's default nice value: below the workers, so that
-/// under a storm of new connections established ones are served first,
-/// but not so low that new connections starve while the CPU is busy.
-pub const DEFAULT_ACCEPT_NICE: i32 = 10;
+/// The accept thread's default nice value: the workers' own. A lower
+/// priority (a higher value) was measured to delay SQLite commits under a
+/// storm of connections on two CPUs, the kernel placing the lane's and the
+/// workers' wake-ups behind the thread (docs/reliability.md).
+pub const DEFAULT_ACCEPT_NICE: i32 = 0;
 
 impl ServerConfig {
     /// A config with production defaults for everything but what must be

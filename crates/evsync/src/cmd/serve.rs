@@ -233,9 +233,8 @@ pub struct ServeArgs {
     handshake_timeout: Option<String>,
 
     /// Nice value (0-19) of the accept thread, which accepts connections
-    /// and waits for their first request head, apart from the workers that serve
-    /// tenants; higher lets established connections go first when the CPU
-    /// is short (0: the workers' priority).
+    /// and waits for their first request head, apart from the workers that
+    /// serve tenants (default 0, the workers' priority).
     #[arg(
         long,
         env = "SYNC_ACCEPT_NICE",
