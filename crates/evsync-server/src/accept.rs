@@ -130,34 +130,29 @@ impl Connection {
     /// runtime, which must run this) until it closes or is upgraded;
     /// `signal` asks for a graceful end, `close` is dropped at the end.
     async fn serve(self, mut signal: watch::Receiver<()>, close: watch::Receiver<()>) {
-        let Connection {
-            tcp,
-            head,
-            addr,
-            router,
-            shared,
-            handshake_timeout,
-        } = self;
-        let tcp = match TcpStream::from_std(tcp) {
+        let addr = self.addr;
+        let tcp = match TcpStream::from_std(self.tcp) {
             Ok(tcp) => tcp,
             Err(err) => {
                 tracing::debug!(%err, "cannot serve a connection on the workers");
                 return;
             }
         };
-        let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(addr));
-            request.map(Body::new)
-        });
+        let service = self
+            .router
+            .map_request(move |mut request: hyper::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(addr));
+                request.map(Body::new)
+            });
         let service = TowerToHyperService::new(service);
         let mut builder = http1::Builder::new();
         // (the next requests' heads, on a connection kept alive)
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(handshake_timeout);
+            .header_read_timeout(self.handshake_timeout);
         let mut conn = pin!(
             builder
-                .serve_connection(TokioIo::new(Replay::new(head, tcp)), service)
+                .serve_connection(TokioIo::new(Replay::new(self.head, tcp)), service)
                 .with_upgrades()
         );
         loop {
@@ -166,7 +161,7 @@ impl Connection {
                     if let Err(err) = result
                         && is_header_timeout(&err)
                     {
-                        refused_slow_handshake(&shared, addr);
+                        refused_slow_handshake(&self.shared, addr);
                     }
                     break;
                 }

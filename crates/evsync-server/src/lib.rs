@@ -55,6 +55,7 @@ mod store;
 mod tenant;
 pub mod tenant_ops;
 mod upgrade;
+mod write_through;
 
 pub use config::{AuthConfig, admin_token, auth_config, token_secret};
 pub use config::{

@@ -24,6 +24,7 @@
 //! already in it when a message ended are timed only from the next bytes
 //! that arrive (at most `routes::READ_BUFFER_BYTES`, held until then).
 
+use crate::write_through::write_through;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::fmt;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
@@ -252,57 +253,22 @@ impl AsyncRead for OnDemandRead {
     }
 }
 
-impl AsyncWrite for OnDemandRead {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
+write_through!(OnDemandRead, stream);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write_through::loopback_pair;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     /// Longer than any test: no read here is meant to expire.
     const UNLIMITED: Duration = Duration::from_secs(3600);
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (client.unwrap(), accepted.unwrap().0)
-    }
 
     /// The bytes come out whole and in order through reads far smaller
     /// than a chunk, the HTTP layer's leftover first; EOF is EOF.
     #[tokio::test]
     async fn small_reads_see_every_byte_in_order() {
-        let (mut client, server) = pair().await;
+        let (mut client, server) = loopback_pair().await;
         let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"), UNLIMITED);
         let body: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
         let sent = body.clone();
@@ -329,7 +295,7 @@ mod tests {
     /// Writes pass through untouched.
     #[tokio::test]
     async fn writes_go_straight_to_the_socket() {
-        let (mut client, server) = pair().await;
+        let (mut client, server) = loopback_pair().await;
         let mut stream = OnDemandRead::new(server, Bytes::new(), UNLIMITED);
         stream.write_all(b"pong").await.unwrap();
         let mut got = [0u8; 4];

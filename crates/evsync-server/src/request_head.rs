@@ -8,11 +8,12 @@
 //! hyper then parses them on the workers from [`Replay`], which gives the
 //! bytes already read before the socket's own.
 
+use crate::write_through::write_through;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// More than any request head evsync serves (hyper's own buffer limit is
@@ -73,52 +74,17 @@ impl AsyncRead for Replay {
     }
 }
 
-impl AsyncWrite for Replay {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
+write_through!(Replay, tcp);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write_through::loopback_pair;
     use tokio::io::AsyncWriteExt;
-    use tokio::net::TcpListener;
-
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        (client.unwrap(), accepted.unwrap().0)
-    }
 
     #[tokio::test]
     async fn a_head_sent_in_pieces_is_read_to_its_end_and_replayed_before_the_rest() {
-        let (mut client, mut server) = pair().await;
+        let (mut client, mut server) = loopback_pair().await;
         let writer = tokio::spawn(async move {
             for piece in [&b"GET / HTTP/1.1\r"[..], b"\nHost: x\r\n\r", b"\n"] {
                 client.write_all(piece).await.unwrap();
@@ -140,7 +106,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_closes_before_the_end_of_its_head_is_an_error() {
-        let (mut client, mut server) = pair().await;
+        let (mut client, mut server) = loopback_pair().await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         drop(client);
         assert!(read_head(&mut server).await.is_err());
@@ -148,7 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_head_without_its_end_stops_at_the_limit() {
-        let (mut client, mut server) = pair().await;
+        let (mut client, mut server) = loopback_pair().await;
         let writer = tokio::spawn(async move {
             let _ = client.write_all(&vec![b'x'; MAX_HEAD_BYTES + 10]).await;
             client
