@@ -47,10 +47,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     shared: Arc<Shared>,
-    handshake_timeout: Duration,
     mut stop: watch::Receiver<bool>,
     workers: Handle,
 ) {
+    let handshake_timeout = shared.config.limits.handshake_timeout;
     let (signal_tx, _) = watch::channel(());
     let (close_tx, close_rx) = watch::channel(());
     // Ends when `stop` turns true (the guard `wait_for` returns is dropped
@@ -100,7 +100,6 @@ pub(crate) async fn serve(
                         addr,
                         router,
                         shared,
-                        handshake_timeout,
                     };
                     workers.spawn(connection.serve(signal, close));
                 }
@@ -122,7 +121,6 @@ struct Connection {
     addr: SocketAddr,
     router: Router,
     shared: Arc<Shared>,
-    handshake_timeout: Duration,
 }
 
 impl Connection {
@@ -149,7 +147,7 @@ impl Connection {
         // (the next requests' heads, on a connection kept alive)
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(self.handshake_timeout);
+            .header_read_timeout(self.shared.config.limits.handshake_timeout);
         let mut conn = pin!(
             builder
                 .serve_connection(TokioIo::new(Replay::new(self.head, tcp)), service)

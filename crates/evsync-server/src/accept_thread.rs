@@ -19,7 +19,6 @@ use crate::accept;
 use crate::shared::Shared;
 use axum::Router;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
@@ -28,13 +27,12 @@ use tokio::sync::{oneshot, watch};
 /// [`accept::serve`]); returns when the accept loop has ended and its
 /// HTTP connections have finished.
 pub(crate) async fn serve(
-    nice: i32,
     listener: TcpListener,
     router: Router,
     shared: Arc<Shared>,
-    handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let nice = shared.config.accept_nice;
     let workers = Handle::current();
     // A listener is registered with the runtime that made it: give it to the
     // accept thread's runtime as a plain socket.
@@ -51,8 +49,7 @@ pub(crate) async fn serve(
                 .and_then(|runtime| {
                     runtime.block_on(async move {
                         let listener = TcpListener::from_std(listener)?;
-                        accept::serve(listener, router, shared, handshake_timeout, stop, workers)
-                            .await;
+                        accept::serve(listener, router, shared, stop, workers).await;
                         Ok(())
                     })
                 });

@@ -273,11 +273,9 @@ impl Server {
         // Our own accept loop (accept.rs): a handshake timeout, and the
         // peer's address (`ConnectInfo`) for the refusal log.
         let serve = accept_thread::serve(
-            shared.config.accept_nice,
             listener,
             routes::router(registry.clone()),
             shared.clone(),
-            shared.config.limits.handshake_timeout,
             stop_rx.clone(),
         );
         let mut serve = tokio::spawn(serve);

@@ -51,9 +51,17 @@ impl Replay {
         Replay { read, tcp }
     }
 
-    /// The bytes read and not yet replayed, and the stream.
-    pub(crate) fn into_parts(self) -> (Bytes, TcpStream) {
-        (self.read, self.tcp)
+    /// The stream back, with the bytes read from it that its reader has not
+    /// taken: `reader_kept`, what the reader read from this and did not use
+    /// (hyper's buffer after an upgrade), comes before what was never
+    /// replayed to it.
+    pub(crate) fn into_unread(self, reader_kept: Bytes) -> (Bytes, TcpStream) {
+        let unread = if self.read.is_empty() {
+            reader_kept
+        } else {
+            [&reader_kept[..], &self.read[..]].concat().into()
+        };
+        (unread, self.tcp)
     }
 }
 
@@ -102,6 +110,17 @@ mod tests {
         replay.read_exact(&mut got).await.unwrap();
         assert_eq!(&got[..head.len()], &head[..]);
         assert_eq!(&got[head.len()..], b"after");
+    }
+
+    #[tokio::test]
+    async fn what_its_reader_kept_comes_back_before_what_was_never_replayed() {
+        let (_client, server) = loopback_pair().await;
+        let mut replay = Replay::new(Bytes::from_static(b"GET / HTTP/1.1\r\n\r\nframe"), server);
+        let mut taken = [0u8; 20];
+        replay.read_exact(&mut taken).await.unwrap();
+        // the reader used 18 bytes (the head) and kept "fr"
+        let (unread, _tcp) = replay.into_unread(Bytes::copy_from_slice(&taken[18..]));
+        assert_eq!(&unread[..], b"frame");
     }
 
     #[tokio::test]

@@ -137,14 +137,7 @@ impl WsRequest {
                 tracing::error!("upgraded connection is not a TCP stream");
                 return;
             };
-            // Bytes hyper read and did not parse came before those of the
-            // head not yet replayed to it.
-            let (unreplayed, tcp) = parts.io.into_inner().into_parts();
-            let read = if unreplayed.is_empty() {
-                parts.read_buf
-            } else {
-                [&parts.read_buf[..], &unreplayed[..]].concat().into()
-            };
+            let (read, tcp) = parts.io.into_inner().into_unread(parts.read_buf);
             let stream = OnDemandRead::new(tcp, read, message_limit);
             let socket = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;
             run(socket).await;

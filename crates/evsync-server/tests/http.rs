@@ -346,3 +346,55 @@ async fn healthz_reports_status_version_tenants_and_connections() {
     assert_eq!(v["connections"], 1);
     server.shutdown().await;
 }
+
+/// A client may send its first frames right behind its upgrade request,
+/// in the same TCP write, before the 101: the accept thread reads them with
+/// the request head, and they still reach the engine after the handshake.
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_reach_the_engine() {
+    use evsync_core::codec::encode_request;
+    use evsync_core::wire::{Request, Response};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let server = open_server().await;
+    let mut bytes = b"GET /event-log/acme HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for (name, value) in UPGRADE {
+        bytes.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    for id in [7, 8] {
+        let ping = encode_request(&Request::Ping { id });
+        let mut frame = Frame::message(ping, OpCode::Data(Data::Binary), true);
+        frame.header_mut().mask = Some([1, 2, 3, 4]);
+        frame.format(&mut bytes).unwrap();
+    }
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(&bytes).await.unwrap();
+
+    let mut answer = Vec::new();
+    let head_end = loop {
+        if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut buf = [0u8; 1024];
+        let n = common::within("the 101", tcp.read(&mut buf)).await.unwrap();
+        assert_ne!(n, 0, "closed before the 101");
+        answer.extend_from_slice(&buf[..n]);
+    };
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
+    let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        answer[head_end..].to_vec(),
+        Role::Client,
+        None,
+    )
+    .await;
+    let mut client = Client::over(ws);
+    client.hello().await;
+    assert_eq!(client.recv().await, Response::Pong { id: 7 });
+    assert_eq!(client.recv().await, Response::Pong { id: 8 });
+    server.shutdown().await;
+}

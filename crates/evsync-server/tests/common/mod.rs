@@ -174,6 +174,15 @@ impl Client {
             .unwrap_or_else(|e| panic!("websocket connect to {tenant} failed: {e}"))
     }
 
+    /// A client over a WebSocket the test opened itself.
+    pub fn over(ws: Ws) -> Client {
+        Client {
+            ws,
+            decoder: FrameDecoder::new(ChunkLimits::default()),
+            encoder: FrameEncoder::starting_at(1),
+        }
+    }
+
     pub async fn connect(addr: SocketAddr, tenant: &str) -> Client {
         Self::connect_with(addr, tenant, &[]).await
     }
@@ -200,11 +209,7 @@ impl Client {
             tokio_tungstenite::connect_async_with_config(request, Some(config), true),
         )
         .await?;
-        Ok(Client {
-            ws,
-            decoder: FrameDecoder::new(ChunkLimits::default()),
-            encoder: FrameEncoder::starting_at(1),
-        })
+        Ok(Client::over(ws))
     }
 
     /// Connects and returns the remoteId of the `Hello` that must come first.
