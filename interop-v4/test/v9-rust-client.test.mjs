@@ -55,7 +55,8 @@ const runCli = (args, { input, timeoutMs = 60_000 } = {}) => {
       reject(new Error(`evsync ${args[0]} did not finish in ${timeoutMs} ms; stderr: ${stderr}`))
     }, timeoutMs)
     child.once("error", reject)
-    child.once("exit", (code) => {
+    // "close", not "exit": stdout's last bytes may still be unread when the process exits.
+    child.once("close", (code) => {
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
@@ -99,8 +100,9 @@ const startTail = (args) => {
     settle()
   })
   child.stderr.on("data", (d) => (stderr += d))
+  // "close", not "exit": lines still in the pipe are parsed before waiters hear of the exit.
   const done = new Promise((resolve) =>
-    child.once("exit", (code, signal) => {
+    child.once("close", (code, signal) => {
       exited = { code, signal }
       settle()
       resolve(exited)

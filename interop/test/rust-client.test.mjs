@@ -66,8 +66,9 @@ const startTail = async ({ server, tenantName, identity, from }) => {
     stderr += String(chunk)
     notify()
   })
+  // "close", not "exit": lines still in the pipe are read before waiters hear of the exit.
   const exit = new Promise((resolve) =>
-    child.once("exit", (code, signal) => {
+    child.once("close", (code, signal) => {
       exited = { code, signal }
       notify()
       resolve(exited)
@@ -116,7 +117,8 @@ const rustWrite = ({ server, tenantName, identity, note, viaStdin = false }) =>
       child.kill("SIGKILL")
       reject(new Error(`evsync write did not finish within ${WAIT_MS} ms; stderr: ${stderr}`))
     }, WAIT_MS)
-    child.once("exit", (code) => {
+    // "close", not "exit": stdout's last bytes may still be unread when the process exits.
+    child.once("close", (code) => {
       clearTimeout(timer)
       if (code !== 0) return reject(new Error(`evsync write exited ${code}: ${stderr}`))
       resolve(JSON.parse(stdout))

@@ -73,7 +73,8 @@ function cli(args, env = {}) {
     child.stdout.setEncoding("utf8").on("data", (c) => (out += c))
     child.stderr.setEncoding("utf8").on("data", (c) => (err += c))
     child.once("error", reject)
-    child.once("exit", (code) =>
+    // "close", not "exit": stdout's last bytes may still be unread when the process exits.
+    child.once("close", (code) =>
       code === 0 ? resolve(out) : reject(new Error(`evsync ${args[0]} exited with ${code}:\n${err}`)))
   })
 }
