@@ -127,7 +127,7 @@ fn nice_of_threads(pid: u32, name: &str) -> Vec<i32> {
 }
 
 #[tokio::test]
-async fn connections_are_admitted_on_a_thread_below_the_workers() {
+async fn connections_are_admitted_on_a_thread_of_their_own_at_the_nice_given() {
     let server = Serve::start(&["--storage", "memory", "--accept-nice", "7"], &[]).await;
     let pid = server.child.id().unwrap();
 
