@@ -102,6 +102,13 @@ pub struct HostileArgs {
     /// Also write the server's log (JSON lines) to this file.
     #[arg(long, value_name = "FILE")]
     pub server_log: Option<PathBuf>,
+    /// Also write every Ack of the normal client to this file, a line
+    /// each: phase (`baseline`, `attack`, `-` outside both), send time and
+    /// write → Ack latency, in ns. A p99 says how far the tail reaches;
+    /// these say what makes it (a few stalls of milliseconds, each
+    /// delaying the writes in flight, or a slower path for all).
+    #[arg(long, value_name = "FILE")]
+    pub samples: Option<PathBuf>,
     /// How the attackers' threads (the idle sockets' too) are scheduled.
     /// The attackers stand for peers on other machines: on a machine this
     /// small their own CPU would otherwise be taken from the server and the
@@ -536,6 +543,28 @@ async fn writer(url: String, rate: u64, normal: Arc<Mutex<Normal>>, stop: Arc<At
     if let Err(e) = result {
         n.errors.push(format!("writer: {e}"));
     }
+}
+
+/// Writes `samples` as `--samples` describes.
+fn write_samples(
+    path: &std::path::Path,
+    samples: &[(u64, u64)],
+    baseline: (u64, u64),
+    attack: (u64, u64),
+) -> Result<()> {
+    let within = |t: u64, (from, to): (u64, u64)| t >= from && t < to;
+    let mut out = String::with_capacity(samples.len() * 32);
+    for &(sent, latency) in samples {
+        let phase = if within(sent, baseline) {
+            "baseline"
+        } else if within(sent, attack) {
+            "attack"
+        } else {
+            "-"
+        };
+        out.push_str(&format!("{phase} {sent} {latency}\n"));
+    }
+    std::fs::write(path, out).map_err(|e| err(format!("--samples {}: {e}", path.display())))
 }
 
 /// p50/p99/max (ms) and count of the latencies whose send time is in
@@ -1283,6 +1312,9 @@ pub async fn run(args: HostileArgs, open_files: u64) -> Result<bool> {
     let n = std::mem::take(&mut *lock(&normal));
 
     // ------------------------------------------------------------ verdict
+    if let Some(path) = &args.samples {
+        write_samples(path, &n.acks, (b0, b1), (a0, a1))?;
+    }
     let ack_base = window(&n.acks, b0, b1);
     let ack_attack = window(&n.acks, a0, a1);
     let del_base = window(&n.deliveries, b0, b1);

@@ -11,7 +11,8 @@
 //! - `store`: the tenant's storage, run on blocking threads;
 //! - `shared`: what every part of a running server reads (config, counters);
 //! - `upgrade` + `on_demand_read`: the WebSocket handshake, and the socket
-//!   under the codec that buffers reads only while bytes wait;
+//!   under the codec that buffers reads only while bytes wait (and, with
+//!   `cpu_yield`, gives the CPU back after every 64 KiB it receives);
 //! - `connection`: the WebSocket pump;
 //! - `refusals`: the rate-limited log of refused upgrades;
 //! - `shutdown`: SIGINT/SIGTERM.
@@ -34,6 +35,7 @@ pub mod auth;
 mod checkpoints;
 pub mod config;
 mod connection;
+mod cpu_yield;
 mod dashboard;
 mod database;
 pub mod datadir;

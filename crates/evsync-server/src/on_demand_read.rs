@@ -23,7 +23,12 @@
 //! The one thing it cannot see is the codec's own small read buffer: bytes
 //! already in it when a message ended are timed only from the next bytes
 //! that arrive (at most `routes::READ_BUFFER_BYTES`, held until then).
+//!
+//! And it gives the CPU back to the kernel after every 64 KiB it receives
+//! ([`CpuYield`]), so that a peer sending a large message does not keep
+//! other threads waiting behind its worker.
 
+use crate::cpu_yield::CpuYield;
 use crate::write_through::write_through;
 use bytes::Bytes;
 use std::cell::RefCell;
@@ -169,6 +174,7 @@ pub(crate) struct OnDemandRead {
     stream: TcpStream,
     pending: Option<Pending>,
     waiting: Waiting,
+    cpu: CpuYield,
 }
 
 impl OnDemandRead {
@@ -194,6 +200,7 @@ impl OnDemandRead {
             stream,
             pending,
             waiting,
+            cpu: CpuYield::default(),
         }
     }
 
@@ -236,6 +243,7 @@ impl AsyncRead for OnDemandRead {
                 }
                 Ok(end) => {
                     this.waiting.arrived(end);
+                    this.cpu.after_read(end);
                     this.pending = Some(Pending {
                         chunk,
                         start: 0,
@@ -270,7 +278,7 @@ mod tests {
     async fn small_reads_see_every_byte_in_order() {
         let (mut client, server) = loopback_pair().await;
         let mut reader = OnDemandRead::new(server, Bytes::from_static(b"head:"), UNLIMITED);
-        let body: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
+        let body: Vec<u8> = (0..9 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
         let sent = body.clone();
         let writer = tokio::spawn(async move {
             client.write_all(&sent).await.unwrap();
@@ -290,6 +298,12 @@ mod tests {
         expected.extend_from_slice(&body);
         assert_eq!(got, expected);
         assert!(reader.pending.is_none(), "a drained socket holds no chunk");
+        let received = expected.len() - b"head:".len();
+        assert_eq!(
+            reader.cpu.yields(),
+            (received / CpuYield::EVERY_BYTES) as u64,
+            "gave the CPU back once per 64 KiB received"
+        );
     }
 
     /// Writes pass through untouched.

@@ -14,7 +14,21 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn every_hostile_peer_at_once_affects_only_itself() {
-    let run = process::command(&["hostile", "--seconds", "3", "--idle", "300"], &[]).output();
+    let samples = tempfile::NamedTempFile::new().expect("a temporary file");
+    let samples_path = samples.path().to_str().expect("a UTF-8 path").to_owned();
+    let run = process::command(
+        &[
+            "hostile",
+            "--seconds",
+            "3",
+            "--idle",
+            "300",
+            "--samples",
+            &samples_path,
+        ],
+        &[],
+    )
+    .output();
     let out = tokio::time::timeout(Duration::from_secs(240), run)
         .await
         .expect("evsync hostile finished within 240 s")
@@ -44,6 +58,22 @@ async fn every_hostile_peer_at_once_affects_only_itself() {
     assert!(written > 0, "{summary}");
     assert_eq!(normal["acked"].as_u64(), Some(written), "{summary}");
     assert_eq!(normal["delivered"].as_u64(), Some(written), "{summary}");
+    // --samples: one line per Ack, each phase's as many as its p99 was taken of
+    let lines = std::fs::read_to_string(&samples_path).expect("the samples file");
+    let phase_count = |phase: &str| {
+        lines
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(phase) && l.split(' ').count() == 3)
+            .count() as u64
+    };
+    assert_eq!(lines.lines().count() as u64, written, "{summary}");
+    for (phase, key) in [("baseline", "baseline"), ("attack", "attack")] {
+        assert_eq!(
+            Some(phase_count(phase)),
+            normal[key]["ack"]["count"].as_u64(),
+            "{phase} samples; {summary}"
+        );
+    }
 
     // each attacker attacked, and the server's answers were the right ones
     let attackers = &summary["attackers"];
