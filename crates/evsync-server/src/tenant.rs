@@ -205,15 +205,21 @@ pub(crate) async fn run(
     }
     let mut idle_since: Option<Instant> = None;
     loop {
-        actor.drain();
-        let idle = actor.engine.is_idle() && actor.store.is_idle();
         if actor.leaving && !left {
             // At once: the next connection loads the tenant afresh (after
             // an operator's hold is released) instead of reaching this
-            // actor, which ends once its storage work has finished.
+            // actor, which ends once its storage work has finished. And
+            // before the drain below writes the sockets' close frames: a
+            // client that reconnects as soon as it reads its close must
+            // find the tenant gone from the table, not this actor, which
+            // would refuse it (503). Leaving after the drain let a
+            // reconnection win that race when this thread was descheduled
+            // between the two (seen under a loaded test run).
             registry.leave(&actor.tenant, generation);
             left = true;
         }
+        actor.drain();
+        let idle = actor.engine.is_idle() && actor.store.is_idle();
         if left && actor.store.is_idle() {
             break;
         }
