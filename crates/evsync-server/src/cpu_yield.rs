@@ -28,17 +28,15 @@ impl CpuYield {
     /// Bytes read between two yields.
     pub const EVERY_BYTES: usize = 64 * 1024;
 
-    /// Counts `bytes` just read; yields the thread, and returns true, once
-    /// they add up to [`Self::EVERY_BYTES`] since the last yield.
-    pub fn after_read(&mut self, bytes: usize) -> bool {
-        self.since = self.since.saturating_add(bytes);
-        if self.since < Self::EVERY_BYTES {
-            return false;
+    /// Counts `bytes` just read; yields the thread once they add up to
+    /// [`Self::EVERY_BYTES`] since the last yield.
+    pub fn after_read(&mut self, bytes: usize) {
+        self.since += bytes;
+        if self.since >= Self::EVERY_BYTES {
+            self.since = 0;
+            self.yields += 1;
+            std::thread::yield_now();
         }
-        self.since = 0;
-        self.yields += 1;
-        std::thread::yield_now();
-        true
     }
 
     /// How many times it yielded.
@@ -55,12 +53,15 @@ mod tests {
     #[test]
     fn yields_once_per_64_kib_read_however_it_arrives() {
         let mut y = CpuYield::default();
-        assert!(!y.after_read(100));
-        assert!(!y.after_read(CpuYield::EVERY_BYTES - 101));
-        assert!(y.after_read(1), "64 KiB in three reads");
-        assert!(!y.after_read(CpuYield::EVERY_BYTES - 1), "counted afresh");
-        assert!(y.after_read(512_000), "a large message at once");
-        assert!(!y.after_read(0));
-        assert_eq!(y.yields(), 2);
+        let mut yields_after = |bytes| {
+            y.after_read(bytes);
+            y.yields()
+        };
+        assert_eq!(yields_after(100), 0);
+        assert_eq!(yields_after(CpuYield::EVERY_BYTES - 101), 0);
+        assert_eq!(yields_after(1), 1, "64 KiB in three reads");
+        assert_eq!(yields_after(CpuYield::EVERY_BYTES - 1), 1, "counted afresh");
+        assert_eq!(yields_after(512_000), 2, "a large message at once");
+        assert_eq!(yields_after(0), 2);
     }
 }
