@@ -8,6 +8,13 @@ mod logging;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// jemalloc instead of glibc's allocator: a single-entry write allocates and
+/// frees a handful of small buffers at every layer (frame, envelope, batch,
+/// Exit), and glibc's malloc and free were a fifth of the server's CPU for
+/// them (perf, BENCHMARKS.md "The allocator").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// evsync: sync server for Effect EventLog replicas (a drop-in replacement
 /// for the Cloudflare Worker + Durable Object sync server).
 #[derive(Parser)]
