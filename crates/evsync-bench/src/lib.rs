@@ -64,7 +64,7 @@ pub enum Scenario {
     Catchup(CatchupArgs),
     /// Reconnect churn: loops of connect, Hello, RequestChanges, empty write, Ack, close.
     Churn(ChurnArgs),
-    /// The socket ceiling: a minimal v3 server, no engine, no storage (churn and fan-out).
+    /// The socket ceiling: a minimal v3 (or v4) server, no engine, no storage (churn, fan-out, v4 writes).
     CeilingServer(CeilingServerArgs),
     /// The catch-up ceiling: a preloaded log scanned out of its file (and sent over TCP).
     RawCatchup(RawCatchupArgs),
@@ -229,6 +229,10 @@ pub struct CeilingServerArgs {
     /// subscriber's own task writes).
     #[arg(long, default_value = "inline", value_parser = ["inline", "tasks"])]
     pub fanout: String,
+    /// The protocol spoken: `v3` (writes, fan-out, churn) or `v4` (Effect
+    /// v4 writes only: the ceiling of `v4-write`'s single-entry rows).
+    #[arg(long, default_value = "v3", value_parser = ["v3", "v4"])]
+    pub protocol: String,
 }
 
 #[derive(Args, Debug)]
@@ -608,7 +612,12 @@ pub fn run(args: BenchArgs, open_files: u64) -> ExitCode {
             } else {
                 ceiling_server::FanoutMode::Inline
             };
-            match ceiling_server::serve(&a.listen, mode) {
+            let served = if a.protocol == "v4" {
+                v4::ceiling::serve(&a.listen)
+            } else {
+                ceiling_server::serve(&a.listen, mode)
+            };
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: ceiling server: {e}");

@@ -20,6 +20,7 @@ const ORDER: &[&str] = &[
     "effect-v4-sqlite",
     "raw-sqlite-v4",
     "raw-sqlite-v4-group",
+    "ceiling-v4",
     "ceiling-ws",
     "ceiling-ws-tasks",
     "raw-scan",
@@ -383,6 +384,8 @@ pub fn render(text: &str) -> String {
             ("evsync-memory", "effect-v4-memory"),
             ("evsync-sqlite", "raw-sqlite-v4"),
             ("evsync-sqlite", "raw-sqlite-v4-group"),
+            ("evsync-memory", "ceiling-v4"),
+            ("ceiling-v4", "effect-v4-memory"),
             ("evsync-sqlite", "ceiling-ws"),
             ("evsync-memory", "ceiling-ws"),
             ("evsync-sqlite", "raw-scan"),
@@ -492,6 +495,7 @@ fn short(l: &str) -> &str {
         "effect-v4-sqlite" => "Effect v4·sqlite",
         "raw-sqlite-v4" => "raw SQLite v4",
         "raw-sqlite-v4-group" => "raw SQLite v4 grouped",
+        "ceiling-v4" => "v4 socket ceiling",
         "ceiling-ws" => "socket ceiling",
         "ceiling-ws-tasks" => "socket ceiling (tasks)",
         "raw-scan" => "raw scan",
@@ -683,7 +687,9 @@ fn ceiling_targets(runs: &[Run]) -> String {
 }
 
 /// The v4 goals of issue 13: single-entry writes ≥ 10× Effect's v4
-/// server, batched writes ≥ 90 % of the grouped raw-SQLite ceiling.
+/// server, batched writes ≥ 90 % of the grouped raw-SQLite ceiling. And
+/// what this machine allows of the first: the v4 socket ceiling (a server
+/// that only acks) against Effect's server, and evsync against it.
 fn v4_targets(runs: &[Run]) -> String {
     let mut out = String::new();
     let ok_num = |r: &Run| num(r, "entries_per_s").filter(|_| r.status == "ok");
@@ -698,14 +704,16 @@ fn v4_targets(runs: &[Run]) -> String {
         }
     }
     let single = |c: &str| c.contains(" 1×1 ");
-    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-    for (ours, peer, goal, pick, what) in [
+    const GOAL: (&str, &str) = ("met", "**missed**");
+    const ROOM: (&str, &str) = ("yes", "**no**: no server could show 10× here");
+    for (ours, peer, goal, pick, what, verdicts) in [
         (
             "evsync-sqlite",
             "effect-v4-memory",
             10.0,
             true,
             "v4 single-entry writes ≥ 10× Effect v4 (evsync SQLite vs Effect memory)",
+            GOAL,
         ),
         (
             "evsync-memory",
@@ -713,6 +721,23 @@ fn v4_targets(runs: &[Run]) -> String {
             10.0,
             true,
             "v4 single-entry writes ≥ 10× Effect v4 (memory vs memory)",
+            GOAL,
+        ),
+        (
+            "ceiling-v4",
+            "effect-v4-memory",
+            10.0,
+            true,
+            "the v4 socket ceiling ≥ 10× Effect v4 (can this machine show 10×?)",
+            ROOM,
+        ),
+        (
+            "evsync-memory",
+            "ceiling-v4",
+            0.9,
+            true,
+            "v4 single-entry writes ≥ 90% of the v4 socket ceiling (memory)",
+            GOAL,
         ),
         (
             "evsync-sqlite",
@@ -720,6 +745,7 @@ fn v4_targets(runs: &[Run]) -> String {
             0.9,
             false,
             "v4 batched writes ≥ 90% of raw SQLite grouped",
+            GOAL,
         ),
         (
             "evsync-sqlite",
@@ -727,6 +753,7 @@ fn v4_targets(runs: &[Run]) -> String {
             0.9,
             false,
             "v4 batched writes ≥ 90% of raw SQLite, one transaction per request",
+            GOAL,
         ),
     ] {
         let mut worst: Option<(f64, &str)> = None;
@@ -748,10 +775,10 @@ fn v4_targets(runs: &[Run]) -> String {
             } else {
                 format!("{r:.2}×")
             };
+            let verdict = if r >= goal { verdicts.0 } else { verdicts.1 };
             let _ = writeln!(
                 out,
-                "| {what} (every case) | worst {shown} ({case}) | {} |",
-                verdict(r >= goal)
+                "| {what} (every case) | worst {shown} ({case}) | {verdict} |"
             );
         }
     }
@@ -807,6 +834,7 @@ mod tests {
     fn renders_v4_tables_and_goals() {
         let text = r#"{"scenario":"v4write","case":"w=1 1×1 s=100B","label":"evsync-memory","status":"ok","metrics":{"entries_per_s":50000,"mb_per_s":5,"ack_p50_ms":1,"ack_p99_ms":2}}
 {"scenario":"v4write","case":"w=1 1×1 s=100B","label":"effect-v4-memory","status":"ok","metrics":{"entries_per_s":4000,"mb_per_s":0.4,"ack_p50_ms":4,"ack_p99_ms":9}}
+{"scenario":"v4write","case":"w=1 1×1 s=100B","label":"ceiling-v4","status":"ok","metrics":{"entries_per_s":36000,"mb_per_s":3.6,"ack_p50_ms":1,"ack_p99_ms":2}}
 {"scenario":"v4write","case":"w=1 4×100 s=1KB","label":"evsync-sqlite","status":"ok","metrics":{"entries_per_s":90000,"mb_per_s":92,"ack_p50_ms":60,"ack_p99_ms":80}}
 {"scenario":"v4write","case":"w=1 4×100 s=1KB","label":"raw-sqlite-v4-group","status":"ok","metrics":{"entries_per_s":100000,"mb_per_s":102,"ack_p50_ms":60,"ack_p99_ms":80}}
 {"scenario":"v4fanout","case":"subs=10 rate=1000/s s=100B","label":"evsync-sqlite","status":"ok","metrics":{"p50_ms":1,"p99_ms":2,"max_ms":3,"deliveries_per_s":9990,"writer_waits":3,"writer_wait_max_ms":5}}"#;
@@ -822,6 +850,17 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("writer held back 3 times"), "{out}");
+        assert!(out.contains("evsync·mem / v4 socket ceiling"), "{out}");
+        assert!(
+            out.contains(
+                "(can this machine show 10×?) (every case) | worst 9.00× (w=1 1×1 s=100B) | **no**"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("90% of the v4 socket ceiling (memory) (every case) | worst 139% (w=1 1×1 s=100B) | met"),
+            "{out}"
+        );
     }
 
     #[test]

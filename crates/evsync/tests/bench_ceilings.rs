@@ -3,6 +3,7 @@
 //! answer correctly, or its ratios mean nothing. Asserted: the churn
 //! cycle completes against evsync and against the socket ceiling; the
 //! ceiling delivers every entry to every subscriber in both fan-out modes;
+//! the v4 socket ceiling acks every entry of every write, as evsync does;
 //! the catch-up ceiling reads every preloaded entry, with and without the
 //! socket. Not asserted: any rate (performance is measured by the bench).
 
@@ -27,7 +28,12 @@ fn result_of(out: &std::process::Output) -> Value {
 
 /// Starts `evsync bench ceiling-server --fanout MODE`; its URL.
 async fn ceiling(mode: &str) -> (Child, String) {
-    let mut child = command(&["bench", "ceiling-server", "--fanout", mode], &[])
+    ceiling_with(&["--fanout", mode]).await
+}
+
+/// Starts `evsync bench ceiling-server ARGS…`; its URL.
+async fn ceiling_with(args: &[&str]) -> (Child, String) {
+    let mut child = command(&[&["bench", "ceiling-server"], args].concat(), &[])
         .spawn()
         .expect("spawn the ceiling server");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -176,4 +182,45 @@ async fn the_catchup_ceiling_reads_every_preloaded_entry() {
         .await,
     );
     assert_eq!(missing["status"], "failed", "{missing}");
+}
+
+#[tokio::test]
+async fn the_v4_socket_ceiling_acks_every_entry_as_evsync_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = Serve::start(&["--storage", "memory", "--data", data], &[]).await;
+    let (_ceiling, ceiling_url) = ceiling_with(&["--protocol", "v4"]).await;
+    for url in [format!("ws://{}", server.addr), ceiling_url] {
+        let out = output(
+            &[
+                "bench",
+                "v4-write",
+                "--url",
+                &url,
+                "--writers",
+                "2",
+                "--batches",
+                "2",
+                "--entries",
+                "3",
+                "--size",
+                "100",
+                "--warmup",
+                "0.1",
+                "--duration",
+                "0.4",
+                "--timeout",
+                "25",
+            ],
+            &[],
+        )
+        .await;
+        let result = result_of(&out);
+        assert_eq!(result["status"], "ok", "{url}: {result}");
+        let m = &result["metrics"];
+        assert!(m["requests"].as_u64() > Some(0), "{url}: {result}");
+        assert_eq!(m["bad_acks"], 0, "one ack per entry: {url}: {result}");
+        assert!(m.get("failed_writes").is_none(), "{url}: {result}");
+        assert!(m["entries_per_s"].as_f64() > Some(0.0), "{url}: {result}");
+    }
 }

@@ -4,9 +4,11 @@
 //! session auth, encrypted batches per (publicKey, storeId)) against any
 //! `/v4/event-log/<tenant>` endpoint: evsync's, or Effect's own v4 server
 //! (interop-v4/src/reference-server.mjs). The raw-SQLite ceiling of v4
-//! writes is [`crate::raw_v4`].
+//! writes is [`crate::raw_v4`]; the socket ceiling of its single-entry
+//! rows is [`ceiling`].
 
 pub mod catchup;
+pub mod ceiling;
 pub mod client;
 pub mod fanout;
 pub mod write;
