@@ -90,6 +90,22 @@ struct State {
 /// Serves on `listen` until killed; prints `listening on ADDR` once bound
 /// (what scripts/bench waits for).
 pub fn serve(listen: &str, mode: FanoutMode) -> Result<()> {
+    let state = Rc::new(RefCell::new(State::default()));
+    serve_on_one_thread(
+        listen,
+        &format!("ceiling server, fan-out {mode:?}"),
+        move |tcp| connection(tcp, state.clone(), mode),
+    )
+}
+
+/// The ceiling servers' accept loop: one thread, each connection a local
+/// task running `connection` (Nagle off); prints `listening on ADDR` once
+/// bound (what scripts/bench waits for) and logs how a connection ended.
+pub(crate) fn serve_on_one_thread<F, Fut>(listen: &str, name: &str, connection: F) -> Result<()>
+where
+    F: Fn(TcpStream) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<()>> + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -98,15 +114,15 @@ pub fn serve(listen: &str, mode: FanoutMode) -> Result<()> {
         let listener = TcpListener::bind(listen).await?;
         println!("listening on {}", listener.local_addr()?);
         let _ = std::io::stdout().flush();
-        say(format!("ceiling server, fan-out {mode:?}"));
-        let state = Rc::new(RefCell::new(State::default()));
+        say(name);
         loop {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
-            let state = state.clone();
+            let served = connection(tcp);
+            let name = name.to_owned();
             tokio::task::spawn_local(async move {
-                if let Err(e) = connection(tcp, state, mode).await {
-                    say(format!("ceiling server: connection ended: {e}"));
+                if let Err(e) = served.await {
+                    say(format!("{name}: connection ended: {e}"));
                 }
             });
         }

@@ -16,7 +16,8 @@
 //! most a server can show on this machine: the ceiling of the table.
 
 use super::client::{AUTHENTICATE, HELLO, WRITE_SINGLE};
-use crate::common::{Result, err, say};
+use crate::ceiling_server::serve_on_one_thread;
+use crate::common::{Result, err};
 use bytes::Bytes;
 use evsync_core::proto::v4::{
     self as proto, AuthenticateExit, Exit, FrameSplitter, FromClient, FromServer, HelloExit,
@@ -26,9 +27,8 @@ use evsync_core::proto::v4::{
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
 use std::rc::Rc;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -45,26 +45,9 @@ type Heads = Rc<RefCell<HashMap<(String, String), u64>>>;
 /// Serves on `listen` until killed; prints `listening on ADDR` once bound
 /// (what scripts/bench waits for).
 pub fn serve(listen: &str) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let listener = TcpListener::bind(listen).await?;
-        println!("listening on {}", listener.local_addr()?);
-        let _ = std::io::stdout().flush();
-        say("v4 ceiling server");
-        let heads = Heads::default();
-        loop {
-            let (tcp, _) = listener.accept().await?;
-            let _ = tcp.set_nodelay(true);
-            let heads = heads.clone();
-            tokio::task::spawn_local(async move {
-                if let Err(e) = connection(tcp, heads).await {
-                    say(format!("v4 ceiling server: connection ended: {e}"));
-                }
-            });
-        }
+    let heads = Heads::default();
+    serve_on_one_thread(listen, "v4 ceiling server", move |tcp| {
+        connection(tcp, heads.clone())
     })
 }
 
