@@ -158,6 +158,12 @@ impl Drop for Attached {
     }
 }
 
+/// How many times an Open that reached a leaving actor is sent again (each
+/// time the registry has forgotten that actor, so once is nearly always
+/// enough; the bound keeps a tenant dropped again and again from holding a
+/// connection in a loop).
+const OPEN_AGAIN: u32 = 3;
+
 impl Registry {
     pub fn new(shared: Arc<Shared>) -> Arc<Self> {
         Arc::new(Registry {
@@ -197,40 +203,21 @@ impl Registry {
             self.shared.attached.fetch_sub(1, Ordering::Relaxed);
             return Err(ConnectError::Limit(LimitHit::Connections));
         }
-        let refuse = |err| {
-            self.shared.attached.fetch_sub(1, Ordering::Relaxed);
-            Err(err)
-        };
         let conn = self.shared.next_conn_id();
         let outlet = Outlet::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let msg = TenantMsg::Open {
+        let open = |ready| TenantMsg::Open {
             conn,
             protocol,
             outlet: outlet.clone(),
-            grant,
-            ready: ready_tx,
+            grant: grant.clone(),
+            ready,
         };
-        let tx = {
-            let mut state = lock(&self.state);
-            if state.shutting_down {
-                return refuse(ConnectError::ShuttingDown);
-            }
-            if state.held.contains(tenant) {
-                return refuse(ConnectError::Held);
-            }
-            if !state.tenants.contains_key(tenant) && state.tenants.len() >= limits.max_tenants {
-                return refuse(ConnectError::Limit(LimitHit::Tenants));
-            }
-            // A dead channel means the actor panicked: its entry is
-            // replaced by a fresh actor (spawn_actor overwrites it).
-            let pending = match state.tenants.get(tenant) {
-                Some(slot) => slot.tx.send(msg).map(|()| slot.tx.clone()).map_err(|e| e.0),
-                None => Err(msg),
-            };
-            match pending {
-                Ok(tx) => tx,
-                Err(msg) => self.spawn_actor(&mut state, tenant, msg),
+        let (ready_tx, mut ready_rx) = oneshot::channel();
+        let tx = match self.send_open(tenant, open(ready_tx)) {
+            Ok(tx) => tx,
+            Err(err) => {
+                self.shared.attached.fetch_sub(1, Ordering::Relaxed);
+                return Err(err);
             }
         };
         // From here on, dropping `attached` (the HTTP request was cancelled,
@@ -240,39 +227,86 @@ impl Registry {
             conn,
             remote_id: RemoteId([0; 16]),
             tx,
-            outlet,
+            outlet: outlet.clone(),
             shared: self.shared.clone(),
             closed_by_engine: false,
             _socket: self.shared.sockets.token(),
         };
-        match ready_rx.await {
-            Ok(Ok(remote_id)) => {
-                attached.remote_id = remote_id;
-                Ok(attached)
-            }
-            Ok(Err(OpenRefused::Storage(reason))) => {
-                attached.closed_by_engine = true;
-                Err(ConnectError::Storage(reason))
-            }
-            Ok(Err(OpenRefused::Revoked)) => {
-                attached.closed_by_engine = true;
-                Err(ConnectError::Revoked)
-            }
-            Ok(Err(OpenRefused::Throttled { retry_after_secs })) => {
-                attached.closed_by_engine = true;
-                Err(ConnectError::Throttled(retry_after_secs))
-            }
-            Ok(Err(OpenRefused::TenantFull)) => {
-                attached.closed_by_engine = true;
-                Err(ConnectError::Limit(LimitHit::TenantConnections))
-            }
-            Err(_) => {
-                attached.closed_by_engine = true;
-                Err(ConnectError::Storage(
-                    "the tenant failed while loading (see the server log)".into(),
-                ))
-            }
+        let mut sent_again = 0;
+        loop {
+            let refused = match ready_rx.await {
+                Ok(Ok(remote_id)) => {
+                    attached.remote_id = remote_id;
+                    return Ok(attached);
+                }
+                Ok(Err(refused)) => refused,
+                Err(_) => {
+                    attached.closed_by_engine = true;
+                    return Err(ConnectError::Storage(
+                        "the tenant failed while loading (see the server log)".into(),
+                    ));
+                }
+            };
+            attached.closed_by_engine = true;
+            return Err(match refused {
+                // The Open reached an actor that had been told to leave
+                // (the tenant deleted or replaced) while it waited in its
+                // inbox. That actor has left the table by the time it
+                // answers, so the same Open, sent again, loads the tenant
+                // afresh: the client is spared a 503 and a reconnection.
+                OpenRefused::Leaving if sent_again < OPEN_AGAIN => {
+                    sent_again += 1;
+                    let (ready_tx, again) = oneshot::channel();
+                    ready_rx = again;
+                    attached.tx = self.send_open(tenant, open(ready_tx))?;
+                    attached.closed_by_engine = false;
+                    continue;
+                }
+                OpenRefused::Leaving => {
+                    ConnectError::Storage("the tenant was deleted or replaced; retry".into())
+                }
+                OpenRefused::Storage(reason) => ConnectError::Storage(reason),
+                OpenRefused::Revoked => ConnectError::Revoked,
+                OpenRefused::Throttled { retry_after_secs } => {
+                    ConnectError::Throttled(retry_after_secs)
+                }
+                OpenRefused::TenantFull => ConnectError::Limit(LimitHit::TenantConnections),
+            });
         }
+    }
+
+    /// Sends `open` to `tenant`'s actor, loading the tenant if it is not
+    /// loaded; the actor's inbox, or why the connection is refused.
+    fn send_open(
+        self: &Arc<Self>,
+        tenant: &str,
+        open: TenantMsg,
+    ) -> Result<mpsc::UnboundedSender<TenantMsg>, ConnectError> {
+        let limits = self.shared.config.limits;
+        let mut state = lock(&self.state);
+        if state.shutting_down {
+            return Err(ConnectError::ShuttingDown);
+        }
+        if state.held.contains(tenant) {
+            return Err(ConnectError::Held);
+        }
+        if !state.tenants.contains_key(tenant) && state.tenants.len() >= limits.max_tenants {
+            return Err(ConnectError::Limit(LimitHit::Tenants));
+        }
+        // A dead channel means the actor panicked: its entry is replaced by
+        // a fresh actor (spawn_actor overwrites it).
+        let pending = match state.tenants.get(tenant) {
+            Some(slot) => slot
+                .tx
+                .send(open)
+                .map(|()| slot.tx.clone())
+                .map_err(|e| e.0),
+            None => Err(open),
+        };
+        Ok(match pending {
+            Ok(tx) => tx,
+            Err(open) => self.spawn_actor(&mut state, tenant, open),
+        })
     }
 
     /// Revokes `tenant`'s tokens as of `now_ms` (Unix ms): stores the new
@@ -510,5 +544,39 @@ impl Membership for Registry {
 
     fn leave(&self, tenant: &str, generation: u64) {
         self.forget(tenant, generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ServerConfig, StorageConfig};
+
+    fn registry() -> Arc<Registry> {
+        let listen = "127.0.0.1:0".parse().expect("an address");
+        let config = ServerConfig::new(listen, StorageConfig::Memory);
+        Registry::new(Arc::new(Shared::new(config, None)))
+    }
+
+    /// A connection whose Open waits in the actor's inbox behind the
+    /// tenant's drop (a deletion noticed while it connected) is attached
+    /// to a fresh actor, not refused with 503.
+    #[tokio::test]
+    async fn an_open_queued_behind_a_drop_reaches_a_fresh_actor() {
+        let registry = registry();
+        let first = registry
+            .connect("t", Protocol::V3, Grant::full())
+            .await
+            .expect("the first connection");
+        // This runtime has one thread and the actor runs only while the
+        // test awaits: the drop and the next Open are both in its inbox
+        // when it next runs, the drop first.
+        registry.dropped_elsewhere("t", "deleted through another node", None);
+        let second = registry
+            .connect("t", Protocol::V3, Grant::full())
+            .await
+            .unwrap_or_else(|e| panic!("the Open sent again reaches a fresh actor: {e:?}"));
+        assert!(!first.tx.same_channel(&second.tx), "a fresh actor");
+        assert!(!second.tx.is_closed(), "the fresh actor runs");
     }
 }

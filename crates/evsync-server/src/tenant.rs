@@ -120,6 +120,10 @@ pub(crate) enum OpenRefused {
     /// The tenant's writes are behind its write rate limit: retry after
     /// this many seconds.
     Throttled { retry_after_secs: u64 },
+    /// The actor was told to leave (the tenant deleted or replaced) before
+    /// it took this Open. It answers once it has left the registry's
+    /// table, so the registry sends the Open again, to a fresh actor.
+    Leaving,
 }
 
 /// How an actor leaves the table of loaded tenants. The registry implements
@@ -195,6 +199,7 @@ pub(crate) async fn run(
         commit_returned: None,
         evicted: None,
         leaving: false,
+        opens_while_leaving: Vec::new(),
         loaded_at: Instant::now(),
         snapshot,
         row_generation,
@@ -217,6 +222,9 @@ pub(crate) async fn run(
             // between the two (seen under a loaded test run).
             registry.leave(&actor.tenant, generation);
             left = true;
+        }
+        if left {
+            actor.answer_opens_while_leaving();
         }
         actor.drain();
         let idle = actor.engine.is_idle() && actor.store.is_idle();
@@ -278,6 +286,17 @@ pub(crate) async fn run(
                 }
             }
         }
+    }
+    if left {
+        // Opens sent before the registry forgot this actor and not taken
+        // yet: sent again by the registry, to a fresh actor.
+        inbox.close();
+        while let Ok(msg) = inbox.try_recv() {
+            if let TenantMsg::Open { ready, .. } = msg {
+                actor.opens_while_leaving.push(ready);
+            }
+        }
+        actor.answer_opens_while_leaving();
     }
     // Closing a SQLite connection checkpoints its WAL (an fsync): do it on
     // a blocking thread, and before the registry counts the tenant gone.
@@ -355,6 +374,9 @@ struct Actor {
     /// Set by `Evict`, `Drop` or a failed `CheckIdentity`: the actor
     /// leaves the registry at once and ends once its storage is idle.
     leaving: bool,
+    /// Opens taken while leaving, answered `Leaving` once the registry has
+    /// forgotten this actor (see `OpenRefused::Leaving`).
+    opens_while_leaving: Vec<oneshot::Sender<Result<RemoteId, OpenRefused>>>,
     /// When the store had opened (its remoteId read or created).
     loaded_at: Instant,
     /// PostgreSQL: what had committed when the store opened.
@@ -452,8 +474,7 @@ impl Actor {
                 ready,
             } => {
                 if self.leaving {
-                    let reason = "the tenant was deleted or replaced; retry".to_owned();
-                    let _ = ready.send(Err(OpenRefused::Storage(reason)));
+                    self.opens_while_leaving.push(ready);
                     return;
                 }
                 if grant.is_revoked_by(self.tokens_not_before) {
@@ -556,6 +577,14 @@ impl Actor {
                 self.leave(code, reason, "tenant evicted");
                 self.evicted = Some(gone);
             }
+        }
+    }
+
+    /// Answers the Opens taken while leaving: `Leaving`, so that the
+    /// registry sends them again (this actor has left its table).
+    fn answer_opens_while_leaving(&mut self) {
+        for ready in self.opens_while_leaving.drain(..) {
+            let _ = ready.send(Err(OpenRefused::Leaving));
         }
     }
 
