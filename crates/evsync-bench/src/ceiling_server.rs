@@ -34,7 +34,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Bytes of a socket's read buffer (evsync's server uses 4 KiB).
+/// Bytes of a socket's read buffer: tungstenite zero-fills its read
+/// buffer (128 KiB by default) on the first read, so a minimal server keeps
+/// it small, as evsync does (512 bytes there, over a stream that reads
+/// 16 KiB per `recv`).
 const READ_BUFFER: usize = 4096;
 
 /// How a new entry reaches the subscribers.
@@ -94,22 +97,24 @@ pub fn serve(listen: &str, mode: FanoutMode) -> Result<()> {
     serve_on_one_thread(
         listen,
         &format!("ceiling server, fan-out {mode:?}"),
-        move |tcp| connection(tcp, state.clone(), mode),
+        move |ws| connection(ws, state.clone(), mode),
     )
 }
 
 /// The ceiling servers' accept loop: one thread, each connection a local
-/// task running `connection` (Nagle off); prints `listening on ADDR` once
-/// bound (what scripts/bench waits for) and logs how a connection ended.
+/// task that accepts the WebSocket (Nagle off, a small read buffer) and
+/// runs `connection` on it; prints `listening on ADDR` once bound (what
+/// scripts/bench waits for) and logs how a connection ended.
 pub(crate) fn serve_on_one_thread<F, Fut>(listen: &str, name: &str, connection: F) -> Result<()>
 where
-    F: Fn(TcpStream) -> Fut + 'static,
+    F: Fn(WebSocketStream<TcpStream>) -> Fut + 'static,
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    let connection = Rc::new(connection);
     local.block_on(&runtime, async move {
         let listener = TcpListener::bind(listen).await?;
         println!("listening on {}", listener.local_addr()?);
@@ -118,9 +123,15 @@ where
         loop {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
-            let served = connection(tcp);
+            let connection = connection.clone();
             let name = name.to_owned();
             tokio::task::spawn_local(async move {
+                let mut config = WebSocketConfig::default();
+                config.read_buffer_size = READ_BUFFER;
+                let served = async {
+                    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await?;
+                    connection(ws).await
+                };
                 if let Err(e) = served.await {
                     say(format!("{name}: connection ended: {e}"));
                 }
@@ -129,12 +140,11 @@ where
     })
 }
 
-async fn connection(tcp: TcpStream, state: Rc<RefCell<State>>, mode: FanoutMode) -> Result<()> {
-    // tungstenite zero-fills its read buffer (128 KiB by default) on the
-    // first read: a minimal server keeps it small, as evsync does.
-    let mut config = WebSocketConfig::default();
-    config.read_buffer_size = READ_BUFFER;
-    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await?;
+async fn connection(
+    ws: WebSocketStream<TcpStream>,
+    state: Rc<RefCell<State>>,
+    mode: FanoutMode,
+) -> Result<()> {
     let (sink, mut stream) = ws.split();
     let out = match mode {
         FanoutMode::Inline => Out::Inline(Rc::new(tokio::sync::Mutex::new(sink))),

@@ -71,6 +71,23 @@ pub(crate) enum ConnectError {
     Throttled(u64),
 }
 
+impl From<OpenRefused> for ConnectError {
+    fn from(refused: OpenRefused) -> Self {
+        match refused {
+            OpenRefused::Storage(reason) => ConnectError::Storage(reason),
+            OpenRefused::Revoked => ConnectError::Revoked,
+            OpenRefused::Throttled { retry_after_secs } => {
+                ConnectError::Throttled(retry_after_secs)
+            }
+            OpenRefused::TenantFull => ConnectError::Limit(LimitHit::TenantConnections),
+            // Sent again too often: the tenant keeps being dropped.
+            OpenRefused::Leaving => {
+                ConnectError::Storage("the tenant was deleted or replaced; retry".into())
+            }
+        }
+    }
+}
+
 /// A tenant held by an operator (see [`Registry::hold`]): released when
 /// dropped.
 pub(crate) struct TenantHold {
@@ -232,6 +249,10 @@ impl Registry {
             closed_by_engine: false,
             _socket: self.shared.sockets.token(),
         };
+        // An Open that waited in the inbox of an actor told to leave (the
+        // tenant deleted or replaced) is answered `Leaving` once that actor
+        // has left the table: sent again, it loads the tenant afresh, and
+        // the client is spared a 503 and a reconnection.
         let mut sent_again = 0;
         loop {
             let refused = match ready_rx.await {
@@ -240,38 +261,20 @@ impl Registry {
                     return Ok(attached);
                 }
                 Ok(Err(refused)) => refused,
-                Err(_) => {
-                    attached.closed_by_engine = true;
-                    return Err(ConnectError::Storage(
-                        "the tenant failed while loading (see the server log)".into(),
-                    ));
-                }
+                Err(_) => OpenRefused::Storage(
+                    "the tenant failed while loading (see the server log)".into(),
+                ),
             };
+            // The actor did not take this connection: nothing to tell it.
             attached.closed_by_engine = true;
-            return Err(match refused {
-                // The Open reached an actor that had been told to leave
-                // (the tenant deleted or replaced) while it waited in its
-                // inbox. That actor has left the table by the time it
-                // answers, so the same Open, sent again, loads the tenant
-                // afresh: the client is spared a 503 and a reconnection.
-                OpenRefused::Leaving if sent_again < OPEN_AGAIN => {
-                    sent_again += 1;
-                    let (ready_tx, again) = oneshot::channel();
-                    ready_rx = again;
-                    attached.tx = self.send_open(tenant, open(ready_tx))?;
-                    attached.closed_by_engine = false;
-                    continue;
-                }
-                OpenRefused::Leaving => {
-                    ConnectError::Storage("the tenant was deleted or replaced; retry".into())
-                }
-                OpenRefused::Storage(reason) => ConnectError::Storage(reason),
-                OpenRefused::Revoked => ConnectError::Revoked,
-                OpenRefused::Throttled { retry_after_secs } => {
-                    ConnectError::Throttled(retry_after_secs)
-                }
-                OpenRefused::TenantFull => ConnectError::Limit(LimitHit::TenantConnections),
-            });
+            if !matches!(refused, OpenRefused::Leaving) || sent_again == OPEN_AGAIN {
+                return Err(refused.into());
+            }
+            sent_again += 1;
+            let (ready_tx, again) = oneshot::channel();
+            ready_rx = again;
+            attached.tx = self.send_open(tenant, open(ready_tx))?;
+            attached.closed_by_engine = false;
         }
     }
 

@@ -29,11 +29,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-/// Bytes of a socket's read buffer (as the v3 ceiling and evsync).
-const READ_BUFFER: usize = 4096;
 
 /// Messages a connection's task takes at once (evsync's tenant actor
 /// handles up to 64 queued messages before it acts).
@@ -46,15 +43,12 @@ type Heads = Rc<RefCell<HashMap<(String, String), u64>>>;
 /// (what scripts/bench waits for).
 pub fn serve(listen: &str) -> Result<()> {
     let heads = Heads::default();
-    serve_on_one_thread(listen, "v4 ceiling server", move |tcp| {
-        connection(tcp, heads.clone())
+    serve_on_one_thread(listen, "v4 ceiling server", move |ws| {
+        connection(ws, heads.clone())
     })
 }
 
-async fn connection(tcp: TcpStream, heads: Heads) -> Result<()> {
-    let mut config = WebSocketConfig::default();
-    config.read_buffer_size = READ_BUFFER;
-    let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await?;
+async fn connection(ws: WebSocketStream<TcpStream>, heads: Heads) -> Result<()> {
     let (mut sink, mut stream) = ws.split();
     let mut splitter = FrameSplitter::default();
     while let Some(msg) = stream.next().await {
