@@ -304,7 +304,7 @@ test(`[${MODE}] admin stats: per-object figures behind the admin token`, async (
 // for its turn go out together as the next one, so a burst of single-entry
 // writes takes far fewer appends than writes (bench: 1,435 -> 3,509
 // entries/s for one writer on DO SQLite in local workerd).
-test(`[${MODE}] a burst of writes is stored in fewer appends than writes`, async () => {
+test(`[${MODE}] a burst of writes is stored in fewer appends than writes`, async (t) => {
   const name = `burst-${RUN}`;
   const writer = await open(name);
   await writer.expect("Hello");
@@ -323,8 +323,14 @@ test(`[${MODE}] a burst of writes is stored in fewer appends than writes`, async
   assert.deepEqual(acked.sort((a, b) => a - b), seqs(1, burst), "every write stored once");
   const counted = await figures(name);
   assert.equal(counted.entries, burst);
+  // How many writes share an append depends on how workerd interleaves
+  // the message events with the pump's timer tick, which a loaded machine
+  // changes (CI once saw 18 appends for 32 writes: pairs). Without group
+  // commit every write is its own append, so fewer appends than writes is
+  // what shows the grouping; the count is printed either way.
+  t.diagnostic(`${burst} writes took ${counted.appendsSinceWake} appends`);
   assert.ok(
-    counted.appendsSinceWake >= 1 && counted.appendsSinceWake <= burst / 2,
+    counted.appendsSinceWake >= 1 && counted.appendsSinceWake < burst,
     `${burst} writes took ${counted.appendsSinceWake} appends`,
   );
   writer.close();
