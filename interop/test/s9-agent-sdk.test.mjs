@@ -249,11 +249,20 @@ describe("S9 agent SDK SyncService pattern", () => {
           rmSync(dataDir, { recursive: true, force: true })
         }
       }, {
-        timeout: DURATION_S * 1000 + 90_000,
-        // Open (issue 18): on the Worker over D1 a replica once missed 16 of the other's 24
-        // post-restart events within 15 s (DO SQLite passed 2 of 2 runs, D1 2 of 3); not yet
-        // explained, so not run there until it is.
-        notOnWorker: "missed post-restart events once on D1, not yet explained (issue 18)"
+        // Also run against the Worker (DO SQLite and D1). It was skipped there after a replica on
+        // D1 once missed 16 of the other's 24 post-restart events within the 15 s the test then
+        // allowed (2026-12-02). 2026-12-05, 18 runs on the Worker, every one passing: 4 on D1 on
+        // an idle machine converged 3.1-4.6 s after the last write; 7 on D1 and 3 on DO SQLite with
+        // a busy loop taking one of the 2 cores, 4.4-17.9 s; 4 on DO SQLite idle, 2.8-6.6 s
+        // (native: 0.7 s). The time is the clients': during a run the two replica processes
+        // each take a whole core (their leaked loops spinning, client bug #1) while workerd takes
+        // ~7 %, and the trace (INTEROP_TRACE=1) shows Changes frames read late on the client's
+        // old sockets. The Worker's restart takes seconds where the native server's takes
+        // milliseconds, so more of the SDK's reconnects fail meanwhile (37-61 sockets made per
+        // replica, against 29 natively) and more loops spin. The old 15 s would have failed 2 of
+        // the 7 loaded D1 runs; CONVERGE_TIMEOUT_MS (45 s) holds them all, and the log's contents
+        // are checked exactly either way, so nothing lost can pass as slow.
+        timeout: DURATION_S * 1000 + 90_000
       })
     })
   }
