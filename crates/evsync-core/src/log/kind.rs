@@ -103,12 +103,7 @@ impl LogKind for EntryLog {
     }
 
     fn detach(record: &RemoteEntry) -> RemoteEntry {
-        RemoteEntry {
-            sequence: record.sequence,
-            iv: Bytes::copy_from_slice(&record.iv),
-            entry_id: Bytes::copy_from_slice(&record.entry_id),
-            encrypted_entry: Bytes::copy_from_slice(&record.encrypted_entry),
-        }
+        crate::storage::owned_entry(record)
     }
 
     fn write_log(write: &AppendBatch) -> String {
@@ -218,16 +213,7 @@ impl LogKind for BatchLog {
     }
 
     fn detach(record: &StoredBatch) -> StoredBatch {
-        StoredBatch {
-            sequence: record.sequence,
-            iv: Bytes::copy_from_slice(&record.iv),
-            entry_ids: record
-                .entry_ids
-                .iter()
-                .map(|id| Bytes::copy_from_slice(id))
-                .collect(),
-            encrypted_batch: Bytes::copy_from_slice(&record.encrypted_batch),
-        }
+        crate::storage::owned_batch(record)
     }
 
     fn write_log(write: &BatchWrite) -> String {

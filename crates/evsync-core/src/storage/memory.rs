@@ -4,7 +4,7 @@
 use super::{
     AppendBatch, Appended, BatchAppended, BatchWrite, LogHead, ReadLimit, SigningKeyBinding,
     Storage, StorageError, StoreHead, StoreKey, StoreStats, StoredBatch, batch_bytes,
-    check_tokens_not_before, check_writes, entry_bytes, remote_id_taken,
+    check_tokens_not_before, check_writes, entry_bytes, owned_batch, owned_entry, remote_id_taken,
 };
 use crate::hash::HashMap;
 use crate::wire::{RemoteEntry, RemoteId, Sequence};
@@ -113,16 +113,18 @@ impl Storage for MemoryStorage {
                     continue;
                 }
                 let sequence = log.entries.len() as Sequence + 1;
-                // Copies: the request's bytes are slices of a whole received
-                // frame (or reassembled message), which a kept slice would
-                // pin in memory for as long as the entry lives.
-                log.entries.push(RemoteEntry {
+                // A copy, and the index keyed by the copy's id: the
+                // request's bytes are slices of a whole received frame (or
+                // reassembled message), which a kept slice would pin in
+                // memory for as long as the entry lives.
+                let stored = owned_entry(&RemoteEntry {
                     sequence,
-                    iv: Bytes::copy_from_slice(&batch.iv),
-                    entry_id: Bytes::copy_from_slice(&entry.entry_id),
-                    encrypted_entry: Bytes::copy_from_slice(&entry.encrypted_entry),
+                    iv: batch.iv.clone(),
+                    entry_id: entry.entry_id.clone(),
+                    encrypted_entry: entry.encrypted_entry.clone(),
                 });
-                log.by_entry_id.insert(entry.entry_id.clone(), sequence);
+                log.by_entry_id.insert(stored.entry_id.clone(), sequence);
+                log.entries.push(stored);
                 outcome.push(Appended {
                     sequence,
                     inserted: true,
@@ -245,25 +247,21 @@ impl Storage for MemoryStorage {
             let store = self.stores.entry(write.store.clone()).or_default();
             let first = store.head + 1;
             store.head += write.entry_ids.len() as Sequence;
-            // Copies, as `append` does: the request's bytes are slices of
+            // A copy, as `append` makes: the request's bytes are slices of
             // a whole received frame.
-            let entry_ids: Vec<Bytes> = write
-                .entry_ids
-                .iter()
-                .map(|id| Bytes::copy_from_slice(id))
-                .collect();
-            for (i, id) in entry_ids.iter().enumerate() {
+            let stored = owned_batch(&StoredBatch {
+                sequence: first,
+                iv: write.iv.clone(),
+                entry_ids: write.entry_ids.clone(),
+                encrypted_batch: write.encrypted_batch.clone(),
+            });
+            for (i, id) in stored.entry_ids.iter().enumerate() {
                 store
                     .by_entry_id
                     .entry(id.clone())
                     .or_insert(first + i as Sequence);
             }
-            store.batches.push(StoredBatch {
-                sequence: first,
-                iv: Bytes::copy_from_slice(&write.iv),
-                entry_ids,
-                encrypted_batch: Bytes::copy_from_slice(&write.encrypted_batch),
-            });
+            store.batches.push(stored);
             results.push(BatchAppended {
                 stored_at: Some(first),
                 sequences: (0..write.entry_ids.len() as Sequence)
@@ -346,6 +344,7 @@ impl Storage for MemoryStorage {
 mod tests {
     use super::*;
     use crate::storage::conformance::{block_on, run_all, run_joins};
+    use crate::wire::EncryptedEntry;
 
     fn fresh() -> MemoryStorage {
         MemoryStorage::new(RemoteId::from_random_bytes([7; 16]))
@@ -357,6 +356,48 @@ mod tests {
         // apply; every other rule does.
         block_on(run_all(|| async { fresh() }));
         run_joins(fresh);
+    }
+
+    /// What a store keeps must not pin the frame its request was decoded
+    /// from: the v3 index once kept the request's entry id, a slice of it.
+    #[test]
+    fn stored_entries_and_batches_hold_no_slice_of_the_request_frame() {
+        // Distinct bytes, so that the four entry ids differ.
+        let frame = Bytes::from((0..4096).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let mut store = fresh();
+        let entries = (0..4)
+            .map(|i| EncryptedEntry {
+                entry_id: frame.slice(i * 16..i * 16 + 16),
+                encrypted_entry: frame.slice(1024 + i * 100..1124 + i * 100),
+            })
+            .collect();
+        let append = AppendBatch {
+            public_key: "pk".into(),
+            iv: frame.slice(100..112),
+            entries,
+        };
+        store.append(core::slice::from_ref(&append)).unwrap();
+        drop(append);
+        assert!(frame.is_unique(), "the v3 log pins the request's frame");
+        assert_eq!(store.head("pk"), 4, "and it stored every entry");
+        let write = BatchWrite {
+            store: StoreKey::new("pk", "s"),
+            iv: frame.slice(200..212),
+            entry_ids: vec![frame.slice(300..316), frame.slice(316..332)],
+            encrypted_batch: frame.slice(2048..3000),
+        };
+        store.append_batches(core::slice::from_ref(&write)).unwrap();
+        drop(write);
+        assert!(frame.is_unique(), "the v4 store pins the request's frame");
+        let limit = ReadLimit {
+            max_entries: 10,
+            max_bytes: 1 << 20,
+        };
+        let stored = store
+            .read_batches(&StoreKey::new("pk", "s"), 1, limit)
+            .unwrap();
+        let second_id: Vec<u8> = (316..332).map(|i| (i % 251) as u8).collect();
+        assert_eq!(stored[0].entry_ids[1], second_id, "and reads it back");
     }
 
     #[test]

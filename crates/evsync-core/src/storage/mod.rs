@@ -13,6 +13,7 @@ mod batches;
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod memory;
+mod owned;
 mod request;
 pub mod schema;
 
@@ -22,6 +23,7 @@ pub use batches::{
     V4Figures, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 pub use memory::MemoryStorage;
+pub use owned::{owned_batch, owned_entry};
 pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
 
 use crate::wire::{EncryptedEntry, RemoteEntry, RemoteId, Sequence};

@@ -1,0 +1,125 @@
+//! Copies of records that own their bytes, for the places that keep a
+//! record beyond the request that carried it (the log service's tail cache,
+//! the memory store).
+//!
+//! A decoded request's fields are slices of the whole frame (or reassembled
+//! message) it arrived in, and a kept slice pins all of it: a 16-byte entry
+//! id held as an index key would keep a 1 MB upload alive. So a kept record
+//! is copied. The copy puts a record's fields end to end in one allocation
+//! and hands each out as a slice of it: one allocation per record rather
+//! than one per field (a v4 batch of 100 entries had 102), and the fields
+//! are kept and dropped together anyway.
+
+use super::StoredBatch;
+use crate::wire::RemoteEntry;
+use bytes::{Bytes, BytesMut};
+
+/// `entry` with its bytes copied into one allocation of its own.
+pub fn owned_entry(entry: &RemoteEntry) -> RemoteEntry {
+    let mut all = concatenated([&entry.iv, &entry.entry_id, &entry.encrypted_entry].into_iter());
+    let iv = all.split_to(entry.iv.len());
+    let entry_id = all.split_to(entry.entry_id.len());
+    RemoteEntry {
+        sequence: entry.sequence,
+        iv,
+        entry_id,
+        encrypted_entry: all,
+    }
+}
+
+/// `batch` with its bytes (iv, every entry id, ciphertext) copied into one
+/// allocation of its own.
+pub fn owned_batch(batch: &StoredBatch) -> StoredBatch {
+    let parts = core::iter::once(&batch.iv)
+        .chain(&batch.entry_ids)
+        .chain(core::iter::once(&batch.encrypted_batch));
+    let mut all = concatenated(parts);
+    let iv = all.split_to(batch.iv.len());
+    let entry_ids = batch
+        .entry_ids
+        .iter()
+        .map(|id| all.split_to(id.len()))
+        .collect();
+    StoredBatch {
+        sequence: batch.sequence,
+        iv,
+        entry_ids,
+        encrypted_batch: all,
+    }
+}
+
+/// `parts` copied end to end into one new buffer of exactly their size.
+fn concatenated<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
+    let mut buf = BytesMut::with_capacity(parts.clone().map(Bytes::len).sum());
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A received frame and three fields sliced out of it, as a decoder
+    /// hands them out.
+    fn frame_and_fields() -> (Bytes, [Bytes; 3]) {
+        let frame = Bytes::from((0u8..=99).collect::<Vec<u8>>());
+        let fields = [frame.slice(2..14), frame.slice(14..30), frame.slice(30..90)];
+        (frame, fields)
+    }
+
+    #[test]
+    fn an_owned_entry_equals_its_source_and_pins_no_frame() {
+        let (frame, [iv, entry_id, encrypted_entry]) = frame_and_fields();
+        let source = RemoteEntry {
+            sequence: 7,
+            iv,
+            entry_id,
+            encrypted_entry,
+        };
+        let owned = owned_entry(&source);
+        assert_eq!(owned, source);
+        drop(source);
+        assert!(frame.is_unique(), "the copy holds no slice of the frame");
+        drop(frame);
+        assert_eq!(&owned.iv[..], &(2u8..14).collect::<Vec<u8>>()[..]);
+        assert_eq!(&owned.entry_id[..], &(14u8..30).collect::<Vec<u8>>()[..]);
+        assert_eq!(
+            &owned.encrypted_entry[..],
+            &(30u8..90).collect::<Vec<u8>>()[..]
+        );
+    }
+
+    #[test]
+    fn an_owned_batch_equals_its_source_and_pins_no_frame() {
+        let (frame, [iv, ids, encrypted_batch]) = frame_and_fields();
+        let source = StoredBatch {
+            sequence: 3,
+            iv,
+            entry_ids: vec![ids.slice(0..8), ids.slice(8..16)],
+            encrypted_batch,
+        };
+        let owned = owned_batch(&source);
+        assert_eq!(owned, source);
+        drop(source);
+        drop(ids);
+        assert!(frame.is_unique(), "the copy holds no slice of the frame");
+        assert_eq!(owned.entry_ids.len(), 2);
+        assert_eq!(
+            &owned.entry_ids[1][..],
+            &(22u8..30).collect::<Vec<u8>>()[..]
+        );
+    }
+
+    #[test]
+    fn empty_fields_copy_as_empty() {
+        let source = StoredBatch {
+            sequence: 1,
+            iv: Bytes::new(),
+            entry_ids: Vec::new(),
+            encrypted_batch: Bytes::new(),
+        };
+        assert_eq!(owned_batch(&source), source);
+    }
+}
