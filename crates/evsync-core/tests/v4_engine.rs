@@ -743,6 +743,40 @@ fn a_connection_is_not_sent_the_batches_it_wrote_but_other_subscribers_are() {
     assert_eq!(h.sequences(two, &s_two), [1], "no echo");
 }
 
+/// What a connection remembers of its own writes, to leave them out of its
+/// stream, must not pin the messages they came in: with its stream held back
+/// (a Chunk awaiting its Ack), a connection that writes on would otherwise
+/// keep every upload in memory until the stream caught up.
+#[test]
+fn a_held_back_stream_pins_none_of_the_messages_its_connection_wrote() {
+    let mut h = Harness::new();
+    let other = h.connect(0, 1, &alice());
+    let writer = h.connect(0, 2, &alice());
+    let stream = h.changes(writer, &alice().public_key, STORE, 1);
+    // Another writer's 6 MB reach the stream, which sends one Chunk and
+    // queues the rest behind its Ack: over the outbound soft limit (4 MiB),
+    // so the subscription is held back and live deliveries stop.
+    for n in 1..=6 {
+        h.write(other, &alice(), STORE, &[batch([n], 1_000_000)]);
+    }
+    assert_eq!(h.chunks(writer, &stream).len(), 1, "a Chunk awaits its Ack");
+
+    let data = write_entries_frame(&alice().public_key, STORE, &[batch([7, 8], 20_000)]);
+    let payload = v4::encode(&v4::WriteSinglePayload { data });
+    let (id, message) = h.request_keeping(writer, "EventLog.WriteSingle", payload);
+    assert_eq!(h.acks(writer, &id).len(), 2, "the write is acked");
+    assert!(
+        message.is_unique(),
+        "the engine holds part of a message it has answered"
+    );
+
+    // Its batch is still left out of its stream once the stream moves on.
+    h.write(other, &alice(), STORE, &[batch([9], 20)]);
+    h.auto_ack.insert(writer);
+    h.ack(writer, &stream);
+    assert_eq!(h.sequences(writer, &stream), [1, 2, 3, 4, 5, 6, 9]);
+}
+
 /// The writer's live subscription is held back by its own unsent ack and
 /// resumes from the tail cache, or, for batches the cache (256 KB) cannot
 /// hold (one full Effect batch is about that), from storage: neither may

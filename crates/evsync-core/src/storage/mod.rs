@@ -23,7 +23,7 @@ pub use batches::{
     V4Figures, batch_bytes, check_writes, join_entry_ids, split_entry_ids,
 };
 pub use memory::MemoryStorage;
-pub use owned::{owned_batch, owned_entry};
+pub use owned::{owned_batch, owned_entry, owned_entry_ids};
 pub use request::{RequestId, StorageOp, StorageRequest, StorageResponse};
 
 use crate::wire::{EncryptedEntry, RemoteEntry, RemoteId, Sequence};

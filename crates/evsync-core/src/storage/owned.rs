@@ -1,6 +1,6 @@
 //! Copies of records that own their bytes, for the places that keep a
 //! record beyond the request that carried it (the log service's tail cache,
-//! the memory store).
+//! the memory store, a v4 connection's record of its own writes).
 //!
 //! A decoded request's fields are slices of the whole frame (or reassembled
 //! message) it arrived in, and a kept slice pins all of it: a 16-byte entry
@@ -46,6 +46,14 @@ pub fn owned_batch(batch: &StoredBatch) -> StoredBatch {
         entry_ids,
         encrypted_batch: all,
     }
+}
+
+/// `ids` copied into one allocation of their own: for entry ids kept
+/// apart from their batch (a v4 connection's own writes, which its stream
+/// leaves out until it has passed them).
+pub fn owned_entry_ids(ids: &[Bytes]) -> Vec<Bytes> {
+    let mut all = concatenated(ids.iter());
+    ids.iter().map(|id| all.split_to(id.len())).collect()
 }
 
 /// `parts` copied end to end into one new buffer of exactly their size.
@@ -110,6 +118,17 @@ mod tests {
             &owned.entry_ids[1][..],
             &(22u8..30).collect::<Vec<u8>>()[..]
         );
+    }
+
+    #[test]
+    fn owned_entry_ids_equal_their_source_and_pin_no_frame() {
+        let (frame, [_, ids, _]) = frame_and_fields();
+        let source = vec![ids.slice(0..8), ids.slice(8..16)];
+        drop(ids);
+        let owned = owned_entry_ids(&source);
+        assert_eq!(owned, source);
+        drop(source);
+        assert!(frame.is_unique(), "the copy holds no slice of the frame");
     }
 
     #[test]

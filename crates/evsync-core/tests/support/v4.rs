@@ -359,6 +359,21 @@ impl Harness {
         id
     }
 
+    /// As [`Harness::request`], also returning the message as it was sent,
+    /// to see whether the engine still holds any part of it.
+    pub fn request_keeping(
+        &mut self,
+        conn: ConnId,
+        tag: &str,
+        payload: Vec<u8>,
+    ) -> (RequestId, Bytes) {
+        let id = self.next_id();
+        let request = Request::new(id.clone(), tag, Bytes::from(payload));
+        let message = Bytes::from(FromClient::Request(request).encode());
+        self.send_raw(conn, message.clone());
+        (id, message)
+    }
+
     /// `EventLog.Hello`; returns its id (the answer's challenge is kept for
     /// [`Harness::authenticate`]).
     pub fn hello(&mut self, conn: ConnId) -> RequestId {

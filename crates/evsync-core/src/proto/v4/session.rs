@@ -18,7 +18,7 @@ use crate::proto::close::{CloseKind, code, code_for, truncate_reason};
 pub use crate::proto::event::Event;
 use crate::proto::idle::IdleClock;
 use crate::proto::stats::EngineStats;
-use crate::storage::{StorageError, StorageRequest, StoredBatch};
+use crate::storage::{StorageError, StorageRequest, StoredBatch, owned_entry_ids};
 use crate::time::Timestamp;
 use crate::wire::Sequence;
 use bytes::Bytes;
@@ -368,7 +368,9 @@ impl LogSink<BatchLog> for Sessions {
                 .own_writes
                 .entry(rpc.log.clone())
                 .or_default()
-                .insert(first, rpc.entry_ids[index].clone());
+                // Copied: the request's ids are slices of the message it
+                // came in, which a held-back stream could keep for long.
+                .insert(first, owned_entry_ids(&rpc.entry_ids[index]));
         }
         if rpc.acks.iter().any(Option::is_none) {
             return Some(0);
