@@ -5,10 +5,11 @@
 //! A decoded request's fields are slices of the whole frame (or reassembled
 //! message) it arrived in, and a kept slice pins all of it: a 16-byte entry
 //! id held as an index key would keep a 1 MB upload alive. So a kept record
-//! is copied. The copy puts a record's fields end to end in one allocation
-//! and hands each out as a slice of it: one allocation per record rather
-//! than one per field (a v4 batch of 100 entries had 102), and the fields
-//! are kept and dropped together anyway.
+//! is copied. The copy puts a record's fields end to end in one buffer and
+//! hands each out as a slice of it: one buffer per record (plus the
+//! reference count `bytes` allocates once a buffer is shared) rather than
+//! one allocation per field (102 for a v4 batch of 100 entries), and the
+//! fields are kept and dropped together anyway.
 
 use super::StoredBatch;
 use crate::wire::RemoteEntry;
