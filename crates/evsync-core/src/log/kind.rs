@@ -103,7 +103,12 @@ impl LogKind for EntryLog {
     }
 
     fn detach(record: &RemoteEntry) -> RemoteEntry {
-        crate::storage::owned_entry(record)
+        crate::storage::owned_entry(
+            record.sequence,
+            &record.iv,
+            &record.entry_id,
+            &record.encrypted_entry,
+        )
     }
 
     fn write_log(write: &AppendBatch) -> String {
@@ -213,7 +218,12 @@ impl LogKind for BatchLog {
     }
 
     fn detach(record: &StoredBatch) -> StoredBatch {
-        crate::storage::owned_batch(record)
+        crate::storage::owned_batch(
+            record.sequence,
+            &record.iv,
+            &record.entry_ids,
+            &record.encrypted_batch,
+        )
     }
 
     fn write_log(write: &BatchWrite) -> String {

@@ -117,12 +117,8 @@ impl Storage for MemoryStorage {
                 // request's bytes are slices of a whole received frame (or
                 // reassembled message), which a kept slice would pin in
                 // memory for as long as the entry lives.
-                let stored = owned_entry(&RemoteEntry {
-                    sequence,
-                    iv: batch.iv.clone(),
-                    entry_id: entry.entry_id.clone(),
-                    encrypted_entry: entry.encrypted_entry.clone(),
-                });
+                let stored =
+                    owned_entry(sequence, &batch.iv, &entry.entry_id, &entry.encrypted_entry);
                 log.by_entry_id.insert(stored.entry_id.clone(), sequence);
                 log.entries.push(stored);
                 outcome.push(Appended {
@@ -249,12 +245,7 @@ impl Storage for MemoryStorage {
             store.head += write.entry_ids.len() as Sequence;
             // A copy, as `append` makes: the request's bytes are slices of
             // a whole received frame.
-            let stored = owned_batch(&StoredBatch {
-                sequence: first,
-                iv: write.iv.clone(),
-                entry_ids: write.entry_ids.clone(),
-                encrypted_batch: write.encrypted_batch.clone(),
-            });
+            let stored = owned_batch(first, &write.iv, &write.entry_ids, &write.encrypted_batch);
             for (i, id) in stored.entry_ids.iter().enumerate() {
                 store
                     .by_entry_id

@@ -12,54 +12,62 @@
 //! fields are kept and dropped together anyway.
 
 use super::StoredBatch;
-use crate::wire::RemoteEntry;
+use crate::wire::{RemoteEntry, Sequence};
 use bytes::{Bytes, BytesMut};
 
-/// `entry` with its bytes copied into one allocation of its own.
-pub fn owned_entry(entry: &RemoteEntry) -> RemoteEntry {
-    let mut all = concatenated([&entry.iv, &entry.entry_id, &entry.encrypted_entry].into_iter());
-    let iv = all.split_to(entry.iv.len());
-    let entry_id = all.split_to(entry.entry_id.len());
+/// An entry whose bytes are copies of `iv`, `entry_id` and
+/// `encrypted_entry`, in one buffer of its own. Takes the fields, not a
+/// record, so that a store copying a request's entry builds nothing first.
+pub fn owned_entry(
+    sequence: Sequence,
+    iv: &[u8],
+    entry_id: &[u8],
+    encrypted_entry: &[u8],
+) -> RemoteEntry {
+    let mut all = concatenated([iv, entry_id, encrypted_entry].into_iter());
+    let iv = all.split_to(iv.len());
+    let entry_id = all.split_to(entry_id.len());
     RemoteEntry {
-        sequence: entry.sequence,
+        sequence,
         iv,
         entry_id,
         encrypted_entry: all,
     }
 }
 
-/// `batch` with its bytes (iv, every entry id, ciphertext) copied into one
-/// allocation of its own.
-pub fn owned_batch(batch: &StoredBatch) -> StoredBatch {
-    let parts = core::iter::once(&batch.iv)
-        .chain(&batch.entry_ids)
-        .chain(core::iter::once(&batch.encrypted_batch));
+/// A batch whose bytes (iv, every entry id, ciphertext) are copies, in one
+/// buffer of its own; takes the fields as [`owned_entry`] does.
+pub fn owned_batch(
+    sequence: Sequence,
+    iv: &[u8],
+    entry_ids: &[Bytes],
+    encrypted_batch: &[u8],
+) -> StoredBatch {
+    let parts = core::iter::once(iv)
+        .chain(entry_ids.iter().map(|id| &id[..]))
+        .chain(core::iter::once(encrypted_batch));
     let mut all = concatenated(parts);
-    let iv = all.split_to(batch.iv.len());
-    let entry_ids = batch
-        .entry_ids
-        .iter()
-        .map(|id| all.split_to(id.len()))
-        .collect();
+    let iv = all.split_to(iv.len());
+    let entry_ids = entry_ids.iter().map(|id| all.split_to(id.len())).collect();
     StoredBatch {
-        sequence: batch.sequence,
+        sequence,
         iv,
         entry_ids,
         encrypted_batch: all,
     }
 }
 
-/// `ids` copied into one allocation of their own: for entry ids kept
-/// apart from their batch (a v4 connection's own writes, which its stream
-/// leaves out until it has passed them).
+/// `ids` copied into one buffer of their own: for entry ids kept apart
+/// from their batch (a v4 connection's own writes, which its stream leaves
+/// out until it has passed them).
 pub fn owned_entry_ids(ids: &[Bytes]) -> Vec<Bytes> {
-    let mut all = concatenated(ids.iter());
+    let mut all = concatenated(ids.iter().map(|id| &id[..]));
     ids.iter().map(|id| all.split_to(id.len())).collect()
 }
 
 /// `parts` copied end to end into one new buffer of exactly their size.
-fn concatenated<'a>(parts: impl Iterator<Item = &'a Bytes> + Clone) -> Bytes {
-    let mut buf = BytesMut::with_capacity(parts.clone().map(Bytes::len).sum());
+fn concatenated<'a>(parts: impl Iterator<Item = &'a [u8]> + Clone) -> Bytes {
+    let mut buf = BytesMut::with_capacity(parts.clone().map(<[u8]>::len).sum());
     for part in parts {
         buf.extend_from_slice(part);
     }
@@ -87,7 +95,7 @@ mod tests {
             entry_id,
             encrypted_entry,
         };
-        let owned = owned_entry(&source);
+        let owned = owned_entry(7, &source.iv, &source.entry_id, &source.encrypted_entry);
         assert_eq!(owned, source);
         drop(source);
         assert!(frame.is_unique(), "the copy holds no slice of the frame");
@@ -109,7 +117,7 @@ mod tests {
             entry_ids: vec![ids.slice(0..8), ids.slice(8..16)],
             encrypted_batch,
         };
-        let owned = owned_batch(&source);
+        let owned = owned_batch(3, &source.iv, &source.entry_ids, &source.encrypted_batch);
         assert_eq!(owned, source);
         drop(source);
         drop(ids);
@@ -140,6 +148,6 @@ mod tests {
             entry_ids: Vec::new(),
             encrypted_batch: Bytes::new(),
         };
-        assert_eq!(owned_batch(&source), source);
+        assert_eq!(owned_batch(1, &[], &[], &[]), source);
     }
 }
